@@ -1,0 +1,129 @@
+//! The JSON Lines form of a signed mapping: the DP's input file, one mapping a line.
+//!
+//! ```json
+//! {"cpi":"tel:+14155550100","msp":"chat.example","psi":"@alice:chat.example","context":"work",
+//!  "not_before":1767225600,"not_after":1798761600,"issuer":"q5Ezd9Hcv2w","sig":"...",
+//!  "user_key":"...","user_sig":"..."}
+//! ```
+//!
+//! Binary fields are base64url without padding; `psi`, `context`, `user_key` and `user_sig` may
+//! be absent or `null`; unknown fields are refused.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    b64,
+    cpi::Cpi,
+    error::{CoreError, Result},
+    mapping::{IssuerId, Mapping, MappingFields, UserConsent},
+};
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MappingLine {
+    cpi: String,
+    msp: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    psi: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    context: Option<String>,
+    not_before: u64,
+    not_after: u64,
+    issuer: String,
+    sig: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_sig: Option<String>,
+}
+
+fn bin<const N: usize>(field: &'static str, text: &str) -> Result<[u8; N]> {
+    b64::decode_array(text).map_err(|e| CoreError::field(field, e))
+}
+
+impl Mapping {
+    /// Parses one JSON line (see the module docs). Does not verify signatures.
+    pub fn from_json_line(line: &str) -> Result<Self> {
+        let raw: MappingLine =
+            serde_json::from_str(line).map_err(|e| CoreError::MalformedJson(e.to_string()))?;
+        let cpi = Cpi::parse(&raw.cpi)?;
+        let fields = MappingFields::new(
+            cpi,
+            &raw.msp,
+            raw.psi.as_deref(),
+            raw.context.as_deref(),
+            raw.not_before,
+            raw.not_after,
+        )?;
+        let user = match (raw.user_key, raw.user_sig) {
+            (None, None) => None,
+            (Some(k), Some(s)) => Some(UserConsent {
+                key: bin("user_key", &k)?,
+                sig: bin("user_sig", &s)?,
+            }),
+            _ => {
+                return Err(CoreError::field(
+                    "user_key",
+                    "user_key and user_sig must be given together",
+                ));
+            }
+        };
+        Ok(Self {
+            fields,
+            issuer: IssuerId(bin("issuer", &raw.issuer)?),
+            issuer_sig: bin("sig", &raw.sig)?,
+            user,
+        })
+    }
+
+    /// The mapping as one JSON line (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        let line = MappingLine {
+            cpi: self.fields.cpi.to_string(),
+            msp: self.fields.msp.clone(),
+            psi: self.fields.psi.clone(),
+            context: self.fields.context.clone(),
+            not_before: self.fields.not_before,
+            not_after: self.fields.not_after,
+            issuer: b64::encode(&self.issuer.0),
+            sig: b64::encode(&self.issuer_sig),
+            user_key: self.user.as_ref().map(|u| b64::encode(&u.key)),
+            user_sig: self.user.as_ref().map(|u| b64::encode(&u.sig)),
+        };
+        // Serialising a struct of strings and integers cannot fail.
+        serde_json::to_string(&line).expect("MappingLine serialises")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapping::IssuerKey;
+
+    #[test]
+    fn json_round_trip_and_errors() {
+        let issuer = IssuerKey::from_seed(&[1; 32]);
+        let m = MappingFields::new(
+            Cpi::parse("mailto:bob@example.org").unwrap(),
+            "mail.example",
+            None,
+            Some("personal"),
+            0,
+            u64::MAX,
+        )
+        .unwrap()
+        .sign(&issuer, None)
+        .unwrap();
+        let line = m.to_json_line();
+        assert!(!line.contains("psi"));
+        assert_eq!(Mapping::from_json_line(&line).unwrap(), m);
+
+        let err = Mapping::from_json_line(&line.replace("\"msp\"", "\"mps\"")).unwrap_err();
+        assert!(err.to_string().contains("unknown field"), "{err}");
+        let err = Mapping::from_json_line(&line.replace("mailto:", "sms:")).unwrap_err();
+        assert!(matches!(err, CoreError::InvalidCpi { .. }));
+        let sig = b64::encode(&m.issuer_sig);
+        let err = Mapping::from_json_line(&line.replace(&sig, &sig[..20])).unwrap_err();
+        assert!(err.to_string().contains("`sig`"), "{err}");
+    }
+}

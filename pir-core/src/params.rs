@@ -1,0 +1,203 @@
+//! Scheme parameters: one validated type, the vetted presets, and the sizes they imply.
+//!
+//! Symbols follow the Spiral paper (Menon and Wu, IEEE S&P 2022). The ring is fixed by the
+//! adapter: degree d = 2048, ciphertext modulus q = 268369921 * 249561089 (about 2^56), error
+//! width sigma = 6.4, which the paper estimates at 128-bit classical security. The presets are the
+//! paper's parameter-search results for 8 KiB items (the `params_store.json` of the authors'
+//! implementation), chosen for a correctness failure probability of at most 2^-40 per query.
+
+use bincode::{Decode, Encode};
+use serde::Serialize;
+
+use crate::error::{CoreError, Result};
+
+/// Ring degree d.
+pub const POLY_LEN: usize = 2048;
+/// log2 of the smallest vetted database (items).
+pub const MIN_VETTED_LOG2_ITEMS: u32 = 10;
+/// log2 of the largest vetted database (items).
+pub const MAX_VETTED_LOG2_ITEMS: u32 = 19;
+
+/// Parameters of one Spiral database shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode, Serialize)]
+pub struct SchemeParams {
+    /// n: plaintext matrices are n x n polynomials.
+    pub n: u32,
+    /// nu_1 (ν1): log2 of the first dimension's size.
+    pub nu_1: u32,
+    /// nu_2 (ν2): number of further (folding) dimensions, each of size 2.
+    pub nu_2: u32,
+    /// p: plaintext modulus (4, 16 or 256: a whole number of coefficients per byte).
+    pub p: u64,
+    /// log2 of q2, the modulus the response's first row is rescaled to.
+    pub q2_bits: u32,
+    /// t_GSW: gadget length of the folding ciphertexts.
+    pub t_gsw: u32,
+    /// t_conv: gadget length of the packing (conversion) keys.
+    pub t_conv: u32,
+    /// t_exp,left: gadget length of the query-expansion keys (first dimension).
+    pub t_exp_left: u32,
+    /// t_exp,right: gadget length of the query-expansion keys (folding dimensions).
+    pub t_exp_right: u32,
+    /// Number of independent n x n plaintexts per item.
+    pub instances: u32,
+    /// Usable bytes of one item.
+    pub item_bytes: u32,
+    /// Spiral key-layout version (0 or 1).
+    pub version: u32,
+}
+
+/// A preset with what is known about it.
+#[derive(Clone, Copy, Debug)]
+pub struct Preset {
+    /// The parameters.
+    pub params: SchemeParams,
+    /// Estimated classical security, bits.
+    pub security_bits: u32,
+    /// log2 of the per-query correctness failure probability bound.
+    pub log2_failure: i32,
+}
+
+const fn item8k(nu_1: u32, nu_2: u32, q2_bits: u32, t_gsw: u32, t_conv: u32, t_exp_left: u32) -> SchemeParams {
+    SchemeParams {
+        n: 2,
+        nu_1,
+        nu_2,
+        p: 256,
+        q2_bits,
+        t_gsw,
+        t_conv,
+        t_exp_left,
+        t_exp_right: 56,
+        instances: 1,
+        item_bytes: 8192,
+        version: 0,
+    }
+}
+
+/// Vetted 8 KiB-item shapes, index = log2(items) - 10.
+const VETTED_8K: [SchemeParams; 10] = [
+    item8k(6, 4, 20, 7, 32, 8),
+    item8k(7, 4, 20, 7, 32, 8),
+    item8k(7, 5, 20, 8, 4, 8),
+    item8k(8, 5, 20, 8, 4, 8),
+    item8k(8, 6, 20, 8, 4, 8),
+    item8k(9, 6, 20, 8, 4, 8),
+    item8k(9, 7, 20, 8, 4, 8),
+    item8k(9, 8, 20, 8, 4, 8),
+    item8k(10, 8, 20, 8, 4, 16),
+    item8k(10, 9, 23, 9, 4, 16),
+];
+
+impl SchemeParams {
+    /// The vetted preset with 2^`log2_items` items of 8 KiB, if there is one.
+    pub fn vetted(log2_items: u32) -> Option<Preset> {
+        let i = log2_items.checked_sub(MIN_VETTED_LOG2_ITEMS)? as usize;
+        VETTED_8K.get(i).map(|&params| Preset {
+            params,
+            security_bits: 128,
+            log2_failure: -40,
+        })
+    }
+
+    /// All vetted presets, smallest first.
+    pub fn vetted_presets() -> impl Iterator<Item = Preset> {
+        (MIN_VETTED_LOG2_ITEMS..=MAX_VETTED_LOG2_ITEMS).filter_map(Self::vetted)
+    }
+
+    /// A 256-item shape that keeps tests fast. Same ring (so the same security estimate), but its
+    /// failure probability was not part of the paper's search: **for tests only**.
+    pub fn danger_test_only_small() -> Self {
+        Self {
+            n: 2,
+            nu_1: 6,
+            nu_2: 2,
+            p: 256,
+            q2_bits: 20,
+            t_gsw: 8,
+            t_conv: 4,
+            t_exp_left: 8,
+            t_exp_right: 8,
+            instances: 1,
+            item_bytes: 8192,
+            version: 0,
+        }
+    }
+
+    /// Checks that the adapter can run these parameters without tripping spiral-rs's asserts.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(CoreError::InvalidParams(m));
+        if !(1..=8).contains(&self.n) {
+            return bad(format!("n = {} (supported 1..=8)", self.n));
+        }
+        if !(2..=11).contains(&self.nu_1) || !(1..=11).contains(&self.nu_2) {
+            return bad(format!(
+                "nu_1 = {}, nu_2 = {} (supported 2..=11, 1..=11)",
+                self.nu_1, self.nu_2
+            ));
+        }
+        if self.nu_1 + self.nu_2 > 22 {
+            return bad("more than 2^22 items".into());
+        }
+        if ![4, 16, 256].contains(&self.p) {
+            return bad(format!("p = {} (supported 4, 16, 256)", self.p));
+        }
+        if !(14..=36).contains(&self.q2_bits) {
+            return bad(format!("q2_bits = {} (supported 14..=36)", self.q2_bits));
+        }
+        for (name, t) in [
+            ("t_gsw", self.t_gsw),
+            ("t_conv", self.t_conv),
+            ("t_exp_left", self.t_exp_left),
+            ("t_exp_right", self.t_exp_right),
+        ] {
+            if !(2..=56).contains(&t) {
+                return bad(format!("{name} = {t} (supported 2..=56)"));
+            }
+        }
+        // Query expansion produces 2^g ciphertexts from one polynomial of d coefficients.
+        let to_expand = (self.t_gsw * self.nu_2) as usize + (1usize << self.nu_1);
+        if to_expand.next_power_of_two() > POLY_LEN {
+            return bad("first dimension plus folding bits exceed the ring degree".into());
+        }
+        if !(1..=64).contains(&self.instances) {
+            return bad(format!("instances = {} (supported 1..=64)", self.instances));
+        }
+        if self.version > 1 {
+            return bad(format!("version = {} (supported 0, 1)", self.version));
+        }
+        if self.item_bytes == 0 || self.item_bytes as usize > self.item_capacity() {
+            return bad(format!(
+                "item_bytes = {} but an item holds at most {} bytes",
+                self.item_bytes,
+                self.item_capacity()
+            ));
+        }
+        Ok(())
+    }
+
+    /// log2(p): bits per plaintext coefficient.
+    pub fn log2_p(&self) -> u32 {
+        self.p.trailing_zeros()
+    }
+
+    /// Plaintext bytes one item can hold.
+    pub fn item_capacity(&self) -> usize {
+        (self.instances * self.n * self.n) as usize * POLY_LEN * self.log2_p() as usize / 8
+    }
+
+    /// Number of items, 2^(nu_1 + nu_2).
+    pub fn num_items(&self) -> usize {
+        1usize << (self.nu_1 + self.nu_2)
+    }
+
+    /// Usable plaintext bytes of the whole database.
+    pub fn capacity_bytes(&self) -> u64 {
+        self.num_items() as u64 * self.item_bytes as u64
+    }
+
+    /// 64-bit words of the preprocessed (NTT-form) database.
+    pub fn db_words(&self) -> usize {
+        (self.instances * self.n * self.n) as usize * self.num_items() * POLY_LEN
+    }
+}

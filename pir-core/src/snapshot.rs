@@ -1,0 +1,531 @@
+//! Snapshots: a keyword layout plus the NTT-preprocessed Spiral database, in one file.
+//!
+//! ```text
+//! file    = magic "PIRSNAP\0" || format_version:u32le || header_len:u32le
+//!           || header[header_len]            (bincode, little-endian, fixed-width integers)
+//!           || blake3(header)[32]
+//!           || plaintext[num_items * item_bytes]   (the buckets, for updates and inspection)
+//!           || db words[db_words] as u64le        (NTT form: loading never redoes the NTT)
+//! header.payload_checksum = blake3(plaintext || db bytes)
+//! ```
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    fs::File,
+    io::{BufWriter, Read, Write},
+    path::Path,
+};
+
+use bincode::{Decode, Encode};
+use rand::RngCore;
+use rayon::prelude::*;
+use sha2::{Digest, Sha256};
+
+use crate::{
+    bucket::{self, BUCKET_HEADER_BYTES},
+    cpi::Cpi,
+    error::{CoreError, Result},
+    layout::{KeywordLayout, Tag},
+    mapping::{Mapping, TrustStore},
+    params::SchemeParams,
+    spiral::{self, MessageSizes, ServerKeys},
+};
+
+/// First bytes of every snapshot file.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PIRSNAP\0";
+/// Version of the file format this build reads and writes.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+const MAX_HEADER_LEN: u32 = 1 << 20;
+/// Different salts tried at one size before growing the database.
+const SALT_ATTEMPTS: u32 = 4;
+
+fn bincode_config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_little_endian()
+        .with_fixed_int_encoding()
+        .with_limit::<{ MAX_HEADER_LEN as usize }>()
+}
+
+/// A DP's signature over the header (reserved for provenance).
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct DpSignature {
+    /// Id of the DP's key.
+    pub key_id: [u8; 8],
+    /// Ed25519 signature.
+    pub sig: [u8; 64],
+}
+
+/// What a snapshot says about itself.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct SnapshotHeader {
+    /// Spiral parameters of the database.
+    pub scheme: SchemeParams,
+    /// Keyword-to-bucket layout.
+    pub layout: KeywordLayout,
+    /// Version of the content; clients quote it with each query.
+    pub epoch: u64,
+    /// Creation time, unix seconds.
+    pub created_at: u64,
+    /// Mappings stored.
+    pub mapping_count: u64,
+    /// Distinct CPIs stored.
+    pub cpi_count: u64,
+    /// Bytes of bucket entries (tags, lengths and compact mappings).
+    pub record_bytes: u64,
+    /// blake3 of the plaintext and database words.
+    pub payload_checksum: [u8; 32],
+    /// The DP's signature, if signed.
+    pub signature: Option<DpSignature>,
+}
+
+impl SnapshotHeader {
+    /// Record bytes over database capacity.
+    pub fn packing_efficiency(&self) -> f64 {
+        self.record_bytes as f64 / self.scheme.capacity_bytes() as f64
+    }
+}
+
+/// What a client needs to know to query a snapshot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LookupConfig {
+    /// Spiral parameters.
+    pub scheme: SchemeParams,
+    /// Keyword layout.
+    pub layout: KeywordLayout,
+    /// Snapshot epoch.
+    pub epoch: u64,
+}
+
+/// Options for [`Snapshot::build`].
+#[derive(Clone, Debug, Default)]
+pub struct BuildOptions {
+    /// Epoch of the new snapshot.
+    pub epoch: u64,
+    /// Unix time used for expiry and as creation time.
+    pub now: u64,
+    /// Fixed salt (reproducible builds); random when `None`.
+    pub salt: Option<[u8; 32]>,
+    /// Fixed scheme parameters; the smallest fitting vetted preset when `None`.
+    pub scheme: Option<SchemeParams>,
+}
+
+/// What a build did.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BuildReport {
+    /// Mappings in the input.
+    pub input_mappings: usize,
+    /// Mappings dropped because `not_after` had passed.
+    pub expired_dropped: usize,
+    /// Mappings that replaced an earlier one for the same CPI and MSP.
+    pub duplicates_replaced: usize,
+    /// Mappings stored.
+    pub stored_mappings: usize,
+    /// Salts tried before one fitted.
+    pub layout_attempts: u32,
+    /// Record bytes over database capacity.
+    pub packing_efficiency: f64,
+}
+
+/// A loaded or freshly built snapshot, ready to answer queries.
+pub struct Snapshot {
+    header: SnapshotHeader,
+    plaintext: Vec<u8>,
+    db: Vec<u64>,
+}
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").field("header", &self.header).finish_non_exhaustive()
+    }
+}
+
+struct Entry {
+    tag: Tag,
+    compact: Vec<u8>,
+}
+
+fn derive_salt(base: &[u8; 32], attempt: u32) -> [u8; 32] {
+    if attempt == 0 {
+        return *base;
+    }
+    Sha256::new()
+        .chain_update(b"pir-discovery/salt-retry/v1\0")
+        .chain_update(base)
+        .chain_update(attempt.to_le_bytes())
+        .finalize()
+        .into()
+}
+
+impl Snapshot {
+    /// Builds a snapshot: verifies every mapping, drops expired ones, keeps the last mapping for
+    /// each (CPI, MSP), lays buckets out and preprocesses the database.
+    pub fn build(
+        mappings: Vec<Mapping>,
+        trust: &TrustStore,
+        opts: &BuildOptions,
+    ) -> Result<(Self, BuildReport)> {
+        Self::build_with_progress(mappings, trust, opts, &|_| {})
+    }
+
+    /// [`Snapshot::build`], reporting items encoded so far to `progress`.
+    pub fn build_with_progress(
+        mappings: Vec<Mapping>,
+        trust: &TrustStore,
+        opts: &BuildOptions,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<(Self, BuildReport)> {
+        let input_mappings = mappings.len();
+        mappings
+            .par_iter()
+            .enumerate()
+            .try_for_each(|(index, m)| {
+                m.verify_signatures(trust)
+                    .map_err(|e| CoreError::InvalidMapping {
+                        index,
+                        source: Box::new(e),
+                    })
+            })?;
+
+        // Last mapping wins for each (CPI, MSP); expired ones go.
+        let mut expired_dropped = 0;
+        let mut by_key: HashMap<(Cpi, String), Mapping> = HashMap::new();
+        for m in mappings {
+            if m.fields.not_after < opts.now {
+                expired_dropped += 1;
+                continue;
+            }
+            by_key.insert((m.fields.cpi.clone(), m.fields.msp.clone()), m);
+        }
+        let kept = input_mappings - expired_dropped;
+        let duplicates_replaced = kept - by_key.len();
+        let mut by_cpi: BTreeMap<Cpi, Vec<Mapping>> = BTreeMap::new();
+        for ((cpi, _), m) in by_key {
+            by_cpi.entry(cpi).or_default().push(m);
+        }
+        let stored_mappings = kept - duplicates_replaced;
+        let groups: Vec<(Cpi, Vec<Vec<u8>>)> = by_cpi
+            .into_iter()
+            .map(|(cpi, mut ms)| {
+                ms.sort_by(|a, b| a.fields.msp.cmp(&b.fields.msp));
+                (cpi, ms.iter().map(bucket::encode_compact).collect())
+            })
+            .collect();
+        let record_bytes: u64 = groups
+            .iter()
+            .flat_map(|(_, es)| es.iter().map(|c| bucket::entry_len(c.len()) as u64))
+            .sum();
+
+        let candidates: Vec<SchemeParams> = match opts.scheme {
+            Some(s) => vec![s],
+            None => SchemeParams::vetted_presets().map(|p| p.params).collect(),
+        };
+        let base_salt = opts.salt.unwrap_or_else(|| {
+            let mut s = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut s);
+            s
+        });
+        let mut attempts = 0;
+        let mut last_overflow = None;
+        for scheme in candidates {
+            scheme.validate()?;
+            let item_bytes = scheme.item_bytes as usize;
+            if let Some((cpi, es)) = groups.iter().find(|(_, es)| {
+                BUCKET_HEADER_BYTES + es.iter().map(|c| bucket::entry_len(c.len())).sum::<usize>()
+                    > item_bytes
+            }) {
+                return Err(CoreError::BucketOverflow(format!(
+                    "{cpi} alone has {} mappings that need more than one {item_bytes}-byte item; \
+                     remove some or use larger items",
+                    es.len()
+                )));
+            }
+            if record_bytes + (scheme.num_items() * BUCKET_HEADER_BYTES) as u64
+                > scheme.capacity_bytes()
+            {
+                continue;
+            }
+            for attempt in 0..SALT_ATTEMPTS {
+                attempts += 1;
+                let layout =
+                    KeywordLayout::new(derive_salt(&base_salt, attempt), scheme.num_items() as u32)?;
+                let located: Vec<(usize, Tag)> = groups
+                    .par_iter()
+                    .map(|(cpi, _)| {
+                        let l = layout.locate(cpi);
+                        (l.bucket.0 as usize, l.tag)
+                    })
+                    .collect();
+                let mut load = vec![BUCKET_HEADER_BYTES; scheme.num_items()];
+                for ((b, _), (_, es)) in located.iter().zip(&groups) {
+                    load[*b] += es.iter().map(|c| bucket::entry_len(c.len())).sum::<usize>();
+                }
+                let max = load.iter().copied().max().unwrap_or(0);
+                if max > item_bytes {
+                    tracing::debug!(attempt, max, item_bytes, "bucket overflow, retrying");
+                    last_overflow = Some(format!(
+                        "fullest bucket needs {max} of {item_bytes} bytes at {} items",
+                        scheme.num_items()
+                    ));
+                    continue;
+                }
+                let mut buckets: Vec<Vec<Entry>> =
+                    (0..scheme.num_items()).map(|_| Vec::new()).collect();
+                for ((b, tag), (_, es)) in located.into_iter().zip(groups) {
+                    buckets[b].extend(es.into_iter().map(|compact| Entry { tag, compact }));
+                }
+                let header = SnapshotHeader {
+                    scheme,
+                    layout,
+                    epoch: opts.epoch,
+                    created_at: opts.now,
+                    mapping_count: stored_mappings as u64,
+                    cpi_count: located_count(&buckets),
+                    record_bytes,
+                    payload_checksum: [0; 32],
+                    signature: None,
+                };
+                let snapshot = Self::encode(header, &buckets, progress)?;
+                let report = BuildReport {
+                    input_mappings,
+                    expired_dropped,
+                    duplicates_replaced,
+                    stored_mappings,
+                    layout_attempts: attempts,
+                    packing_efficiency: snapshot.header.packing_efficiency(),
+                };
+                return Ok((snapshot, report));
+            }
+        }
+        match (opts.scheme, last_overflow) {
+            (Some(_), Some(detail)) => Err(CoreError::BucketOverflow(format!(
+                "{detail} after {attempts} salts; rebuild with more headroom (a larger shape)"
+            ))),
+            (Some(s), None) => Err(CoreError::TooLarge(format!(
+                "{record_bytes} record bytes do not fit {} items of {} bytes",
+                s.num_items(),
+                s.item_bytes
+            ))),
+            (None, _) => Err(CoreError::TooLarge(format!(
+                "{record_bytes} record bytes do not fit the largest vetted shape"
+            ))),
+        }
+    }
+
+    fn encode(
+        mut header: SnapshotHeader,
+        buckets: &[Vec<Entry>],
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<Self> {
+        let scheme = header.scheme;
+        let item_bytes = scheme.item_bytes as usize;
+        let mut plaintext = vec![0u8; scheme.num_items() * item_bytes];
+        plaintext
+            .par_chunks_mut(item_bytes)
+            .zip(buckets)
+            .try_for_each(|(item, entries)| {
+                bucket::encode_bucket(
+                    entries.iter().map(|e| (e.tag, e.compact.as_slice())),
+                    item,
+                )
+            })?;
+        let mut db = vec![0u64; scheme.db_words()];
+        let all: Vec<usize> = (0..scheme.num_items()).collect();
+        spiral::encode_items(&scheme, &plaintext, &all, &mut db, progress)?;
+        header.payload_checksum = payload_checksum(&plaintext, &db);
+        Ok(Self {
+            header,
+            plaintext,
+            db,
+        })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &SnapshotHeader {
+        &self.header
+    }
+
+    /// What a client needs to query this snapshot.
+    pub fn config(&self) -> LookupConfig {
+        LookupConfig {
+            scheme: self.header.scheme,
+            layout: self.header.layout,
+            epoch: self.header.epoch,
+        }
+    }
+
+    /// Message sizes for this snapshot's parameters.
+    pub fn message_sizes(&self) -> Result<MessageSizes> {
+        self.header.scheme.message_sizes()
+    }
+
+    /// The plaintext of bucket `index`.
+    pub fn bucket(&self, index: usize) -> Option<&[u8]> {
+        let n = self.header.scheme.item_bytes as usize;
+        self.plaintext.get(index * n..(index + 1) * n)
+    }
+
+    /// Bytes of the file this snapshot writes.
+    pub fn file_len(&self) -> Result<u64> {
+        Ok(SNAPSHOT_MAGIC.len() as u64
+            + 8
+            + encode_header(&self.header)?.len() as u64
+            + 32
+            + self.plaintext.len() as u64
+            + self.db.len() as u64 * 8)
+    }
+
+    /// Answers one encrypted query. Malformed query bytes are an error, never a panic.
+    pub fn answer(&self, keys: &ServerKeys, query: &[u8]) -> Result<Vec<u8>> {
+        spiral::answer(&self.header.scheme, &self.db, keys, query)
+    }
+
+    /// Writes the snapshot to `path` (through a temporary file, renamed into place).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("pirsnap.tmp");
+        let io = |e| CoreError::io(&tmp, e);
+        let file = File::create(&tmp).map_err(io)?;
+        let mut w = BufWriter::with_capacity(1 << 22, file);
+        self.write_to(&mut w).map_err(|e| match e {
+            CoreError::Io { source, .. } => io(source),
+            other => other,
+        })?;
+        let file = w.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(|e| CoreError::io(path, e))
+    }
+
+    /// Writes the snapshot's bytes to any writer.
+    pub fn write_to(&self, w: &mut impl Write) -> Result<()> {
+        let header = encode_header(&self.header)?;
+        let io = |e| CoreError::io("<snapshot>", e);
+        w.write_all(&SNAPSHOT_MAGIC).map_err(io)?;
+        w.write_all(&SNAPSHOT_FORMAT_VERSION.to_le_bytes()).map_err(io)?;
+        w.write_all(&(header.len() as u32).to_le_bytes()).map_err(io)?;
+        w.write_all(&header).map_err(io)?;
+        w.write_all(blake3::hash(&header).as_bytes()).map_err(io)?;
+        w.write_all(&self.plaintext).map_err(io)?;
+        w.write_all(bytemuck::cast_slice(&self.db)).map_err(io)?;
+        w.flush().map_err(io)
+    }
+
+    /// Loads a snapshot file, checking its structure and checksums. Never redoes the NTT.
+    pub fn load(path: &Path) -> Result<Self> {
+        let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
+        let len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
+        Self::read_from(file, len).map_err(|e| match e {
+            CoreError::InvalidSnapshot(m) => {
+                CoreError::InvalidSnapshot(format!("{}: {m}", path.display()))
+            }
+            CoreError::Io { source, .. } => CoreError::io(path, source),
+            other => other,
+        })
+    }
+
+    /// Reads a snapshot of `len` bytes from a reader.
+    pub fn read_from(mut r: impl Read, len: u64) -> Result<Self> {
+        let invalid = |m: &str| CoreError::InvalidSnapshot(m.to_owned());
+        let read = |r: &mut dyn Read, buf: &mut [u8], what: &str| {
+            r.read_exact(buf).map_err(|e| match e.kind() {
+                std::io::ErrorKind::UnexpectedEof => {
+                    CoreError::InvalidSnapshot(format!("truncated in the {what}"))
+                }
+                _ => CoreError::io("<snapshot>", e),
+            })
+        };
+        let mut fixed = [0u8; 16];
+        read(&mut r, &mut fixed, "preamble")?;
+        if fixed[..8] != SNAPSHOT_MAGIC {
+            return Err(invalid("not a snapshot file (bad magic)"));
+        }
+        let version = u32::from_le_bytes(fixed[8..12].try_into().unwrap_or_default());
+        if version != SNAPSHOT_FORMAT_VERSION {
+            return Err(CoreError::InvalidSnapshot(format!(
+                "format version {version}, this build reads version {SNAPSHOT_FORMAT_VERSION}"
+            )));
+        }
+        let header_len = u32::from_le_bytes(fixed[12..16].try_into().unwrap_or_default());
+        if header_len > MAX_HEADER_LEN {
+            return Err(invalid("header length out of range"));
+        }
+        let mut header_bytes = vec![0u8; header_len as usize];
+        read(&mut r, &mut header_bytes, "header")?;
+        let mut header_hash = [0u8; 32];
+        read(&mut r, &mut header_hash, "header")?;
+        if blake3::hash(&header_bytes).as_bytes() != &header_hash {
+            return Err(invalid("header checksum mismatch (corrupted header)"));
+        }
+        let (header, used): (SnapshotHeader, usize) =
+            bincode::decode_from_slice(&header_bytes, bincode_config())
+                .map_err(|e| CoreError::InvalidSnapshot(format!("header does not decode: {e}")))?;
+        if used != header_bytes.len() {
+            return Err(invalid("trailing bytes after the header"));
+        }
+        header
+            .scheme
+            .validate()
+            .map_err(|e| CoreError::InvalidSnapshot(e.to_string()))?;
+        header
+            .layout
+            .validate()
+            .map_err(|e| CoreError::InvalidSnapshot(e.to_string()))?;
+        if header.layout.num_buckets as usize != header.scheme.num_items() {
+            return Err(invalid("bucket count differs from the number of items"));
+        }
+        let plain_len = header.scheme.num_items() * header.scheme.item_bytes as usize;
+        let words = header.scheme.db_words();
+        let expected = 16 + header_len as u64 + 32 + plain_len as u64 + words as u64 * 8;
+        if len < expected {
+            return Err(CoreError::InvalidSnapshot(format!(
+                "truncated: {len} bytes, the header announces {expected}"
+            )));
+        }
+        if len > expected {
+            return Err(CoreError::InvalidSnapshot(format!(
+                "{} unexpected bytes after the database",
+                len - expected
+            )));
+        }
+        let mut hasher = blake3::Hasher::new();
+        let mut plaintext = vec![0u8; plain_len];
+        read(&mut r, &mut plaintext, "buckets")?;
+        hasher.update_rayon(&plaintext);
+        let mut db = vec![0u64; words];
+        for chunk in bytemuck::cast_slice_mut::<u64, u8>(&mut db).chunks_mut(1 << 24) {
+            read(&mut r, chunk, "database")?;
+            hasher.update_rayon(chunk);
+        }
+        if hasher.finalize().as_bytes() != &header.payload_checksum {
+            return Err(invalid("payload checksum mismatch (corrupted database)"));
+        }
+        Ok(Self {
+            header,
+            plaintext,
+            db,
+        })
+    }
+}
+
+fn located_count(buckets: &[Vec<Entry>]) -> u64 {
+    buckets
+        .iter()
+        .map(|b| {
+            let mut tags: Vec<Tag> = b.iter().map(|e| e.tag).collect();
+            tags.dedup();
+            tags.len() as u64
+        })
+        .sum()
+}
+
+fn encode_header(h: &SnapshotHeader) -> Result<Vec<u8>> {
+    bincode::encode_to_vec(h, bincode_config())
+        .map_err(|e| CoreError::Internal(format!("header does not encode: {e}")))
+}
+
+fn payload_checksum(plaintext: &[u8], db: &[u64]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_rayon(plaintext);
+    for chunk in bytemuck::cast_slice::<u64, u8>(db).chunks(1 << 24) {
+        hasher.update_rayon(chunk);
+    }
+    *hasher.finalize().as_bytes()
+}

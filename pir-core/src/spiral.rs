@@ -1,0 +1,325 @@
+//! The adapter: the only module that names `spiral_rs`.
+//!
+//! ```text
+//!  client                                   server
+//!  keygen(seed) ── public keys ───────────▶ ServerKeys::parse (length + range checked)
+//!  query(seed, item) ── query bytes ──────▶ answer(db, keys, query)   (checked first)
+//!  decode(seed, bytes) ◀── response bytes ─┘
+//! ```
+//!
+//! spiral-rs asserts (panics) on malformed lengths, trusts word ranges, selects nothing for an
+//! out-of-range index and borrows `&'a Params` everywhere. This module checks every length and
+//! word before calling it, and interns one leaked `Params` per parameter set so that callers never
+//! see a lifetime (a handful of parameter sets per process, so the leak is bounded).
+//! Serialisation in spiral-rs is native-endian; the wire bytes are defined as little-endian and
+//! big-endian targets are refused at compile time.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, OnceLock},
+};
+
+use rand::RngCore;
+use rayon::prelude::*;
+use spiral_rs::{
+    arith::recenter_mod,
+    client::{Client, PublicParameters, Query, SEED_LENGTH},
+    params::Params,
+    poly::{PolyMatrix, PolyMatrixRaw},
+    server::process_query,
+};
+
+use crate::{
+    error::{CoreError, Result},
+    params::{POLY_LEN, SchemeParams},
+};
+
+#[cfg(not(target_endian = "little"))]
+compile_error!("the PIR wire format is little-endian and spiral-rs serialises natively");
+
+/// The ring's fixed CRT moduli; q = their product.
+const MODULI: [u64; 2] = [268369921, 249561089];
+/// Gaussian error width.
+const NOISE_WIDTH: f64 = 6.4;
+/// Packed NTT words hold the second CRT residue in the high half.
+const PACKED_OFFSET_2: u32 = 32;
+
+fn spiral_params(p: &SchemeParams) -> Result<&'static Params> {
+    static INTERNED: OnceLock<Mutex<HashMap<SchemeParams, &'static Params>>> = OnceLock::new();
+    p.validate()?;
+    let mut map = INTERNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Ok(*map.entry(*p).or_insert_with(|| {
+        Box::leak(Box::new(Params::init(
+            POLY_LEN,
+            &MODULI,
+            NOISE_WIDTH,
+            p.n as usize,
+            p.p,
+            p.q2_bits as u64,
+            p.t_conv as usize,
+            p.t_exp_left as usize,
+            p.t_exp_right as usize,
+            p.t_gsw as usize,
+            true,
+            p.nu_1 as usize,
+            p.nu_2 as usize,
+            p.instances as usize,
+            p.item_bytes as usize,
+            p.version as usize,
+        )))
+    }))
+}
+
+/// Byte sizes of the messages for a parameter set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MessageSizes {
+    /// The client's public (evaluation) keys.
+    pub public_keys: usize,
+    /// One query.
+    pub query: usize,
+    /// One response.
+    pub response: usize,
+}
+
+impl SchemeParams {
+    /// Sizes of the public keys, a query and a response.
+    pub fn message_sizes(&self) -> Result<MessageSizes> {
+        let sp = spiral_params(self)?;
+        Ok(MessageSizes {
+            public_keys: sp.setup_bytes(),
+            query: sp.query_bytes(),
+            response: response_bytes(sp),
+        })
+    }
+}
+
+fn log2_ceil(x: u64) -> usize {
+    (u64::BITS - (x - 1).leading_zeros()) as usize
+}
+
+fn response_bytes(sp: &Params) -> usize {
+    let q1_bits = log2_ceil(4 * sp.pt_modulus);
+    let bits = sp.instances
+        * (sp.q2_bits as usize * sp.n * sp.poly_len + q1_bits * sp.n * sp.n * sp.poly_len);
+    bits.div_ceil(64) * 8
+}
+
+/// Checks a seed-prefixed buffer of u64 words: exact length, every word reduced mod q.
+fn check_words(what: &'static str, bytes: &[u8], expected: usize, modulus: u64) -> Result<()> {
+    if bytes.len() != expected {
+        return Err(CoreError::MalformedPirBytes {
+            what,
+            reason: format!("{} bytes, expected {expected}", bytes.len()),
+        });
+    }
+    let body = &bytes[SEED_LENGTH..];
+    if body.len() % 8 != 0 {
+        return Err(CoreError::Internal(format!("{what} body not whole words")));
+    }
+    if let Some(pos) = body
+        .chunks_exact(8)
+        .position(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()) >= modulus)
+    {
+        return Err(CoreError::MalformedPirBytes {
+            what,
+            reason: format!("word {pos} is not reduced modulo q"),
+        });
+    }
+    Ok(())
+}
+
+/// A client's secret: the seed its secret keys are derived from. Never leaves the client.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientSecret(pub(crate) [u8; 32]);
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClientSecret(..)")
+    }
+}
+
+impl ClientSecret {
+    /// From stored bytes.
+    pub fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The bytes to store (owner-only file!).
+    pub fn to_bytes(&self) -> [u8; 32] {
+        self.0
+    }
+}
+
+fn client_for(sp: &'static Params, secret: &ClientSecret) -> Client<'static> {
+    let mut client = Client::init(sp);
+    client.generate_secret_keys_from_seed(secret.0);
+    client
+}
+
+/// Generates a fresh secret and its serialised public keys.
+pub(crate) fn keygen(params: &SchemeParams) -> Result<(ClientSecret, Vec<u8>)> {
+    let sp = spiral_params(params)?;
+    let mut seed = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut seed);
+    let mut client = Client::init(sp);
+    // Only the secret comes from the seed; spiral-rs draws the public randomness itself.
+    let public = client.generate_keys_from_seed(seed).serialize();
+    if public.len() != sp.setup_bytes() {
+        return Err(CoreError::Internal("public key size differs from setup_bytes".into()));
+    }
+    Ok((ClientSecret(seed), public))
+}
+
+/// Encrypts a query for item `index`.
+pub(crate) fn query(params: &SchemeParams, secret: &ClientSecret, index: usize) -> Result<Vec<u8>> {
+    let sp = spiral_params(params)?;
+    if index >= params.num_items() {
+        return Err(CoreError::Internal(format!(
+            "item {index} out of range ({} items)",
+            params.num_items()
+        )));
+    }
+    let bytes = client_for(sp, secret).generate_query(index).serialize();
+    if bytes.len() != sp.query_bytes() {
+        return Err(CoreError::Internal("query size differs from query_bytes".into()));
+    }
+    Ok(bytes)
+}
+
+/// Decrypts a response into the item's `item_bytes` plaintext bytes.
+pub(crate) fn decode(params: &SchemeParams, secret: &ClientSecret, response: &[u8]) -> Result<Vec<u8>> {
+    let sp = spiral_params(params)?;
+    let expected = response_bytes(sp);
+    if response.len() != expected {
+        return Err(CoreError::MalformedPirBytes {
+            what: "response",
+            reason: format!("{} bytes, expected {expected}", response.len()),
+        });
+    }
+    let raw = client_for(sp, secret).decode_response(response);
+    // Output is one run of `bytes_per_chunk` bytes per plaintext chunk, then padding.
+    let needed = sp.bytes_per_chunk() * sp.instances * sp.n * sp.n;
+    if raw.len() < needed {
+        return Err(CoreError::Internal("decoded response shorter than an item".into()));
+    }
+    let mut item = raw;
+    item.truncate(params.item_bytes as usize);
+    Ok(item)
+}
+
+/// A client's public keys, deserialised and ready for answering.
+pub struct ServerKeys {
+    params: SchemeParams,
+    inner: PublicParameters<'static>,
+}
+
+impl std::fmt::Debug for ServerKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerKeys").field("params", &self.params).finish_non_exhaustive()
+    }
+}
+
+impl ServerKeys {
+    /// Checks and deserialises public key bytes.
+    pub fn parse(params: &SchemeParams, bytes: &[u8]) -> Result<Self> {
+        let sp = spiral_params(params)?;
+        check_words("public keys", bytes, sp.setup_bytes(), sp.modulus)?;
+        Ok(Self {
+            params: *params,
+            inner: PublicParameters::deserialize(sp, bytes),
+        })
+    }
+
+    /// The parameters these keys were made for.
+    pub fn params(&self) -> &SchemeParams {
+        &self.params
+    }
+}
+
+/// Answers one query over a preprocessed database.
+pub(crate) fn answer(params: &SchemeParams, db: &[u64], keys: &ServerKeys, query: &[u8]) -> Result<Vec<u8>> {
+    let sp = spiral_params(params)?;
+    if keys.params != *params {
+        return Err(CoreError::ParamsMismatch(
+            "keys were generated for other scheme parameters".into(),
+        ));
+    }
+    if db.len() != params.db_words() {
+        return Err(CoreError::Internal("database size does not match parameters".into()));
+    }
+    check_words("query", query, sp.query_bytes(), sp.modulus)?;
+    let q = Query::deserialize(sp, query);
+    Ok(process_query(sp, &keys.inner, &q, db))
+}
+
+/// Words of one item in NTT form, in (instance, trial, coefficient) order.
+fn item_ntt(sp: &'static Params, params: &SchemeParams, item: &[u8]) -> Vec<u64> {
+    let chunks = sp.instances * sp.n * sp.n;
+    let bpc = sp.bytes_per_chunk();
+    let log2_p = params.log2_p() as usize;
+    let mask = (1u64 << log2_p) - 1;
+    let coeffs = bpc * 8 / log2_p;
+    let mut out = Vec::with_capacity(chunks * POLY_LEN);
+    let mut poly = PolyMatrixRaw::zero(sp, 1, 1);
+    for k in 0..chunks {
+        let start = (k * bpc).min(item.len());
+        let end = ((k + 1) * bpc).min(item.len());
+        let chunk = &item[start..end];
+        let data = poly.data.as_mut_slice();
+        data.fill(0);
+        for (z, slot) in data.iter_mut().enumerate().take(coeffs) {
+            let bit = z * log2_p;
+            let byte = chunk.get(bit / 8).copied().unwrap_or(0) as u64;
+            let c = (byte >> (bit % 8)) & mask;
+            *slot = recenter_mod(c, sp.pt_modulus, sp.modulus);
+        }
+        let ntt = poly.ntt();
+        let d = ntt.data.as_slice();
+        out.extend((0..POLY_LEN).map(|z| d[z] | (d[POLY_LEN + z] << PACKED_OFFSET_2)));
+    }
+    out
+}
+
+/// Encodes items `indices` of `plaintext` (`num_items * item_bytes` bytes) into the database.
+///
+/// Every item's NTT is independent, so re-encoding changed items only touches their words.
+pub(crate) fn encode_items(
+    params: &SchemeParams,
+    plaintext: &[u8],
+    indices: &[usize],
+    db: &mut [u64],
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<()> {
+    let sp = spiral_params(params)?;
+    let item_bytes = params.item_bytes as usize;
+    let num_items = params.num_items();
+    if plaintext.len() != num_items * item_bytes || db.len() != params.db_words() {
+        return Err(CoreError::Internal("encode_items: buffer sizes do not match".into()));
+    }
+    if let Some(&bad) = indices.iter().find(|&&i| i >= num_items) {
+        return Err(CoreError::Internal(format!("encode_items: item {bad} out of range")));
+    }
+    let dim0 = 1usize << params.nu_1;
+    let num_per = 1usize << params.nu_2;
+    const BATCH: usize = 1024;
+    for batch in indices.chunks(BATCH) {
+        let words: Vec<Vec<u64>> = batch
+            .par_iter()
+            .map(|&i| item_ntt(sp, params, &plaintext[i * item_bytes..(i + 1) * item_bytes]))
+            .collect();
+        // The database is stored plane by plane (instance, trial, coefficient); inside a plane,
+        // item i sits at (i % num_per) * dim0 + i / num_per (spiral-rs's first-dimension order).
+        db.par_chunks_mut(num_items)
+            .enumerate()
+            .for_each(|(plane, slice)| {
+                for (&i, w) in batch.iter().zip(&words) {
+                    slice[(i % num_per) * dim0 + i / num_per] = w[plane];
+                }
+            });
+        progress(batch.len());
+    }
+    Ok(())
+}
