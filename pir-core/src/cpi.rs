@@ -61,7 +61,13 @@ fn normalise_tel(number: &str) -> Result<String, String> {
     if !number.trim_start().starts_with('+') {
         return Err("a `tel:` CPI must be a global number starting with `+`".into());
     }
-    let parsed = phonenumber::parse(None, number).map_err(|e| format!("not a phone number: {e}"))?;
+    let parsed =
+        phonenumber::parse(None, number).map_err(|e| format!("not a phone number: {e}"))?;
+    // An extension ("x123", "ext. 5", "#5") reaches a desk behind the number, not a person's
+    // identifier: refuse it rather than fold it onto the main number.
+    if parsed.extension().is_some() {
+        return Err("numbers with an extension are not CPIs".into());
+    }
     if !phonenumber::is_valid(&parsed) {
         return Err("not a valid number for its country code".into());
     }
@@ -89,7 +95,10 @@ fn normalise_mailto(address: &str) -> Result<String, String> {
 
 /// Lower-cases and checks a DNS name (used for email domains and MSP names).
 pub(crate) fn normalise_domain(domain: &str) -> Result<String, String> {
-    let domain = domain.strip_suffix('.').unwrap_or(domain).to_ascii_lowercase();
+    let domain = domain
+        .strip_suffix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase();
     if domain.is_empty() || domain.len() > 253 {
         return Err("the domain must be 1 to 253 bytes".into());
     }
@@ -154,6 +163,8 @@ mod tests {
             ("tel:4155550100", "global number"),
             ("tel:+1 banana", "phone number"),
             ("tel:+1 415 555", "valid"),
+            ("tel:+14155550100 x123", "extension"),
+            ("tel:+14155550100 ext. 5", "extension"),
             ("mailto:alice", "@"),
             ("mailto:@example.com", "local part"),
             ("mailto:alice@exa mple.com", "domain label"),

@@ -61,10 +61,16 @@ impl Mapping {
                 key: bin("user_key", &k)?,
                 sig: bin("user_sig", &s)?,
             }),
-            _ => {
+            (Some(_), None) => {
+                return Err(CoreError::field(
+                    "user_sig",
+                    "missing while user_key is given",
+                ));
+            }
+            (None, Some(_)) => {
                 return Err(CoreError::field(
                     "user_key",
-                    "user_key and user_sig must be given together",
+                    "missing while user_sig is given",
                 ));
             }
         };

@@ -31,9 +31,10 @@ pub use error::{CoreError, Result};
 pub use layout::{BucketIndex, KeywordLayout, LAYOUT_VERSION, Location, Tag};
 pub use mapping::{
     ISSUER_ID_CONTEXT, ISSUER_SIG_CONTEXT, IssuerId, IssuerKey, MAPPING_FORMAT_VERSION,
-    MAX_CONTEXT_LEN, MAX_PSI_LEN, Mapping, MappingFields, TrustStore, USER_SIG_CONTEXT, UserConsent, canonical_body,
+    MAX_CONTEXT_LEN, MAX_PSI_LEN, Mapping, MappingFields, TrustStore, USER_SIG_CONTEXT,
+    UserConsent, VerifiedMapping, canonical_body,
 };
-pub use params::{MAX_VETTED_LOG2_ITEMS, MIN_VETTED_LOG2_ITEMS, POLY_LEN, Preset, SchemeParams};
+pub use params::{POLY_LEN, Preset, SchemeParams};
 pub use snapshot::{
     BuildOptions, BuildReport, DpSignature, LookupConfig, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC,
     Snapshot, SnapshotHeader,

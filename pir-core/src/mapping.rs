@@ -155,11 +155,31 @@ fn check_text(field: &'static str, value: Option<&str>, max: usize) -> Result<()
             field,
             format!("must be 1 to {max} bytes when present"),
         )),
-        Some(v) if v.chars().any(char::is_control) => {
-            Err(CoreError::field(field, "contains a control character"))
+        Some(v) if v.chars().any(|c| c.is_control() || is_invisible_format(c)) => {
+            Err(CoreError::field(
+                field,
+                "contains a control or invisible formatting character",
+            ))
         }
         Some(_) => Ok(()),
     }
+}
+
+/// Zero-width and bidirectional-control characters (Unicode category Cf that renders as nothing
+/// or reorders text): they would let a PSI display as something it is not.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{061C}'
+            | '\u{180E}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{206F}'
+            | '\u{FEFF}'
+            | '\u{FFF9}'..='\u{FFFB}'
+    )
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -273,6 +293,31 @@ impl Mapping {
     }
 }
 
+/// A mapping whose signatures were checked against a trust store.
+///
+/// Only [`VerifiedMapping::new`] makes one, so code that takes it needs no second check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VerifiedMapping(Mapping);
+
+impl VerifiedMapping {
+    /// Verifies the mapping's signatures (not its validity window: builders drop expired
+    /// mappings themselves and clients check windows at lookup time).
+    pub fn new(mapping: Mapping, trust: &TrustStore) -> Result<Self> {
+        mapping.verify_signatures(trust)?;
+        Ok(Self(mapping))
+    }
+
+    /// The mapping.
+    pub fn mapping(&self) -> &Mapping {
+        &self.0
+    }
+
+    /// The mapping, by value.
+    pub fn into_inner(self) -> Mapping {
+        self.0
+    }
+}
+
 /// The issuer keys a verifier trusts, by key id.
 #[derive(Clone, Debug, Default)]
 pub struct TrustStore {
@@ -285,11 +330,24 @@ impl TrustStore {
         Self::default()
     }
 
-    /// Adds a trusted key and returns its id.
-    pub fn add(&mut self, key: VerifyingKey) -> IssuerId {
+    /// Adds a trusted key and returns its id. Weak (small-order) keys, which verify nothing
+    /// honestly, and a second key with the same 64-bit id are refused.
+    pub fn add(&mut self, key: VerifyingKey) -> Result<IssuerId> {
+        if key.is_weak() {
+            return Err(CoreError::MalformedKey(
+                "weak (small-order) public key".into(),
+            ));
+        }
         let id = IssuerId::of(&key);
-        self.keys.insert(id, key);
-        id
+        match self.keys.get(&id) {
+            Some(existing) if *existing != key => Err(CoreError::MalformedKey(format!(
+                "two different keys share the id {id}"
+            ))),
+            _ => {
+                self.keys.insert(id, key);
+                Ok(id)
+            }
+        }
     }
 
     /// The key with that id, if trusted.
@@ -320,10 +378,14 @@ impl TrustStore {
             let key = VerifyingKey::from_bytes(&bytes).map_err(|_| {
                 CoreError::MalformedKey(format!("line {}: not an Ed25519 public key", n + 1))
             })?;
-            store.add(key);
+            store
+                .add(key)
+                .map_err(|e| CoreError::MalformedKey(format!("line {}: {e}", n + 1)))?;
         }
         if store.is_empty() {
-            return Err(CoreError::MalformedKey("no public key in trust file".into()));
+            return Err(CoreError::MalformedKey(
+                "no public key in trust file".into(),
+            ));
         }
         Ok(store)
     }
@@ -332,7 +394,9 @@ impl TrustStore {
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
         Self::parse(&text).map_err(|e| match e {
-            CoreError::MalformedKey(m) => CoreError::MalformedKey(format!("{}: {m}", path.display())),
+            CoreError::MalformedKey(m) => {
+                CoreError::MalformedKey(format!("{}: {m}", path.display()))
+            }
             other => other,
         })
     }
@@ -347,7 +411,9 @@ pub struct IssuerKey {
 
 impl std::fmt::Debug for IssuerKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuerKey").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("IssuerKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -425,7 +491,7 @@ mod tests {
         let issuer = IssuerKey::from_seed(&[7; 32]);
         let user = SigningKey::from_bytes(&[9; 32]);
         let mut trust = TrustStore::new();
-        trust.add(issuer.verifying_key());
+        trust.add(issuer.verifying_key()).unwrap();
         let good = fields().sign(&issuer, Some(&user)).unwrap();
         assert_eq!(good.fields.msp, "chat.example");
         good.verify(&trust, 1_500).unwrap();

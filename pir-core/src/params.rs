@@ -3,8 +3,8 @@
 //! Symbols follow the Spiral paper (Menon and Wu, IEEE S&P 2022). The ring is fixed by the
 //! adapter: degree d = 2048, ciphertext modulus q = 268369921 * 249561089 (about 2^56), error
 //! width sigma = 6.4, which the paper estimates at 128-bit classical security. The presets are the
-//! paper's parameter-search results for 8 KiB items (the `params_store.json` of the authors'
-//! implementation), chosen for a correctness failure probability of at most 2^-40 per query.
+//! paper's parameter-search results (the `params_store.json` of the authors' implementation), chosen for a correctness failure probability of at most 2^-40 per query, for
+//! 8 KiB and 16 KiB items.
 
 use bincode::{Decode, Encode};
 use serde::Serialize;
@@ -13,10 +13,6 @@ use crate::error::{CoreError, Result};
 
 /// Ring degree d.
 pub const POLY_LEN: usize = 2048;
-/// log2 of the smallest vetted database (items).
-pub const MIN_VETTED_LOG2_ITEMS: u32 = 10;
-/// log2 of the largest vetted database (items).
-pub const MAX_VETTED_LOG2_ITEMS: u32 = 19;
 
 /// Parameters of one Spiral database shape.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode, Serialize)]
@@ -58,51 +54,75 @@ pub struct Preset {
     pub log2_failure: i32,
 }
 
-const fn item8k(nu_1: u32, nu_2: u32, q2_bits: u32, t_gsw: u32, t_conv: u32, t_exp_left: u32) -> SchemeParams {
+#[allow(clippy::too_many_arguments)]
+const fn spiral_p256(
+    instances: u32,
+    nu_1: u32,
+    nu_2: u32,
+    t_gsw: u32,
+    t_conv: u32,
+    t_exp_left: u32,
+) -> SchemeParams {
     SchemeParams {
         n: 2,
         nu_1,
         nu_2,
         p: 256,
-        q2_bits,
+        q2_bits: 20,
         t_gsw,
         t_conv,
         t_exp_left,
         t_exp_right: 56,
-        instances: 1,
-        item_bytes: 8192,
+        instances,
+        item_bytes: 8192 * instances,
         version: 0,
     }
 }
 
-/// Vetted 8 KiB-item shapes, index = log2(items) - 10.
-const VETTED_8K: [SchemeParams; 10] = [
-    item8k(6, 4, 20, 7, 32, 8),
-    item8k(7, 4, 20, 7, 32, 8),
-    item8k(7, 5, 20, 8, 4, 8),
-    item8k(8, 5, 20, 8, 4, 8),
-    item8k(8, 6, 20, 8, 4, 8),
-    item8k(9, 6, 20, 8, 4, 8),
-    item8k(9, 7, 20, 8, 4, 8),
-    item8k(9, 8, 20, 8, 4, 8),
-    item8k(10, 8, 20, 8, 4, 16),
-    item8k(10, 9, 23, 9, 4, 16),
+/// Vetted shapes, by database capacity and then item size. At equal capacity, 16 KiB items hold
+/// twice the records per bucket, so bucket loads vary less (denser packing without overflow),
+/// and their two instances are answered on two cores; 8 KiB items give smaller responses.
+const VETTED: [SchemeParams; 19] = [
+    spiral_p256(1, 6, 4, 7, 32, 8),  // 2^10 x 8 KiB
+    spiral_p256(1, 7, 4, 7, 32, 8),  // 2^11 x 8 KiB
+    spiral_p256(2, 7, 3, 7, 32, 8),  // 2^10 x 16 KiB
+    spiral_p256(1, 7, 5, 8, 4, 8),   // 2^12 x 8 KiB
+    spiral_p256(2, 7, 4, 7, 32, 8),  // 2^11 x 16 KiB
+    spiral_p256(1, 8, 5, 8, 4, 8),   // 2^13 x 8 KiB
+    spiral_p256(2, 8, 4, 7, 32, 8),  // 2^12 x 16 KiB
+    spiral_p256(1, 8, 6, 8, 4, 8),   // 2^14 x 8 KiB
+    spiral_p256(2, 8, 5, 8, 4, 8),   // 2^13 x 16 KiB
+    spiral_p256(1, 9, 6, 8, 4, 8),   // 2^15 x 8 KiB
+    spiral_p256(2, 9, 5, 8, 4, 8),   // 2^14 x 16 KiB
+    spiral_p256(1, 9, 7, 8, 4, 8),   // 2^16 x 8 KiB
+    spiral_p256(2, 9, 6, 8, 4, 8),   // 2^15 x 16 KiB
+    spiral_p256(1, 9, 8, 8, 4, 8),   // 2^17 x 8 KiB
+    spiral_p256(2, 9, 7, 8, 4, 8),   // 2^16 x 16 KiB
+    spiral_p256(1, 10, 8, 8, 4, 16), // 2^18 x 8 KiB
+    spiral_p256(2, 9, 8, 8, 4, 8),   // 2^17 x 16 KiB
+    spiral_p256(2, 10, 8, 8, 4, 16), // 2^18 x 16 KiB
+    // 2^19 x 8 KiB has its own q2 and t_GSW in the search results.
+    SchemeParams {
+        q2_bits: 23,
+        t_gsw: 9,
+        ..spiral_p256(1, 10, 9, 9, 4, 16)
+    },
 ];
 
 impl SchemeParams {
-    /// The vetted preset with 2^`log2_items` items of 8 KiB, if there is one.
-    pub fn vetted(log2_items: u32) -> Option<Preset> {
-        let i = log2_items.checked_sub(MIN_VETTED_LOG2_ITEMS)? as usize;
-        VETTED_8K.get(i).map(|&params| Preset {
+    /// The vetted presets, smallest database capacity first (8 KiB items before 16 KiB ones
+    /// at equal capacity).
+    pub fn vetted_presets() -> impl Iterator<Item = Preset> {
+        VETTED.iter().map(|&params| Preset {
             params,
             security_bits: 128,
             log2_failure: -40,
         })
     }
 
-    /// All vetted presets, smallest first.
-    pub fn vetted_presets() -> impl Iterator<Item = Preset> {
-        (MIN_VETTED_LOG2_ITEMS..=MAX_VETTED_LOG2_ITEMS).filter_map(Self::vetted)
+    /// The vetted preset with these parameters, if they are one.
+    pub fn as_vetted(&self) -> Option<Preset> {
+        Self::vetted_presets().find(|p| p.params == *self)
     }
 
     /// A 256-item shape that keeps tests fast. Same ring (so the same security estimate), but its

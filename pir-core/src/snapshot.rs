@@ -26,7 +26,7 @@ use crate::{
     cpi::Cpi,
     error::{CoreError, Result},
     layout::{KeywordLayout, Tag},
-    mapping::{Mapping, TrustStore},
+    mapping::{Mapping, TrustStore, VerifiedMapping},
     params::SchemeParams,
     spiral::{self, MessageSizes, ServerKeys},
 };
@@ -135,7 +135,9 @@ pub struct Snapshot {
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Snapshot").field("header", &self.header).finish_non_exhaustive()
+        f.debug_struct("Snapshot")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
     }
 }
 
@@ -174,22 +176,30 @@ impl Snapshot {
         opts: &BuildOptions,
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<(Self, BuildReport)> {
-        let input_mappings = mappings.len();
-        mappings
-            .par_iter()
+        let verified = mappings
+            .into_par_iter()
             .enumerate()
-            .try_for_each(|(index, m)| {
-                m.verify_signatures(trust)
-                    .map_err(|e| CoreError::InvalidMapping {
-                        index,
-                        source: Box::new(e),
-                    })
-            })?;
+            .map(|(index, m)| {
+                VerifiedMapping::new(m, trust).map_err(|e| CoreError::InvalidMapping {
+                    index,
+                    source: Box::new(e),
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Self::build_verified(verified, opts, progress)
+    }
 
+    /// Builds from mappings already verified (see [`Snapshot::build`] for what happens).
+    pub fn build_verified(
+        mappings: Vec<VerifiedMapping>,
+        opts: &BuildOptions,
+        progress: &(dyn Fn(usize) + Sync),
+    ) -> Result<(Self, BuildReport)> {
+        let input_mappings = mappings.len();
         // Last mapping wins for each (CPI, MSP); expired ones go.
         let mut expired_dropped = 0;
         let mut by_key: HashMap<(Cpi, String), Mapping> = HashMap::new();
-        for m in mappings {
+        for m in mappings.into_iter().map(VerifiedMapping::into_inner) {
             if m.fields.not_after < opts.now {
                 expired_dropped += 1;
                 continue;
@@ -246,8 +256,10 @@ impl Snapshot {
             }
             for attempt in 0..SALT_ATTEMPTS {
                 attempts += 1;
-                let layout =
-                    KeywordLayout::new(derive_salt(&base_salt, attempt), scheme.num_items() as u32)?;
+                let layout = KeywordLayout::new(
+                    derive_salt(&base_salt, attempt),
+                    scheme.num_items() as u32,
+                )?;
                 let located: Vec<(usize, Tag)> = groups
                     .par_iter()
                     .map(|(cpi, _)| {
@@ -323,10 +335,7 @@ impl Snapshot {
             .par_chunks_mut(item_bytes)
             .zip(buckets)
             .try_for_each(|(item, entries)| {
-                bucket::encode_bucket(
-                    entries.iter().map(|e| (e.tag, e.compact.as_slice())),
-                    item,
-                )
+                bucket::encode_bucket(entries.iter().map(|e| (e.tag, e.compact.as_slice())), item)
             })?;
         let mut db = vec![0u64; scheme.db_words()];
         let all: Vec<usize> = (0..scheme.num_items()).collect();
@@ -374,6 +383,33 @@ impl Snapshot {
             + self.db.len() as u64 * 8)
     }
 
+    /// Rewrites bucket `index` in place and re-encodes only its item (its NTT is local).
+    ///
+    /// The result no longer matches what the DP signed over its content: this exists so tests
+    /// can play a dishonest PIR host. Real updates go through a delta.
+    #[doc(hidden)]
+    pub fn danger_overwrite_bucket(
+        &mut self,
+        index: usize,
+        edit: impl FnOnce(&mut [u8]),
+    ) -> Result<()> {
+        let n = self.header.scheme.item_bytes as usize;
+        let item = self
+            .plaintext
+            .get_mut(index * n..(index + 1) * n)
+            .ok_or_else(|| CoreError::Internal(format!("bucket {index} out of range")))?;
+        edit(item);
+        spiral::encode_items(
+            &self.header.scheme,
+            &self.plaintext,
+            &[index],
+            &mut self.db,
+            &|_| {},
+        )?;
+        self.header.payload_checksum = payload_checksum(&self.plaintext, &self.db);
+        Ok(())
+    }
+
     /// Answers one encrypted query. Malformed query bytes are an error, never a panic.
     pub fn answer(&self, keys: &ServerKeys, query: &[u8]) -> Result<Vec<u8>> {
         spiral::answer(&self.header.scheme, &self.db, keys, query)
@@ -399,8 +435,10 @@ impl Snapshot {
         let header = encode_header(&self.header)?;
         let io = |e| CoreError::io("<snapshot>", e);
         w.write_all(&SNAPSHOT_MAGIC).map_err(io)?;
-        w.write_all(&SNAPSHOT_FORMAT_VERSION.to_le_bytes()).map_err(io)?;
-        w.write_all(&(header.len() as u32).to_le_bytes()).map_err(io)?;
+        w.write_all(&SNAPSHOT_FORMAT_VERSION.to_le_bytes())
+            .map_err(io)?;
+        w.write_all(&(header.len() as u32).to_le_bytes())
+            .map_err(io)?;
         w.write_all(&header).map_err(io)?;
         w.write_all(blake3::hash(&header).as_bytes()).map_err(io)?;
         w.write_all(&self.plaintext).map_err(io)?;
@@ -421,81 +459,38 @@ impl Snapshot {
         })
     }
 
+    /// Reads and checks only the header of a snapshot file (fast: skips the database).
+    pub fn read_header(path: &Path) -> Result<SnapshotHeader> {
+        let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
+        let len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
+        read_header_from(&mut std::io::BufReader::new(file), len)
+            .map(|(h, _)| h)
+            .map_err(|e| match e {
+                CoreError::InvalidSnapshot(m) => {
+                    CoreError::InvalidSnapshot(format!("{}: {m}", path.display()))
+                }
+                CoreError::Io { source, .. } => CoreError::io(path, source),
+                other => other,
+            })
+    }
+
     /// Reads a snapshot of `len` bytes from a reader.
     pub fn read_from(mut r: impl Read, len: u64) -> Result<Self> {
-        let invalid = |m: &str| CoreError::InvalidSnapshot(m.to_owned());
-        let read = |r: &mut dyn Read, buf: &mut [u8], what: &str| {
-            r.read_exact(buf).map_err(|e| match e.kind() {
-                std::io::ErrorKind::UnexpectedEof => {
-                    CoreError::InvalidSnapshot(format!("truncated in the {what}"))
-                }
-                _ => CoreError::io("<snapshot>", e),
-            })
-        };
-        let mut fixed = [0u8; 16];
-        read(&mut r, &mut fixed, "preamble")?;
-        if fixed[..8] != SNAPSHOT_MAGIC {
-            return Err(invalid("not a snapshot file (bad magic)"));
-        }
-        let version = u32::from_le_bytes(fixed[8..12].try_into().unwrap_or_default());
-        if version != SNAPSHOT_FORMAT_VERSION {
-            return Err(CoreError::InvalidSnapshot(format!(
-                "format version {version}, this build reads version {SNAPSHOT_FORMAT_VERSION}"
-            )));
-        }
-        let header_len = u32::from_le_bytes(fixed[12..16].try_into().unwrap_or_default());
-        if header_len > MAX_HEADER_LEN {
-            return Err(invalid("header length out of range"));
-        }
-        let mut header_bytes = vec![0u8; header_len as usize];
-        read(&mut r, &mut header_bytes, "header")?;
-        let mut header_hash = [0u8; 32];
-        read(&mut r, &mut header_hash, "header")?;
-        if blake3::hash(&header_bytes).as_bytes() != &header_hash {
-            return Err(invalid("header checksum mismatch (corrupted header)"));
-        }
-        let (header, used): (SnapshotHeader, usize) =
-            bincode::decode_from_slice(&header_bytes, bincode_config())
-                .map_err(|e| CoreError::InvalidSnapshot(format!("header does not decode: {e}")))?;
-        if used != header_bytes.len() {
-            return Err(invalid("trailing bytes after the header"));
-        }
-        header
-            .scheme
-            .validate()
-            .map_err(|e| CoreError::InvalidSnapshot(e.to_string()))?;
-        header
-            .layout
-            .validate()
-            .map_err(|e| CoreError::InvalidSnapshot(e.to_string()))?;
-        if header.layout.num_buckets as usize != header.scheme.num_items() {
-            return Err(invalid("bucket count differs from the number of items"));
-        }
-        let plain_len = header.scheme.num_items() * header.scheme.item_bytes as usize;
+        let (header, plain_len) = read_header_from(&mut r, len)?;
         let words = header.scheme.db_words();
-        let expected = 16 + header_len as u64 + 32 + plain_len as u64 + words as u64 * 8;
-        if len < expected {
-            return Err(CoreError::InvalidSnapshot(format!(
-                "truncated: {len} bytes, the header announces {expected}"
-            )));
-        }
-        if len > expected {
-            return Err(CoreError::InvalidSnapshot(format!(
-                "{} unexpected bytes after the database",
-                len - expected
-            )));
-        }
         let mut hasher = blake3::Hasher::new();
         let mut plaintext = vec![0u8; plain_len];
-        read(&mut r, &mut plaintext, "buckets")?;
+        read_exact_or(&mut r, &mut plaintext, "buckets")?;
         hasher.update_rayon(&plaintext);
         let mut db = vec![0u64; words];
         for chunk in bytemuck::cast_slice_mut::<u64, u8>(&mut db).chunks_mut(1 << 24) {
-            read(&mut r, chunk, "database")?;
+            read_exact_or(&mut r, chunk, "database")?;
             hasher.update_rayon(chunk);
         }
         if hasher.finalize().as_bytes() != &header.payload_checksum {
-            return Err(invalid("payload checksum mismatch (corrupted database)"));
+            return Err(CoreError::InvalidSnapshot(
+                "payload checksum mismatch (corrupted database)".into(),
+            ));
         }
         Ok(Self {
             header,
@@ -503,6 +498,74 @@ impl Snapshot {
             db,
         })
     }
+}
+
+fn read_exact_or(r: &mut dyn Read, buf: &mut [u8], what: &str) -> Result<()> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            CoreError::InvalidSnapshot(format!("truncated in the {what}"))
+        }
+        _ => CoreError::io("<snapshot>", e),
+    })
+}
+
+/// Reads and checks the preamble and header; returns the header and the plaintext length.
+fn read_header_from(r: &mut dyn Read, len: u64) -> Result<(SnapshotHeader, usize)> {
+    let invalid = |m: &str| CoreError::InvalidSnapshot(m.to_owned());
+    let mut fixed = [0u8; 16];
+    read_exact_or(r, &mut fixed, "preamble")?;
+    if fixed[..8] != SNAPSHOT_MAGIC {
+        return Err(invalid("not a snapshot file (bad magic)"));
+    }
+    let version = u32::from_le_bytes(fixed[8..12].try_into().unwrap_or_default());
+    if version != SNAPSHOT_FORMAT_VERSION {
+        return Err(CoreError::InvalidSnapshot(format!(
+            "format version {version}, this build reads version {SNAPSHOT_FORMAT_VERSION}"
+        )));
+    }
+    let header_len = u32::from_le_bytes(fixed[12..16].try_into().unwrap_or_default());
+    if header_len > MAX_HEADER_LEN {
+        return Err(invalid("header length out of range"));
+    }
+    let mut header_bytes = vec![0u8; header_len as usize];
+    read_exact_or(r, &mut header_bytes, "header")?;
+    let mut header_hash = [0u8; 32];
+    read_exact_or(r, &mut header_hash, "header")?;
+    if blake3::hash(&header_bytes).as_bytes() != &header_hash {
+        return Err(invalid("header checksum mismatch (corrupted header)"));
+    }
+    let (header, used): (SnapshotHeader, usize) =
+        bincode::decode_from_slice(&header_bytes, bincode_config())
+            .map_err(|e| CoreError::InvalidSnapshot(format!("header does not decode: {e}")))?;
+    if used != header_bytes.len() {
+        return Err(invalid("trailing bytes after the header"));
+    }
+    header
+        .scheme
+        .validate()
+        .map_err(|e| CoreError::InvalidSnapshot(e.to_string()))?;
+    header
+        .layout
+        .validate()
+        .map_err(|e| CoreError::InvalidSnapshot(e.to_string()))?;
+    if header.layout.num_buckets as usize != header.scheme.num_items() {
+        return Err(invalid("bucket count differs from the number of items"));
+    }
+    let plain_len = header.scheme.num_items() * header.scheme.item_bytes as usize;
+    let words = header.scheme.db_words();
+    let expected = 16 + header_len as u64 + 32 + plain_len as u64 + words as u64 * 8;
+    if len < expected {
+        return Err(CoreError::InvalidSnapshot(format!(
+            "truncated: {len} bytes, the header announces {expected}"
+        )));
+    }
+    if len > expected {
+        return Err(CoreError::InvalidSnapshot(format!(
+            "{} unexpected bytes after the database",
+            len - expected
+        )));
+    }
+    Ok((header, plain_len))
 }
 
 fn located_count(buckets: &[Vec<Entry>]) -> u64 {

@@ -116,7 +116,7 @@ fn check_words(what: &'static str, bytes: &[u8], expected: usize, modulus: u64) 
         });
     }
     let body = &bytes[SEED_LENGTH..];
-    if body.len() % 8 != 0 {
+    if !body.len().is_multiple_of(8) {
         return Err(CoreError::Internal(format!("{what} body not whole words")));
     }
     if let Some(pos) = body
@@ -168,7 +168,9 @@ pub(crate) fn keygen(params: &SchemeParams) -> Result<(ClientSecret, Vec<u8>)> {
     // Only the secret comes from the seed; spiral-rs draws the public randomness itself.
     let public = client.generate_keys_from_seed(seed).serialize();
     if public.len() != sp.setup_bytes() {
-        return Err(CoreError::Internal("public key size differs from setup_bytes".into()));
+        return Err(CoreError::Internal(
+            "public key size differs from setup_bytes".into(),
+        ));
     }
     Ok((ClientSecret(seed), public))
 }
@@ -184,13 +186,19 @@ pub(crate) fn query(params: &SchemeParams, secret: &ClientSecret, index: usize) 
     }
     let bytes = client_for(sp, secret).generate_query(index).serialize();
     if bytes.len() != sp.query_bytes() {
-        return Err(CoreError::Internal("query size differs from query_bytes".into()));
+        return Err(CoreError::Internal(
+            "query size differs from query_bytes".into(),
+        ));
     }
     Ok(bytes)
 }
 
 /// Decrypts a response into the item's `item_bytes` plaintext bytes.
-pub(crate) fn decode(params: &SchemeParams, secret: &ClientSecret, response: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn decode(
+    params: &SchemeParams,
+    secret: &ClientSecret,
+    response: &[u8],
+) -> Result<Vec<u8>> {
     let sp = spiral_params(params)?;
     let expected = response_bytes(sp);
     if response.len() != expected {
@@ -203,7 +211,9 @@ pub(crate) fn decode(params: &SchemeParams, secret: &ClientSecret, response: &[u
     // Output is one run of `bytes_per_chunk` bytes per plaintext chunk, then padding.
     let needed = sp.bytes_per_chunk() * sp.instances * sp.n * sp.n;
     if raw.len() < needed {
-        return Err(CoreError::Internal("decoded response shorter than an item".into()));
+        return Err(CoreError::Internal(
+            "decoded response shorter than an item".into(),
+        ));
     }
     let mut item = raw;
     item.truncate(params.item_bytes as usize);
@@ -218,7 +228,9 @@ pub struct ServerKeys {
 
 impl std::fmt::Debug for ServerKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerKeys").field("params", &self.params).finish_non_exhaustive()
+        f.debug_struct("ServerKeys")
+            .field("params", &self.params)
+            .finish_non_exhaustive()
     }
 }
 
@@ -240,7 +252,12 @@ impl ServerKeys {
 }
 
 /// Answers one query over a preprocessed database.
-pub(crate) fn answer(params: &SchemeParams, db: &[u64], keys: &ServerKeys, query: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn answer(
+    params: &SchemeParams,
+    db: &[u64],
+    keys: &ServerKeys,
+    query: &[u8],
+) -> Result<Vec<u8>> {
     let sp = spiral_params(params)?;
     if keys.params != *params {
         return Err(CoreError::ParamsMismatch(
@@ -248,7 +265,9 @@ pub(crate) fn answer(params: &SchemeParams, db: &[u64], keys: &ServerKeys, query
         ));
     }
     if db.len() != params.db_words() {
-        return Err(CoreError::Internal("database size does not match parameters".into()));
+        return Err(CoreError::Internal(
+            "database size does not match parameters".into(),
+        ));
     }
     check_words("query", query, sp.query_bytes(), sp.modulus)?;
     let q = Query::deserialize(sp, query);
@@ -297,10 +316,14 @@ pub(crate) fn encode_items(
     let item_bytes = params.item_bytes as usize;
     let num_items = params.num_items();
     if plaintext.len() != num_items * item_bytes || db.len() != params.db_words() {
-        return Err(CoreError::Internal("encode_items: buffer sizes do not match".into()));
+        return Err(CoreError::Internal(
+            "encode_items: buffer sizes do not match".into(),
+        ));
     }
     if let Some(&bad) = indices.iter().find(|&&i| i >= num_items) {
-        return Err(CoreError::Internal(format!("encode_items: item {bad} out of range")));
+        return Err(CoreError::Internal(format!(
+            "encode_items: item {bad} out of range"
+        )));
     }
     let dim0 = 1usize << params.nu_1;
     let num_per = 1usize << params.nu_2;

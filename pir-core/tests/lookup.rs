@@ -13,7 +13,7 @@ fn issuer() -> IssuerKey {
 
 fn trust() -> TrustStore {
     let mut t = TrustStore::new();
-    t.add(issuer().verifying_key());
+    t.add(issuer().verifying_key()).unwrap();
     t
 }
 
@@ -33,7 +33,11 @@ fn mapping(cpi: &str, msp: &str, psi: Option<&str>) -> Mapping {
 
 fn sample() -> Vec<Mapping> {
     let mut v = vec![
-        mapping("tel:+14155550100", "chat.example", Some("@alice:chat.example")),
+        mapping(
+            "tel:+14155550100",
+            "chat.example",
+            Some("@alice:chat.example"),
+        ),
         mapping("tel:+14155550100", "talk.example", None),
         mapping("tel:+14155550100", "ring.example", Some("alice")),
         mapping("mailto:bob@example.org", "chat.example", None),
@@ -77,7 +81,11 @@ fn lookup(snapshot: &Snapshot, client: &LookupClient, cpi: &str) -> pir_core::Re
     let pending = client.query(&Cpi::parse(cpi)?)?;
     let response = snapshot.answer(&keys, &pending.query)?;
     let result = client.decode(&pending, &response, NOW)?;
-    let mut msps: Vec<String> = result.mappings.iter().map(|m| m.fields.msp.clone()).collect();
+    let mut msps: Vec<String> = result
+        .mappings
+        .iter()
+        .map(|m| m.fields.msp.clone())
+        .collect();
     msps.sort();
     Ok(msps)
 }
@@ -98,7 +106,11 @@ fn found_not_found_and_several_msps() {
         lookup(&snapshot, &client, "tel:+442079460958").unwrap(),
         ["mail.example"]
     );
-    assert!(lookup(&snapshot, &client, "mailto:nobody@example.org").unwrap().is_empty());
+    assert!(
+        lookup(&snapshot, &client, "mailto:nobody@example.org")
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(
         lookup(&snapshot, &client, "mailto:user123@example.net").unwrap(),
         ["bulk.example"]
@@ -117,13 +129,11 @@ fn query_size_does_not_depend_on_the_cpi() {
 }
 
 #[test]
-fn tampered_mapping_is_rejected_by_the_client() {
+fn builder_refuses_a_mapping_that_does_not_verify() {
     let mut mappings = sample();
-    // Tamper after signing: the DP (or anyone on the way) swaps the MSP.
     mappings[3].fields.msp = "evil.example".into();
-    // The builder refuses it...
     let err = Snapshot::build(
-        mappings.clone(),
+        mappings,
         &trust(),
         &BuildOptions {
             now: NOW,
@@ -132,16 +142,92 @@ fn tampered_mapping_is_rejected_by_the_client() {
         },
     )
     .unwrap_err();
-    assert!(matches!(err, CoreError::InvalidMapping { index: 3, .. }), "{err}");
-    // ...so build with a builder that trusts a different issuer under the same id? No: build
-    // honestly, then let the client trust a different key set to show it verifies everything.
+    assert!(
+        matches!(err, CoreError::InvalidMapping { index: 3, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn mapping_tampered_after_building_is_rejected_by_the_client() {
+    let mut snapshot = build(sample());
+    let bob = Cpi::parse("mailto:bob@example.org").unwrap();
+    let bucket = snapshot.config().layout.locate(&bob).bucket.0 as usize;
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    assert_eq!(
+        lookup(&snapshot, &client, "mailto:bob@example.org").unwrap(),
+        ["chat.example"]
+    );
+    // A dishonest host rewrites "chat.example" to "chet.example" in Bob's bucket.
+    snapshot
+        .danger_overwrite_bucket(bucket, |item| {
+            let pos = item
+                .windows(12)
+                .position(|w| w == b"chat.example")
+                .expect("bucket holds bob's mapping");
+            item[pos + 2] = b'e';
+        })
+        .unwrap();
+    let err = lookup(&snapshot, &client, "mailto:bob@example.org").unwrap_err();
+    assert!(matches!(err, CoreError::BadIssuerSignature), "{err}");
+}
+
+#[test]
+fn client_with_other_trusted_issuers_rejects_everything() {
     let snapshot = build(sample());
-    let other = IssuerKey::from_seed(&[43; 32]);
     let mut wrong_trust = TrustStore::new();
-    wrong_trust.add(other.verifying_key());
+    wrong_trust
+        .add(IssuerKey::from_seed(&[43; 32]).verifying_key())
+        .unwrap();
     let client = LookupClient::new(snapshot.config(), wrong_trust).unwrap();
     let err = lookup(&snapshot, &client, "tel:+14155550100").unwrap_err();
     assert!(matches!(err, CoreError::UnknownIssuer(_)), "{err}");
+    // An absent CPI still answers "not found": nothing of it is in the bucket to distrust.
+    assert!(
+        lookup(&snapshot, &client, "mailto:nobody@example.org")
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[test]
+fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
+    let mut mappings = sample();
+    mappings.push(
+        MappingFields::new(
+            Cpi::parse("mailto:old@example.org").unwrap(),
+            "gone.example",
+            None,
+            None,
+            0,
+            NOW - 1,
+        )
+        .unwrap()
+        .sign(&issuer(), None)
+        .unwrap(),
+    );
+    let opts = BuildOptions {
+        now: NOW,
+        scheme: Some(SchemeParams::danger_test_only_small()),
+        ..Default::default()
+    };
+    let (snapshot, report) = Snapshot::build(mappings, &trust(), &opts).unwrap();
+    assert_eq!(report.expired_dropped, 1);
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    assert!(
+        lookup(&snapshot, &client, "mailto:old@example.org")
+            .unwrap()
+            .is_empty()
+    );
+    // The user-consented mapping is valid NOW-10..NOW+10: a client clock past it filters it.
+    let keys = ServerKeys::parse(&snapshot.config().scheme, client.keys().public_bytes()).unwrap();
+    let pending = client
+        .query(&Cpi::parse("tel:+442079460958").unwrap())
+        .unwrap();
+    let response = snapshot.answer(&keys, &pending.query).unwrap();
+    let late = client.decode(&pending, &response, NOW + 11).unwrap();
+    assert!(!late.found());
+    assert_eq!(late.outside_validity, 1);
 }
 
 #[test]
@@ -150,7 +236,9 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
     let params = snapshot.config().scheme;
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
     let keys = ServerKeys::parse(&params, client.keys().public_bytes()).unwrap();
-    let pending = client.query(&Cpi::parse("tel:+14155550100").unwrap()).unwrap();
+    let pending = client
+        .query(&Cpi::parse("tel:+14155550100").unwrap())
+        .unwrap();
 
     for bad in [
         Vec::new(),
@@ -165,13 +253,34 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
         },
     ] {
         let err = snapshot.answer(&keys, &bad).unwrap_err();
-        assert!(matches!(err, CoreError::MalformedPirBytes { what: "query", .. }), "{err}");
+        assert!(
+            matches!(err, CoreError::MalformedPirBytes { what: "query", .. }),
+            "{err}"
+        );
     }
     let public = client.keys().public_bytes();
     for bad in [&public[..100], &[public, &[1u8][..]].concat()[..]] {
         let err = ServerKeys::parse(&params, bad).unwrap_err();
-        assert!(matches!(err, CoreError::MalformedPirBytes { what: "public keys", .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                CoreError::MalformedPirBytes {
+                    what: "public keys",
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
     let err = client.decode(&pending, &[0u8; 10], NOW).unwrap_err();
-    assert!(matches!(err, CoreError::MalformedPirBytes { what: "response", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            CoreError::MalformedPirBytes {
+                what: "response",
+                ..
+            }
+        ),
+        "{err}"
+    );
 }

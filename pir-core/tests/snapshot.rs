@@ -1,0 +1,194 @@
+//! Snapshot files: round trip, refusal of damaged files, and format stability.
+
+use std::path::PathBuf;
+
+use pir_core::{
+    BuildOptions, CoreError, Cpi, IssuerKey, LookupClient, Mapping, MappingFields,
+    SNAPSHOT_FORMAT_VERSION, SchemeParams, ServerKeys, Snapshot, TrustStore,
+};
+
+const NOW: u64 = 1_800_000_000;
+
+/// The smallest shape spiral-rs runs: 8 items. Only for the committed fixture.
+fn tiny_scheme() -> SchemeParams {
+    SchemeParams {
+        nu_1: 2,
+        nu_2: 1,
+        ..SchemeParams::danger_test_only_small()
+    }
+}
+
+fn issuer() -> IssuerKey {
+    IssuerKey::from_seed(&[11; 32])
+}
+
+fn trust() -> TrustStore {
+    TrustStore::parse(&issuer().to_public_text()).unwrap()
+}
+
+fn fixture_mappings() -> Vec<Mapping> {
+    [
+        (
+            "tel:+14155550100",
+            "chat.example",
+            Some("@alice:chat.example"),
+        ),
+        ("tel:+14155550100", "talk.example", None),
+        ("mailto:carol@example.com", "mail.example", None),
+    ]
+    .into_iter()
+    .map(|(cpi, msp, psi)| {
+        MappingFields::new(
+            Cpi::parse(cpi).unwrap(),
+            msp,
+            psi,
+            Some("personal"),
+            0,
+            u64::MAX,
+        )
+        .unwrap()
+        .sign(&issuer(), None)
+        .unwrap()
+    })
+    .collect()
+}
+
+fn fixture_path() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-v1.pirsnap")
+}
+
+fn build_fixture() -> Snapshot {
+    let opts = BuildOptions {
+        epoch: 3,
+        now: 1_767_225_600,
+        salt: Some([9; 32]),
+        scheme: Some(tiny_scheme()),
+    };
+    Snapshot::build(fixture_mappings(), &trust(), &opts)
+        .unwrap()
+        .0
+}
+
+fn to_bytes(s: &Snapshot) -> Vec<u8> {
+    let mut v = Vec::new();
+    s.write_to(&mut v).unwrap();
+    v
+}
+
+fn read(bytes: &[u8]) -> pir_core::Result<Snapshot> {
+    Snapshot::read_from(bytes, bytes.len() as u64)
+}
+
+fn msps(snapshot: &Snapshot, cpi: &str) -> Vec<String> {
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    let keys = ServerKeys::parse(&snapshot.config().scheme, client.keys().public_bytes()).unwrap();
+    let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
+    let response = snapshot.answer(&keys, &pending.query).unwrap();
+    let mut out: Vec<String> = client
+        .decode(&pending, &response, NOW)
+        .unwrap()
+        .mappings
+        .into_iter()
+        .map(|m| m.fields.msp)
+        .collect();
+    out.sort();
+    out
+}
+
+/// Regenerates the committed fixture. Only after a deliberate format version bump:
+/// `cargo test -p pir-core --test snapshot -- --ignored regenerate_fixture`
+#[test]
+#[ignore]
+fn regenerate_fixture() {
+    build_fixture().write(&fixture_path()).unwrap();
+}
+
+#[test]
+fn committed_fixture_keeps_loading_and_answering() {
+    let bytes = std::fs::read(fixture_path()).expect("fixture is committed");
+    let snapshot = Snapshot::load(&fixture_path()).unwrap();
+    let h = snapshot.header();
+    assert_eq!(
+        SNAPSHOT_FORMAT_VERSION, 1,
+        "bump the fixture with the version"
+    );
+    assert_eq!(h.epoch, 3);
+    assert_eq!(h.created_at, 1_767_225_600);
+    assert_eq!(h.mapping_count, 3);
+    assert_eq!(h.cpi_count, 2);
+    assert_eq!(h.scheme, tiny_scheme());
+    assert_eq!(h.layout.salt, [9; 32]);
+    // Writing what was read gives the same bytes: the encoding is pinned both ways.
+    assert_eq!(to_bytes(&snapshot), bytes);
+    // And today's builder produces the same file from the same input.
+    assert_eq!(to_bytes(&build_fixture()), bytes);
+    assert_eq!(
+        msps(&snapshot, "tel:+14155550100"),
+        ["chat.example", "talk.example"]
+    );
+    assert_eq!(
+        msps(&snapshot, "mailto:carol@example.com"),
+        ["mail.example"]
+    );
+    assert!(msps(&snapshot, "mailto:dave@example.com").is_empty());
+}
+
+#[test]
+fn file_round_trip() {
+    let dir = std::env::temp_dir().join(format!("pir-core-snap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("db.pirsnap");
+    let snapshot = build_fixture();
+    snapshot.write(&path).unwrap();
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        snapshot.file_len().unwrap()
+    );
+    let loaded = Snapshot::load(&path).unwrap();
+    assert_eq!(loaded.header(), snapshot.header());
+    assert_eq!(msps(&loaded, "mailto:carol@example.com"), ["mail.example"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn expect_invalid(bytes: &[u8], needle: &str) {
+    match read(bytes) {
+        Err(CoreError::InvalidSnapshot(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+        Err(other) => panic!("wrong error {other}"),
+        Ok(_) => panic!("damaged snapshot accepted ({needle})"),
+    }
+}
+
+#[test]
+fn damaged_files_are_refused_with_a_clear_error() {
+    let good = to_bytes(&build_fixture());
+    let header_len = u32::from_le_bytes(good[12..16].try_into().unwrap()) as usize;
+    let payload = 16 + header_len + 32;
+
+    expect_invalid(&good[..5], "truncated");
+    expect_invalid(&good[..payload + 10], "truncated");
+    expect_invalid(&good[..good.len() - 1], "truncated");
+    expect_invalid(&[good.clone(), vec![0]].concat(), "unexpected bytes");
+
+    let mut bad = good.clone();
+    bad[0] = b'X';
+    expect_invalid(&bad, "magic");
+
+    let mut bad = good.clone();
+    bad[8] = 2;
+    expect_invalid(&bad, "format version 2");
+
+    let mut bad = good.clone();
+    bad[20] ^= 1;
+    expect_invalid(&bad, "header checksum");
+
+    let mut bad = good.clone();
+    bad[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
+    expect_invalid(&bad, "header length");
+
+    // One flipped bit in a bucket, then one in the NTT words.
+    for pos in [payload + 3, good.len() - 4] {
+        let mut bad = good.clone();
+        bad[pos] ^= 0x10;
+        expect_invalid(&bad, "payload checksum");
+    }
+}

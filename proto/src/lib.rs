@@ -1,0 +1,26 @@
+//! `pir-proto`: the `pir.v1` gRPC protocol.
+//!
+//! Generated types live in [`v1`]; conversions to and from `pir-core` types are `TryFrom`
+//! impls in one place (`convert.rs`). Wire messages are not trusted: converting them validates.
+
+mod convert;
+
+/// Generated code for package `pir.v1`.
+#[rustfmt::skip]
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod v1 {
+    include!(concat!(env!("OUT_DIR"), "/pir.v1.rs"));
+}
+
+pub use convert::ConfigIn;
+
+/// Encoded `FileDescriptorSet` of `pir.v1`, for gRPC server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/pir_v1_descriptor.bin"));
+
+/// Trailer key that says why a request failed its precondition.
+pub const REASON_KEY: &str = "pir-reason";
+/// [`REASON_KEY`] value: the key id is not (or no longer) registered.
+pub const REASON_UNKNOWN_KEY: &str = "unknown-key";
+/// [`REASON_KEY`] value: the request's epoch is not the served one.
+pub const REASON_STALE_EPOCH: &str = "stale-epoch";
