@@ -1,0 +1,126 @@
+//! The crate's one error type.
+
+use std::path::PathBuf;
+
+use pir_core::CoreError;
+
+/// Everything that can go wrong in `pir-client`.
+///
+/// Grouped as *configuration* (what the caller gave us), *transport and server* (what happened
+/// on the wire), *verification* (what came back does not check out) and *internal* (a bug).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    // ---- configuration ------------------------------------------------------------------------
+    /// The server address is not a valid URI.
+    #[error("invalid server address {url:?}: {}", chain(.source))]
+    InvalidEndpoint {
+        /// The address as given.
+        url: String,
+        /// Why tonic refused it.
+        source: tonic::transport::Error,
+    },
+    /// Options that cannot work, or a server configuration this client cannot use.
+    #[error("bad configuration: {0}")]
+    BadConfig(String),
+    /// A key file that cannot be read or written.
+    #[error("key file {path}: {source}")]
+    KeyFileIo {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A key file that is not a key file, is truncated, corrupted or of another version.
+    #[error("key file {path}: {reason}")]
+    InvalidKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    // ---- transport and server -----------------------------------------------------------------
+    /// The connection to the server could not be made or broke.
+    #[error("cannot reach {url}: {}", chain(.source))]
+    Transport {
+        /// The server address.
+        url: String,
+        /// The transport error.
+        source: tonic::transport::Error,
+    },
+    /// The server answered an RPC with an error status.
+    #[error("{rpc} failed: {status}")]
+    Rpc {
+        /// The RPC's name.
+        rpc: &'static str,
+        /// The status (boxed: `tonic::Status` is large).
+        status: Box<tonic::Status>,
+    },
+    /// The server's configuration does not validate.
+    #[error("invalid server configuration: {0}")]
+    InvalidServerConfig(#[source] CoreError),
+    /// The server's answer breaks the protocol (wrong answer count, different key id...).
+    #[error("protocol violation by the server: {0}")]
+    Protocol(String),
+
+    // ---- verification and PIR -----------------------------------------------------------------
+    /// The lookup of one CPI failed: the response does not decrypt, decode or verify.
+    #[error("lookup of {cpi}: {source}")]
+    Lookup {
+        /// The CPI looked up (normalised).
+        cpi: String,
+        /// What went wrong.
+        source: CoreError,
+    },
+    /// An error from `pir-core` outside a lookup (key generation, query encryption, trust file).
+    #[error(transparent)]
+    Core(#[from] CoreError),
+
+    // ---- internal -----------------------------------------------------------------------------
+    /// A broken invariant. Always a bug.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ClientError {
+    pub(crate) fn rpc(rpc: &'static str, status: tonic::Status) -> Self {
+        Self::Rpc {
+            rpc,
+            status: Box::new(status),
+        }
+    }
+
+    pub(crate) fn key_file(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Self::InvalidKeyFile {
+            path: path.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The gRPC status, when the server answered with one.
+    pub fn status(&self) -> Option<&tonic::Status> {
+        match self {
+            Self::Rpc { status, .. } => Some(status),
+            _ => None,
+        }
+    }
+}
+
+/// An error and its sources, `: `-separated (tonic's transport errors say little on their own).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(s) = next {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = s.source();
+    }
+    out
+}
+
+/// Result with [`ClientError`].
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;

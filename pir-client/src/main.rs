@@ -1,0 +1,217 @@
+//! `pir-client`: private discovery lookups from the command line.
+//!
+//! Parses arguments and calls the library; logs go to stderr, results to stdout.
+
+use std::{
+    io::{self, Write},
+    path::PathBuf,
+    process::ExitCode,
+    time::Duration,
+};
+
+use clap::{Args, Parser, Subcommand};
+use pir_client::{ClientOptions, PirClient};
+use pir_core::{CoreError, Cpi, TrustStore};
+use tracing_subscriber::EnvFilter;
+
+/// Private discovery lookups: which messaging providers can reach a phone number or an email
+/// address, asked so that the server cannot tell which one.
+#[derive(Debug, Parser)]
+#[command(name = "pir-client", version, about)]
+struct Cli {
+    /// More logging on stderr (-v: info, -vv: debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Looks up CPIs privately and prints their verified mappings.
+    Lookup(LookupArgs),
+    /// Prints the server's configuration: epoch, database shape, message sizes.
+    Info(InfoArgs),
+}
+
+#[derive(Debug, Args)]
+struct ServerArgs {
+    /// Server address, e.g. http://127.0.0.1:50051.
+    #[arg(long, value_name = "URL")]
+    server: String,
+    /// Seconds to wait for the connection.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    connect_timeout: u64,
+    /// Print JSON (one object per line) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct LookupArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Trusted issuer public keys: one base64url key per line.
+    #[arg(long, value_name = "FILE")]
+    trust: PathBuf,
+    /// Keeps the client keys between runs (created with mode 0600), saving key generation
+    /// and upload.
+    #[arg(long, value_name = "PATH")]
+    key_file: Option<PathBuf>,
+    /// Seconds to wait for each answer (none by default).
+    #[arg(long, value_name = "SECS")]
+    timeout: Option<u64>,
+    /// CPIs: tel:+14155550100, mailto:alice@example.com.
+    #[arg(value_name = "CPI", required = true, value_parser = parse_cpi)]
+    cpis: Vec<Cpi>,
+}
+
+#[derive(Debug, Args)]
+struct InfoArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+}
+
+fn parse_cpi(s: &str) -> Result<Cpi, CoreError> {
+    Cpi::parse(s)
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .init();
+}
+
+/// Writes a line to stdout; a closed pipe (`| head`) ends the program quietly.
+fn emit(line: &str) -> Result<(), ExitCode> {
+    match writeln!(io::stdout().lock(), "{line}") {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Err(ExitCode::SUCCESS),
+        Err(e) => {
+            eprintln!("error: writing to stdout: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+async fn lookup(args: LookupArgs) -> Result<ExitCode, ExitCode> {
+    let trust = TrustStore::from_file(&args.trust).map_err(|e| {
+        eprintln!("error: trust file: {e}");
+        ExitCode::FAILURE
+    })?;
+    let options = ClientOptions {
+        key_file: args.key_file,
+        connect_timeout: Some(Duration::from_secs(args.server.connect_timeout)),
+        request_timeout: args.timeout.map(Duration::from_secs),
+        ..ClientOptions::new(trust)
+    };
+    let mut client = PirClient::connect(&args.server.server, options)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        })?;
+    let mut failed = 0usize;
+    for cpi in &args.cpis {
+        match client.lookup(cpi).await {
+            Ok(outcome) if args.server.json => {
+                emit(&pir_client::outcome_json(&outcome).to_string())?
+            }
+            Ok(outcome) => emit(&pir_client::outcome_text(&outcome))?,
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {cpi}: {e}");
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("error: {failed} of {} lookups failed", args.cpis.len());
+        return Ok(ExitCode::FAILURE);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn info(args: InfoArgs) -> Result<ExitCode, ExitCode> {
+    let options = ClientOptions {
+        connect_timeout: Some(Duration::from_secs(args.server.connect_timeout)),
+        ..ClientOptions::default()
+    };
+    let config = pir_client::fetch_config(&args.server.server, &options)
+        .await
+        .map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        })?;
+    if args.server.json {
+        emit(&pir_client::info_json(&config).to_string())?;
+    } else {
+        emit(&pir_client::info_text(&config))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Lookup(args) => lookup(args).await,
+        Command::Info(args) => info(args).await,
+    };
+    result.unwrap_or_else(|code| code)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn cpis_are_parsed_and_normalised() {
+        let cli = Cli::try_parse_from([
+            "pir-client",
+            "lookup",
+            "--server",
+            "http://127.0.0.1:1",
+            "--trust",
+            "t.pub",
+            "tel:+1 (415) 555-0100",
+            "mailto:Alice@Example.COM",
+        ])
+        .unwrap();
+        let Command::Lookup(args) = cli.command else {
+            panic!("expected lookup");
+        };
+        let cpis: Vec<&str> = args.cpis.iter().map(Cpi::as_str).collect();
+        assert_eq!(cpis, ["tel:+14155550100", "mailto:Alice@example.com"]);
+    }
+
+    #[test]
+    fn invalid_cpi_is_a_clear_usage_error() {
+        let err = Cli::try_parse_from([
+            "pir-client",
+            "lookup",
+            "--server",
+            "http://127.0.0.1:1",
+            "--trust",
+            "t.pub",
+            "4155550100",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        assert!(err.to_string().contains("invalid CPI"), "{err}");
+    }
+}

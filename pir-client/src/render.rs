@@ -1,0 +1,398 @@
+//! How lookups and server configurations are shown: JSON values for scripts, text for people.
+
+use pir_core::Mapping;
+use pir_proto::ConfigIn;
+use serde_json::{Value, json};
+
+use crate::client::LookupOutcome;
+
+/// One lookup as a JSON object, the `--json` line of `pir-client lookup`:
+///
+/// ```json
+/// {"cpi": "tel:+14155550100", "found": true,
+///  "mappings": [{"msp": "chat.example", "psi": "@alice:chat.example", "context": null,
+///                "not_before": 1700000000, "not_after": 1800000000}],
+///  "bytes_sent": 123456, "bytes_received": 54321, "millis": 87.5}
+/// ```
+///
+/// `cpi` is normalised, `psi` and `context` are `null` when absent, times are unix seconds.
+pub fn outcome_json(outcome: &LookupOutcome) -> Value {
+    let r = &outcome.result;
+    json!({
+        "cpi": r.cpi.as_str(),
+        "found": r.found(),
+        "mappings": r.mappings.iter().map(mapping_json).collect::<Vec<_>>(),
+        "bytes_sent": outcome.bytes_sent,
+        "bytes_received": outcome.bytes_received,
+        "millis": outcome.millis,
+    })
+}
+
+fn mapping_json(m: &Mapping) -> Value {
+    let f = &m.fields;
+    json!({
+        "msp": f.msp,
+        "psi": f.psi,
+        "context": f.context,
+        "not_before": f.not_before,
+        "not_after": f.not_after,
+    })
+}
+
+/// One lookup as text: a header line, then one indented line per mapping.
+///
+/// ```text
+/// tel:+14155550100: 1 mapping (sent 110.2 KiB, received 20.3 KiB, 87.5 ms)
+///   chat.example  psi @alice:chat.example  valid 2023-11-14T22:13:20Z to 2027-01-15T08:00:00Z
+/// ```
+pub fn outcome_text(outcome: &LookupOutcome) -> String {
+    let r = &outcome.result;
+    let cost = format!(
+        "sent {}, received {}, {:.1} ms",
+        human_bytes(outcome.bytes_sent),
+        human_bytes(outcome.bytes_received),
+        outcome.millis
+    );
+    let mut out = if r.found() {
+        let n = r.mappings.len();
+        let s = if n == 1 { "" } else { "s" };
+        format!("{}: {n} mapping{s} ({cost})", r.cpi)
+    } else {
+        format!("{}: not found ({cost})", r.cpi)
+    };
+    for m in &r.mappings {
+        let f = &m.fields;
+        out.push_str("\n  ");
+        out.push_str(&f.msp);
+        if let Some(psi) = &f.psi {
+            out.push_str(&format!("  psi {psi}"));
+        }
+        if let Some(context) = &f.context {
+            out.push_str(&format!("  context {context}"));
+        }
+        out.push_str(&format!(
+            "  valid {} to {}",
+            timestamp(f.not_before),
+            timestamp(f.not_after)
+        ));
+    }
+    if r.outside_validity > 0 {
+        out.push_str(&format!(
+            "\n  ({} signed mapping(s) ignored: expired or not yet valid)",
+            r.outside_validity
+        ));
+    }
+    out
+}
+
+/// The server's configuration as a JSON object (`pir-client info --json`).
+pub fn info_json(info: &ConfigIn) -> Value {
+    let c = &info.lookup;
+    let s = &c.scheme;
+    let raw = &info.raw;
+    let sizes = raw.sizes.unwrap_or_default();
+    json!({
+        "epoch": c.epoch,
+        "created_at": raw.created_at,
+        "shape": {
+            "items": s.num_items(),
+            "item_bytes": s.item_bytes,
+            "capacity_bytes": s.capacity_bytes(),
+            "scheme": {
+                "n": s.n,
+                "nu_1": s.nu_1,
+                "nu_2": s.nu_2,
+                "p": s.p,
+                "q2_bits": s.q2_bits,
+                "t_gsw": s.t_gsw,
+                "t_conv": s.t_conv,
+                "t_exp_left": s.t_exp_left,
+                "t_exp_right": s.t_exp_right,
+                "instances": s.instances,
+                "item_bytes": s.item_bytes,
+                "version": s.version,
+            },
+        },
+        "layout": {
+            "version": c.layout.version,
+            "num_buckets": c.layout.num_buckets,
+        },
+        "sizes": {
+            "public_keys": sizes.public_keys,
+            "query": sizes.query,
+            "response": sizes.response,
+        },
+        "limits": {
+            "max_queries_per_request": info.max_queries_per_request,
+            "max_message_bytes": info.max_message_bytes,
+        },
+        "mapping_count": raw.mapping_count,
+        "cpi_count": raw.cpi_count,
+        "packing_efficiency": raw.packing_efficiency,
+    })
+}
+
+/// The server's configuration as text (`pir-client info`).
+pub fn info_text(info: &ConfigIn) -> String {
+    let c = &info.lookup;
+    let s = &c.scheme;
+    let raw = &info.raw;
+    let sizes = raw.sizes.unwrap_or_default();
+    let limit = if info.max_message_bytes == 0 {
+        "unlimited".to_owned()
+    } else {
+        human_bytes(info.max_message_bytes)
+    };
+    [
+        format!(
+            "epoch:              {} (built {})",
+            c.epoch,
+            timestamp(raw.created_at)
+        ),
+        format!(
+            "shape:              {} items x {} bytes = {}",
+            s.num_items(),
+            s.item_bytes,
+            human_bytes(s.capacity_bytes())
+        ),
+        format!(
+            "scheme:             n={} nu_1={} nu_2={} p={} q2_bits={} t_gsw={} t_conv={} \
+             t_exp_left={} t_exp_right={} instances={} version={}",
+            s.n,
+            s.nu_1,
+            s.nu_2,
+            s.p,
+            s.q2_bits,
+            s.t_gsw,
+            s.t_conv,
+            s.t_exp_left,
+            s.t_exp_right,
+            s.instances,
+            s.version
+        ),
+        format!(
+            "layout:             version {}, {} buckets",
+            c.layout.version, c.layout.num_buckets
+        ),
+        format!(
+            "sizes:              public keys {}, query {}, response {}",
+            human_bytes(sizes.public_keys),
+            human_bytes(sizes.query),
+            human_bytes(sizes.response)
+        ),
+        format!(
+            "limits:             {} queries per request, messages up to {limit}",
+            info.max_queries_per_request
+        ),
+        format!(
+            "mappings:           {} ({} CPIs)",
+            raw.mapping_count, raw.cpi_count
+        ),
+        format!("packing efficiency: {:.2}%", raw.packing_efficiency * 100.0),
+    ]
+    .join("\n")
+}
+
+/// Bytes with a binary unit: `512 B`, `110.2 KiB`, `8.6 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// A unix time as RFC 3339 UTC (`2027-01-15T08:00:00Z`), or `unix:<seconds>` past year 9999.
+pub fn timestamp(unix_seconds: u64) -> String {
+    const SECS_PER_DAY: u64 = 86_400;
+    // 10000-01-01T00:00:00Z: RFC 3339 has four-digit years.
+    const YEAR_10000: u64 = 253_402_300_800;
+    if unix_seconds >= YEAR_10000 {
+        return format!("unix:{unix_seconds}");
+    }
+    let days = (unix_seconds / SECS_PER_DAY) as i64;
+    let secs = unix_seconds % SECS_PER_DAY;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use pir_core::{Cpi, IssuerKey, KeywordLayout, LookupResult, MappingFields, SchemeParams};
+    use pir_proto::v1;
+
+    use super::*;
+
+    fn mapping(psi: Option<&str>, context: Option<&str>) -> Mapping {
+        MappingFields::new(
+            Cpi::parse("tel:+1 (415) 555-0100").unwrap(),
+            "Chat.Example",
+            psi,
+            context,
+            1_700_000_000,
+            1_800_000_000,
+        )
+        .unwrap()
+        .sign(&IssuerKey::from_seed(&[3; 32]), None)
+        .unwrap()
+    }
+
+    fn outcome(mappings: Vec<Mapping>) -> LookupOutcome {
+        LookupOutcome {
+            result: LookupResult {
+                cpi: Cpi::parse("tel:+1 (415) 555-0100").unwrap(),
+                mappings,
+                outside_validity: 0,
+            },
+            bytes_sent: 1234,
+            bytes_received: 5678,
+            millis: 12.5,
+        }
+    }
+
+    #[test]
+    fn json_shape_found() {
+        let v = outcome_json(&outcome(vec![
+            mapping(Some("@alice:chat.example"), Some("work")),
+            mapping(None, None),
+        ]));
+        assert_eq!(
+            v,
+            json!({
+                "cpi": "tel:+14155550100",
+                "found": true,
+                "mappings": [
+                    {"msp": "chat.example", "psi": "@alice:chat.example", "context": "work",
+                     "not_before": 1_700_000_000u64, "not_after": 1_800_000_000u64},
+                    {"msp": "chat.example", "psi": null, "context": null,
+                     "not_before": 1_700_000_000u64, "not_after": 1_800_000_000u64},
+                ],
+                "bytes_sent": 1234,
+                "bytes_received": 5678,
+                "millis": 12.5,
+            })
+        );
+        // One line per lookup.
+        assert!(!v.to_string().contains('\n'));
+    }
+
+    #[test]
+    fn json_shape_not_found() {
+        let v = outcome_json(&outcome(vec![]));
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut expected = vec![
+            "cpi",
+            "found",
+            "mappings",
+            "bytes_sent",
+            "bytes_received",
+            "millis",
+        ];
+        expected.sort_unstable();
+        let mut keys = keys;
+        keys.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(v["found"], json!(false));
+        assert_eq!(v["mappings"], json!([]));
+        assert_eq!(v["cpi"], json!("tel:+14155550100"));
+    }
+
+    #[test]
+    fn text_lists_mappings_or_not_found() {
+        let text = outcome_text(&outcome(vec![mapping(
+            Some("@alice:chat.example"),
+            Some("work"),
+        )]));
+        assert!(text.starts_with("tel:+14155550100: 1 mapping ("), "{text}");
+        assert!(
+            text.contains("chat.example  psi @alice:chat.example  context work"),
+            "{text}"
+        );
+        assert!(
+            text.contains("valid 2023-11-14T22:13:20Z to 2027-01-15T08:00:00Z"),
+            "{text}"
+        );
+        let text = outcome_text(&outcome(vec![]));
+        assert!(text.starts_with("tel:+14155550100: not found"), "{text}");
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(timestamp(0), "1970-01-01T00:00:00Z");
+        assert_eq!(timestamp(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(timestamp(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(timestamp(253_402_300_799), "9999-12-31T23:59:59Z");
+        assert_eq!(timestamp(253_402_300_800), "unix:253402300800");
+        assert_eq!(timestamp(u64::MAX), format!("unix:{}", u64::MAX));
+    }
+
+    #[test]
+    fn byte_units() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(9 << 20), "9.0 MiB");
+    }
+
+    #[test]
+    fn info_renders_shape_and_sizes() {
+        let scheme = SchemeParams::danger_test_only_small();
+        let layout = KeywordLayout::new([7; 32], scheme.num_items() as u32).unwrap();
+        let raw = v1::GetConfigResponse {
+            epoch: 9,
+            scheme: Some((&scheme).into()),
+            layout: Some((&layout).into()),
+            limits: Some(v1::Limits {
+                max_queries_per_request: 4,
+                max_message_bytes: 64 << 20,
+            }),
+            sizes: Some(v1::MessageSizes {
+                public_keys: 1 << 20,
+                query: 30_000,
+                response: 20_000,
+            }),
+            mapping_count: 205,
+            cpi_count: 203,
+            created_at: 1_700_000_000,
+            packing_efficiency: 0.0123,
+        };
+        let info = ConfigIn::try_from(raw).unwrap();
+        let v = info_json(&info);
+        assert_eq!(v["epoch"], json!(9));
+        assert_eq!(v["shape"]["items"], json!(256));
+        assert_eq!(v["shape"]["item_bytes"], json!(8192));
+        assert_eq!(v["shape"]["scheme"]["nu_1"], json!(6));
+        assert_eq!(v["sizes"]["public_keys"], json!(1 << 20));
+        assert_eq!(v["mapping_count"], json!(205));
+        assert_eq!(v["packing_efficiency"], json!(0.0123));
+        let text = info_text(&info);
+        assert!(text.contains("256 items x 8192 bytes"), "{text}");
+        assert!(text.contains("public keys 1.0 MiB"), "{text}");
+        assert!(text.contains("packing efficiency: 1.23%"), "{text}");
+    }
+}

@@ -1,0 +1,279 @@
+//! The client library against the real server on a loopback port: lookups, verification, the
+//! key file, and healing from evicted keys, new epochs and new parameters.
+
+use std::{net::SocketAddr, os::unix::fs::PermissionsExt};
+
+use pir_client::{ClientError, ClientOptions, KeyFile, PirClient};
+use pir_core::{
+    BuildOptions, CoreError, Cpi, IssuerKey, Mapping, MappingFields, SchemeParams, Snapshot,
+    TrustStore,
+};
+use pir_server::{RunningServer, ServeOptions};
+
+fn issuer() -> IssuerKey {
+    IssuerKey::from_seed(&[77; 32])
+}
+
+fn trust() -> TrustStore {
+    TrustStore::parse(&issuer().to_public_text()).unwrap()
+}
+
+fn mapping(cpi: &str, msp: &str, psi: Option<&str>, context: Option<&str>) -> Mapping {
+    MappingFields::new(Cpi::parse(cpi).unwrap(), msp, psi, context, 0, u64::MAX)
+        .unwrap()
+        .sign(&issuer(), None)
+        .unwrap()
+}
+
+fn small() -> SchemeParams {
+    SchemeParams::danger_test_only_small()
+}
+
+/// Twice the items of [`small`]: other parameters, so other keys.
+fn larger() -> SchemeParams {
+    SchemeParams { nu_2: 3, ..small() }
+}
+
+fn snapshot(epoch: u64, scheme: SchemeParams, bob_msp: &str) -> Snapshot {
+    let mappings = vec![
+        mapping(
+            "tel:+14155550100",
+            "chat.example",
+            Some("@alice:chat.example"),
+            Some("work"),
+        ),
+        mapping("tel:+14155550100", "talk.example", None, None),
+        mapping("mailto:bob@example.org", bob_msp, None, None),
+    ];
+    let opts = BuildOptions {
+        epoch,
+        now: pir_core::unix_now(),
+        salt: Some([epoch as u8; 32]),
+        scheme: Some(scheme),
+    };
+    Snapshot::build(mappings, &trust(), &opts).unwrap().0
+}
+
+async fn start() -> RunningServer {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    RunningServer::start(
+        snapshot(1, small(), "chat.example"),
+        addr,
+        ServeOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+fn cpi(s: &str) -> Cpi {
+    Cpi::parse(s).unwrap()
+}
+
+fn msps(outcome: &pir_client::LookupOutcome) -> Vec<&str> {
+    let mut v: Vec<&str> = outcome
+        .result
+        .mappings
+        .iter()
+        .map(|m| m.fields.msp.as_str())
+        .collect();
+    v.sort_unstable();
+    v
+}
+
+#[tokio::test]
+async fn lookups_found_and_not_found() {
+    let server = start().await;
+    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
+        .await
+        .unwrap();
+    assert_eq!(client.config().lookup.epoch, 1);
+    assert_eq!(server.service().registered_keys(), 1);
+
+    let found = client.lookup(&cpi("tel:+1 415 555 0100")).await.unwrap();
+    assert_eq!(found.result.cpi.as_str(), "tel:+14155550100");
+    assert_eq!(msps(&found), ["chat.example", "talk.example"]);
+    let sizes = small().message_sizes().unwrap();
+    assert!(found.bytes_sent > sizes.query as u64, "{found:?}");
+    assert!(found.bytes_received > sizes.response as u64, "{found:?}");
+    assert!(found.millis > 0.0);
+
+    let missing = client.lookup(&cpi("tel:+14155550199")).await.unwrap();
+    assert!(!missing.result.found());
+    // Absent and present CPIs cost the same bytes.
+    assert_eq!(missing.bytes_sent, found.bytes_sent);
+    assert_eq!(missing.bytes_received, found.bytes_received);
+
+    let json = pir_client::outcome_json(&found);
+    let work = json["mappings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["msp"] == "chat.example")
+        .unwrap();
+    assert_eq!(work["psi"], "@alice:chat.example");
+    assert_eq!(work["context"], "work");
+
+    let many = client
+        .lookup_many(&[cpi("mailto:bob@example.org"), cpi("tel:+14155550199")])
+        .await
+        .unwrap();
+    assert_eq!(msps(&many[0]), ["chat.example"]);
+    assert!(!many[1].result.found());
+
+    let info = client.info().await.unwrap();
+    assert_eq!(info.raw.mapping_count, 3);
+    let fetched = pir_client::fetch_config(&server.url(), &ClientOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(fetched.lookup, client.config().lookup);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn untrusted_issuer_fails_the_lookup() {
+    let server = start().await;
+    let mut other = TrustStore::new();
+    let _ = other.add(IssuerKey::from_seed(&[1; 32]).verifying_key());
+    let mut client = PirClient::connect(&server.url(), ClientOptions::new(other))
+        .await
+        .unwrap();
+    let err = client.lookup(&cpi("tel:+14155550100")).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ClientError::Lookup {
+                source: CoreError::UnknownIssuer(_),
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    // A CPI with no entry has nothing to verify.
+    assert!(
+        !client
+            .lookup(&cpi("tel:+14155550199"))
+            .await
+            .unwrap()
+            .result
+            .found()
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn heals_evicted_keys() {
+    let server = start().await;
+    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
+        .await
+        .unwrap();
+    let before = client.lookup(&cpi("tel:+14155550100")).await.unwrap();
+    server.service().evict_all_keys();
+    assert_eq!(server.service().registered_keys(), 0);
+    let healed = client.lookup(&cpi("tel:+14155550100")).await.unwrap();
+    assert_eq!(msps(&healed), ["chat.example", "talk.example"]);
+    assert_eq!(server.service().registered_keys(), 1);
+    // The failed query and the key upload are part of this lookup's bytes.
+    let public = small().message_sizes().unwrap().public_keys as u64;
+    assert!(
+        healed.bytes_sent > 2 * before.bytes_sent + public,
+        "{healed:?}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn heals_a_new_epoch_with_a_new_layout() {
+    let server = start().await;
+    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
+        .await
+        .unwrap();
+    let key_id = client.key_id();
+    assert_eq!(
+        msps(&client.lookup(&cpi("mailto:bob@example.org")).await.unwrap()),
+        ["chat.example"]
+    );
+
+    // Same parameters, new salt: the keys stay, the query is re-encrypted for the new layout.
+    server
+        .service()
+        .install(snapshot(2, small(), "ring.example"))
+        .unwrap();
+    let healed = client.lookup(&cpi("mailto:bob@example.org")).await.unwrap();
+    assert_eq!(msps(&healed), ["ring.example"]);
+    assert_eq!(client.config().lookup.epoch, 2);
+    assert_eq!(client.key_id(), key_id);
+    assert_eq!(server.service().registered_keys(), 1);
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn key_file_is_reused_and_replaced_when_parameters_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.keys");
+    let options = ClientOptions {
+        key_file: Some(path.clone()),
+        ..ClientOptions::new(trust())
+    };
+    let server = start().await;
+
+    let first = PirClient::connect(&server.url(), options.clone())
+        .await
+        .unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    assert_eq!(KeyFile::new(&path).read().unwrap().id(), first.key_id());
+    drop(first);
+
+    // A fresh server: the stored keys are reused without registering up front, and the first
+    // lookup registers them when the server says it does not know them.
+    server.stop().await.unwrap();
+    let server = start().await;
+    let mut second = PirClient::connect(&server.url(), options.clone())
+        .await
+        .unwrap();
+    assert_eq!(KeyFile::new(&path).read().unwrap().id(), second.key_id());
+    assert_eq!(server.service().registered_keys(), 0);
+    let found = second.lookup(&cpi("tel:+14155550100")).await.unwrap();
+    assert_eq!(msps(&found), ["chat.example", "talk.example"]);
+    assert_eq!(server.service().registered_keys(), 1);
+
+    // New parameters: new keys, registered, and saved over the old ones.
+    let old_id = second.key_id();
+    server
+        .service()
+        .install(snapshot(3, larger(), "chat.example"))
+        .unwrap();
+    let healed = second.lookup(&cpi("mailto:bob@example.org")).await.unwrap();
+    assert_eq!(msps(&healed), ["chat.example"]);
+    assert_eq!(second.config().lookup.scheme, larger());
+    assert_ne!(second.key_id(), old_id);
+    let stored = KeyFile::new(&path).read().unwrap();
+    assert_eq!(*stored.params(), larger());
+    assert_eq!(stored.id(), second.key_id());
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn connection_errors_are_clear() {
+    let err = PirClient::connect("not a url", ClientOptions::new(trust()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::InvalidEndpoint { .. }),
+        "{err:?}"
+    );
+
+    // Bind then drop a listener: nothing listens on that port now.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let err = PirClient::connect(
+        &format!("http://127.0.0.1:{port}"),
+        ClientOptions::new(trust()),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
+}

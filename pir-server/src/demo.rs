@@ -1,0 +1,195 @@
+//! `pir-server demo`: the whole flow on loopback, through the real gRPC client.
+//!
+//! issuer key -> synthetic signed mappings -> snapshot -> server on 127.0.0.1 -> private lookups
+//! of present and absent CPIs -> every answer checked against the input -> exit.
+
+#![allow(clippy::print_stdout)]
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::SocketAddr,
+    path::PathBuf,
+    time::Instant,
+};
+
+use pir_client::{ClientOptions, PirClient, human_bytes, outcome_text};
+use pir_core::{Cpi, Mapping, Snapshot, TrustStore};
+use pir_server::{RunningServer, ServeOptions, ServerError, tools};
+
+fn secs(start: Instant) -> String {
+    format!("{:.2} s", start.elapsed().as_secs_f64())
+}
+
+/// CPIs to look up: some with several MSPs, some with a PSI, and some that are absent.
+fn pick_cpis(by_cpi: &BTreeMap<Cpi, BTreeSet<String>>, mappings: &[Mapping]) -> Vec<Cpi> {
+    let mut picked: Vec<Cpi> = Vec::new();
+    let mut take = |pred: &dyn Fn(&Cpi) -> bool, n: usize| {
+        let found: Vec<Cpi> = by_cpi
+            .keys()
+            .filter(|c| pred(c) && !picked.contains(c))
+            .take(n)
+            .cloned()
+            .collect();
+        picked.extend(found);
+    };
+    take(
+        &|c| by_cpi[c].len() == 3 && c.as_str().starts_with("tel:"),
+        1,
+    );
+    take(&|c| by_cpi[c].len() == 2, 1);
+    take(&|c| c.as_str().starts_with("mailto:"), 1);
+    let with_psi: BTreeSet<&Cpi> = mappings
+        .iter()
+        .filter(|m| m.fields.psi.is_some())
+        .map(|m| &m.fields.cpi)
+        .collect();
+    take(
+        &|c| with_psi.contains(c) && c.as_str().starts_with("tel:"),
+        1,
+    );
+    for absent in [
+        "tel:+1 (415) 555-0123",
+        "mailto:nobody@absent.example",
+        "tel:+33 6 12 34 56 78",
+    ] {
+        if let Ok(cpi) = Cpi::parse(absent)
+            && !by_cpi.contains_key(&cpi)
+        {
+            picked.push(cpi);
+        }
+    }
+    picked
+}
+
+/// Runs the demo with `count` synthetic mappings, in `dir` or a temporary directory.
+pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), ServerError> {
+    let tmp;
+    let dir = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d)
+                .map_err(|e| ServerError::io(format!("creating {}", d.display()), e))?;
+            d
+        }
+        None => {
+            tmp = tempfile::tempdir().map_err(|e| ServerError::io("creating a temp dir", e))?;
+            tmp.path().to_path_buf()
+        }
+    };
+    println!("pir-discovery demo: private lookups over Spiral PIR, on loopback");
+    println!("working directory: {}\n", dir.display());
+
+    let key_path = dir.join("issuer.key");
+    let t = Instant::now();
+    let issuer = tools::issuer_keygen(&key_path, true)?;
+    println!(
+        "1. issuer key {} -> {} (owner-only) and {}",
+        issuer.id(),
+        key_path.display(),
+        tools::public_key_path(&key_path).display()
+    );
+
+    let t_synth = Instant::now();
+    let mappings = tools::synth(count, &issuer, 7, pir_core::unix_now());
+    let mappings_path = dir.join("mappings.jsonl");
+    tools::write_jsonl(&mappings_path, &mappings)?;
+    let mut by_cpi: BTreeMap<Cpi, BTreeSet<String>> = BTreeMap::new();
+    for m in &mappings {
+        by_cpi
+            .entry(m.fields.cpi.clone())
+            .or_default()
+            .insert(m.fields.msp.clone());
+    }
+    println!(
+        "2. {} signed synthetic mappings for {} CPIs -> {} ({})",
+        mappings.len(),
+        by_cpi.len(),
+        mappings_path.display(),
+        secs(t_synth)
+    );
+
+    let snapshot_path = dir.join("db.pirsnap");
+    let summary = tools::build(&tools::BuildArgs {
+        mappings: mappings_path,
+        trust: tools::public_key_path(&key_path),
+        out: snapshot_path.clone(),
+        skip_invalid: false,
+        epoch: None,
+        scheme: None,
+        progress: false,
+    })?;
+    let h = &summary.header;
+    println!(
+        "3. snapshot {}: {} items x {} B, packing efficiency {:.3}, {} on disk ({:.2} s to build)",
+        snapshot_path.display(),
+        h.scheme.num_items(),
+        h.scheme.item_bytes,
+        summary.report.packing_efficiency,
+        human_bytes(summary.file_bytes),
+        summary.build_secs
+    );
+
+    let t_load = Instant::now();
+    let snapshot = Snapshot::load(&snapshot_path)?;
+    let sizes = snapshot.message_sizes()?;
+    println!(
+        "4. snapshot loaded and checked ({}, no NTT redone)",
+        secs(t_load)
+    );
+
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| ServerError::io("starting the runtime", e))?;
+    runtime.block_on(async move {
+        let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
+        let server = RunningServer::start(snapshot, addr, ServeOptions::default()).await?;
+        println!("5. serving pir.v1 on {}", server.url());
+
+        let trust = TrustStore::from_file(&tools::public_key_path(&key_path))?;
+        let t_connect = Instant::now();
+        let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust))
+            .await
+            .map_err(|e| ServerError::Internal(format!("client: {e}")))?;
+        println!(
+            "6. client connected: keys generated and registered ({}); public keys {}, \
+             query {}, response {}",
+            secs(t_connect),
+            human_bytes(sizes.public_keys as u64),
+            human_bytes(sizes.query as u64),
+            human_bytes(sizes.response as u64)
+        );
+
+        println!("7. private lookups (the server learns neither the CPI nor the outcome):\n");
+        let mut total_ms = 0.0;
+        let cpis = pick_cpis(&by_cpi, &mappings);
+        for cpi in &cpis {
+            let outcome = client
+                .lookup(cpi)
+                .await
+                .map_err(|e| ServerError::Internal(format!("lookup of {cpi}: {e}")))?;
+            println!("{}\n", outcome_text(&outcome));
+            total_ms += outcome.millis;
+            let got: BTreeSet<String> = outcome
+                .result
+                .mappings
+                .iter()
+                .map(|m| m.fields.msp.clone())
+                .collect();
+            let want = by_cpi.get(cpi).cloned().unwrap_or_default();
+            if got != want {
+                return Err(ServerError::Internal(format!(
+                    "{cpi}: got {got:?}, expected {want:?}"
+                )));
+            }
+        }
+        println!(
+            "{} lookups, all answers match the input ({:.0} ms per lookup on average, {} \
+             sent and {} received per lookup)",
+            cpis.len(),
+            total_ms / cpis.len().max(1) as f64,
+            human_bytes(sizes.query as u64),
+            human_bytes(sizes.response as u64)
+        );
+        server.stop().await?;
+        println!("done in {}", secs(t));
+        Ok(())
+    })
+}

@@ -1,0 +1,120 @@
+//! The server's one error type, and the one place errors become gRPC statuses.
+
+use pir_core::CoreError;
+use pir_proto::{REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY};
+use tonic::{Code, Status, metadata::MetadataValue};
+
+/// Everything that can go wrong serving or building snapshots.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    // ---- bad input from a request --------------------------------------------------------------
+    /// Bytes that do not decode (query, keys, key id).
+    #[error("malformed request: {0}")]
+    Malformed(String),
+    /// The key id is not registered (or was evicted).
+    #[error("unknown key id {0}; register the keys again")]
+    UnknownKey(String),
+    /// The request names another epoch than the one served.
+    #[error("stale epoch {requested}; the server is at epoch {current}")]
+    StaleEpoch {
+        /// Epoch in the request.
+        requested: u64,
+        /// Epoch served.
+        current: u64,
+    },
+    /// Too many queries in one request.
+    #[error("{got} queries in one request; at most {max}")]
+    TooManyQueries {
+        /// Queries sent.
+        got: usize,
+        /// The limit.
+        max: u32,
+    },
+    /// Every answer slot is busy.
+    #[error("overloaded: {0} answers in progress; retry later")]
+    Overloaded(usize),
+
+    // ---- DP tooling input ----------------------------------------------------------------------
+    /// Lines of a mappings file that failed validation.
+    #[error("{count} invalid line(s) in {file}:\n{details}")]
+    InvalidLines {
+        /// The file.
+        file: String,
+        /// How many lines failed.
+        count: usize,
+        /// The first failures, one per line, `line N: reason`.
+        details: String,
+    },
+    /// Command-line usage that cannot work.
+    #[error("{0}")]
+    Usage(String),
+
+    // ---- wrapped -------------------------------------------------------------------------------
+    /// An engine error.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// An I/O error with context.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// The gRPC transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A bug: a panic in answering, a task that vanished.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ServerError {
+    /// An I/O error with what was being done.
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+fn with_reason(mut status: Status, reason: &'static str) -> Status {
+    status
+        .metadata_mut()
+        .insert(REASON_KEY, MetadataValue::from_static(reason));
+    status
+}
+
+impl From<ServerError> for Status {
+    fn from(e: ServerError) -> Self {
+        let msg = e.to_string();
+        match e {
+            ServerError::Malformed(_) => Status::invalid_argument(msg),
+            ServerError::UnknownKey(_) => {
+                with_reason(Status::failed_precondition(msg), REASON_UNKNOWN_KEY)
+            }
+            ServerError::StaleEpoch { .. } => {
+                with_reason(Status::failed_precondition(msg), REASON_STALE_EPOCH)
+            }
+            ServerError::TooManyQueries { .. } | ServerError::Overloaded(_) => {
+                Status::resource_exhausted(msg)
+            }
+            ServerError::Core(core) if core.is_bad_input() => Status::invalid_argument(msg),
+            ServerError::Core(CoreError::ParamsMismatch(_)) => {
+                with_reason(Status::failed_precondition(msg), REASON_UNKNOWN_KEY)
+            }
+            ServerError::InvalidLines { .. } | ServerError::Usage(_) => {
+                Status::invalid_argument(msg)
+            }
+            ServerError::Core(_)
+            | ServerError::Io { .. }
+            | ServerError::Transport(_)
+            | ServerError::Internal(_) => {
+                tracing::error!(error = %msg, "internal error answering a request");
+                Status::new(Code::Internal, "internal error")
+            }
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! `pir-server`: the gRPC PIR server and the Discovery Provider's snapshot tooling.
+//!
+//! ```text
+//! issuer-keygen ─▶ issuer.key/.pub
+//! synth / your own signed mappings ─▶ mappings.jsonl ─build─▶ db.pirsnap ─serve─▶ gRPC pir.v1
+//! ```
+
+mod error;
+mod keycache;
+mod service;
+pub mod tools;
+
+pub use error::ServerError;
+pub use service::{DiscoveryService, RunningServer, ServeOptions, serve};

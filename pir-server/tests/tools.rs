@@ -1,0 +1,119 @@
+//! The DP's tooling: keys, synthetic mappings, line-numbered validation, build, inspect.
+
+use std::{collections::BTreeMap, os::unix::fs::PermissionsExt};
+
+use pir_core::{Cpi, Mapping, SchemeParams, Snapshot, TrustStore};
+use pir_server::{ServerError, tools};
+
+#[test]
+fn keygen_synth_build_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("issuer.key");
+    let issuer = tools::issuer_keygen(&key, false).unwrap();
+    let mode = std::fs::metadata(&key).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(
+        tools::issuer_keygen(&key, false).is_err(),
+        "never overwrites by default"
+    );
+    let trust = TrustStore::from_file(&tools::public_key_path(&key)).unwrap();
+    assert!(trust.get(&issuer.id()).is_some());
+
+    let mappings = tools::synth(600, &issuer, 5, 1_800_000_000);
+    assert_eq!(mappings.len(), 600);
+    assert_eq!(
+        tools::synth(600, &issuer, 5, 1_800_000_000),
+        mappings,
+        "same seed, same output"
+    );
+    let mut by_cpi: BTreeMap<&Cpi, usize> = BTreeMap::new();
+    for m in &mappings {
+        m.verify(&trust, 1_800_000_000).unwrap();
+        *by_cpi.entry(&m.fields.cpi).or_default() += 1;
+    }
+    let multi = by_cpi.values().filter(|&&n| n > 1).count();
+    assert!(multi > 20, "some CPIs have several MSPs ({multi})");
+    assert!(by_cpi.keys().any(|c| c.as_str().starts_with("mailto:")));
+    for cc in [
+        "tel:+1", "tel:+44", "tel:+49", "tel:+33", "tel:+91", "tel:+55",
+    ] {
+        assert!(by_cpi.keys().any(|c| c.as_str().starts_with(cc)), "{cc}");
+    }
+    assert!(mappings.iter().any(|m| m.fields.psi.is_some()));
+    assert!(mappings.iter().any(|m| m.fields.context.is_some()));
+    assert!(mappings.iter().any(|m| m.user.is_some()));
+
+    // A file with three bad lines among good ones.
+    let jsonl = dir.path().join("m.jsonl");
+    tools::write_jsonl(&jsonl, &mappings).unwrap();
+    let mut text = std::fs::read_to_string(&jsonl).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+    lines[4] = "{not json".into();
+    lines[9] = lines[9].replace("\"msp\":\"", "\"msp\":\"x");
+    lines[19] = lines[19].replace("tel:+", "tel:");
+    lines[19] = lines[19].replace("mailto:", "mail:");
+    lines.insert(30, String::new());
+    text = lines.join("\n");
+    std::fs::write(&jsonl, &text).unwrap();
+
+    let out = dir.path().join("db.pirsnap");
+    let args = tools::BuildArgs {
+        mappings: jsonl.clone(),
+        trust: tools::public_key_path(&key),
+        out: out.clone(),
+        skip_invalid: false,
+        epoch: Some(9),
+        scheme: Some(SchemeParams::danger_test_only_small()),
+        progress: false,
+    };
+    let err = tools::build(&args).unwrap_err();
+    let ServerError::InvalidLines { count, details, .. } = &err else {
+        panic!("wrong error {err}");
+    };
+    assert_eq!(*count, 3, "{details}");
+    assert!(
+        details.contains("line 5: malformed mapping JSON"),
+        "{details}"
+    );
+    assert!(
+        details.contains("line 10: issuer signature does not verify"),
+        "{details}"
+    );
+    assert!(details.contains("line 20: invalid CPI"), "{details}");
+    assert!(details.contains("--skip-invalid"), "{details}");
+    assert!(!out.exists(), "nothing written on failure");
+
+    let summary = tools::build(&tools::BuildArgs {
+        skip_invalid: true,
+        ..args
+    })
+    .unwrap();
+    assert_eq!(summary.skipped_invalid, 3);
+    assert_eq!(summary.report.input_mappings, 597);
+    let snapshot = Snapshot::load(&out).unwrap();
+    assert_eq!(snapshot.header().epoch, 9);
+
+    let text = tools::inspect(&out).unwrap();
+    for needle in [
+        "epoch                  9",
+        "256 items x 8192 B",
+        "NOT a vetted preset",
+        "packing efficiency",
+        "public keys",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    // A damaged file is refused by inspect too.
+    std::fs::write(&out, b"PIRSNAP\0garbage").unwrap();
+    assert!(tools::inspect(&out).is_err());
+}
+
+#[test]
+fn synthetic_cpis_are_normalised() {
+    let issuer = pir_core::IssuerKey::from_seed(&[1; 32]);
+    for m in tools::synth(50, &issuer, 11, 1_800_000_000) {
+        let again: Mapping = Mapping::from_json_line(&m.to_json_line()).unwrap();
+        assert_eq!(Cpi::parse(m.fields.cpi.as_str()).unwrap(), m.fields.cpi);
+        assert_eq!(again, m);
+    }
+}
