@@ -148,6 +148,10 @@ pub(crate) fn entry_len(compact_len: usize) -> usize {
 }
 
 /// Writes a bucket's entries into `out` (an item, already zeroed). Fails if they do not fit.
+///
+/// Entries must come sorted by (tag, compact bytes): the order is then a function of the
+/// bucket's content alone, so an update and a full build of the same mappings agree byte for
+/// byte.
 pub(crate) fn encode_bucket<'a>(
     entries: impl ExactSizeIterator<Item = (Tag, &'a [u8])>,
     out: &mut [u8],
@@ -190,4 +194,30 @@ pub(crate) fn decode_bucket(item: &[u8]) -> Result<Vec<(Tag, &[u8])>> {
         entries.push((tag, r.take(len)?));
     }
     Ok(entries)
+}
+
+/// The MSP and `not_after` of a compact mapping, read without its CPI.
+pub(crate) fn compact_msp_and_expiry(bytes: &[u8]) -> Result<(&[u8], u64)> {
+    let mut r = Reader { bytes };
+    let flags = r.u8()?;
+    let msp_len = r.u8()? as usize;
+    let msp = r.take(msp_len)?;
+    for flag in [FLAG_PSI, FLAG_CONTEXT] {
+        if flags & flag != 0 {
+            let len = r.u8()? as usize;
+            r.take(len)?;
+        }
+    }
+    let _not_before = r.u64()?;
+    Ok((msp, r.u64()?))
+}
+
+/// What a bucket holds: entries, distinct tags (CPIs), and bytes of entries.
+pub(crate) fn bucket_stats(item: &[u8]) -> Result<(u64, u64, u64)> {
+    let entries = decode_bucket(item)?;
+    let mut tags: Vec<Tag> = entries.iter().map(|(t, _)| *t).collect();
+    tags.sort_unstable();
+    tags.dedup();
+    let bytes = entries.iter().map(|(_, c)| entry_len(c.len()) as u64).sum();
+    Ok((entries.len() as u64, tags.len() as u64, bytes))
 }

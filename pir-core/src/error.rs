@@ -87,6 +87,12 @@ pub enum CoreError {
     /// A snapshot file that is not a snapshot, is truncated, corrupted or of another version.
     #[error("invalid snapshot: {0}")]
     InvalidSnapshot(String),
+    /// A snapshot without the DP signature that was required.
+    #[error("snapshot is not signed by a DP key")]
+    UnsignedSnapshot,
+    /// A snapshot whose DP signature does not verify.
+    #[error("snapshot signature does not verify")]
+    BadSnapshotSignature,
     /// An I/O error, with the file it concerns.
     #[error("{path}: {source}")]
     Io {

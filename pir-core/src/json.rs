@@ -41,6 +41,57 @@ fn bin<const N: usize>(field: &'static str, text: &str) -> Result<[u8; N]> {
     b64::decode_array(text).map_err(|e| CoreError::field(field, e))
 }
 
+/// One line of a delta file: a signed mapping to insert or replace, or a removal
+/// `{"remove": {"cpi": ..., "msp": ...}}` (without `msp`, every mapping of the CPI goes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeltaLine {
+    /// Insert, or replace the mapping for the same CPI and MSP. Not yet verified.
+    Upsert(Box<Mapping>),
+    /// Remove.
+    Remove {
+        /// The CPI, normalised.
+        cpi: Cpi,
+        /// The MSP, normalised; `None` for all.
+        msp: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveLine {
+    remove: RemoveBody,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveBody {
+    cpi: String,
+    #[serde(default)]
+    msp: Option<String>,
+}
+
+impl DeltaLine {
+    /// Parses one line of a delta file.
+    pub fn from_json_line(line: &str) -> Result<Self> {
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| CoreError::MalformedJson(e.to_string()))?;
+        if value.get("remove").is_none() {
+            return Mapping::from_json_line(line).map(|m| Self::Upsert(Box::new(m)));
+        }
+        let raw: RemoveLine =
+            serde_json::from_value(value).map_err(|e| CoreError::MalformedJson(e.to_string()))?;
+        let msp = raw
+            .remove
+            .msp
+            .map(|m| crate::cpi::normalise_domain(&m).map_err(|r| CoreError::field("msp", r)))
+            .transpose()?;
+        Ok(Self::Remove {
+            cpi: Cpi::parse(&raw.remove.cpi)?,
+            msp,
+        })
+    }
+}
+
 impl Mapping {
     /// Parses one JSON line (see the module docs). Does not verify signatures.
     pub fn from_json_line(line: &str) -> Result<Self> {
@@ -131,5 +182,32 @@ mod tests {
         let sig = b64::encode(&m.issuer_sig);
         let err = Mapping::from_json_line(&line.replace(&sig, &sig[..20])).unwrap_err();
         assert!(err.to_string().contains("`sig`"), "{err}");
+
+        assert_eq!(
+            DeltaLine::from_json_line(&line).unwrap(),
+            DeltaLine::Upsert(Box::new(m))
+        );
+        assert_eq!(
+            DeltaLine::from_json_line(
+                r#"{"remove":{"cpi":"tel:+1 415 555 0100","msp":"Chat.Example"}}"#
+            )
+            .unwrap(),
+            DeltaLine::Remove {
+                cpi: Cpi::parse("tel:+14155550100").unwrap(),
+                msp: Some("chat.example".into())
+            }
+        );
+        assert!(matches!(
+            DeltaLine::from_json_line(r#"{"remove":{"cpi":"mailto:a@b.example"}}"#).unwrap(),
+            DeltaLine::Remove { msp: None, .. }
+        ));
+        for bad in [
+            r#"{"remove":{"msp":"x.example"}}"#,
+            r#"{"remove":{"cpi":"mailto:a@b.example","extra":1}}"#,
+            r#"{"remove":{"cpi":"sms:1"}}"#,
+            r#"{"remove":"tel:+14155550100"}"#,
+        ] {
+            assert!(DeltaLine::from_json_line(bad).is_err(), "{bad}");
+        }
     }
 }

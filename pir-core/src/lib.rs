@@ -19,6 +19,7 @@ mod client;
 mod cpi;
 mod error;
 mod json;
+pub use json::DeltaLine;
 mod layout;
 mod mapping;
 mod params;
@@ -36,8 +37,8 @@ pub use mapping::{
 };
 pub use params::{POLY_LEN, Preset, SchemeParams};
 pub use snapshot::{
-    BuildOptions, BuildReport, DpSignature, LookupConfig, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC,
-    Snapshot, SnapshotHeader,
+    BuildOptions, BuildReport, DeltaOp, DpSignature, LookupConfig, SNAPSHOT_FORMAT_VERSION,
+    SNAPSHOT_MAGIC, Snapshot, SnapshotHeader, UpdateOptions, UpdateReport,
 };
 pub use spiral::{ClientSecret, MessageSizes, ServerKeys};
 

@@ -444,6 +444,11 @@ impl IssuerKey {
         self.signing.verifying_key()
     }
 
+    /// Signs arbitrary bytes (callers add their own domain separation).
+    pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        self.signing.sign(message).to_bytes()
+    }
+
     /// The secret key file's text: the base64url seed on one line.
     pub fn to_secret_text(&self) -> String {
         format!("{}\n", crate::b64::encode(self.signing.as_bytes()))

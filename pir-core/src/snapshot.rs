@@ -26,7 +26,7 @@ use crate::{
     cpi::Cpi,
     error::{CoreError, Result},
     layout::{KeywordLayout, Tag},
-    mapping::{Mapping, TrustStore, VerifiedMapping},
+    mapping::{IssuerId, IssuerKey, Mapping, TrustStore, VerifiedMapping},
     params::SchemeParams,
     spiral::{self, MessageSizes, ServerKeys},
 };
@@ -285,14 +285,17 @@ impl Snapshot {
                 for ((b, tag), (_, es)) in located.into_iter().zip(groups) {
                     buckets[b].extend(es.into_iter().map(|compact| Entry { tag, compact }));
                 }
+                buckets.par_iter_mut().for_each(|b| {
+                    b.sort_unstable_by(|x, y| (x.tag, &x.compact).cmp(&(y.tag, &y.compact)))
+                });
                 let header = SnapshotHeader {
                     scheme,
                     layout,
                     epoch: opts.epoch,
                     created_at: opts.now,
-                    mapping_count: stored_mappings as u64,
-                    cpi_count: located_count(&buckets),
-                    record_bytes,
+                    mapping_count: 0,
+                    cpi_count: 0,
+                    record_bytes: 0,
                     payload_checksum: [0; 32],
                     signature: None,
                 };
@@ -324,7 +327,7 @@ impl Snapshot {
     }
 
     fn encode(
-        mut header: SnapshotHeader,
+        header: SnapshotHeader,
         buckets: &[Vec<Entry>],
         progress: &(dyn Fn(usize) + Sync),
     ) -> Result<Self> {
@@ -340,12 +343,30 @@ impl Snapshot {
         let mut db = vec![0u64; scheme.db_words()];
         let all: Vec<usize> = (0..scheme.num_items()).collect();
         spiral::encode_items(&scheme, &plaintext, &all, &mut db, progress)?;
-        header.payload_checksum = payload_checksum(&plaintext, &db);
-        Ok(Self {
+        let mut snapshot = Self {
             header,
             plaintext,
             db,
-        })
+        };
+        snapshot.seal()?;
+        Ok(snapshot)
+    }
+
+    /// Recomputes the header's counts and checksum from the content (after any change to it).
+    /// A signature no longer covers the new header and is dropped.
+    fn seal(&mut self) -> Result<()> {
+        let item_bytes = self.header.scheme.item_bytes as usize;
+        let (mappings, cpis, bytes) = self
+            .plaintext
+            .par_chunks(item_bytes)
+            .map(bucket::bucket_stats)
+            .try_reduce(|| (0, 0, 0), |a, b| Ok((a.0 + b.0, a.1 + b.1, a.2 + b.2)))?;
+        self.header.mapping_count = mappings;
+        self.header.cpi_count = cpis;
+        self.header.record_bytes = bytes;
+        self.header.payload_checksum = payload_checksum(&self.plaintext, &self.db);
+        self.header.signature = None;
+        Ok(())
     }
 
     /// The header.
@@ -406,8 +427,7 @@ impl Snapshot {
             &mut self.db,
             &|_| {},
         )?;
-        self.header.payload_checksum = payload_checksum(&self.plaintext, &self.db);
-        Ok(())
+        self.seal()
     }
 
     /// Answers one encrypted query. Malformed query bytes are an error, never a panic.
@@ -568,17 +588,6 @@ fn read_header_from(r: &mut dyn Read, len: u64) -> Result<(SnapshotHeader, usize
     Ok((header, plain_len))
 }
 
-fn located_count(buckets: &[Vec<Entry>]) -> u64 {
-    buckets
-        .iter()
-        .map(|b| {
-            let mut tags: Vec<Tag> = b.iter().map(|e| e.tag).collect();
-            tags.dedup();
-            tags.len() as u64
-        })
-        .sum()
-}
-
 fn encode_header(h: &SnapshotHeader) -> Result<Vec<u8>> {
     bincode::encode_to_vec(h, bincode_config())
         .map_err(|e| CoreError::Internal(format!("header does not encode: {e}")))
@@ -591,4 +600,191 @@ fn payload_checksum(plaintext: &[u8], db: &[u64]) -> [u8; 32] {
         hasher.update_rayon(chunk);
     }
     *hasher.finalize().as_bytes()
+}
+
+/// One change of a delta.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DeltaOp {
+    /// Insert the mapping, or replace the one for the same CPI and MSP.
+    Upsert(Box<VerifiedMapping>),
+    /// Remove the CPI's mapping at `msp`, or all its mappings when `msp` is `None`.
+    Remove {
+        /// The CPI.
+        cpi: Cpi,
+        /// The MSP (a normalised domain), or every MSP.
+        msp: Option<String>,
+    },
+}
+
+impl DeltaOp {
+    fn cpi(&self) -> &Cpi {
+        match self {
+            Self::Upsert(m) => &m.mapping().fields.cpi,
+            Self::Remove { cpi, .. } => cpi,
+        }
+    }
+}
+
+/// Options for [`Snapshot::update`].
+#[derive(Clone, Copy, Debug)]
+pub struct UpdateOptions {
+    /// Epoch of the new snapshot; must differ from the old one.
+    pub epoch: u64,
+    /// Unix time used for expiry and as creation time.
+    pub now: u64,
+}
+
+/// What an update did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UpdateReport {
+    /// Mappings inserted or replaced.
+    pub upserts: usize,
+    /// Mappings removed by removal operations.
+    pub removed: usize,
+    /// Removals that matched nothing.
+    pub removals_unmatched: usize,
+    /// Mappings dropped because `not_after` had passed (old or new).
+    pub expired_dropped: usize,
+    /// PIR items re-encoded.
+    pub items_reencoded: usize,
+}
+
+const HEADER_SIG_CONTEXT: &[u8] = b"pir-discovery/snapshot-header/v1\0";
+
+impl Snapshot {
+    /// Applies a delta: only the items whose buckets change are re-encoded (Spiral's NTT is
+    /// per item); layout and scheme parameters stay, so clients' keys stay valid. Expired
+    /// mappings anywhere are dropped. The result equals a full build of the updated mapping set
+    /// with the same layout, parameters, epoch and time. A signature is dropped: sign again.
+    pub fn update(
+        mut self,
+        ops: Vec<DeltaOp>,
+        opts: &UpdateOptions,
+    ) -> Result<(Self, UpdateReport)> {
+        if opts.epoch == self.header.epoch {
+            return Err(CoreError::InvalidParams(format!(
+                "the new epoch must differ from the old one ({})",
+                opts.epoch
+            )));
+        }
+        let layout = self.header.layout;
+        let item_bytes = self.header.scheme.item_bytes as usize;
+        let mut touched: BTreeMap<usize, Vec<(Tag, DeltaOp)>> = BTreeMap::new();
+        for op in ops {
+            let loc = layout.locate(op.cpi());
+            touched
+                .entry(loc.bucket.0 as usize)
+                .or_default()
+                .push((loc.tag, op));
+        }
+        // Buckets holding expired entries change too.
+        let now = opts.now;
+        let expired: Vec<usize> = self
+            .plaintext
+            .par_chunks(item_bytes)
+            .enumerate()
+            .filter_map(|(i, item)| {
+                let entries = bucket::decode_bucket(item).ok()?;
+                entries
+                    .iter()
+                    .any(|(_, c)| matches!(bucket::compact_msp_and_expiry(c), Ok((_, na)) if na < now))
+                    .then_some(i)
+            })
+            .collect();
+        for i in expired {
+            touched.entry(i).or_default();
+        }
+
+        let mut report = UpdateReport::default();
+        for (&index, ops) in &touched {
+            let item = &mut self.plaintext[index * item_bytes..(index + 1) * item_bytes];
+            let mut entries: Vec<(Tag, Vec<u8>)> = bucket::decode_bucket(item)?
+                .into_iter()
+                .map(|(t, c)| (t, c.to_vec()))
+                .collect();
+            let before = entries.len();
+            entries.retain(
+                |(_, c)| matches!(bucket::compact_msp_and_expiry(c), Ok((_, na)) if na >= now),
+            );
+            report.expired_dropped += before - entries.len();
+            let msp_is = |c: &[u8], msp: &str| matches!(bucket::compact_msp_and_expiry(c), Ok((m, _)) if m == msp.as_bytes());
+            for (tag, op) in ops {
+                match op {
+                    DeltaOp::Remove { msp, .. } => {
+                        let before = entries.len();
+                        entries.retain(|(t, c)| {
+                            t != tag || msp.as_deref().is_some_and(|m| !msp_is(c, m))
+                        });
+                        let removed = before - entries.len();
+                        report.removed += removed;
+                        if removed == 0 {
+                            report.removals_unmatched += 1;
+                        }
+                    }
+                    DeltaOp::Upsert(m) => {
+                        let m = m.mapping();
+                        entries.retain(|(t, c)| t != tag || !msp_is(c, &m.fields.msp));
+                        if m.fields.not_after < now {
+                            report.expired_dropped += 1;
+                        } else {
+                            entries.push((*tag, bucket::encode_compact(m)));
+                            report.upserts += 1;
+                        }
+                    }
+                }
+            }
+            entries.sort_unstable();
+            item.fill(0);
+            bucket::encode_bucket(entries.iter().map(|(t, c)| (*t, c.as_slice())), item).map_err(
+                |e| match e {
+                    CoreError::BucketOverflow(detail) => CoreError::BucketOverflow(format!(
+                        "bucket {index}: {detail}; this delta does not fit the snapshot's shape: \
+                         rebuild from the full mapping set with more headroom"
+                    )),
+                    other => other,
+                },
+            )?;
+        }
+        let indices: Vec<usize> = touched.keys().copied().collect();
+        report.items_reencoded = indices.len();
+        spiral::encode_items(
+            &self.header.scheme,
+            &self.plaintext,
+            &indices,
+            &mut self.db,
+            &|_| {},
+        )?;
+        self.header.epoch = opts.epoch;
+        self.header.created_at = opts.now;
+        self.seal()?;
+        Ok((self, report))
+    }
+
+    /// Signs the header (which covers the content through its checksum) with the DP's key.
+    pub fn sign(&mut self, dp_key: &IssuerKey) -> Result<()> {
+        self.header.signature = None;
+        let message = [HEADER_SIG_CONTEXT, &encode_header(&self.header)?].concat();
+        self.header.signature = Some(DpSignature {
+            key_id: dp_key.id().0,
+            sig: dp_key.sign_raw(&message),
+        });
+        Ok(())
+    }
+}
+
+impl SnapshotHeader {
+    /// Checks the DP's signature against trusted DP keys.
+    pub fn verify_signature(&self, dp_keys: &TrustStore) -> Result<()> {
+        let sig = self.signature.as_ref().ok_or(CoreError::UnsignedSnapshot)?;
+        let key = dp_keys
+            .get(&IssuerId(sig.key_id))
+            .ok_or_else(|| CoreError::UnknownIssuer(IssuerId(sig.key_id).to_string()))?;
+        let unsigned = Self {
+            signature: None,
+            ..self.clone()
+        };
+        let message = [HEADER_SIG_CONTEXT, &encode_header(&unsigned)?].concat();
+        key.verify_strict(&message, &ed25519_dalek::Signature::from_bytes(&sig.sig))
+            .map_err(|_| CoreError::BadSnapshotSignature)
+    }
 }

@@ -116,6 +116,7 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), ServerError>
         epoch: None,
         scheme: None,
         progress: false,
+        dp_key: None,
     })?;
     let h = &summary.header;
     println!(

@@ -46,6 +46,9 @@ pub enum ServerError {
         /// The first failures, one per line, `line N: reason`.
         details: String,
     },
+    /// A snapshot refused by policy (not signed by a trusted DP key).
+    #[error("refused: {0}")]
+    Refused(String),
     /// Command-line usage that cannot work.
     #[error("{0}")]
     Usage(String),
@@ -108,6 +111,7 @@ impl From<ServerError> for Status {
             ServerError::InvalidLines { .. } | ServerError::Usage(_) => {
                 Status::invalid_argument(msg)
             }
+            ServerError::Refused(_) => Status::failed_precondition(msg),
             ServerError::Core(_)
             | ServerError::Io { .. }
             | ServerError::Transport(_)

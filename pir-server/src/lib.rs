@@ -7,8 +7,10 @@
 
 mod error;
 mod keycache;
+mod reload;
 mod service;
 pub mod tools;
 
 pub use error::ServerError;
+pub use reload::{Reloader, load_checked, serve_admin};
 pub use service::{DiscoveryService, RunningServer, ServeOptions, serve};

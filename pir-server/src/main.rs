@@ -3,8 +3,8 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
-use pir_core::{SchemeParams, Snapshot};
-use pir_server::{DiscoveryService, ServeOptions, ServerError, tools};
+use pir_core::{SchemeParams, Snapshot, TrustStore};
+use pir_server::{DiscoveryService, Reloader, ServeOptions, ServerError, tools};
 
 #[derive(Parser)]
 #[command(
@@ -47,6 +47,57 @@ enum Command {
         /// Requests answered at once; more get RESOURCE_EXHAUSTED.
         #[arg(long, default_value_t = 64)]
         max_pending: usize,
+        /// Refuse snapshots (at start and on reload) not signed by a key in this file.
+        #[arg(long)]
+        dp_pub: Option<PathBuf>,
+        /// Address of the Admin service (hot reload). Only started with --admin-token-file.
+        #[arg(long, default_value = "127.0.0.1:50052")]
+        admin_listen: SocketAddr,
+        /// File holding the admin bearer token (at least 16 characters).
+        #[arg(long)]
+        admin_token_file: Option<PathBuf>,
+    },
+    /// Apply a delta (signed mappings to insert or replace, removals) to a snapshot, re-encoding
+    /// only the items that change. Layout and parameters stay, so clients' keys stay valid.
+    Update {
+        /// The snapshot to start from.
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// Delta file: JSON Lines of signed mappings and {"remove": {"cpi": ..., "msp": ...}}.
+        #[arg(long)]
+        delta: PathBuf,
+        /// Trusted issuer public keys.
+        #[arg(long)]
+        trust: PathBuf,
+        /// Output snapshot.
+        #[arg(long)]
+        out: PathBuf,
+        /// Leave out invalid lines instead of failing.
+        #[arg(long)]
+        skip_invalid: bool,
+        /// Epoch (default: now, or the old epoch + 1 if that is later).
+        #[arg(long)]
+        epoch: Option<u64>,
+        /// Sign the new snapshot with this DP key.
+        #[arg(long)]
+        dp_key: Option<PathBuf>,
+    },
+    /// Check a snapshot file completely and its DP signature.
+    Verify {
+        /// The snapshot file.
+        snapshot: PathBuf,
+        /// Trusted DP public keys.
+        #[arg(long)]
+        dp_pub: PathBuf,
+    },
+    /// Generate a DP signing key (owner-only file) and its public key beside it (.pub).
+    DpKeygen {
+        /// Secret key file to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite an existing key file.
+        #[arg(long)]
+        force: bool,
     },
     /// Generate an Ed25519 issuer key (owner-only file) and its public key beside it (.pub).
     IssuerKeygen {
@@ -92,6 +143,9 @@ enum Command {
         /// Use the small test-only shape (NOT vetted; for experiments).
         #[arg(long)]
         danger_test_params: bool,
+        /// Sign the snapshot with this DP key.
+        #[arg(long)]
+        dp_key: Option<PathBuf>,
     },
     /// Describe a snapshot file: header, shape, parameters, sizes, packing efficiency.
     Inspect {
@@ -153,6 +207,9 @@ fn run(command: Command) -> Result<(), ServerError> {
             max_queries_per_request,
             key_cache_mib,
             max_pending,
+            dp_pub,
+            admin_listen,
+            admin_token_file,
         } => {
             let opts = ServeOptions {
                 max_message_bytes: max_message_mib << 20,
@@ -160,27 +217,95 @@ fn run(command: Command) -> Result<(), ServerError> {
                 key_cache_bytes: key_cache_mib << 20,
                 max_pending_answers: max_pending,
             };
-            let loaded = Snapshot::load(&snapshot)?;
+            let dp_keys = dp_pub.as_deref().map(TrustStore::from_file).transpose()?;
+            let token = admin_token_file
+                .as_deref()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .map(|t| t.trim().to_owned())
+                        .map_err(|e| ServerError::io(format!("reading {}", p.display()), e))
+                })
+                .transpose()?;
+            let loaded = pir_server::load_checked(&snapshot, dp_keys.as_ref())?;
             tracing::info!(
                 epoch = loaded.header().epoch,
                 mappings = loaded.header().mapping_count,
                 items = loaded.header().scheme.num_items(),
+                signed = loaded.header().signature.is_some(),
                 "snapshot loaded"
             );
             let runtime = tokio::runtime::Runtime::new()
                 .map_err(|e| ServerError::io("starting the runtime", e))?;
-            runtime.block_on(async {
-                let service = DiscoveryService::new(loaded, opts)?;
-                let listener = tokio::net::TcpListener::bind(listen)
-                    .await
-                    .map_err(|e| ServerError::io(format!("binding {listen}"), e))?;
-                tracing::info!(%listen, "serving");
-                pir_server::serve(service, listener, async {
-                    let _ = tokio::signal::ctrl_c().await;
-                    tracing::info!("shutting down");
-                })
-                .await
-            })
+            runtime.block_on(serve(
+                loaded,
+                snapshot,
+                listen,
+                opts,
+                dp_keys,
+                admin_listen,
+                token,
+            ))
+        }
+        Command::Update {
+            snapshot,
+            delta,
+            trust,
+            out,
+            skip_invalid,
+            epoch,
+            dp_key,
+        } => {
+            let s = tools::update(&tools::UpdateArgs {
+                snapshot,
+                delta,
+                trust,
+                out: out.clone(),
+                skip_invalid,
+                epoch,
+                dp_key,
+            })?;
+            if s.skipped_invalid > 0 {
+                println!("skipped {} invalid line(s)", s.skipped_invalid);
+            }
+            let r = &s.report;
+            println!(
+                "updated epoch {} -> {} into {}: {} operations ({} upserts, {} removed, {} removals \
+                 matched nothing, {} expired dropped), {} of {} items re-encoded; load {:.2} s, \
+                 apply {:.2} s, write {:.2} s",
+                s.old_epoch,
+                s.header.epoch,
+                out.display(),
+                s.operations,
+                r.upserts,
+                r.removed,
+                r.removals_unmatched,
+                r.expired_dropped,
+                r.items_reencoded,
+                s.header.scheme.num_items(),
+                s.load_secs,
+                s.apply_secs,
+                s.write_secs
+            );
+            Ok(())
+        }
+        Command::Verify { snapshot, dp_pub } => {
+            let h = tools::verify(&snapshot, &dp_pub)?;
+            println!(
+                "{}: intact, epoch {}, signed by trusted DP key",
+                snapshot.display(),
+                h.epoch
+            );
+            Ok(())
+        }
+        Command::DpKeygen { out, force } => {
+            let key = tools::issuer_keygen(&out, force)?;
+            println!(
+                "DP key {} written to {} (public key: {})",
+                key.id(),
+                out.display(),
+                tools::public_key_path(&out).display()
+            );
+            Ok(())
         }
         Command::IssuerKeygen { out, force } => {
             let key = tools::issuer_keygen(&out, force)?;
@@ -211,6 +336,7 @@ fn run(command: Command) -> Result<(), ServerError> {
             skip_invalid,
             epoch,
             danger_test_params,
+            dp_key,
         } => {
             let summary = tools::build(&tools::BuildArgs {
                 mappings,
@@ -220,6 +346,7 @@ fn run(command: Command) -> Result<(), ServerError> {
                 epoch,
                 scheme: danger_test_params.then(SchemeParams::danger_test_only_small),
                 progress: true,
+                dp_key,
             })?;
             let r = &summary.report;
             if summary.skipped_invalid > 0 {
@@ -247,6 +374,84 @@ fn run(command: Command) -> Result<(), ServerError> {
         #[cfg(feature = "demo")]
         Command::Demo { count, dir } => demo::run(count, dir),
     }
+}
+
+/// Serves until SIGINT or SIGTERM; reloads on SIGHUP and through the Admin service.
+#[allow(clippy::too_many_arguments)]
+async fn serve(
+    snapshot: Snapshot,
+    path: PathBuf,
+    listen: SocketAddr,
+    opts: ServeOptions,
+    dp_keys: Option<TrustStore>,
+    admin_listen: SocketAddr,
+    admin_token: Option<String>,
+) -> Result<(), ServerError> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let service = DiscoveryService::new(snapshot, opts)?;
+    let reloader = Reloader::new(service.clone(), path, dp_keys);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| ServerError::io(format!("binding {listen}"), e))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+
+    let mut hangup = signal(SignalKind::hangup())
+        .map_err(|e| ServerError::io("installing the SIGHUP handler", e))?;
+    let hup_reloader = reloader.clone();
+    tokio::spawn(async move {
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading");
+            // Failures are logged by the reloader; the old snapshot keeps serving.
+            let _ = hup_reloader.reload(None).await;
+        }
+    });
+
+    let admin = match admin_token {
+        Some(token) => {
+            let admin_listener = tokio::net::TcpListener::bind(admin_listen)
+                .await
+                .map_err(|e| ServerError::io(format!("binding {admin_listen}"), e))?;
+            tracing::info!(%admin_listen, "admin service listening");
+            Some(tokio::spawn(pir_server::serve_admin(
+                reloader,
+                token,
+                admin_listener,
+                stopped(),
+            )))
+        }
+        None => {
+            tracing::info!("admin service off (no --admin-token-file); SIGHUP still reloads");
+            None
+        }
+    };
+
+    let mut terminate = signal(SignalKind::terminate())
+        .map_err(|e| ServerError::io("installing the SIGTERM handler", e))?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let _ = stop_tx.send(true);
+    });
+
+    tracing::info!(%listen, "serving");
+    pir_server::serve(service, listener, stopped()).await?;
+    if let Some(admin) = admin {
+        admin
+            .await
+            .map_err(|e| ServerError::Internal(format!("admin task: {e}")))??;
+    }
+    tracing::info!("stopped");
+    Ok(())
 }
 
 #[cfg(feature = "demo")]

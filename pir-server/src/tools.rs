@@ -10,8 +10,9 @@ use std::{
 
 use indicatif::{ProgressBar, ProgressStyle};
 use pir_core::{
-    BuildOptions, BuildReport, Cpi, IssuerKey, Mapping, MappingFields, SchemeParams, SigningKey,
-    Snapshot, SnapshotHeader, TrustStore, VerifiedMapping,
+    BuildOptions, BuildReport, Cpi, DeltaLine, DeltaOp, IssuerKey, Mapping, MappingFields,
+    SchemeParams, SigningKey, Snapshot, SnapshotHeader, TrustStore, UpdateOptions, UpdateReport,
+    VerifiedMapping,
 };
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rayon::prelude::*;
@@ -39,7 +40,8 @@ pub fn public_key_path(secret: &Path) -> PathBuf {
     secret.with_extension("pub")
 }
 
-/// Generates an issuer key: the secret at `out` (mode 0600) and the public key beside it.
+/// Generates an Ed25519 key (an issuer's or a DP's): the secret at `out` (mode 0600) and the
+/// public key beside it (`.pub`, a trust file with this one key).
 pub fn issuer_keygen(out: &Path, overwrite: bool) -> Result<IssuerKey, ServerError> {
     let key = IssuerKey::generate();
     write_private(out, &key.to_secret_text(), overwrite)?;
@@ -49,7 +51,7 @@ pub fn issuer_keygen(out: &Path, overwrite: bool) -> Result<IssuerKey, ServerErr
     Ok(key)
 }
 
-/// Reads an issuer secret key file.
+/// Reads a secret key file (issuer or DP).
 pub fn read_issuer_key(path: &Path) -> Result<IssuerKey, ServerError> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?;
@@ -210,36 +212,57 @@ pub struct ReadMappings {
     pub invalid: Vec<(usize, String)>,
 }
 
-/// Reads and verifies every line of a mappings file (blank lines are skipped).
-pub fn read_mappings(path: &Path, trust: &TrustStore) -> Result<ReadMappings, ServerError> {
+/// `(line number, reason)` of each line of an input file that failed validation.
+pub type InvalidLines = Vec<(usize, String)>;
+
+/// Parses every non-blank line of a file in parallel; returns the values and the
+/// `(line number, reason)` of each line that failed.
+fn read_lines<T: Send>(
+    path: &Path,
+    parse: impl Fn(&str) -> Result<T, pir_core::CoreError> + Sync,
+) -> Result<(Vec<T>, InvalidLines), ServerError> {
     let file =
         File::open(path).map_err(|e| ServerError::io(format!("opening {}", path.display()), e))?;
     let lines: Vec<String> = BufReader::new(file)
         .lines()
         .collect::<Result<_, _>>()
         .map_err(|e| ServerError::io(format!("reading {}", path.display()), e))?;
-    let results: Vec<(usize, Result<VerifiedMapping, String>)> = lines
+    let results: Vec<(usize, Result<T, String>)> = lines
         .par_iter()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, line)| {
-            let r = Mapping::from_json_line(line)
-                .and_then(|m| VerifiedMapping::new(m, trust))
-                .map_err(|e| e.to_string());
-            (i + 1, r)
-        })
+        .map(|(i, line)| (i + 1, parse(line).map_err(|e| e.to_string())))
         .collect();
-    let mut out = ReadMappings {
-        mappings: Vec::with_capacity(results.len()),
-        invalid: Vec::new(),
-    };
+    let mut good = Vec::with_capacity(results.len());
+    let mut invalid = Vec::new();
     for (line, r) in results {
         match r {
-            Ok(m) => out.mappings.push(m),
-            Err(e) => out.invalid.push((line, e)),
+            Ok(v) => good.push(v),
+            Err(e) => invalid.push((line, e)),
         }
     }
-    Ok(out)
+    Ok((good, invalid))
+}
+
+/// Reads and verifies every line of a mappings file (blank lines are skipped).
+pub fn read_mappings(path: &Path, trust: &TrustStore) -> Result<ReadMappings, ServerError> {
+    let (mappings, invalid) = read_lines(path, |line| {
+        Mapping::from_json_line(line).and_then(|m| VerifiedMapping::new(m, trust))
+    })?;
+    Ok(ReadMappings { mappings, invalid })
+}
+
+/// Reads and verifies every line of a delta file: signed mappings (upserts) and removals.
+pub fn read_delta(
+    path: &Path,
+    trust: &TrustStore,
+) -> Result<(Vec<DeltaOp>, InvalidLines), ServerError> {
+    read_lines(path, |line| {
+        Ok(match DeltaLine::from_json_line(line)? {
+            DeltaLine::Upsert(m) => DeltaOp::Upsert(Box::new(VerifiedMapping::new(*m, trust)?)),
+            DeltaLine::Remove { cpi, msp } => DeltaOp::Remove { cpi, msp },
+        })
+    })
 }
 
 /// Options of `pir-server build`.
@@ -259,6 +282,8 @@ pub struct BuildArgs {
     pub scheme: Option<SchemeParams>,
     /// Show a progress bar.
     pub progress: bool,
+    /// Sign the snapshot with this DP key.
+    pub dp_key: Option<PathBuf>,
 }
 
 /// What `build` did.
@@ -338,6 +363,10 @@ pub fn build(args: &BuildArgs) -> Result<BuildSummary, ServerError> {
         bar.inc(n as u64);
     })?;
     bar.finish_and_clear();
+    let mut snapshot = snapshot;
+    if let Some(key) = &args.dp_key {
+        snapshot.sign(&read_issuer_key(key)?)?;
+    }
     snapshot.write(&args.out)?;
     let file_bytes = snapshot.file_len()?;
     Ok(BuildSummary {
@@ -347,6 +376,97 @@ pub fn build(args: &BuildArgs) -> Result<BuildSummary, ServerError> {
         build_secs: start.elapsed().as_secs_f64(),
         file_bytes,
     })
+}
+
+/// Options of `pir-server update`.
+#[derive(Clone, Debug)]
+pub struct UpdateArgs {
+    /// The snapshot to start from.
+    pub snapshot: PathBuf,
+    /// The delta (JSON Lines: signed mappings and removals).
+    pub delta: PathBuf,
+    /// Trusted issuer keys.
+    pub trust: PathBuf,
+    /// Output snapshot.
+    pub out: PathBuf,
+    /// Leave out invalid lines instead of failing.
+    pub skip_invalid: bool,
+    /// Epoch of the new snapshot (default: the later of now and the old epoch + 1).
+    pub epoch: Option<u64>,
+    /// Sign the new snapshot with this DP key.
+    pub dp_key: Option<PathBuf>,
+}
+
+/// What `update` did.
+#[derive(Debug)]
+pub struct UpdateSummary {
+    /// Invalid lines skipped (only with `skip_invalid`).
+    pub skipped_invalid: usize,
+    /// Operations applied.
+    pub operations: usize,
+    /// The core's report.
+    pub report: UpdateReport,
+    /// Epoch before.
+    pub old_epoch: u64,
+    /// The new header.
+    pub header: SnapshotHeader,
+    /// Seconds: loading the old snapshot, applying the delta, writing the new one.
+    pub load_secs: f64,
+    /// See `load_secs`.
+    pub apply_secs: f64,
+    /// See `load_secs`.
+    pub write_secs: f64,
+}
+
+/// `pir-server update`: apply a delta to a snapshot, re-encoding only the changed items.
+pub fn update(args: &UpdateArgs) -> Result<UpdateSummary, ServerError> {
+    let trust = TrustStore::from_file(&args.trust)?;
+    let (ops, invalid) = read_delta(&args.delta, &trust)?;
+    if !invalid.is_empty() {
+        if !args.skip_invalid {
+            return Err(invalid_lines_error(&args.delta, &invalid));
+        }
+        for (n, e) in invalid.iter().take(20) {
+            tracing::warn!(line = n, error = %e, "skipping invalid line");
+        }
+    }
+    let dp_key = args.dp_key.as_deref().map(read_issuer_key).transpose()?;
+    let t = Instant::now();
+    let old = Snapshot::load(&args.snapshot)?;
+    let load_secs = t.elapsed().as_secs_f64();
+    let old_epoch = old.header().epoch;
+    let now = pir_core::unix_now();
+    let opts = UpdateOptions {
+        epoch: args.epoch.unwrap_or(now.max(old_epoch + 1)),
+        now,
+    };
+    let operations = ops.len();
+    let t = Instant::now();
+    let (mut new, report) = old.update(ops, &opts)?;
+    if let Some(key) = &dp_key {
+        new.sign(key)?;
+    }
+    let apply_secs = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    new.write(&args.out)?;
+    Ok(UpdateSummary {
+        skipped_invalid: invalid.len(),
+        operations,
+        report,
+        old_epoch,
+        header: new.header().clone(),
+        load_secs,
+        apply_secs,
+        write_secs: t.elapsed().as_secs_f64(),
+    })
+}
+
+/// `pir-server verify`: checks a snapshot file completely (structure, checksums) and its DP
+/// signature. Returns the header.
+pub fn verify(path: &Path, dp_pub: &Path) -> Result<SnapshotHeader, ServerError> {
+    let keys = TrustStore::from_file(dp_pub)?;
+    let snapshot = crate::reload::load_checked(path, Some(&keys))?;
+    Ok(snapshot.header().clone())
 }
 
 /// `pir-server inspect`: a human-readable description of a snapshot file's header.

@@ -65,6 +65,7 @@ fn keygen_synth_build_inspect() {
         epoch: Some(9),
         scheme: Some(SchemeParams::danger_test_only_small()),
         progress: false,
+        dp_key: None,
     };
     let err = tools::build(&args).unwrap_err();
     let ServerError::InvalidLines { count, details, .. } = &err else {
@@ -116,4 +117,71 @@ fn synthetic_cpis_are_normalised() {
         assert_eq!(Cpi::parse(m.fields.cpi.as_str()).unwrap(), m.fields.cpi);
         assert_eq!(again, m);
     }
+}
+
+#[test]
+fn update_from_files_with_line_numbers_and_dp_signature() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("issuer.key");
+    let issuer = tools::issuer_keygen(&key, false).unwrap();
+    let dp_key = dir.path().join("dp.key");
+    tools::issuer_keygen(&dp_key, false).unwrap();
+    let mappings = tools::synth(200, &issuer, 3, pir_core::unix_now());
+    let jsonl = dir.path().join("m.jsonl");
+    tools::write_jsonl(&jsonl, &mappings).unwrap();
+    let old = dir.path().join("old.pirsnap");
+    tools::build(&tools::BuildArgs {
+        mappings: jsonl,
+        trust: tools::public_key_path(&key),
+        out: old.clone(),
+        skip_invalid: false,
+        epoch: Some(5),
+        scheme: Some(SchemeParams::danger_test_only_small()),
+        progress: false,
+        dp_key: Some(dp_key.clone()),
+    })
+    .unwrap();
+    tools::verify(&old, &tools::public_key_path(&dp_key)).unwrap();
+
+    let fresh = tools::synth(3, &issuer, 99, pir_core::unix_now());
+    let delta = dir.path().join("delta.jsonl");
+    let lines = [
+        fresh[0].to_json_line(),
+        format!(r#"{{"remove":{{"cpi":"{}"}}}}"#, mappings[0].fields.cpi),
+        r#"{"remove":{"cpi":"sms:123"}}"#.to_string(),
+        String::new(),
+        fresh[1].to_json_line().replace("\"sig\":\"", "\"sig\":\"A"),
+    ];
+    std::fs::write(&delta, lines.join("\n")).unwrap();
+    let new = dir.path().join("new.pirsnap");
+    let args = tools::UpdateArgs {
+        snapshot: old.clone(),
+        delta,
+        trust: tools::public_key_path(&key),
+        out: new.clone(),
+        skip_invalid: false,
+        epoch: None,
+        dp_key: Some(dp_key.clone()),
+    };
+    let err = tools::update(&args).unwrap_err().to_string();
+    assert!(err.contains("2 invalid line(s)"), "{err}");
+    assert!(err.contains("line 3: invalid CPI"), "{err}");
+    assert!(err.contains("line 5:"), "{err}");
+
+    let s = tools::update(&tools::UpdateArgs {
+        skip_invalid: true,
+        ..args
+    })
+    .unwrap();
+    assert_eq!(s.skipped_invalid, 2);
+    assert_eq!(s.report.upserts, 1);
+    assert!(s.report.removed >= 1);
+    assert!(s.header.epoch > 5);
+    let h = tools::verify(&new, &tools::public_key_path(&dp_key)).unwrap();
+    assert_eq!(h.epoch, s.header.epoch);
+    assert_eq!(h.layout, Snapshot::read_header(&old).unwrap().layout);
+    // Another DP key does not verify it.
+    let other = dir.path().join("other.key");
+    tools::issuer_keygen(&other, false).unwrap();
+    assert!(tools::verify(&new, &tools::public_key_path(&other)).is_err());
 }

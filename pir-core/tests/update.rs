@@ -1,0 +1,222 @@
+//! Delta updates: equal to a full rebuild, removals, replacements, expiry, overflow, signatures.
+
+use pir_core::{
+    BuildOptions, CoreError, Cpi, DeltaOp, IssuerKey, LookupClient, Mapping, MappingFields,
+    SchemeParams, ServerKeys, Snapshot, TrustStore, UpdateOptions, VerifiedMapping,
+};
+
+const T0: u64 = 1_800_000_000;
+const T1: u64 = T0 + 86_400;
+
+fn issuer() -> IssuerKey {
+    IssuerKey::from_seed(&[31; 32])
+}
+
+fn trust() -> TrustStore {
+    TrustStore::parse(&issuer().to_public_text()).unwrap()
+}
+
+fn m(cpi: &str, msp: &str, psi: Option<&str>, not_after: u64) -> Mapping {
+    MappingFields::new(Cpi::parse(cpi).unwrap(), msp, psi, None, 0, not_after)
+        .unwrap()
+        .sign(&issuer(), None)
+        .unwrap()
+}
+
+fn opts(epoch: u64, now: u64) -> BuildOptions {
+    BuildOptions {
+        epoch,
+        now,
+        salt: Some([4; 32]),
+        scheme: Some(SchemeParams::danger_test_only_small()),
+    }
+}
+
+fn base() -> Vec<Mapping> {
+    let mut v = vec![
+        m("tel:+14155550100", "chat.example", Some("old"), u64::MAX),
+        m("tel:+14155550100", "talk.example", None, u64::MAX),
+        m("mailto:bob@example.org", "chat.example", None, u64::MAX),
+        m("mailto:carol@example.org", "chat.example", None, u64::MAX),
+        m("mailto:carol@example.org", "ring.example", None, u64::MAX),
+        // Valid at T0, expired by T1.
+        m("mailto:dave@example.org", "chat.example", None, T0 + 10),
+    ];
+    for i in 0..300 {
+        v.push(m(
+            &format!("mailto:u{i}@example.net"),
+            "bulk.example",
+            None,
+            u64::MAX,
+        ));
+    }
+    v
+}
+
+fn verified(m: Mapping) -> DeltaOp {
+    DeltaOp::Upsert(Box::new(VerifiedMapping::new(m, &trust()).unwrap()))
+}
+
+fn remove(cpi: &str, msp: Option<&str>) -> DeltaOp {
+    DeltaOp::Remove {
+        cpi: Cpi::parse(cpi).unwrap(),
+        msp: msp.map(str::to_owned),
+    }
+}
+
+fn bytes(s: &Snapshot) -> Vec<u8> {
+    let mut v = Vec::new();
+    s.write_to(&mut v).unwrap();
+    v
+}
+
+fn msps(snapshot: &Snapshot, cpi: &str, now: u64) -> Vec<(String, Option<String>)> {
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    let keys = ServerKeys::parse(&snapshot.config().scheme, client.keys().public_bytes()).unwrap();
+    let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
+    let response = snapshot.answer(&keys, &pending.query).unwrap();
+    let mut v: Vec<_> = client
+        .decode(&pending, &response, now)
+        .unwrap()
+        .mappings
+        .into_iter()
+        .map(|m| (m.fields.msp, m.fields.psi))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn update_equals_a_full_rebuild_and_changes_what_clients_see() {
+    let (old, _) = Snapshot::build(base(), &trust(), &opts(1, T0)).unwrap();
+    let old_layout = old.config().layout;
+    let delta = vec![
+        // Replace alice's chat.example mapping (new PSI), add a new CPI, remove one MSP of
+        // carol's, remove bob entirely, and insert something already expired.
+        verified(m("tel:+14155550100", "chat.example", Some("new"), u64::MAX)),
+        verified(m("mailto:erin@example.org", "wire.example", None, u64::MAX)),
+        remove("mailto:carol@example.org", Some("ring.example")),
+        remove("mailto:bob@example.org", None),
+        remove("mailto:nobody@example.org", None),
+        verified(m("mailto:frank@example.org", "chat.example", None, T0)),
+    ];
+    let (new, report) = old
+        .update(delta, &UpdateOptions { epoch: 2, now: T1 })
+        .unwrap();
+    assert_eq!(report.upserts, 2);
+    assert_eq!(report.removed, 2);
+    assert_eq!(report.removals_unmatched, 1);
+    assert_eq!(report.expired_dropped, 2, "dave's (old) and frank's (new)");
+    assert!(report.items_reencoded <= 7, "{report:?}");
+    assert_eq!(new.config().layout, old_layout);
+    assert_eq!(new.header().epoch, 2);
+
+    // The same mapping set built from scratch, same layout, parameters, epoch and time.
+    let mut expected: Vec<Mapping> = base()
+        .into_iter()
+        .filter(|m| {
+            let cpi = m.fields.cpi.as_str();
+            cpi != "mailto:bob@example.org"
+                && !(cpi == "mailto:carol@example.org" && m.fields.msp == "ring.example")
+        })
+        .collect();
+    expected.push(m("tel:+14155550100", "chat.example", Some("new"), u64::MAX));
+    expected.push(m("mailto:erin@example.org", "wire.example", None, u64::MAX));
+    let (rebuilt, _) = Snapshot::build(expected, &trust(), &opts(2, T1)).unwrap();
+    assert_eq!(rebuilt.header(), new.header());
+    assert!(
+        bytes(&rebuilt) == bytes(&new),
+        "update differs from a full rebuild"
+    );
+
+    assert_eq!(
+        msps(&new, "tel:+14155550100", T1),
+        [
+            ("chat.example".to_string(), Some("new".to_string())),
+            ("talk.example".to_string(), None)
+        ]
+    );
+    assert!(msps(&new, "mailto:bob@example.org", T1).is_empty());
+    assert_eq!(
+        msps(&new, "mailto:carol@example.org", T1),
+        [("chat.example".to_string(), None)]
+    );
+    assert_eq!(
+        msps(&new, "mailto:erin@example.org", T1),
+        [("wire.example".to_string(), None)]
+    );
+    assert!(msps(&new, "mailto:dave@example.org", T1).is_empty());
+}
+
+#[test]
+fn same_epoch_and_overflow_are_clear_errors() {
+    let (old, _) = Snapshot::build(base(), &trust(), &opts(1, T0)).unwrap();
+    let err = old
+        .update(vec![], &UpdateOptions { epoch: 1, now: T0 })
+        .unwrap_err();
+    assert!(err.to_string().contains("epoch"), "{err}");
+
+    // 80 MSPs for one CPI cannot fit one 8 KiB bucket.
+    let (old, _) = Snapshot::build(base(), &trust(), &opts(1, T0)).unwrap();
+    let delta = (0..80)
+        .map(|i| {
+            verified(m(
+                "tel:+14155550100",
+                &format!("msp{i}.example"),
+                None,
+                u64::MAX,
+            ))
+        })
+        .collect();
+    let err = old
+        .update(delta, &UpdateOptions { epoch: 2, now: T0 })
+        .unwrap_err();
+    assert!(matches!(err, CoreError::BucketOverflow(_)), "{err}");
+    assert!(err.to_string().contains("rebuild"), "{err}");
+}
+
+#[test]
+fn dp_signatures_cover_the_header_and_content() {
+    let dp = IssuerKey::from_seed(&[50; 32]);
+    let dp_trust = TrustStore::parse(&dp.to_public_text()).unwrap();
+    let (mut snapshot, _) = Snapshot::build(base(), &trust(), &opts(1, T0)).unwrap();
+    assert!(matches!(
+        snapshot.header().verify_signature(&dp_trust),
+        Err(CoreError::UnsignedSnapshot)
+    ));
+    snapshot.sign(&dp).unwrap();
+    snapshot.header().verify_signature(&dp_trust).unwrap();
+
+    // The signature survives a write and a load.
+    let b = bytes(&snapshot);
+    let loaded = Snapshot::read_from(&b[..], b.len() as u64).unwrap();
+    loaded.header().verify_signature(&dp_trust).unwrap();
+
+    // Another key, or a changed header, does not verify.
+    let other = TrustStore::parse(&IssuerKey::from_seed(&[51; 32]).to_public_text()).unwrap();
+    assert!(matches!(
+        snapshot.header().verify_signature(&other),
+        Err(CoreError::UnknownIssuer(_))
+    ));
+    let mut h = snapshot.header().clone();
+    h.epoch += 1;
+    assert!(matches!(
+        h.verify_signature(&dp_trust),
+        Err(CoreError::BadSnapshotSignature)
+    ));
+    let mut h = snapshot.header().clone();
+    h.payload_checksum[0] ^= 1;
+    assert!(matches!(
+        h.verify_signature(&dp_trust),
+        Err(CoreError::BadSnapshotSignature)
+    ));
+
+    // An update changes the content: the old signature is dropped, not carried over.
+    let (updated, _) = snapshot
+        .update(
+            vec![remove("mailto:bob@example.org", None)],
+            &UpdateOptions { epoch: 2, now: T0 },
+        )
+        .unwrap();
+    assert!(updated.header().signature.is_none());
+}
