@@ -20,7 +20,7 @@ use pir_proto::{
     v1::{self, discovery_client::DiscoveryClient},
 };
 use prost::Message;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
 use crate::{
     error::{ClientError, Result},
@@ -47,6 +47,9 @@ pub struct ClientOptions {
     pub request_timeout: Option<Duration>,
     /// Largest gRPC message sent or received, bytes.
     pub max_message_bytes: usize,
+    /// PEM file of the CA that signed the server's certificate, for `https://` URLs (the
+    /// system's roots are used without it). `http://` URLs are plaintext, by request.
+    pub tls_ca: Option<PathBuf>,
 }
 
 impl Default for ClientOptions {
@@ -59,6 +62,7 @@ impl Default for ClientOptions {
             connect_timeout: Some(Duration::from_secs(10)),
             request_timeout: None,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
+            tls_ca: None,
         }
     }
 }
@@ -118,10 +122,33 @@ async fn open(url: &str, options: &ClientOptions) -> Result<DiscoveryClient<Chan
         format!("http://{url}")
     };
     let mut endpoint =
-        Endpoint::from_shared(full).map_err(|source| ClientError::InvalidEndpoint {
+        Endpoint::from_shared(full.clone()).map_err(|source| ClientError::InvalidEndpoint {
             url: url.to_owned(),
             source,
         })?;
+    if full.starts_with("https://") {
+        let mut tls = ClientTlsConfig::new();
+        tls = match &options.tls_ca {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|source| ClientError::CaFile {
+                    path: path.clone(),
+                    source,
+                })?;
+                tls.ca_certificate(Certificate::from_pem(pem))
+            }
+            None => tls.with_native_roots(),
+        };
+        endpoint = endpoint
+            .tls_config(tls)
+            .map_err(|source| ClientError::Transport {
+                url: url.to_owned(),
+                source,
+            })?;
+    } else if options.tls_ca.is_some() {
+        return Err(ClientError::BadConfig(format!(
+            "a CA certificate was given but {url} is not an https:// URL"
+        )));
+    }
     if let Some(t) = options.connect_timeout {
         endpoint = endpoint.connect_timeout(t);
     }

@@ -23,6 +23,14 @@ pub enum ClientError {
     /// Options that cannot work, or a server configuration this client cannot use.
     #[error("bad configuration: {0}")]
     BadConfig(String),
+    /// The CA certificate file cannot be read.
+    #[error("CA certificate {path}: {source}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
     /// A key file that cannot be read or written.
     #[error("key file {path}: {source}")]
     KeyFileIo {

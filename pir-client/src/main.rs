@@ -42,6 +42,9 @@ struct ServerArgs {
     /// Seconds to wait for the connection.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     connect_timeout: u64,
+    /// PEM CA certificate for an https:// server (default: the system's roots).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
     /// Print JSON (one object per line) instead of text.
     #[arg(long)]
     json: bool,
@@ -110,6 +113,7 @@ async fn lookup(args: LookupArgs) -> Result<ExitCode, ExitCode> {
         key_file: args.key_file,
         connect_timeout: Some(Duration::from_secs(args.server.connect_timeout)),
         request_timeout: args.timeout.map(Duration::from_secs),
+        tls_ca: args.server.ca,
         ..ClientOptions::new(trust)
     };
     let mut client = PirClient::connect(&args.server.server, options)
@@ -141,6 +145,7 @@ async fn lookup(args: LookupArgs) -> Result<ExitCode, ExitCode> {
 async fn info(args: InfoArgs) -> Result<ExitCode, ExitCode> {
     let options = ClientOptions {
         connect_timeout: Some(Duration::from_secs(args.server.connect_timeout)),
+        tls_ca: args.server.ca,
         ..ClientOptions::default()
     };
     let config = pir_client::fetch_config(&args.server.server, &options)

@@ -18,6 +18,8 @@ mod bucket;
 mod client;
 mod cpi;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 mod json;
 pub use json::DeltaLine;
 mod layout;

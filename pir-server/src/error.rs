@@ -31,6 +31,12 @@ pub enum ServerError {
         /// The limit.
         max: u32,
     },
+    /// A key or peer is over its rate limit.
+    #[error("rate limit of this {0} exceeded; retry later")]
+    RateLimited(&'static str),
+    /// The request took longer than the server's deadline.
+    #[error("request took longer than {0:?}")]
+    DeadlineExceeded(std::time::Duration),
     /// Every answer slot is busy.
     #[error("overloaded: {0} answers in progress; retry later")]
     Overloaded(usize),
@@ -83,6 +89,24 @@ impl ServerError {
     }
 }
 
+impl ServerError {
+    /// A short label for metrics: why a request was refused.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::Malformed(_) => "malformed",
+            Self::UnknownKey(_) => "unknown_key",
+            Self::StaleEpoch { .. } => "stale_epoch",
+            Self::TooManyQueries { .. } => "too_many_queries",
+            Self::RateLimited(_) => "rate_limited",
+            Self::DeadlineExceeded(_) => "deadline",
+            Self::Overloaded(_) => "overloaded",
+            Self::Core(e) if e.is_bad_input() => "malformed",
+            Self::Internal(_) => "internal",
+            _ => "other",
+        }
+    }
+}
+
 fn with_reason(mut status: Status, reason: &'static str) -> Status {
     status
         .metadata_mut()
@@ -101,9 +125,10 @@ impl From<ServerError> for Status {
             ServerError::StaleEpoch { .. } => {
                 with_reason(Status::failed_precondition(msg), REASON_STALE_EPOCH)
             }
-            ServerError::TooManyQueries { .. } | ServerError::Overloaded(_) => {
-                Status::resource_exhausted(msg)
-            }
+            ServerError::TooManyQueries { .. }
+            | ServerError::Overloaded(_)
+            | ServerError::RateLimited(_) => Status::resource_exhausted(msg),
+            ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             ServerError::Core(core) if core.is_bad_input() => Status::invalid_argument(msg),
             ServerError::Core(CoreError::ParamsMismatch(_)) => {
                 with_reason(Status::failed_precondition(msg), REASON_UNKNOWN_KEY)

@@ -7,10 +7,14 @@
 
 mod error;
 mod keycache;
+mod metrics;
 mod reload;
 mod service;
 pub mod tools;
 
 pub use error::ServerError;
+pub use metrics::serve_metrics;
 pub use reload::{Reloader, load_checked, serve_admin};
-pub use service::{DiscoveryService, RunningServer, ServeOptions, serve};
+pub use service::{DiscoveryService, RateLimit, RunningServer, ServeOptions, serve, serve_tls};
+/// TLS identity (certificate chain and private key, PEM) for [`serve_tls`].
+pub use tonic::transport::Identity;

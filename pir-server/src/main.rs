@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand, ValueEnum};
 use pir_core::{SchemeParams, Snapshot, TrustStore};
-use pir_server::{DiscoveryService, Reloader, ServeOptions, ServerError, tools};
+use pir_server::{DiscoveryService, RateLimit, Reloader, ServeOptions, ServerError, tools};
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +56,30 @@ enum Command {
         /// File holding the admin bearer token (at least 16 characters).
         #[arg(long)]
         admin_token_file: Option<PathBuf>,
+        /// Seconds a request may take before DEADLINE_EXCEEDED.
+        #[arg(long, default_value_t = 60)]
+        request_timeout_secs: u64,
+        /// PIR queries per registered key: BURST/PER_HOUR, or `off`.
+        #[arg(long, default_value = "200/720", value_parser = parse_rate)]
+        key_rate: RateArg,
+        /// PIR queries per peer address: BURST/PER_HOUR, or `off`.
+        #[arg(long, default_value = "1000/3600", value_parser = parse_rate)]
+        peer_rate: RateArg,
+        /// Key registrations per peer address: BURST/PER_HOUR, or `off`.
+        #[arg(long, default_value = "20/60", value_parser = parse_rate)]
+        registration_rate: RateArg,
+        /// Serve Prometheus metrics at http://ADDR/metrics.
+        #[arg(long)]
+        metrics_listen: Option<SocketAddr>,
+        /// PEM certificate chain: serve over TLS (with --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// PEM private key of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Serve plaintext on a non-loopback address (loopback needs no flag).
+        #[arg(long, conflicts_with = "tls_cert")]
+        plaintext: bool,
     },
     /// Apply a delta (signed mappings to insert or replace, removals) to a snapshot, re-encoding
     /// only the items that change. Layout and parameters stay, so clients' keys stay valid.
@@ -210,12 +234,41 @@ fn run(command: Command) -> Result<(), ServerError> {
             dp_pub,
             admin_listen,
             admin_token_file,
+            request_timeout_secs,
+            key_rate,
+            peer_rate,
+            registration_rate,
+            metrics_listen,
+            tls_cert,
+            tls_key,
+            plaintext,
         } => {
             let opts = ServeOptions {
                 max_message_bytes: max_message_mib << 20,
                 max_queries_per_request,
                 key_cache_bytes: key_cache_mib << 20,
                 max_pending_answers: max_pending,
+                request_timeout: std::time::Duration::from_secs(request_timeout_secs),
+                per_key_rate: key_rate.0,
+                per_peer_rate: peer_rate.0,
+                per_peer_registrations: registration_rate.0,
+                danger_panic_marker: None,
+            };
+            let identity = match (tls_cert, tls_key) {
+                (Some(cert), Some(key)) => {
+                    let read = |p: &PathBuf| {
+                        std::fs::read(p)
+                            .map_err(|e| ServerError::io(format!("reading {}", p.display()), e))
+                    };
+                    Some(pir_server::Identity::from_pem(read(&cert)?, read(&key)?))
+                }
+                _ if !listen.ip().is_loopback() && !plaintext => {
+                    return Err(ServerError::Usage(format!(
+                        "{listen} is not a loopback address: give --tls-cert and --tls-key, \
+                         or --plaintext to serve without TLS"
+                    )));
+                }
+                _ => None,
             };
             let dp_keys = dp_pub.as_deref().map(TrustStore::from_file).transpose()?;
             let token = admin_token_file
@@ -236,15 +289,17 @@ fn run(command: Command) -> Result<(), ServerError> {
             );
             let runtime = tokio::runtime::Runtime::new()
                 .map_err(|e| ServerError::io("starting the runtime", e))?;
-            runtime.block_on(serve(
-                loaded,
-                snapshot,
+            runtime.block_on(serve(Serve {
+                snapshot: loaded,
+                path: snapshot,
                 listen,
                 opts,
                 dp_keys,
                 admin_listen,
-                token,
-            ))
+                admin_token: token,
+                metrics_listen,
+                identity,
+            }))
         }
         Command::Update {
             snapshot,
@@ -376,9 +431,29 @@ fn run(command: Command) -> Result<(), ServerError> {
     }
 }
 
-/// Serves until SIGINT or SIGTERM; reloads on SIGHUP and through the Admin service.
-#[allow(clippy::too_many_arguments)]
-async fn serve(
+/// A rate limit from the command line; `off` is `None`.
+#[derive(Clone, Copy, Debug)]
+struct RateArg(Option<RateLimit>);
+
+fn parse_rate(text: &str) -> Result<RateArg, String> {
+    if text == "off" {
+        return Ok(RateArg(None));
+    }
+    let (burst, per_hour) = text
+        .split_once('/')
+        .ok_or_else(|| "expected BURST/PER_HOUR or off".to_string())?;
+    let n = |s: &str| s.trim().parse::<u32>().map_err(|e| format!("{s:?}: {e}"));
+    let rate = RateLimit {
+        burst: n(burst)?,
+        per_hour: n(per_hour)?,
+    };
+    if rate.burst == 0 || rate.per_hour == 0 {
+        return Err("burst and rate must be positive (or say off)".into());
+    }
+    Ok(RateArg(Some(rate)))
+}
+
+struct Serve {
     snapshot: Snapshot,
     path: PathBuf,
     listen: SocketAddr,
@@ -386,8 +461,24 @@ async fn serve(
     dp_keys: Option<TrustStore>,
     admin_listen: SocketAddr,
     admin_token: Option<String>,
-) -> Result<(), ServerError> {
+    metrics_listen: Option<SocketAddr>,
+    identity: Option<pir_server::Identity>,
+}
+
+/// Serves until SIGINT or SIGTERM; reloads on SIGHUP and through the Admin service.
+async fn serve(args: Serve) -> Result<(), ServerError> {
     use tokio::signal::unix::{SignalKind, signal};
+    let Serve {
+        snapshot,
+        path,
+        listen,
+        opts,
+        dp_keys,
+        admin_listen,
+        admin_token,
+        metrics_listen,
+        identity,
+    } = args;
 
     let service = DiscoveryService::new(snapshot, opts)?;
     let reloader = Reloader::new(service.clone(), path, dp_keys);
@@ -432,6 +523,21 @@ async fn serve(
         }
     };
 
+    let metrics = match metrics_listen {
+        Some(addr) => {
+            let l = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| ServerError::io(format!("binding {addr}"), e))?;
+            tracing::info!(%addr, "metrics at /metrics");
+            Some(tokio::spawn(pir_server::serve_metrics(
+                service.clone(),
+                l,
+                stopped(),
+            )))
+        }
+        None => None,
+    };
+
     let mut terminate = signal(SignalKind::terminate())
         .map_err(|e| ServerError::io("installing the SIGTERM handler", e))?;
     tokio::spawn(async move {
@@ -443,8 +549,13 @@ async fn serve(
         let _ = stop_tx.send(true);
     });
 
-    tracing::info!(%listen, "serving");
-    pir_server::serve(service, listener, stopped()).await?;
+    tracing::info!(%listen, tls = identity.is_some(), "serving");
+    pir_server::serve_tls(service, listener, identity, stopped()).await?;
+    if let Some(metrics) = metrics {
+        metrics
+            .await
+            .map_err(|e| ServerError::Internal(format!("metrics task: {e}")))??;
+    }
     if let Some(admin) = admin {
         admin
             .await
@@ -456,3 +567,52 @@ async fn serve(
 
 #[cfg(feature = "demo")]
 mod demo;
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent_and_serve_flags_parse() {
+        Cli::command().debug_assert();
+        for args in [
+            vec!["pir-server", "serve", "--snapshot", "db.pirsnap"],
+            vec![
+                "pir-server",
+                "serve",
+                "--snapshot",
+                "db.pirsnap",
+                "--key-rate",
+                "off",
+                "--peer-rate",
+                "10/100",
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Serve {
+                key_rate,
+                peer_rate,
+                ..
+            } = cli.command
+            else {
+                panic!("not serve");
+            };
+            assert!(key_rate.0.is_none() || key_rate.0.is_some_and(|r| r.burst == 200));
+            assert!(peer_rate.0.is_some());
+        }
+        assert!(
+            Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--key-rate", "5"])
+                .is_err()
+        );
+        assert!(
+            Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--tls-cert", "c"])
+                .is_err()
+        );
+    }
+}

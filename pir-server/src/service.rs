@@ -5,7 +5,15 @@
 //! and answering health checks while queries compute. A bounded number of answers may be in
 //! progress; past that the server says RESOURCE_EXHAUSTED at once instead of queueing.
 
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Instant};
+use std::{
+    future::Future,
+    net::{IpAddr, SocketAddr},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
 use arc_swap::ArcSwap;
 use pir_core::{KeyId, ServerKeys, Snapshot};
@@ -16,14 +24,38 @@ use pir_proto::v1::{
 };
 use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status, transport::Server};
+use tonic::{
+    Request, Response, Status,
+    transport::{Identity, Server, ServerTlsConfig},
+};
 
 use crate::{
     error::ServerError,
     keycache::{KeyCache, estimated_cost},
+    metrics::Metrics,
 };
 
-/// Limits of a running server.
+/// A token bucket: up to `burst` at once, refilled at `per_hour`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Bucket size.
+    pub burst: u32,
+    /// Refill rate, per hour.
+    pub per_hour: u32,
+}
+
+type KeyedLimiter<K> = governor::DefaultKeyedRateLimiter<K>;
+
+impl RateLimit {
+    fn limiter<K: Clone + Eq + std::hash::Hash>(&self) -> Option<KeyedLimiter<K>> {
+        let burst = std::num::NonZeroU32::new(self.burst)?;
+        let period = Duration::from_secs_f64(3600.0 / f64::from(self.per_hour.max(1)));
+        let quota = governor::Quota::with_period(period)?.allow_burst(burst);
+        Some(governor::RateLimiter::keyed(quota))
+    }
+}
+
+/// Limits of a running server. Every one has a safe default.
 #[derive(Clone, Debug)]
 pub struct ServeOptions {
     /// Largest request or response message, bytes (public keys are the largest: up to ~9 MB).
@@ -34,6 +66,19 @@ pub struct ServeOptions {
     pub key_cache_bytes: u64,
     /// Answers (requests) in progress at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_pending_answers: usize,
+    /// Longest a request may take; past it the client gets DEADLINE_EXCEEDED.
+    pub request_timeout: Duration,
+    /// PIR queries per registered key. The default lets a user look up hundreds of CPIs a day
+    /// (the MIMI floor is 50) but makes scanning a database of a million mappings take days.
+    pub per_key_rate: Option<RateLimit>,
+    /// PIR queries per peer address (an MSP server behind one address needs more).
+    pub per_peer_rate: Option<RateLimit>,
+    /// Key registrations per peer address (each costs CPU and tens of MB).
+    pub per_peer_registrations: Option<RateLimit>,
+    /// Test hook: a query whose bytes start with this marker panics inside the answering task,
+    /// as a dependency bug would. Never set it outside tests.
+    #[doc(hidden)]
+    pub danger_panic_marker: Option<Vec<u8>>,
 }
 
 impl Default for ServeOptions {
@@ -43,7 +88,55 @@ impl Default for ServeOptions {
             max_queries_per_request: 32,
             key_cache_bytes: 2 << 30,
             max_pending_answers: 64,
+            request_timeout: Duration::from_secs(60),
+            per_key_rate: Some(RateLimit {
+                burst: 200,
+                per_hour: 720,
+            }),
+            per_peer_rate: Some(RateLimit {
+                burst: 1000,
+                per_hour: 3600,
+            }),
+            per_peer_registrations: Some(RateLimit {
+                burst: 20,
+                per_hour: 60,
+            }),
+            danger_panic_marker: None,
         }
+    }
+}
+
+struct Limiters {
+    per_key: Option<KeyedLimiter<KeyId>>,
+    per_peer: Option<KeyedLimiter<IpAddr>>,
+    registrations: Option<KeyedLimiter<IpAddr>>,
+}
+
+impl Limiters {
+    fn new(opts: &ServeOptions) -> Self {
+        Self {
+            per_key: opts.per_key_rate.and_then(|r| r.limiter()),
+            per_peer: opts.per_peer_rate.and_then(|r| r.limiter()),
+            registrations: opts.per_peer_registrations.and_then(|r| r.limiter()),
+        }
+    }
+}
+
+/// Takes `n` tokens for `key`, or says who is over their rate.
+fn take<K: Clone + Eq + std::hash::Hash>(
+    limiter: &Option<KeyedLimiter<K>>,
+    key: &K,
+    n: usize,
+    who: &'static str,
+) -> Result<(), ServerError> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    let n = std::num::NonZeroU32::new(n.try_into().unwrap_or(u32::MAX))
+        .unwrap_or(std::num::NonZeroU32::MIN);
+    match limiter.check_key_n(key, n) {
+        Ok(Ok(())) => Ok(()),
+        _ => Err(ServerError::RateLimited(who)),
     }
 }
 
@@ -74,6 +167,9 @@ struct State {
     keys: KeyCache,
     opts: ServeOptions,
     slots: Arc<Semaphore>,
+    limiters: Limiters,
+    metrics: Metrics,
+    requests: AtomicU64,
 }
 
 /// The service; cheap to clone (shared state).
@@ -86,11 +182,16 @@ impl DiscoveryService {
     /// A service answering over `snapshot`.
     pub fn new(snapshot: Snapshot, opts: ServeOptions) -> Result<Self, ServerError> {
         let served = Served::new(snapshot, &opts)?;
+        let metrics = Metrics::new().map_err(|e| ServerError::Internal(format!("metrics: {e}")))?;
+        metrics.epoch.set(served.config.epoch as i64);
         Ok(Self {
             state: Arc::new(State {
                 served: ArcSwap::from_pointee(served),
                 keys: KeyCache::new(opts.key_cache_bytes),
                 slots: Arc::new(Semaphore::new(opts.max_pending_answers)),
+                limiters: Limiters::new(&opts),
+                metrics,
+                requests: AtomicU64::new(0),
                 opts,
             }),
         })
@@ -102,6 +203,7 @@ impl DiscoveryService {
         let served = Served::new(snapshot, &self.state.opts)?;
         let epoch = served.config.epoch;
         self.state.served.store(Arc::new(served));
+        self.state.metrics.epoch.set(epoch as i64);
         tracing::info!(epoch, "snapshot installed");
         Ok(())
     }
@@ -126,6 +228,35 @@ impl DiscoveryService {
         self.state.keys.clear();
     }
 
+    /// The metrics in Prometheus text format.
+    pub fn metrics_text(&self) -> String {
+        let m = &self.state.metrics;
+        m.key_cache_entries.set(self.state.keys.len() as i64);
+        m.key_cache_bytes.set(self.state.keys.used_bytes() as i64);
+        m.render()
+    }
+
+    /// Drops rate-limiter state of idle keys and peers now and then, so it stays bounded.
+    fn housekeeping(&self) {
+        if self
+            .state
+            .requests
+            .fetch_add(1, Ordering::Relaxed)
+            .is_multiple_of(4096)
+        {
+            let l = &self.state.limiters;
+            if let Some(x) = &l.per_key {
+                x.retain_recent();
+            }
+            if let Some(x) = &l.per_peer {
+                x.retain_recent();
+            }
+            if let Some(x) = &l.registrations {
+                x.retain_recent();
+            }
+        }
+    }
+
     /// The tonic service with this server's message limits.
     pub fn into_server(self) -> DiscoveryServer<Self> {
         let max = self.state.opts.max_message_bytes;
@@ -136,8 +267,10 @@ impl DiscoveryService {
 
     async fn register(
         &self,
+        peer: Option<IpAddr>,
         req: RegisterKeysRequest,
     ) -> Result<RegisterKeysResponse, ServerError> {
+        self.housekeeping();
         let served = self.state.served.load_full();
         let bytes = req.public_keys;
         if bytes.len() != served.public_key_bytes {
@@ -156,6 +289,14 @@ impl DiscoveryService {
                 key_id: id.0.to_vec(),
             });
         }
+        if let Some(peer) = peer {
+            take(
+                &self.state.limiters.registrations,
+                &peer,
+                1,
+                "peer (registrations)",
+            )?;
+        }
         let cost = estimated_cost(bytes.len());
         let keys = tokio::task::spawn_blocking(move || ServerKeys::parse(&scheme, &bytes))
             .await
@@ -169,7 +310,12 @@ impl DiscoveryService {
         })
     }
 
-    async fn query(&self, req: QueryRequest) -> Result<QueryResponse, ServerError> {
+    async fn query(
+        &self,
+        peer: Option<IpAddr>,
+        req: QueryRequest,
+    ) -> Result<QueryResponse, ServerError> {
+        self.housekeeping();
         let served = self.state.served.load_full();
         let epoch = served.config.epoch;
         if req.epoch != epoch {
@@ -200,7 +346,14 @@ impl DiscoveryService {
             .get(&id)
             .filter(|k| *k.params() == served.snapshot.header().scheme)
             .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
-        let _permit = self
+        let n = req.queries.len();
+        if let Some(peer) = peer {
+            take(&self.state.limiters.per_peer, &peer, n, "peer")?;
+        }
+        take(&self.state.limiters.per_key, &id, n, "key")?;
+        // The permit moves into the blocking task: it is held until the work is done, even if
+        // the request times out or the client goes away first.
+        let permit = self
             .state
             .slots
             .clone()
@@ -208,15 +361,38 @@ impl DiscoveryService {
             .map_err(|_| ServerError::Overloaded(self.state.opts.max_pending_answers))?;
         let snapshot = served.snapshot.clone();
         let queries = req.queries;
-        let answers = tokio::task::spawn_blocking(move || {
+        let marker = self.state.opts.danger_panic_marker.clone();
+        let in_progress = self.state.metrics.in_progress.clone();
+        in_progress.inc();
+        let timer = self.state.metrics.answer_seconds.start_timer();
+        let work = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let _gauge = DecOnDrop(in_progress);
+            if let Some(m) = marker
+                && queries.iter().any(|q| q.starts_with(&m))
+            {
+                panic!("injected fault: a dependency bug while answering");
+            }
             queries
                 .iter()
                 .map(|q| snapshot.answer(&keys, q))
                 .collect::<Result<Vec<_>, _>>()
-        })
-        .await
-        .map_err(join_error)??;
+        });
+        let answers = tokio::time::timeout(self.state.opts.request_timeout, work)
+            .await
+            .map_err(|_| ServerError::DeadlineExceeded(self.state.opts.request_timeout))?
+            .map_err(join_error)??;
+        timer.observe_duration();
+        self.state.metrics.lookups.inc_by(n as u64);
         Ok(QueryResponse { epoch, answers })
+    }
+}
+
+struct DecOnDrop(prometheus::IntGauge);
+
+impl Drop for DecOnDrop {
+    fn drop(&mut self) {
+        self.0.dec();
     }
 }
 
@@ -228,18 +404,24 @@ fn join_error(e: tokio::task::JoinError) -> ServerError {
     }
 }
 
-async fn timed<T>(
-    method: &'static str,
-    work: impl Future<Output = Result<T, ServerError>>,
-) -> Result<Response<T>, Status> {
-    let start = Instant::now();
-    let result = work.await;
-    let millis = start.elapsed().as_secs_f64() * 1e3;
-    match &result {
-        Ok(_) => tracing::info!(method, millis, "ok"),
-        Err(e) => tracing::warn!(method, millis, error = %e, "refused"),
+impl DiscoveryService {
+    async fn timed<T>(
+        &self,
+        method: &'static str,
+        work: impl Future<Output = Result<T, ServerError>>,
+    ) -> Result<Response<T>, Status> {
+        let start = Instant::now();
+        let result = work.await;
+        let millis = start.elapsed().as_secs_f64() * 1e3;
+        match &result {
+            Ok(_) => tracing::info!(method, millis, "ok"),
+            Err(e) => {
+                self.state.metrics.reject(e.reason());
+                tracing::warn!(method, millis, error = %e, "refused");
+            }
+        }
+        result.map(Response::new).map_err(Status::from)
     }
-    result.map(Response::new).map_err(Status::from)
 }
 
 #[tonic::async_trait]
@@ -255,18 +437,36 @@ impl Discovery for DiscoveryService {
         &self,
         req: Request<RegisterKeysRequest>,
     ) -> Result<Response<RegisterKeysResponse>, Status> {
-        timed("RegisterKeys", self.register(req.into_inner())).await
+        let peer = req.remote_addr().map(|a| a.ip());
+        self.timed("RegisterKeys", self.register(peer, req.into_inner()))
+            .await
     }
 
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
-        timed("Query", DiscoveryService::query(self, req.into_inner())).await
+        let peer = req.remote_addr().map(|a| a.ip());
+        self.timed(
+            "Query",
+            DiscoveryService::query(self, peer, req.into_inner()),
+        )
+        .await
     }
 }
 
-/// Serves the Discovery service, health and reflection on `listener` until `shutdown` resolves.
+/// Serves the Discovery service, health and reflection on `listener` in plaintext until
+/// `shutdown` resolves.
 pub async fn serve(
     service: DiscoveryService,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    serve_tls(service, listener, None, shutdown).await
+}
+
+/// [`serve`], over TLS (rustls) when `identity` (certificate chain and key) is given.
+pub async fn serve_tls(
+    service: DiscoveryService,
+    listener: TcpListener,
+    identity: Option<Identity>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -278,7 +478,14 @@ pub async fn serve(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1()
         .map_err(|e| ServerError::Internal(format!("reflection service: {e}")))?;
-    Server::builder()
+    let mut builder = Server::builder();
+    if let Some(identity) = identity {
+        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
+    }
+    builder
+        .layer(tower::util::MapResponseLayer::new(
+            oversized_is_resource_exhausted,
+        ))
         .add_service(health)
         .add_service(reflection)
         .add_service(service.into_server())
@@ -287,20 +494,50 @@ pub async fn serve(
     Ok(())
 }
 
+/// tonic answers a message over the size limit with OUT_OF_RANGE; gRPC (and this protocol) say
+/// RESOURCE_EXHAUSTED. Nothing else here answers OUT_OF_RANGE, so the code is rewritten as is.
+fn oversized_is_resource_exhausted<B>(
+    mut response: tonic::codegen::http::Response<B>,
+) -> tonic::codegen::http::Response<B> {
+    const OUT_OF_RANGE: &str = "11";
+    let headers = response.headers_mut();
+    if headers
+        .get("grpc-status")
+        .is_some_and(|v| v.as_bytes() == OUT_OF_RANGE.as_bytes())
+    {
+        headers.insert(
+            "grpc-status",
+            tonic::codegen::http::HeaderValue::from_static("8"),
+        );
+    }
+    response
+}
+
 /// A server running on a background task (for tests, the demo and embedding).
 pub struct RunningServer {
     addr: SocketAddr,
+    tls: bool,
     service: DiscoveryService,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: tokio::task::JoinHandle<Result<(), ServerError>>,
 }
 
 impl RunningServer {
-    /// Binds `addr` (port 0 picks a free port) and starts serving `snapshot`.
+    /// Binds `addr` (port 0 picks a free port) and starts serving `snapshot` in plaintext.
     pub async fn start(
         snapshot: Snapshot,
         addr: SocketAddr,
         opts: ServeOptions,
+    ) -> Result<Self, ServerError> {
+        Self::start_tls(snapshot, addr, opts, None).await
+    }
+
+    /// [`RunningServer::start`], over TLS when `identity` is given.
+    pub async fn start_tls(
+        snapshot: Snapshot,
+        addr: SocketAddr,
+        opts: ServeOptions,
+        identity: Option<Identity>,
     ) -> Result<Self, ServerError> {
         let service = DiscoveryService::new(snapshot, opts)?;
         let listener = TcpListener::bind(addr)
@@ -310,11 +547,13 @@ impl RunningServer {
             .local_addr()
             .map_err(|e| ServerError::io("reading the bound address", e))?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(service.clone(), listener, async {
+        let tls = identity.is_some();
+        let task = tokio::spawn(serve_tls(service.clone(), listener, identity, async {
             let _ = rx.await;
         }));
         Ok(Self {
             addr,
+            tls,
             service,
             shutdown: Some(tx),
             task,
@@ -326,9 +565,13 @@ impl RunningServer {
         self.addr
     }
 
-    /// `http://ADDR`, for clients.
+    /// `http://ADDR` (or `https://localhost:PORT` over TLS), for clients.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        if self.tls {
+            format!("https://localhost:{}", self.addr.port())
+        } else {
+            format!("http://{}", self.addr)
+        }
     }
 
     /// The service (to install snapshots, inspect the key cache).

@@ -1,0 +1,148 @@
+//! Snapshot lifecycle figures, measured in one run: full build, delta update, load against a
+//! plain sequential read of the same file.
+//!
+//! `cargo run --release -p pir-benches --bin lifecycle -- --mappings 1000000 --changes 1000`
+
+#![allow(clippy::print_stdout)]
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use pir_benches::{median, timed};
+use pir_core::Snapshot;
+use pir_server::tools;
+
+#[derive(Parser)]
+struct Args {
+    /// Synthetic mappings in the snapshot.
+    #[arg(long, default_value_t = 1_000_000)]
+    mappings: usize,
+    /// Mappings changed by the delta: half new or replaced, a quarter removed, a quarter new.
+    #[arg(long, default_value_t = 1_000)]
+    changes: usize,
+    /// Load/read repetitions (the median is reported).
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Directory for the files (default: a temporary one).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let tmp = tempfile::tempdir()?;
+    let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
+    std::fs::create_dir_all(&dir)?;
+    let key = dir.join("issuer.key");
+    let issuer = tools::issuer_keygen(&key, true)?;
+    let trust = tools::public_key_path(&key);
+    let now = pir_core::unix_now();
+
+    let mappings = tools::synth(args.mappings, &issuer, 1, now);
+    let input = dir.join("mappings.jsonl");
+    tools::write_jsonl(&input, &mappings)?;
+
+    // The delta: replace some existing mappings (new PSI), remove some CPIs, add new ones.
+    let quarter = args.changes / 4;
+    let fresh = tools::synth(args.changes - 2 * quarter, &issuer, 2, now);
+    let mut lines: Vec<String> = fresh.iter().map(|m| m.to_json_line()).collect();
+    for m in mappings
+        .iter()
+        .step_by(mappings.len() / quarter.max(1))
+        .take(quarter)
+    {
+        let f = &m.fields;
+        let replaced = pir_core::MappingFields::new(
+            f.cpi.clone(),
+            &f.msp,
+            Some("@replaced:example"),
+            f.context.as_deref(),
+            f.not_before,
+            f.not_after,
+        )?
+        .sign(&issuer, None)?;
+        lines.push(replaced.to_json_line());
+    }
+    for m in mappings
+        .iter()
+        .skip(1)
+        .step_by(mappings.len() / quarter.max(1))
+        .take(quarter)
+    {
+        lines.push(format!(r#"{{"remove":{{"cpi":"{}"}}}}"#, m.fields.cpi));
+    }
+    let delta = dir.join("delta.jsonl");
+    std::fs::write(&delta, lines.join("\n"))?;
+    drop(mappings);
+
+    let old = dir.join("old.pirsnap");
+    let (built, build_s) = timed(|| {
+        tools::build(&tools::BuildArgs {
+            mappings: input.clone(),
+            trust: trust.clone(),
+            out: old.clone(),
+            skip_invalid: false,
+            epoch: Some(1),
+            scheme: None,
+            progress: false,
+            dp_key: None,
+        })
+    });
+    let built = built?;
+
+    let new = dir.join("new.pirsnap");
+    let (updated, update_s) = timed(|| {
+        tools::update(&tools::UpdateArgs {
+            snapshot: old.clone(),
+            delta: delta.clone(),
+            trust: trust.clone(),
+            out: new.clone(),
+            skip_invalid: false,
+            epoch: Some(2),
+            dp_key: None,
+        })
+    });
+    let updated = updated?;
+
+    let mut loads = Vec::new();
+    let mut reads = Vec::new();
+    for _ in 0..args.repeat {
+        let (bytes, read_s) = timed(|| std::fs::read(&new));
+        drop(bytes?);
+        reads.push(read_s);
+        let (snapshot, load_s) = timed(|| Snapshot::load(&new));
+        drop(snapshot?);
+        loads.push(load_s);
+    }
+    let (load, read) = (median(loads), median(reads));
+    let h = &built.header;
+    println!(
+        "## Snapshot lifecycle: {} mappings, {} x {} B items, file {:.0} MiB\n",
+        built.report.stored_mappings,
+        h.scheme.num_items(),
+        h.scheme.item_bytes,
+        built.file_bytes as f64 / (1 << 20) as f64
+    );
+    println!("| step | seconds | ratio |");
+    println!("| --- | ---: | --- |");
+    println!("| full build (read + verify + layout + NTT + write) | {build_s:.2} | 1 |");
+    println!(
+        "| update, {} operations ({} items re-encoded; load {:.2} + apply {:.2} + write {:.2}) | {update_s:.2} | build / update = {:.1}x |",
+        updated.operations,
+        updated.report.items_reencoded,
+        updated.load_secs,
+        updated.apply_secs,
+        updated.write_secs,
+        build_s / update_s
+    );
+    println!(
+        "| plain sequential read of the file (median of {}) | {read:.2} | 1 |",
+        args.repeat
+    );
+    println!(
+        "| snapshot load, checksums checked (median of {}) | {load:.2} | load / read = {:.2}x |",
+        args.repeat,
+        load / read
+    );
+    Ok(())
+}

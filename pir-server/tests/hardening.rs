@@ -1,0 +1,335 @@
+//! Hostile input and overload: panics contained, rate limits, the bounded queue, deadlines,
+//! oversized messages, TLS, and the metrics that count it all.
+
+use std::{net::SocketAddr, time::Duration};
+
+use pir_client::{ClientOptions, PirClient};
+use pir_core::{
+    BuildOptions, ClientKeys, Cpi, IssuerKey, MappingFields, SchemeParams, Snapshot, TrustStore,
+};
+use pir_proto::v1::{
+    GetConfigRequest, QueryRequest, RegisterKeysRequest, discovery_client::DiscoveryClient,
+};
+use pir_server::{Identity, RateLimit, RunningServer, ServeOptions};
+use tonic::{Code, transport::Channel};
+
+fn issuer() -> IssuerKey {
+    IssuerKey::from_seed(&[71; 32])
+}
+
+fn trust() -> TrustStore {
+    TrustStore::parse(&issuer().to_public_text()).unwrap()
+}
+
+fn snapshot() -> Snapshot {
+    let m = MappingFields::new(
+        Cpi::parse("mailto:bob@example.org").unwrap(),
+        "chat.example",
+        None,
+        None,
+        0,
+        u64::MAX,
+    )
+    .unwrap()
+    .sign(&issuer(), None)
+    .unwrap();
+    let opts = BuildOptions {
+        epoch: 1,
+        now: 1_800_000_000,
+        salt: Some([1; 32]),
+        scheme: Some(SchemeParams::danger_test_only_small()),
+    };
+    Snapshot::build(vec![m], &trust(), &opts).unwrap().0
+}
+
+async fn start(opts: ServeOptions) -> RunningServer {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    RunningServer::start(snapshot(), addr, opts).await.unwrap()
+}
+
+async fn rpc(server: &RunningServer) -> DiscoveryClient<Channel> {
+    DiscoveryClient::connect(server.url())
+        .await
+        .unwrap()
+        .max_encoding_message_size(64 << 20)
+        .max_decoding_message_size(64 << 20)
+}
+
+/// Registers fresh keys; returns them and a valid query for Bob.
+async fn register(rpc: &mut DiscoveryClient<Channel>) -> (ClientKeys, Vec<u8>) {
+    let config = rpc
+        .get_config(GetConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let config = pir_proto::ConfigIn::try_from(config).unwrap();
+    let client = pir_core::LookupClient::new(config.lookup, trust()).unwrap();
+    rpc.register_keys(RegisterKeysRequest {
+        public_keys: client.keys().public_bytes().to_vec(),
+    })
+    .await
+    .unwrap();
+    let q = client
+        .query(&Cpi::parse("mailto:bob@example.org").unwrap())
+        .unwrap()
+        .query;
+    (client.keys().clone(), q)
+}
+
+fn query(keys: &ClientKeys, queries: Vec<Vec<u8>>) -> QueryRequest {
+    QueryRequest {
+        key_id: keys.id().0.to_vec(),
+        epoch: 1,
+        queries,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_scheme_is_internal_for_that_request_only() {
+    let marker = b"\xde\xad\xbe\xef".to_vec();
+    let server = start(ServeOptions {
+        danger_panic_marker: Some(marker.clone()),
+        ..ServeOptions::default()
+    })
+    .await;
+    let mut rpc = rpc(&server).await;
+    let (keys, good) = register(&mut rpc).await;
+    let mut poisoned = good.clone();
+    poisoned[..4].copy_from_slice(&marker);
+    let err = rpc.query(query(&keys, vec![poisoned])).await.unwrap_err();
+    assert_eq!(err.code(), Code::Internal);
+    // The process and the next requests are fine.
+    let ok = rpc
+        .query(query(&keys, vec![good]))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.answers.len(), 1);
+    let text = server.service().metrics_text();
+    assert!(
+        text.contains("pir_rejections_total{reason=\"internal\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("pir_answers_in_progress 0"), "{text}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_per_key_and_per_peer() {
+    let server = start(ServeOptions {
+        per_key_rate: Some(RateLimit {
+            burst: 3,
+            per_hour: 1,
+        }),
+        per_peer_rate: Some(RateLimit {
+            burst: 5,
+            per_hour: 1,
+        }),
+        per_peer_registrations: Some(RateLimit {
+            burst: 2,
+            per_hour: 1,
+        }),
+        ..ServeOptions::default()
+    })
+    .await;
+    let mut rpc = rpc(&server).await;
+    let (a, qa) = register(&mut rpc).await;
+    // Three for key a, then a's bucket is empty.
+    rpc.query(query(&a, vec![qa.clone(), qa.clone()]))
+        .await
+        .unwrap();
+    rpc.query(query(&a, vec![qa.clone()])).await.unwrap();
+    let err = rpc.query(query(&a, vec![qa.clone()])).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("key"), "{}", err.message());
+    // Key b still has its own three, but the peer has only one of its five left.
+    let (b, qb) = register(&mut rpc).await;
+    let err = rpc
+        .query(query(&b, vec![qb.clone(), qb.clone()]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("peer"), "{}", err.message());
+    // A third registration from this peer is refused.
+    let config = rpc
+        .get_config(GetConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let scheme = pir_proto::ConfigIn::try_from(config).unwrap().lookup.scheme;
+    let c = ClientKeys::generate(&scheme).unwrap();
+    let err = rpc
+        .register_keys(RegisterKeysRequest {
+            public_keys: c.public_bytes().to_vec(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    let text = server.service().metrics_text();
+    assert!(
+        text.contains("pir_rejections_total{reason=\"rate_limited\"} 3"),
+        "{text}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_deadline_and_oversized_messages() {
+    let server = start(ServeOptions {
+        max_pending_answers: 1,
+        max_message_bytes: 4 << 20,
+        ..ServeOptions::default()
+    })
+    .await;
+    let mut rpc1 = rpc(&server).await;
+    let (keys, q) = register(&mut rpc1).await;
+    // One slow request holds the only slot; the next is refused at once, not queued.
+    let slow = {
+        let mut rpc = rpc1.clone();
+        let req = query(&keys, vec![q.clone(); 24]);
+        tokio::spawn(async move { rpc.query(req).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let err = rpc1.query(query(&keys, vec![q.clone()])).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(slow.await.unwrap().unwrap().into_inner().answers.len(), 24);
+
+    // Larger than the message limit: RESOURCE_EXHAUSTED, as gRPC specifies.
+    let err = rpc1
+        .register_keys(RegisterKeysRequest {
+            public_keys: vec![0; 5 << 20],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    server.stop().await.unwrap();
+
+    let server = start(ServeOptions {
+        request_timeout: Duration::from_millis(1),
+        ..ServeOptions::default()
+    })
+    .await;
+    let mut rpc2 = rpc(&server).await;
+    let (keys, q) = register(&mut rpc2).await;
+    let err = rpc2
+        .query(query(&keys, vec![q.clone(); 8]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded);
+    server.stop().await.unwrap();
+}
+
+fn certificates() -> (String, Identity) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    (
+        ca.pem(),
+        Identity::from_pem(leaf.pem(), leaf_key.serialize_pem()),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_end_to_end() {
+    let (ca_pem, identity) = certificates();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let server =
+        RunningServer::start_tls(snapshot(), addr, ServeOptions::default(), Some(identity))
+            .await
+            .unwrap();
+    assert!(server.url().starts_with("https://localhost:"));
+
+    let options = ClientOptions {
+        tls_ca: Some(ca.clone()),
+        ..ClientOptions::new(trust())
+    };
+    let mut client = PirClient::connect(&server.url(), options).await.unwrap();
+    let outcome = client
+        .lookup(&Cpi::parse("mailto:bob@example.org").unwrap())
+        .await
+        .unwrap();
+    assert_eq!(outcome.result.mappings[0].fields.msp, "chat.example");
+
+    // Without the CA the certificate is not trusted; plaintext does not speak to TLS.
+    assert!(
+        PirClient::connect(&server.url(), ClientOptions::new(trust()))
+            .await
+            .is_err()
+    );
+    let plain = format!("http://{}", server.addr());
+    assert!(
+        PirClient::connect(&plain, ClientOptions::new(trust()))
+            .await
+            .is_err()
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_endpoint_serves_prometheus_text() {
+    let server = start(ServeOptions::default()).await;
+    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        client
+            .lookup(&Cpi::parse("mailto:bob@example.org").unwrap())
+            .await
+            .unwrap();
+    }
+    let mut rpc = rpc(&server).await;
+    let err = rpc
+        .query(QueryRequest {
+            key_id: vec![0; 32],
+            epoch: 9,
+            queries: vec![vec![0]],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(pir_server::serve_metrics(
+        server.service().clone(),
+        listener,
+        async {
+            let _ = rx.await;
+        },
+    ));
+    // A bare HTTP/1.1 GET, as a Prometheus scraper sends.
+    let text = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        out
+    };
+    for needle in [
+        "200 OK",
+        "pir_lookups_total 2",
+        "pir_answer_seconds_count 2",
+        "pir_rejections_total{reason=\"stale_epoch\"} 1",
+        "pir_key_cache_entries 1",
+        "pir_snapshot_epoch 1",
+        "pir_answers_in_progress 0",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from\n{text}");
+    }
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+    server.stop().await.unwrap();
+}
