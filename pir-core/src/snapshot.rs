@@ -6,11 +6,20 @@
 //!           || blake3(header)[32]
 //!           || plaintext[num_items * item_bytes]   (the buckets, for updates and inspection)
 //!           || db words[db_words] as u64le        (NTT form: loading never redoes the NTT)
-//! header.payload_checksum = blake3(plaintext || db bytes)
+//! header.plaintext_checksum = blake3(plaintext), header.db_checksum = blake3(db bytes)
+//!
+//! delta   = magic || format_version || header_len || header (base = Some) || blake3(header)
+//!           || k:u32le || k item indices:u32le (ascending) || k buckets || k items' words
+//!           (each item's words in (instance, trial, coefficient) order)
+//! header.plaintext_checksum = blake3(k || indices || buckets), db_checksum = blake3(words)
 //! ```
+//!
+//! A delta names its full base (a file beside it) by epoch and header hash; loading it loads the
+//! base and replaces the delta's items. Updates write deltas, so their cost follows the size of
+//! the change, not of the database.
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::{BTreeMap, BTreeSet, HashMap},
     fs::File,
     io::{BufWriter, Read, Write},
     path::Path,
@@ -72,10 +81,25 @@ pub struct SnapshotHeader {
     pub cpi_count: u64,
     /// Bytes of bucket entries (tags, lengths and compact mappings).
     pub record_bytes: u64,
-    /// blake3 of the plaintext and database words.
-    pub payload_checksum: [u8; 32],
+    /// For a delta file: the full snapshot it applies to. `None` for a full file.
+    pub base: Option<BaseRef>,
+    /// blake3 of the file's bucket plaintext (a delta's: its item count, indices and buckets).
+    pub plaintext_checksum: [u8; 32],
+    /// blake3 of the file's database words (a delta's: its items' words).
+    pub db_checksum: [u8; 32],
     /// The DP's signature, if signed.
     pub signature: Option<DpSignature>,
+}
+
+/// The full snapshot a delta file applies to.
+#[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
+pub struct BaseRef {
+    /// Its file name, in the delta file's directory.
+    pub file: String,
+    /// Its epoch.
+    pub epoch: u64,
+    /// blake3 of its header bytes, which cover its content through its checksums.
+    pub header_hash: [u8; 32],
 }
 
 impl SnapshotHeader {
@@ -130,7 +154,12 @@ pub struct BuildReport {
 pub struct Snapshot {
     header: SnapshotHeader,
     plaintext: Vec<u8>,
+    /// Empty when loaded for an update only ([`Snapshot::load_plaintext`]).
     db: Vec<u64>,
+    /// Items that differ from the base (for a delta).
+    delta_items: BTreeSet<usize>,
+    /// What a delta of this snapshot refers to (the file it was loaded from, or its base).
+    origin: Option<BaseRef>,
 }
 
 impl std::fmt::Debug for Snapshot {
@@ -296,7 +325,9 @@ impl Snapshot {
                     mapping_count: 0,
                     cpi_count: 0,
                     record_bytes: 0,
-                    payload_checksum: [0; 32],
+                    base: None,
+                    plaintext_checksum: [0; 32],
+                    db_checksum: [0; 32],
                     signature: None,
                 };
                 let snapshot = Self::encode(header, &buckets, progress)?;
@@ -347,6 +378,8 @@ impl Snapshot {
             header,
             plaintext,
             db,
+            delta_items: BTreeSet::new(),
+            origin: None,
         };
         snapshot.seal()?;
         Ok(snapshot)
@@ -364,9 +397,55 @@ impl Snapshot {
         self.header.mapping_count = mappings;
         self.header.cpi_count = cpis;
         self.header.record_bytes = bytes;
-        self.header.payload_checksum = payload_checksum(&self.plaintext, &self.db);
+        let (plain, words) = if self.header.base.is_some() {
+            let (indices, plain, words) = self.delta_payload()?;
+            let mut h = blake3::Hasher::new();
+            h.update(&(indices.len() as u32).to_le_bytes());
+            for i in &indices {
+                h.update(&(*i as u32).to_le_bytes());
+            }
+            h.update(&plain);
+            (h.finalize(), words_checksum(&words))
+        } else {
+            if self.db.len() != self.header.scheme.db_words() {
+                return Err(CoreError::Internal(
+                    "a full snapshot needs its database loaded".into(),
+                ));
+            }
+            let mut h = blake3::Hasher::new();
+            h.update_rayon(&self.plaintext);
+            (h.finalize(), words_checksum(&self.db))
+        };
+        self.header.plaintext_checksum = *plain.as_bytes();
+        self.header.db_checksum = words;
         self.header.signature = None;
         Ok(())
+    }
+
+    /// A delta's payload: its item indices, their buckets, and their words (recomputed from the
+    /// buckets: the NTT is a function of them).
+    fn delta_payload(&self) -> Result<(Vec<usize>, Vec<u8>, Vec<u64>)> {
+        let n = self.header.scheme.item_bytes as usize;
+        let indices: Vec<usize> = self.delta_items.iter().copied().collect();
+        let mut plain = Vec::with_capacity(indices.len() * n);
+        for &i in &indices {
+            plain.extend_from_slice(&self.plaintext[i * n..(i + 1) * n]);
+        }
+        let words = spiral::item_words(&self.header.scheme, &self.plaintext, &indices)?.concat();
+        Ok((indices, plain, words))
+    }
+
+    /// Turns a delta-derived snapshot into a full one (for writing a self-contained file).
+    /// Needs the database loaded.
+    pub fn compact(&mut self) -> Result<()> {
+        self.header.base = None;
+        self.delta_items.clear();
+        self.seal()
+    }
+
+    /// True when this snapshot is written as a delta of a full one.
+    pub fn is_delta(&self) -> bool {
+        self.header.base.is_some()
     }
 
     /// The header.
@@ -450,7 +529,8 @@ impl Snapshot {
         std::fs::rename(&tmp, path).map_err(|e| CoreError::io(path, e))
     }
 
-    /// Writes the snapshot's bytes to any writer.
+    /// Writes the snapshot's bytes to any writer: a full file, or a delta file when this
+    /// snapshot is a delta of a full one.
     pub fn write_to(&self, w: &mut impl Write) -> Result<()> {
         let header = encode_header(&self.header)?;
         let io = |e| CoreError::io("<snapshot>", e);
@@ -461,22 +541,85 @@ impl Snapshot {
             .map_err(io)?;
         w.write_all(&header).map_err(io)?;
         w.write_all(blake3::hash(&header).as_bytes()).map_err(io)?;
-        w.write_all(&self.plaintext).map_err(io)?;
-        w.write_all(bytemuck::cast_slice(&self.db)).map_err(io)?;
+        if self.header.base.is_some() {
+            let (indices, plain, words) = self.delta_payload()?;
+            w.write_all(&(indices.len() as u32).to_le_bytes())
+                .map_err(io)?;
+            for i in &indices {
+                w.write_all(&(*i as u32).to_le_bytes()).map_err(io)?;
+            }
+            w.write_all(&plain).map_err(io)?;
+            w.write_all(bytemuck::cast_slice(&words)).map_err(io)?;
+        } else {
+            if self.db.len() != self.header.scheme.db_words() {
+                return Err(CoreError::Internal(
+                    "a full snapshot needs its database loaded".into(),
+                ));
+            }
+            w.write_all(&self.plaintext).map_err(io)?;
+            w.write_all(bytemuck::cast_slice(&self.db)).map_err(io)?;
+        }
         w.flush().map_err(io)
     }
 
     /// Loads a snapshot file, checking its structure and checksums. Never redoes the NTT.
+    /// A delta file loads its base (found beside it) and applies its items.
     pub fn load(path: &Path) -> Result<Self> {
-        let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
-        let len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
-        Self::read_from(file, len).map_err(|e| match e {
+        Self::load_impl(path, true)
+    }
+
+    /// Loads only what an update needs: the header and the buckets (checked), not the
+    /// database. The result can be updated and written as a delta of `path` (or of its base).
+    pub fn load_plaintext(path: &Path) -> Result<Self> {
+        Self::load_impl(path, false)
+    }
+
+    fn load_impl(path: &Path, with_db: bool) -> Result<Self> {
+        let in_file = |e: CoreError| match e {
             CoreError::InvalidSnapshot(m) => {
                 CoreError::InvalidSnapshot(format!("{}: {m}", path.display()))
             }
             CoreError::Io { source, .. } => CoreError::io(path, source),
             other => other,
-        })
+        };
+        let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
+        let len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
+        let mut r = std::io::BufReader::with_capacity(1 << 22, file);
+        let (header, header_hash) = read_header_from(&mut r, len).map_err(in_file)?;
+        let Some(base) = header.base.clone() else {
+            let mut s = read_full_payload(&mut r, header, with_db).map_err(in_file)?;
+            s.origin = Some(BaseRef {
+                file: file_name(path)?,
+                epoch: s.header.epoch,
+                header_hash,
+            });
+            return Ok(s);
+        };
+        let base_path = path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(&base.file);
+        let mut full = Self::load_impl(&base_path, with_db)?;
+        if full.header.base.is_some() {
+            return Err(in_file(CoreError::InvalidSnapshot(
+                "its base is itself a delta (deltas apply to full snapshots only)".into(),
+            )));
+        }
+        if full.origin.as_ref().map(|o| o.header_hash) != Some(base.header_hash) {
+            return Err(in_file(CoreError::InvalidSnapshot(format!(
+                "its base {} is not the snapshot it was made from (header differs)",
+                base_path.display()
+            ))));
+        }
+        if (full.header.scheme, full.header.layout) != (header.scheme, header.layout) {
+            return Err(in_file(CoreError::InvalidSnapshot(
+                "its base has other parameters or layout".into(),
+            )));
+        }
+        apply_delta_payload(&mut r, len, &mut full, &header, with_db).map_err(in_file)?;
+        full.header = header;
+        full.origin = Some(base);
+        Ok(full)
     }
 
     /// Reads and checks only the header of a snapshot file (fast: skips the database).
@@ -494,30 +637,129 @@ impl Snapshot {
             })
     }
 
-    /// Reads a snapshot of `len` bytes from a reader.
+    /// Reads a full snapshot of `len` bytes from a reader (a delta needs its file: see
+    /// [`Snapshot::load`]).
     pub fn read_from(mut r: impl Read, len: u64) -> Result<Self> {
-        let (header, plain_len) = read_header_from(&mut r, len)?;
-        let words = header.scheme.db_words();
-        let mut hasher = blake3::Hasher::new();
-        let mut plaintext = vec![0u8; plain_len];
-        read_exact_or(&mut r, &mut plaintext, "buckets")?;
-        hasher.update_rayon(&plaintext);
-        let mut db = vec![0u64; words];
-        for chunk in bytemuck::cast_slice_mut::<u64, u8>(&mut db).chunks_mut(1 << 24) {
-            read_exact_or(&mut r, chunk, "database")?;
-            hasher.update_rayon(chunk);
-        }
-        if hasher.finalize().as_bytes() != &header.payload_checksum {
+        let (header, _) = read_header_from(&mut r, len)?;
+        if header.base.is_some() {
             return Err(CoreError::InvalidSnapshot(
-                "payload checksum mismatch (corrupted database)".into(),
+                "a delta snapshot: load it from its file, beside its base".into(),
             ));
         }
-        Ok(Self {
-            header,
-            plaintext,
-            db,
-        })
+        read_full_payload(&mut r, header, true)
     }
+}
+
+fn file_name(path: &Path) -> Result<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| CoreError::InvalidSnapshot(format!("{}: no file name", path.display())))
+}
+
+/// Reads a full file's buckets and (if wanted) database, checking both checksums.
+fn read_full_payload(r: &mut dyn Read, header: SnapshotHeader, with_db: bool) -> Result<Snapshot> {
+    let plain_len = header.scheme.num_items() * header.scheme.item_bytes as usize;
+    let mut plaintext = vec![0u8; plain_len];
+    read_exact_or(r, &mut plaintext, "buckets")?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_rayon(&plaintext);
+    if hasher.finalize().as_bytes() != &header.plaintext_checksum {
+        return Err(CoreError::InvalidSnapshot(
+            "bucket checksum mismatch (corrupted buckets)".into(),
+        ));
+    }
+    let db = if with_db {
+        let mut db = vec![0u64; header.scheme.db_words()];
+        let mut hasher = blake3::Hasher::new();
+        for chunk in bytemuck::cast_slice_mut::<u64, u8>(&mut db).chunks_mut(1 << 24) {
+            read_exact_or(r, chunk, "database")?;
+            hasher.update_rayon(chunk);
+        }
+        if hasher.finalize().as_bytes() != &header.db_checksum {
+            return Err(CoreError::InvalidSnapshot(
+                "database checksum mismatch (corrupted database)".into(),
+            ));
+        }
+        db
+    } else {
+        Vec::new()
+    };
+    Ok(Snapshot {
+        header,
+        plaintext,
+        db,
+        delta_items: BTreeSet::new(),
+        origin: None,
+    })
+}
+
+/// Reads a delta file's payload and applies it to its loaded base.
+fn apply_delta_payload(
+    r: &mut dyn Read,
+    len: u64,
+    base: &mut Snapshot,
+    header: &SnapshotHeader,
+    with_db: bool,
+) -> Result<()> {
+    let scheme = &header.scheme;
+    let n = scheme.item_bytes as usize;
+    let per_item = spiral::words_per_item(scheme);
+    let mut count = [0u8; 4];
+    read_exact_or(r, &mut count, "delta")?;
+    let k = u32::from_le_bytes(count) as usize;
+    if k > scheme.num_items() {
+        return Err(CoreError::InvalidSnapshot(
+            "more delta items than items".into(),
+        ));
+    }
+    let header_len = encode_header(header)?.len() as u64;
+    let expected =
+        16 + header_len + 32 + 4 + 4 * k as u64 + (k * n) as u64 + (k * per_item * 8) as u64;
+    if len != expected {
+        return Err(CoreError::InvalidSnapshot(format!(
+            "delta of {k} items should be {expected} bytes, the file has {len}"
+        )));
+    }
+    let mut idx_bytes = vec![0u8; 4 * k];
+    read_exact_or(r, &mut idx_bytes, "delta")?;
+    let indices: Vec<usize> = idx_bytes
+        .chunks_exact(4)
+        .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as usize)
+        .collect();
+    if indices.windows(2).any(|w| w[0] >= w[1]) || indices.iter().any(|&i| i >= scheme.num_items())
+    {
+        return Err(CoreError::InvalidSnapshot(
+            "delta item indices out of order or range".into(),
+        ));
+    }
+    let mut plain = vec![0u8; k * n];
+    read_exact_or(r, &mut plain, "delta buckets")?;
+    let mut h = blake3::Hasher::new();
+    h.update(&count);
+    h.update(&idx_bytes);
+    h.update(&plain);
+    if h.finalize().as_bytes() != &header.plaintext_checksum {
+        return Err(CoreError::InvalidSnapshot(
+            "delta bucket checksum mismatch".into(),
+        ));
+    }
+    if with_db {
+        let mut words = vec![0u64; k * per_item];
+        read_exact_or(r, bytemuck::cast_slice_mut(&mut words), "delta database")?;
+        if words_checksum(&words) != header.db_checksum {
+            return Err(CoreError::InvalidSnapshot(
+                "delta database checksum mismatch".into(),
+            ));
+        }
+        let chunks: Vec<&[u64]> = words.chunks_exact(per_item).collect();
+        spiral::scatter_items(scheme, &indices, &chunks, &mut base.db)?;
+    }
+    for (j, &i) in indices.iter().enumerate() {
+        base.plaintext[i * n..(i + 1) * n].copy_from_slice(&plain[j * n..(j + 1) * n]);
+    }
+    base.delta_items = indices.into_iter().collect();
+    Ok(())
 }
 
 fn read_exact_or(r: &mut dyn Read, buf: &mut [u8], what: &str) -> Result<()> {
@@ -529,8 +771,8 @@ fn read_exact_or(r: &mut dyn Read, buf: &mut [u8], what: &str) -> Result<()> {
     })
 }
 
-/// Reads and checks the preamble and header; returns the header and the plaintext length.
-fn read_header_from(r: &mut dyn Read, len: u64) -> Result<(SnapshotHeader, usize)> {
+/// Reads and checks the preamble and header; returns the header and the hash of its bytes.
+fn read_header_from(r: &mut dyn Read, len: u64) -> Result<(SnapshotHeader, [u8; 32])> {
     let invalid = |m: &str| CoreError::InvalidSnapshot(m.to_owned());
     let mut fixed = [0u8; 16];
     read_exact_or(r, &mut fixed, "preamble")?;
@@ -571,6 +813,10 @@ fn read_header_from(r: &mut dyn Read, len: u64) -> Result<(SnapshotHeader, usize
     if header.layout.num_buckets as usize != header.scheme.num_items() {
         return Err(invalid("bucket count differs from the number of items"));
     }
+    if header.base.is_some() {
+        // A delta's length depends on its item count, checked when its payload is read.
+        return Ok((header, header_hash));
+    }
     let plain_len = header.scheme.num_items() * header.scheme.item_bytes as usize;
     let words = header.scheme.db_words();
     let expected = 16 + header_len as u64 + 32 + plain_len as u64 + words as u64 * 8;
@@ -585,7 +831,7 @@ fn read_header_from(r: &mut dyn Read, len: u64) -> Result<(SnapshotHeader, usize
             len - expected
         )));
     }
-    Ok((header, plain_len))
+    Ok((header, header_hash))
 }
 
 fn encode_header(h: &SnapshotHeader) -> Result<Vec<u8>> {
@@ -593,10 +839,9 @@ fn encode_header(h: &SnapshotHeader) -> Result<Vec<u8>> {
         .map_err(|e| CoreError::Internal(format!("header does not encode: {e}")))
 }
 
-fn payload_checksum(plaintext: &[u8], db: &[u64]) -> [u8; 32] {
+fn words_checksum(words: &[u64]) -> [u8; 32] {
     let mut hasher = blake3::Hasher::new();
-    hasher.update_rayon(plaintext);
-    for chunk in bytemuck::cast_slice::<u64, u8>(db).chunks(1 << 24) {
+    for chunk in bytemuck::cast_slice::<u64, u8>(words).chunks(1 << 24) {
         hasher.update_rayon(chunk);
     }
     *hasher.finalize().as_bytes()
@@ -747,13 +992,25 @@ impl Snapshot {
         }
         let indices: Vec<usize> = touched.keys().copied().collect();
         report.items_reencoded = indices.len();
-        spiral::encode_items(
-            &self.header.scheme,
-            &self.plaintext,
-            &indices,
-            &mut self.db,
-            &|_| {},
-        )?;
+        if self.db.is_empty() {
+            // Loaded for an update only: the result is a delta of the file it came from.
+            if self.header.base.is_none() {
+                self.header.base = Some(self.origin.clone().ok_or_else(|| {
+                    CoreError::Internal("an update without a database needs its origin".into())
+                })?);
+            }
+        } else {
+            spiral::encode_items(
+                &self.header.scheme,
+                &self.plaintext,
+                &indices,
+                &mut self.db,
+                &|_| {},
+            )?;
+        }
+        if self.header.base.is_some() {
+            self.delta_items.extend(indices);
+        }
         self.header.epoch = opts.epoch;
         self.header.created_at = opts.now;
         self.seal()?;

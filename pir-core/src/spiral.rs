@@ -302,7 +302,65 @@ fn item_ntt(sp: &'static Params, params: &SchemeParams, item: &[u8]) -> Vec<u64>
     out
 }
 
-/// Encodes items `indices` of `plaintext` (`num_items * item_bytes` bytes) into the database.
+/// The NTT-form words of items `indices` of `plaintext` (`num_items * item_bytes` bytes), one
+/// vector per item in (instance, trial, coefficient) order. Items are independent.
+pub(crate) fn item_words(
+    params: &SchemeParams,
+    plaintext: &[u8],
+    indices: &[usize],
+) -> Result<Vec<Vec<u64>>> {
+    let sp = spiral_params(params)?;
+    let item_bytes = params.item_bytes as usize;
+    if plaintext.len() != params.num_items() * item_bytes {
+        return Err(CoreError::Internal("item_words: plaintext size".into()));
+    }
+    if let Some(&bad) = indices.iter().find(|&&i| i >= params.num_items()) {
+        return Err(CoreError::Internal(format!("item {bad} out of range")));
+    }
+    Ok(indices
+        .par_iter()
+        .map(|&i| item_ntt(sp, params, &plaintext[i * item_bytes..(i + 1) * item_bytes]))
+        .collect())
+}
+
+/// 64-bit words one item takes in the database.
+pub(crate) fn words_per_item(params: &SchemeParams) -> usize {
+    params.db_words() / params.num_items()
+}
+
+/// Writes items' words (from [`item_words`]) into their places in the database.
+pub(crate) fn scatter_items(
+    params: &SchemeParams,
+    indices: &[usize],
+    words: &[impl AsRef<[u64]> + Sync],
+    db: &mut [u64],
+) -> Result<()> {
+    let num_items = params.num_items();
+    let per_item = words_per_item(params);
+    if db.len() != params.db_words()
+        || indices.len() != words.len()
+        || indices.iter().any(|&i| i >= num_items)
+        || words.iter().any(|w| w.as_ref().len() != per_item)
+    {
+        return Err(CoreError::Internal(
+            "scatter_items: sizes do not match".into(),
+        ));
+    }
+    let dim0 = 1usize << params.nu_1;
+    let num_per = 1usize << params.nu_2;
+    // The database is stored plane by plane (instance, trial, coefficient); inside a plane,
+    // item i sits at (i % num_per) * dim0 + i / num_per (spiral-rs's first-dimension order).
+    db.par_chunks_mut(num_items)
+        .enumerate()
+        .for_each(|(plane, slice)| {
+            for (&i, w) in indices.iter().zip(words) {
+                slice[(i % num_per) * dim0 + i / num_per] = w.as_ref()[plane];
+            }
+        });
+    Ok(())
+}
+
+/// Encodes items `indices` of `plaintext` into the database, in batches.
 ///
 /// Every item's NTT is independent, so re-encoding changed items only touches their words.
 pub(crate) fn encode_items(
@@ -312,36 +370,10 @@ pub(crate) fn encode_items(
     db: &mut [u64],
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<()> {
-    let sp = spiral_params(params)?;
-    let item_bytes = params.item_bytes as usize;
-    let num_items = params.num_items();
-    if plaintext.len() != num_items * item_bytes || db.len() != params.db_words() {
-        return Err(CoreError::Internal(
-            "encode_items: buffer sizes do not match".into(),
-        ));
-    }
-    if let Some(&bad) = indices.iter().find(|&&i| i >= num_items) {
-        return Err(CoreError::Internal(format!(
-            "encode_items: item {bad} out of range"
-        )));
-    }
-    let dim0 = 1usize << params.nu_1;
-    let num_per = 1usize << params.nu_2;
     const BATCH: usize = 1024;
     for batch in indices.chunks(BATCH) {
-        let words: Vec<Vec<u64>> = batch
-            .par_iter()
-            .map(|&i| item_ntt(sp, params, &plaintext[i * item_bytes..(i + 1) * item_bytes]))
-            .collect();
-        // The database is stored plane by plane (instance, trial, coefficient); inside a plane,
-        // item i sits at (i % num_per) * dim0 + i / num_per (spiral-rs's first-dimension order).
-        db.par_chunks_mut(num_items)
-            .enumerate()
-            .for_each(|(plane, slice)| {
-                for (&i, w) in batch.iter().zip(&words) {
-                    slice[(i % num_per) * dim0 + i / num_per] = w[plane];
-                }
-            });
+        let words = item_words(params, plaintext, batch)?;
+        scatter_items(params, batch, &words, db)?;
         progress(batch.len());
     }
     Ok(())

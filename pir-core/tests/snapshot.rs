@@ -189,6 +189,6 @@ fn damaged_files_are_refused_with_a_clear_error() {
     for pos in [payload + 3, good.len() - 4] {
         let mut bad = good.clone();
         bad[pos] ^= 0x10;
-        expect_invalid(&bad, "payload checksum");
+        expect_invalid(&bad, "checksum mismatch (corrupted");
     }
 }

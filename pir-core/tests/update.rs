@@ -205,7 +205,7 @@ fn dp_signatures_cover_the_header_and_content() {
         Err(CoreError::BadSnapshotSignature)
     ));
     let mut h = snapshot.header().clone();
-    h.payload_checksum[0] ^= 1;
+    h.db_checksum[0] ^= 1;
     assert!(matches!(
         h.verify_signature(&dp_trust),
         Err(CoreError::BadSnapshotSignature)
@@ -219,4 +219,122 @@ fn dp_signatures_cover_the_header_and_content() {
         )
         .unwrap();
     assert!(updated.header().signature.is_none());
+}
+
+/// The self-contained file bytes of a snapshot (a delta is compacted first).
+fn full_bytes(mut s: Snapshot) -> Vec<u8> {
+    if s.is_delta() {
+        s.compact().unwrap();
+    }
+    bytes(&s)
+}
+
+fn tempfile_dir() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "pir-update-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[test]
+fn deltas_written_from_buckets_only_equal_a_full_rebuild() {
+    let dir = tempfile_dir();
+    let (full, _) = Snapshot::build(base(), &trust(), &opts(1, T0)).unwrap();
+    let base_path = dir.join("base.pirsnap");
+    full.write(&base_path).unwrap();
+
+    // An update that never loads the database: a delta of base.pirsnap.
+    let old = Snapshot::load_plaintext(&base_path).unwrap();
+    let (mut new, report) = old
+        .update(
+            vec![
+                verified(m("mailto:erin@example.org", "wire.example", None, u64::MAX)),
+                remove("mailto:bob@example.org", None),
+            ],
+            &UpdateOptions { epoch: 2, now: T1 },
+        )
+        .unwrap();
+    assert!(new.is_delta());
+    let dp = IssuerKey::from_seed(&[52; 32]);
+    new.sign(&dp).unwrap();
+    let delta_path = dir.join("epoch2.pirsnap");
+    new.write(&delta_path).unwrap();
+    let delta_len = std::fs::metadata(&delta_path).unwrap().len();
+    let full_len = std::fs::metadata(&base_path).unwrap().len();
+    assert!(
+        delta_len * 20 < full_len,
+        "delta {delta_len} B of {} items vs full {full_len} B",
+        report.items_reencoded
+    );
+
+    // Loading the delta loads its base and applies it: same content as a full rebuild.
+    let loaded = Snapshot::load(&delta_path).unwrap();
+    loaded
+        .header()
+        .verify_signature(&TrustStore::parse(&dp.to_public_text()).unwrap())
+        .unwrap();
+    let mut expected: Vec<Mapping> = base()
+        .into_iter()
+        .filter(|m| m.fields.cpi.as_str() != "mailto:bob@example.org")
+        .collect();
+    expected.push(m("mailto:erin@example.org", "wire.example", None, u64::MAX));
+    let (rebuilt, _) = Snapshot::build(expected.clone(), &trust(), &opts(2, T1)).unwrap();
+    assert_eq!(loaded.header().epoch, 2);
+    assert_eq!(
+        loaded.header().mapping_count,
+        rebuilt.header().mapping_count
+    );
+    assert_eq!(loaded.header().cpi_count, rebuilt.header().cpi_count);
+    assert!(msps(&loaded, "mailto:bob@example.org", T1).is_empty());
+    assert_eq!(
+        msps(&loaded, "mailto:erin@example.org", T1),
+        [("wire.example".to_string(), None)]
+    );
+    assert!(
+        full_bytes(loaded) == full_bytes(rebuilt),
+        "delta differs from a rebuild"
+    );
+
+    // A delta of the delta still refers to the full base and accumulates the changes.
+    let (again, _) = Snapshot::load_plaintext(&delta_path)
+        .unwrap()
+        .update(
+            vec![remove("mailto:carol@example.org", Some("ring.example"))],
+            &UpdateOptions { epoch: 3, now: T1 },
+        )
+        .unwrap();
+    let path3 = dir.join("epoch3.pirsnap");
+    again.write(&path3).unwrap();
+    let loaded3 = Snapshot::load(&path3).unwrap();
+    assert_eq!(loaded3.header().base.as_ref().unwrap().file, "base.pirsnap");
+    assert_eq!(loaded3.header().base.as_ref().unwrap().epoch, 1);
+    expected.retain(|m| {
+        !(m.fields.cpi.as_str() == "mailto:carol@example.org" && m.fields.msp == "ring.example")
+    });
+    let (rebuilt3, _) = Snapshot::build(expected, &trust(), &opts(3, T1)).unwrap();
+    assert!(
+        full_bytes(loaded3) == full_bytes(rebuilt3),
+        "second delta differs"
+    );
+
+    // A damaged delta, a missing base and a replaced base are refused.
+    let mut b = std::fs::read(&path3).unwrap();
+    let len = b.len();
+    b[len - 10] ^= 1;
+    let damaged = dir.join("damaged.pirsnap");
+    std::fs::write(&damaged, &b).unwrap();
+    let err = Snapshot::load(&damaged).unwrap_err().to_string();
+    assert!(err.contains("checksum"), "{err}");
+    let (other, _) = Snapshot::build(base(), &trust(), &opts(9, T0)).unwrap();
+    other.write(&base_path).unwrap();
+    let err = Snapshot::load(&path3).unwrap_err().to_string();
+    assert!(err.contains("not the snapshot it was made from"), "{err}");
+    std::fs::remove_file(&base_path).unwrap();
+    assert!(Snapshot::load(&path3).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

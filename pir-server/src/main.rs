@@ -105,6 +105,10 @@ enum Command {
         /// Sign the new snapshot with this DP key.
         #[arg(long)]
         dp_key: Option<PathBuf>,
+        /// Write a self-contained full snapshot (rewrites the whole database) instead of a delta
+        /// that refers to the old snapshot beside it.
+        #[arg(long)]
+        full: bool,
     },
     /// Check a snapshot file completely and its DP signature.
     Verify {
@@ -309,6 +313,7 @@ fn run(command: Command) -> Result<(), ServerError> {
             skip_invalid,
             epoch,
             dp_key,
+            full,
         } => {
             let s = tools::update(&tools::UpdateArgs {
                 snapshot,
@@ -318,18 +323,24 @@ fn run(command: Command) -> Result<(), ServerError> {
                 skip_invalid,
                 epoch,
                 dp_key,
+                full,
             })?;
             if s.skipped_invalid > 0 {
                 println!("skipped {} invalid line(s)", s.skipped_invalid);
             }
             let r = &s.report;
             println!(
-                "updated epoch {} -> {} into {}: {} operations ({} upserts, {} removed, {} removals \
+                "updated epoch {} -> {} into {} ({}): {} operations ({} upserts, {} removed, {} removals \
                  matched nothing, {} expired dropped), {} of {} items re-encoded; load {:.2} s, \
                  apply {:.2} s, write {:.2} s",
                 s.old_epoch,
                 s.header.epoch,
                 out.display(),
+                if s.header.base.is_some() {
+                    "a delta of the old snapshot"
+                } else {
+                    "full"
+                },
                 s.operations,
                 r.upserts,
                 r.removed,

@@ -395,6 +395,8 @@ pub struct UpdateArgs {
     pub epoch: Option<u64>,
     /// Sign the new snapshot with this DP key.
     pub dp_key: Option<PathBuf>,
+    /// Write a self-contained full snapshot instead of a delta of the old one.
+    pub full: bool,
 }
 
 /// What `update` did.
@@ -431,8 +433,21 @@ pub fn update(args: &UpdateArgs) -> Result<UpdateSummary, ServerError> {
         }
     }
     let dp_key = args.dp_key.as_deref().map(read_issuer_key).transpose()?;
+    if !args.full && !same_dir(&args.snapshot, &args.out) {
+        return Err(ServerError::Usage(format!(
+            "a delta is written beside the snapshot it applies to: put {} in the directory of \
+             {}, or use --full",
+            args.out.display(),
+            args.snapshot.display()
+        )));
+    }
     let t = Instant::now();
-    let old = Snapshot::load(&args.snapshot)?;
+    // A delta needs only the old buckets; a full snapshot needs the whole database.
+    let old = if args.full {
+        Snapshot::load(&args.snapshot)?
+    } else {
+        Snapshot::load_plaintext(&args.snapshot)?
+    };
     let load_secs = t.elapsed().as_secs_f64();
     let old_epoch = old.header().epoch;
     let now = pir_core::unix_now();
@@ -443,6 +458,9 @@ pub fn update(args: &UpdateArgs) -> Result<UpdateSummary, ServerError> {
     let operations = ops.len();
     let t = Instant::now();
     let (mut new, report) = old.update(ops, &opts)?;
+    if args.full && new.is_delta() {
+        new.compact()?;
+    }
     if let Some(key) = &dp_key {
         new.sign(key)?;
     }
@@ -459,6 +477,14 @@ pub fn update(args: &UpdateArgs) -> Result<UpdateSummary, ServerError> {
         apply_secs,
         write_secs: t.elapsed().as_secs_f64(),
     })
+}
+
+fn same_dir(a: &Path, b: &Path) -> bool {
+    let dir = |p: &Path| {
+        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+        std::fs::canonicalize(parent.unwrap_or_else(|| Path::new("."))).ok()
+    };
+    dir(a).is_some() && dir(a) == dir(b)
 }
 
 /// `pir-server verify`: checks a snapshot file completely (structure, checksums) and its DP
@@ -487,6 +513,15 @@ pub fn describe(h: &SnapshotHeader, file_bytes: u64) -> Result<String, pir_core:
     let mut out = String::new();
     let mut line = |k: &str, v: String| out.push_str(&format!("{k:<22} {v}\n"));
     line("epoch", h.epoch.to_string());
+    if let Some(base) = &h.base {
+        line(
+            "delta of",
+            format!(
+                "{} (epoch {}); loading it loads that file beside it",
+                base.file, base.epoch
+            ),
+        );
+    }
     line("created at", format!("{} (unix)", h.created_at));
     line("mappings", h.mapping_count.to_string());
     line("distinct CPIs", h.cpi_count.to_string());

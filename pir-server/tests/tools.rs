@@ -162,6 +162,7 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         skip_invalid: false,
         epoch: None,
         dp_key: Some(dp_key.clone()),
+        full: false,
     };
     let err = tools::update(&args).unwrap_err().to_string();
     assert!(err.contains("2 invalid line(s)"), "{err}");
@@ -180,6 +181,38 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     let h = tools::verify(&new, &tools::public_key_path(&dp_key)).unwrap();
     assert_eq!(h.epoch, s.header.epoch);
     assert_eq!(h.layout, Snapshot::read_header(&old).unwrap().layout);
+    let described = tools::inspect(&new).unwrap();
+    assert!(
+        described.contains("delta of") && described.contains("old.pirsnap (epoch 5)"),
+        "{described}"
+    );
+    // A full rewrite is self-contained.
+    let full = dir.path().join("full.pirsnap");
+    let f = tools::update(&tools::UpdateArgs {
+        snapshot: new.clone(),
+        delta: dir.path().join("empty.jsonl"),
+        trust: tools::public_key_path(&key),
+        out: full.clone(),
+        skip_invalid: false,
+        epoch: None,
+        dp_key: None,
+        full: true,
+    });
+    assert!(f.is_err(), "the delta file does not exist yet");
+    std::fs::write(dir.path().join("empty.jsonl"), "").unwrap();
+    let f = tools::update(&tools::UpdateArgs {
+        snapshot: new.clone(),
+        delta: dir.path().join("empty.jsonl"),
+        trust: tools::public_key_path(&key),
+        out: full.clone(),
+        skip_invalid: false,
+        epoch: None,
+        dp_key: None,
+        full: true,
+    })
+    .unwrap();
+    assert!(f.header.base.is_none());
+    assert_eq!(f.header.mapping_count, h.mapping_count);
     // Another DP key does not verify it.
     let other = dir.path().join("other.key");
     tools::issuer_keygen(&other, false).unwrap();

@@ -100,6 +100,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             skip_invalid: false,
             epoch: Some(2),
             dp_key: None,
+            full: false,
         })
     });
     let updated = updated?;
@@ -107,14 +108,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut loads = Vec::new();
     let mut reads = Vec::new();
     for _ in 0..args.repeat {
-        let (bytes, read_s) = timed(|| std::fs::read(&new));
+        let (bytes, read_s) = timed(|| std::fs::read(&old));
         drop(bytes?);
         reads.push(read_s);
-        let (snapshot, load_s) = timed(|| Snapshot::load(&new));
+        let (snapshot, load_s) = timed(|| Snapshot::load(&old));
         drop(snapshot?);
         loads.push(load_s);
     }
     let (load, read) = (median(loads), median(reads));
+    let (delta_loaded, delta_load_s) = timed(|| Snapshot::load(&new));
+    drop(delta_loaded?);
+    let delta_bytes = std::fs::metadata(&new)?.len();
     let h = &built.header;
     println!(
         "## Snapshot lifecycle: {} mappings, {} x {} B items, file {:.0} MiB\n",
@@ -127,8 +131,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("| --- | ---: | --- |");
     println!("| full build (read + verify + layout + NTT + write) | {build_s:.2} | 1 |");
     println!(
-        "| update, {} operations ({} items re-encoded; load {:.2} + apply {:.2} + write {:.2}) | {update_s:.2} | build / update = {:.1}x |",
+        "| update, {} operations, written as a delta of {:.0} MiB ({} items re-encoded; read buckets {:.2} + apply {:.2} + write {:.2}) | {update_s:.2} | build / update = {:.1}x |",
         updated.operations,
+        delta_bytes as f64 / (1 << 20) as f64,
         updated.report.items_reencoded,
         updated.load_secs,
         updated.apply_secs,
@@ -144,5 +149,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         args.repeat,
         load / read
     );
+    println!("| loading the delta (its base, then its items) | {delta_load_s:.2} | |");
     Ok(())
 }
