@@ -23,6 +23,7 @@
 //! trusted issuer keys before it is returned. The secret key stays in this process and, if a
 //! key file is configured, in that owner-only file.
 
+pub mod bench;
 mod client;
 mod error;
 mod keyfile;

@@ -32,6 +32,8 @@ enum Command {
     Lookup(LookupArgs),
     /// Prints the server's configuration: epoch, database shape, message sizes.
     Info(InfoArgs),
+    /// Load generator: concurrent clients look up random CPIs; prints lookups/s and latency.
+    Bench(BenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -67,6 +69,21 @@ struct LookupArgs {
     /// CPIs: tel:+14155550100, mailto:alice@example.com.
     #[arg(value_name = "CPI", required = true, value_parser = parse_cpi)]
     cpis: Vec<Cpi>,
+}
+
+#[derive(Debug, Args)]
+struct BenchArgs {
+    #[command(flatten)]
+    server: ServerArgs,
+    /// Concurrent clients (sharing one set of keys).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Seconds to run.
+    #[arg(long, default_value_t = 10)]
+    duration: u64,
+    /// Trusted issuer keys, to verify the (rare) random CPI that is found.
+    #[arg(long, value_name = "FILE")]
+    trust: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -162,6 +179,42 @@ async fn info(args: InfoArgs) -> Result<ExitCode, ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+async fn bench(args: BenchArgs) -> Result<ExitCode, ExitCode> {
+    let fail = |e: &dyn std::fmt::Display| {
+        eprintln!("error: {e}");
+        ExitCode::FAILURE
+    };
+    let trust = match &args.trust {
+        Some(p) => TrustStore::from_file(p).map_err(|e| fail(&e))?,
+        None => TrustStore::new(),
+    };
+    let dir = tempfile::tempdir().map_err(|e| fail(&e))?;
+    let options = ClientOptions {
+        key_file: Some(dir.path().join("bench.keys")),
+        connect_timeout: Some(Duration::from_secs(args.server.connect_timeout)),
+        tls_ca: args.server.ca,
+        ..ClientOptions::new(trust)
+    };
+    let report = pir_client::bench::run(
+        &args.server.server,
+        options,
+        args.concurrency,
+        Duration::from_secs(args.duration),
+    )
+    .await
+    .map_err(|e| fail(&e))?;
+    if args.server.json {
+        let json = serde_json::to_string(&report).map_err(|e| fail(&e))?;
+        emit(&json)?;
+    } else {
+        emit(&format!(
+            "{} lookups, {} errors, {:.2} lookups/s, p50 {:.0} ms, p99 {:.0} ms",
+            report.lookups, report.errors, report.lookups_per_sec, report.p50_ms, report.p99_ms
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -169,6 +222,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Lookup(args) => lookup(args).await,
         Command::Info(args) => info(args).await,
+        Command::Bench(args) => bench(args).await,
     };
     result.unwrap_or_else(|code| code)
 }

@@ -277,3 +277,27 @@ async fn connection_errors_are_clear() {
     .unwrap_err();
     assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_concurrent_clients_on_shared_keys() {
+    let server = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = ClientOptions {
+        key_file: Some(dir.path().join("bench.keys")),
+        ..ClientOptions::new(trust())
+    };
+    let report = pir_client::bench::run(
+        &server.url(),
+        options,
+        3,
+        std::time::Duration::from_millis(1500),
+    )
+    .await
+    .unwrap();
+    assert!(report.lookups > 0, "{report:?}");
+    assert_eq!(report.errors, 0, "{report:?}");
+    assert!(report.p99_ms >= report.p50_ms);
+    // One key set for all three clients.
+    assert_eq!(server.service().registered_keys(), 1);
+    server.stop().await.unwrap();
+}

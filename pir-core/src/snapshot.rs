@@ -514,6 +514,19 @@ impl Snapshot {
         spiral::answer(&self.header.scheme, &self.db, keys, query)
     }
 
+    /// Answers several queries (from one client or many) in one pass over the database, on
+    /// every core; answers come in the order of `batch`. One malformed query fails the batch.
+    pub fn answer_batch(&self, batch: &[(&ServerKeys, &[u8])]) -> Result<Vec<Vec<u8>>> {
+        spiral::answer_batch(&self.header.scheme, &self.db, batch)
+    }
+
+    /// spiral-rs's own `process_query` on this database: the reference the benchmarks compare
+    /// against. Not for serving.
+    #[doc(hidden)]
+    pub fn danger_reference_answer(&self, keys: &ServerKeys, query: &[u8]) -> Result<Vec<u8>> {
+        spiral::danger_reference_answer(&self.header.scheme, &self.db, keys, query)
+    }
+
     /// Writes the snapshot to `path` (through a temporary file, renamed into place).
     pub fn write(&self, path: &Path) -> Result<()> {
         let tmp = path.with_extension("pirsnap.tmp");

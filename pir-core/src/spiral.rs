@@ -22,11 +22,12 @@ use std::{
 use rand::RngCore;
 use rayon::prelude::*;
 use spiral_rs::{
+    aligned_memory::AlignedMemory64,
     arith::recenter_mod,
     client::{Client, PublicParameters, Query, SEED_LENGTH},
     params::Params,
-    poly::{PolyMatrix, PolyMatrixRaw},
-    server::process_query,
+    poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, from_ntt},
+    server::{encode, expand_query, fold_ciphertexts, get_v_folding_neg, pack, process_query},
 };
 
 use crate::{
@@ -258,18 +259,159 @@ pub(crate) fn answer(
     keys: &ServerKeys,
     query: &[u8],
 ) -> Result<Vec<u8>> {
+    let mut answers = answer_batch(params, db, &[(keys, query)])?;
+    answers
+        .pop()
+        .ok_or_else(|| CoreError::Internal("no answer".into()))
+}
+
+/// Answers several queries (each with its client's keys) in one pass over the database.
+///
+/// Every core is used: query expansion runs per query in parallel, and the database's
+/// independent (instance, trial) slices are multiplied, inverse-transformed and folded on
+/// separate cores. Within a slice, each row of the database is read once for all the queries,
+/// so memory traffic is shared. The answers are byte-identical to spiral-rs's `process_query`.
+pub(crate) fn answer_batch(
+    params: &SchemeParams,
+    db: &[u64],
+    batch: &[(&ServerKeys, &[u8])],
+) -> Result<Vec<Vec<u8>>> {
     let sp = spiral_params(params)?;
-    if keys.params != *params {
-        return Err(CoreError::ParamsMismatch(
-            "keys were generated for other scheme parameters".into(),
-        ));
-    }
     if db.len() != params.db_words() {
         return Err(CoreError::Internal(
             "database size does not match parameters".into(),
         ));
     }
+    for (keys, query) in batch {
+        if keys.params != *params {
+            return Err(CoreError::ParamsMismatch(
+                "keys were generated for other scheme parameters".into(),
+            ));
+        }
+        check_words("query", query, sp.query_bytes(), sp.modulus)?;
+    }
+    if batch.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Expansion: one query's coefficient expansion is itself parallel in spiral-rs.
+    let expanded: Vec<(AlignedMemory64, Vec<PolyMatrixNTT<'static>>)> = batch
+        .par_iter()
+        .map(|(keys, query)| {
+            let q = Query::deserialize(sp, query);
+            expand_query(sp, &keys.inner, &q)
+        })
+        .collect();
+    let folding_neg: Vec<Vec<PolyMatrixNTT<'static>>> = expanded
+        .par_iter()
+        .map(|(_, v_folding)| get_v_folding_neg(sp, v_folding))
+        .collect();
+    let v_firstdim: Vec<&[u64]> = expanded.iter().map(|(v, _)| v.as_slice()).collect();
+
+    let dim0 = 1usize << sp.db_dim_1;
+    let num_per = 1usize << sp.db_dim_2;
+    let trials = sp.n * sp.n;
+    let slice_words = dim0 * num_per * sp.poly_len;
+    // cts[instance * trials + trial][query]: the folded ciphertext of that slice.
+    let cts: Vec<Vec<PolyMatrixRaw<'static>>> = (0..sp.instances * trials)
+        .into_par_iter()
+        .map(|slice| {
+            let cur_db = &db[slice * slice_words..(slice + 1) * slice_words];
+            let products = multiply_batch(sp, cur_db, &v_firstdim, dim0, num_per);
+            products
+                .into_iter()
+                .enumerate()
+                .map(|(qi, intermediate)| {
+                    let mut raw: Vec<PolyMatrixRaw> = intermediate
+                        .iter()
+                        .map(|ntt| {
+                            let mut r = PolyMatrixRaw::zero(sp, 2, 1);
+                            from_ntt(&mut r, ntt);
+                            r
+                        })
+                        .collect();
+                    fold_ciphertexts(sp, &mut raw, &expanded[qi].1, &folding_neg[qi]);
+                    raw.swap_remove(0)
+                })
+                .collect()
+        })
+        .collect();
+
+    Ok((0..batch.len())
+        .into_par_iter()
+        .map(|qi| {
+            let packed: Vec<PolyMatrixRaw> = (0..sp.instances)
+                .map(|instance| {
+                    let v_ct: Vec<PolyMatrixRaw> = (0..trials)
+                        .map(|trial| cts[instance * trials + trial][qi].clone())
+                        .collect();
+                    pack(sp, &v_ct, &batch[qi].0.inner.v_packing).raw()
+                })
+                .collect();
+            encode(sp, &packed)
+        })
+        .collect())
+}
+
+/// The first dimension for several queries: spiral-rs's `multiply_reg_by_database`, with each
+/// row of `dim0` database words read once and multiplied by every query's vector.
+fn multiply_batch(
+    sp: &'static Params,
+    db: &[u64],
+    v_firstdim: &[&[u64]],
+    dim0: usize,
+    num_per: usize,
+) -> Vec<Vec<PolyMatrixNTT<'static>>> {
+    let poly_len = sp.poly_len;
+    let (m0, m1) = (sp.moduli[0] as u128, sp.moduli[1] as u128);
+    let mut out: Vec<Vec<PolyMatrixNTT<'static>>> = v_firstdim
+        .iter()
+        .map(|_| {
+            (0..num_per)
+                .map(|_| PolyMatrixNTT::zero(sp, 2, 1))
+                .collect()
+        })
+        .collect();
+    // Index loops mirror spiral-rs's kernel so the layouts can be checked side by side.
+    #[allow(clippy::needless_range_loop)]
+    for z in 0..poly_len {
+        let a_base = z * dim0 * 2;
+        for i in 0..num_per {
+            let b_base = (z * num_per + i) * dim0;
+            let row = &db[b_base..b_base + dim0];
+            for (q, v) in v_firstdim.iter().enumerate() {
+                let a = &v[a_base..a_base + 2 * dim0];
+                let (mut n0_0, mut n0_1, mut n1_0, mut n1_1) = (0u128, 0u128, 0u128, 0u128);
+                for (jm, &b) in row.iter().enumerate() {
+                    let (b_lo, b_hi) = (b & 0xffff_ffff, b >> 32);
+                    let (a0, a1) = (a[2 * jm], a[2 * jm + 1]);
+                    n0_0 += ((a0 & 0xffff_ffff) * b_lo) as u128;
+                    n0_1 += ((a1 & 0xffff_ffff) * b_lo) as u128;
+                    n1_0 += ((a0 >> 32) * b_hi) as u128;
+                    n1_1 += ((a1 >> 32) * b_hi) as u128;
+                }
+                let d = out[q][i].data.as_mut_slice();
+                d[z] = (n0_0 % m0) as u64;
+                d[2 * poly_len + z] = (n0_1 % m0) as u64;
+                d[poly_len + z] = (n1_0 % m1) as u64;
+                d[3 * poly_len + z] = (n1_1 % m1) as u64;
+            }
+        }
+    }
+    out
+}
+
+/// spiral-rs's own single-query answer, for the reference benchmark and equality tests.
+pub(crate) fn danger_reference_answer(
+    params: &SchemeParams,
+    db: &[u64],
+    keys: &ServerKeys,
+    query: &[u8],
+) -> Result<Vec<u8>> {
+    let sp = spiral_params(params)?;
     check_words("query", query, sp.query_bytes(), sp.modulus)?;
+    if db.len() != params.db_words() {
+        return Err(CoreError::Internal("database size".into()));
+    }
     let q = Query::deserialize(sp, query);
     Ok(process_query(sp, &keys.inner, &q, db))
 }

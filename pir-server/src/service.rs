@@ -373,10 +373,10 @@ impl DiscoveryService {
             {
                 panic!("injected fault: a dependency bug while answering");
             }
-            queries
-                .iter()
-                .map(|q| snapshot.answer(&keys, q))
-                .collect::<Result<Vec<_>, _>>()
+            // One pass over the database for the whole batch.
+            let batch: Vec<(&ServerKeys, &[u8])> =
+                queries.iter().map(|q| (&*keys, q.as_slice())).collect();
+            snapshot.answer_batch(&batch)
         });
         let answers = tokio::time::timeout(self.state.opts.request_timeout, work)
             .await

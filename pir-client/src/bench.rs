@@ -1,0 +1,118 @@
+//! A load generator: concurrent clients looking up random CPIs for a fixed time.
+
+use std::time::{Duration, Instant};
+
+use pir_core::Cpi;
+use serde::Serialize;
+
+use crate::{ClientOptions, PirClient, Result};
+
+/// What a load run measured.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    /// Lookups answered.
+    pub lookups: u64,
+    /// Lookups that failed (any error, including rate limits).
+    pub errors: u64,
+    /// Answered lookups per second over the run.
+    pub lookups_per_sec: f64,
+    /// Median latency of answered lookups, ms.
+    pub p50_ms: f64,
+    /// 99th percentile latency of answered lookups, ms.
+    pub p99_ms: f64,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+/// A random CPI, present or not: lookups cost the same either way.
+fn random_cpi(state: &mut u64) -> Cpi {
+    // xorshift64*: a dependency-free generator is enough to spread CPIs over buckets.
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    let x = state.wrapping_mul(0x2545_f491_4f6c_dd1d);
+    Cpi::parse(&format!("mailto:load{x:016x}@bench.example"))
+        .unwrap_or_else(|_| unreachable!("the address is well-formed by construction"))
+}
+
+/// Runs `concurrency` clients against `url` for `duration`. All clients share the keys in
+/// `options.key_file` (generated and registered once if absent), so the run does not spend the
+/// server's registration budget.
+pub async fn run(
+    url: &str,
+    options: ClientOptions,
+    concurrency: usize,
+    duration: Duration,
+) -> Result<BenchReport> {
+    // The first connection creates (or reuses) the shared keys; the others reuse them.
+    let first = PirClient::connect(url, options.clone()).await?;
+    let mut clients = vec![first];
+    for _ in 1..concurrency.max(1) {
+        clients.push(PirClient::connect(url, options.clone()).await?);
+    }
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = clients
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut client)| {
+            tokio::spawn(async move {
+                let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64 + 1);
+                let (mut ok, mut errors) = (Vec::new(), 0u64);
+                while Instant::now() < deadline {
+                    let cpi = random_cpi(&mut state);
+                    let t = Instant::now();
+                    match client.lookup(&cpi).await {
+                        Ok(_) => ok.push(t.elapsed().as_secs_f64() * 1e3),
+                        Err(e) => {
+                            tracing::debug!(error = %e, "lookup failed");
+                            errors += 1;
+                        }
+                    }
+                }
+                (ok, errors)
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (ok, e) = t
+            .await
+            .map_err(|e| crate::ClientError::Internal(format!("bench task: {e}")))?;
+        latencies.extend(ok);
+        errors += e;
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    Ok(BenchReport {
+        lookups: latencies.len() as u64,
+        errors,
+        lookups_per_sec: latencies.len() as f64 / elapsed,
+        p50_ms: percentile(&latencies, 50.0),
+        p99_ms: percentile(&latencies, 99.0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn percentiles() {
+        let v: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(super::percentile(&v, 50.0), 51.0);
+        assert_eq!(super::percentile(&v, 99.0), 99.0);
+        assert_eq!(super::percentile(&[], 99.0), 0.0);
+    }
+
+    #[test]
+    fn random_cpis_differ() {
+        let mut s = 1;
+        assert_ne!(super::random_cpi(&mut s), super::random_cpi(&mut s));
+    }
+}

@@ -1,0 +1,102 @@
+//! The engine's own answering (every core, batched) is byte-identical to spiral-rs's.
+
+use pir_core::{
+    BuildOptions, ClientKeys, Cpi, IssuerKey, LookupClient, Mapping, MappingFields, SchemeParams,
+    ServerKeys, Snapshot, TrustStore,
+};
+
+fn setup(scheme: SchemeParams) -> (Snapshot, TrustStore) {
+    let issuer = IssuerKey::from_seed(&[91; 32]);
+    let trust = TrustStore::parse(&issuer.to_public_text()).unwrap();
+    let mappings: Vec<Mapping> = (0..300)
+        .map(|i| {
+            MappingFields::new(
+                Cpi::parse(&format!("mailto:u{i}@example.org")).unwrap(),
+                "chat.example",
+                None,
+                None,
+                0,
+                u64::MAX,
+            )
+            .unwrap()
+            .sign(&issuer, None)
+            .unwrap()
+        })
+        .collect();
+    let opts = BuildOptions {
+        epoch: 1,
+        now: 1_800_000_000,
+        salt: Some([3; 32]),
+        scheme: Some(scheme),
+    };
+    (Snapshot::build(mappings, &trust, &opts).unwrap().0, trust)
+}
+
+fn check(scheme: SchemeParams) {
+    let (snapshot, trust) = setup(scheme);
+    // Two clients with their own keys, three queries between them.
+    let clients: Vec<LookupClient> = (0..2)
+        .map(|_| {
+            let keys = ClientKeys::generate(&scheme).unwrap();
+            LookupClient::with_keys(snapshot.config(), keys, trust.clone()).unwrap()
+        })
+        .collect();
+    let server_keys: Vec<ServerKeys> = clients
+        .iter()
+        .map(|c| ServerKeys::parse(&scheme, c.keys().public_bytes()).unwrap())
+        .collect();
+    let lookups = [
+        (0, "mailto:u1@example.org"),
+        (1, "mailto:u2@example.org"),
+        (0, "mailto:none@example.org"),
+    ];
+    let pending: Vec<_> = lookups
+        .iter()
+        .map(|(c, cpi)| (*c, clients[*c].query(&Cpi::parse(cpi).unwrap()).unwrap()))
+        .collect();
+    let batch: Vec<(&ServerKeys, &[u8])> = pending
+        .iter()
+        .map(|(c, p)| (&server_keys[*c], p.query.as_slice()))
+        .collect();
+    let answers = snapshot.answer_batch(&batch).unwrap();
+    assert_eq!(answers.len(), 3);
+    for ((c, p), answer) in pending.iter().zip(&answers) {
+        let reference = snapshot
+            .danger_reference_answer(&server_keys[*c], &p.query)
+            .unwrap();
+        assert!(
+            *answer == reference,
+            "batched answer differs from process_query"
+        );
+        assert_eq!(
+            snapshot.answer(&server_keys[*c], &p.query).unwrap(),
+            reference
+        );
+        let found = clients[*c]
+            .decode(p, answer, 1_800_000_000)
+            .unwrap()
+            .found();
+        assert_eq!(found, p.cpi.as_str() != "mailto:none@example.org");
+    }
+    // One malformed query fails the whole batch with an error, not a panic.
+    let bad = vec![0u8; 5];
+    let err = snapshot
+        .answer_batch(&[batch[0], (batch[1].0, bad.as_slice())])
+        .unwrap_err();
+    assert!(err.to_string().contains("malformed query"), "{err}");
+    assert!(snapshot.answer_batch(&[]).unwrap().is_empty());
+}
+
+#[test]
+fn batched_answers_equal_process_query_one_instance() {
+    check(SchemeParams::danger_test_only_small());
+}
+
+#[test]
+fn batched_answers_equal_process_query_two_instances() {
+    check(SchemeParams {
+        instances: 2,
+        item_bytes: 16384,
+        ..SchemeParams::danger_test_only_small()
+    });
+}
