@@ -155,21 +155,7 @@ pub fn info_text(info: &ConfigIn) -> String {
             s.item_bytes,
             human_bytes(s.capacity_bytes())
         ),
-        format!(
-            "scheme:             n={} nu_1={} nu_2={} p={} q2_bits={} t_gsw={} t_conv={} \
-             t_exp_left={} t_exp_right={} instances={} version={}",
-            s.n,
-            s.nu_1,
-            s.nu_2,
-            s.p,
-            s.q2_bits,
-            s.t_gsw,
-            s.t_conv,
-            s.t_exp_left,
-            s.t_exp_right,
-            s.instances,
-            s.version
-        ),
+        format!("scheme:             {s}"),
         format!(
             "layout:             version {}, {} buckets",
             c.layout.version, c.layout.num_buckets

@@ -109,6 +109,29 @@ const VETTED: [SchemeParams; 19] = [
     },
 ];
 
+impl std::fmt::Display for SchemeParams {
+    /// `Spiral n=2 nu_1=9 nu_2=6 p=256 q2_bits=20 t_gsw=8 t_conv=4 t_exp=8/56 instances=1
+    /// version=0`, the form tools print.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Spiral n={} nu_1={} nu_2={} p={} q2_bits={} t_gsw={} t_conv={} t_exp={}/{} \
+             instances={} version={}",
+            self.n,
+            self.nu_1,
+            self.nu_2,
+            self.p,
+            self.q2_bits,
+            self.t_gsw,
+            self.t_conv,
+            self.t_exp_left,
+            self.t_exp_right,
+            self.instances,
+            self.version
+        )
+    }
+}
+
 impl SchemeParams {
     /// The vetted presets, smallest database capacity first (8 KiB items before 16 KiB ones
     /// at equal capacity).

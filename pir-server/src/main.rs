@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use pir_core::{SchemeParams, Snapshot, TrustStore};
 use pir_server::{DiscoveryService, RateLimit, Reloader, ServeOptions, ServerError, tools};
 
@@ -17,6 +17,26 @@ struct Cli {
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// What `build` and `update` share: what to trust, where to write, how strict to be.
+#[derive(Args)]
+struct OutputArgs {
+    /// Trusted issuer public keys (one base64url key a line).
+    #[arg(long)]
+    trust: PathBuf,
+    /// Output snapshot.
+    #[arg(long)]
+    out: PathBuf,
+    /// Leave out invalid lines instead of failing.
+    #[arg(long)]
+    skip_invalid: bool,
+    /// Epoch (default: now, unix seconds; for an update at least the old epoch + 1).
+    #[arg(long)]
+    epoch: Option<u64>,
+    /// Sign the snapshot with this DP key.
+    #[arg(long)]
+    dp_key: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -90,21 +110,8 @@ enum Command {
         /// Delta file: JSON Lines of signed mappings and {"remove": {"cpi": ..., "msp": ...}}.
         #[arg(long)]
         delta: PathBuf,
-        /// Trusted issuer public keys.
-        #[arg(long)]
-        trust: PathBuf,
-        /// Output snapshot.
-        #[arg(long)]
-        out: PathBuf,
-        /// Leave out invalid lines instead of failing.
-        #[arg(long)]
-        skip_invalid: bool,
-        /// Epoch (default: now, or the old epoch + 1 if that is later).
-        #[arg(long)]
-        epoch: Option<u64>,
-        /// Sign the new snapshot with this DP key.
-        #[arg(long)]
-        dp_key: Option<PathBuf>,
+        #[command(flatten)]
+        output: OutputArgs,
         /// Write a self-contained full snapshot (rewrites the whole database) instead of a delta
         /// that refers to the old snapshot beside it.
         #[arg(long)]
@@ -156,24 +163,11 @@ enum Command {
         /// Input mappings.
         #[arg(long)]
         mappings: PathBuf,
-        /// Trusted issuer public keys (one base64url key a line).
-        #[arg(long)]
-        trust: PathBuf,
-        /// Output snapshot.
-        #[arg(long)]
-        out: PathBuf,
-        /// Leave out invalid lines instead of failing.
-        #[arg(long)]
-        skip_invalid: bool,
-        /// Epoch (default: now, unix seconds).
-        #[arg(long)]
-        epoch: Option<u64>,
+        #[command(flatten)]
+        output: OutputArgs,
         /// Use the small test-only shape (NOT vetted; for experiments).
         #[arg(long)]
         danger_test_params: bool,
-        /// Sign the snapshot with this DP key.
-        #[arg(long)]
-        dp_key: Option<PathBuf>,
     },
     /// Describe a snapshot file: header, shape, parameters, sizes, packing efficiency.
     Inspect {
@@ -308,21 +302,18 @@ fn run(command: Command) -> Result<(), ServerError> {
         Command::Update {
             snapshot,
             delta,
-            trust,
-            out,
-            skip_invalid,
-            epoch,
-            dp_key,
+            output,
             full,
         } => {
+            let out = output.out.clone();
             let s = tools::update(&tools::UpdateArgs {
                 snapshot,
                 delta,
-                trust,
-                out: out.clone(),
-                skip_invalid,
-                epoch,
-                dp_key,
+                trust: output.trust,
+                out: output.out,
+                skip_invalid: output.skip_invalid,
+                epoch: output.epoch,
+                dp_key: output.dp_key,
                 full,
             })?;
             if s.skipped_invalid > 0 {
@@ -397,22 +388,19 @@ fn run(command: Command) -> Result<(), ServerError> {
         }
         Command::Build {
             mappings,
-            trust,
-            out,
-            skip_invalid,
-            epoch,
+            output,
             danger_test_params,
-            dp_key,
         } => {
+            let out = output.out.clone();
             let summary = tools::build(&tools::BuildArgs {
                 mappings,
-                trust,
-                out: out.clone(),
-                skip_invalid,
-                epoch,
+                trust: output.trust,
+                out: output.out,
+                skip_invalid: output.skip_invalid,
+                epoch: output.epoch,
                 scheme: danger_test_params.then(SchemeParams::danger_test_only_small),
                 progress: true,
-                dp_key,
+                dp_key: output.dp_key,
             })?;
             let r = &summary.report;
             if summary.skipped_invalid > 0 {

@@ -536,21 +536,7 @@ pub fn describe(h: &SnapshotHeader, file_bytes: u64) -> Result<String, pir_core:
             s.nu_2
         ),
     );
-    line(
-        "scheme",
-        format!(
-            "Spiral n={} p={} q2_bits={} t_gsw={} t_conv={} t_exp={}/{} instances={} version={}",
-            s.n,
-            s.p,
-            s.q2_bits,
-            s.t_gsw,
-            s.t_conv,
-            s.t_exp_left,
-            s.t_exp_right,
-            s.instances,
-            s.version
-        ),
-    );
+    line("scheme", s.to_string());
     line(
         "parameter set",
         match vetted {
