@@ -39,7 +39,7 @@ pub struct SchemeParams {
     pub instances: u32,
     /// Usable bytes of one item.
     pub item_bytes: u32,
-    /// Spiral key-layout version (0 or 1).
+    /// Spiral key-layout version (0: version 1 is not supported).
     pub version: u32,
 }
 
@@ -185,29 +185,38 @@ impl SchemeParams {
         if ![4, 16, 256].contains(&self.p) {
             return bad(format!("p = {} (supported 4, 16, 256)", self.p));
         }
-        if !(14..=36).contains(&self.q2_bits) {
-            return bad(format!("q2_bits = {} (supported 14..=36)", self.q2_bits));
+        // spiral-rs's NTT over q2 overflows for q2 of 31 bits and more.
+        if !(14..=30).contains(&self.q2_bits) {
+            return bad(format!("q2_bits = {} (supported 14..=30)", self.q2_bits));
         }
+        // Below 4, the gadget decompositions are too coarse for the noise: lookups decode wrong.
         for (name, t) in [
             ("t_gsw", self.t_gsw),
             ("t_conv", self.t_conv),
             ("t_exp_left", self.t_exp_left),
             ("t_exp_right", self.t_exp_right),
         ] {
-            if !(2..=56).contains(&t) {
-                return bad(format!("{name} = {t} (supported 2..=56)"));
+            if !(4..=56).contains(&t) {
+                return bad(format!("{name} = {t} (supported 4..=56)"));
             }
         }
-        // Query expansion produces 2^g ciphertexts from one polynomial of d coefficients.
-        let to_expand = (self.t_gsw * self.nu_2) as usize + (1usize << self.nu_1);
-        if to_expand.next_power_of_two() > POLY_LEN {
-            return bad("first dimension plus folding bits exceed the ring degree".into());
+        // Query expansion produces 2^g ciphertexts from one polynomial of d coefficients, the
+        // first dimension's at even and the folding bits' at odd indices: each half must fit.
+        let dim0 = 1usize << self.nu_1;
+        let folding = (self.t_gsw * self.nu_2) as usize;
+        let expanded = (dim0 + folding).next_power_of_two();
+        if expanded > POLY_LEN || 2 * dim0.max(folding) > expanded {
+            return bad(format!(
+                "nu_1 = {}, nu_2 = {}, t_gsw = {}: query expansion cannot hold both dimensions",
+                self.nu_1, self.nu_2, self.t_gsw
+            ));
         }
         if !(1..=64).contains(&self.instances) {
             return bad(format!("instances = {} (supported 1..=64)", self.instances));
         }
-        if self.version > 1 {
-            return bad(format!("version = {} (supported 0, 1)", self.version));
+        // Key layout version 1 sizes its packing keys for n = 2 only; every preset is version 0.
+        if self.version != 0 {
+            return bad(format!("version = {} (supported 0)", self.version));
         }
         if self.item_bytes == 0 || self.item_bytes as usize > self.item_capacity() {
             return bad(format!(

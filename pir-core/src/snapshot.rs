@@ -470,7 +470,8 @@ impl Snapshot {
     /// The plaintext of bucket `index`.
     pub fn bucket(&self, index: usize) -> Option<&[u8]> {
         let n = self.header.scheme.item_bytes as usize;
-        self.plaintext.get(index * n..(index + 1) * n)
+        let start = index.checked_mul(n)?;
+        self.plaintext.get(start..start.checked_add(n)?)
     }
 
     /// Bytes of the file this snapshot writes.
@@ -608,16 +609,28 @@ impl Snapshot {
             });
             return Ok(s);
         };
+        // A plain file name beside the delta: no directories, no way out of this one.
+        if base.file.is_empty()
+            || base.file == "."
+            || base.file == ".."
+            || base.file.contains(['/', '\\'])
+        {
+            return Err(in_file(CoreError::InvalidSnapshot(format!(
+                "base file name {:?} is not a plain file name",
+                base.file
+            ))));
+        }
         let base_path = path
             .parent()
             .unwrap_or_else(|| Path::new("."))
             .join(&base.file);
-        let mut full = Self::load_impl(&base_path, with_db)?;
-        if full.header.base.is_some() {
+        // Checked before loading, so a delta naming itself (or another delta) cannot recurse.
+        if Self::read_header(&base_path)?.base.is_some() {
             return Err(in_file(CoreError::InvalidSnapshot(
                 "its base is itself a delta (deltas apply to full snapshots only)".into(),
             )));
         }
+        let mut full = Self::load_impl(&base_path, with_db)?;
         if full.origin.as_ref().map(|o| o.header_hash) != Some(base.header_hash) {
             return Err(in_file(CoreError::InvalidSnapshot(format!(
                 "its base {} is not the snapshot it was made from (header differs)",
