@@ -195,15 +195,15 @@ impl Snapshot {
         trust: &TrustStore,
         opts: &BuildOptions,
     ) -> Result<(Self, BuildReport)> {
-        Self::build_with_progress(mappings, trust, opts, &|_| {})
+        Self::build_with_progress(mappings, trust, opts, &|_, _| {})
     }
 
-    /// [`Snapshot::build`], reporting items encoded so far to `progress`.
+    /// [`Snapshot::build`], reporting `(items encoded, items in all)` to `progress`.
     pub fn build_with_progress(
         mappings: Vec<Mapping>,
         trust: &TrustStore,
         opts: &BuildOptions,
-        progress: &(dyn Fn(usize) + Sync),
+        progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<(Self, BuildReport)> {
         let verified = mappings
             .into_par_iter()
@@ -222,7 +222,7 @@ impl Snapshot {
     pub fn build_verified(
         mappings: Vec<VerifiedMapping>,
         opts: &BuildOptions,
-        progress: &(dyn Fn(usize) + Sync),
+        progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<(Self, BuildReport)> {
         let input_mappings = mappings.len();
         // Last mapping wins for each (CPI, MSP); expired ones go.
@@ -360,7 +360,7 @@ impl Snapshot {
     fn encode(
         header: SnapshotHeader,
         buckets: &[Vec<Entry>],
-        progress: &(dyn Fn(usize) + Sync),
+        progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
         let scheme = header.scheme;
         let item_bytes = scheme.item_bytes as usize;
@@ -505,7 +505,7 @@ impl Snapshot {
             &self.plaintext,
             &[index],
             &mut self.db,
-            &|_| {},
+            &|_, _| {},
         )?;
         self.seal()
     }
@@ -1031,7 +1031,7 @@ impl Snapshot {
                 &self.plaintext,
                 &indices,
                 &mut self.db,
-                &|_| {},
+                &|_, _| {},
             )?;
         }
         if self.header.base.is_some() {

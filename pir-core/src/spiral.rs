@@ -502,7 +502,8 @@ pub(crate) fn scatter_items(
     Ok(())
 }
 
-/// Encodes items `indices` of `plaintext` into the database, in batches.
+/// Encodes items `indices` of `plaintext` into the database, in batches, reporting
+/// `(items done, items in all)` to `progress`.
 ///
 /// Every item's NTT is independent, so re-encoding changed items only touches their words.
 pub(crate) fn encode_items(
@@ -510,13 +511,15 @@ pub(crate) fn encode_items(
     plaintext: &[u8],
     indices: &[usize],
     db: &mut [u64],
-    progress: &(dyn Fn(usize) + Sync),
+    progress: &(dyn Fn(usize, usize) + Sync),
 ) -> Result<()> {
     const BATCH: usize = 1024;
+    let mut done = 0;
     for batch in indices.chunks(BATCH) {
         let words = item_words(params, plaintext, batch)?;
         scatter_items(params, batch, &words, db)?;
-        progress(batch.len());
+        done += batch.len();
+        progress(done, indices.len());
     }
     Ok(())
 }

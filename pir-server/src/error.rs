@@ -37,6 +37,14 @@ pub enum ServerError {
     /// The request took longer than the server's deadline.
     #[error("request took longer than {0:?}")]
     DeadlineExceeded(std::time::Duration),
+    /// One key set needs more memory than the whole key cache may use.
+    #[error("keys need about {cost} bytes but the key cache holds {budget}")]
+    KeyCacheTooSmall {
+        /// Estimated bytes of the keys.
+        cost: u64,
+        /// The cache's budget.
+        budget: u64,
+    },
     /// Every answer slot is busy.
     #[error("overloaded: {0} answers in progress; retry later")]
     Overloaded(usize),
@@ -100,6 +108,7 @@ impl ServerError {
             Self::RateLimited(_) => "rate_limited",
             Self::DeadlineExceeded(_) => "deadline",
             Self::Overloaded(_) => "overloaded",
+            Self::KeyCacheTooSmall { .. } => "key_cache_too_small",
             Self::Core(e) if e.is_bad_input() => "malformed",
             Self::Internal(_) => "internal",
             _ => "other",
@@ -127,7 +136,8 @@ impl From<ServerError> for Status {
             }
             ServerError::TooManyQueries { .. }
             | ServerError::Overloaded(_)
-            | ServerError::RateLimited(_) => Status::resource_exhausted(msg),
+            | ServerError::RateLimited(_)
+            | ServerError::KeyCacheTooSmall { .. } => Status::resource_exhausted(msg),
             ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             ServerError::Core(core) if core.is_bad_input() => Status::invalid_argument(msg),
             ServerError::Core(CoreError::ParamsMismatch(_)) => {

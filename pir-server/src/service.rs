@@ -302,7 +302,10 @@ impl DiscoveryService {
             .await
             .map_err(join_error)??;
         if !self.state.keys.insert(id, Arc::new(keys), cost) {
-            return Err(ServerError::Overloaded(0));
+            return Err(ServerError::KeyCacheTooSmall {
+                cost,
+                budget: self.state.opts.key_cache_bytes,
+            });
         }
         tracing::info!(key_id = %id, "keys registered");
         Ok(RegisterKeysResponse {

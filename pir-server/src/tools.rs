@@ -355,12 +355,10 @@ pub fn build(args: &BuildArgs) -> Result<BuildSummary, ServerError> {
     };
     let start = Instant::now();
     let bar = progress_bar(0, args.progress, "encoding");
-    let (snapshot, report) = Snapshot::build_verified(read.mappings, &opts, &|n| {
-        if bar.length() == Some(0) {
-            // The shape (and so the item count) is known once the layout is chosen.
-            bar.set_length(1);
-        }
-        bar.inc(n as u64);
+    // The item count is known once the builder has chosen the shape.
+    let (snapshot, report) = Snapshot::build_verified(read.mappings, &opts, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
     let mut snapshot = snapshot;
