@@ -159,7 +159,7 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), ServerError>
         );
 
         println!("7. private lookups (the server learns neither the CPI nor the outcome):\n");
-        let mut total_ms = 0.0;
+        let (mut total_ms, mut sent, mut received) = (0.0, 0, 0);
         let cpis = pick_cpis(&by_cpi, &mappings);
         for cpi in &cpis {
             let outcome = client
@@ -168,6 +168,8 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), ServerError>
                 .map_err(|e| ServerError::Internal(format!("lookup of {cpi}: {e}")))?;
             println!("{}\n", outcome_text(&outcome));
             total_ms += outcome.millis;
+            sent += outcome.bytes_sent;
+            received += outcome.bytes_received;
             let got: BTreeSet<String> = outcome
                 .result
                 .mappings
@@ -181,13 +183,14 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), ServerError>
                 )));
             }
         }
+        let n = cpis.len().max(1);
         println!(
             "{} lookups, all answers match the input ({:.0} ms per lookup on average, {} \
-             sent and {} received per lookup)",
+             sent and {} received per lookup on the wire)",
             cpis.len(),
-            total_ms / cpis.len().max(1) as f64,
-            human_bytes(sizes.query as u64),
-            human_bytes(sizes.response as u64)
+            total_ms / n as f64,
+            human_bytes(sent / n as u64),
+            human_bytes(received / n as u64)
         );
         server.stop().await?;
         println!("done in {}", secs(t));
