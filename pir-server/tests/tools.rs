@@ -187,30 +187,22 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         "{described}"
     );
     // A full rewrite is self-contained.
-    let full = dir.path().join("full.pirsnap");
-    let f = tools::update(&tools::UpdateArgs {
+    let full_args = tools::UpdateArgs {
         snapshot: new.clone(),
         delta: dir.path().join("empty.jsonl"),
         trust: tools::public_key_path(&key),
-        out: full.clone(),
+        out: dir.path().join("full.pirsnap"),
         skip_invalid: false,
         epoch: None,
         dp_key: None,
         full: true,
-    });
-    assert!(f.is_err(), "the delta file does not exist yet");
+    };
+    assert!(
+        tools::update(&full_args).is_err(),
+        "the delta file does not exist yet"
+    );
     std::fs::write(dir.path().join("empty.jsonl"), "").unwrap();
-    let f = tools::update(&tools::UpdateArgs {
-        snapshot: new.clone(),
-        delta: dir.path().join("empty.jsonl"),
-        trust: tools::public_key_path(&key),
-        out: full.clone(),
-        skip_invalid: false,
-        epoch: None,
-        dp_key: None,
-        full: true,
-    })
-    .unwrap();
+    let f = tools::update(&full_args).unwrap();
     assert!(f.header.base.is_none());
     assert_eq!(f.header.mapping_count, h.mapping_count);
     // Another DP key does not verify it.
