@@ -160,7 +160,12 @@ pub struct Snapshot {
     delta_items: BTreeSet<usize>,
     /// What a delta of this snapshot refers to (the file it was loaded from, or its base).
     origin: Option<BaseRef>,
+    /// A delta's payload as its checksums were computed, so writing does not redo the NTT.
+    sealed_delta: Option<DeltaPayload>,
 }
+
+/// A delta's item indices, their buckets, and their words.
+type DeltaPayload = (Vec<usize>, Vec<u8>, Vec<u64>);
 
 impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -380,6 +385,7 @@ impl Snapshot {
             db,
             delta_items: BTreeSet::new(),
             origin: None,
+            sealed_delta: None,
         };
         snapshot.seal()?;
         Ok(snapshot)
@@ -397,15 +403,19 @@ impl Snapshot {
         self.header.mapping_count = mappings;
         self.header.cpi_count = cpis;
         self.header.record_bytes = bytes;
+        self.sealed_delta = None;
         let (plain, words) = if self.header.base.is_some() {
-            let (indices, plain, words) = self.delta_payload()?;
+            let payload = self.delta_payload()?;
+            let (indices, plain, words) = &payload;
             let mut h = blake3::Hasher::new();
             h.update(&(indices.len() as u32).to_le_bytes());
-            for i in &indices {
+            for i in indices {
                 h.update(&(*i as u32).to_le_bytes());
             }
-            h.update(&plain);
-            (h.finalize(), words_checksum(&words))
+            h.update(plain);
+            let checksums = (h.finalize(), words_checksum(words));
+            self.sealed_delta = Some(payload);
+            checksums
         } else {
             if self.db.len() != self.header.scheme.db_words() {
                 return Err(CoreError::Internal(
@@ -424,7 +434,7 @@ impl Snapshot {
 
     /// A delta's payload: its item indices, their buckets, and their words (recomputed from the
     /// buckets: the NTT is a function of them).
-    fn delta_payload(&self) -> Result<(Vec<usize>, Vec<u8>, Vec<u64>)> {
+    fn delta_payload(&self) -> Result<DeltaPayload> {
         let n = self.header.scheme.item_bytes as usize;
         let indices: Vec<usize> = self.delta_items.iter().copied().collect();
         let mut plain = Vec::with_capacity(indices.len() * n);
@@ -556,14 +566,21 @@ impl Snapshot {
         w.write_all(&header).map_err(io)?;
         w.write_all(blake3::hash(&header).as_bytes()).map_err(io)?;
         if self.header.base.is_some() {
-            let (indices, plain, words) = self.delta_payload()?;
+            let computed;
+            let (indices, plain, words) = match &self.sealed_delta {
+                Some(payload) => payload,
+                None => {
+                    computed = self.delta_payload()?;
+                    &computed
+                }
+            };
             w.write_all(&(indices.len() as u32).to_le_bytes())
                 .map_err(io)?;
-            for i in &indices {
+            for i in indices {
                 w.write_all(&(*i as u32).to_le_bytes()).map_err(io)?;
             }
-            w.write_all(&plain).map_err(io)?;
-            w.write_all(bytemuck::cast_slice(&words)).map_err(io)?;
+            w.write_all(plain).map_err(io)?;
+            w.write_all(bytemuck::cast_slice(words)).map_err(io)?;
         } else {
             if self.db.len() != self.header.scheme.db_words() {
                 return Err(CoreError::Internal(
@@ -717,6 +734,7 @@ fn read_full_payload(r: &mut dyn Read, header: SnapshotHeader, with_db: bool) ->
         db,
         delta_items: BTreeSet::new(),
         origin: None,
+        sealed_delta: None,
     })
 }
 

@@ -354,20 +354,11 @@ fn run(command: Command) -> Result<(), ServerError> {
             );
             Ok(())
         }
-        Command::DpKeygen { out, force } => {
+        Command::IssuerKeygen { out, force } | Command::DpKeygen { out, force } => {
+            // Issuer and DP keys are both Ed25519 keys in the same file format.
             let key = tools::issuer_keygen(&out, force)?;
             println!(
-                "DP key {} written to {} (public key: {})",
-                key.id(),
-                out.display(),
-                tools::public_key_path(&out).display()
-            );
-            Ok(())
-        }
-        Command::IssuerKeygen { out, force } => {
-            let key = tools::issuer_keygen(&out, force)?;
-            println!(
-                "issuer key {} written to {} (public key: {})",
+                "key {} written to {} (public key: {})",
                 key.id(),
                 out.display(),
                 tools::public_key_path(&out).display()
