@@ -42,7 +42,7 @@ pub use snapshot::{
     BuildOptions, BuildReport, DeltaOp, DpSignature, LookupConfig, SNAPSHOT_FORMAT_VERSION,
     SNAPSHOT_MAGIC, Snapshot, SnapshotHeader, UpdateOptions, UpdateReport,
 };
-pub use spiral::{ClientSecret, MessageSizes, ServerKeys};
+pub use spiral::{AnswerPhases, ClientSecret, MessageSizes, ServerKeys};
 
 /// Re-exported so callers can make user keys without naming the crate.
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

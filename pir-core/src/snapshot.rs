@@ -37,7 +37,7 @@ use crate::{
     layout::{KeywordLayout, Tag},
     mapping::{IssuerId, IssuerKey, Mapping, TrustStore, VerifiedMapping},
     params::SchemeParams,
-    spiral::{self, MessageSizes, ServerKeys},
+    spiral::{self, AnswerPhases, MessageSizes, ServerKeys},
 };
 
 /// First bytes of every snapshot file.
@@ -529,6 +529,14 @@ impl Snapshot {
     /// every core; answers come in the order of `batch`. One malformed query fails the batch.
     pub fn answer_batch(&self, batch: &[(&ServerKeys, &[u8])]) -> Result<Vec<Vec<u8>>> {
         spiral::answer_batch(&self.header.scheme, &self.db, batch)
+    }
+
+    /// [`Snapshot::answer_batch`], also saying how long each phase took (for the benchmarks).
+    pub fn answer_batch_timed(
+        &self,
+        batch: &[(&ServerKeys, &[u8])],
+    ) -> Result<(Vec<Vec<u8>>, AnswerPhases)> {
+        spiral::answer_batch_timed(&self.header.scheme, &self.db, batch)
     }
 
     /// spiral-rs's own `process_query` on this database: the reference the benchmarks compare

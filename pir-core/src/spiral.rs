@@ -17,6 +17,7 @@
 use std::{
     collections::HashMap,
     sync::{Mutex, OnceLock},
+    time::Instant,
 };
 
 use rand::RngCore;
@@ -265,17 +266,40 @@ pub(crate) fn answer(
         .ok_or_else(|| CoreError::Internal("no answer".into()))
 }
 
+/// Wall-clock seconds one call of [`answer_batch_timed`] spent in each phase.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct AnswerPhases {
+    /// Query expansion (coefficient expansion and conversion to GSW), all queries.
+    pub expand_s: f64,
+    /// The first-dimension pass over the whole database.
+    pub first_dim_s: f64,
+    /// Inverse NTT of the first dimension's products and folding over the further dimensions.
+    pub fold_s: f64,
+    /// Packing and encoding the responses.
+    pub pack_s: f64,
+}
+
 /// Answers several queries (each with its client's keys) in one pass over the database.
 ///
-/// Every core is used: query expansion runs per query in parallel, and the database's
-/// independent (instance, trial) slices are multiplied, inverse-transformed and folded on
-/// separate cores. Within a slice, each row of the database is read once for all the queries,
-/// so memory traffic is shared. The answers are byte-identical to spiral-rs's `process_query`.
+/// Every core is used: query expansion runs per query in parallel, the first-dimension pass is
+/// split over (instance, trial, coefficient range) pieces of the database, and the slices'
+/// ciphertexts are folded and packed in parallel. Each database row is read once for all the
+/// queries, so memory traffic is shared. The answers are byte-identical to spiral-rs's
+/// `process_query`.
 pub(crate) fn answer_batch(
     params: &SchemeParams,
     db: &[u64],
     batch: &[(&ServerKeys, &[u8])],
 ) -> Result<Vec<Vec<u8>>> {
+    answer_batch_timed(params, db, batch).map(|(answers, _)| answers)
+}
+
+/// [`answer_batch`], also saying where the time went.
+pub(crate) fn answer_batch_timed(
+    params: &SchemeParams,
+    db: &[u64],
+    batch: &[(&ServerKeys, &[u8])],
+) -> Result<(Vec<Vec<u8>>, AnswerPhases)> {
     let sp = spiral_params(params)?;
     if db.len() != params.db_words() {
         return Err(CoreError::Internal(
@@ -290,10 +314,12 @@ pub(crate) fn answer_batch(
         }
         check_words("query", query, sp.query_bytes(), sp.modulus)?;
     }
+    let mut phases = AnswerPhases::default();
     if batch.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), phases));
     }
-    // Expansion: one query's coefficient expansion is itself parallel in spiral-rs.
+    let mut clock = Instant::now();
+    // One query's coefficient expansion is itself parallel in spiral-rs.
     let expanded: Vec<(AlignedMemory64, Vec<PolyMatrixNTT<'static>>)> = batch
         .par_iter()
         .map(|(keys, query)| {
@@ -306,19 +332,20 @@ pub(crate) fn answer_batch(
         .map(|(_, v_folding)| get_v_folding_neg(sp, v_folding))
         .collect();
     let v_firstdim: Vec<&[u64]> = expanded.iter().map(|(v, _)| v.as_slice()).collect();
+    phases.expand_s = lap(&mut clock);
 
-    let dim0 = 1usize << sp.db_dim_1;
-    let num_per = 1usize << sp.db_dim_2;
     let trials = sp.n * sp.n;
-    let slice_words = dim0 * num_per * sp.poly_len;
-    // cts[instance * trials + trial][query]: the folded ciphertext of that slice.
-    let cts: Vec<Vec<PolyMatrixRaw<'static>>> = (0..sp.instances * trials)
+    let slices = sp.instances * trials;
+    // products[slice][query]: the first dimension's num_per ciphertexts.
+    let products = first_dimension(sp, db, &v_firstdim, slices);
+    phases.first_dim_s = lap(&mut clock);
+
+    // cts[slice][query]: the slice's ciphertext, folded over the further dimensions.
+    let cts: Vec<Vec<PolyMatrixRaw<'static>>> = products
         .into_par_iter()
-        .map(|slice| {
-            let cur_db = &db[slice * slice_words..(slice + 1) * slice_words];
-            let products = multiply_batch(sp, cur_db, &v_firstdim, dim0, num_per);
-            products
-                .into_iter()
+        .map(|per_query| {
+            per_query
+                .into_par_iter()
                 .enumerate()
                 .map(|(qi, intermediate)| {
                     let mut raw: Vec<PolyMatrixRaw> = intermediate
@@ -335,8 +362,9 @@ pub(crate) fn answer_batch(
                 .collect()
         })
         .collect();
+    phases.fold_s = lap(&mut clock);
 
-    Ok((0..batch.len())
+    let answers = (0..batch.len())
         .into_par_iter()
         .map(|qi| {
             let packed: Vec<PolyMatrixRaw> = (0..sp.instances)
@@ -349,55 +377,173 @@ pub(crate) fn answer_batch(
                 .collect();
             encode(sp, &packed)
         })
-        .collect())
+        .collect();
+    phases.pack_s = lap(&mut clock);
+    Ok((answers, phases))
 }
 
+/// Seconds since `clock`, which restarts.
+fn lap(clock: &mut Instant) -> f64 {
+    let s = clock.elapsed().as_secs_f64();
+    *clock = Instant::now();
+    s
+}
+
+/// Coefficients per piece of the first-dimension pass: a slice splits into several pieces so
+/// every core has work whatever the number of slices, and each piece streams a long run of rows.
+const Z_PIECE: usize = 256;
+
 /// The first dimension for several queries: spiral-rs's `multiply_reg_by_database`, with each
-/// row of `dim0` database words read once and multiplied by every query's vector.
-fn multiply_batch(
+/// database row read once for every query. Returns `[slice][query]` lists of `num_per`
+/// ciphertexts in NTT form.
+fn first_dimension(
     sp: &'static Params,
     db: &[u64],
     v_firstdim: &[&[u64]],
-    dim0: usize,
-    num_per: usize,
-) -> Vec<Vec<PolyMatrixNTT<'static>>> {
+    slices: usize,
+) -> Vec<Vec<Vec<PolyMatrixNTT<'static>>>> {
     let poly_len = sp.poly_len;
-    let (m0, m1) = (sp.moduli[0] as u128, sp.moduli[1] as u128);
-    let mut out: Vec<Vec<PolyMatrixNTT<'static>>> = v_firstdim
-        .iter()
-        .map(|_| {
-            (0..num_per)
-                .map(|_| PolyMatrixNTT::zero(sp, 2, 1))
-                .collect()
+    let dim0 = 1usize << sp.db_dim_1;
+    let num_per = 1usize << sp.db_dim_2;
+    let slice_words = dim0 * num_per * poly_len;
+    let nq = v_firstdim.len();
+    let z_piece = Z_PIECE.min(poly_len);
+    let pieces = poly_len / z_piece;
+    // sums[slice * pieces + piece][(z - piece start, i, query)]: the four reduced dot products.
+    let sums: Vec<Vec<[u64; 4]>> = (0..slices * pieces)
+        .into_par_iter()
+        .map(|unit| {
+            let (slice, piece) = (unit / pieces, unit % pieces);
+            let cur_db = &db[slice * slice_words..(slice + 1) * slice_words];
+            let mut out = vec![[0u64; 4]; z_piece * num_per * nq];
+            let mut a: Vec<&[u64]> = Vec::with_capacity(nq);
+            for zk in 0..z_piece {
+                let z = piece * z_piece + zk;
+                a.clear();
+                a.extend(
+                    v_firstdim
+                        .iter()
+                        .map(|v| &v[z * 2 * dim0..(z + 1) * 2 * dim0]),
+                );
+                for i in 0..num_per {
+                    let b_base = (z * num_per + i) * dim0;
+                    let o = (zk * num_per + i) * nq;
+                    row_dots(sp, &cur_db[b_base..b_base + dim0], &a, &mut out[o..o + nq]);
+                }
+            }
+            out
         })
         .collect();
-    // Index loops mirror spiral-rs's kernel so the layouts can be checked side by side.
-    #[allow(clippy::needless_range_loop)]
-    for z in 0..poly_len {
-        let a_base = z * dim0 * 2;
-        for i in 0..num_per {
-            let b_base = (z * num_per + i) * dim0;
-            let row = &db[b_base..b_base + dim0];
-            for (q, v) in v_firstdim.iter().enumerate() {
-                let a = &v[a_base..a_base + 2 * dim0];
-                let (mut n0_0, mut n0_1, mut n1_0, mut n1_1) = (0u128, 0u128, 0u128, 0u128);
-                for (jm, &b) in row.iter().enumerate() {
-                    let (b_lo, b_hi) = (b & 0xffff_ffff, b >> 32);
-                    let (a0, a1) = (a[2 * jm], a[2 * jm + 1]);
-                    n0_0 += ((a0 & 0xffff_ffff) * b_lo) as u128;
-                    n0_1 += ((a1 & 0xffff_ffff) * b_lo) as u128;
-                    n1_0 += ((a0 >> 32) * b_hi) as u128;
-                    n1_1 += ((a1 >> 32) * b_hi) as u128;
+    (0..slices)
+        .into_par_iter()
+        .map(|slice| {
+            (0..nq)
+                .map(|q| {
+                    (0..num_per)
+                        .map(|i| {
+                            let mut ct = PolyMatrixNTT::zero(sp, 2, 1);
+                            let d = ct.data.as_mut_slice();
+                            for piece in 0..pieces {
+                                let s = &sums[slice * pieces + piece];
+                                for zk in 0..z_piece {
+                                    let z = piece * z_piece + zk;
+                                    let [n0_0, n0_1, n1_0, n1_1] = s[(zk * num_per + i) * nq + q];
+                                    d[z] = n0_0;
+                                    d[2 * poly_len + z] = n0_1;
+                                    d[poly_len + z] = n1_0;
+                                    d[3 * poly_len + z] = n1_1;
+                                }
+                            }
+                            ct
+                        })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// One database row (`dim0` packed words: first CRT residue low, second high) against each
+/// query's reoriented vector for this coefficient (`2 * dim0` packed words, two per row entry),
+/// giving per query the four sums `[a0 * b mod q0, a1 * b mod q0, a0 * b mod q1, a1 * b mod q1]`.
+///
+/// Residues are below 2^28, so each product is below 2^56 and a 64-bit lane adds 256 of them
+/// without overflow; lanes are reduced (Barrett) every `LANE_TERMS` terms.
+#[cfg(target_feature = "avx2")]
+fn row_dots(sp: &Params, row: &[u64], a: &[&[u64]], out: &mut [[u64; 4]]) {
+    use std::arch::x86_64::{
+        __m128i, __m256i, _mm_loadu_si128, _mm256_add_epi64, _mm256_castsi128_si256,
+        _mm256_loadu_si256, _mm256_mul_epu32, _mm256_permute4x64_epi64, _mm256_setzero_si256,
+        _mm256_srli_epi64, _mm256_storeu_si256,
+    };
+    /// Row entries per flush: each of the 4 lanes then holds 256 products.
+    const CHUNK: usize = 512;
+    let reduce = |x: u64, k: usize| spiral_rs::arith::barrett_coeff_u64(sp, x, k);
+    let add = |x: u64, y: u64, k: usize| {
+        let s = x + y;
+        if s >= sp.moduli[k] {
+            s - sp.moduli[k]
+        } else {
+            s
+        }
+    };
+    for (v, o) in a.iter().zip(out.iter_mut()) {
+        debug_assert_eq!(v.len(), 2 * row.len());
+        let mut acc = [0u64; 4];
+        for (rc, vc) in row.chunks(CHUNK).zip(v.chunks(2 * CHUNK)) {
+            let (mut lo, mut hi) = ([0u64; 4], [0u64; 4]);
+            // SAFETY: every load reads 16 (row) or 32 (query) bytes inside `rc` / `vc`: j + 1 <
+            // rc.len() (the row length, a power of two of at least 4, so chunks are even) and
+            // 2 * j + 3 < vc.len() = 2 * rc.len(). Unaligned loads and stores; AVX2 is enabled
+            // at compile time (this function only exists with target_feature = "avx2").
+            unsafe {
+                let mut acc_lo = _mm256_setzero_si256();
+                let mut acc_hi = _mm256_setzero_si256();
+                for j in (0..rc.len()).step_by(2) {
+                    let b = _mm_loadu_si128(rc.as_ptr().add(j).cast::<__m128i>());
+                    // [b_j, b_j, b_j+1, b_j+1] against [a0_j, a1_j, a0_j+1, a1_j+1].
+                    let b = _mm256_permute4x64_epi64::<0b01_01_00_00>(_mm256_castsi128_si256(b));
+                    let av = _mm256_loadu_si256(vc.as_ptr().add(2 * j).cast::<__m256i>());
+                    acc_lo = _mm256_add_epi64(acc_lo, _mm256_mul_epu32(av, b));
+                    acc_hi = _mm256_add_epi64(
+                        acc_hi,
+                        _mm256_mul_epu32(_mm256_srli_epi64::<32>(av), _mm256_srli_epi64::<32>(b)),
+                    );
                 }
-                let d = out[q][i].data.as_mut_slice();
-                d[z] = (n0_0 % m0) as u64;
-                d[2 * poly_len + z] = (n0_1 % m0) as u64;
-                d[poly_len + z] = (n1_0 % m1) as u64;
-                d[3 * poly_len + z] = (n1_1 % m1) as u64;
+                _mm256_storeu_si256(lo.as_mut_ptr().cast::<__m256i>(), acc_lo);
+                _mm256_storeu_si256(hi.as_mut_ptr().cast::<__m256i>(), acc_hi);
+            }
+            let sums = [(lo, 0, 0), (lo, 1, 0), (hi, 0, 1), (hi, 1, 1)];
+            for (slot, (lanes, first, k)) in acc.iter_mut().zip(sums) {
+                let s = add(reduce(lanes[first], k), reduce(lanes[first + 2], k), k);
+                *slot = add(*slot, s, k);
             }
         }
+        *o = acc;
     }
-    out
+}
+
+/// Portable form of the AVX2 `row_dots` above (spiral-rs's scalar kernel).
+#[cfg(not(target_feature = "avx2"))]
+fn row_dots(sp: &Params, row: &[u64], a: &[&[u64]], out: &mut [[u64; 4]]) {
+    let (m0, m1) = (sp.moduli[0] as u128, sp.moduli[1] as u128);
+    for (v, o) in a.iter().zip(out.iter_mut()) {
+        let (mut n0_0, mut n0_1, mut n1_0, mut n1_1) = (0u128, 0u128, 0u128, 0u128);
+        for (&b, pair) in row.iter().zip(v.chunks_exact(2)) {
+            let (b_lo, b_hi) = (b & 0xffff_ffff, b >> 32);
+            let (a0, a1) = (pair[0], pair[1]);
+            n0_0 += ((a0 & 0xffff_ffff) * b_lo) as u128;
+            n0_1 += ((a1 & 0xffff_ffff) * b_lo) as u128;
+            n1_0 += ((a0 >> 32) * b_hi) as u128;
+            n1_1 += ((a1 >> 32) * b_hi) as u128;
+        }
+        *o = [
+            (n0_0 % m0) as u64,
+            (n0_1 % m0) as u64,
+            (n1_0 % m1) as u64,
+            (n1_1 % m1) as u64,
+        ];
+    }
 }
 
 /// spiral-rs's own single-query answer, for the reference benchmark and equality tests.
@@ -522,4 +668,65 @@ pub(crate) fn encode_items(
         progress(done, indices.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use rand::{Rng, SeedableRng, rngs::StdRng};
+
+    use super::*;
+
+    /// The four sums by the definition, in u128.
+    fn reference_dots(row: &[u64], v: &[u64]) -> [u64; 4] {
+        let mut s = [0u128; 4];
+        for (j, &b) in row.iter().enumerate() {
+            let (a0, a1) = (v[2 * j], v[2 * j + 1]);
+            let lo = |x: u64| (x & 0xffff_ffff) as u128;
+            let hi = |x: u64| (x >> 32) as u128;
+            s[0] += lo(a0) * lo(b);
+            s[1] += lo(a1) * lo(b);
+            s[2] += hi(a0) * hi(b);
+            s[3] += hi(a1) * hi(b);
+        }
+        [
+            (s[0] % MODULI[0] as u128) as u64,
+            (s[1] % MODULI[0] as u128) as u64,
+            (s[2] % MODULI[1] as u128) as u64,
+            (s[3] % MODULI[1] as u128) as u64,
+        ]
+    }
+
+    #[test]
+    fn row_dots_match_the_definition_up_to_the_largest_rows_and_residues() {
+        let sp = spiral_params(&SchemeParams::danger_test_only_small()).unwrap();
+        let mut rng = StdRng::seed_from_u64(7);
+        let pack = |lo: u64, hi: u64| lo | (hi << PACKED_OFFSET_2);
+        // Every supported first dimension size; the largest residues are the worst case for
+        // the lanes' lazy reduction.
+        for dim0 in [4usize, 64, 512, 1024, 2048] {
+            for extreme in [false, true] {
+                let mut word = || {
+                    if extreme {
+                        pack(MODULI[0] - 1, MODULI[1] - 1)
+                    } else {
+                        pack(rng.gen_range(0..MODULI[0]), rng.gen_range(0..MODULI[1]))
+                    }
+                };
+                let row: Vec<u64> = (0..dim0).map(|_| word()).collect();
+                let vs: Vec<Vec<u64>> = (0..3)
+                    .map(|_| (0..2 * dim0).map(|_| word()).collect())
+                    .collect();
+                let a: Vec<&[u64]> = vs.iter().map(Vec::as_slice).collect();
+                let mut out = vec![[0u64; 4]; a.len()];
+                row_dots(sp, &row, &a, &mut out);
+                for (v, got) in vs.iter().zip(&out) {
+                    assert_eq!(
+                        *got,
+                        reference_dots(&row, v),
+                        "dim0 {dim0}, extreme {extreme}"
+                    );
+                }
+            }
+        }
+    }
 }
