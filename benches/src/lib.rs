@@ -2,6 +2,13 @@
 
 use std::time::Instant;
 
+mod server_process;
+
+pub use server_process::{
+    ServerMemory, ServerProcess, parse_proc_status, serve_until_stdin_closes,
+    unlimited_serve_options,
+};
+
 /// Runs `f` and returns its result with the seconds it took.
 pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let start = Instant::now();

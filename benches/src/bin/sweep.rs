@@ -1,14 +1,33 @@
 //! The sweep tool: sizes and timings per database shape, comparable with the papers' tables.
 //!
 //! `cargo run --release -p pir-benches --bin sweep -- --mappings 10000,100000,1000000`
-//! prints a markdown table (`--csv`, `--json` for machines). Every row measures, in one run, the
-//! engine and spiral-rs's own `process_query` on the same database.
+//! prints markdown tables (`--csv`, `--json` for machines: one row per mapping count, every
+//! column, keys as in the JSON). Every row measures, in one run:
+//!
+//! - in process: client query and decode; the engine's answer on 1 thread (with its phases:
+//!   expansion, first dimension, folding, packing) and on every core; a batch of `--batch`
+//!   queries; and spiral-rs's own `process_query` on the same database;
+//! - on a real server in a child process (this binary again, with a hidden `--serve-child`
+//!   flag): `--concurrency` clients (default 4) looking up for `--duration` seconds (default
+//!   20) through `pir_client::bench`, giving sustained lookups/s and latency, then the
+//!   server's peak resident memory against snapshot plus key-cache bytes.
+//!
+//! Every row is also compared with one fixed reference, measured once per run: raw spiral-rs
+//! `process_query` on a 2^20 x 256 B database (the vetted 2^15 x 8 KiB preset: 32 records of
+//! 256 B per item), the figure the project's target is stated against. Like the same-shape
+//! spiral-rs column, it runs with spiral-rs's own threading on the default rayon pool.
 
 #![allow(clippy::print_stdout)]
 
+use std::{path::PathBuf, process::Command, time::Duration};
+
 use clap::Parser;
-use pir_benches::{median, timed};
-use pir_core::{ClientKeys, Cpi, LookupClient, ServerKeys, Snapshot, TrustStore};
+use pir_benches::{ServerMemory, ServerProcess, median, serve_until_stdin_closes, timed};
+use pir_client::{ClientOptions, bench::BenchReport};
+use pir_core::{
+    BuildOptions, ClientKeys, Cpi, IssuerKey, LookupClient, MappingFields, SchemeParams,
+    ServerKeys, Snapshot, TrustStore,
+};
 use pir_server::tools;
 use serde::Serialize;
 
@@ -17,21 +36,30 @@ struct Args {
     /// Mapping counts, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     mappings: Vec<usize>,
-    /// Repetitions of each timing (the median is reported).
+    /// Repetitions of each in-process timing (the median is reported).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
-    /// Queries answered together for the throughput figure.
+    /// Queries answered together for the in-process batch figure.
     #[arg(long, default_value_t = 4)]
     batch: usize,
+    /// Concurrent clients against the server process.
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+    /// Seconds of load against the server process, per row.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
     /// CSV instead of markdown.
     #[arg(long)]
     csv: bool,
     /// JSON lines instead of markdown.
     #[arg(long)]
     json: bool,
+    /// Internal: serve this snapshot for the parent sweep (see `pir_benches::ServerProcess`).
+    #[arg(long, hide = true, value_name = "SNAPSHOT")]
+    serve_child: Option<PathBuf>,
 }
 
-#[derive(Serialize)]
+#[derive(Default, Serialize)]
 struct Row {
     mappings: usize,
     shape: String,
@@ -46,18 +74,143 @@ struct Row {
     client_query_ms: f64,
     client_decode_ms: f64,
     server_ms_1_thread: f64,
+    expand_ms: f64,
+    first_dim_ms: f64,
+    fold_ms: f64,
+    pack_ms: f64,
     server_ms: f64,
-    server_ms_per_lookup_batched: f64,
-    lookups_per_s: f64,
+    inproc_ms_per_lookup_batched: f64,
+    inproc_lookups_per_s_batched: f64,
     reference_ms: f64,
     reference_lookups_per_s: f64,
+    concurrency: usize,
+    bench_lookups: u64,
+    lookups_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    server_peak_rss_bytes: u64,
+    key_cache_bytes: u64,
+    memory_ratio: f64,
+    ref_2_20_ms: f64,
+    ref_2_20_lookups_per_s: f64,
+    speedup_vs_ref_2_20: f64,
 }
 
 fn ms(s: f64) -> f64 {
     s * 1e3
 }
 
-fn measure(n: usize, args: &Args) -> Result<Row, Box<dyn std::error::Error>> {
+/// raw spiral-rs on 2^20 x 256 B, measured once per run.
+struct Reference {
+    ms: f64,
+    lookups_per_s: f64,
+}
+
+/// The vetted preset holding 2^20 records of 256 B: 2^15 items of 8 KiB, one instance.
+fn reference_scheme() -> Result<SchemeParams, String> {
+    SchemeParams::vetted_presets()
+        .map(|p| p.params)
+        .find(|p| p.nu_1 + p.nu_2 == 15 && p.item_bytes == 8192 && p.instances == 1)
+        .ok_or_else(|| {
+            "no vetted preset with nu_1 + nu_2 = 15, item_bytes = 8192, instances = 1: the 2^20 x \
+             256 B reference needs it (was the preset table changed?)"
+                .into()
+        })
+}
+
+fn measure_reference(repeat: usize) -> Result<Reference, Box<dyn std::error::Error>> {
+    let scheme = reference_scheme()?;
+    let issuer = IssuerKey::from_seed(&[5; 32]);
+    let trust = TrustStore::parse(&issuer.to_public_text())?;
+    // The answer scans every item whatever it holds: a handful of mappings is enough.
+    let cpis: Vec<Cpi> = (0..8)
+        .map(|i| Cpi::parse(&format!("mailto:user{i}@example.org")))
+        .collect::<Result<_, _>>()?;
+    let mappings = cpis
+        .iter()
+        .map(|cpi| {
+            MappingFields::new(cpi.clone(), "chat.example", None, None, 0, u64::MAX)?
+                .sign(&issuer, None)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let now = pir_core::unix_now();
+    let (snapshot, _) = Snapshot::build(
+        mappings,
+        &trust,
+        &BuildOptions {
+            epoch: 1,
+            now,
+            salt: Some([2; 32]),
+            scheme: Some(scheme),
+        },
+    )?;
+    let keys = ClientKeys::generate(&scheme)?;
+    let server_keys = ServerKeys::parse(&scheme, keys.public_bytes())?;
+    let client = LookupClient::with_keys(snapshot.config(), keys, trust)?;
+    let pending = client.query(&cpis[3])?;
+    let mut samples = Vec::new();
+    for _ in 0..repeat {
+        let (answer, s) = timed(|| snapshot.danger_reference_answer(&server_keys, &pending.query));
+        if !client.decode(&pending, &answer?, now)?.found() {
+            return Err("the 2^20 x 256 B reference did not find a present CPI".into());
+        }
+        samples.push(s);
+    }
+    let s = median(samples);
+    Ok(Reference {
+        ms: ms(s),
+        lookups_per_s: 1.0 / s,
+    })
+}
+
+/// Serves `snapshot` from a child process and loads it with `pir_client::bench`.
+fn serve_and_load(
+    snapshot: &std::path::Path,
+    trust: TrustStore,
+    args: &Args,
+) -> Result<(BenchReport, ServerMemory), Box<dyn std::error::Error>> {
+    let mut command = Command::new(std::env::current_exe()?);
+    command.arg("--serve-child").arg(snapshot);
+    let server = ServerProcess::spawn(command)?;
+    let dir = tempfile::tempdir()?;
+    let options = ClientOptions {
+        // One key set for every client, registered once, as `pir-client bench` does.
+        key_file: Some(dir.path().join("bench.keys")),
+        ..ClientOptions::new(trust)
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(pir_client::bench::run(
+        server.url(),
+        options,
+        args.concurrency,
+        Duration::from_secs(args.duration),
+    ))?;
+    if report.errors > 0 {
+        // Dropping `server` kills the child.
+        return Err(format!(
+            "{} of {} lookups failed against the server process (concurrency {})",
+            report.errors,
+            report.errors + report.lookups,
+            args.concurrency
+        )
+        .into());
+    }
+    if report.lookups == 0 {
+        return Err(format!(
+            "no lookup finished in {} s: raise --duration",
+            args.duration
+        )
+        .into());
+    }
+    let memory = server.finish()?;
+    Ok((report, memory))
+}
+
+fn measure(
+    n: usize,
+    args: &Args,
+    reference_2_20: &Reference,
+) -> Result<Row, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("issuer.key");
     let issuer = tools::issuer_keygen(&key, true)?;
@@ -88,7 +241,7 @@ fn measure(n: usize, args: &Args) -> Result<Row, Box<dyn std::error::Error>> {
     let sizes = snapshot.message_sizes()?;
     let keys = ClientKeys::generate(&scheme)?;
     let server_keys = ServerKeys::parse(&scheme, keys.public_bytes())?;
-    let client = LookupClient::with_keys(snapshot.config(), keys, trust)?;
+    let client = LookupClient::with_keys(snapshot.config(), keys, trust.clone())?;
 
     let mut query_s = Vec::new();
     let mut pendings = Vec::new();
@@ -100,6 +253,7 @@ fn measure(n: usize, args: &Args) -> Result<Row, Box<dyn std::error::Error>> {
     let one = &pendings[0];
     let pool1 = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let mut single1 = Vec::new();
+    let mut phases = [(); 4].map(|_| Vec::new());
     let mut single = Vec::new();
     let mut reference = Vec::new();
     let mut decode_s = Vec::new();
@@ -107,6 +261,14 @@ fn measure(n: usize, args: &Args) -> Result<Row, Box<dyn std::error::Error>> {
         let (a, s) = timed(|| pool1.install(|| snapshot.answer(&server_keys, &one.query)));
         a?;
         single1.push(s);
+        let (_, p) = pool1
+            .install(|| snapshot.answer_batch_timed(&[(&server_keys, one.query.as_slice())]))?;
+        for (samples, s) in phases
+            .iter_mut()
+            .zip([p.expand_s, p.first_dim_s, p.fold_s, p.pack_s])
+        {
+            samples.push(s);
+        }
         let (a, s) = timed(|| snapshot.answer(&server_keys, &one.query));
         let a = a?;
         single.push(s);
@@ -131,12 +293,16 @@ fn measure(n: usize, args: &Args) -> Result<Row, Box<dyn std::error::Error>> {
         a?;
         batched.push(s / args.batch as f64);
     }
-    let s = snapshot.config().scheme;
+    // The server process loads its own copy; this one would only take memory from it.
+    drop(snapshot);
+
+    let (report, memory) = serve_and_load(&path, trust, args)?;
+    let [expand, first_dim, fold, pack] = phases.map(|p| ms(median(p)));
     let reference_s = median(reference);
     let per_lookup = median(batched);
     Ok(Row {
         mappings: summary.report.stored_mappings,
-        shape: format!("2^{} x {} B", s.nu_1 + s.nu_2, s.item_bytes),
+        shape: format!("2^{} x {} B", scheme.nu_1 + scheme.nu_2, scheme.item_bytes),
         raw_mapping_bytes,
         snapshot_bytes: summary.file_bytes,
         packing_efficiency: summary.report.packing_efficiency,
@@ -148,80 +314,262 @@ fn measure(n: usize, args: &Args) -> Result<Row, Box<dyn std::error::Error>> {
         client_query_ms: ms(median(query_s)),
         client_decode_ms: ms(median(decode_s)),
         server_ms_1_thread: ms(median(single1)),
+        expand_ms: expand,
+        first_dim_ms: first_dim,
+        fold_ms: fold,
+        pack_ms: pack,
         server_ms: ms(median(single)),
-        server_ms_per_lookup_batched: ms(per_lookup),
-        lookups_per_s: 1.0 / per_lookup,
+        inproc_ms_per_lookup_batched: ms(per_lookup),
+        inproc_lookups_per_s_batched: 1.0 / per_lookup,
         reference_ms: ms(reference_s),
         reference_lookups_per_s: 1.0 / reference_s,
+        concurrency: args.concurrency,
+        bench_lookups: report.lookups,
+        lookups_per_s: report.lookups_per_sec,
+        p50_ms: report.p50_ms,
+        p99_ms: report.p99_ms,
+        server_peak_rss_bytes: memory.peak_rss_bytes,
+        key_cache_bytes: memory.key_cache_bytes,
+        memory_ratio: memory.peak_rss_bytes as f64
+            / (summary.file_bytes + memory.key_cache_bytes) as f64,
+        ref_2_20_ms: reference_2_20.ms,
+        ref_2_20_lookups_per_s: reference_2_20.lookups_per_s,
+        speedup_vs_ref_2_20: report.lookups_per_sec / reference_2_20.lookups_per_s,
     })
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args = Args::parse();
-    let mut rows = Vec::new();
-    for &n in &args.mappings {
-        eprintln!("measuring {n} mappings...");
-        rows.push(measure(n, &args)?);
-    }
+/// One printed figure: exact in CSV, rounded in markdown.
+enum Cell {
+    Int(u64),
+    Num(f64, usize),
+    Text(String),
+}
+
+/// The markdown table a column is shown in (CSV and JSON have every column in one row).
+#[derive(Clone, Copy, PartialEq)]
+enum Table {
+    /// In every table, as the key.
+    All,
+    Sizes,
+    InProcess,
+    Serving,
+}
+
+struct Column {
+    key: &'static str,
+    title: &'static str,
+    table: Table,
+    cell: fn(&Row) -> Cell,
+}
+
+fn columns() -> Vec<Column> {
+    use Cell::*;
+    use Table::*;
+    let col = |key, title, table, cell| Column {
+        key,
+        title,
+        table,
+        cell,
+    };
+    vec![
+        col("mappings", "mappings", All, |r| Int(r.mappings as u64)),
+        col("shape", "shape", Sizes, |r| Text(r.shape.clone())),
+        col("raw_mapping_bytes", "raw mapping B", Sizes, |r| {
+            Int(r.raw_mapping_bytes)
+        }),
+        col("snapshot_bytes", "snapshot B", Sizes, |r| {
+            Int(r.snapshot_bytes)
+        }),
+        col("packing_efficiency", "packing", Sizes, |r| {
+            Num(r.packing_efficiency, 3)
+        }),
+        col("build_s", "build s", Sizes, |r| Num(r.build_s, 2)),
+        col("load_s", "load s", Sizes, |r| Num(r.load_s, 2)),
+        col("public_key_bytes", "public keys B", Sizes, |r| {
+            Int(r.public_key_bytes as u64)
+        }),
+        col("query_bytes", "query B", Sizes, |r| {
+            Int(r.query_bytes as u64)
+        }),
+        col("response_bytes", "response B", Sizes, |r| {
+            Int(r.response_bytes as u64)
+        }),
+        col("client_query_ms", "client query ms", InProcess, |r| {
+            Num(r.client_query_ms, 1)
+        }),
+        col("client_decode_ms", "client decode ms", InProcess, |r| {
+            Num(r.client_decode_ms, 1)
+        }),
+        col(
+            "server_ms_1_thread",
+            "server ms (1 thread)",
+            InProcess,
+            |r| Num(r.server_ms_1_thread, 0),
+        ),
+        col("expand_ms", "expand ms", InProcess, |r| Num(r.expand_ms, 1)),
+        col("first_dim_ms", "first dim ms", InProcess, |r| {
+            Num(r.first_dim_ms, 1)
+        }),
+        col("fold_ms", "fold ms", InProcess, |r| Num(r.fold_ms, 1)),
+        col("pack_ms", "pack ms", InProcess, |r| Num(r.pack_ms, 1)),
+        col("server_ms", "server ms", InProcess, |r| Num(r.server_ms, 0)),
+        col(
+            "inproc_ms_per_lookup_batched",
+            "ms/lookup (batch)",
+            InProcess,
+            |r| Num(r.inproc_ms_per_lookup_batched, 0),
+        ),
+        col(
+            "inproc_lookups_per_s_batched",
+            "lookups/s (batch)",
+            InProcess,
+            |r| Num(r.inproc_lookups_per_s_batched, 2),
+        ),
+        col("reference_ms", "spiral-rs ms", InProcess, |r| {
+            Num(r.reference_ms, 0)
+        }),
+        col(
+            "reference_lookups_per_s",
+            "spiral-rs lookups/s",
+            InProcess,
+            |r| Num(r.reference_lookups_per_s, 2),
+        ),
+        col("concurrency", "clients", Serving, |r| {
+            Int(r.concurrency as u64)
+        }),
+        col(
+            "bench_lookups",
+            "lookups",
+            Serving,
+            |r| Int(r.bench_lookups),
+        ),
+        col("lookups_per_s", "lookups/s", Serving, |r| {
+            Num(r.lookups_per_s, 2)
+        }),
+        col("p50_ms", "p50 ms", Serving, |r| Num(r.p50_ms, 0)),
+        col("p99_ms", "p99 ms", Serving, |r| Num(r.p99_ms, 0)),
+        col("server_peak_rss_bytes", "server peak RSS B", Serving, |r| {
+            Int(r.server_peak_rss_bytes)
+        }),
+        col("key_cache_bytes", "key cache B", Serving, |r| {
+            Int(r.key_cache_bytes)
+        }),
+        col("memory_ratio", "RSS / (snapshot + keys)", Serving, |r| {
+            Num(r.memory_ratio, 2)
+        }),
+        col("ref_2_20_ms", "spiral-rs 2^20x256B ms", Serving, |r| {
+            Num(r.ref_2_20_ms, 0)
+        }),
+        col(
+            "ref_2_20_lookups_per_s",
+            "spiral-rs 2^20x256B lookups/s",
+            Serving,
+            |r| Num(r.ref_2_20_lookups_per_s, 2),
+        ),
+        col("speedup_vs_ref_2_20", "speedup vs it", Serving, |r| {
+            Num(r.speedup_vs_ref_2_20, 2)
+        }),
+    ]
+}
+
+fn print_rows(rows: &[Row], args: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.json {
-        for r in &rows {
+        for r in rows {
             println!("{}", serde_json::to_string(r)?);
         }
         return Ok(());
     }
-    let header = [
-        "mappings",
-        "shape",
-        "raw mapping B",
-        "snapshot B",
-        "packing",
-        "build s",
-        "load s",
-        "public keys B",
-        "query B",
-        "response B",
-        "client query ms",
-        "client decode ms",
-        "server ms (1 thread)",
-        "server ms",
-        "server ms/lookup (batch)",
-        "lookups/s",
-        "spiral-rs ms",
-        "spiral-rs lookups/s",
-    ];
-    let cells = |r: &Row| {
-        vec![
-            r.mappings.to_string(),
-            r.shape.clone(),
-            r.raw_mapping_bytes.to_string(),
-            r.snapshot_bytes.to_string(),
-            format!("{:.3}", r.packing_efficiency),
-            format!("{:.2}", r.build_s),
-            format!("{:.2}", r.load_s),
-            r.public_key_bytes.to_string(),
-            r.query_bytes.to_string(),
-            r.response_bytes.to_string(),
-            format!("{:.1}", r.client_query_ms),
-            format!("{:.1}", r.client_decode_ms),
-            format!("{:.0}", r.server_ms_1_thread),
-            format!("{:.0}", r.server_ms),
-            format!("{:.0}", r.server_ms_per_lookup_batched),
-            format!("{:.2}", r.lookups_per_s),
-            format!("{:.0}", r.reference_ms),
-            format!("{:.2}", r.reference_lookups_per_s),
-        ]
-    };
+    let columns = columns();
     if args.csv {
-        println!("{}", header.join(","));
-        for r in &rows {
-            println!("{}", cells(r).join(","));
+        let keys: Vec<&str> = columns.iter().map(|c| c.key).collect();
+        println!("{}", keys.join(","));
+        for r in rows {
+            let cells: Vec<String> = columns
+                .iter()
+                .map(|c| match (c.cell)(r) {
+                    Cell::Int(x) => x.to_string(),
+                    Cell::Num(x, _) => x.to_string(),
+                    Cell::Text(s) => s,
+                })
+                .collect();
+            println!("{}", cells.join(","));
         }
-    } else {
-        println!("| {} |", header.join(" | "));
-        println!("|{}", " --- |".repeat(header.len()));
-        for r in &rows {
-            println!("| {} |", cells(r).join(" | "));
+        return Ok(());
+    }
+    for (table, caption) in [
+        (Table::Sizes, "Sizes"),
+        (
+            Table::InProcess,
+            "In process, one query (batch: per lookup of a batch; spiral-rs: process_query on the same database)",
+        ),
+        (
+            Table::Serving,
+            "Server process under load, against raw spiral-rs on 2^20 x 256 B",
+        ),
+    ] {
+        let shown: Vec<&Column> = columns
+            .iter()
+            .filter(|c| c.table == table || c.table == Table::All)
+            .collect();
+        println!("\n{caption}\n");
+        let titles: Vec<&str> = shown.iter().map(|c| c.title).collect();
+        println!("| {} |", titles.join(" | "));
+        println!("|{}", " --- |".repeat(titles.len()));
+        for r in rows {
+            let cells: Vec<String> = shown
+                .iter()
+                .map(|c| match (c.cell)(r) {
+                    Cell::Int(x) => x.to_string(),
+                    Cell::Num(x, digits) => format!("{x:.digits$}"),
+                    Cell::Text(s) => s,
+                })
+                .collect();
+            println!("| {} |", cells.join(" | "));
         }
     }
     Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    if let Some(snapshot) = &args.serve_child {
+        return serve_until_stdin_closes(snapshot);
+    }
+    if args.concurrency == 0 || args.duration == 0 {
+        return Err("--concurrency and --duration must be at least 1".into());
+    }
+    eprintln!("measuring the reference: raw spiral-rs on 2^20 x 256 B...");
+    let reference = measure_reference(args.repeat)?;
+    let mut rows = Vec::new();
+    for &n in &args.mappings {
+        eprintln!("measuring {n} mappings...");
+        rows.push(measure(n, &args, &reference)?);
+    }
+    print_rows(&rows, &args)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_row_field_is_one_column() {
+        let json = serde_json::to_value(Row::default()).unwrap();
+        let mut fields: Vec<&str> = json
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut keys: Vec<&str> = columns().iter().map(|c| c.key).collect();
+        fields.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(fields, keys);
+    }
+
+    #[test]
+    fn the_reference_preset_exists() {
+        let p = reference_scheme().unwrap();
+        assert_eq!(p.num_items() * p.item_bytes as usize, (1 << 20) * 256);
+    }
 }
