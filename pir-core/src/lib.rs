@@ -37,7 +37,7 @@ pub use mapping::{
     MAX_CONTEXT_LEN, MAX_PSI_LEN, Mapping, MappingFields, TrustStore, USER_SIG_CONTEXT,
     UserConsent, VerifiedMapping, canonical_body,
 };
-pub use params::{POLY_LEN, Preset, SchemeParams};
+pub use params::{POLY_LEN, Preset, PresetOrigin, SchemeParams};
 pub use snapshot::{
     BuildOptions, BuildReport, DeltaOp, DpSignature, LookupConfig, SNAPSHOT_FORMAT_VERSION,
     SNAPSHOT_MAGIC, Snapshot, SnapshotHeader, UpdateOptions, UpdateReport,

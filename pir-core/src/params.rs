@@ -43,6 +43,18 @@ pub struct SchemeParams {
     pub version: u32,
 }
 
+/// Where a preset comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PresetOrigin {
+    /// The Spiral authors' parameter store, as published.
+    Store,
+    /// This project's tuning (`cargo run --release -p pir-benches --bin tune`): the store
+    /// entry's ring and shape, with the first-dimension split and gadget lengths that measured
+    /// fastest among those the authors' noise estimator puts within 1 bit of the store entry's
+    /// failure probability. The measured table is in `docs/performance.md`.
+    Tuned,
+}
+
 /// A preset with what is known about it.
 #[derive(Clone, Copy, Debug)]
 pub struct Preset {
@@ -52,6 +64,8 @@ pub struct Preset {
     pub security_bits: u32,
     /// log2 of the per-query correctness failure probability bound.
     pub log2_failure: i32,
+    /// Where the parameters come from.
+    pub origin: PresetOrigin,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -109,6 +123,10 @@ const VETTED: [SchemeParams; 19] = [
     },
 ];
 
+/// Tuned replacements of store entries, one per shape (item count and item size); shapes not
+/// listed use their store entry. Each was picked by the `tune` tool's measurements.
+const TUNED: [SchemeParams; 0] = [];
+
 impl std::fmt::Display for SchemeParams {
     /// `Spiral n=2 nu_1=9 nu_2=6 p=256 q2_bits=20 t_gsw=8 t_conv=4 t_exp=8/56 instances=1
     /// version=0`, the form tools print.
@@ -133,19 +151,41 @@ impl std::fmt::Display for SchemeParams {
 }
 
 impl SchemeParams {
-    /// The vetted presets, smallest database capacity first (8 KiB items before 16 KiB ones
-    /// at equal capacity).
+    /// The presets the builder chooses from, smallest database capacity first (8 KiB items
+    /// before 16 KiB ones at equal capacity): per shape, the tuned entry if there is one, else
+    /// the store entry.
     pub fn vetted_presets() -> impl Iterator<Item = Preset> {
+        Self::store_presets().map(|store| {
+            let same_shape = |t: &&SchemeParams| {
+                t.num_items() == store.params.num_items() && t.item_bytes == store.params.item_bytes
+            };
+            match TUNED.iter().find(same_shape) {
+                Some(&params) => Preset {
+                    params,
+                    origin: PresetOrigin::Tuned,
+                    ..store
+                },
+                None => store,
+            }
+        })
+    }
+
+    /// The Spiral authors' parameter-store entries, as published, smallest capacity first.
+    pub fn store_presets() -> impl Iterator<Item = Preset> {
         VETTED.iter().map(|&params| Preset {
             params,
             security_bits: 128,
             log2_failure: -40,
+            origin: PresetOrigin::Store,
         })
     }
 
-    /// The vetted preset with these parameters, if they are one.
+    /// The vetted preset (tuned or store) with these parameters, if they are one. Snapshots
+    /// built with a store entry stay vetted after a shape gets a tuned entry.
     pub fn as_vetted(&self) -> Option<Preset> {
-        Self::vetted_presets().find(|p| p.params == *self)
+        Self::vetted_presets()
+            .chain(Self::store_presets())
+            .find(|p| p.params == *self)
     }
 
     /// A 256-item shape that keeps tests fast. Same ring (so the same security estimate), but its

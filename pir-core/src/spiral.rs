@@ -26,9 +26,12 @@ use spiral_rs::{
     aligned_memory::AlignedMemory64,
     arith::recenter_mod,
     client::{Client, PublicParameters, Query, SEED_LENGTH},
+    gadget::gadget_invert,
+    noise_estimate::NoiseEstimator,
     params::Params,
     poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, from_ntt},
-    server::{encode, expand_query, fold_ciphertexts, get_v_folding_neg, pack, process_query},
+    poly::{multiply, to_ntt},
+    server::{encode, expand_query, pack, process_query},
 };
 
 use crate::{
@@ -87,6 +90,12 @@ pub struct MessageSizes {
 }
 
 impl SchemeParams {
+    /// log2 of the per-query correctness failure probability, by the Spiral authors' noise
+    /// estimator (spiral-rs's `NoiseEstimator`, the model their parameter search used).
+    pub fn estimated_log2_failure(&self) -> Result<f64> {
+        Ok(spiral_params(self)?.estimate_log2_err_prob())
+    }
+
     /// Sizes of the public keys, a query and a response.
     pub fn message_sizes(&self) -> Result<MessageSizes> {
         let sp = spiral_params(self)?;
@@ -327,10 +336,6 @@ pub(crate) fn answer_batch_timed(
             expand_query(sp, &keys.inner, &q)
         })
         .collect();
-    let folding_neg: Vec<Vec<PolyMatrixNTT<'static>>> = expanded
-        .par_iter()
-        .map(|(_, v_folding)| get_v_folding_neg(sp, v_folding))
-        .collect();
     let v_firstdim: Vec<&[u64]> = expanded.iter().map(|(v, _)| v.as_slice()).collect();
     phases.expand_s = lap(&mut clock);
 
@@ -356,7 +361,7 @@ pub(crate) fn answer_batch_timed(
                             r
                         })
                         .collect();
-                    fold_ciphertexts(sp, &mut raw, &expanded[qi].1, &folding_neg[qi]);
+                    fold(sp, &mut raw, &expanded[qi].1);
                     raw.swap_remove(0)
                 })
                 .collect()
@@ -387,6 +392,56 @@ fn lap(clock: &mut Instant) -> f64 {
     let s = clock.elapsed().as_secs_f64();
     *clock = Instant::now();
     s
+}
+
+/// Folds `v_cts` (2^nu_2 ciphertexts) over the further dimensions with the query's GSW
+/// ciphertexts: spiral-rs's `fold_ciphertexts` with one external product per step instead of two.
+///
+/// spiral-rs selects with `(G - C) G^-1(c0) + C G^-1(c1)`. Since `G G^-1(c0) = c0` exactly, that
+/// is `c0 + C (G^-1(c1) - G^-1(c0))` modulo q: the same value (so byte-identical answers, which
+/// `tests/batch.rs` checks), with half the gadget transforms and products.
+fn fold(sp: &'static Params, v_cts: &mut [PolyMatrixRaw<'static>], v_folding: &[PolyMatrixNTT]) {
+    let further_dims = v_cts.len().trailing_zeros() as usize;
+    if further_dims == 0 {
+        return;
+    }
+    let q = sp.modulus;
+    let rows = v_folding[0].cols;
+    let mut ginv_0 = PolyMatrixRaw::zero(sp, rows, 1);
+    let mut ginv_diff = PolyMatrixRaw::zero(sp, rows, 1);
+    let mut diff_ntt = PolyMatrixNTT::zero(sp, rows, 1);
+    let mut prod = PolyMatrixNTT::zero(sp, 2, 1);
+    let mut prod_raw = PolyMatrixRaw::zero(sp, 2, 1);
+    let mut num_per = v_cts.len();
+    for cur_dim in 0..further_dims {
+        num_per /= 2;
+        let gsw = &v_folding[further_dims - 1 - cur_dim];
+        for i in 0..num_per {
+            gadget_invert(&mut ginv_0, &v_cts[i]);
+            gadget_invert(&mut ginv_diff, &v_cts[num_per + i]);
+            // Digits are below the gadget base, so each difference is one wrap at most.
+            for (d, &g0) in ginv_diff
+                .data
+                .as_mut_slice()
+                .iter_mut()
+                .zip(ginv_0.data.as_slice())
+            {
+                *d = if *d >= g0 { *d - g0 } else { *d + q - g0 };
+            }
+            to_ntt(&mut diff_ntt, &ginv_diff);
+            multiply(&mut prod, gsw, &diff_ntt);
+            from_ntt(&mut prod_raw, &prod);
+            for (c, &p) in v_cts[i]
+                .data
+                .as_mut_slice()
+                .iter_mut()
+                .zip(prod_raw.data.as_slice())
+            {
+                let s = *c + p;
+                *c = if s >= q { s - q } else { s };
+            }
+        }
+    }
 }
 
 /// Coefficients per piece of the first-dimension pass: a slice splits into several pieces so

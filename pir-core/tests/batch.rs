@@ -100,3 +100,17 @@ fn batched_answers_equal_process_query_two_instances() {
         ..SchemeParams::danger_test_only_small()
     });
 }
+
+#[test]
+fn batched_answers_equal_process_query_deep_fold_and_short_gadgets() {
+    // Four folding dimensions and the short gadgets of the tuned presets.
+    check(SchemeParams {
+        nu_1: 5,
+        nu_2: 4,
+        t_gsw: 4,
+        t_conv: 7,
+        t_exp_left: 6,
+        t_exp_right: 28,
+        ..SchemeParams::danger_test_only_small()
+    });
+}
