@@ -24,14 +24,17 @@ use rand::RngCore;
 use rayon::prelude::*;
 use spiral_rs::{
     aligned_memory::AlignedMemory64,
-    arith::recenter_mod,
+    arith::{barrett_coeff_u64, log2_ceil_usize, recenter_mod},
     client::{Client, PublicParameters, Query, SEED_LENGTH},
-    gadget::gadget_invert,
+    gadget::get_bits_per,
     noise_estimate::NoiseEstimator,
     params::Params,
-    poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, from_ntt},
-    poly::{multiply, to_ntt},
-    server::{encode, expand_query, pack, process_query},
+    poly::{
+        PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, automorph, from_ntt, multiply, scalar_multiply,
+        to_ntt, to_ntt_no_reduce,
+    },
+    server::{encode, pack, process_query, regev_to_gsw},
+    util::reorient_reg_ciphertexts,
 };
 
 use crate::{
@@ -333,9 +336,9 @@ pub(crate) fn answer_batch_timed(
         .par_iter()
         .map(|(keys, query)| {
             let q = Query::deserialize(sp, query);
-            expand_query(sp, &keys.inner, &q)
+            expand(sp, &keys.inner, &q)
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let v_firstdim: Vec<&[u64]> = expanded.iter().map(|(v, _)| v.as_slice()).collect();
     phases.expand_s = lap(&mut clock);
 
@@ -394,6 +397,171 @@ fn lap(clock: &mut Instant) -> f64 {
     s
 }
 
+/// Scratch matrices for one key switch of the coefficient expansion, reused across switches.
+struct SwitchScratch {
+    ct: PolyMatrixRaw<'static>,
+    ct_auto: PolyMatrixRaw<'static>,
+    ct_auto_1: PolyMatrixRaw<'static>,
+    ct_auto_1_ntt: PolyMatrixNTT<'static>,
+    w_times_ginv_ct: PolyMatrixNTT<'static>,
+    ginv_left: PolyMatrixRaw<'static>,
+    ginv_left_ntt: PolyMatrixNTT<'static>,
+    ginv_right: PolyMatrixRaw<'static>,
+    ginv_right_ntt: PolyMatrixNTT<'static>,
+}
+
+impl SwitchScratch {
+    fn new(sp: &'static Params) -> Self {
+        Self {
+            ct: PolyMatrixRaw::zero(sp, 2, 1),
+            ct_auto: PolyMatrixRaw::zero(sp, 2, 1),
+            ct_auto_1: PolyMatrixRaw::zero(sp, 1, 1),
+            ct_auto_1_ntt: PolyMatrixNTT::zero(sp, 1, 1),
+            w_times_ginv_ct: PolyMatrixNTT::zero(sp, 2, 1),
+            ginv_left: PolyMatrixRaw::zero(sp, sp.t_exp_left, 1),
+            ginv_left_ntt: PolyMatrixNTT::zero(sp, sp.t_exp_left, 1),
+            ginv_right: PolyMatrixRaw::zero(sp, sp.t_exp_right, 1),
+            ginv_right_ntt: PolyMatrixNTT::zero(sp, sp.t_exp_right, 1),
+        }
+    }
+}
+
+/// spiral-rs's `gadget_invert_rdim`, digit plane by digit plane (the same digits, written in
+/// order instead of one coefficient at a time).
+fn gadget_invert_rows(sp: &Params, out: &mut PolyMatrixRaw, inp: &PolyMatrixRaw, rdim: usize) {
+    let digits = out.rows / rdim;
+    let bits_per = get_bits_per(sp, digits);
+    let mask = (1u64 << bits_per) - 1;
+    for col in 0..inp.cols {
+        for j in 0..rdim {
+            let src = inp.get_poly(j, col);
+            for k in 0..digits {
+                let shift = k * bits_per;
+                let dst = out.get_poly_mut(j + k * rdim, col);
+                if shift >= 64 {
+                    dst.fill(0);
+                } else {
+                    for (d, &v) in dst.iter_mut().zip(src) {
+                        *d = (v >> shift) & mask;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// spiral-rs's `coefficient_expansion` with the key switch's scratch allocated once per rayon
+/// job instead of once per ciphertext (about 1 MB zeroed each time), and plane-wise gadget
+/// decomposition. Same operations in the same order, so the same words.
+#[allow(clippy::too_many_arguments)]
+fn coefficient_expansion(
+    sp: &'static Params,
+    v: &mut [PolyMatrixNTT<'static>],
+    g: usize,
+    stop_round: usize,
+    v_w_left: &[PolyMatrixNTT],
+    v_w_right: &[PolyMatrixNTT],
+    v_neg1: &[PolyMatrixNTT],
+    max_bits_to_gen_right: usize,
+) {
+    let poly_len = sp.poly_len;
+    for r in 0..g {
+        let num_in = 1usize << r;
+        let t = poly_len / (1 << r) + 1;
+        let neg1 = &v_neg1[r];
+        let expand = |scratch: &mut SwitchScratch, (i, v_i): (usize, &mut PolyMatrixNTT)| {
+            let odd = i % 2 == 1;
+            if stop_round > 0
+                && odd
+                && (r > stop_round || (r == stop_round && i / 2 >= max_bits_to_gen_right))
+            {
+                return;
+            }
+            let s = scratch;
+            let (w, gi_ct, gi_ct_ntt) = if r != 0 && !odd {
+                (&v_w_left[r], &mut s.ginv_left, &mut s.ginv_left_ntt)
+            } else {
+                (&v_w_right[r], &mut s.ginv_right, &mut s.ginv_right_ntt)
+            };
+            from_ntt(&mut s.ct, v_i);
+            automorph(&mut s.ct_auto, &s.ct, t);
+            gadget_invert_rows(sp, gi_ct, &s.ct_auto, 1);
+            to_ntt_no_reduce(gi_ct_ntt, gi_ct);
+            s.ct_auto_1
+                .data
+                .as_mut_slice()
+                .copy_from_slice(s.ct_auto.get_poly(1, 0));
+            to_ntt(&mut s.ct_auto_1_ntt, &s.ct_auto_1);
+            multiply(&mut s.w_times_ginv_ct, w, gi_ct_ntt);
+            let auto_1 = s.ct_auto_1_ntt.data.as_slice();
+            let wg = s.w_times_ginv_ct.data.as_slice();
+            let data = v_i.data.as_mut_slice();
+            let mut idx = 0;
+            for j in 0..2u64 {
+                for n in 0..sp.crt_count {
+                    for z in 0..poly_len {
+                        let sum = data[idx] + wg[idx] + j * auto_1[n * poly_len + z];
+                        data[idx] = barrett_coeff_u64(sp, sum, n);
+                        idx += 1;
+                    }
+                }
+            }
+        };
+        let (src, dest) = v.split_at_mut(num_in);
+        src.par_iter_mut()
+            .zip(dest.par_iter_mut())
+            .for_each(|(s, d)| scalar_multiply(d, neg1, s));
+        for half in v[..2 * num_in].chunks_mut(num_in) {
+            half.par_iter_mut()
+                .enumerate()
+                .for_each_init(|| SwitchScratch::new(sp), expand);
+        }
+    }
+}
+
+/// spiral-rs's `expand_query` on [`coefficient_expansion`] above: the query's first-dimension
+/// vector (reoriented for the database pass) and its GSW ciphertexts for the folding.
+fn expand(
+    sp: &'static Params,
+    keys: &PublicParameters<'static>,
+    query: &Query<'static>,
+) -> Result<(AlignedMemory64, Vec<PolyMatrixNTT<'static>>)> {
+    let missing = || CoreError::Internal("public keys lack expansion keys".into());
+    let dim0 = 1usize << sp.db_dim_1;
+    let further_dims = sp.db_dim_2;
+    let right_expanded = sp.t_gsw * further_dims;
+    let g = log2_ceil_usize(right_expanded + dim0);
+    let stop_round = log2_ceil_usize(right_expanded);
+    let ct = query.ct.as_ref().ok_or_else(missing)?;
+    let mut v: Vec<PolyMatrixNTT<'static>> =
+        (0..1 << g).map(|_| PolyMatrixNTT::zero(sp, 2, 1)).collect();
+    v[0].copy_into(&ct.ntt(), 0, 0);
+    let v_conversion = &keys.v_conversion.as_ref().ok_or_else(missing)?[0];
+    let v_w_left = keys.v_expansion_left.as_ref().ok_or_else(missing)?;
+    let v_w_right = keys.v_expansion_right.as_ref().unwrap_or(v_w_left);
+    let v_neg1 = sp.get_v_neg1();
+    // Validation requires nu_2 >= 1, so the folding bits are always expanded.
+    coefficient_expansion(
+        sp,
+        &mut v,
+        g,
+        stop_round,
+        v_w_left,
+        v_w_right,
+        &v_neg1,
+        right_expanded,
+    );
+    let v_reg_inp: Vec<PolyMatrixNTT> = (0..dim0).map(|i| v[2 * i].clone()).collect();
+    let v_gsw_inp: Vec<PolyMatrixNTT> = (0..right_expanded).map(|i| v[2 * i + 1].clone()).collect();
+    let mut v_reg_reoriented = AlignedMemory64::new(dim0 * 2 * sp.poly_len);
+    reorient_reg_ciphertexts(sp, v_reg_reoriented.as_mut_slice(), &v_reg_inp);
+    let mut v_folding: Vec<PolyMatrixNTT<'static>> = (0..further_dims)
+        .map(|_| PolyMatrixNTT::zero(sp, 2, 2 * sp.t_gsw))
+        .collect();
+    regev_to_gsw(&mut v_folding, &v_gsw_inp, v_conversion, sp, 1, 0);
+    Ok((v_reg_reoriented, v_folding))
+}
+
 /// Folds `v_cts` (2^nu_2 ciphertexts) over the further dimensions with the query's GSW
 /// ciphertexts: spiral-rs's `fold_ciphertexts` with one external product per step instead of two.
 ///
@@ -417,8 +585,8 @@ fn fold(sp: &'static Params, v_cts: &mut [PolyMatrixRaw<'static>], v_folding: &[
         num_per /= 2;
         let gsw = &v_folding[further_dims - 1 - cur_dim];
         for i in 0..num_per {
-            gadget_invert(&mut ginv_0, &v_cts[i]);
-            gadget_invert(&mut ginv_diff, &v_cts[num_per + i]);
+            gadget_invert_rows(sp, &mut ginv_0, &v_cts[i], 2);
+            gadget_invert_rows(sp, &mut ginv_diff, &v_cts[num_per + i], 2);
             // Digits are below the gadget base, so each difference is one wrap at most.
             for (d, &g0) in ginv_diff
                 .data
@@ -533,7 +701,7 @@ fn row_dots(sp: &Params, row: &[u64], a: &[&[u64]], out: &mut [[u64; 4]]) {
     };
     /// Row entries per flush: each of the 4 lanes then holds 256 products.
     const CHUNK: usize = 512;
-    let reduce = |x: u64, k: usize| spiral_rs::arith::barrett_coeff_u64(sp, x, k);
+    let reduce = |x: u64, k: usize| barrett_coeff_u64(sp, x, k);
     let add = |x: u64, y: u64, k: usize| {
         let s = x + y;
         if s >= sp.moduli[k] {
