@@ -5,6 +5,7 @@
 //! synth / your own signed mappings ─▶ mappings.jsonl ─build─▶ db.pirsnap ─serve─▶ gRPC pir.v1
 //! ```
 
+mod answerer;
 mod error;
 mod keycache;
 mod metrics;

@@ -64,9 +64,13 @@ enum Command {
         /// Memory budget of registered client keys, MiB.
         #[arg(long, default_value_t = 2048)]
         key_cache_mib: u64,
-        /// Requests answered at once; more get RESOURCE_EXHAUSTED.
+        /// Requests queued or being answered at once; more get RESOURCE_EXHAUSTED.
         #[arg(long, default_value_t = 64)]
         max_pending: usize,
+        /// Most queries answered together in one pass over the database, across requests
+        /// (about 16 MiB of working memory each). A larger request is answered alone.
+        #[arg(long, default_value_t = ServeOptions::default().max_batch_queries)]
+        max_batch: usize,
         /// Refuse snapshots (at start and on reload) not signed by a key in this file.
         #[arg(long)]
         dp_pub: Option<PathBuf>,
@@ -229,6 +233,7 @@ fn run(command: Command) -> Result<(), ServerError> {
             max_queries_per_request,
             key_cache_mib,
             max_pending,
+            max_batch,
             dp_pub,
             admin_listen,
             admin_token_file,
@@ -246,6 +251,7 @@ fn run(command: Command) -> Result<(), ServerError> {
                 max_queries_per_request,
                 key_cache_bytes: key_cache_mib << 20,
                 max_pending_answers: max_pending,
+                max_batch_queries: max_batch,
                 request_timeout: std::time::Duration::from_secs(request_timeout_secs),
                 per_key_rate: key_rate.0,
                 per_peer_rate: peer_rate.0,
@@ -578,6 +584,8 @@ mod tests {
                 "off",
                 "--peer-rate",
                 "10/100",
+                "--max-batch",
+                "16",
                 "--tls-cert",
                 "c.pem",
                 "--tls-key",
@@ -588,6 +596,7 @@ mod tests {
             let Command::Serve {
                 key_rate,
                 peer_rate,
+                max_batch,
                 ..
             } = cli.command
             else {
@@ -595,6 +604,7 @@ mod tests {
             };
             assert!(key_rate.0.is_none() || key_rate.0.is_some_and(|r| r.burst == 200));
             assert!(peer_rate.0.is_some());
+            assert!(max_batch == ServeOptions::default().max_batch_queries || max_batch == 16);
         }
         assert!(
             Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--key-rate", "5"])

@@ -16,6 +16,8 @@ pub(crate) struct Metrics {
     pub(crate) lookups: IntCounter,
     pub(crate) answer_seconds: Histogram,
     pub(crate) in_progress: IntGauge,
+    pub(crate) batch_queries: Histogram,
+    pub(crate) batch_splits: IntCounter,
     pub(crate) rejections: IntCounterVec,
     pub(crate) key_cache_entries: IntGauge,
     pub(crate) key_cache_bytes: IntGauge,
@@ -29,13 +31,24 @@ impl Metrics {
         let answer_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "pir_answer_seconds",
-                "Time to answer one Query request (all its queries)",
+                "Time to answer one Query request (all its queries), waiting in the queue included",
             )
             .buckets(prometheus::exponential_buckets(0.01, 2.0, 12)?),
         )?;
         let in_progress = IntGauge::new(
             "pir_answers_in_progress",
-            "Query requests being answered (the bounded queue's depth)",
+            "Query requests queued or being answered (the bounded queue's depth)",
+        )?;
+        let batch_queries = Histogram::with_opts(
+            HistogramOpts::new(
+                "pir_batch_queries",
+                "Queries answered together in one pass over the database (one or more requests)",
+            )
+            .buckets(prometheus::exponential_buckets(1.0, 2.0, 8)?),
+        )?;
+        let batch_splits = IntCounter::new(
+            "pir_batch_splits_total",
+            "Batches that failed and were answered again in halves, to fail only the faulty request",
         )?;
         let rejections = IntCounterVec::new(
             Opts::new("pir_rejections_total", "Requests refused, by reason"),
@@ -51,6 +64,8 @@ impl Metrics {
         registry.register(Box::new(lookups.clone()))?;
         registry.register(Box::new(answer_seconds.clone()))?;
         registry.register(Box::new(in_progress.clone()))?;
+        registry.register(Box::new(batch_queries.clone()))?;
+        registry.register(Box::new(batch_splits.clone()))?;
         registry.register(Box::new(rejections.clone()))?;
         registry.register(Box::new(key_cache_entries.clone()))?;
         registry.register(Box::new(key_cache_bytes.clone()))?;
@@ -60,6 +75,8 @@ impl Metrics {
             lookups,
             answer_seconds,
             in_progress,
+            batch_queries,
+            batch_splits,
             rejections,
             key_cache_entries,
             key_cache_bytes,

@@ -1,9 +1,11 @@
 //! The `pir.v1.Discovery` gRPC service.
 //!
-//! Answering is CPU work over the whole database: it runs on the blocking pool (and spiral-rs's
-//! rayon pool inside it), never on the async runtime, so the runtime keeps accepting connections
-//! and answering health checks while queries compute. A bounded number of answers may be in
-//! progress; past that the server says RESOURCE_EXHAUSTED at once instead of queueing.
+//! Answering is CPU work over the whole database: a request that passes its checks (epoch, key,
+//! sizes, rate limits) is handed to the answering thread (see `answerer.rs`), which answers
+//! queued requests together in one pass over the database on rayon's pool, never on the async
+//! runtime, so the runtime keeps accepting connections and answering health checks while
+//! queries compute. A bounded number of requests may be queued or answered; past that the server
+//! says RESOURCE_EXHAUSTED at once.
 
 use std::{
     future::Future,
@@ -22,7 +24,7 @@ use pir_proto::v1::{
     RegisterKeysResponse,
     discovery_server::{Discovery, DiscoveryServer},
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::{
     Request, Response, Status,
@@ -30,6 +32,7 @@ use tonic::{
 };
 
 use crate::{
+    answerer::Answerer,
     error::ServerError,
     keycache::{KeyCache, estimated_cost},
     metrics::Metrics,
@@ -64,8 +67,12 @@ pub struct ServeOptions {
     pub max_queries_per_request: u32,
     /// Memory budget of registered keys, bytes.
     pub key_cache_bytes: u64,
-    /// Answers (requests) in progress at once; more are refused with RESOURCE_EXHAUSTED.
+    /// Requests queued or being answered at once; more are refused with RESOURCE_EXHAUSTED.
     pub max_pending_answers: usize,
+    /// Most queries answered together in one pass over the database, from one or more requests
+    /// (each costs about 16 MiB of working memory while answered). A request with more queries
+    /// than this is answered alone. 0 counts as 1.
+    pub max_batch_queries: usize,
     /// Longest a request may take; past it the client gets DEADLINE_EXCEEDED.
     pub request_timeout: Duration,
     /// PIR queries per registered key. The default lets a user look up hundreds of CPIs a day
@@ -75,7 +82,7 @@ pub struct ServeOptions {
     pub per_peer_rate: Option<RateLimit>,
     /// Key registrations per peer address (each costs CPU and tens of MB).
     pub per_peer_registrations: Option<RateLimit>,
-    /// Test hook: a query whose bytes start with this marker panics inside the answering task,
+    /// Test hook: a query whose bytes start with this marker panics inside the answering thread,
     /// as a dependency bug would. Never set it outside tests.
     #[doc(hidden)]
     pub danger_panic_marker: Option<Vec<u8>>,
@@ -88,6 +95,7 @@ impl Default for ServeOptions {
             max_queries_per_request: 32,
             key_cache_bytes: 2 << 30,
             max_pending_answers: 64,
+            max_batch_queries: 8,
             request_timeout: Duration::from_secs(60),
             per_key_rate: Some(RateLimit {
                 burst: 200,
@@ -166,7 +174,7 @@ struct State {
     served: ArcSwap<Served>,
     keys: KeyCache,
     opts: ServeOptions,
-    slots: Arc<Semaphore>,
+    answerer: Answerer,
     limiters: Limiters,
     metrics: Metrics,
     requests: AtomicU64,
@@ -184,11 +192,12 @@ impl DiscoveryService {
         let served = Served::new(snapshot, &opts)?;
         let metrics = Metrics::new().map_err(|e| ServerError::Internal(format!("metrics: {e}")))?;
         metrics.epoch.set(served.config.epoch as i64);
+        let answerer = Answerer::start(&opts, &metrics)?;
         Ok(Self {
             state: Arc::new(State {
                 served: ArcSwap::from_pointee(served),
                 keys: KeyCache::new(opts.key_cache_bytes),
-                slots: Arc::new(Semaphore::new(opts.max_pending_answers)),
+                answerer,
                 limiters: Limiters::new(&opts),
                 metrics,
                 requests: AtomicU64::new(0),
@@ -354,56 +363,21 @@ impl DiscoveryService {
             take(&self.state.limiters.per_peer, &peer, n, "peer")?;
         }
         take(&self.state.limiters.per_key, &id, n, "key")?;
-        // The permit moves into the blocking task: it is held until the work is done, even if
-        // the request times out or the client goes away first.
-        let permit = self
+        let answers = self
             .state
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ServerError::Overloaded(self.state.opts.max_pending_answers))?;
-        let snapshot = served.snapshot.clone();
-        let queries = req.queries;
-        let marker = self.state.opts.danger_panic_marker.clone();
-        let in_progress = self.state.metrics.in_progress.clone();
-        in_progress.inc();
-        let timer = self.state.metrics.answer_seconds.start_timer();
-        let work = tokio::task::spawn_blocking(move || {
-            let _permit = permit;
-            let _gauge = DecOnDrop(in_progress);
-            if let Some(m) = marker
-                && queries.iter().any(|q| q.starts_with(&m))
-            {
-                panic!("injected fault: a dependency bug while answering");
-            }
-            // One pass over the database for the whole batch.
-            let batch: Vec<(&ServerKeys, &[u8])> =
-                queries.iter().map(|q| (&*keys, q.as_slice())).collect();
-            snapshot.answer_batch(&batch)
-        });
-        let answers = tokio::time::timeout(self.state.opts.request_timeout, work)
-            .await
-            .map_err(|_| ServerError::DeadlineExceeded(self.state.opts.request_timeout))?
-            .map_err(join_error)??;
-        timer.observe_duration();
+            .answerer
+            .answer(served.snapshot.clone(), keys, req.queries)
+            .await?;
         self.state.metrics.lookups.inc_by(n as u64);
         Ok(QueryResponse { epoch, answers })
     }
 }
 
-struct DecOnDrop(prometheus::IntGauge);
-
-impl Drop for DecOnDrop {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
 fn join_error(e: tokio::task::JoinError) -> ServerError {
     if e.is_panic() {
-        ServerError::Internal("answering panicked".into())
+        ServerError::Internal("parsing keys panicked".into())
     } else {
-        ServerError::Internal("answering task cancelled".into())
+        ServerError::Internal("parsing keys was cancelled".into())
     }
 }
 
