@@ -123,9 +123,41 @@ const VETTED: [SchemeParams; 19] = [
     },
 ];
 
+/// A tuned entry: the store's ring, p and q2, with its own split and gadget lengths.
+#[allow(clippy::too_many_arguments)]
+const fn tuned(
+    instances: u32,
+    nu_1: u32,
+    nu_2: u32,
+    t_gsw: u32,
+    t_conv: u32,
+    t_exp_left: u32,
+    t_exp_right: u32,
+) -> SchemeParams {
+    SchemeParams {
+        t_exp_right,
+        ..spiral_p256(instances, nu_1, nu_2, t_gsw, t_conv, t_exp_left)
+    }
+}
+
 /// Tuned replacements of store entries, one per shape (item count and item size); shapes not
-/// listed use their store entry. Each was picked by the `tune` tool's measurements.
-const TUNED: [SchemeParams; 0] = [];
+/// listed use their store entry. Each is the fastest of the candidates the `tune` tool
+/// measured (one query, one thread; `docs/performance.md` has the tables): 0.36x to 0.65x the
+/// store entry's time, with public keys a quarter to a half the size. A smaller first
+/// dimension and shorter expansion gadgets make query expansion, which dominated, much cheaper.
+const TUNED: [SchemeParams; 11] = [
+    tuned(1, 6, 4, 4, 7, 4, 14), // 2^10 x 8 KiB
+    tuned(1, 6, 5, 4, 8, 6, 14), // 2^11 x 8 KiB
+    tuned(2, 6, 4, 4, 7, 4, 14), // 2^10 x 16 KiB
+    tuned(1, 7, 5, 4, 8, 6, 14), // 2^12 x 8 KiB
+    tuned(2, 7, 4, 4, 8, 5, 12), // 2^11 x 16 KiB
+    tuned(1, 8, 5, 5, 7, 6, 10), // 2^13 x 8 KiB
+    tuned(2, 8, 4, 4, 7, 6, 12), // 2^12 x 16 KiB
+    tuned(1, 8, 6, 4, 7, 6, 28), // 2^14 x 8 KiB
+    tuned(2, 8, 5, 4, 8, 7, 14), // 2^13 x 16 KiB
+    tuned(1, 8, 7, 4, 7, 6, 28), // 2^15 x 8 KiB
+    tuned(2, 8, 6, 4, 7, 6, 28), // 2^14 x 16 KiB
+];
 
 impl std::fmt::Display for SchemeParams {
     /// `Spiral n=2 nu_1=9 nu_2=6 p=256 q2_bits=20 t_gsw=8 t_conv=4 t_exp=8/56 instances=1
@@ -291,5 +323,53 @@ impl SchemeParams {
     /// 64-bit words of the preprocessed (NTT-form) database.
     pub fn db_words(&self) -> usize {
         (self.instances * self.n * self.n) as usize * self.num_items() * POLY_LEN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tuned_presets_keep_their_shape_and_estimated_failure() {
+        let store: Vec<SchemeParams> = SchemeParams::store_presets().map(|p| p.params).collect();
+        for t in TUNED {
+            t.validate().unwrap();
+            let base = store
+                .iter()
+                .find(|s| s.num_items() == t.num_items() && s.item_bytes == t.item_bytes)
+                .unwrap_or_else(|| panic!("{t}: no store entry of that shape"));
+            assert_eq!(
+                (t.n, t.p, t.q2_bits, t.instances),
+                (base.n, base.p, base.q2_bits, base.instances)
+            );
+            let (ours, theirs) = (
+                t.estimated_log2_failure().unwrap(),
+                base.estimated_log2_failure().unwrap(),
+            );
+            assert!(
+                ours <= -40.0 && ours <= theirs + 1.0,
+                "{t}: 2^{ours} against 2^{theirs}"
+            );
+        }
+        // One preset per store shape, in the same order; tuned ones where there are any.
+        let chosen: Vec<Preset> = SchemeParams::vetted_presets().collect();
+        assert_eq!(chosen.len(), store.len());
+        for (c, s) in chosen.iter().zip(&store) {
+            assert_eq!(
+                (c.params.num_items(), c.params.item_bytes),
+                (s.num_items(), s.item_bytes)
+            );
+            let is_tuned = TUNED.contains(&c.params);
+            assert_eq!(c.origin == PresetOrigin::Tuned, is_tuned);
+            assert!(s.as_vetted().is_some() && c.params.as_vetted().is_some());
+        }
+        assert_eq!(
+            chosen
+                .iter()
+                .filter(|c| c.origin == PresetOrigin::Tuned)
+                .count(),
+            TUNED.len()
+        );
     }
 }

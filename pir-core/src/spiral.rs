@@ -27,8 +27,8 @@ use spiral_rs::{
     arith::{barrett_coeff_u64, log2_ceil_usize, recenter_mod},
     client::{Client, PublicParameters, Query, SEED_LENGTH},
     gadget::get_bits_per,
-    noise_estimate::NoiseEstimator,
-    params::Params,
+    noise_estimate::{Paramset, get_noise_from_paramset, get_p_err},
+    params::{Params, Q2_VALUES},
     poly::{
         PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, automorph, from_ntt, multiply, scalar_multiply,
         to_ntt, to_ntt_no_reduce,
@@ -95,8 +95,27 @@ pub struct MessageSizes {
 impl SchemeParams {
     /// log2 of the per-query correctness failure probability, by the Spiral authors' noise
     /// estimator (spiral-rs's `NoiseEstimator`, the model their parameter search used).
+    ///
+    /// Computed from the parameters alone: unlike answering, it interns nothing, so a search may
+    /// call it for thousands of candidates.
     pub fn estimated_log2_failure(&self) -> Result<f64> {
-        Ok(spiral_params(self)?.estimate_log2_err_prob())
+        self.validate()?;
+        let set = Paramset {
+            n: self.n as usize,
+            d: POLY_LEN,
+            p: self.p,
+            q: MODULI[0] * MODULI[1],
+            sigma: NOISE_WIDTH,
+            t_conv: self.t_conv as usize,
+            t_exp_left: self.t_exp_left as usize,
+            t_exp_right: self.t_exp_right as usize,
+            t_gsw: self.t_gsw as usize,
+            db_dim_1: self.nu_1 as usize,
+            db_dim_2: self.nu_2 as usize,
+            expand_queries: true,
+        };
+        let q2 = Q2_VALUES[self.q2_bits as usize];
+        Ok(get_p_err(&set, get_noise_from_paramset(&set), q2))
     }
 
     /// Sizes of the public keys, a query and a response.
@@ -917,6 +936,18 @@ mod tests {
             (s[2] % MODULI[1] as u128) as u64,
             (s[3] % MODULI[1] as u128) as u64,
         ]
+    }
+
+    #[test]
+    fn failure_estimate_is_spiral_rs_estimator() {
+        use spiral_rs::noise_estimate::NoiseEstimator;
+        for preset in SchemeParams::vetted_presets().chain(SchemeParams::store_presets()) {
+            let p = preset.params;
+            let ours = p.estimated_log2_failure().unwrap();
+            let theirs = spiral_params(&p).unwrap().estimate_log2_err_prob();
+            assert_eq!(ours, theirs, "{p}");
+            assert!(ours <= -40.0, "{p}: {ours}");
+        }
     }
 
     #[test]

@@ -114,3 +114,11 @@ fn batched_answers_equal_process_query_deep_fold_and_short_gadgets() {
         ..SchemeParams::danger_test_only_small()
     });
 }
+
+#[test]
+fn smallest_vetted_presets_answer_like_process_query_and_decode() {
+    // The builder's choice for small databases (tuned entries), one and two instances.
+    for preset in SchemeParams::vetted_presets().filter(|p| p.params.num_items() == 1 << 10) {
+        check(preset.params);
+    }
+}

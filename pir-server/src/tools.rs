@@ -539,8 +539,13 @@ pub fn describe(h: &SnapshotHeader, file_bytes: u64) -> Result<String, pir_core:
         "parameter set",
         match vetted {
             Some(p) => format!(
-                "vetted: {}-bit security, failure <= 2^{}",
-                p.security_bits, p.log2_failure
+                "vetted ({}): {}-bit security, failure <= 2^{}",
+                match p.origin {
+                    pir_core::PresetOrigin::Store => "Spiral parameter store",
+                    pir_core::PresetOrigin::Tuned => "tuned, see docs/performance.md",
+                },
+                p.security_bits,
+                p.log2_failure
             ),
             None => "NOT a vetted preset (test or custom parameters)".into(),
         },
