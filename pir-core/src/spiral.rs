@@ -363,33 +363,28 @@ pub(crate) fn answer_batch_timed(
 
     let trials = sp.n * sp.n;
     let slices = sp.instances * trials;
-    // products[slice][query]: the first dimension's num_per ciphertexts.
-    let products = first_dimension(sp, db, &v_firstdim, slices);
-    phases.first_dim_s = lap(&mut clock);
-
+    // Slices go through the first dimension and the folding a few at a time (as many as there
+    // are threads), so the first dimension's sums of only those slices are in memory: about
+    // 4 MiB per slice and query instead of all of them at once.
+    let group = rayon::current_num_threads().clamp(1, slices);
     // cts[slice][query]: the slice's ciphertext, folded over the further dimensions.
-    let cts: Vec<Vec<PolyMatrixRaw<'static>>> = products
-        .into_par_iter()
-        .map(|per_query| {
-            per_query
+    let mut cts: Vec<Vec<PolyMatrixRaw<'static>>> = Vec::with_capacity(slices);
+    for start in (0..slices).step_by(group) {
+        let range = start..(start + group).min(slices);
+        let sums = first_dimension(sp, db, &v_firstdim, range.clone());
+        phases.first_dim_s += lap(&mut clock);
+        cts.par_extend(range.into_par_iter().map(|slice| {
+            (0..batch.len())
                 .into_par_iter()
-                .enumerate()
-                .map(|(qi, intermediate)| {
-                    let mut raw: Vec<PolyMatrixRaw> = intermediate
-                        .iter()
-                        .map(|ntt| {
-                            let mut r = PolyMatrixRaw::zero(sp, 2, 1);
-                            from_ntt(&mut r, ntt);
-                            r
-                        })
-                        .collect();
+                .map(|qi| {
+                    let mut raw = sums.ciphertexts(slice - start, qi);
                     fold(sp, &mut raw, &expanded[qi].1);
                     raw.swap_remove(0)
                 })
                 .collect()
-        })
-        .collect();
-    phases.fold_s = lap(&mut clock);
+        }));
+        phases.fold_s += lap(&mut clock);
+    }
 
     let answers = (0..batch.len())
         .into_par_iter()
@@ -635,15 +630,52 @@ fn fold(sp: &'static Params, v_cts: &mut [PolyMatrixRaw<'static>], v_folding: &[
 /// every core has work whatever the number of slices, and each piece streams a long run of rows.
 const Z_PIECE: usize = 256;
 
-/// The first dimension for several queries: spiral-rs's `multiply_reg_by_database`, with each
-/// database row read once for every query. Returns `[slice][query]` lists of `num_per`
-/// ciphertexts in NTT form.
+/// The first dimension's results for some slices and every query of a batch.
+struct FirstDim {
+    sp: &'static Params,
+    queries: usize,
+    pieces: usize,
+    z_piece: usize,
+    /// `[slice * pieces + piece][(z - piece start, i, query)]`: the four reduced dot products.
+    sums: Vec<Vec<[u64; 4]>>,
+}
+
+impl FirstDim {
+    /// The `num_per` ciphertexts of one query in one of the slices, out of the NTT domain.
+    fn ciphertexts(&self, slice: usize, query: usize) -> Vec<PolyMatrixRaw<'static>> {
+        let poly_len = self.sp.poly_len;
+        let num_per = 1usize << self.sp.db_dim_2;
+        let mut ct = PolyMatrixNTT::zero(self.sp, 2, 1);
+        (0..num_per)
+            .map(|i| {
+                let d = ct.data.as_mut_slice();
+                for piece in 0..self.pieces {
+                    let s = &self.sums[slice * self.pieces + piece];
+                    for zk in 0..self.z_piece {
+                        let z = piece * self.z_piece + zk;
+                        let [n0_0, n0_1, n1_0, n1_1] = s[(zk * num_per + i) * self.queries + query];
+                        d[z] = n0_0;
+                        d[2 * poly_len + z] = n0_1;
+                        d[poly_len + z] = n1_0;
+                        d[3 * poly_len + z] = n1_1;
+                    }
+                }
+                let mut raw = PolyMatrixRaw::zero(self.sp, 2, 1);
+                from_ntt(&mut raw, &ct);
+                raw
+            })
+            .collect()
+    }
+}
+
+/// The first dimension for several queries over the database slices `slices`: spiral-rs's
+/// `multiply_reg_by_database`, with each database row read once for every query.
 fn first_dimension(
     sp: &'static Params,
     db: &[u64],
     v_firstdim: &[&[u64]],
-    slices: usize,
-) -> Vec<Vec<Vec<PolyMatrixNTT<'static>>>> {
+    slices: std::ops::Range<usize>,
+) -> FirstDim {
     let poly_len = sp.poly_len;
     let dim0 = 1usize << sp.db_dim_1;
     let num_per = 1usize << sp.db_dim_2;
@@ -651,11 +683,10 @@ fn first_dimension(
     let nq = v_firstdim.len();
     let z_piece = Z_PIECE.min(poly_len);
     let pieces = poly_len / z_piece;
-    // sums[slice * pieces + piece][(z - piece start, i, query)]: the four reduced dot products.
-    let sums: Vec<Vec<[u64; 4]>> = (0..slices * pieces)
+    let sums = (0..slices.len() * pieces)
         .into_par_iter()
         .map(|unit| {
-            let (slice, piece) = (unit / pieces, unit % pieces);
+            let (slice, piece) = (slices.start + unit / pieces, unit % pieces);
             let cur_db = &db[slice * slice_words..(slice + 1) * slice_words];
             let mut out = vec![[0u64; 4]; z_piece * num_per * nq];
             let mut a: Vec<&[u64]> = Vec::with_capacity(nq);
@@ -676,33 +707,13 @@ fn first_dimension(
             out
         })
         .collect();
-    (0..slices)
-        .into_par_iter()
-        .map(|slice| {
-            (0..nq)
-                .map(|q| {
-                    (0..num_per)
-                        .map(|i| {
-                            let mut ct = PolyMatrixNTT::zero(sp, 2, 1);
-                            let d = ct.data.as_mut_slice();
-                            for piece in 0..pieces {
-                                let s = &sums[slice * pieces + piece];
-                                for zk in 0..z_piece {
-                                    let z = piece * z_piece + zk;
-                                    let [n0_0, n0_1, n1_0, n1_1] = s[(zk * num_per + i) * nq + q];
-                                    d[z] = n0_0;
-                                    d[2 * poly_len + z] = n0_1;
-                                    d[poly_len + z] = n1_0;
-                                    d[3 * poly_len + z] = n1_1;
-                                }
-                            }
-                            ct
-                        })
-                        .collect()
-                })
-                .collect()
-        })
-        .collect()
+    FirstDim {
+        sp,
+        queries: nq,
+        pieces,
+        z_piece,
+        sums,
+    }
 }
 
 /// One database row (`dim0` packed words: first CRT residue low, second high) against each
@@ -710,7 +721,7 @@ fn first_dimension(
 /// giving per query the four sums `[a0 * b mod q0, a1 * b mod q0, a0 * b mod q1, a1 * b mod q1]`.
 ///
 /// Residues are below 2^28, so each product is below 2^56 and a 64-bit lane adds 256 of them
-/// without overflow; lanes are reduced (Barrett) every `LANE_TERMS` terms.
+/// without overflow; lanes are reduced (Barrett) every `CHUNK` row entries.
 #[cfg(target_feature = "avx2")]
 fn row_dots(sp: &Params, row: &[u64], a: &[&[u64]], out: &mut [[u64; 4]]) {
     use std::arch::x86_64::{

@@ -206,7 +206,7 @@ impl Worker {
 
     /// Takes the oldest job and the queued jobs on the same snapshot that fit beside it, in
     /// queue order. The oldest job always goes, so none waits for ever; one with more queries
-    /// than a batch holds goes alone.
+    /// than a batch holds goes alone (and is answered in several passes).
     fn take_group(&self, waiting: &mut VecDeque<Job>) -> Vec<Job> {
         let now = Instant::now();
         let mut group: Vec<Job> = Vec::new();
@@ -282,8 +282,8 @@ impl Worker {
         }
     }
 
-    /// One pass over the database for every query of `group` (non-empty, one snapshot), with
-    /// any panic inside contained.
+    /// One pass over the database for every query of `group` (non-empty, one snapshot), or
+    /// several of at most `max_batch_queries` queries each, with any panic inside contained.
     fn answer_batch(&self, group: &[Job]) -> Reply {
         let snapshot = &group[0].snapshot;
         let batch: Vec<(&ServerKeys, &[u8])> = group
@@ -299,7 +299,14 @@ impl Worker {
             {
                 panic!("injected fault: a dependency bug while answering");
             }
-            snapshot.answer_batch(&batch)
+            // A request with more queries than a batch holds (a group is then that request
+            // alone) goes through in passes of at most max_batch_queries, which bounds the
+            // working memory (about 20 MiB a query at 1M mappings) whatever the request size.
+            let mut answers = Vec::with_capacity(batch.len());
+            for chunk in batch.chunks(self.max_batch_queries) {
+                answers.extend(snapshot.answer_batch(chunk)?);
+            }
+            Ok::<_, pir_core::CoreError>(answers)
         }));
         let answers = match outcome {
             Ok(Ok(answers)) if answers.len() == batch.len() => answers,

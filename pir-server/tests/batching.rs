@@ -194,10 +194,13 @@ async fn concurrent_requests_share_a_pass_and_each_gets_its_own_answers() {
     }
     let response = busy.await.unwrap().unwrap();
     assert_eq!(response.answers.len(), BLOCKER_QUERIES);
-    assert_eq!(
-        users[0].msps(&users[0].pending(0), &response.answers[5]),
-        msp(0)
-    );
+    // Answered in passes of at most eight queries: answers from the first and last pass.
+    for k in [5, BLOCKER_QUERIES - 1] {
+        assert_eq!(
+            users[0].msps(&users[0].pending(0), &response.answers[k]),
+            msp(0)
+        );
+    }
 
     let batches = metric(&server, "pir_batch_queries_count");
     let queries = metric(&server, "pir_batch_queries_sum");
