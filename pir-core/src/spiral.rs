@@ -34,7 +34,6 @@ use spiral_rs::{
         to_ntt, to_ntt_no_reduce,
     },
     server::{encode, pack, process_query, regev_to_gsw},
-    util::reorient_reg_ciphertexts,
 };
 
 use crate::{
@@ -533,6 +532,26 @@ fn coefficient_expansion(
     }
 }
 
+/// spiral-rs's `reorient_reg_ciphertexts` for the first-dimension ciphertexts `v[2 * j]`
+/// (`j < dim0`), in parallel over coefficients and without copying them first: out[z][j][row]
+/// packs the residues modulo both CRT moduli into one word.
+fn reorient(sp: &Params, out: &mut [u64], v: &[PolyMatrixNTT], dim0: usize) {
+    let poly_len = sp.poly_len;
+    out.par_chunks_mut(2 * dim0)
+        .enumerate()
+        .for_each(|(z, words)| {
+            for (j, pair) in words.chunks_exact_mut(2).enumerate() {
+                let data = v[2 * j].data.as_slice();
+                for (row, w) in pair.iter_mut().enumerate() {
+                    let base = row * sp.crt_count * poly_len;
+                    let lo = data[base + z] % sp.moduli[0];
+                    let hi = data[base + poly_len + z] % sp.moduli[1];
+                    *w = lo | (hi << PACKED_OFFSET_2);
+                }
+            }
+        });
+}
+
 /// spiral-rs's `expand_query` on [`coefficient_expansion`] above: the query's first-dimension
 /// vector (reoriented for the database pass) and its GSW ciphertexts for the folding.
 fn expand(
@@ -547,8 +566,10 @@ fn expand(
     let g = log2_ceil_usize(right_expanded + dim0);
     let stop_round = log2_ceil_usize(right_expanded);
     let ct = query.ct.as_ref().ok_or_else(missing)?;
-    let mut v: Vec<PolyMatrixNTT<'static>> =
-        (0..1 << g).map(|_| PolyMatrixNTT::zero(sp, 2, 1)).collect();
+    let mut v: Vec<PolyMatrixNTT<'static>> = (0..1usize << g)
+        .into_par_iter()
+        .map(|_| PolyMatrixNTT::zero(sp, 2, 1))
+        .collect();
     v[0].copy_into(&ct.ntt(), 0, 0);
     let v_conversion = &keys.v_conversion.as_ref().ok_or_else(missing)?[0];
     let v_w_left = keys.v_expansion_left.as_ref().ok_or_else(missing)?;
@@ -565,10 +586,9 @@ fn expand(
         &v_neg1,
         right_expanded,
     );
-    let v_reg_inp: Vec<PolyMatrixNTT> = (0..dim0).map(|i| v[2 * i].clone()).collect();
     let v_gsw_inp: Vec<PolyMatrixNTT> = (0..right_expanded).map(|i| v[2 * i + 1].clone()).collect();
     let mut v_reg_reoriented = AlignedMemory64::new(dim0 * 2 * sp.poly_len);
-    reorient_reg_ciphertexts(sp, v_reg_reoriented.as_mut_slice(), &v_reg_inp);
+    reorient(sp, v_reg_reoriented.as_mut_slice(), &v, dim0);
     let mut v_folding: Vec<PolyMatrixNTT<'static>> = (0..further_dims)
         .map(|_| PolyMatrixNTT::zero(sp, 2, 2 * sp.t_gsw))
         .collect();
