@@ -82,18 +82,36 @@ pub(crate) struct Answerer {
     request_timeout: Duration,
     in_progress: IntGauge,
     answer_seconds: Histogram,
+    /// The worker thread (`None` until started).
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Answerer {
     /// Starts the worker thread. It stops by itself once the `Answerer` is dropped and the
     /// queued jobs are answered.
     pub(crate) fn start(opts: &ServeOptions, metrics: &Metrics) -> Result<Self, ServerError> {
-        let (answerer, worker, jobs) = Self::unstarted(opts, metrics);
-        std::thread::Builder::new()
+        Self::start_with(opts, metrics, Worker::run)
+    }
+
+    /// Starts `run` as the worker thread (tests substitute a failing worker).
+    fn start_with(
+        opts: &ServeOptions,
+        metrics: &Metrics,
+        run: fn(Worker, mpsc::Receiver<Job>),
+    ) -> Result<Self, ServerError> {
+        let (mut answerer, worker, jobs) = Self::unstarted(opts, metrics);
+        let thread = std::thread::Builder::new()
             .name("pir-answerer".into())
-            .spawn(move || worker.run(jobs))
+            .spawn(move || run(worker, jobs))
             .map_err(|e| ServerError::io("starting the answering thread", e))?;
+        answerer.thread = Some(thread);
         Ok(answerer)
+    }
+
+    /// Whether the worker thread is running. It only stops early if it panicked outside the
+    /// contained answering (a bug): every Query then fails, and health says so.
+    pub(crate) fn is_alive(&self) -> bool {
+        self.thread.as_ref().is_some_and(|t| !t.is_finished())
     }
 
     /// Both sides, the worker not yet running (tests drive it by hand).
@@ -113,6 +131,7 @@ impl Answerer {
             request_timeout: opts.request_timeout,
             in_progress: metrics.in_progress.clone(),
             answer_seconds: metrics.answer_seconds.clone(),
+            thread: None,
         };
         (answerer, worker, jobs)
     }
@@ -498,5 +517,27 @@ mod tests {
         assert!(matches!(err, ServerError::Internal(_)), "{err}");
         assert_eq!(f.metrics.in_progress.get(), 0);
         assert_eq!(f.answerer.slots.available_permits(), 64);
+    }
+
+    #[tokio::test]
+    async fn a_dead_worker_is_reported_and_its_requests_fail() {
+        fn dies(_: Worker, jobs: mpsc::Receiver<Job>) {
+            let _job = jobs.recv();
+            panic!("the answering thread dies");
+        }
+        let metrics = Metrics::new().unwrap();
+        let answerer = Answerer::start_with(&ServeOptions::default(), &metrics, dies).unwrap();
+        assert!(answerer.is_alive());
+        let (a, keys) = (snapshot(), keys());
+        let err = answerer.answer(a, keys, vec![vec![0]]).await.unwrap_err();
+        assert!(matches!(err, ServerError::Internal(_)), "{err}");
+        // The request failed when the job was dropped, as the thread unwound; it ends just after.
+        for _ in 0..100 {
+            if !answerer.is_alive() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the dead worker is still reported alive");
     }
 }

@@ -222,6 +222,12 @@ impl DiscoveryService {
         self.state.served.load().config.epoch
     }
 
+    /// Whether the answering thread is running (false only after a bug killed it: every Query
+    /// then fails with INTERNAL, and the health service reports NOT_SERVING).
+    pub fn answering(&self) -> bool {
+        self.state.answerer.is_alive()
+    }
+
     /// Registered key sets in the cache.
     pub fn registered_keys(&self) -> usize {
         self.state.keys.len()
@@ -459,6 +465,22 @@ pub async fn serve_tls(
     if let Some(identity) = identity {
         builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
     }
+    // Health follows the answering thread: if a bug ever kills it, load balancers should stop
+    // sending lookups here.
+    let watched = service.clone();
+    let _watcher = AbortOnDrop(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if !watched.answering() {
+                tracing::error!("the answering thread has stopped; health is now NOT_SERVING");
+                reporter
+                    .set_not_serving::<DiscoveryServer<DiscoveryService>>()
+                    .await;
+                break;
+            }
+        }
+    }));
     builder
         .layer(tower::util::MapResponseLayer::new(
             oversized_is_resource_exhausted,
@@ -469,6 +491,16 @@ pub async fn serve_tls(
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
+}
+
+/// Aborts a task when dropped: the health watcher holds a clone of the service (and so the
+/// answering thread's queue), which must go when serving ends, however it ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// tonic answers a message over the size limit with OUT_OF_RANGE; gRPC (and this protocol) say
