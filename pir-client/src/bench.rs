@@ -1,6 +1,10 @@
-//! A load generator: concurrent clients looking up random CPIs for a fixed time.
+//! A load generator: concurrent clients looking up CPIs (given ones, or random ones) for a
+//! fixed time.
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use pir_core::Cpi;
 use serde::Serialize;
@@ -12,6 +16,8 @@ use crate::{ClientOptions, PirClient, Result};
 pub struct BenchReport {
     /// Lookups answered.
     pub lookups: u64,
+    /// Answered lookups that found verified mappings.
+    pub found: u64,
     /// Lookups that failed (any error, including rate limits).
     pub errors: u64,
     /// Answered lookups per second over the run.
@@ -41,14 +47,27 @@ fn random_cpi(state: &mut u64) -> Cpi {
         .unwrap_or_else(|_| unreachable!("the address is well-formed by construction"))
 }
 
-/// Runs `concurrency` clients against `url` for `duration`. All clients share the keys in
-/// `options.key_file` (generated and registered once if absent), so the run does not spend the
-/// server's registration budget.
+/// Runs `concurrency` clients looking up random CPIs (almost all absent) against `url` for
+/// `duration`. All clients share the keys in `options.key_file` (generated and registered once
+/// if absent), so the run does not spend the server's registration budget.
 pub async fn run(
     url: &str,
     options: ClientOptions,
     concurrency: usize,
     duration: Duration,
+) -> Result<BenchReport> {
+    run_with_cpis(url, options, concurrency, duration, Arc::from(Vec::new())).await
+}
+
+/// [`run`], looking up `cpis` (each client walks the list from its own offset, round and
+/// round) instead of random CPIs when the list is not empty. With the CPIs of the served
+/// mappings, every lookup also decrypts and verifies found mappings, as real clients do.
+pub async fn run_with_cpis(
+    url: &str,
+    options: ClientOptions,
+    concurrency: usize,
+    duration: Duration,
+    cpis: Arc<[Cpi]>,
 ) -> Result<BenchReport> {
     // The first connection creates (or reuses) the shared keys; the others reuse them.
     let first = PirClient::connect(url, options.clone()).await?;
@@ -62,37 +81,49 @@ pub async fn run(
         .into_iter()
         .enumerate()
         .map(|(i, mut client)| {
+            let cpis = cpis.clone();
             tokio::spawn(async move {
                 let mut state = 0x9e37_79b9_7f4a_7c15u64 ^ (i as u64 + 1);
-                let (mut ok, mut errors) = (Vec::new(), 0u64);
+                // Clients start spread over the list, so they do not ask for the same CPIs.
+                let mut next = i * cpis.len() / concurrency.max(1);
+                let (mut ok, mut found, mut errors) = (Vec::new(), 0u64, 0u64);
                 while Instant::now() < deadline {
-                    let cpi = random_cpi(&mut state);
+                    let cpi = match cpis.get(next % cpis.len().max(1)) {
+                        Some(cpi) => cpi.clone(),
+                        None => random_cpi(&mut state),
+                    };
+                    next += 1;
                     let t = Instant::now();
                     match client.lookup(&cpi).await {
-                        Ok(_) => ok.push(t.elapsed().as_secs_f64() * 1e3),
+                        Ok(outcome) => {
+                            ok.push(t.elapsed().as_secs_f64() * 1e3);
+                            found += u64::from(outcome.result.found());
+                        }
                         Err(e) => {
                             tracing::debug!(error = %e, "lookup failed");
                             errors += 1;
                         }
                     }
                 }
-                (ok, errors)
+                (ok, found, errors)
             })
         })
         .collect();
     let mut latencies = Vec::new();
-    let mut errors = 0;
+    let (mut found, mut errors) = (0, 0);
     for t in tasks {
-        let (ok, e) = t
+        let (ok, f, e) = t
             .await
             .map_err(|e| crate::ClientError::Internal(format!("bench task: {e}")))?;
         latencies.extend(ok);
+        found += f;
         errors += e;
     }
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
     Ok(BenchReport {
         lookups: latencies.len() as u64,
+        found,
         errors,
         lookups_per_sec: latencies.len() as f64 / elapsed,
         p50_ms: percentile(&latencies, 50.0),

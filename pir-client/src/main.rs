@@ -81,9 +81,25 @@ struct BenchArgs {
     /// Seconds to run.
     #[arg(long, default_value_t = 10)]
     duration: u64,
-    /// Trusted issuer keys, to verify the (rare) random CPI that is found.
+    /// Trusted issuer keys, to verify the mappings of CPIs that are found.
     #[arg(long, value_name = "FILE")]
     trust: Option<PathBuf>,
+    /// CPIs to look up, one per line (e.g. those of the served mappings); random CPIs, almost
+    /// all absent, without it.
+    #[arg(long, value_name = "FILE")]
+    cpis: Option<PathBuf>,
+}
+
+/// Reads a CPI list: one per line, blank lines skipped; a bad line is an error with its number.
+fn read_cpis(path: &std::path::Path) -> Result<Vec<Cpi>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(n, line)| {
+            Cpi::parse(line.trim()).map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))
+        })
+        .collect()
 }
 
 #[derive(Debug, Args)]
@@ -195,11 +211,16 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ExitCode> {
         tls_ca: args.server.ca,
         ..ClientOptions::new(trust)
     };
-    let report = pir_client::bench::run(
+    let cpis = match &args.cpis {
+        Some(path) => read_cpis(path).map_err(|e| fail(&e))?,
+        None => Vec::new(),
+    };
+    let report = pir_client::bench::run_with_cpis(
         &args.server.server,
         options,
         args.concurrency,
         Duration::from_secs(args.duration),
+        cpis.into(),
     )
     .await
     .map_err(|e| fail(&e))?;
@@ -208,8 +229,13 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ExitCode> {
         emit(&json)?;
     } else {
         emit(&format!(
-            "{} lookups, {} errors, {:.2} lookups/s, p50 {:.0} ms, p99 {:.0} ms",
-            report.lookups, report.errors, report.lookups_per_sec, report.p50_ms, report.p99_ms
+            "{} lookups ({} found), {} errors, {:.2} lookups/s, p50 {:.0} ms, p99 {:.0} ms",
+            report.lookups,
+            report.found,
+            report.errors,
+            report.lookups_per_sec,
+            report.p50_ms,
+            report.p99_ms
         ))?;
     }
     Ok(ExitCode::SUCCESS)
@@ -236,6 +262,27 @@ mod tests {
     #[test]
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn a_cpi_list_names_its_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cpis.txt");
+        std::fs::write(
+            &path,
+            "tel:+14155550100\n\nmailto:bob@example.org\nnot a cpi\n",
+        )
+        .unwrap();
+        let err = read_cpis(&path).unwrap_err();
+        assert!(
+            err.ends_with(&format!(
+                "cpis.txt:4: {}",
+                Cpi::parse("not a cpi").unwrap_err()
+            )),
+            "{err}"
+        );
+        std::fs::write(&path, "tel:+14155550100\nmailto:bob@example.org\n").unwrap();
+        assert_eq!(read_cpis(&path).unwrap().len(), 2);
     }
 
     #[test]

@@ -301,3 +301,30 @@ async fn bench_runs_concurrent_clients_on_shared_keys() {
     assert_eq!(server.service().registered_keys(), 1);
     server.stop().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_with_cpis_finds_and_verifies_them() {
+    let server = start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = ClientOptions {
+        key_file: Some(dir.path().join("bench.keys")),
+        ..ClientOptions::new(trust())
+    };
+    let cpis = vec![cpi("tel:+14155550100"), cpi("mailto:bob@example.org")];
+    let report = pir_client::bench::run_with_cpis(
+        &server.url(),
+        options,
+        2,
+        std::time::Duration::from_millis(1500),
+        cpis.into(),
+    )
+    .await
+    .unwrap();
+    assert!(report.lookups > 0, "{report:?}");
+    assert_eq!(
+        (report.found, report.errors),
+        (report.lookups, 0),
+        "{report:?}"
+    );
+    server.stop().await.unwrap();
+}

@@ -8,9 +8,10 @@
 //!   expansion, first dimension, folding, packing) and on every core; a batch of `--batch`
 //!   queries; and spiral-rs's own `process_query` on the same database;
 //! - on a real server in a child process (this binary again, with a hidden `--serve-child`
-//!   flag): `--concurrency` clients (default 4) looking up for `--duration` seconds (default
-//!   20) through `pir_client::bench`, giving sustained lookups/s and latency, then the
-//!   server's peak resident memory against snapshot plus key-cache bytes.
+//!   flag): `--concurrency` clients (default 4) looking up the snapshot's own CPIs (each
+//!   lookup must find, decrypt and verify its mappings) for `--duration` seconds (default 20)
+//!   through `pir_client::bench`, giving sustained lookups/s and latency, then the server's
+//!   peak resident memory against snapshot plus key-cache bytes.
 //!
 //! Every row is also compared with one fixed reference, measured once per run: raw spiral-rs
 //! `process_query` on a 2^20 x 256 B database (the parameter-store 2^15 x 8 KiB entry: 32
@@ -164,10 +165,12 @@ fn measure_reference(repeat: usize) -> Result<Reference, Box<dyn std::error::Err
     })
 }
 
-/// Serves `snapshot` from a child process and loads it with `pir_client::bench`.
+/// Serves `snapshot` from a child process and loads it with `pir_client::bench`, looking up
+/// `cpis` (the snapshot's own, so lookups find, decrypt and verify mappings as real ones do).
 fn serve_and_load(
     snapshot: &std::path::Path,
     trust: TrustStore,
+    cpis: Vec<Cpi>,
     args: &Args,
 ) -> Result<(BenchReport, ServerMemory), Box<dyn std::error::Error>> {
     let mut command = Command::new(std::env::current_exe()?);
@@ -180,11 +183,12 @@ fn serve_and_load(
         ..ClientOptions::new(trust)
     };
     let runtime = tokio::runtime::Runtime::new()?;
-    let report = runtime.block_on(pir_client::bench::run(
+    let report = runtime.block_on(pir_client::bench::run_with_cpis(
         server.url(),
         options,
         args.concurrency,
         Duration::from_secs(args.duration),
+        cpis.into(),
     ))?;
     if report.errors > 0 {
         // Dropping `server` kills the child.
@@ -193,6 +197,14 @@ fn serve_and_load(
             report.errors,
             report.errors + report.lookups,
             args.concurrency
+        )
+        .into());
+    }
+    if report.found < report.lookups {
+        return Err(format!(
+            "{} of {} lookups of present CPIs found nothing",
+            report.lookups - report.found,
+            report.lookups
         )
         .into());
     }
@@ -297,7 +309,11 @@ fn measure(
     // The server process loads its own copy; this one would only take memory from it.
     drop(snapshot);
 
-    let (report, memory) = serve_and_load(&path, trust, args)?;
+    // A spread of the snapshot's CPIs, in a scattered order.
+    let sample: Vec<Cpi> = (0..cpis.len().min(10_000))
+        .map(|i| cpis[i * 7919 % cpis.len()].clone())
+        .collect();
+    let (report, memory) = serve_and_load(&path, trust.clone(), sample, args)?;
     let [expand, first_dim, fold, pack] = phases.map(|p| ms(median(p)));
     let reference_s = median(reference);
     let per_lookup = median(batched);
