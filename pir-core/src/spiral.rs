@@ -349,7 +349,7 @@ pub(crate) fn answer_batch_timed(
         return Ok((Vec::new(), phases));
     }
     let mut clock = Instant::now();
-    // One query's coefficient expansion is itself parallel in spiral-rs.
+    // Queries expand side by side, and each expansion runs its key switches in parallel.
     let expanded: Vec<(AlignedMemory64, Vec<PolyMatrixNTT<'static>>)> = batch
         .par_iter()
         .map(|(keys, query)| {
@@ -524,11 +524,13 @@ fn coefficient_expansion(
         src.par_iter_mut()
             .zip(dest.par_iter_mut())
             .for_each(|(s, d)| scalar_multiply(d, neg1, s));
-        for half in v[..2 * num_in].chunks_mut(num_in) {
-            half.par_iter_mut()
-                .enumerate()
-                .for_each_init(|| SwitchScratch::new(sp), expand);
-        }
+        // Both halves in one parallel loop (spiral-rs runs one after the other): in the first
+        // rounds a half holds one or two ciphertexts, and switches with the long right gadget
+        // cost several times the others, so cores would wait. `i` is the index within a half.
+        v[..2 * num_in].par_iter_mut().enumerate().for_each_init(
+            || SwitchScratch::new(sp),
+            |scratch, (k, v_i)| expand(scratch, (k % num_in, v_i)),
+        );
     }
 }
 
