@@ -12,7 +12,7 @@
 //!
 //! Answering k queries in one pass over the database costs much less than k passes (each row is
 //! read once for all of them), and answering one batch at a time bounds the working memory
-//! (about 16 MiB a query) to one batch, whatever the number of concurrent requests. The batch
+//! (about 20 MiB a query at 1M mappings) to one batch, whatever the number of concurrent requests. The batch
 //! itself uses every core through rayon's global pool.
 //!
 //! A batch that fails (one request's malformed query fails the whole `answer_batch`) or panics

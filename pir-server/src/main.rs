@@ -68,7 +68,8 @@ enum Command {
         #[arg(long, default_value_t = 64)]
         max_pending: usize,
         /// Most queries answered together in one pass over the database, across requests
-        /// (about 16 MiB of working memory each). A larger request is answered alone.
+        /// (about 20 MiB of working memory each at 1M mappings). A larger request is answered
+        /// alone, in passes of at most this many.
         #[arg(long, default_value_t = ServeOptions::default().max_batch_queries)]
         max_batch: usize,
         /// Refuse snapshots (at start and on reload) not signed by a key in this file.
