@@ -10,10 +10,10 @@
 //!  answers ◀───────┴──────── split back per request (oneshot) ◀─────────────┘
 //! ```
 //!
-//! Answering k queries in one pass over the database costs much less than k passes (each row is
-//! read once for all of them), and answering one batch at a time bounds the working memory
-//! (about 20 MiB a query at 1M mappings) to one batch, whatever the number of concurrent requests. The batch
-//! itself uses every core through rayon's global pool.
+//! Answering k queries in one pass over the database reads each row once for all of them, and
+//! answering one batch at a time bounds the working memory (about 20 MiB a query at 1M mappings)
+//! to one batch, whatever the number of concurrent requests. The batch itself uses every core
+//! through rayon's global pool.
 //!
 //! A batch that fails (one request's malformed query fails the whole `answer_batch`) or panics
 //! is halved and each half answered again, down to single requests, so only the faulty request
