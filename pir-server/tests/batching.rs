@@ -4,7 +4,9 @@
 //! To make batching deterministic, a "blocker" request of many queries keeps the answering
 //! thread busy while the requests under test queue up behind it.
 
-use std::{net::SocketAddr, time::Duration};
+mod common;
+
+use std::time::Duration;
 
 use pir_core::{
     BuildOptions, Cpi, IssuerKey, LookupClient, MappingFields, PendingLookup, SchemeParams,
@@ -16,6 +18,8 @@ use pir_proto::v1::{
 };
 use pir_server::{RunningServer, ServeOptions};
 use tonic::{Code, Status, transport::Channel};
+
+use common::connect;
 
 const NOW: u64 = 1_800_000_000;
 const BLOCKER_QUERIES: usize = 24;
@@ -60,16 +64,7 @@ fn snapshot() -> Snapshot {
 }
 
 async fn start(opts: ServeOptions) -> RunningServer {
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    RunningServer::start(snapshot(), addr, opts).await.unwrap()
-}
-
-async fn connect(server: &RunningServer) -> DiscoveryClient<Channel> {
-    DiscoveryClient::connect(server.url())
-        .await
-        .unwrap()
-        .max_encoding_message_size(64 << 20)
-        .max_decoding_message_size(64 << 20)
+    common::start_on(snapshot(), opts).await
 }
 
 /// A client with its own registered keys, on its own connection.

@@ -1,6 +1,6 @@
 //! The real server on a loopback port, spoken to over gRPC.
 
-use std::net::SocketAddr;
+mod common;
 
 use pir_core::{
     BuildOptions, Cpi, IssuerKey, LookupClient, MappingFields, SchemeParams, Snapshot, TrustStore,
@@ -11,6 +11,8 @@ use pir_proto::{
 };
 use pir_server::{RunningServer, ServeOptions};
 use tonic::{Code, transport::Channel};
+
+use common::connect;
 
 const NOW: u64 = 1_800_000_000;
 
@@ -44,18 +46,7 @@ fn snapshot(epoch: u64, msp_for_bob: &str) -> Snapshot {
 }
 
 async fn start(opts: ServeOptions) -> RunningServer {
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    RunningServer::start(snapshot(1, "chat.example"), addr, opts)
-        .await
-        .unwrap()
-}
-
-async fn connect(server: &RunningServer) -> DiscoveryClient<Channel> {
-    DiscoveryClient::connect(server.url())
-        .await
-        .unwrap()
-        .max_encoding_message_size(64 << 20)
-        .max_decoding_message_size(64 << 20)
+    common::start_on(snapshot(1, "chat.example"), opts).await
 }
 
 async fn lookup_client(rpc: &mut DiscoveryClient<Channel>) -> (LookupClient, Vec<u8>) {

@@ -1,6 +1,8 @@
 //! Hostile input and overload: panics contained, rate limits, the bounded queue, deadlines,
 //! oversized messages, TLS, and the metrics that count it all.
 
+mod common;
+
 use std::{net::SocketAddr, time::Duration};
 
 use pir_client::{ClientOptions, PirClient};
@@ -12,6 +14,8 @@ use pir_proto::v1::{
 };
 use pir_server::{Identity, RateLimit, RunningServer, ServeOptions};
 use tonic::{Code, transport::Channel};
+
+use common::connect as rpc;
 
 fn issuer() -> IssuerKey {
     IssuerKey::from_seed(&[71; 32])
@@ -43,16 +47,7 @@ fn snapshot() -> Snapshot {
 }
 
 async fn start(opts: ServeOptions) -> RunningServer {
-    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    RunningServer::start(snapshot(), addr, opts).await.unwrap()
-}
-
-async fn rpc(server: &RunningServer) -> DiscoveryClient<Channel> {
-    DiscoveryClient::connect(server.url())
-        .await
-        .unwrap()
-        .max_encoding_message_size(64 << 20)
-        .max_decoding_message_size(64 << 20)
+    common::start_on(snapshot(), opts).await
 }
 
 /// Registers fresh keys; returns them and a valid query for Bob.
