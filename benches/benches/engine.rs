@@ -86,7 +86,10 @@ fn benches(c: &mut Criterion) {
         b.iter(|| client.query(black_box(&cpi)).unwrap())
     });
     let pending = client.query(&cpi).unwrap();
-    let response = snapshot.answer(&server_keys, &pending.query).unwrap();
+    let response = snapshot
+        .database()
+        .answer(&server_keys, &pending.query)
+        .unwrap();
     c.bench_function(&name("decode"), |b| {
         b.iter(|| {
             client
@@ -100,17 +103,19 @@ fn benches(c: &mut Criterion) {
     group.bench_function("engine", |b| {
         b.iter(|| {
             snapshot
+                .database()
                 .answer(&server_keys, black_box(&pending.query))
                 .unwrap()
         })
     });
     group.bench_function("engine_batch_of_4", |b| {
         let batch = vec![(&server_keys, pending.query.as_slice()); 4];
-        b.iter(|| snapshot.answer_batch(black_box(&batch)).unwrap())
+        b.iter(|| snapshot.database().answer_batch(black_box(&batch)).unwrap())
     });
     group.bench_function("spiral_rs_process_query_reference", |b| {
         b.iter(|| {
             snapshot
+                .database()
                 .danger_reference_answer(&server_keys, black_box(&pending.query))
                 .unwrap()
         })

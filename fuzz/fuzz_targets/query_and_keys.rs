@@ -82,7 +82,7 @@ fn world() -> &'static World {
         let pending = client
             .query(&Cpi::parse("tel:+14155550100").expect("valid CPI"))
             .expect("query");
-        let response = snapshot
+        let response = snapshot.database()
             .answer(&server_keys, &pending.query)
             .expect("answer");
         assert_eq!(
@@ -144,7 +144,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let answer = |query: &[u8]| {
-        if let Ok(response) = w.snapshot.answer(&w.server_keys, query) {
+        if let Ok(response) = w.snapshot.database().answer(&w.server_keys, query) {
             assert_eq!(response.len(), w.sizes.response);
             let _ = w.client.decode(&w.pending, &response, NOW);
         }
@@ -174,7 +174,7 @@ fuzz_target!(|data: &[u8]| {
             // Garbage keys that pass the range check: spiral-rs answers with them.
             let keys = reduce(tile(body, w.sizes.public_keys));
             if let Ok(keys) = ServerKeys::parse(&w.params, &keys)
-                && let Ok(response) = w.snapshot.answer(&keys, &w.pending.query)
+                && let Ok(response) = w.snapshot.database().answer(&keys, &w.pending.query)
             {
                 let _ = w.client.decode(&w.pending, &response, NOW);
             }

@@ -2,7 +2,7 @@
 //!
 //! Not part of the supported API: names and signatures may change at any time.
 
-use crate::{Cpi, Mapping, Result, bucket};
+use crate::{Cpi, Mapping, Result, keyword::bucket};
 
 /// Decodes a bucket's plaintext into its entries; returns how many there are.
 pub fn decode_bucket(item: &[u8]) -> Result<usize> {

@@ -1,48 +1,56 @@
 //! `pir-core`: private discovery lookups over Spiral PIR.
 //!
 //! A Discovery Provider builds a [`Snapshot`] from signed [`Mapping`]s; a PIR host answers
-//! encrypted queries over the whole database with [`Snapshot::answer`]; an MSP's
-//! [`LookupClient`] makes the query for one CPI and verifies the mappings that come back.
+//! encrypted queries over the whole [`Database`]; an MSP's [`LookupClient`] makes the query for
+//! one CPI and verifies the mappings that come back.
 //!
 //! ```text
 //! DP:      mappings.jsonl --verify--> buckets --NTT--> Snapshot file
 //! client:  cpi --layout--> bucket --encrypt--> query ───────────┐
-//! server:                          Snapshot::answer(keys, query) │
+//! server:                          Database::answer(keys, query) │
 //! client:  verified mappings <--verify-- bucket <--decrypt-- response
 //! ```
 //!
+//! The crate is laid out by role; the root re-exports the paved-path types:
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`identity`] | CPIs, signed mappings, key roles, the trust store, JSON Lines |
+//! | [`keyword`] | which bucket holds a CPI, the client's configuration, the bucket codec |
+//! | [`pir`] | the scheme seam: the only module that names `spiral_rs` |
+//! | [`snapshot`] | build, file format, delta updates, the DP's signature |
+//! | [`lookup`] | the client's flow: query, decode, verify |
+//!
 //! No async, no protobuf, no network here: those live in `pir-server` and `pir-client`.
 
-mod b64;
-mod bucket;
-mod client;
-mod cpi;
 mod error;
 #[doc(hidden)]
 pub mod fuzzing;
-mod json;
-pub use json::DeltaLine;
-mod layout;
-mod mapping;
-mod params;
-mod snapshot;
-mod spiral;
+pub mod identity;
+pub mod keyword;
+pub mod lookup;
+pub mod pir;
+pub mod snapshot;
 
-pub use client::{ClientKeys, KeyId, LookupClient, LookupResult, PendingLookup};
-pub use cpi::{Cpi, MAX_CPI_LEN};
 pub use error::{CoreError, Result};
-pub use layout::{BucketIndex, KeywordLayout, LAYOUT_VERSION, Location, Tag};
-pub use mapping::{
-    ISSUER_ID_CONTEXT, ISSUER_SIG_CONTEXT, IssuerId, IssuerKey, MAPPING_FORMAT_VERSION,
-    MAX_CONTEXT_LEN, MAX_PSI_LEN, Mapping, MappingFields, TrustStore, USER_SIG_CONTEXT,
-    UserConsent, VerifiedMapping, canonical_body,
+pub use identity::{Cpi, IssuerKey, Mapping, MappingFields, TrustStore, VerifiedMapping};
+pub use keyword::{KeywordLayout, LookupConfig};
+pub use lookup::{ClientKeys, KeyId, LookupClient, LookupResult, PendingLookup};
+pub use pir::{ClientSecret, Database, SchemeParams, ServerKeys};
+pub use snapshot::{BuildOptions, Snapshot, SnapshotHeader, UpdateOptions};
+
+// Flat names other crates still import; they move to the module paths in a following step.
+#[doc(hidden)]
+pub use identity::{
+    DeltaLine, ISSUER_ID_CONTEXT, ISSUER_SIG_CONTEXT, IssuerId, MAPPING_FORMAT_VERSION,
+    USER_SIG_CONTEXT, UserConsent, canonical_body,
 };
-pub use params::{POLY_LEN, Preset, PresetOrigin, SchemeParams};
-pub use snapshot::{
-    BuildOptions, BuildReport, DeltaOp, DpSignature, LookupConfig, SNAPSHOT_FORMAT_VERSION,
-    SNAPSHOT_MAGIC, Snapshot, SnapshotHeader, UpdateOptions, UpdateReport,
-};
-pub use spiral::{AnswerPhases, ClientSecret, MessageSizes, ServerKeys};
+#[doc(hidden)]
+pub use keyword::LAYOUT_VERSION;
+#[doc(hidden)]
+pub use pir::{AnswerPhases, MessageSizes, PresetOrigin};
+#[doc(hidden)]
+pub use snapshot::{BuildReport, DeltaOp, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, UpdateReport};
 
 /// Re-exported so callers can make user keys without naming the crate.
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

@@ -58,10 +58,11 @@ fn check(scheme: SchemeParams) {
         .iter()
         .map(|(c, p)| (&server_keys[*c], p.query.as_slice()))
         .collect();
-    let answers = snapshot.answer_batch(&batch).unwrap();
+    let answers = snapshot.database().answer_batch(&batch).unwrap();
     assert_eq!(answers.len(), 3);
     for ((c, p), answer) in pending.iter().zip(&answers) {
         let reference = snapshot
+            .database()
             .danger_reference_answer(&server_keys[*c], &p.query)
             .unwrap();
         assert!(
@@ -69,7 +70,10 @@ fn check(scheme: SchemeParams) {
             "batched answer differs from process_query"
         );
         assert_eq!(
-            snapshot.answer(&server_keys[*c], &p.query).unwrap(),
+            snapshot
+                .database()
+                .answer(&server_keys[*c], &p.query)
+                .unwrap(),
             reference
         );
         let found = clients[*c]
@@ -81,10 +85,11 @@ fn check(scheme: SchemeParams) {
     // One malformed query fails the whole batch with an error, not a panic.
     let bad = vec![0u8; 5];
     let err = snapshot
+        .database()
         .answer_batch(&[batch[0], (batch[1].0, bad.as_slice())])
         .unwrap_err();
     assert!(err.to_string().contains("malformed query"), "{err}");
-    assert!(snapshot.answer_batch(&[]).unwrap().is_empty());
+    assert!(snapshot.database().answer_batch(&[]).unwrap().is_empty());
 }
 
 #[test]

@@ -136,7 +136,10 @@ fn world() -> &'static World {
         let pending = client
             .query(&Cpi::parse("tel:+14155550100").unwrap())
             .unwrap();
-        let response = snapshot.answer(&server_keys, &pending.query).unwrap();
+        let response = snapshot
+            .database()
+            .answer(&server_keys, &pending.query)
+            .unwrap();
         // The genuine exchange works, so every failure below is the hostile input's doing.
         assert_eq!(
             client
@@ -434,7 +437,10 @@ fn load_and_run(bytes: &[u8]) -> Option<Snapshot> {
     let pending = client
         .query(&Cpi::parse("tel:+14155550100").unwrap())
         .ok()?;
-    let response = snapshot.answer(&server_keys, &pending.query).ok()?;
+    let response = snapshot
+        .database()
+        .answer(&server_keys, &pending.query)
+        .ok()?;
     let _ = client.decode(&pending, &response, NOW);
     let _ = client.decode(&pending, &vec![0x5a; sizes.response], NOW);
     Some(snapshot)
@@ -679,6 +685,7 @@ fn truncated_messages_are_refused() {
     {
         let e = w
             .snapshot
+            .database()
             .answer(&w.server_keys, &w.pending.query[..cut])
             .unwrap_err();
         assert!(matches!(e, CoreError::MalformedPirBytes { .. }), "{e}");
@@ -699,7 +706,7 @@ fn truncated_messages_are_refused() {
     assert!(ServerKeys::parse(&params, &long).is_err());
     let mut long = w.pending.query.clone();
     long.push(0);
-    assert!(w.snapshot.answer(&w.server_keys, &long).is_err());
+    assert!(w.snapshot.database().answer(&w.server_keys, &long).is_err());
     let mut long = w.response.clone();
     long.push(0);
     assert!(w.client.decode(&w.pending, &long, NOW).is_err());
@@ -714,6 +721,7 @@ fn keys_for_other_params_are_refused() {
     let other_keys = ServerKeys::parse(&other, keys.public_bytes()).unwrap();
     let e = w
         .snapshot
+        .database()
         .answer(&other_keys, &w.pending.query)
         .unwrap_err();
     assert!(matches!(e, CoreError::ParamsMismatch(_)), "{e}");
@@ -730,7 +738,7 @@ proptest! {
         let w = world();
         prop_assume!(![w.sizes.public_keys, w.sizes.query, w.sizes.response].contains(&bytes.len()));
         prop_assert!(ServerKeys::parse(&tiny_scheme(), &bytes).is_err());
-        prop_assert!(w.snapshot.answer(&w.server_keys, &bytes).is_err());
+        prop_assert!(w.snapshot.database().answer(&w.server_keys, &bytes).is_err());
         prop_assert!(w.client.decode(&w.pending, &bytes, NOW).is_err());
     }
 
@@ -752,7 +760,7 @@ proptest! {
         prop_assume!(words.iter().any(|&x| x >= Q));
         let mut query = vec![0u8; SEED_LEN];
         query.extend(words.iter().flat_map(|x| x.to_le_bytes()));
-        let e = w.snapshot.answer(&w.server_keys, &query).unwrap_err();
+        let e = w.snapshot.database().answer(&w.server_keys, &query).unwrap_err();
         prop_assert!(matches!(e, CoreError::MalformedPirBytes { .. }), "{}", e);
     }
 
@@ -777,14 +785,14 @@ proptest! {
         random_words in prop::collection::vec(any::<u64>(), 2048),
     ) {
         let w = world();
-        let response = w.snapshot.answer(&w.server_keys, &query)?;
+        let response = w.snapshot.database().answer(&w.server_keys, &query)?;
         prop_assert_eq!(response.len(), w.sizes.response);
         let _ = w.client.decode(&w.pending, &response, NOW);
         // Unreduced words at the right length: almost always refused (each word is >= q with
         // probability about 2^-8).
         let mut raw = query[..SEED_LEN].to_vec();
         raw.extend(random_words.iter().flat_map(|x| x.to_le_bytes()));
-        let _ = w.snapshot.answer(&w.server_keys, &raw);
+        let _ = w.snapshot.database().answer(&w.server_keys, &raw);
     }
 
     /// Garbage public keys with reduced words parse, and answering with them must not panic.
@@ -802,7 +810,7 @@ proptest! {
             chunk.copy_from_slice(&word[..chunk.len()]);
         }
         let server_keys = ServerKeys::parse(&tiny_scheme(), &keys)?;
-        let response = w.snapshot.answer(&server_keys, &w.pending.query)?;
+        let response = w.snapshot.database().answer(&server_keys, &w.pending.query)?;
         let _ = w.client.decode(&w.pending, &response, NOW);
         // And unreduced ones are refused.
         let last = keys.len() - 8;
@@ -835,7 +843,7 @@ proptest! {
                 item[..content.len()].copy_from_slice(&content);
             })
             .unwrap();
-        let response = snapshot.answer(&w.server_keys, &w.pending.query).unwrap();
+        let response = snapshot.database().answer(&w.server_keys, &w.pending.query).unwrap();
         let result = w.client.decode(&w.pending, &response, NOW);
         if entries.iter().any(|(ours, tag, _)| *ours || *tag == location.tag.0) {
             prop_assert!(result.is_err(), "forged entry accepted: {:?}", result);

@@ -79,7 +79,7 @@ fn build(mappings: Vec<Mapping>) -> Snapshot {
 fn lookup(snapshot: &Snapshot, client: &LookupClient, cpi: &str) -> pir_core::Result<Vec<String>> {
     let keys = ServerKeys::parse(&snapshot.config().scheme, client.keys().public_bytes())?;
     let pending = client.query(&Cpi::parse(cpi)?)?;
-    let response = snapshot.answer(&keys, &pending.query)?;
+    let response = snapshot.database().answer(&keys, &pending.query)?;
     let result = client.decode(&pending, &response, NOW)?;
     let mut msps: Vec<String> = result
         .mappings
@@ -224,7 +224,7 @@ fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
     let pending = client
         .query(&Cpi::parse("tel:+442079460958").unwrap())
         .unwrap();
-    let response = snapshot.answer(&keys, &pending.query).unwrap();
+    let response = snapshot.database().answer(&keys, &pending.query).unwrap();
     let late = client.decode(&pending, &response, NOW + 11).unwrap();
     assert!(!late.found());
     assert_eq!(late.outside_validity, 1);
@@ -252,7 +252,7 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
             q
         },
     ] {
-        let err = snapshot.answer(&keys, &bad).unwrap_err();
+        let err = snapshot.database().answer(&keys, &bad).unwrap_err();
         assert!(
             matches!(err, CoreError::MalformedPirBytes { what: "query", .. }),
             "{err}"

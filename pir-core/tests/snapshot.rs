@@ -83,7 +83,7 @@ fn msps(snapshot: &Snapshot, cpi: &str) -> Vec<String> {
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
     let keys = ServerKeys::parse(&snapshot.config().scheme, client.keys().public_bytes()).unwrap();
     let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
-    let response = snapshot.answer(&keys, &pending.query).unwrap();
+    let response = snapshot.database().answer(&keys, &pending.query).unwrap();
     let mut out: Vec<String> = client
         .decode(&pending, &response, NOW)
         .unwrap()

@@ -74,7 +74,7 @@ fn msps(snapshot: &Snapshot, cpi: &str, now: u64) -> Vec<(String, Option<String>
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
     let keys = ServerKeys::parse(&snapshot.config().scheme, client.keys().public_bytes()).unwrap();
     let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
-    let response = snapshot.answer(&keys, &pending.query).unwrap();
+    let response = snapshot.database().answer(&keys, &pending.query).unwrap();
     let mut v: Vec<_> = client
         .decode(&pending, &response, now)
         .unwrap()

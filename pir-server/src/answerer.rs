@@ -323,7 +323,7 @@ impl Worker {
             // working memory (about 20 MiB a query at 1M mappings) whatever the request size.
             let mut answers = Vec::with_capacity(batch.len());
             for chunk in batch.chunks(self.max_batch_queries) {
-                answers.extend(snapshot.answer_batch(chunk)?);
+                answers.extend(snapshot.database().answer_batch(chunk)?);
             }
             Ok::<_, pir_core::CoreError>(answers)
         }));

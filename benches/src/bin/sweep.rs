@@ -152,7 +152,11 @@ fn measure_reference(repeat: usize) -> Result<Reference, Box<dyn std::error::Err
     let pending = client.query(&cpis[3])?;
     let mut samples = Vec::new();
     for _ in 0..repeat {
-        let (answer, s) = timed(|| snapshot.danger_reference_answer(&server_keys, &pending.query));
+        let (answer, s) = timed(|| {
+            snapshot
+                .database()
+                .danger_reference_answer(&server_keys, &pending.query)
+        });
         if !client.decode(&pending, &answer?, now)?.found() {
             return Err("the 2^20 x 256 B reference did not find a present CPI".into());
         }
@@ -271,21 +275,29 @@ fn measure(
     let mut reference = Vec::new();
     let mut decode_s = Vec::new();
     for _ in 0..args.repeat {
-        let (a, s) = timed(|| pool1.install(|| snapshot.answer(&server_keys, &one.query)));
+        let (a, s) =
+            timed(|| pool1.install(|| snapshot.database().answer(&server_keys, &one.query)));
         a?;
         single1.push(s);
-        let (_, p) = pool1
-            .install(|| snapshot.answer_batch_timed(&[(&server_keys, one.query.as_slice())]))?;
+        let (_, p) = pool1.install(|| {
+            snapshot
+                .database()
+                .answer_batch_timed(&[(&server_keys, one.query.as_slice())])
+        })?;
         for (samples, s) in phases
             .iter_mut()
             .zip([p.expand_s, p.first_dim_s, p.fold_s, p.pack_s])
         {
             samples.push(s);
         }
-        let (a, s) = timed(|| snapshot.answer(&server_keys, &one.query));
+        let (a, s) = timed(|| snapshot.database().answer(&server_keys, &one.query));
         let a = a?;
         single.push(s);
-        let (r, s) = timed(|| snapshot.danger_reference_answer(&server_keys, &one.query));
+        let (r, s) = timed(|| {
+            snapshot
+                .database()
+                .danger_reference_answer(&server_keys, &one.query)
+        });
         if r? != a {
             return Err("engine and reference answers differ".into());
         }
@@ -302,7 +314,7 @@ fn measure(
         .collect();
     let mut batched = Vec::new();
     for _ in 0..args.repeat {
-        let (a, s) = timed(|| snapshot.answer_batch(&batch));
+        let (a, s) = timed(|| snapshot.database().answer_batch(&batch));
         a?;
         batched.push(s / args.batch as f64);
     }

@@ -16,8 +16,8 @@ use bincode::{Decode, Encode};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    cpi::Cpi,
     error::{CoreError, Result},
+    identity::Cpi,
 };
 
 /// Version of the keyword-to-bucket function.

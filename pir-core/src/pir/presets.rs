@@ -1,47 +1,6 @@
-//! Scheme parameters: one validated type, the vetted presets, and the sizes they imply.
-//!
-//! Symbols follow the Spiral paper (Menon and Wu, IEEE S&P 2022). The ring is fixed by the
-//! adapter: degree d = 2048, ciphertext modulus q = 268369921 * 249561089 (about 2^56), error
-//! width sigma = 6.4, which the paper estimates at 128-bit classical security. The presets are the
-//! paper's parameter-search results (the `params_store.json` of the authors' implementation), chosen for a correctness failure probability of at most 2^-40 per query, for
-//! 8 KiB and 16 KiB items.
+//! The vetted parameter sets: the Spiral authors' parameter store and this project's tuning.
 
-use bincode::{Decode, Encode};
-use serde::Serialize;
-
-use crate::error::{CoreError, Result};
-
-/// Ring degree d.
-pub const POLY_LEN: usize = 2048;
-
-/// Parameters of one Spiral database shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode, Serialize)]
-pub struct SchemeParams {
-    /// n: plaintext matrices are n x n polynomials.
-    pub n: u32,
-    /// nu_1 (ν1): log2 of the first dimension's size.
-    pub nu_1: u32,
-    /// nu_2 (ν2): number of further (folding) dimensions, each of size 2.
-    pub nu_2: u32,
-    /// p: plaintext modulus (4, 16 or 256: a whole number of coefficients per byte).
-    pub p: u64,
-    /// log2 of q2, the modulus the response's first row is rescaled to.
-    pub q2_bits: u32,
-    /// t_GSW: gadget length of the folding ciphertexts.
-    pub t_gsw: u32,
-    /// t_conv: gadget length of the packing (conversion) keys.
-    pub t_conv: u32,
-    /// t_exp,left: gadget length of the query-expansion keys (first dimension).
-    pub t_exp_left: u32,
-    /// t_exp,right: gadget length of the query-expansion keys (folding dimensions).
-    pub t_exp_right: u32,
-    /// Number of independent n x n plaintexts per item.
-    pub instances: u32,
-    /// Usable bytes of one item.
-    pub item_bytes: u32,
-    /// Spiral key-layout version (0: version 1 is not supported).
-    pub version: u32,
-}
+use super::params::SchemeParams;
 
 /// Where a preset comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -159,29 +118,6 @@ const TUNED: [SchemeParams; 11] = [
     tuned(2, 8, 6, 4, 7, 6, 28), // 2^14 x 16 KiB
 ];
 
-impl std::fmt::Display for SchemeParams {
-    /// `Spiral n=2 nu_1=9 nu_2=6 p=256 q2_bits=20 t_gsw=8 t_conv=4 t_exp=8/56 instances=1
-    /// version=0`, the form tools print.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "Spiral n={} nu_1={} nu_2={} p={} q2_bits={} t_gsw={} t_conv={} t_exp={}/{} \
-             instances={} version={}",
-            self.n,
-            self.nu_1,
-            self.nu_2,
-            self.p,
-            self.q2_bits,
-            self.t_gsw,
-            self.t_conv,
-            self.t_exp_left,
-            self.t_exp_right,
-            self.instances,
-            self.version
-        )
-    }
-}
-
 impl SchemeParams {
     /// The presets the builder chooses from, smallest database capacity first (8 KiB items
     /// before 16 KiB ones at equal capacity): per shape, the tuned entry if there is one, else
@@ -237,92 +173,6 @@ impl SchemeParams {
             item_bytes: 8192,
             version: 0,
         }
-    }
-
-    /// Checks that the adapter can run these parameters without tripping spiral-rs's asserts.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(CoreError::InvalidParams(m));
-        if !(1..=8).contains(&self.n) {
-            return bad(format!("n = {} (supported 1..=8)", self.n));
-        }
-        if !(2..=11).contains(&self.nu_1) || !(1..=11).contains(&self.nu_2) {
-            return bad(format!(
-                "nu_1 = {}, nu_2 = {} (supported 2..=11, 1..=11)",
-                self.nu_1, self.nu_2
-            ));
-        }
-        if self.nu_1 + self.nu_2 > 22 {
-            return bad("more than 2^22 items".into());
-        }
-        if ![4, 16, 256].contains(&self.p) {
-            return bad(format!("p = {} (supported 4, 16, 256)", self.p));
-        }
-        // spiral-rs's NTT over q2 overflows for q2 of 31 bits and more.
-        if !(14..=30).contains(&self.q2_bits) {
-            return bad(format!("q2_bits = {} (supported 14..=30)", self.q2_bits));
-        }
-        // Below 4, the gadget decompositions are too coarse for the noise: lookups decode wrong.
-        for (name, t) in [
-            ("t_gsw", self.t_gsw),
-            ("t_conv", self.t_conv),
-            ("t_exp_left", self.t_exp_left),
-            ("t_exp_right", self.t_exp_right),
-        ] {
-            if !(4..=56).contains(&t) {
-                return bad(format!("{name} = {t} (supported 4..=56)"));
-            }
-        }
-        // Query expansion produces 2^g ciphertexts from one polynomial of d coefficients, the
-        // first dimension's at even and the folding bits' at odd indices: each half must fit.
-        let dim0 = 1usize << self.nu_1;
-        let folding = (self.t_gsw * self.nu_2) as usize;
-        let expanded = (dim0 + folding).next_power_of_two();
-        if expanded > POLY_LEN || 2 * dim0.max(folding) > expanded {
-            return bad(format!(
-                "nu_1 = {}, nu_2 = {}, t_gsw = {}: query expansion cannot hold both dimensions",
-                self.nu_1, self.nu_2, self.t_gsw
-            ));
-        }
-        if !(1..=64).contains(&self.instances) {
-            return bad(format!("instances = {} (supported 1..=64)", self.instances));
-        }
-        // Key layout version 1 sizes its packing keys for n = 2 only; every preset is version 0.
-        if self.version != 0 {
-            return bad(format!("version = {} (supported 0)", self.version));
-        }
-        if self.item_bytes == 0 || self.item_bytes as usize > self.item_capacity() {
-            return bad(format!(
-                "item_bytes = {} but an item holds at most {} bytes",
-                self.item_bytes,
-                self.item_capacity()
-            ));
-        }
-        Ok(())
-    }
-
-    /// log2(p): bits per plaintext coefficient.
-    pub fn log2_p(&self) -> u32 {
-        self.p.trailing_zeros()
-    }
-
-    /// Plaintext bytes one item can hold.
-    pub fn item_capacity(&self) -> usize {
-        (self.instances * self.n * self.n) as usize * POLY_LEN * self.log2_p() as usize / 8
-    }
-
-    /// Number of items, 2^(nu_1 + nu_2).
-    pub fn num_items(&self) -> usize {
-        1usize << (self.nu_1 + self.nu_2)
-    }
-
-    /// Usable plaintext bytes of the whole database.
-    pub fn capacity_bytes(&self) -> u64 {
-        self.num_items() as u64 * self.item_bytes as u64
-    }
-
-    /// 64-bit words of the preprocessed (NTT-form) database.
-    pub fn db_words(&self) -> usize {
-        (self.instances * self.n * self.n) as usize * self.num_items() * POLY_LEN
     }
 }
 

@@ -11,12 +11,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{
+use super::{
     b64,
-    cpi::Cpi,
-    error::{CoreError, Result},
-    mapping::{IssuerId, Mapping, MappingFields, UserConsent},
+    cpi::{Cpi, normalise_domain},
+    keys::IssuerId,
+    mapping::{Mapping, MappingFields, UserConsent},
 };
+use crate::error::{CoreError, Result};
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,7 +84,7 @@ impl DeltaLine {
         let msp = raw
             .remove
             .msp
-            .map(|m| crate::cpi::normalise_domain(&m).map_err(|r| CoreError::field("msp", r)))
+            .map(|m| normalise_domain(&m).map_err(|r| CoreError::field("msp", r)))
             .transpose()?;
         Ok(Self::Remove {
             cpi: Cpi::parse(&raw.remove.cpi)?,
@@ -155,7 +156,7 @@ impl Mapping {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::IssuerKey;
+    use crate::identity::keys::IssuerKey;
 
     #[test]
     fn json_round_trip_and_errors() {

@@ -12,11 +12,10 @@
 //! The CPI itself is not stored: the client knows it, rebuilds the signed bytes with it and so
 //! verifies both that the entry is genuine and that it belongs to this CPI.
 
+use super::layout::Tag;
 use crate::{
-    cpi::Cpi,
     error::{CoreError, Result},
-    layout::Tag,
-    mapping::{IssuerId, Mapping, MappingFields, UserConsent},
+    identity::{Cpi, IssuerId, Mapping, MappingFields, UserConsent},
 };
 
 /// Bytes a bucket spends before its entries.

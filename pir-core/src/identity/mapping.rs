@@ -4,15 +4,13 @@
 //! The signed bytes are specified in `docs/mapping-format.md`; this module is the reference
 //! implementation of that document and `test_vectors/mapping_signatures.json` pins it.
 
-use std::collections::HashMap;
-
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use sha2::{Digest, Sha256};
 
-use crate::{
+use super::{
     cpi::{Cpi, normalise_domain},
-    error::{CoreError, Result},
+    keys::{IssuerId, IssuerKey, TrustStore},
 };
+use crate::error::{CoreError, Result};
 
 /// Version byte that starts the canonical body.
 pub const MAPPING_FORMAT_VERSION: u8 = 1;
@@ -20,37 +18,11 @@ pub const MAPPING_FORMAT_VERSION: u8 = 1;
 pub const ISSUER_SIG_CONTEXT: &[u8] = b"pir-discovery/mapping/v1/issuer\0";
 /// Domain-separation prefix of the user's self-signature.
 pub const USER_SIG_CONTEXT: &[u8] = b"pir-discovery/mapping/v1/user\0";
-/// Domain-separation prefix of an issuer key id.
-pub const ISSUER_ID_CONTEXT: &[u8] = b"pir-discovery/issuer-id/v1\0";
 
 /// Longest PSI, in bytes.
 pub const MAX_PSI_LEN: usize = 255;
 /// Longest context label, in bytes.
 pub const MAX_CONTEXT_LEN: usize = 32;
-
-/// Identifies an issuer's Ed25519 key: the first 8 bytes of
-/// `SHA-256(ISSUER_ID_CONTEXT || public key)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IssuerId(pub [u8; 8]);
-
-impl IssuerId {
-    /// The id of a public key.
-    pub fn of(key: &VerifyingKey) -> Self {
-        let digest = Sha256::new()
-            .chain_update(ISSUER_ID_CONTEXT)
-            .chain_update(key.as_bytes())
-            .finalize();
-        let mut id = [0u8; 8];
-        id.copy_from_slice(&digest[..8]);
-        Self(id)
-    }
-}
-
-impl std::fmt::Display for IssuerId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&crate::b64::encode(&self.0))
-    }
-}
 
 /// The user's consent: their public key and their signature over the mapping.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -131,10 +103,7 @@ impl MappingFields {
         self.validate()?;
         let user_key = user.map(|k| k.verifying_key().to_bytes());
         let body = canonical_body(&self, &issuer.id, user_key.as_ref());
-        let issuer_sig = issuer
-            .signing
-            .sign(&[ISSUER_SIG_CONTEXT, &body].concat())
-            .to_bytes();
+        let issuer_sig = issuer.sign_raw(&[ISSUER_SIG_CONTEXT, &body].concat());
         let user = user.map(|k| UserConsent {
             key: k.verifying_key().to_bytes(),
             sig: k.sign(&[USER_SIG_CONTEXT, &body].concat()).to_bytes(),
@@ -318,163 +287,6 @@ impl VerifiedMapping {
     }
 }
 
-/// The issuer keys a verifier trusts, by key id.
-#[derive(Clone, Debug, Default)]
-pub struct TrustStore {
-    keys: HashMap<IssuerId, VerifyingKey>,
-}
-
-impl TrustStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds a trusted key and returns its id. Weak (small-order) keys, which verify nothing
-    /// honestly, and a second key with the same 64-bit id are refused.
-    pub fn add(&mut self, key: VerifyingKey) -> Result<IssuerId> {
-        if key.is_weak() {
-            return Err(CoreError::MalformedKey(
-                "weak (small-order) public key".into(),
-            ));
-        }
-        let id = IssuerId::of(&key);
-        match self.keys.get(&id) {
-            Some(existing) if *existing != key => Err(CoreError::MalformedKey(format!(
-                "two different keys share the id {id}"
-            ))),
-            _ => {
-                self.keys.insert(id, key);
-                Ok(id)
-            }
-        }
-    }
-
-    /// The key with that id, if trusted.
-    pub fn get(&self, id: &IssuerId) -> Option<&VerifyingKey> {
-        self.keys.get(id)
-    }
-
-    /// How many keys are trusted.
-    pub fn len(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// True when no key is trusted.
-    pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
-    }
-
-    /// Parses a trust file: one base64url public key a line; blank lines and `#` comments skipped.
-    pub fn parse(text: &str) -> Result<Self> {
-        let mut store = Self::new();
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let bytes: [u8; 32] = crate::b64::decode_array(line)
-                .map_err(|e| CoreError::MalformedKey(format!("line {}: {e}", n + 1)))?;
-            let key = VerifyingKey::from_bytes(&bytes).map_err(|_| {
-                CoreError::MalformedKey(format!("line {}: not an Ed25519 public key", n + 1))
-            })?;
-            store
-                .add(key)
-                .map_err(|e| CoreError::MalformedKey(format!("line {}: {e}", n + 1)))?;
-        }
-        if store.is_empty() {
-            return Err(CoreError::MalformedKey(
-                "no public key in trust file".into(),
-            ));
-        }
-        Ok(store)
-    }
-
-    /// Reads a trust file.
-    pub fn from_file(path: &std::path::Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
-        Self::parse(&text).map_err(|e| match e {
-            CoreError::MalformedKey(m) => {
-                CoreError::MalformedKey(format!("{}: {m}", path.display()))
-            }
-            other => other,
-        })
-    }
-}
-
-/// An issuer's signing key with its id.
-#[derive(Clone)]
-pub struct IssuerKey {
-    signing: SigningKey,
-    id: IssuerId,
-}
-
-impl std::fmt::Debug for IssuerKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("IssuerKey")
-            .field("id", &self.id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl IssuerKey {
-    /// A fresh random key.
-    pub fn generate() -> Self {
-        Self::from_signing_key(SigningKey::generate(&mut rand::rngs::OsRng))
-    }
-
-    /// From a 32-byte Ed25519 seed.
-    pub fn from_seed(seed: &[u8; 32]) -> Self {
-        Self::from_signing_key(SigningKey::from_bytes(seed))
-    }
-
-    /// From an existing signing key.
-    pub fn from_signing_key(signing: SigningKey) -> Self {
-        let id = IssuerId::of(&signing.verifying_key());
-        Self { signing, id }
-    }
-
-    /// The key id.
-    pub fn id(&self) -> IssuerId {
-        self.id
-    }
-
-    /// The public key.
-    pub fn verifying_key(&self) -> VerifyingKey {
-        self.signing.verifying_key()
-    }
-
-    /// Signs arbitrary bytes (callers add their own domain separation).
-    pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
-        self.signing.sign(message).to_bytes()
-    }
-
-    /// The secret key file's text: the base64url seed on one line.
-    pub fn to_secret_text(&self) -> String {
-        format!("{}\n", crate::b64::encode(self.signing.as_bytes()))
-    }
-
-    /// The public key file's text (a trust file with this one key).
-    pub fn to_public_text(&self) -> String {
-        format!(
-            "# pir-discovery issuer key {}\n{}\n",
-            self.id,
-            crate::b64::encode(self.verifying_key().as_bytes())
-        )
-    }
-
-    /// Parses a secret key file's text.
-    pub fn parse_secret(text: &str) -> Result<Self> {
-        let line = text
-            .lines()
-            .map(str::trim)
-            .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .ok_or_else(|| CoreError::MalformedKey("empty key file".into()))?;
-        let seed: [u8; 32] = crate::b64::decode_array(line).map_err(CoreError::MalformedKey)?;
-        Ok(Self::from_seed(&seed))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -525,16 +337,5 @@ mod tests {
             good.verify(&trust, 2_001),
             Err(CoreError::Expired { .. })
         ));
-    }
-
-    #[test]
-    fn key_files_round_trip() {
-        let issuer = IssuerKey::from_seed(&[3; 32]);
-        let back = IssuerKey::parse_secret(&issuer.to_secret_text()).unwrap();
-        assert_eq!(back.id(), issuer.id());
-        let trust = TrustStore::parse(&issuer.to_public_text()).unwrap();
-        assert!(trust.get(&issuer.id()).is_some());
-        assert!(TrustStore::parse("# nothing\n").is_err());
-        assert!(TrustStore::parse("not-base64!\n").is_err());
     }
 }

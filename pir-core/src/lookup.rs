@@ -12,14 +12,10 @@
 use sha2::{Digest, Sha256};
 
 use crate::{
-    bucket,
-    cpi::Cpi,
     error::{CoreError, Result},
-    layout::Location,
-    mapping::{Mapping, TrustStore},
-    params::SchemeParams,
-    snapshot::LookupConfig,
-    spiral::{self, ClientSecret},
+    identity::{Cpi, Mapping, TrustStore},
+    keyword::{Location, LookupConfig, bucket},
+    pir::{self, ClientSecret, SchemeParams},
 };
 
 /// Identifies a client's public keys: `SHA-256("pir-discovery/eval-keys/v1\0" || keys)`.
@@ -60,7 +56,7 @@ pub struct ClientKeys {
 impl ClientKeys {
     /// Generates fresh keys (tens to hundreds of milliseconds).
     pub fn generate(params: &SchemeParams) -> Result<Self> {
-        let (secret, public) = spiral::keygen(params)?;
+        let (secret, public) = pir::keygen(params)?;
         Ok(Self::from_parts(*params, secret, public))
     }
 
@@ -179,7 +175,7 @@ impl LookupClient {
     /// Encrypts the query for a CPI.
     pub fn query(&self, cpi: &Cpi) -> Result<PendingLookup> {
         let location = self.config.layout.locate(cpi);
-        let query = spiral::query(
+        let query = pir::query(
             &self.config.scheme,
             &self.keys.secret,
             location.bucket.0 as usize,
@@ -201,7 +197,7 @@ impl LookupClient {
         response: &[u8],
         now: u64,
     ) -> Result<LookupResult> {
-        let item = spiral::decode(&self.config.scheme, &self.keys.secret, response)?;
+        let item = pir::decode(&self.config.scheme, &self.keys.secret, response)?;
         let mut mappings = Vec::new();
         let mut outside_validity = 0;
         for (tag, compact) in bucket::decode_bucket(&item)? {

@@ -1,0 +1,21 @@
+//! Who says what: CPIs, the signed mapping and its canonical bytes, key roles and the trust
+//! store, and the JSON Lines form DPs read and write.
+//!
+//! ```text
+//! issuer key ──sign(ISSUER_SIG_CONTEXT || canonical body)──▶ Mapping ──verify(TrustStore)──▶
+//!                                                                       VerifiedMapping
+//! ```
+
+mod b64;
+mod cpi;
+mod jsonl;
+mod keys;
+mod mapping;
+
+pub use cpi::{Cpi, MAX_CPI_LEN};
+pub use jsonl::DeltaLine;
+pub use keys::{ISSUER_ID_CONTEXT, IssuerId, IssuerKey, TrustStore};
+pub use mapping::{
+    ISSUER_SIG_CONTEXT, MAPPING_FORMAT_VERSION, MAX_CONTEXT_LEN, MAX_PSI_LEN, Mapping,
+    MappingFields, USER_SIG_CONTEXT, UserConsent, VerifiedMapping, canonical_body,
+};

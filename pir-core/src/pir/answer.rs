@@ -1,0 +1,157 @@
+//! Answering: expansion, the first dimension over the whole database, folding, packing.
+
+use std::time::Instant;
+
+use rayon::prelude::*;
+use spiral_rs::{
+    aligned_memory::AlignedMemory64,
+    client::Query,
+    poly::{PolyMatrixNTT, PolyMatrixRaw},
+    server::{encode, pack, process_query},
+};
+
+use super::{
+    database::Database,
+    eval_keys::ServerKeys,
+    expand::expand,
+    first_dim::first_dimension,
+    fold::fold,
+    ring::{check_words, spiral_params},
+};
+use crate::error::{CoreError, Result};
+
+/// Wall-clock seconds one call of [`Database::answer_batch_timed`] spent in each phase.
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
+pub struct AnswerPhases {
+    /// Query expansion (coefficient expansion and conversion to GSW), all queries.
+    pub expand_s: f64,
+    /// The first-dimension pass over the whole database.
+    pub first_dim_s: f64,
+    /// Inverse NTT of the first dimension's products and folding over the further dimensions.
+    pub fold_s: f64,
+    /// Packing and encoding the responses.
+    pub pack_s: f64,
+}
+
+impl Database {
+    /// Answers one encrypted query. Malformed query bytes are an error, never a panic.
+    pub fn answer(&self, keys: &ServerKeys, query: &[u8]) -> Result<Vec<u8>> {
+        let mut answers = self.answer_batch(&[(keys, query)])?;
+        answers
+            .pop()
+            .ok_or_else(|| CoreError::Internal("no answer".into()))
+    }
+
+    /// Answers several queries (each with its client's keys) in one pass over the database.
+    ///
+    /// Every core is used: query expansion runs per query in parallel, the first-dimension pass is
+    /// split over (instance, trial, coefficient range) pieces of the database, and the slices'
+    /// ciphertexts are folded and packed in parallel. Each database row is read once for all the
+    /// queries, so memory traffic is shared. The answers are byte-identical to spiral-rs's
+    /// `process_query`.
+    pub fn answer_batch(&self, batch: &[(&ServerKeys, &[u8])]) -> Result<Vec<Vec<u8>>> {
+        self.answer_batch_timed(batch).map(|(answers, _)| answers)
+    }
+
+    /// [`Database::answer_batch`], also saying where the time went.
+    pub fn answer_batch_timed(
+        &self,
+        batch: &[(&ServerKeys, &[u8])],
+    ) -> Result<(Vec<Vec<u8>>, AnswerPhases)> {
+        let (params, db) = (&self.params, self.words.as_slice());
+        let sp = spiral_params(params)?;
+        if db.len() != params.db_words() {
+            return Err(CoreError::Internal(
+                "database size does not match parameters".into(),
+            ));
+        }
+        for (keys, query) in batch {
+            if keys.params != *params {
+                return Err(CoreError::ParamsMismatch(
+                    "keys were generated for other scheme parameters".into(),
+                ));
+            }
+            check_words("query", query, sp.query_bytes(), sp.modulus)?;
+        }
+        let mut phases = AnswerPhases::default();
+        if batch.is_empty() {
+            return Ok((Vec::new(), phases));
+        }
+        let mut clock = Instant::now();
+        // Queries expand side by side, and each expansion runs its key switches in parallel.
+        let expanded: Vec<(AlignedMemory64, Vec<PolyMatrixNTT<'static>>)> = batch
+            .par_iter()
+            .map(|(keys, query)| {
+                let q = Query::deserialize(sp, query);
+                expand(sp, &keys.inner, &q)
+            })
+            .collect::<Result<_>>()?;
+        let v_firstdim: Vec<&[u64]> = expanded.iter().map(|(v, _)| v.as_slice()).collect();
+        phases.expand_s = lap(&mut clock);
+
+        let trials = sp.n * sp.n;
+        let slices = sp.instances * trials;
+        // Slices go through the first dimension and the folding a few at a time (as many as there
+        // are threads), so the first dimension's sums of only those slices are in memory: about
+        // 4 MiB per slice and query instead of all of them at once.
+        let group = rayon::current_num_threads().clamp(1, slices);
+        // cts[slice][query]: the slice's ciphertext, folded over the further dimensions.
+        let mut cts: Vec<Vec<PolyMatrixRaw<'static>>> = Vec::with_capacity(slices);
+        for start in (0..slices).step_by(group) {
+            let range = start..(start + group).min(slices);
+            let sums = first_dimension(sp, db, &v_firstdim, range.clone());
+            phases.first_dim_s += lap(&mut clock);
+            cts.par_extend(range.into_par_iter().map(|slice| {
+                (0..batch.len())
+                    .into_par_iter()
+                    .map(|qi| {
+                        let mut raw = sums.ciphertexts(slice - start, qi);
+                        fold(sp, &mut raw, &expanded[qi].1);
+                        raw.swap_remove(0)
+                    })
+                    .collect()
+            }));
+            phases.fold_s += lap(&mut clock);
+        }
+
+        let answers = (0..batch.len())
+            .into_par_iter()
+            .map(|qi| {
+                let packed: Vec<PolyMatrixRaw> = (0..sp.instances)
+                    .map(|instance| {
+                        let v_ct: Vec<PolyMatrixRaw> = (0..trials)
+                            .map(|trial| cts[instance * trials + trial][qi].clone())
+                            .collect();
+                        pack(sp, &v_ct, &batch[qi].0.inner.v_packing).raw()
+                    })
+                    .collect();
+                encode(sp, &packed)
+            })
+            .collect();
+        phases.pack_s = lap(&mut clock);
+        Ok((answers, phases))
+    }
+}
+
+/// Seconds since `clock`, which restarts.
+fn lap(clock: &mut Instant) -> f64 {
+    let s = clock.elapsed().as_secs_f64();
+    *clock = Instant::now();
+    s
+}
+
+impl Database {
+    /// spiral-rs's own single-query answer, for the reference benchmark and equality tests.
+    /// Not for serving.
+    #[doc(hidden)]
+    pub fn danger_reference_answer(&self, keys: &ServerKeys, query: &[u8]) -> Result<Vec<u8>> {
+        let (params, db) = (&self.params, self.words.as_slice());
+        let sp = spiral_params(params)?;
+        check_words("query", query, sp.query_bytes(), sp.modulus)?;
+        if db.len() != params.db_words() {
+            return Err(CoreError::Internal("database size".into()));
+        }
+        let q = Query::deserialize(sp, query);
+        Ok(process_query(sp, &keys.inner, &q, db))
+    }
+}

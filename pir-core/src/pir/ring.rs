@@ -1,0 +1,157 @@
+//! The ring every preset shares, spiral-rs's `Params` for a parameter set, and the checks every
+//! message passes before spiral-rs sees it.
+
+use std::{
+    collections::HashMap,
+    sync::{Mutex, OnceLock},
+};
+
+use spiral_rs::{
+    client::SEED_LENGTH,
+    noise_estimate::{Paramset, get_noise_from_paramset, get_p_err},
+    params::{Params, Q2_VALUES},
+};
+
+use super::params::{POLY_LEN, SchemeParams};
+use crate::error::{CoreError, Result};
+
+/// The ring's fixed CRT moduli; q = their product.
+pub(super) const MODULI: [u64; 2] = [268369921, 249561089];
+/// Gaussian error width.
+pub(super) const NOISE_WIDTH: f64 = 6.4;
+/// Packed NTT words hold the second CRT residue in the high half.
+pub(super) const PACKED_OFFSET_2: u32 = 32;
+
+pub(super) fn spiral_params(p: &SchemeParams) -> Result<&'static Params> {
+    static INTERNED: OnceLock<Mutex<HashMap<SchemeParams, &'static Params>>> = OnceLock::new();
+    p.validate()?;
+    let mut map = INTERNED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    Ok(*map.entry(*p).or_insert_with(|| {
+        Box::leak(Box::new(Params::init(
+            POLY_LEN,
+            &MODULI,
+            NOISE_WIDTH,
+            p.n as usize,
+            p.p,
+            p.q2_bits as u64,
+            p.t_conv as usize,
+            p.t_exp_left as usize,
+            p.t_exp_right as usize,
+            p.t_gsw as usize,
+            true,
+            p.nu_1 as usize,
+            p.nu_2 as usize,
+            p.instances as usize,
+            p.item_bytes as usize,
+            p.version as usize,
+        )))
+    }))
+}
+
+/// Byte sizes of the messages for a parameter set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct MessageSizes {
+    /// The client's public (evaluation) keys.
+    pub public_keys: usize,
+    /// One query.
+    pub query: usize,
+    /// One response.
+    pub response: usize,
+}
+
+impl SchemeParams {
+    /// log2 of the per-query correctness failure probability, by the Spiral authors' noise
+    /// estimator (spiral-rs's `NoiseEstimator`, the model their parameter search used).
+    ///
+    /// Computed from the parameters alone: unlike answering, it interns nothing, so a search may
+    /// call it for thousands of candidates.
+    pub fn estimated_log2_failure(&self) -> Result<f64> {
+        self.validate()?;
+        let set = Paramset {
+            n: self.n as usize,
+            d: POLY_LEN,
+            p: self.p,
+            q: MODULI[0] * MODULI[1],
+            sigma: NOISE_WIDTH,
+            t_conv: self.t_conv as usize,
+            t_exp_left: self.t_exp_left as usize,
+            t_exp_right: self.t_exp_right as usize,
+            t_gsw: self.t_gsw as usize,
+            db_dim_1: self.nu_1 as usize,
+            db_dim_2: self.nu_2 as usize,
+            expand_queries: true,
+        };
+        let q2 = Q2_VALUES[self.q2_bits as usize];
+        Ok(get_p_err(&set, get_noise_from_paramset(&set), q2))
+    }
+
+    /// Sizes of the public keys, a query and a response.
+    pub fn message_sizes(&self) -> Result<MessageSizes> {
+        let sp = spiral_params(self)?;
+        Ok(MessageSizes {
+            public_keys: sp.setup_bytes(),
+            query: sp.query_bytes(),
+            response: response_bytes(sp),
+        })
+    }
+}
+
+fn log2_ceil(x: u64) -> usize {
+    (u64::BITS - (x - 1).leading_zeros()) as usize
+}
+
+pub(super) fn response_bytes(sp: &Params) -> usize {
+    let q1_bits = log2_ceil(4 * sp.pt_modulus);
+    let bits = sp.instances
+        * (sp.q2_bits as usize * sp.n * sp.poly_len + q1_bits * sp.n * sp.n * sp.poly_len);
+    bits.div_ceil(64) * 8
+}
+
+/// Checks a seed-prefixed buffer of u64 words: exact length, every word reduced mod q.
+pub(super) fn check_words(
+    what: &'static str,
+    bytes: &[u8],
+    expected: usize,
+    modulus: u64,
+) -> Result<()> {
+    if bytes.len() != expected {
+        return Err(CoreError::MalformedPirBytes {
+            what,
+            reason: format!("{} bytes, expected {expected}", bytes.len()),
+        });
+    }
+    let body = &bytes[SEED_LENGTH..];
+    if !body.len().is_multiple_of(8) {
+        return Err(CoreError::Internal(format!("{what} body not whole words")));
+    }
+    if let Some(pos) = body
+        .chunks_exact(8)
+        .position(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()) >= modulus)
+    {
+        return Err(CoreError::MalformedPirBytes {
+            what,
+            reason: format!("word {pos} is not reduced modulo q"),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failure_estimate_is_spiral_rs_estimator() {
+        use spiral_rs::noise_estimate::NoiseEstimator;
+        for preset in SchemeParams::vetted_presets().chain(SchemeParams::store_presets()) {
+            let p = preset.params;
+            let ours = p.estimated_log2_failure().unwrap();
+            let theirs = spiral_params(&p).unwrap().estimate_log2_err_prob();
+            assert_eq!(ours, theirs, "{p}");
+            assert!(ours <= -40.0, "{p}: {ours}");
+        }
+    }
+}

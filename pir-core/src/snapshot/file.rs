@@ -1,0 +1,305 @@
+//! The file format: writing, loading (full files and deltas beside their base), checking.
+
+use std::{
+    collections::BTreeSet,
+    fs::File,
+    io::{BufWriter, Read, Write},
+    path::Path,
+};
+
+use super::{
+    Snapshot,
+    delta::apply_delta_payload,
+    header::{BaseRef, MAX_HEADER_LEN, SnapshotHeader, bincode_config, encode_header},
+};
+use crate::{
+    error::{CoreError, Result},
+    pir::Database,
+};
+
+/// First bytes of every snapshot file.
+pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PIRSNAP\0";
+/// Version of the file format this build reads and writes.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+impl Snapshot {
+    /// Writes the snapshot to `path` (through a temporary file, renamed into place).
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let tmp = path.with_extension("pirsnap.tmp");
+        let io = |e| CoreError::io(&tmp, e);
+        let file = File::create(&tmp).map_err(io)?;
+        let mut w = BufWriter::with_capacity(1 << 22, file);
+        self.write_to(&mut w).map_err(|e| match e {
+            CoreError::Io { source, .. } => io(source),
+            other => other,
+        })?;
+        let file = w.into_inner().map_err(|e| io(e.into_error()))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(|e| CoreError::io(path, e))
+    }
+
+    /// Writes the snapshot's bytes to any writer: a full file, or a delta file when this
+    /// snapshot is a delta of a full one.
+    pub fn write_to(&self, w: &mut impl Write) -> Result<()> {
+        let header = encode_header(&self.header)?;
+        let io = |e| CoreError::io("<snapshot>", e);
+        w.write_all(&SNAPSHOT_MAGIC).map_err(io)?;
+        w.write_all(&SNAPSHOT_FORMAT_VERSION.to_le_bytes())
+            .map_err(io)?;
+        w.write_all(&(header.len() as u32).to_le_bytes())
+            .map_err(io)?;
+        w.write_all(&header).map_err(io)?;
+        w.write_all(blake3::hash(&header).as_bytes()).map_err(io)?;
+        if self.header.base.is_some() {
+            let computed;
+            let (indices, plain, words) = match &self.sealed_delta {
+                Some(payload) => payload,
+                None => {
+                    computed = self.delta_payload()?;
+                    &computed
+                }
+            };
+            w.write_all(&(indices.len() as u32).to_le_bytes())
+                .map_err(io)?;
+            for i in indices {
+                w.write_all(&(*i as u32).to_le_bytes()).map_err(io)?;
+            }
+            w.write_all(plain).map_err(io)?;
+            w.write_all(bytemuck::cast_slice(words)).map_err(io)?;
+        } else {
+            if !self.db.is_loaded() {
+                return Err(CoreError::Internal(
+                    "a full snapshot needs its database loaded".into(),
+                ));
+            }
+            w.write_all(&self.plaintext).map_err(io)?;
+            w.write_all(bytemuck::cast_slice(self.db.words()))
+                .map_err(io)?;
+        }
+        w.flush().map_err(io)
+    }
+
+    /// Loads a snapshot file, checking its structure and checksums. Never redoes the NTT.
+    /// A delta file loads its base (found beside it) and applies its items.
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::load_impl(path, true)
+    }
+
+    /// Loads only what an update needs: the header and the buckets (checked), not the
+    /// database. The result can be updated and written as a delta of `path` (or of its base).
+    pub fn load_plaintext(path: &Path) -> Result<Self> {
+        Self::load_impl(path, false)
+    }
+
+    fn load_impl(path: &Path, with_db: bool) -> Result<Self> {
+        let in_file = |e: CoreError| match e {
+            CoreError::InvalidSnapshot(m) => {
+                CoreError::InvalidSnapshot(format!("{}: {m}", path.display()))
+            }
+            CoreError::Io { source, .. } => CoreError::io(path, source),
+            other => other,
+        };
+        let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
+        let len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
+        let mut r = std::io::BufReader::with_capacity(1 << 22, file);
+        let (header, header_hash) = read_header_from(&mut r, len).map_err(in_file)?;
+        let Some(base) = header.base.clone() else {
+            let mut s = read_full_payload(&mut r, header, with_db).map_err(in_file)?;
+            s.origin = Some(BaseRef {
+                file: file_name(path)?,
+                epoch: s.header.epoch,
+                header_hash,
+            });
+            return Ok(s);
+        };
+        // A plain file name beside the delta: no directories, no way out of this one.
+        if base.file.is_empty()
+            || base.file == "."
+            || base.file == ".."
+            || base.file.contains(['/', '\\'])
+        {
+            return Err(in_file(CoreError::InvalidSnapshot(format!(
+                "base file name {:?} is not a plain file name",
+                base.file
+            ))));
+        }
+        let base_path = path
+            .parent()
+            .unwrap_or_else(|| Path::new("."))
+            .join(&base.file);
+        // Checked before loading, so a delta naming itself (or another delta) cannot recurse.
+        if Self::read_header(&base_path)?.base.is_some() {
+            return Err(in_file(CoreError::InvalidSnapshot(
+                "its base is itself a delta (deltas apply to full snapshots only)".into(),
+            )));
+        }
+        let mut full = Self::load_impl(&base_path, with_db)?;
+        if full.origin.as_ref().map(|o| o.header_hash) != Some(base.header_hash) {
+            return Err(in_file(CoreError::InvalidSnapshot(format!(
+                "its base {} is not the snapshot it was made from (header differs)",
+                base_path.display()
+            ))));
+        }
+        if (full.header.scheme, full.header.layout) != (header.scheme, header.layout) {
+            return Err(in_file(CoreError::InvalidSnapshot(
+                "its base has other parameters or layout".into(),
+            )));
+        }
+        apply_delta_payload(&mut r, len, &mut full, &header, with_db).map_err(in_file)?;
+        full.header = header;
+        full.origin = Some(base);
+        Ok(full)
+    }
+
+    /// Reads and checks only the header of a snapshot file (fast: skips the database).
+    pub fn read_header(path: &Path) -> Result<SnapshotHeader> {
+        let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
+        let len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
+        read_header_from(&mut std::io::BufReader::new(file), len)
+            .map(|(h, _)| h)
+            .map_err(|e| match e {
+                CoreError::InvalidSnapshot(m) => {
+                    CoreError::InvalidSnapshot(format!("{}: {m}", path.display()))
+                }
+                CoreError::Io { source, .. } => CoreError::io(path, source),
+                other => other,
+            })
+    }
+
+    /// Reads a full snapshot of `len` bytes from a reader (a delta needs its file: see
+    /// [`Snapshot::load`]).
+    pub fn read_from(mut r: impl Read, len: u64) -> Result<Self> {
+        let (header, _) = read_header_from(&mut r, len)?;
+        if header.base.is_some() {
+            return Err(CoreError::InvalidSnapshot(
+                "a delta snapshot: load it from its file, beside its base".into(),
+            ));
+        }
+        read_full_payload(&mut r, header, true)
+    }
+}
+
+fn file_name(path: &Path) -> Result<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| CoreError::InvalidSnapshot(format!("{}: no file name", path.display())))
+}
+
+/// Reads a full file's buckets and (if wanted) database, checking both checksums.
+fn read_full_payload(r: &mut dyn Read, header: SnapshotHeader, with_db: bool) -> Result<Snapshot> {
+    let plain_len = header.scheme.num_items() * header.scheme.item_bytes as usize;
+    let mut plaintext = vec![0u8; plain_len];
+    read_exact_or(r, &mut plaintext, "buckets")?;
+    let mut hasher = blake3::Hasher::new();
+    hasher.update_rayon(&plaintext);
+    if hasher.finalize().as_bytes() != &header.plaintext_checksum {
+        return Err(CoreError::InvalidSnapshot(
+            "bucket checksum mismatch (corrupted buckets)".into(),
+        ));
+    }
+    let db = if with_db {
+        let mut db = vec![0u64; header.scheme.db_words()];
+        let mut hasher = blake3::Hasher::new();
+        for chunk in bytemuck::cast_slice_mut::<u64, u8>(&mut db).chunks_mut(1 << 24) {
+            read_exact_or(r, chunk, "database")?;
+            hasher.update_rayon(chunk);
+        }
+        if hasher.finalize().as_bytes() != &header.db_checksum {
+            return Err(CoreError::InvalidSnapshot(
+                "database checksum mismatch (corrupted database)".into(),
+            ));
+        }
+        Database::from_words(header.scheme, db)?
+    } else {
+        Database::not_loaded(header.scheme)
+    };
+    Ok(Snapshot {
+        header,
+        plaintext,
+        db,
+        delta_items: BTreeSet::new(),
+        origin: None,
+        sealed_delta: None,
+    })
+}
+
+pub(super) fn read_exact_or(r: &mut dyn Read, buf: &mut [u8], what: &str) -> Result<()> {
+    r.read_exact(buf).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => {
+            CoreError::InvalidSnapshot(format!("truncated in the {what}"))
+        }
+        _ => CoreError::io("<snapshot>", e),
+    })
+}
+
+/// Reads and checks the preamble and header; returns the header and the hash of its bytes.
+fn read_header_from(r: &mut dyn Read, len: u64) -> Result<(SnapshotHeader, [u8; 32])> {
+    let invalid = |m: &str| CoreError::InvalidSnapshot(m.to_owned());
+    let mut fixed = [0u8; 16];
+    read_exact_or(r, &mut fixed, "preamble")?;
+    if fixed[..8] != SNAPSHOT_MAGIC {
+        return Err(invalid("not a snapshot file (bad magic)"));
+    }
+    let version = u32::from_le_bytes(fixed[8..12].try_into().unwrap_or_default());
+    if version != SNAPSHOT_FORMAT_VERSION {
+        return Err(CoreError::InvalidSnapshot(format!(
+            "format version {version}, this build reads version {SNAPSHOT_FORMAT_VERSION}"
+        )));
+    }
+    let header_len = u32::from_le_bytes(fixed[12..16].try_into().unwrap_or_default());
+    if header_len > MAX_HEADER_LEN {
+        return Err(invalid("header length out of range"));
+    }
+    let mut header_bytes = vec![0u8; header_len as usize];
+    read_exact_or(r, &mut header_bytes, "header")?;
+    let mut header_hash = [0u8; 32];
+    read_exact_or(r, &mut header_hash, "header")?;
+    if blake3::hash(&header_bytes).as_bytes() != &header_hash {
+        return Err(invalid("header checksum mismatch (corrupted header)"));
+    }
+    let (header, used): (SnapshotHeader, usize) =
+        bincode::decode_from_slice(&header_bytes, bincode_config())
+            .map_err(|e| CoreError::InvalidSnapshot(format!("header does not decode: {e}")))?;
+    if used != header_bytes.len() {
+        return Err(invalid("trailing bytes after the header"));
+    }
+    header
+        .scheme
+        .validate()
+        .map_err(|e| CoreError::InvalidSnapshot(e.to_string()))?;
+    header
+        .layout
+        .validate()
+        .map_err(|e| CoreError::InvalidSnapshot(e.to_string()))?;
+    if header.layout.num_buckets as usize != header.scheme.num_items() {
+        return Err(invalid("bucket count differs from the number of items"));
+    }
+    if header.base.is_some() {
+        // A delta's length depends on its item count, checked when its payload is read.
+        return Ok((header, header_hash));
+    }
+    let plain_len = header.scheme.num_items() * header.scheme.item_bytes as usize;
+    let words = header.scheme.db_words();
+    let expected = 16 + header_len as u64 + 32 + plain_len as u64 + words as u64 * 8;
+    if len < expected {
+        return Err(CoreError::InvalidSnapshot(format!(
+            "truncated: {len} bytes, the header announces {expected}"
+        )));
+    }
+    if len > expected {
+        return Err(CoreError::InvalidSnapshot(format!(
+            "{} unexpected bytes after the database",
+            len - expected
+        )));
+    }
+    Ok((header, header_hash))
+}
+
+pub(super) fn words_checksum(words: &[u64]) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    for chunk in bytemuck::cast_slice::<u64, u8>(words).chunks(1 << 24) {
+        hasher.update_rayon(chunk);
+    }
+    *hasher.finalize().as_bytes()
+}

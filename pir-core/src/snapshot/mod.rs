@@ -1,0 +1,186 @@
+//! Snapshots: a keyword layout plus the NTT-preprocessed Spiral database, in one file.
+//!
+//! ```text
+//! file    = magic "PIRSNAP\0" || format_version:u32le || header_len:u32le
+//!           || header[header_len]            (bincode, little-endian, fixed-width integers)
+//!           || blake3(header)[32]
+//!           || plaintext[num_items * item_bytes]   (the buckets, for updates and inspection)
+//!           || db words[db_words] as u64le        (NTT form: loading never redoes the NTT)
+//! header.plaintext_checksum = blake3(plaintext), header.db_checksum = blake3(db bytes)
+//!
+//! delta   = magic || format_version || header_len || header (base = Some) || blake3(header)
+//!           || k:u32le || k item indices:u32le (ascending) || k buckets || k items' words
+//!           (each item's words in (instance, trial, coefficient) order)
+//! header.plaintext_checksum = blake3(k || indices || buckets), db_checksum = blake3(words)
+//! ```
+//!
+//! A delta names its full base (a file beside it) by epoch and header hash; loading it loads the
+//! base and replaces the delta's items. Updates write deltas, so their cost follows the size of
+//! the change, not of the database.
+
+mod build;
+mod delta;
+mod file;
+mod header;
+mod sign;
+
+use std::collections::BTreeSet;
+
+use rayon::prelude::*;
+
+pub use build::{BuildOptions, BuildReport};
+pub use delta::{DeltaOp, UpdateOptions, UpdateReport};
+pub use file::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
+pub use header::{BaseRef, DpSignature, SnapshotHeader};
+
+use file::words_checksum;
+use header::encode_header;
+
+use crate::{
+    error::{CoreError, Result},
+    keyword::{LookupConfig, bucket},
+    pir::{Database, MessageSizes},
+};
+
+/// A loaded or freshly built snapshot, ready to answer queries.
+pub struct Snapshot {
+    header: SnapshotHeader,
+    plaintext: Vec<u8>,
+    /// Empty when loaded for an update only ([`Snapshot::load_plaintext`]).
+    db: Database,
+    /// Items that differ from the base (for a delta).
+    delta_items: BTreeSet<usize>,
+    /// What a delta of this snapshot refers to (the file it was loaded from, or its base).
+    origin: Option<BaseRef>,
+    /// A delta's payload as its checksums were computed, so writing does not redo the NTT.
+    sealed_delta: Option<DeltaPayload>,
+}
+
+/// A delta's item indices, their buckets, and their words.
+type DeltaPayload = (Vec<usize>, Vec<u8>, Vec<u64>);
+
+impl std::fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("header", &self.header)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Snapshot {
+    /// Recomputes the header's counts and checksum from the content (after any change to it).
+    /// A signature no longer covers the new header and is dropped.
+    fn seal(&mut self) -> Result<()> {
+        let item_bytes = self.header.scheme.item_bytes as usize;
+        let (mappings, cpis, bytes) = self
+            .plaintext
+            .par_chunks(item_bytes)
+            .map(bucket::bucket_stats)
+            .try_reduce(|| (0, 0, 0), |a, b| Ok((a.0 + b.0, a.1 + b.1, a.2 + b.2)))?;
+        self.header.mapping_count = mappings;
+        self.header.cpi_count = cpis;
+        self.header.record_bytes = bytes;
+        self.sealed_delta = None;
+        let (plain, words) = if self.header.base.is_some() {
+            let payload = self.delta_payload()?;
+            let (indices, plain, words) = &payload;
+            let mut h = blake3::Hasher::new();
+            h.update(&(indices.len() as u32).to_le_bytes());
+            for i in indices {
+                h.update(&(*i as u32).to_le_bytes());
+            }
+            h.update(plain);
+            let checksums = (h.finalize(), words_checksum(words));
+            self.sealed_delta = Some(payload);
+            checksums
+        } else {
+            if !self.db.is_loaded() {
+                return Err(CoreError::Internal(
+                    "a full snapshot needs its database loaded".into(),
+                ));
+            }
+            let mut h = blake3::Hasher::new();
+            h.update_rayon(&self.plaintext);
+            (h.finalize(), words_checksum(self.db.words()))
+        };
+        self.header.plaintext_checksum = *plain.as_bytes();
+        self.header.db_checksum = words;
+        self.header.signature = None;
+        Ok(())
+    }
+
+    /// Turns a delta-derived snapshot into a full one (for writing a self-contained file).
+    /// Needs the database loaded.
+    pub fn compact(&mut self) -> Result<()> {
+        self.header.base = None;
+        self.delta_items.clear();
+        self.seal()
+    }
+
+    /// True when this snapshot is written as a delta of a full one.
+    pub fn is_delta(&self) -> bool {
+        self.header.base.is_some()
+    }
+
+    /// The header.
+    pub fn header(&self) -> &SnapshotHeader {
+        &self.header
+    }
+
+    /// What a client needs to query this snapshot.
+    pub fn config(&self) -> LookupConfig {
+        LookupConfig {
+            scheme: self.header.scheme,
+            layout: self.header.layout,
+            epoch: self.header.epoch,
+        }
+    }
+
+    /// Message sizes for this snapshot's parameters.
+    pub fn message_sizes(&self) -> Result<MessageSizes> {
+        self.header.scheme.message_sizes()
+    }
+
+    /// The plaintext of bucket `index`.
+    pub fn bucket(&self, index: usize) -> Option<&[u8]> {
+        let n = self.header.scheme.item_bytes as usize;
+        let start = index.checked_mul(n)?;
+        self.plaintext.get(start..start.checked_add(n)?)
+    }
+
+    /// Bytes of the file this snapshot writes.
+    pub fn file_len(&self) -> Result<u64> {
+        Ok(SNAPSHOT_MAGIC.len() as u64
+            + 8
+            + encode_header(&self.header)?.len() as u64
+            + 32
+            + self.plaintext.len() as u64
+            + self.db.words().len() as u64 * 8)
+    }
+
+    /// Rewrites bucket `index` in place and re-encodes only its item (its NTT is local).
+    ///
+    /// The result no longer matches what the DP signed over its content: this exists so tests
+    /// can play a dishonest PIR host. Real updates go through a delta.
+    #[doc(hidden)]
+    pub fn danger_overwrite_bucket(
+        &mut self,
+        index: usize,
+        edit: impl FnOnce(&mut [u8]),
+    ) -> Result<()> {
+        let n = self.header.scheme.item_bytes as usize;
+        let item = self
+            .plaintext
+            .get_mut(index * n..(index + 1) * n)
+            .ok_or_else(|| CoreError::Internal(format!("bucket {index} out of range")))?;
+        edit(item);
+        self.db
+            .encode_items(&self.plaintext, &[index], &|_, _| {})?;
+        self.seal()
+    }
+
+    /// The NTT-form database: what answering reads.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
