@@ -13,11 +13,10 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use pir_core::{
-    BuildOptions, ClientKeys, Cpi, IssuerKey, LookupClient, MappingFields, MessageSizes,
-    PendingLookup, SchemeParams, ServerKeys, Snapshot, TrustStore,
+    ClientKeys, Cpi, LookupClient, MessageSizes, PendingLookup, SchemeParams, ServerKeys,
+    Snapshot,
+    testing::{self, NOW},
 };
-
-const NOW: u64 = 1_800_000_000;
 /// The ring's ciphertext modulus q: every word of keys and queries must be below it.
 const Q: u64 = 268_369_921 * 249_561_089;
 /// spiral-rs prefixes keys and queries with a 32-byte seed.
@@ -37,44 +36,9 @@ struct World {
 fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
-        let params = SchemeParams {
-            nu_1: 2,
-            nu_2: 1,
-            ..SchemeParams::danger_test_only_small()
-        };
-        let issuer = IssuerKey::from_seed(&[1; 32]);
-        let trust = TrustStore::parse(&issuer.to_public_text()).expect("own public key parses");
-        let mappings = [
-            (
-                "tel:+14155550100",
-                "chat.example",
-                Some("@alice:chat.example"),
-            ),
-            ("tel:+14155550100", "talk.example", None),
-            ("mailto:carol@example.com", "mail.example", None),
-        ]
-        .into_iter()
-        .map(|(cpi, msp, psi)| {
-            MappingFields::new(
-                Cpi::parse(cpi).expect("valid CPI"),
-                msp,
-                psi,
-                None,
-                0,
-                u64::MAX,
-            )
-            .expect("valid fields")
-            .sign(&issuer, None)
-            .expect("signs")
-        })
-        .collect();
-        let opts = BuildOptions {
-            epoch: 1,
-            now: NOW,
-            salt: Some([9; 32]),
-            scheme: Some(params),
-        };
-        let snapshot = Snapshot::build(mappings, &trust, &opts).expect("builds").0;
+        let params = testing::tiny_scheme();
+        let trust = testing::trust();
+        let snapshot = testing::fixture_v1_snapshot();
         let keys = ClientKeys::generate(&params).expect("keygen");
         let public_keys = keys.public_bytes().to_vec();
         let server_keys = ServerKeys::parse(&params, &public_keys).expect("own keys parse");

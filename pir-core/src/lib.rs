@@ -31,6 +31,8 @@ pub mod keyword;
 pub mod lookup;
 pub mod pir;
 pub mod snapshot;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 pub use error::{CoreError, Result};
 pub use identity::{Cpi, IssuerKey, Mapping, MappingFields, TrustStore, VerifiedMapping};

@@ -1,35 +1,16 @@
 //! The engine's own answering (every core, batched) is byte-identical to spiral-rs's.
 
 use pir_core::{
-    BuildOptions, ClientKeys, Cpi, IssuerKey, LookupClient, Mapping, MappingFields, SchemeParams,
-    ServerKeys, Snapshot, TrustStore,
+    BuildOptions, ClientKeys, Cpi, LookupClient, SchemeParams, ServerKeys, Snapshot, TrustStore,
+    testing::{build_options, build_with, bulk_mappings, trust},
 };
 
 fn setup(scheme: SchemeParams) -> (Snapshot, TrustStore) {
-    let issuer = IssuerKey::from_seed(&[91; 32]);
-    let trust = TrustStore::parse(&issuer.to_public_text()).unwrap();
-    let mappings: Vec<Mapping> = (0..300)
-        .map(|i| {
-            MappingFields::new(
-                Cpi::parse(&format!("mailto:u{i}@example.org")).unwrap(),
-                "chat.example",
-                None,
-                None,
-                0,
-                u64::MAX,
-            )
-            .unwrap()
-            .sign(&issuer, None)
-            .unwrap()
-        })
-        .collect();
     let opts = BuildOptions {
-        epoch: 1,
-        now: 1_800_000_000,
         salt: Some([3; 32]),
-        scheme: Some(scheme),
+        ..build_options(scheme, 1)
     };
-    (Snapshot::build(mappings, &trust, &opts).unwrap().0, trust)
+    (build_with(bulk_mappings(300), &opts), trust())
 }
 
 fn check(scheme: SchemeParams) {

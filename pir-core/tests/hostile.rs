@@ -8,28 +8,18 @@
 use std::{path::PathBuf, sync::OnceLock};
 
 use pir_core::{
-    BuildOptions, ClientKeys, CoreError, Cpi, DeltaLine, IssuerKey, LookupClient, Mapping,
-    MappingFields, MessageSizes, PendingLookup, SchemeParams, ServerKeys, SigningKey, Snapshot,
-    TrustStore, fuzzing,
+    ClientKeys, CoreError, Cpi, DeltaLine, IssuerKey, LookupClient, Mapping, MessageSizes,
+    PendingLookup, SchemeParams, ServerKeys, Snapshot, TrustStore, fuzzing,
+    testing::{NOW, issuer, sample_mappings, tiny_scheme, tiny_snapshot, trust},
 };
 use proptest::{prelude::*, test_runner::Config};
 
-const NOW: u64 = 1_800_000_000;
 /// The ring's ciphertext modulus q (the adapter's two CRT moduli multiplied).
 const Q: u64 = 268_369_921 * 249_561_089;
 /// spiral-rs prefixes public keys and queries with a 32-byte seed.
 const SEED_LEN: usize = 32;
 /// Preamble: magic (8), format version (4), header length (4).
 const PREAMBLE_LEN: usize = 16;
-
-/// The smallest shape spiral-rs runs (8 items), as in the committed fixture.
-fn tiny_scheme() -> SchemeParams {
-    SchemeParams {
-        nu_1: 2,
-        nu_2: 1,
-        ..SchemeParams::danger_test_only_small()
-    }
-}
 
 fn config(cases: u32) -> Config {
     Config {
@@ -38,57 +28,6 @@ fn config(cases: u32) -> Config {
         failure_persistence: None,
         ..Config::default()
     }
-}
-
-fn issuer() -> IssuerKey {
-    IssuerKey::from_seed(&[1; 32])
-}
-
-/// (CPI, MSP, PSI, context, signed by the user too).
-type Spec = (
-    &'static str,
-    &'static str,
-    Option<&'static str>,
-    Option<&'static str>,
-    bool,
-);
-
-fn sample_mappings() -> Vec<Mapping> {
-    let user = SigningKey::from_bytes(&[5; 32]);
-    let specs: [Spec; 4] = [
-        (
-            "tel:+14155550100",
-            "chat.example",
-            Some("@alice:chat.example"),
-            Some("personal"),
-            false,
-        ),
-        ("tel:+14155550100", "talk.example", None, None, true),
-        (
-            "mailto:carol@example.com",
-            "mail.example",
-            None,
-            Some("work"),
-            false,
-        ),
-        ("tel:+442079460958", "ring.example", Some("x"), None, true),
-    ];
-    specs
-        .into_iter()
-        .map(|(cpi, msp, psi, context, with_user)| {
-            MappingFields::new(
-                Cpi::parse(cpi).unwrap(),
-                msp,
-                psi,
-                context,
-                NOW - 1000,
-                NOW + 1000,
-            )
-            .unwrap()
-            .sign(&issuer(), with_user.then_some(&user))
-            .unwrap()
-        })
-        .collect()
 }
 
 /// Everything the tests share, built once: a tiny snapshot, keys, a client and valid messages.
@@ -107,20 +46,8 @@ struct World {
     compacts: Vec<Vec<u8>>,
 }
 
-fn trust() -> TrustStore {
-    TrustStore::parse(&issuer().to_public_text()).unwrap()
-}
-
 fn build_snapshot() -> Snapshot {
-    let opts = BuildOptions {
-        epoch: 1,
-        now: NOW,
-        salt: Some([9; 32]),
-        scheme: Some(tiny_scheme()),
-    };
-    Snapshot::build(sample_mappings(), &trust(), &opts)
-        .unwrap()
-        .0
+    tiny_snapshot()
 }
 
 fn world() -> &'static World {

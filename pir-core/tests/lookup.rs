@@ -1,35 +1,9 @@
 //! End-to-end private lookups, in process: build, query, answer, decode, verify.
 
 use pir_core::{
-    BuildOptions, CoreError, Cpi, IssuerKey, LookupClient, Mapping, MappingFields, SchemeParams,
-    ServerKeys, SigningKey, Snapshot, TrustStore,
+    BuildOptions, CoreError, Cpi, LookupClient, Mapping, ServerKeys, Snapshot, TrustStore,
+    testing::{NOW, mapping, mapping_valid, other_issuer, small_scheme, trust, user_key},
 };
-
-const NOW: u64 = 1_800_000_000;
-
-fn issuer() -> IssuerKey {
-    IssuerKey::from_seed(&[42; 32])
-}
-
-fn trust() -> TrustStore {
-    let mut t = TrustStore::new();
-    t.add(issuer().verifying_key()).unwrap();
-    t
-}
-
-fn mapping(cpi: &str, msp: &str, psi: Option<&str>) -> Mapping {
-    MappingFields::new(
-        Cpi::parse(cpi).unwrap(),
-        msp,
-        psi,
-        None,
-        NOW - 1000,
-        NOW + 1000,
-    )
-    .unwrap()
-    .sign(&issuer(), None)
-    .unwrap()
-}
 
 fn sample() -> Vec<Mapping> {
     let mut v = vec![
@@ -42,20 +16,14 @@ fn sample() -> Vec<Mapping> {
         mapping("tel:+14155550100", "ring.example", Some("alice")),
         mapping("mailto:bob@example.org", "chat.example", None),
     ];
-    let user = SigningKey::from_bytes(&[5; 32]);
-    v.push(
-        MappingFields::new(
-            Cpi::parse("tel:+442079460958").unwrap(),
-            "mail.example",
-            None,
-            Some("work"),
-            NOW - 10,
-            NOW + 10,
-        )
-        .unwrap()
-        .sign(&issuer(), Some(&user))
-        .unwrap(),
-    );
+    v.push(mapping_valid(
+        "tel:+442079460958",
+        "mail.example",
+        None,
+        Some("work"),
+        (NOW - 10, NOW + 10),
+        Some(&user_key()),
+    ));
     for i in 0..200 {
         v.push(mapping(
             &format!("mailto:user{i}@example.net"),
@@ -71,7 +39,7 @@ fn build(mappings: Vec<Mapping>) -> Snapshot {
         epoch: 7,
         now: NOW,
         salt: Some([1; 32]),
-        scheme: Some(SchemeParams::danger_test_only_small()),
+        scheme: Some(small_scheme()),
     };
     Snapshot::build(mappings, &trust(), &opts).unwrap().0
 }
@@ -137,7 +105,7 @@ fn builder_refuses_a_mapping_that_does_not_verify() {
         &trust(),
         &BuildOptions {
             now: NOW,
-            scheme: Some(SchemeParams::danger_test_only_small()),
+            scheme: Some(small_scheme()),
             ..Default::default()
         },
     )
@@ -176,9 +144,7 @@ fn mapping_tampered_after_building_is_rejected_by_the_client() {
 fn client_with_other_trusted_issuers_rejects_everything() {
     let snapshot = build(sample());
     let mut wrong_trust = TrustStore::new();
-    wrong_trust
-        .add(IssuerKey::from_seed(&[43; 32]).verifying_key())
-        .unwrap();
+    wrong_trust.add(other_issuer().verifying_key()).unwrap();
     let client = LookupClient::new(snapshot.config(), wrong_trust).unwrap();
     let err = lookup(&snapshot, &client, "tel:+14155550100").unwrap_err();
     assert!(matches!(err, CoreError::UnknownIssuer(_)), "{err}");
@@ -193,22 +159,17 @@ fn client_with_other_trusted_issuers_rejects_everything() {
 #[test]
 fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
     let mut mappings = sample();
-    mappings.push(
-        MappingFields::new(
-            Cpi::parse("mailto:old@example.org").unwrap(),
-            "gone.example",
-            None,
-            None,
-            0,
-            NOW - 1,
-        )
-        .unwrap()
-        .sign(&issuer(), None)
-        .unwrap(),
-    );
+    mappings.push(mapping_valid(
+        "mailto:old@example.org",
+        "gone.example",
+        None,
+        None,
+        (0, NOW - 1),
+        None,
+    ));
     let opts = BuildOptions {
         now: NOW,
-        scheme: Some(SchemeParams::danger_test_only_small()),
+        scheme: Some(small_scheme()),
         ..Default::default()
     };
     let (snapshot, report) = Snapshot::build(mappings, &trust(), &opts).unwrap();

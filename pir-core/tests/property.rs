@@ -4,12 +4,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use pir_core::{
-    BuildOptions, ClientKeys, Cpi, IssuerKey, LookupClient, Mapping, MappingFields, SchemeParams,
-    ServerKeys, Snapshot, TrustStore,
+    BuildOptions, ClientKeys, Cpi, IssuerKey, LookupClient, Mapping, MappingFields, ServerKeys,
+    Snapshot,
+    testing::{NOW, issuer, small_scheme, trust},
 };
 use proptest::prelude::*;
-
-const NOW: u64 = 1_800_000_000;
 
 fn cpi_strategy() -> impl Strategy<Value = String> {
     prop_oneof![
@@ -69,10 +68,7 @@ proptest! {
         absent in prop::collection::vec(cpi_strategy(), 1..3),
         salt in any::<[u8; 32]>(),
     ) {
-        let issuer = IssuerKey::from_seed(&[77; 32]);
-        let mut trust = TrustStore::new();
-        trust.add(issuer.verifying_key()).unwrap();
-        let scheme = SchemeParams::danger_test_only_small();
+        let (issuer, trust, scheme) = (issuer(), trust(), small_scheme());
         let mappings: Vec<Mapping> = specs.iter().map(|s| sign(s, &issuer)).collect();
 
         // The expected answer: last mapping per (CPI, MSP), grouped by CPI.

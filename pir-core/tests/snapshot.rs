@@ -3,96 +3,15 @@
 use std::path::PathBuf;
 
 use pir_core::{
-    BuildOptions, CoreError, Cpi, IssuerKey, LookupClient, Mapping, MappingFields,
-    SNAPSHOT_FORMAT_VERSION, SchemeParams, ServerKeys, Snapshot, TrustStore,
+    CoreError, SNAPSHOT_FORMAT_VERSION, Snapshot,
+    testing::{
+        FIXTURE_V1_CREATED_AT, NOW, file_bytes as to_bytes, fixture_v1_snapshot as build_fixture,
+        msps, read_bytes as read, tiny_scheme,
+    },
 };
-
-const NOW: u64 = 1_800_000_000;
-
-/// The smallest shape spiral-rs runs: 8 items. Only for the committed fixture.
-fn tiny_scheme() -> SchemeParams {
-    SchemeParams {
-        nu_1: 2,
-        nu_2: 1,
-        ..SchemeParams::danger_test_only_small()
-    }
-}
-
-fn issuer() -> IssuerKey {
-    IssuerKey::from_seed(&[11; 32])
-}
-
-fn trust() -> TrustStore {
-    TrustStore::parse(&issuer().to_public_text()).unwrap()
-}
-
-fn fixture_mappings() -> Vec<Mapping> {
-    [
-        (
-            "tel:+14155550100",
-            "chat.example",
-            Some("@alice:chat.example"),
-        ),
-        ("tel:+14155550100", "talk.example", None),
-        ("mailto:carol@example.com", "mail.example", None),
-    ]
-    .into_iter()
-    .map(|(cpi, msp, psi)| {
-        MappingFields::new(
-            Cpi::parse(cpi).unwrap(),
-            msp,
-            psi,
-            Some("personal"),
-            0,
-            u64::MAX,
-        )
-        .unwrap()
-        .sign(&issuer(), None)
-        .unwrap()
-    })
-    .collect()
-}
 
 fn fixture_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-v1.pirsnap")
-}
-
-fn build_fixture() -> Snapshot {
-    let opts = BuildOptions {
-        epoch: 3,
-        now: 1_767_225_600,
-        salt: Some([9; 32]),
-        scheme: Some(tiny_scheme()),
-    };
-    Snapshot::build(fixture_mappings(), &trust(), &opts)
-        .unwrap()
-        .0
-}
-
-fn to_bytes(s: &Snapshot) -> Vec<u8> {
-    let mut v = Vec::new();
-    s.write_to(&mut v).unwrap();
-    v
-}
-
-fn read(bytes: &[u8]) -> pir_core::Result<Snapshot> {
-    Snapshot::read_from(bytes, bytes.len() as u64)
-}
-
-fn msps(snapshot: &Snapshot, cpi: &str) -> Vec<String> {
-    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
-    let keys = ServerKeys::parse(&snapshot.config().scheme, client.keys().public_bytes()).unwrap();
-    let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
-    let response = snapshot.database().answer(&keys, &pending.query).unwrap();
-    let mut out: Vec<String> = client
-        .decode(&pending, &response, NOW)
-        .unwrap()
-        .mappings
-        .into_iter()
-        .map(|m| m.fields.msp)
-        .collect();
-    out.sort();
-    out
 }
 
 /// Regenerates the committed fixture. Only after a deliberate format version bump:
@@ -113,7 +32,7 @@ fn committed_fixture_keeps_loading_and_answering() {
         "bump the fixture with the version"
     );
     assert_eq!(h.epoch, 3);
-    assert_eq!(h.created_at, 1_767_225_600);
+    assert_eq!(h.created_at, FIXTURE_V1_CREATED_AT);
     assert_eq!(h.mapping_count, 3);
     assert_eq!(h.cpi_count, 2);
     assert_eq!(h.scheme, tiny_scheme());
@@ -123,14 +42,14 @@ fn committed_fixture_keeps_loading_and_answering() {
     // And today's builder produces the same file from the same input.
     assert_eq!(to_bytes(&build_fixture()), bytes);
     assert_eq!(
-        msps(&snapshot, "tel:+14155550100"),
+        msps(&snapshot, "tel:+14155550100", NOW),
         ["chat.example", "talk.example"]
     );
     assert_eq!(
-        msps(&snapshot, "mailto:carol@example.com"),
+        msps(&snapshot, "mailto:carol@example.com", NOW),
         ["mail.example"]
     );
-    assert!(msps(&snapshot, "mailto:dave@example.com").is_empty());
+    assert!(msps(&snapshot, "mailto:dave@example.com", NOW).is_empty());
 }
 
 #[test]
@@ -146,7 +65,10 @@ fn file_round_trip() {
     );
     let loaded = Snapshot::load(&path).unwrap();
     assert_eq!(loaded.header(), snapshot.header());
-    assert_eq!(msps(&loaded, "mailto:carol@example.com"), ["mail.example"]);
+    assert_eq!(
+        msps(&loaded, "mailto:carol@example.com", NOW),
+        ["mail.example"]
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

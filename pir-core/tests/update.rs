@@ -1,26 +1,17 @@
 //! Delta updates: equal to a full rebuild, removals, replacements, expiry, overflow, signatures.
 
 use pir_core::{
-    BuildOptions, CoreError, Cpi, DeltaOp, IssuerKey, LookupClient, Mapping, MappingFields,
-    SchemeParams, ServerKeys, Snapshot, TrustStore, UpdateOptions, VerifiedMapping,
+    BuildOptions, CoreError, Cpi, DeltaOp, Mapping, Snapshot, UpdateOptions, VerifiedMapping,
+    testing::{
+        dp_key, file_bytes, lookup_with, mapping_valid, other_issuer, small_scheme, trust, trust_of,
+    },
 };
 
 const T0: u64 = 1_800_000_000;
 const T1: u64 = T0 + 86_400;
 
-fn issuer() -> IssuerKey {
-    IssuerKey::from_seed(&[31; 32])
-}
-
-fn trust() -> TrustStore {
-    TrustStore::parse(&issuer().to_public_text()).unwrap()
-}
-
 fn m(cpi: &str, msp: &str, psi: Option<&str>, not_after: u64) -> Mapping {
-    MappingFields::new(Cpi::parse(cpi).unwrap(), msp, psi, None, 0, not_after)
-        .unwrap()
-        .sign(&issuer(), None)
-        .unwrap()
+    mapping_valid(cpi, msp, psi, None, (0, not_after), None)
 }
 
 fn opts(epoch: u64, now: u64) -> BuildOptions {
@@ -28,7 +19,7 @@ fn opts(epoch: u64, now: u64) -> BuildOptions {
         epoch,
         now,
         salt: Some([4; 32]),
-        scheme: Some(SchemeParams::danger_test_only_small()),
+        scheme: Some(small_scheme()),
     }
 }
 
@@ -64,26 +55,9 @@ fn remove(cpi: &str, msp: Option<&str>) -> DeltaOp {
     }
 }
 
-fn bytes(s: &Snapshot) -> Vec<u8> {
-    let mut v = Vec::new();
-    s.write_to(&mut v).unwrap();
-    v
-}
-
+/// The (MSP, PSI) a client sees for `cpi` at `now`.
 fn msps(snapshot: &Snapshot, cpi: &str, now: u64) -> Vec<(String, Option<String>)> {
-    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
-    let keys = ServerKeys::parse(&snapshot.config().scheme, client.keys().public_bytes()).unwrap();
-    let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
-    let response = snapshot.database().answer(&keys, &pending.query).unwrap();
-    let mut v: Vec<_> = client
-        .decode(&pending, &response, now)
-        .unwrap()
-        .mappings
-        .into_iter()
-        .map(|m| (m.fields.msp, m.fields.psi))
-        .collect();
-    v.sort();
-    v
+    lookup_with(snapshot, trust(), cpi, now).unwrap()
 }
 
 #[test]
@@ -125,7 +99,7 @@ fn update_equals_a_full_rebuild_and_changes_what_clients_see() {
     let (rebuilt, _) = Snapshot::build(expected, &trust(), &opts(2, T1)).unwrap();
     assert_eq!(rebuilt.header(), new.header());
     assert!(
-        bytes(&rebuilt) == bytes(&new),
+        file_bytes(&rebuilt) == file_bytes(&new),
         "update differs from a full rebuild"
     );
 
@@ -177,8 +151,8 @@ fn same_epoch_and_overflow_are_clear_errors() {
 
 #[test]
 fn dp_signatures_cover_the_header_and_content() {
-    let dp = IssuerKey::from_seed(&[50; 32]);
-    let dp_trust = TrustStore::parse(&dp.to_public_text()).unwrap();
+    let dp = dp_key();
+    let dp_trust = trust_of(&dp);
     let (mut snapshot, _) = Snapshot::build(base(), &trust(), &opts(1, T0)).unwrap();
     assert!(matches!(
         snapshot.header().verify_signature(&dp_trust),
@@ -188,12 +162,12 @@ fn dp_signatures_cover_the_header_and_content() {
     snapshot.header().verify_signature(&dp_trust).unwrap();
 
     // The signature survives a write and a load.
-    let b = bytes(&snapshot);
+    let b = file_bytes(&snapshot);
     let loaded = Snapshot::read_from(&b[..], b.len() as u64).unwrap();
     loaded.header().verify_signature(&dp_trust).unwrap();
 
     // Another key, or a changed header, does not verify.
-    let other = TrustStore::parse(&IssuerKey::from_seed(&[51; 32]).to_public_text()).unwrap();
+    let other = trust_of(&other_issuer());
     assert!(matches!(
         snapshot.header().verify_signature(&other),
         Err(CoreError::UnknownIssuer(_))
@@ -226,7 +200,7 @@ fn full_bytes(mut s: Snapshot) -> Vec<u8> {
     if s.is_delta() {
         s.compact().unwrap();
     }
-    bytes(&s)
+    file_bytes(&s)
 }
 
 fn tempfile_dir() -> std::path::PathBuf {
@@ -260,7 +234,7 @@ fn deltas_written_from_buckets_only_equal_a_full_rebuild() {
         )
         .unwrap();
     assert!(new.is_delta());
-    let dp = IssuerKey::from_seed(&[52; 32]);
+    let dp = dp_key();
     new.sign(&dp).unwrap();
     let delta_path = dir.join("epoch2.pirsnap");
     new.write(&delta_path).unwrap();
@@ -274,10 +248,7 @@ fn deltas_written_from_buckets_only_equal_a_full_rebuild() {
 
     // Loading the delta loads its base and applies it: same content as a full rebuild.
     let loaded = Snapshot::load(&delta_path).unwrap();
-    loaded
-        .header()
-        .verify_signature(&TrustStore::parse(&dp.to_public_text()).unwrap())
-        .unwrap();
+    loaded.header().verify_signature(&trust_of(&dp)).unwrap();
     let mut expected: Vec<Mapping> = base()
         .into_iter()
         .filter(|m| m.fields.cpi.as_str() != "mailto:bob@example.org")
