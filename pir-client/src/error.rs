@@ -67,7 +67,7 @@ pub enum ClientError {
     },
     /// The server's configuration does not validate.
     #[error("invalid server configuration: {0}")]
-    InvalidServerConfig(#[source] CoreError),
+    InvalidServerConfig(#[source] pir_proto::ConvertError),
     /// The server's answer breaks the protocol (wrong answer count, different key id...).
     #[error("protocol violation by the server: {0}")]
     Protocol(String),

@@ -23,6 +23,9 @@
 //! trusted issuer keys before it is returned. The secret key stays in this process and, if a
 //! key file is configured, in that owner-only file.
 
+// Outside tests, a panic must name the invariant that makes it impossible.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod bench;
 mod client;
 mod error;

@@ -23,7 +23,10 @@
 //!
 //! No async, no protobuf, no network here: those live in `pir-server` and `pir-client`.
 
-mod error;
+// Outside tests, a panic must name the invariant that makes it impossible.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
@@ -34,7 +37,7 @@ pub mod snapshot;
 #[cfg(feature = "test-utils")]
 pub mod testing;
 
-pub use error::{CoreError, Result};
+pub use error::{CoreError, ErrorClass, Result};
 pub use identity::{Cpi, IssuerKey, Mapping, MappingFields, TrustStore, VerifiedMapping};
 pub use keyword::{KeywordLayout, LookupConfig};
 pub use lookup::{ClientKeys, KeyId, LookupClient, LookupResult, PendingLookup};

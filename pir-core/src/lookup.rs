@@ -140,14 +140,13 @@ impl LookupClient {
     pub fn with_keys(config: LookupConfig, keys: ClientKeys, trust: TrustStore) -> Result<Self> {
         config.layout.validate()?;
         if keys.params != config.scheme {
-            return Err(CoreError::ParamsMismatch(
-                "keys were generated for other scheme parameters".into(),
-            ));
+            return Err(CoreError::KeysForOtherParams);
         }
         if config.layout.num_buckets as usize != config.scheme.num_items() {
-            return Err(CoreError::InvalidParams(
-                "bucket count differs from the number of items".into(),
-            ));
+            return Err(CoreError::BucketCount {
+                buckets: config.layout.num_buckets,
+                items: config.scheme.num_items(),
+            });
         }
         Ok(Self {
             config,

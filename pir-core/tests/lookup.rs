@@ -2,6 +2,7 @@
 
 use pir_core::{
     BuildOptions, CoreError, Cpi, LookupClient, Mapping, ServerKeys, Snapshot, TrustStore,
+    error::PirMessage,
     testing::{NOW, mapping, mapping_valid, other_issuer, small_scheme, trust, user_key},
 };
 
@@ -215,7 +216,13 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
     ] {
         let err = snapshot.database().answer(&keys, &bad).unwrap_err();
         assert!(
-            matches!(err, CoreError::MalformedPirBytes { what: "query", .. }),
+            matches!(
+                err,
+                CoreError::PirBytes {
+                    message: PirMessage::Query,
+                    ..
+                }
+            ),
             "{err}"
         );
     }
@@ -225,8 +232,8 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
         assert!(
             matches!(
                 err,
-                CoreError::MalformedPirBytes {
-                    what: "public keys",
+                CoreError::PirBytes {
+                    message: PirMessage::PublicKeys,
                     ..
                 }
             ),
@@ -237,8 +244,8 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
     assert!(
         matches!(
             err,
-            CoreError::MalformedPirBytes {
-                what: "response",
+            CoreError::PirBytes {
+                message: PirMessage::Response,
                 ..
             }
         ),

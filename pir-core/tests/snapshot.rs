@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use pir_core::{
     CoreError, SNAPSHOT_FORMAT_VERSION, Snapshot,
+    error::SnapshotError,
     testing::{
         FIXTURE_V1_CREATED_AT, NOW, file_bytes as to_bytes, fixture_v1_snapshot as build_fixture,
         msps, read_bytes as read, tiny_scheme,
@@ -72,45 +73,61 @@ fn file_round_trip() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-fn expect_invalid(bytes: &[u8], needle: &str) {
+fn expect_invalid(bytes: &[u8], expected: fn(&SnapshotError) -> bool) {
     match read(bytes) {
-        Err(CoreError::InvalidSnapshot(m)) => assert!(m.contains(needle), "{m:?} lacks {needle:?}"),
+        Err(CoreError::Snapshot { reason, .. }) => {
+            assert!(expected(&reason), "wrong reason {reason}")
+        }
         Err(other) => panic!("wrong error {other}"),
-        Ok(_) => panic!("damaged snapshot accepted ({needle})"),
+        Ok(_) => panic!("damaged snapshot accepted"),
     }
 }
 
 #[test]
 fn damaged_files_are_refused_with_a_clear_error() {
+    use SnapshotError as E;
     let good = to_bytes(&build_fixture());
     let header_len = u32::from_le_bytes(good[12..16].try_into().unwrap()) as usize;
     let payload = 16 + header_len + 32;
 
-    expect_invalid(&good[..5], "truncated");
-    expect_invalid(&good[..payload + 10], "truncated");
-    expect_invalid(&good[..good.len() - 1], "truncated");
-    expect_invalid(&[good.clone(), vec![0]].concat(), "unexpected bytes");
+    expect_invalid(&good[..5], |e| {
+        matches!(e, E::Truncated { part: "preamble" })
+    });
+    expect_invalid(&good[..payload + 10], |e| matches!(e, E::Short { .. }));
+    expect_invalid(&good[..good.len() - 1], |e| matches!(e, E::Short { .. }));
+    expect_invalid(&[good.clone(), vec![0]].concat(), |e| {
+        matches!(e, E::TrailingBytes { extra: 1 })
+    });
 
     let mut bad = good.clone();
     bad[0] = b'X';
-    expect_invalid(&bad, "magic");
+    expect_invalid(&bad, |e| matches!(e, E::BadMagic));
 
     let mut bad = good.clone();
     bad[8] = 2;
-    expect_invalid(&bad, "format version 2");
+    expect_invalid(&bad, |e| {
+        matches!(
+            e,
+            E::Version {
+                found: 2,
+                supported: 1
+            }
+        )
+    });
 
     let mut bad = good.clone();
     bad[20] ^= 1;
-    expect_invalid(&bad, "header checksum");
+    expect_invalid(&bad, |e| matches!(e, E::HeaderChecksum));
 
     let mut bad = good.clone();
     bad[12..16].copy_from_slice(&u32::MAX.to_le_bytes());
-    expect_invalid(&bad, "header length");
+    expect_invalid(&bad, |e| matches!(e, E::HeaderLength));
 
     // One flipped bit in a bucket, then one in the NTT words.
-    for pos in [payload + 3, good.len() - 4] {
-        let mut bad = good.clone();
-        bad[pos] ^= 0x10;
-        expect_invalid(&bad, "checksum mismatch (corrupted");
-    }
+    let mut bad = good.clone();
+    bad[payload + 3] ^= 0x10;
+    expect_invalid(&bad, |e| matches!(e, E::BucketChecksum));
+    let mut bad = good.clone();
+    bad[good.len() - 4] ^= 0x10;
+    expect_invalid(&bad, |e| matches!(e, E::DatabaseChecksum));
 }

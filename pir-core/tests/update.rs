@@ -2,6 +2,7 @@
 
 use pir_core::{
     BuildOptions, CoreError, Cpi, DeltaOp, Mapping, Snapshot, UpdateOptions, VerifiedMapping,
+    error::{Overflow, SnapshotError},
     testing::{
         dp_key, file_bytes, lookup_with, mapping_valid, other_issuer, small_scheme, trust, trust_of,
     },
@@ -128,7 +129,10 @@ fn same_epoch_and_overflow_are_clear_errors() {
     let err = old
         .update(vec![], &UpdateOptions { epoch: 1, now: T0 })
         .unwrap_err();
-    assert!(err.to_string().contains("epoch"), "{err}");
+    assert!(
+        matches!(err, CoreError::EpochUnchanged { epoch: 1 }),
+        "{err}"
+    );
 
     // 80 MSPs for one CPI cannot fit one 8 KiB bucket.
     let (old, _) = Snapshot::build(base(), &trust(), &opts(1, T0)).unwrap();
@@ -145,8 +149,14 @@ fn same_epoch_and_overflow_are_clear_errors() {
     let err = old
         .update(delta, &UpdateOptions { epoch: 2, now: T0 })
         .unwrap_err();
-    assert!(matches!(err, CoreError::BucketOverflow(_)), "{err}");
-    assert!(err.to_string().contains("rebuild"), "{err}");
+    assert!(
+        matches!(err, CoreError::BucketOverflow(Overflow::Delta { .. })),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("rebuild"),
+        "the remedy is named: {err}"
+    );
 }
 
 #[test]
@@ -170,7 +180,7 @@ fn dp_signatures_cover_the_header_and_content() {
     let other = trust_of(&other_issuer());
     assert!(matches!(
         snapshot.header().verify_signature(&other),
-        Err(CoreError::UnknownIssuer(_))
+        Err(CoreError::UnknownDpKey(_))
     ));
     let mut h = snapshot.header().clone();
     h.epoch += 1;
@@ -299,12 +309,30 @@ fn deltas_written_from_buckets_only_equal_a_full_rebuild() {
     b[len - 10] ^= 1;
     let damaged = dir.join("damaged.pirsnap");
     std::fs::write(&damaged, &b).unwrap();
-    let err = Snapshot::load(&damaged).unwrap_err().to_string();
-    assert!(err.contains("checksum"), "{err}");
+    let err = Snapshot::load(&damaged).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            CoreError::Snapshot {
+                path: Some(p),
+                reason: SnapshotError::DeltaDatabaseChecksum,
+            } if *p == damaged
+        ),
+        "{err}"
+    );
     let (other, _) = Snapshot::build(base(), &trust(), &opts(9, T0)).unwrap();
     other.write(&base_path).unwrap();
-    let err = Snapshot::load(&path3).unwrap_err().to_string();
-    assert!(err.contains("not the snapshot it was made from"), "{err}");
+    let err = Snapshot::load(&path3).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CoreError::Snapshot {
+                reason: SnapshotError::BaseDiffers { .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
     std::fs::remove_file(&base_path).unwrap();
     assert!(Snapshot::load(&path3).is_err());
     std::fs::remove_dir_all(&dir).unwrap();

@@ -140,7 +140,7 @@ impl From<ServerError> for Status {
             | ServerError::KeyCacheTooSmall { .. } => Status::resource_exhausted(msg),
             ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             ServerError::Core(core) if core.is_bad_input() => Status::invalid_argument(msg),
-            ServerError::Core(CoreError::ParamsMismatch(_)) => {
+            ServerError::Core(CoreError::KeysForOtherParams) => {
                 with_reason(Status::failed_precondition(msg), REASON_UNKNOWN_KEY)
             }
             ServerError::InvalidLines { .. } | ServerError::Usage(_) => {

@@ -1,8 +1,25 @@
 //! Conversions between wire types and `pir-core` types.
 
-use pir_core::{CoreError, KeywordLayout, LookupConfig, SchemeParams, Snapshot};
+use pir_core::{
+    CoreError, KeywordLayout, LookupConfig, SchemeParams, Snapshot, error::LayoutError,
+};
 
 use crate::v1;
+
+/// Why a wire message does not convert.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConvertError {
+    /// A required field is absent.
+    #[error("config lacks {field}")]
+    Missing {
+        /// The field's name.
+        field: &'static str,
+    },
+    /// A field that does not validate.
+    #[error(transparent)]
+    Invalid(#[from] CoreError),
+}
 
 impl From<&SchemeParams> for v1::SchemeParams {
     fn from(p: &SchemeParams) -> Self {
@@ -58,12 +75,11 @@ impl From<&KeywordLayout> for v1::KeywordLayout {
 impl TryFrom<&v1::KeywordLayout> for KeywordLayout {
     type Error = CoreError;
     fn try_from(l: &v1::KeywordLayout) -> Result<Self, CoreError> {
-        let salt: [u8; 32] = l.salt.as_slice().try_into().map_err(|_| {
-            CoreError::InvalidParams(format!(
-                "layout salt is {} bytes, expected 32",
-                l.salt.len()
-            ))
-        })?;
+        let salt: [u8; 32] = l
+            .salt
+            .as_slice()
+            .try_into()
+            .map_err(|_| CoreError::Layout(LayoutError::SaltLength { got: l.salt.len() }))?;
         let layout = Self {
             version: l.version,
             salt,
@@ -88,16 +104,18 @@ pub struct ConfigIn {
 }
 
 impl TryFrom<v1::GetConfigResponse> for ConfigIn {
-    type Error = CoreError;
-    fn try_from(raw: v1::GetConfigResponse) -> Result<Self, CoreError> {
-        let missing = |what: &str| CoreError::InvalidParams(format!("config lacks {what}"));
+    type Error = ConvertError;
+    fn try_from(raw: v1::GetConfigResponse) -> Result<Self, ConvertError> {
+        let missing = |field| ConvertError::Missing { field };
         let scheme = SchemeParams::try_from(raw.scheme.as_ref().ok_or_else(|| missing("scheme"))?)?;
         let layout =
             KeywordLayout::try_from(raw.layout.as_ref().ok_or_else(|| missing("layout"))?)?;
         if layout.num_buckets as usize != scheme.num_items() {
-            return Err(CoreError::InvalidParams(
-                "bucket count differs from the number of items".into(),
-            ));
+            return Err(CoreError::BucketCount {
+                buckets: layout.num_buckets,
+                items: scheme.num_items(),
+            }
+            .into());
         }
         let limits = raw.limits.unwrap_or_default();
         Ok(Self {

@@ -3,6 +3,9 @@
 //! Generated types live in [`v1`]; conversions to and from `pir-core` types are `TryFrom`
 //! impls in one place (`convert.rs`). Wire messages are not trusted: converting them validates.
 
+// Outside tests, a panic must name the invariant that makes it impossible.
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 mod convert;
 
 /// Generated code for package `pir.v1`.
@@ -12,7 +15,7 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/pir.v1.rs"));
 }
 
-pub use convert::ConfigIn;
+pub use convert::{ConfigIn, ConvertError};
 
 /// Encoded `FileDescriptorSet` of `pir.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -11,7 +11,7 @@
 
 use std::{fmt, str::FromStr};
 
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, CpiError, DomainError, Result};
 
 /// Longest normalised CPI accepted, in bytes (an email address is at most 254 bytes).
 pub const MAX_CPI_LEN: usize = 7 + 254;
@@ -23,21 +23,21 @@ pub struct Cpi(String);
 impl Cpi {
     /// Parses and normalises a `tel:` or `mailto:` URI.
     pub fn parse(input: &str) -> Result<Self> {
-        let err = |reason: &str| CoreError::InvalidCpi {
+        let err = |reason: CpiError| CoreError::InvalidCpi {
             input: input.to_owned(),
-            reason: reason.to_owned(),
+            reason,
         };
         let trimmed = input.trim();
         let (scheme, rest) = trimmed
             .split_once(':')
-            .ok_or_else(|| err("expected a `tel:` or `mailto:` URI"))?;
+            .ok_or_else(|| err(CpiError::NotAUri))?;
         let normalised = match scheme.to_ascii_lowercase().as_str() {
-            "tel" => format!("tel:{}", normalise_tel(rest).map_err(|r| err(&r))?),
-            "mailto" => format!("mailto:{}", normalise_mailto(rest).map_err(|r| err(&r))?),
-            _ => return Err(err("scheme must be `tel` or `mailto`")),
+            "tel" => format!("tel:{}", normalise_tel(rest).map_err(err)?),
+            "mailto" => format!("mailto:{}", normalise_mailto(rest).map_err(err)?),
+            _ => return Err(err(CpiError::Scheme)),
         };
         if normalised.len() > MAX_CPI_LEN {
-            return Err(err("too long"));
+            return Err(err(CpiError::TooLong));
         }
         Ok(Self(normalised))
     }
@@ -53,66 +53,69 @@ impl Cpi {
     }
 }
 
-fn normalise_tel(number: &str) -> Result<String, String> {
+fn normalise_tel(number: &str) -> Result<String, CpiError> {
     // RFC 3966 parameters (";ext=", ";phone-context=") are not identifiers of their own.
     if number.contains(';') {
-        return Err("`tel:` parameters (`;...`) are not supported".into());
+        return Err(CpiError::TelParameters);
     }
     if !number.trim_start().starts_with('+') {
-        return Err("a `tel:` CPI must be a global number starting with `+`".into());
+        return Err(CpiError::NotGlobal);
     }
     let parsed =
-        phonenumber::parse(None, number).map_err(|e| format!("not a phone number: {e}"))?;
+        phonenumber::parse(None, number).map_err(|e| CpiError::NotAPhoneNumber(e.to_string()))?;
     // An extension ("x123", "ext. 5", "#5") reaches a desk behind the number, not a person's
     // identifier: refuse it rather than fold it onto the main number.
     if parsed.extension().is_some() {
-        return Err("numbers with an extension are not CPIs".into());
+        return Err(CpiError::Extension);
     }
     if !phonenumber::is_valid(&parsed) {
-        return Err("not a valid number for its country code".into());
+        return Err(CpiError::InvalidForCountry);
     }
     Ok(parsed.format().mode(phonenumber::Mode::E164).to_string())
 }
 
-fn normalise_mailto(address: &str) -> Result<String, String> {
+fn normalise_mailto(address: &str) -> Result<String, CpiError> {
     if address.contains('?') {
-        return Err("`mailto:` headers (`?...`) are not supported".into());
+        return Err(CpiError::MailtoHeaders);
     }
-    let (local, domain) = address
-        .rsplit_once('@')
-        .ok_or_else(|| "an email address needs `@`".to_string())?;
+    let (local, domain) = address.rsplit_once('@').ok_or(CpiError::NoAt)?;
     if local.is_empty() || local.len() > 64 {
-        return Err("the local part must be 1 to 64 bytes".into());
+        return Err(CpiError::LocalPartLength);
     }
     if local
         .chars()
         .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
     {
-        return Err("the local part has a space, control character or angle bracket".into());
+        return Err(CpiError::LocalPartChars);
     }
-    Ok(format!("{local}@{}", normalise_domain(domain)?))
+    Ok(format!(
+        "{local}@{}",
+        normalise_domain(domain).map_err(CpiError::Domain)?
+    ))
 }
 
 /// Lower-cases and checks a DNS name (used for email domains and MSP names).
-pub(crate) fn normalise_domain(domain: &str) -> Result<String, String> {
+pub(crate) fn normalise_domain(domain: &str) -> Result<String, DomainError> {
     let domain = domain
         .strip_suffix('.')
         .unwrap_or(domain)
         .to_ascii_lowercase();
     if domain.is_empty() || domain.len() > 253 {
-        return Err("the domain must be 1 to 253 bytes".into());
+        return Err(DomainError::Length);
     }
     for label in domain.split('.') {
         let ok_chars = label
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         if label.is_empty() || label.len() > 63 || !ok_chars {
-            return Err(format!(
-                "domain label {label:?} must be 1 to 63 of a-z, 0-9, `-` (use the A-label form for IDNs)"
-            ));
+            return Err(DomainError::LabelChars {
+                label: label.to_owned(),
+            });
         }
         if label.starts_with('-') || label.ends_with('-') {
-            return Err(format!("domain label {label:?} starts or ends with `-`"));
+            return Err(DomainError::LabelHyphen {
+                label: label.to_owned(),
+            });
         }
     }
     Ok(domain)
@@ -157,21 +160,37 @@ mod tests {
 
     #[test]
     fn bad_cpis_say_what_is_wrong() {
-        for (input, needle) in [
-            ("+14155550100", "tel"),
-            ("sms:+14155550100", "scheme"),
-            ("tel:4155550100", "global number"),
-            ("tel:+1 banana", "phone number"),
-            ("tel:+1 415 555", "valid"),
-            ("tel:+14155550100 x123", "extension"),
-            ("tel:+14155550100 ext. 5", "extension"),
-            ("mailto:alice", "@"),
-            ("mailto:@example.com", "local part"),
-            ("mailto:alice@exa mple.com", "domain label"),
-            ("mailto:alice@-x.com", "starts or ends"),
+        let domain = |label: &str| {
+            CpiError::Domain(DomainError::LabelChars {
+                label: label.into(),
+            })
+        };
+        let hyphen = CpiError::Domain(DomainError::LabelHyphen { label: "-x".into() });
+        for (input, expected) in [
+            ("+14155550100", CpiError::NotAUri),
+            ("sms:+14155550100", CpiError::Scheme),
+            ("tel:4155550100", CpiError::NotGlobal),
+            ("tel:+1 415 555", CpiError::InvalidForCountry),
+            ("tel:+14155550100 x123", CpiError::Extension),
+            ("tel:+14155550100 ext. 5", CpiError::Extension),
+            ("mailto:alice", CpiError::NoAt),
+            ("mailto:@example.com", CpiError::LocalPartLength),
+            ("mailto:alice@exa mple.com", domain("exa mple")),
+            ("mailto:alice@-x.com", hyphen),
         ] {
-            let err = Cpi::parse(input).unwrap_err().to_string();
-            assert!(err.contains(needle), "{input}: {err}");
+            match Cpi::parse(input) {
+                Err(CoreError::InvalidCpi { reason, .. }) => {
+                    assert_eq!(reason, expected, "{input}")
+                }
+                other => panic!("{input}: {other:?}"),
+            }
         }
+        assert!(matches!(
+            Cpi::parse("tel:+1 banana"),
+            Err(CoreError::InvalidCpi {
+                reason: CpiError::NotAPhoneNumber(_),
+                ..
+            })
+        ));
     }
 }

@@ -17,7 +17,7 @@ use super::{
     keys::IssuerId,
     mapping::{Mapping, MappingFields, UserConsent},
 };
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, FieldError, Result};
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -39,7 +39,7 @@ struct MappingLine {
 }
 
 fn bin<const N: usize>(field: &'static str, text: &str) -> Result<[u8; N]> {
-    b64::decode_array(text).map_err(|e| CoreError::field(field, e))
+    b64::decode_array(text).map_err(|e| CoreError::field(field, FieldError::Base64(e)))
 }
 
 /// One line of a delta file: a signed mapping to insert or replace, or a removal
@@ -75,16 +75,17 @@ impl DeltaLine {
     /// Parses one line of a delta file.
     pub fn from_json_line(line: &str) -> Result<Self> {
         let value: serde_json::Value =
-            serde_json::from_str(line).map_err(|e| CoreError::MalformedJson(e.to_string()))?;
+            serde_json::from_str(line).map_err(CoreError::MalformedJson)?;
         if value.get("remove").is_none() {
             return Mapping::from_json_line(line).map(|m| Self::Upsert(Box::new(m)));
         }
-        let raw: RemoveLine =
-            serde_json::from_value(value).map_err(|e| CoreError::MalformedJson(e.to_string()))?;
+        let raw: RemoveLine = serde_json::from_value(value).map_err(CoreError::MalformedJson)?;
         let msp = raw
             .remove
             .msp
-            .map(|m| normalise_domain(&m).map_err(|r| CoreError::field("msp", r)))
+            .map(|m| {
+                normalise_domain(&m).map_err(|r| CoreError::field("msp", FieldError::Domain(r)))
+            })
             .transpose()?;
         Ok(Self::Remove {
             cpi: Cpi::parse(&raw.remove.cpi)?,
@@ -96,8 +97,7 @@ impl DeltaLine {
 impl Mapping {
     /// Parses one JSON line (see the module docs). Does not verify signatures.
     pub fn from_json_line(line: &str) -> Result<Self> {
-        let raw: MappingLine =
-            serde_json::from_str(line).map_err(|e| CoreError::MalformedJson(e.to_string()))?;
+        let raw: MappingLine = serde_json::from_str(line).map_err(CoreError::MalformedJson)?;
         let cpi = Cpi::parse(&raw.cpi)?;
         let fields = MappingFields::new(
             cpi,
@@ -116,13 +116,13 @@ impl Mapping {
             (Some(_), None) => {
                 return Err(CoreError::field(
                     "user_sig",
-                    "missing while user_key is given",
+                    FieldError::Unpaired { other: "user_key" },
                 ));
             }
             (None, Some(_)) => {
                 return Err(CoreError::field(
                     "user_key",
-                    "missing while user_sig is given",
+                    FieldError::Unpaired { other: "user_sig" },
                 ));
             }
         };
@@ -135,6 +135,10 @@ impl Mapping {
     }
 
     /// The mapping as one JSON line (no trailing newline).
+    #[allow(
+        clippy::expect_used,
+        reason = "a struct of strings and integers serialises"
+    )]
     pub fn to_json_line(&self) -> String {
         let line = MappingLine {
             cpi: self.fields.cpi.to_string(),
@@ -148,7 +152,6 @@ impl Mapping {
             user_key: self.user.as_ref().map(|u| b64::encode(&u.key)),
             user_sig: self.user.as_ref().map(|u| b64::encode(&u.sig)),
         };
-        // Serialising a struct of strings and integers cannot fail.
         serde_json::to_string(&line).expect("MappingLine serialises")
     }
 }
@@ -177,12 +180,24 @@ mod tests {
         assert_eq!(Mapping::from_json_line(&line).unwrap(), m);
 
         let err = Mapping::from_json_line(&line.replace("\"msp\"", "\"mps\"")).unwrap_err();
-        assert!(err.to_string().contains("unknown field"), "{err}");
+        assert!(
+            matches!(&err, CoreError::MalformedJson(e) if e.is_data()),
+            "{err}"
+        );
         let err = Mapping::from_json_line(&line.replace("mailto:", "sms:")).unwrap_err();
         assert!(matches!(err, CoreError::InvalidCpi { .. }));
         let sig = b64::encode(&m.issuer_sig);
         let err = Mapping::from_json_line(&line.replace(&sig, &sig[..20])).unwrap_err();
-        assert!(err.to_string().contains("`sig`"), "{err}");
+        assert!(
+            matches!(
+                err,
+                CoreError::InvalidField {
+                    field: "sig",
+                    reason: FieldError::Base64(_)
+                }
+            ),
+            "{err}"
+        );
 
         assert_eq!(
             DeltaLine::from_json_line(&line).unwrap(),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use ed25519_dalek::{Signer, SigningKey, VerifyingKey};
 use sha2::{Digest, Sha256};
 
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, KeyError, Result};
 
 /// Domain-separation prefix of an issuer key id.
 pub const ISSUER_ID_CONTEXT: &[u8] = b"pir-discovery/issuer-id/v1\0";
@@ -51,15 +51,11 @@ impl TrustStore {
     /// honestly, and a second key with the same 64-bit id are refused.
     pub fn add(&mut self, key: VerifyingKey) -> Result<IssuerId> {
         if key.is_weak() {
-            return Err(CoreError::MalformedKey(
-                "weak (small-order) public key".into(),
-            ));
+            return Err(CoreError::key(KeyError::Weak));
         }
         let id = IssuerId::of(&key);
         match self.keys.get(&id) {
-            Some(existing) if *existing != key => Err(CoreError::MalformedKey(format!(
-                "two different keys share the id {id}"
-            ))),
+            Some(existing) if *existing != key => Err(CoreError::key(KeyError::DuplicateId(id))),
             _ => {
                 self.keys.insert(id, key);
                 Ok(id)
@@ -90,19 +86,22 @@ impl TrustStore {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let bytes: [u8; 32] = super::b64::decode_array(line)
-                .map_err(|e| CoreError::MalformedKey(format!("line {}: {e}", n + 1)))?;
-            let key = VerifyingKey::from_bytes(&bytes).map_err(|_| {
-                CoreError::MalformedKey(format!("line {}: not an Ed25519 public key", n + 1))
+            let on_line = |reason| CoreError::MalformedKey {
+                path: None,
+                line: Some(n + 1),
+                reason,
+            };
+            let bytes: [u8; 32] =
+                super::b64::decode_array(line).map_err(|e| on_line(KeyError::Base64(e)))?;
+            let key =
+                VerifyingKey::from_bytes(&bytes).map_err(|_| on_line(KeyError::NotEd25519))?;
+            store.add(key).map_err(|e| match e {
+                CoreError::MalformedKey { reason, .. } => on_line(reason),
+                other => other,
             })?;
-            store
-                .add(key)
-                .map_err(|e| CoreError::MalformedKey(format!("line {}: {e}", n + 1)))?;
         }
         if store.is_empty() {
-            return Err(CoreError::MalformedKey(
-                "no public key in trust file".into(),
-            ));
+            return Err(CoreError::key(KeyError::NoPublicKey));
         }
         Ok(store)
     }
@@ -110,12 +109,7 @@ impl TrustStore {
     /// Reads a trust file.
     pub fn from_file(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| CoreError::io(path, e))?;
-        Self::parse(&text).map_err(|e| match e {
-            CoreError::MalformedKey(m) => {
-                CoreError::MalformedKey(format!("{}: {m}", path.display()))
-            }
-            other => other,
-        })
+        Self::parse(&text).map_err(|e| e.in_file(path))
     }
 }
 
@@ -186,8 +180,9 @@ impl IssuerKey {
             .lines()
             .map(str::trim)
             .find(|l| !l.is_empty() && !l.starts_with('#'))
-            .ok_or_else(|| CoreError::MalformedKey("empty key file".into()))?;
-        let seed: [u8; 32] = super::b64::decode_array(line).map_err(CoreError::MalformedKey)?;
+            .ok_or(CoreError::key(KeyError::Empty))?;
+        let seed: [u8; 32] =
+            super::b64::decode_array(line).map_err(|e| CoreError::key(KeyError::Base64(e)))?;
         Ok(Self::from_seed(&seed))
     }
 }

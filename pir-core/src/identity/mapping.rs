@@ -10,7 +10,7 @@ use super::{
     cpi::{Cpi, normalise_domain},
     keys::{IssuerId, IssuerKey, TrustStore},
 };
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, FieldError, Result};
 
 /// Version byte that starts the canonical body.
 pub const MAPPING_FORMAT_VERSION: u8 = 1;
@@ -75,7 +75,8 @@ impl MappingFields {
     ) -> Result<Self> {
         let fields = Self {
             cpi,
-            msp: normalise_domain(msp).map_err(|r| CoreError::field("msp", r))?,
+            msp: normalise_domain(msp)
+                .map_err(|r| CoreError::field("msp", FieldError::Domain(r)))?,
             psi: psi.map(str::to_owned),
             context: context.map(str::to_owned),
             not_before,
@@ -88,12 +89,12 @@ impl MappingFields {
     /// Checks every field against the format's rules.
     pub fn validate(&self) -> Result<()> {
         if normalise_domain(&self.msp).as_deref() != Ok(self.msp.as_str()) {
-            return Err(CoreError::field("msp", "must be a lower-case domain name"));
+            return Err(CoreError::field("msp", FieldError::NotNormalised));
         }
         check_text("psi", self.psi.as_deref(), MAX_PSI_LEN)?;
         check_text("context", self.context.as_deref(), MAX_CONTEXT_LEN)?;
         if self.not_before > self.not_after {
-            return Err(CoreError::field("not_before", "is after not_after"));
+            return Err(CoreError::field("not_before", FieldError::WindowReversed));
         }
         Ok(())
     }
@@ -120,15 +121,11 @@ impl MappingFields {
 fn check_text(field: &'static str, value: Option<&str>, max: usize) -> Result<()> {
     match value {
         None => Ok(()),
-        Some(v) if v.is_empty() || v.len() > max => Err(CoreError::field(
-            field,
-            format!("must be 1 to {max} bytes when present"),
-        )),
+        Some(v) if v.is_empty() || v.len() > max => {
+            Err(CoreError::field(field, FieldError::Length { max }))
+        }
         Some(v) if v.chars().any(|c| c.is_control() || is_invisible_format(c)) => {
-            Err(CoreError::field(
-                field,
-                "contains a control or invisible formatting character",
-            ))
+            Err(CoreError::field(field, FieldError::Invisible))
         }
         Some(_) => Ok(()),
     }
@@ -224,7 +221,7 @@ impl Mapping {
         self.fields.validate()?;
         let key = trust
             .get(&self.issuer)
-            .ok_or_else(|| CoreError::UnknownIssuer(self.issuer.to_string()))?;
+            .ok_or(CoreError::UnknownIssuer(self.issuer))?;
         let body = self.canonical_body();
         key.verify_strict(
             &[ISSUER_SIG_CONTEXT, &body].concat(),

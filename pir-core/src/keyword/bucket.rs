@@ -14,7 +14,7 @@
 
 use super::layout::Tag;
 use crate::{
-    error::{CoreError, Result},
+    error::{BucketError, CoreError, Overflow, Result},
     identity::{Cpi, IssuerId, Mapping, MappingFields, UserConsent},
 };
 
@@ -68,7 +68,7 @@ struct Reader<'a> {
 impl<'a> Reader<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.bytes.len() < n {
-            return Err(CoreError::MalformedBucket("truncated entry".into()));
+            return Err(CoreError::Bucket(BucketError::Truncated));
         }
         let (head, tail) = self.bytes.split_at(n);
         self.bytes = tail;
@@ -91,7 +91,7 @@ impl<'a> Reader<'a> {
     fn short_str(&mut self) -> Result<String> {
         let len = self.u8()? as usize;
         String::from_utf8(self.take(len)?.to_vec())
-            .map_err(|_| CoreError::MalformedBucket("text field is not UTF-8".into()))
+            .map_err(|_| CoreError::Bucket(BucketError::NotUtf8))
     }
 }
 
@@ -100,9 +100,7 @@ pub(crate) fn decode_compact(cpi: &Cpi, bytes: &[u8]) -> Result<Mapping> {
     let mut r = Reader { bytes };
     let flags = r.u8()?;
     if flags & !(FLAG_PSI | FLAG_CONTEXT | FLAG_USER) != 0 {
-        return Err(CoreError::MalformedBucket(format!(
-            "unknown entry flags {flags:#x}"
-        )));
+        return Err(CoreError::Bucket(BucketError::UnknownFlags(flags)));
     }
     let msp = r.short_str()?;
     let psi = (flags & FLAG_PSI != 0).then(|| r.short_str()).transpose()?;
@@ -122,7 +120,7 @@ pub(crate) fn decode_compact(cpi: &Cpi, bytes: &[u8]) -> Result<Mapping> {
         None
     };
     if !r.bytes.is_empty() {
-        return Err(CoreError::MalformedBucket("trailing bytes in entry".into()));
+        return Err(CoreError::Bucket(BucketError::TrailingBytes));
     }
     let fields = MappingFields {
         cpi: cpi.clone(),
@@ -156,23 +154,21 @@ pub(crate) fn encode_bucket<'a>(
     out: &mut [u8],
 ) -> Result<()> {
     let count = entries.len();
-    let count16 = u16::try_from(count)
-        .map_err(|_| CoreError::BucketOverflow(format!("{count} entries in one bucket")))?;
+    let count16 =
+        u16::try_from(count).map_err(|_| CoreError::BucketOverflow(Overflow::Entries { count }))?;
     let mut pos = BUCKET_HEADER_BYTES;
-    let too_small = || CoreError::BucketOverflow(format!("bucket exceeds {} bytes", out.len()));
+    let item_bytes = out.len();
+    let too_small = || CoreError::BucketOverflow(Overflow::Bytes { item_bytes });
     if out.len() < pos {
         return Err(too_small());
     }
     out[..2].copy_from_slice(&count16.to_le_bytes());
     for (tag, compact) in entries {
         let len = u16::try_from(compact.len())
-            .map_err(|_| CoreError::Internal("entry longer than 64 KiB".into()))?;
+            .map_err(|_| CoreError::Internal("entry longer than 64 KiB"))?;
         let end = pos + entry_len(compact.len());
         if end > out.len() {
-            return Err(CoreError::BucketOverflow(format!(
-                "bucket exceeds {} bytes",
-                out.len()
-            )));
+            return Err(too_small());
         }
         out[pos..pos + 8].copy_from_slice(&tag.0);
         out[pos + 8..pos + 10].copy_from_slice(&len.to_le_bytes());

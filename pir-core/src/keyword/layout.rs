@@ -16,7 +16,7 @@ use bincode::{Decode, Encode};
 use sha2::{Digest, Sha256};
 
 use crate::{
-    error::{CoreError, Result},
+    error::{CoreError, LayoutError, Result},
     identity::Cpi,
 };
 
@@ -66,14 +66,19 @@ impl KeywordLayout {
 
     /// Checks the version and bucket count.
     pub fn validate(&self) -> Result<()> {
+        self.check().map_err(CoreError::Layout)
+    }
+
+    /// [`KeywordLayout::validate`], with the bare reason.
+    pub(crate) fn check(&self) -> Result<(), LayoutError> {
         if self.version != LAYOUT_VERSION {
-            return Err(CoreError::InvalidParams(format!(
-                "keyword layout version {} is not supported (this build knows {LAYOUT_VERSION})",
-                self.version
-            )));
+            return Err(LayoutError::Version {
+                found: self.version,
+                supported: LAYOUT_VERSION,
+            });
         }
         if self.num_buckets == 0 {
-            return Err(CoreError::InvalidParams("zero buckets".into()));
+            return Err(LayoutError::ZeroBuckets);
         }
         Ok(())
     }

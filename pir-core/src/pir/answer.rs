@@ -18,7 +18,7 @@ use super::{
     fold::fold,
     ring::{check_words, spiral_params},
 };
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, PirMessage, Result};
 
 /// Wall-clock seconds one call of [`Database::answer_batch_timed`] spent in each phase.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
@@ -37,9 +37,7 @@ impl Database {
     /// Answers one encrypted query. Malformed query bytes are an error, never a panic.
     pub fn answer(&self, keys: &ServerKeys, query: &[u8]) -> Result<Vec<u8>> {
         let mut answers = self.answer_batch(&[(keys, query)])?;
-        answers
-            .pop()
-            .ok_or_else(|| CoreError::Internal("no answer".into()))
+        answers.pop().ok_or(CoreError::Internal("no answer"))
     }
 
     /// Answers several queries (each with its client's keys) in one pass over the database.
@@ -62,16 +60,14 @@ impl Database {
         let sp = spiral_params(params)?;
         if db.len() != params.db_words() {
             return Err(CoreError::Internal(
-                "database size does not match parameters".into(),
+                "database size does not match parameters",
             ));
         }
         for (keys, query) in batch {
             if keys.params != *params {
-                return Err(CoreError::ParamsMismatch(
-                    "keys were generated for other scheme parameters".into(),
-                ));
+                return Err(CoreError::KeysForOtherParams);
             }
-            check_words("query", query, sp.query_bytes(), sp.modulus)?;
+            check_words(PirMessage::Query, query, sp.query_bytes(), sp.modulus)?;
         }
         let mut phases = AnswerPhases::default();
         if batch.is_empty() {
@@ -147,9 +143,9 @@ impl Database {
     pub fn danger_reference_answer(&self, keys: &ServerKeys, query: &[u8]) -> Result<Vec<u8>> {
         let (params, db) = (&self.params, self.words.as_slice());
         let sp = spiral_params(params)?;
-        check_words("query", query, sp.query_bytes(), sp.modulus)?;
+        check_words(PirMessage::Query, query, sp.query_bytes(), sp.modulus)?;
         if db.len() != params.db_words() {
-            return Err(CoreError::Internal("database size".into()));
+            return Err(CoreError::Internal("database size"));
         }
         let q = Query::deserialize(sp, query);
         Ok(process_query(sp, &keys.inner, &q, db))

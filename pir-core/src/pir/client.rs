@@ -7,7 +7,7 @@ use super::{
     params::SchemeParams,
     ring::{response_bytes, spiral_params},
 };
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, PirBytesError, PirMessage, Result};
 
 /// A client's secret: the seed its secret keys are derived from. Never leaves the client.
 #[derive(Clone, PartialEq, Eq)]
@@ -47,7 +47,7 @@ pub(crate) fn keygen(params: &SchemeParams) -> Result<(ClientSecret, Vec<u8>)> {
     let public = client.generate_keys_from_seed(seed).serialize();
     if public.len() != sp.setup_bytes() {
         return Err(CoreError::Internal(
-            "public key size differs from setup_bytes".into(),
+            "public key size differs from setup_bytes",
         ));
     }
     Ok((ClientSecret(seed), public))
@@ -57,16 +57,11 @@ pub(crate) fn keygen(params: &SchemeParams) -> Result<(ClientSecret, Vec<u8>)> {
 pub(crate) fn query(params: &SchemeParams, secret: &ClientSecret, index: usize) -> Result<Vec<u8>> {
     let sp = spiral_params(params)?;
     if index >= params.num_items() {
-        return Err(CoreError::Internal(format!(
-            "item {index} out of range ({} items)",
-            params.num_items()
-        )));
+        return Err(CoreError::Internal("query for an item out of range"));
     }
     let bytes = client_for(sp, secret).generate_query(index).serialize();
     if bytes.len() != sp.query_bytes() {
-        return Err(CoreError::Internal(
-            "query size differs from query_bytes".into(),
-        ));
+        return Err(CoreError::Internal("query size differs from query_bytes"));
     }
     Ok(bytes)
 }
@@ -80,18 +75,19 @@ pub(crate) fn decode(
     let sp = spiral_params(params)?;
     let expected = response_bytes(sp);
     if response.len() != expected {
-        return Err(CoreError::MalformedPirBytes {
-            what: "response",
-            reason: format!("{} bytes, expected {expected}", response.len()),
-        });
+        return Err(CoreError::pir_bytes(
+            PirMessage::Response,
+            PirBytesError::Length {
+                expected,
+                got: response.len(),
+            },
+        ));
     }
     let raw = client_for(sp, secret).decode_response(response);
     // Output is one run of `bytes_per_chunk` bytes per plaintext chunk, then padding.
     let needed = sp.bytes_per_chunk() * sp.instances * sp.n * sp.n;
     if raw.len() < needed {
-        return Err(CoreError::Internal(
-            "decoded response shorter than an item".into(),
-        ));
+        return Err(CoreError::Internal("decoded response shorter than an item"));
     }
     let mut item = raw;
     item.truncate(params.item_bytes as usize);

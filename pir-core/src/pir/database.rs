@@ -50,7 +50,7 @@ impl Database {
     pub(crate) fn from_words(params: SchemeParams, words: Vec<u64>) -> Result<Self> {
         if words.len() != params.db_words() {
             return Err(CoreError::Internal(
-                "database size does not match parameters".into(),
+                "database size does not match parameters",
             ));
         }
         Ok(Self { params, words })
@@ -110,10 +110,10 @@ pub(crate) fn item_words(
     let sp = spiral_params(params)?;
     let item_bytes = params.item_bytes as usize;
     if plaintext.len() != params.num_items() * item_bytes {
-        return Err(CoreError::Internal("item_words: plaintext size".into()));
+        return Err(CoreError::Internal("item_words: plaintext size"));
     }
-    if let Some(&bad) = indices.iter().find(|&&i| i >= params.num_items()) {
-        return Err(CoreError::Internal(format!("item {bad} out of range")));
+    if indices.iter().any(|&i| i >= params.num_items()) {
+        return Err(CoreError::Internal("item_words: item out of range"));
     }
     Ok(indices
         .par_iter()
@@ -141,9 +141,7 @@ impl Database {
             || indices.iter().any(|&i| i >= num_items)
             || words.iter().any(|w| w.as_ref().len() != per_item)
         {
-            return Err(CoreError::Internal(
-                "scatter_items: sizes do not match".into(),
-            ));
+            return Err(CoreError::Internal("scatter_items: sizes do not match"));
         }
         let dim0 = 1usize << params.nu_1;
         let num_per = 1usize << params.nu_2;

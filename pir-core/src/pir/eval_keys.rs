@@ -6,7 +6,7 @@ use super::{
     params::SchemeParams,
     ring::{check_words, spiral_params},
 };
-use crate::error::Result;
+use crate::error::{PirMessage, Result};
 
 /// A client's public keys, deserialised and ready for answering.
 pub struct ServerKeys {
@@ -26,7 +26,7 @@ impl ServerKeys {
     /// Checks and deserialises public key bytes.
     pub fn parse(params: &SchemeParams, bytes: &[u8]) -> Result<Self> {
         let sp = spiral_params(params)?;
-        check_words("public keys", bytes, sp.setup_bytes(), sp.modulus)?;
+        check_words(PirMessage::PublicKeys, bytes, sp.setup_bytes(), sp.modulus)?;
         Ok(Self {
             params: *params,
             inner: PublicParameters::deserialize(sp, bytes),

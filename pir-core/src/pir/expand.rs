@@ -144,7 +144,7 @@ pub(super) fn expand(
     keys: &PublicParameters<'static>,
     query: &Query<'static>,
 ) -> Result<(AlignedMemory64, Vec<PolyMatrixNTT<'static>>)> {
-    let missing = || CoreError::Internal("public keys lack expansion keys".into());
+    let missing = || CoreError::Internal("public keys lack expansion keys");
     let dim0 = 1usize << sp.db_dim_1;
     let further_dims = sp.db_dim_2;
     let right_expanded = sp.t_gsw * further_dims;

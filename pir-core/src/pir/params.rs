@@ -9,7 +9,7 @@
 use bincode::{Decode, Encode};
 use serde::Serialize;
 
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, ParamsError, Result};
 
 /// Ring degree d.
 pub const POLY_LEN: usize = 2048;
@@ -68,25 +68,32 @@ impl std::fmt::Display for SchemeParams {
 impl SchemeParams {
     /// Checks that the adapter can run these parameters without tripping spiral-rs's asserts.
     pub fn validate(&self) -> Result<()> {
-        let bad = |m: String| Err(CoreError::InvalidParams(m));
+        self.check().map_err(CoreError::Params)
+    }
+
+    /// [`SchemeParams::validate`], with the bare reason.
+    pub(crate) fn check(&self) -> Result<(), ParamsError> {
+        let bad = Err;
         if !(1..=8).contains(&self.n) {
-            return bad(format!("n = {} (supported 1..=8)", self.n));
+            return bad(ParamsError::N { n: self.n });
         }
         if !(2..=11).contains(&self.nu_1) || !(1..=11).contains(&self.nu_2) {
-            return bad(format!(
-                "nu_1 = {}, nu_2 = {} (supported 2..=11, 1..=11)",
-                self.nu_1, self.nu_2
-            ));
+            return bad(ParamsError::Dimensions {
+                nu_1: self.nu_1,
+                nu_2: self.nu_2,
+            });
         }
         if self.nu_1 + self.nu_2 > 22 {
-            return bad("more than 2^22 items".into());
+            return bad(ParamsError::TooManyItems);
         }
         if ![4, 16, 256].contains(&self.p) {
-            return bad(format!("p = {} (supported 4, 16, 256)", self.p));
+            return bad(ParamsError::PlaintextModulus { p: self.p });
         }
         // spiral-rs's NTT over q2 overflows for q2 of 31 bits and more.
         if !(14..=30).contains(&self.q2_bits) {
-            return bad(format!("q2_bits = {} (supported 14..=30)", self.q2_bits));
+            return bad(ParamsError::Q2Bits {
+                q2_bits: self.q2_bits,
+            });
         }
         // Below 4, the gadget decompositions are too coarse for the noise: lookups decode wrong.
         for (name, t) in [
@@ -96,7 +103,7 @@ impl SchemeParams {
             ("t_exp_right", self.t_exp_right),
         ] {
             if !(4..=56).contains(&t) {
-                return bad(format!("{name} = {t} (supported 4..=56)"));
+                return bad(ParamsError::GadgetLength { name, t });
             }
         }
         // Query expansion produces 2^g ciphertexts from one polynomial of d coefficients, the
@@ -105,24 +112,28 @@ impl SchemeParams {
         let folding = (self.t_gsw * self.nu_2) as usize;
         let expanded = (dim0 + folding).next_power_of_two();
         if expanded > POLY_LEN || 2 * dim0.max(folding) > expanded {
-            return bad(format!(
-                "nu_1 = {}, nu_2 = {}, t_gsw = {}: query expansion cannot hold both dimensions",
-                self.nu_1, self.nu_2, self.t_gsw
-            ));
+            return bad(ParamsError::Expansion {
+                nu_1: self.nu_1,
+                nu_2: self.nu_2,
+                t_gsw: self.t_gsw,
+            });
         }
         if !(1..=64).contains(&self.instances) {
-            return bad(format!("instances = {} (supported 1..=64)", self.instances));
+            return bad(ParamsError::Instances {
+                instances: self.instances,
+            });
         }
         // Key layout version 1 sizes its packing keys for n = 2 only; every preset is version 0.
         if self.version != 0 {
-            return bad(format!("version = {} (supported 0)", self.version));
+            return bad(ParamsError::Version {
+                version: self.version,
+            });
         }
         if self.item_bytes == 0 || self.item_bytes as usize > self.item_capacity() {
-            return bad(format!(
-                "item_bytes = {} but an item holds at most {} bytes",
-                self.item_bytes,
-                self.item_capacity()
-            ));
+            return bad(ParamsError::ItemBytes {
+                item_bytes: self.item_bytes,
+                capacity: self.item_capacity(),
+            });
         }
         Ok(())
     }

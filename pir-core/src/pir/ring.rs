@@ -13,7 +13,7 @@ use spiral_rs::{
 };
 
 use super::params::{POLY_LEN, SchemeParams};
-use crate::error::{CoreError, Result};
+use crate::error::{CoreError, PirBytesError, PirMessage, Result};
 
 /// The ring's fixed CRT moduli; q = their product.
 pub(super) const MODULI: [u64; 2] = [268369921, 249561089];
@@ -112,29 +112,32 @@ pub(super) fn response_bytes(sp: &Params) -> usize {
 
 /// Checks a seed-prefixed buffer of u64 words: exact length, every word reduced mod q.
 pub(super) fn check_words(
-    what: &'static str,
+    what: PirMessage,
     bytes: &[u8],
     expected: usize,
     modulus: u64,
 ) -> Result<()> {
     if bytes.len() != expected {
-        return Err(CoreError::MalformedPirBytes {
+        return Err(CoreError::pir_bytes(
             what,
-            reason: format!("{} bytes, expected {expected}", bytes.len()),
-        });
+            PirBytesError::Length {
+                expected,
+                got: bytes.len(),
+            },
+        ));
     }
     let body = &bytes[SEED_LENGTH..];
     if !body.len().is_multiple_of(8) {
-        return Err(CoreError::Internal(format!("{what} body not whole words")));
+        return Err(CoreError::Internal("PIR message body not whole words"));
     }
     if let Some(pos) = body
         .chunks_exact(8)
         .position(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()) >= modulus)
     {
-        return Err(CoreError::MalformedPirBytes {
+        return Err(CoreError::pir_bytes(
             what,
-            reason: format!("word {pos} is not reduced modulo q"),
-        });
+            PirBytesError::Unreduced { word: pos },
+        ));
     }
     Ok(())
 }

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Snapshot, header::SnapshotHeader};
 use crate::{
-    error::{CoreError, Result},
+    error::{CoreError, Overflow, Result},
     identity::{Cpi, Mapping, TrustStore, VerifiedMapping},
     keyword::{
         KeywordLayout, Tag,
@@ -152,11 +152,11 @@ impl Snapshot {
                 BUCKET_HEADER_BYTES + es.iter().map(|c| bucket::entry_len(c.len())).sum::<usize>()
                     > item_bytes
             }) {
-                return Err(CoreError::BucketOverflow(format!(
-                    "{cpi} alone has {} mappings that need more than one {item_bytes}-byte item; \
-                     remove some or use larger items",
-                    es.len()
-                )));
+                return Err(CoreError::BucketOverflow(Overflow::OneCpi {
+                    cpi: cpi.clone(),
+                    mappings: es.len(),
+                    item_bytes,
+                }));
             }
             if record_bytes + (scheme.num_items() * BUCKET_HEADER_BYTES) as u64
                 > scheme.capacity_bytes()
@@ -183,10 +183,7 @@ impl Snapshot {
                 let max = load.iter().copied().max().unwrap_or(0);
                 if max > item_bytes {
                     tracing::debug!(attempt, max, item_bytes, "bucket overflow, retrying");
-                    last_overflow = Some(format!(
-                        "fullest bucket needs {max} of {item_bytes} bytes at {} items",
-                        scheme.num_items()
-                    ));
+                    last_overflow = Some((max, item_bytes, scheme.num_items()));
                     continue;
                 }
                 let mut buckets: Vec<Vec<Entry>> =
@@ -223,17 +220,20 @@ impl Snapshot {
             }
         }
         match (opts.scheme, last_overflow) {
-            (Some(_), Some(detail)) => Err(CoreError::BucketOverflow(format!(
-                "{detail} after {attempts} salts; rebuild with more headroom (a larger shape)"
-            ))),
-            (Some(s), None) => Err(CoreError::TooLarge(format!(
-                "{record_bytes} record bytes do not fit {} items of {} bytes",
-                s.num_items(),
-                s.item_bytes
-            ))),
-            (None, _) => Err(CoreError::TooLarge(format!(
-                "{record_bytes} record bytes do not fit the largest vetted shape"
-            ))),
+            (Some(_), Some((needs, item_bytes, items))) => {
+                Err(CoreError::BucketOverflow(Overflow::Fullest {
+                    needs,
+                    item_bytes,
+                    items,
+                    salts: attempts,
+                }))
+            }
+            (Some(s), None) => Err(CoreError::TooLargeForShape {
+                record_bytes,
+                items: s.num_items(),
+                item_bytes: s.item_bytes,
+            }),
+            (None, _) => Err(CoreError::TooLargeForPresets { record_bytes }),
         }
     }
 

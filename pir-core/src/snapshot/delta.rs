@@ -10,7 +10,7 @@ use super::{
     header::{SnapshotHeader, encode_header},
 };
 use crate::{
-    error::{CoreError, Result},
+    error::{CoreError, Overflow, Result, SnapshotError},
     identity::{Cpi, VerifiedMapping},
     keyword::{Tag, bucket},
     pir,
@@ -74,10 +74,7 @@ impl Snapshot {
         opts: &UpdateOptions,
     ) -> Result<(Self, UpdateReport)> {
         if opts.epoch == self.header.epoch {
-            return Err(CoreError::InvalidParams(format!(
-                "the new epoch must differ from the old one ({})",
-                opts.epoch
-            )));
+            return Err(CoreError::EpochUnchanged { epoch: opts.epoch });
         }
         let layout = self.header.layout;
         let item_bytes = self.header.scheme.item_bytes as usize;
@@ -149,10 +146,10 @@ impl Snapshot {
             item.fill(0);
             bucket::encode_bucket(entries.iter().map(|(t, c)| (*t, c.as_slice())), item).map_err(
                 |e| match e {
-                    CoreError::BucketOverflow(detail) => CoreError::BucketOverflow(format!(
-                        "bucket {index}: {detail}; this delta does not fit the snapshot's shape: \
-                         rebuild from the full mapping set with more headroom"
-                    )),
+                    CoreError::BucketOverflow(_) => CoreError::BucketOverflow(Overflow::Delta {
+                        bucket: index,
+                        item_bytes,
+                    }),
                     other => other,
                 },
             )?;
@@ -162,9 +159,9 @@ impl Snapshot {
         if !self.db.is_loaded() {
             // Loaded for an update only: the result is a delta of the file it came from.
             if self.header.base.is_none() {
-                self.header.base = Some(self.origin.clone().ok_or_else(|| {
-                    CoreError::Internal("an update without a database needs its origin".into())
-                })?);
+                self.header.base = Some(self.origin.clone().ok_or(CoreError::Internal(
+                    "an update without a database needs its origin",
+                ))?);
             }
         } else {
             self.db
@@ -208,17 +205,17 @@ pub(super) fn apply_delta_payload(
     read_exact_or(r, &mut count, "delta")?;
     let k = u32::from_le_bytes(count) as usize;
     if k > scheme.num_items() {
-        return Err(CoreError::InvalidSnapshot(
-            "more delta items than items".into(),
-        ));
+        return Err(CoreError::snapshot(SnapshotError::DeltaItemCount));
     }
     let header_len = encode_header(header)?.len() as u64;
     let expected =
         16 + header_len + 32 + 4 + 4 * k as u64 + (k * n) as u64 + (k * per_item * 8) as u64;
     if len != expected {
-        return Err(CoreError::InvalidSnapshot(format!(
-            "delta of {k} items should be {expected} bytes, the file has {len}"
-        )));
+        return Err(CoreError::snapshot(SnapshotError::DeltaLength {
+            items: k,
+            expected,
+            len,
+        }));
     }
     let mut idx_bytes = vec![0u8; 4 * k];
     read_exact_or(r, &mut idx_bytes, "delta")?;
@@ -228,9 +225,7 @@ pub(super) fn apply_delta_payload(
         .collect();
     if indices.windows(2).any(|w| w[0] >= w[1]) || indices.iter().any(|&i| i >= scheme.num_items())
     {
-        return Err(CoreError::InvalidSnapshot(
-            "delta item indices out of order or range".into(),
-        ));
+        return Err(CoreError::snapshot(SnapshotError::DeltaIndices));
     }
     let mut plain = vec![0u8; k * n];
     read_exact_or(r, &mut plain, "delta buckets")?;
@@ -239,17 +234,13 @@ pub(super) fn apply_delta_payload(
     h.update(&idx_bytes);
     h.update(&plain);
     if h.finalize().as_bytes() != &header.plaintext_checksum {
-        return Err(CoreError::InvalidSnapshot(
-            "delta bucket checksum mismatch".into(),
-        ));
+        return Err(CoreError::snapshot(SnapshotError::DeltaBucketChecksum));
     }
     if with_db {
         let mut words = vec![0u64; k * per_item];
         read_exact_or(r, bytemuck::cast_slice_mut(&mut words), "delta database")?;
         if words_checksum(&words) != header.db_checksum {
-            return Err(CoreError::InvalidSnapshot(
-                "delta database checksum mismatch".into(),
-            ));
+            return Err(CoreError::snapshot(SnapshotError::DeltaDatabaseChecksum));
         }
         let chunks: Vec<&[u64]> = words.chunks_exact(per_item).collect();
         base.db.scatter_items(&indices, &chunks)?;

@@ -13,7 +13,7 @@ use super::{
     header::{BaseRef, MAX_HEADER_LEN, SnapshotHeader, bincode_config, encode_header},
 };
 use crate::{
-    error::{CoreError, Result},
+    error::{CoreError, Result, SnapshotError},
     pir::Database,
 };
 
@@ -69,7 +69,7 @@ impl Snapshot {
         } else {
             if !self.db.is_loaded() {
                 return Err(CoreError::Internal(
-                    "a full snapshot needs its database loaded".into(),
+                    "a full snapshot needs its database loaded",
                 ));
             }
             w.write_all(&self.plaintext).map_err(io)?;
@@ -92,13 +92,7 @@ impl Snapshot {
     }
 
     fn load_impl(path: &Path, with_db: bool) -> Result<Self> {
-        let in_file = |e: CoreError| match e {
-            CoreError::InvalidSnapshot(m) => {
-                CoreError::InvalidSnapshot(format!("{}: {m}", path.display()))
-            }
-            CoreError::Io { source, .. } => CoreError::io(path, source),
-            other => other,
-        };
+        let in_file = |e: CoreError| e.in_file(path);
         let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
         let len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
         let mut r = std::io::BufReader::with_capacity(1 << 22, file);
@@ -118,10 +112,9 @@ impl Snapshot {
             || base.file == ".."
             || base.file.contains(['/', '\\'])
         {
-            return Err(in_file(CoreError::InvalidSnapshot(format!(
-                "base file name {:?} is not a plain file name",
-                base.file
-            ))));
+            return Err(in_file(CoreError::snapshot(SnapshotError::BaseName {
+                name: base.file,
+            })));
         }
         let base_path = path
             .parent()
@@ -129,21 +122,16 @@ impl Snapshot {
             .join(&base.file);
         // Checked before loading, so a delta naming itself (or another delta) cannot recurse.
         if Self::read_header(&base_path)?.base.is_some() {
-            return Err(in_file(CoreError::InvalidSnapshot(
-                "its base is itself a delta (deltas apply to full snapshots only)".into(),
-            )));
+            return Err(in_file(CoreError::snapshot(SnapshotError::BaseIsDelta)));
         }
         let mut full = Self::load_impl(&base_path, with_db)?;
         if full.origin.as_ref().map(|o| o.header_hash) != Some(base.header_hash) {
-            return Err(in_file(CoreError::InvalidSnapshot(format!(
-                "its base {} is not the snapshot it was made from (header differs)",
-                base_path.display()
-            ))));
+            return Err(in_file(CoreError::snapshot(SnapshotError::BaseDiffers {
+                base: base_path,
+            })));
         }
         if (full.header.scheme, full.header.layout) != (header.scheme, header.layout) {
-            return Err(in_file(CoreError::InvalidSnapshot(
-                "its base has other parameters or layout".into(),
-            )));
+            return Err(in_file(CoreError::snapshot(SnapshotError::BaseShape)));
         }
         apply_delta_payload(&mut r, len, &mut full, &header, with_db).map_err(in_file)?;
         full.header = header;
@@ -157,13 +145,7 @@ impl Snapshot {
         let len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
         read_header_from(&mut std::io::BufReader::new(file), len)
             .map(|(h, _)| h)
-            .map_err(|e| match e {
-                CoreError::InvalidSnapshot(m) => {
-                    CoreError::InvalidSnapshot(format!("{}: {m}", path.display()))
-                }
-                CoreError::Io { source, .. } => CoreError::io(path, source),
-                other => other,
-            })
+            .map_err(|e| e.in_file(path))
     }
 
     /// Reads a full snapshot of `len` bytes from a reader (a delta needs its file: see
@@ -171,9 +153,7 @@ impl Snapshot {
     pub fn read_from(mut r: impl Read, len: u64) -> Result<Self> {
         let (header, _) = read_header_from(&mut r, len)?;
         if header.base.is_some() {
-            return Err(CoreError::InvalidSnapshot(
-                "a delta snapshot: load it from its file, beside its base".into(),
-            ));
+            return Err(CoreError::snapshot(SnapshotError::DeltaNeedsFile));
         }
         read_full_payload(&mut r, header, true)
     }
@@ -183,7 +163,7 @@ fn file_name(path: &Path) -> Result<String> {
     path.file_name()
         .and_then(|n| n.to_str())
         .map(str::to_owned)
-        .ok_or_else(|| CoreError::InvalidSnapshot(format!("{}: no file name", path.display())))
+        .ok_or_else(|| CoreError::snapshot(SnapshotError::NoFileName).in_file(path))
 }
 
 /// Reads a full file's buckets and (if wanted) database, checking both checksums.
@@ -194,9 +174,7 @@ fn read_full_payload(r: &mut dyn Read, header: SnapshotHeader, with_db: bool) ->
     let mut hasher = blake3::Hasher::new();
     hasher.update_rayon(&plaintext);
     if hasher.finalize().as_bytes() != &header.plaintext_checksum {
-        return Err(CoreError::InvalidSnapshot(
-            "bucket checksum mismatch (corrupted buckets)".into(),
-        ));
+        return Err(CoreError::snapshot(SnapshotError::BucketChecksum));
     }
     let db = if with_db {
         let mut db = vec![0u64; header.scheme.db_words()];
@@ -206,9 +184,7 @@ fn read_full_payload(r: &mut dyn Read, header: SnapshotHeader, with_db: bool) ->
             hasher.update_rayon(chunk);
         }
         if hasher.finalize().as_bytes() != &header.db_checksum {
-            return Err(CoreError::InvalidSnapshot(
-                "database checksum mismatch (corrupted database)".into(),
-            ));
+            return Err(CoreError::snapshot(SnapshotError::DatabaseChecksum));
         }
         Database::from_words(header.scheme, db)?
     } else {
@@ -224,56 +200,55 @@ fn read_full_payload(r: &mut dyn Read, header: SnapshotHeader, with_db: bool) ->
     })
 }
 
-pub(super) fn read_exact_or(r: &mut dyn Read, buf: &mut [u8], what: &str) -> Result<()> {
+pub(super) fn read_exact_or(r: &mut dyn Read, buf: &mut [u8], part: &'static str) -> Result<()> {
     r.read_exact(buf).map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => {
-            CoreError::InvalidSnapshot(format!("truncated in the {what}"))
-        }
+        std::io::ErrorKind::UnexpectedEof => CoreError::snapshot(SnapshotError::Truncated { part }),
         _ => CoreError::io("<snapshot>", e),
     })
 }
 
 /// Reads and checks the preamble and header; returns the header and the hash of its bytes.
 fn read_header_from(r: &mut dyn Read, len: u64) -> Result<(SnapshotHeader, [u8; 32])> {
-    let invalid = |m: &str| CoreError::InvalidSnapshot(m.to_owned());
+    let invalid = CoreError::snapshot;
     let mut fixed = [0u8; 16];
     read_exact_or(r, &mut fixed, "preamble")?;
     if fixed[..8] != SNAPSHOT_MAGIC {
-        return Err(invalid("not a snapshot file (bad magic)"));
+        return Err(invalid(SnapshotError::BadMagic));
     }
     let version = u32::from_le_bytes(fixed[8..12].try_into().unwrap_or_default());
     if version != SNAPSHOT_FORMAT_VERSION {
-        return Err(CoreError::InvalidSnapshot(format!(
-            "format version {version}, this build reads version {SNAPSHOT_FORMAT_VERSION}"
-        )));
+        return Err(invalid(SnapshotError::Version {
+            found: version,
+            supported: SNAPSHOT_FORMAT_VERSION,
+        }));
     }
     let header_len = u32::from_le_bytes(fixed[12..16].try_into().unwrap_or_default());
     if header_len > MAX_HEADER_LEN {
-        return Err(invalid("header length out of range"));
+        return Err(invalid(SnapshotError::HeaderLength));
     }
     let mut header_bytes = vec![0u8; header_len as usize];
     read_exact_or(r, &mut header_bytes, "header")?;
     let mut header_hash = [0u8; 32];
     read_exact_or(r, &mut header_hash, "header")?;
     if blake3::hash(&header_bytes).as_bytes() != &header_hash {
-        return Err(invalid("header checksum mismatch (corrupted header)"));
+        return Err(invalid(SnapshotError::HeaderChecksum));
     }
     let (header, used): (SnapshotHeader, usize) =
         bincode::decode_from_slice(&header_bytes, bincode_config())
-            .map_err(|e| CoreError::InvalidSnapshot(format!("header does not decode: {e}")))?;
+            .map_err(|e| invalid(SnapshotError::HeaderDecode(e)))?;
     if used != header_bytes.len() {
-        return Err(invalid("trailing bytes after the header"));
+        return Err(invalid(SnapshotError::HeaderTrailingBytes));
     }
     header
         .scheme
-        .validate()
-        .map_err(|e| CoreError::InvalidSnapshot(e.to_string()))?;
+        .check()
+        .map_err(|e| invalid(SnapshotError::Params(e)))?;
     header
         .layout
-        .validate()
-        .map_err(|e| CoreError::InvalidSnapshot(e.to_string()))?;
+        .check()
+        .map_err(|e| invalid(SnapshotError::Layout(e)))?;
     if header.layout.num_buckets as usize != header.scheme.num_items() {
-        return Err(invalid("bucket count differs from the number of items"));
+        return Err(invalid(SnapshotError::BucketCount));
     }
     if header.base.is_some() {
         // A delta's length depends on its item count, checked when its payload is read.
@@ -283,15 +258,12 @@ fn read_header_from(r: &mut dyn Read, len: u64) -> Result<(SnapshotHeader, [u8; 
     let words = header.scheme.db_words();
     let expected = 16 + header_len as u64 + 32 + plain_len as u64 + words as u64 * 8;
     if len < expected {
-        return Err(CoreError::InvalidSnapshot(format!(
-            "truncated: {len} bytes, the header announces {expected}"
-        )));
+        return Err(invalid(SnapshotError::Short { len, expected }));
     }
     if len > expected {
-        return Err(CoreError::InvalidSnapshot(format!(
-            "{} unexpected bytes after the database",
-            len - expected
-        )));
+        return Err(invalid(SnapshotError::TrailingBytes {
+            extra: len - expected,
+        }));
     }
     Ok((header, header_hash))
 }

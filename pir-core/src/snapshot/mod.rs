@@ -96,7 +96,7 @@ impl Snapshot {
         } else {
             if !self.db.is_loaded() {
                 return Err(CoreError::Internal(
-                    "a full snapshot needs its database loaded".into(),
+                    "a full snapshot needs its database loaded",
                 ));
             }
             let mut h = blake3::Hasher::new();
@@ -169,10 +169,12 @@ impl Snapshot {
         edit: impl FnOnce(&mut [u8]),
     ) -> Result<()> {
         let n = self.header.scheme.item_bytes as usize;
-        let item = self
-            .plaintext
-            .get_mut(index * n..(index + 1) * n)
-            .ok_or_else(|| CoreError::Internal(format!("bucket {index} out of range")))?;
+        let item =
+            self.plaintext
+                .get_mut(index * n..(index + 1) * n)
+                .ok_or(CoreError::Internal(
+                    "danger_overwrite_bucket: bucket out of range",
+                ))?;
         edit(item);
         self.db
             .encode_items(&self.plaintext, &[index], &|_, _| {})?;

@@ -30,7 +30,7 @@ impl SnapshotHeader {
         let sig = self.signature.as_ref().ok_or(CoreError::UnsignedSnapshot)?;
         let key = dp_keys
             .get(&IssuerId(sig.key_id))
-            .ok_or_else(|| CoreError::UnknownIssuer(IssuerId(sig.key_id).to_string()))?;
+            .ok_or(CoreError::UnknownDpKey(IssuerId(sig.key_id)))?;
         let unsigned = Self {
             signature: None,
             ..self.clone()
