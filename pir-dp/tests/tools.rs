@@ -1,9 +1,10 @@
-//! The DP's tooling: keys, synthetic mappings, line-numbered validation, build, inspect.
+//! The DP's tooling: keys, synthetic mappings, line-numbered validation, build, update, verify,
+//! inspect.
 
 use std::{collections::BTreeMap, os::unix::fs::PermissionsExt};
 
-use pir_core::{Cpi, Mapping, SchemeParams, Snapshot, TrustStore};
-use pir_server::{ServerError, tools};
+use pir_core::{CoreError, Cpi, Mapping, SchemeParams, Snapshot, TrustStore};
+use pir_dp::{self as tools, DpError};
 
 #[test]
 fn keygen_synth_build_inspect() {
@@ -68,20 +69,31 @@ fn keygen_synth_build_inspect() {
         dp_key: None,
     };
     let err = tools::build(&args).unwrap_err();
-    let ServerError::InvalidLines { count, details, .. } = &err else {
+    let DpError::InvalidLines { file, lines } = &err else {
         panic!("wrong error {err}");
     };
-    assert_eq!(*count, 3, "{details}");
+    assert_eq!(file, &jsonl);
+    let numbers: Vec<usize> = lines.iter().map(|l| l.line).collect();
+    assert_eq!(numbers, [5, 10, 20], "{err}");
+    assert!(matches!(lines[0].reason, CoreError::MalformedJson(_)));
+    assert!(matches!(lines[1].reason, CoreError::BadIssuerSignature));
+    assert!(matches!(lines[2].reason, CoreError::InvalidCpi { .. }));
+    // The message the command line prints.
+    let details = err.to_string();
+    assert!(details.starts_with("3 invalid line(s) in "), "{details}");
     assert!(
-        details.contains("line 5: malformed mapping JSON"),
+        details.contains("\n  line 5: malformed mapping JSON"),
         "{details}"
     );
     assert!(
-        details.contains("line 10: issuer signature does not verify"),
+        details.contains("\n  line 10: issuer signature does not verify"),
         "{details}"
     );
-    assert!(details.contains("line 20: invalid CPI"), "{details}");
-    assert!(details.contains("--skip-invalid"), "{details}");
+    assert!(details.contains("\n  line 20: invalid CPI"), "{details}");
+    assert!(
+        details.ends_with("\n  (use --skip-invalid to build without them)"),
+        "{details}"
+    );
     assert!(!out.exists(), "nothing written on failure");
 
     let summary = tools::build(&tools::BuildArgs {
@@ -164,7 +176,14 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         dp_key: Some(dp_key.clone()),
         full: false,
     };
-    let err = tools::update(&args).unwrap_err().to_string();
+    let err = tools::update(&args).unwrap_err();
+    let DpError::InvalidLines { lines, .. } = &err else {
+        panic!("wrong error {err}");
+    };
+    let numbers: Vec<usize> = lines.iter().map(|l| l.line).collect();
+    assert_eq!(numbers, [3, 5], "{err}");
+    assert!(matches!(lines[0].reason, CoreError::InvalidCpi { .. }));
+    let err = err.to_string();
     assert!(err.contains("2 invalid line(s)"), "{err}");
     assert!(err.contains("line 3: invalid CPI"), "{err}");
     assert!(err.contains("line 5:"), "{err}");
@@ -197,9 +216,16 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         dp_key: None,
         full: true,
     };
+    let err = tools::update(&full_args).unwrap_err();
     assert!(
-        tools::update(&full_args).is_err(),
-        "the delta file does not exist yet"
+        matches!(
+            &err,
+            DpError::Io {
+                op: tools::IoOp::Opening,
+                ..
+            }
+        ),
+        "the delta file does not exist yet: {err}"
     );
     std::fs::write(dir.path().join("empty.jsonl"), "").unwrap();
     let f = tools::update(&full_args).unwrap();
@@ -208,5 +234,34 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     // Another DP key does not verify it.
     let other = dir.path().join("other.key");
     tools::issuer_keygen(&other, false).unwrap();
-    assert!(tools::verify(&new, &tools::public_key_path(&other)).is_err());
+    let err = tools::verify(&new, &tools::public_key_path(&other)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            DpError::Refused {
+                reason: CoreError::UnknownIssuer(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A delta is written beside the snapshot it applies to.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let err = tools::update(&tools::UpdateArgs {
+        snapshot: new.clone(),
+        delta: dir.path().join("empty.jsonl"),
+        trust: tools::public_key_path(&key),
+        out: elsewhere.path().join("delta.pirsnap"),
+        skip_invalid: false,
+        epoch: None,
+        dp_key: None,
+        full: false,
+    })
+    .unwrap_err();
+    assert!(matches!(err, DpError::DeltaNotBeside { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("a delta is written beside the snapshot it applies to: put "),
+        "{err}"
+    );
 }
