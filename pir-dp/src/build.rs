@@ -1,12 +1,13 @@
 //! `build`: validate every line of a mappings file, build a snapshot, sign it, write it.
 
-use std::{path::PathBuf, time::Instant};
+use std::{fmt, path::PathBuf, time::Instant};
 
 use pir_core::{BuildOptions, BuildReport, SchemeParams, Snapshot, SnapshotHeader, TrustStore};
+use serde::Serialize;
 
 use crate::{
     error::DpError, jsonl::read_mappings, jsonl::refuse_or_skip, keys::read_issuer_key,
-    progress::progress_bar,
+    progress::progress_bar, report,
 };
 
 /// Options of `pir-server build`.
@@ -30,19 +31,46 @@ pub struct BuildArgs {
     pub dp_key: Option<PathBuf>,
 }
 
-/// What `build` did.
-#[derive(Debug)]
+/// What `build` did. Displays as `pir-server build` reports it.
+#[derive(Debug, Serialize)]
 pub struct BuildSummary {
+    /// The snapshot written.
+    pub out: PathBuf,
     /// Invalid lines skipped (only with `skip_invalid`).
     pub skipped_invalid: usize,
     /// The core builder's report.
+    #[serde(serialize_with = "report::build_report")]
     pub report: BuildReport,
     /// The new snapshot's header.
+    #[serde(serialize_with = "report::header")]
     pub header: SnapshotHeader,
     /// Seconds spent building (after reading).
     pub build_secs: f64,
     /// Bytes written.
     pub file_bytes: u64,
+}
+
+impl fmt::Display for BuildSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.report;
+        if self.skipped_invalid > 0 {
+            writeln!(f, "skipped {} invalid line(s)", self.skipped_invalid)?;
+        }
+        write!(
+            f,
+            "built {} in {:.1} s: {} mappings stored ({} read, {} expired dropped, {} replaced), \
+             {} items, packing efficiency {:.3}, {:.1} MiB",
+            self.out.display(),
+            self.build_secs,
+            r.stored_mappings,
+            r.input_mappings,
+            r.expired_dropped,
+            r.duplicates_replaced,
+            self.header.scheme.num_items(),
+            r.packing_efficiency,
+            self.file_bytes as f64 / (1 << 20) as f64
+        )
+    }
 }
 
 /// `pir-server build`: validate every line, build, write.
@@ -72,6 +100,7 @@ pub fn build(args: &BuildArgs) -> Result<BuildSummary, DpError> {
     snapshot.write(&args.out)?;
     let file_bytes = snapshot.file_len()?;
     Ok(BuildSummary {
+        out: args.out.clone(),
         skipped_invalid,
         report,
         header: snapshot.header().clone(),

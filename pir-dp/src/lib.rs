@@ -6,8 +6,10 @@
 //!                        delta.jsonl ─update (db.pirsnap)──▶ new.pirsnap (a delta, or --full)
 //! ```
 //!
-//! Every step works on files and returns what it did. Nothing here serves, or knows about the
-//! network: the server crate calls this one, never the other way round.
+//! Every step works on files and returns a report that prints as the `pir-server` subcommand of
+//! the same name prints it ([`Display`](std::fmt::Display)) and serialises for machines
+//! ([`serde::Serialize`]). Nothing here serves, or knows about the network: the server crate
+//! calls this one, never the other way round.
 //!
 //! Where each job lives: keys and key files in `keys.rs`, synthetic mappings in `synth.rs`,
 //! reading and writing JSON Lines (with line numbers) in `jsonl.rs`, `build.rs`, `update.rs`,
@@ -20,16 +22,17 @@ mod inspect;
 mod jsonl;
 mod keys;
 mod progress;
+mod report;
 mod synth;
 mod update;
 mod verify;
 
 pub use build::{BuildArgs, BuildSummary, build};
 pub use error::{DpError, InvalidLine, IoOp};
-pub use inspect::{describe, inspect};
+pub use inspect::{Description, Origin, VettedPreset, describe, inspect};
 pub use jsonl::{ReadMappings, read_delta, read_mappings, write_jsonl};
 pub use keys::{issuer_keygen, public_key_path, read_issuer_key, write_private};
 pub use progress::progress_bar;
 pub use synth::synth;
 pub use update::{UpdateArgs, UpdateSummary, update};
-pub use verify::verify;
+pub use verify::{Verified, verify};

@@ -1,13 +1,17 @@
 //! `update`: apply a delta file to a snapshot, re-encoding only the items that change.
 
 use std::{
+    fmt,
     path::{Path, PathBuf},
     time::Instant,
 };
 
 use pir_core::{Snapshot, SnapshotHeader, TrustStore, UpdateOptions, UpdateReport};
+use serde::Serialize;
 
-use crate::{error::DpError, jsonl::read_delta, jsonl::refuse_or_skip, keys::read_issuer_key};
+use crate::{
+    error::DpError, jsonl::read_delta, jsonl::refuse_or_skip, keys::read_issuer_key, report,
+};
 
 /// Options of `pir-server update`.
 #[derive(Clone, Debug)]
@@ -30,18 +34,22 @@ pub struct UpdateArgs {
     pub full: bool,
 }
 
-/// What `update` did.
-#[derive(Debug)]
+/// What `update` did. Displays as `pir-server update` reports it.
+#[derive(Debug, Serialize)]
 pub struct UpdateSummary {
+    /// The snapshot written.
+    pub out: PathBuf,
     /// Invalid lines skipped (only with `skip_invalid`).
     pub skipped_invalid: usize,
     /// Operations applied.
     pub operations: usize,
     /// The core's report.
+    #[serde(serialize_with = "report::update_report")]
     pub report: UpdateReport,
     /// Epoch before.
     pub old_epoch: u64,
     /// The new header.
+    #[serde(serialize_with = "report::header")]
     pub header: SnapshotHeader,
     /// Seconds: loading the old snapshot, applying the delta, writing the new one.
     pub load_secs: f64,
@@ -49,6 +57,39 @@ pub struct UpdateSummary {
     pub apply_secs: f64,
     /// See `load_secs`.
     pub write_secs: f64,
+}
+
+impl fmt::Display for UpdateSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.skipped_invalid > 0 {
+            writeln!(f, "skipped {} invalid line(s)", self.skipped_invalid)?;
+        }
+        let r = &self.report;
+        write!(
+            f,
+            "updated epoch {} -> {} into {} ({}): {} operations ({} upserts, {} removed, {} removals \
+             matched nothing, {} expired dropped), {} of {} items re-encoded; load {:.2} s, \
+             apply {:.2} s, write {:.2} s",
+            self.old_epoch,
+            self.header.epoch,
+            self.out.display(),
+            if self.header.base.is_some() {
+                "a delta of the old snapshot"
+            } else {
+                "full"
+            },
+            self.operations,
+            r.upserts,
+            r.removed,
+            r.removals_unmatched,
+            r.expired_dropped,
+            r.items_reencoded,
+            self.header.scheme.num_items(),
+            self.load_secs,
+            self.apply_secs,
+            self.write_secs
+        )
+    }
 }
 
 /// `pir-server update`: apply a delta to a snapshot, re-encoding only the changed items.
@@ -90,6 +131,7 @@ pub fn update(args: &UpdateArgs) -> Result<UpdateSummary, DpError> {
     let t = Instant::now();
     new.write(&args.out)?;
     Ok(UpdateSummary {
+        out: args.out.clone(),
         skipped_invalid,
         operations,
         report,

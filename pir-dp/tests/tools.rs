@@ -103,10 +103,28 @@ fn keygen_synth_build_inspect() {
     .unwrap();
     assert_eq!(summary.skipped_invalid, 3);
     assert_eq!(summary.report.input_mappings, 597);
+    // The report prints as the command line prints it, and serialises for machines.
+    let shown = summary.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "skipped 3 invalid line(s)\nbuilt {} in ",
+            out.display()
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(": 597 mappings stored (597 read, "),
+        "{shown}"
+    );
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(json["skipped_invalid"], 3);
+    assert_eq!(json["report"]["input_mappings"], 597);
+    assert_eq!(json["header"]["epoch"], 9);
+    assert_eq!(json["header"]["items"], 256);
     let snapshot = Snapshot::load(&out).unwrap();
     assert_eq!(snapshot.header().epoch, 9);
 
-    let text = tools::inspect(&out).unwrap();
+    let text = tools::inspect(&out).unwrap().to_string();
     for needle in [
         "epoch                  9",
         "256 items x 8192 B",
@@ -116,6 +134,10 @@ fn keygen_synth_build_inspect() {
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
+    let json = serde_json::to_value(tools::inspect(&out).unwrap()).unwrap();
+    assert_eq!(json["header"]["epoch"], 9);
+    assert!(json["vetted"].is_null());
+    assert!(json["message_sizes"]["query"].as_u64().unwrap() > 0);
     // A damaged file is refused by inspect too.
     std::fs::write(&out, b"PIRSNAP\0garbage").unwrap();
     assert!(tools::inspect(&out).is_err());
@@ -194,13 +216,38 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     })
     .unwrap();
     assert_eq!(s.skipped_invalid, 2);
+    let shown = s.to_string();
+    assert!(
+        shown.starts_with("skipped 2 invalid line(s)\nupdated epoch 5 -> "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("(a delta of the old snapshot): 2 operations"),
+        "{shown}"
+    );
+    assert_eq!(serde_json::to_value(&s).unwrap()["report"]["upserts"], 1);
     assert_eq!(s.report.upserts, 1);
     assert!(s.report.removed >= 1);
     assert!(s.header.epoch > 5);
-    let h = tools::verify(&new, &tools::public_key_path(&dp_key)).unwrap();
+    let verified = tools::verify(&new, &tools::public_key_path(&dp_key)).unwrap();
+    assert_eq!(
+        verified.to_string(),
+        format!(
+            "{}: intact, epoch {}, signed by trusted DP key",
+            new.display(),
+            s.header.epoch
+        )
+    );
+    assert_eq!(
+        serde_json::to_value(&verified).unwrap()["header"]["signed_by"]
+            .as_str()
+            .map(str::len),
+        Some(16)
+    );
+    let h = verified.header;
     assert_eq!(h.epoch, s.header.epoch);
     assert_eq!(h.layout, Snapshot::read_header(&old).unwrap().layout);
-    let described = tools::inspect(&new).unwrap();
+    let described = tools::inspect(&new).unwrap().to_string();
     assert!(
         described.contains("delta of") && described.contains("old.pirsnap (epoch 5)"),
         "{described}"

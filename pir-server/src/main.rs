@@ -328,8 +328,7 @@ fn run(command: Command) -> Result<(), CliError> {
             output,
             full,
         } => {
-            let out = output.out.clone();
-            let s = pir_dp::update(&pir_dp::UpdateArgs {
+            let summary = pir_dp::update(&pir_dp::UpdateArgs {
                 snapshot,
                 delta,
                 trust: output.trust,
@@ -339,42 +338,11 @@ fn run(command: Command) -> Result<(), CliError> {
                 dp_key: output.dp_key,
                 full,
             })?;
-            if s.skipped_invalid > 0 {
-                println!("skipped {} invalid line(s)", s.skipped_invalid);
-            }
-            let r = &s.report;
-            println!(
-                "updated epoch {} -> {} into {} ({}): {} operations ({} upserts, {} removed, {} removals \
-                 matched nothing, {} expired dropped), {} of {} items re-encoded; load {:.2} s, \
-                 apply {:.2} s, write {:.2} s",
-                s.old_epoch,
-                s.header.epoch,
-                out.display(),
-                if s.header.base.is_some() {
-                    "a delta of the old snapshot"
-                } else {
-                    "full"
-                },
-                s.operations,
-                r.upserts,
-                r.removed,
-                r.removals_unmatched,
-                r.expired_dropped,
-                r.items_reencoded,
-                s.header.scheme.num_items(),
-                s.load_secs,
-                s.apply_secs,
-                s.write_secs
-            );
+            println!("{summary}");
             Ok(())
         }
         Command::Verify { snapshot, dp_pub } => {
-            let h = pir_dp::verify(&snapshot, &dp_pub)?;
-            println!(
-                "{}: intact, epoch {}, signed by trusted DP key",
-                snapshot.display(),
-                h.epoch
-            );
+            println!("{}", pir_dp::verify(&snapshot, &dp_pub)?);
             Ok(())
         }
         Command::IssuerKeygen { out, force } | Command::DpKeygen { out, force } => {
@@ -405,7 +373,6 @@ fn run(command: Command) -> Result<(), CliError> {
             output,
             danger_test_params,
         } => {
-            let out = output.out.clone();
             let summary = pir_dp::build(&pir_dp::BuildArgs {
                 mappings,
                 trust: output.trust,
@@ -416,23 +383,7 @@ fn run(command: Command) -> Result<(), CliError> {
                 progress: true,
                 dp_key: output.dp_key,
             })?;
-            let r = &summary.report;
-            if summary.skipped_invalid > 0 {
-                println!("skipped {} invalid line(s)", summary.skipped_invalid);
-            }
-            println!(
-                "built {} in {:.1} s: {} mappings stored ({} read, {} expired dropped, {} replaced), \
-                 {} items, packing efficiency {:.3}, {:.1} MiB",
-                out.display(),
-                summary.build_secs,
-                r.stored_mappings,
-                r.input_mappings,
-                r.expired_dropped,
-                r.duplicates_replaced,
-                summary.header.scheme.num_items(),
-                r.packing_efficiency,
-                summary.file_bytes as f64 / (1 << 20) as f64
-            );
+            println!("{summary}");
             Ok(())
         }
         Command::Inspect { snapshot } => {
