@@ -14,7 +14,9 @@ use std::{
 
 use pir_client::{ClientOptions, PirClient, human_bytes, outcome_text};
 use pir_core::{Cpi, Mapping, Snapshot, TrustStore};
-use pir_server::{RunningServer, ServeOptions, ServerError, tools};
+use pir_server::{RunningServer, ServeOptions, ServerError};
+
+use crate::CliError;
 
 fn secs(start: Instant) -> String {
     format!("{:.2} s", start.elapsed().as_secs_f64())
@@ -62,7 +64,7 @@ fn pick_cpis(by_cpi: &BTreeMap<Cpi, BTreeSet<String>>, mappings: &[Mapping]) -> 
 }
 
 /// Runs the demo with `count` synthetic mappings, in `dir` or a temporary directory.
-pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), ServerError> {
+pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
     let tmp;
     let dir = match dir {
         Some(d) => {
@@ -80,18 +82,18 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), ServerError>
 
     let key_path = dir.join("issuer.key");
     let t = Instant::now();
-    let issuer = tools::issuer_keygen(&key_path, true)?;
+    let issuer = pir_dp::issuer_keygen(&key_path, true)?;
     println!(
         "1. issuer key {} -> {} (owner-only) and {}",
         issuer.id(),
         key_path.display(),
-        tools::public_key_path(&key_path).display()
+        pir_dp::public_key_path(&key_path).display()
     );
 
     let t_synth = Instant::now();
-    let mappings = tools::synth(count, &issuer, 7, pir_core::unix_now());
+    let mappings = pir_dp::synth(count, &issuer, 7, pir_core::unix_now());
     let mappings_path = dir.join("mappings.jsonl");
-    tools::write_jsonl(&mappings_path, &mappings)?;
+    pir_dp::write_jsonl(&mappings_path, &mappings)?;
     let mut by_cpi: BTreeMap<Cpi, BTreeSet<String>> = BTreeMap::new();
     for m in &mappings {
         by_cpi
@@ -108,9 +110,9 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), ServerError>
     );
 
     let snapshot_path = dir.join("db.pirsnap");
-    let summary = tools::build(&tools::BuildArgs {
+    let summary = pir_dp::build(&pir_dp::BuildArgs {
         mappings: mappings_path,
-        trust: tools::public_key_path(&key_path),
+        trust: pir_dp::public_key_path(&key_path),
         out: snapshot_path.clone(),
         skip_invalid: false,
         epoch: None,
@@ -139,12 +141,12 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), ServerError>
 
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| ServerError::io("starting the runtime", e))?;
-    runtime.block_on(async move {
+    let served: Result<(), ServerError> = runtime.block_on(async move {
         let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
         let server = RunningServer::start(snapshot, addr, ServeOptions::default()).await?;
         println!("5. serving pir.v1 on {}", server.url());
 
-        let trust = TrustStore::from_file(&tools::public_key_path(&key_path))?;
+        let trust = TrustStore::from_file(&pir_dp::public_key_path(&key_path))?;
         let t_connect = Instant::now();
         let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust))
             .await
@@ -195,5 +197,6 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), ServerError>
         server.stop().await?;
         println!("done in {}", secs(t));
         Ok(())
-    })
+    });
+    Ok(served?)
 }

@@ -11,7 +11,6 @@ mod keycache;
 mod metrics;
 mod reload;
 mod service;
-pub mod tools;
 
 pub use error::ServerError;
 pub use metrics::serve_metrics;

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pir_core::{SchemeParams, Snapshot, TrustStore};
-use pir_server::{DiscoveryService, RateLimit, Reloader, ServeOptions, ServerError, tools};
+use pir_server::{DiscoveryService, RateLimit, Reloader, ServeOptions, ServerError};
 
 #[derive(Parser)]
 #[command(
@@ -224,8 +224,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// What a subcommand can fail with: the DP tooling's errors or the server's.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Dp(#[from] pir_dp::DpError),
+    #[error(transparent)]
+    Server(#[from] ServerError),
+    #[error(transparent)]
+    Core(#[from] pir_core::CoreError),
+}
+
 #[allow(clippy::print_stdout)]
-fn run(command: Command) -> Result<(), ServerError> {
+fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve {
             snapshot,
@@ -271,11 +282,16 @@ fn run(command: Command) -> Result<(), ServerError> {
                     return Err(ServerError::Usage(format!(
                         "{listen} is not a loopback address: give --tls-cert and --tls-key, \
                          or --plaintext to serve without TLS"
-                    )));
+                    ))
+                    .into());
                 }
                 _ => None,
             };
-            let dp_keys = dp_pub.as_deref().map(TrustStore::from_file).transpose()?;
+            let dp_keys = dp_pub
+                .as_deref()
+                .map(TrustStore::from_file)
+                .transpose()
+                .map_err(ServerError::from)?;
             let token = admin_token_file
                 .as_deref()
                 .map(|p| {
@@ -294,7 +310,7 @@ fn run(command: Command) -> Result<(), ServerError> {
             );
             let runtime = tokio::runtime::Runtime::new()
                 .map_err(|e| ServerError::io("starting the runtime", e))?;
-            runtime.block_on(serve(Serve {
+            Ok(runtime.block_on(serve(Serve {
                 snapshot: loaded,
                 path: snapshot,
                 listen,
@@ -304,7 +320,7 @@ fn run(command: Command) -> Result<(), ServerError> {
                 admin_token: token,
                 metrics_listen,
                 identity,
-            }))
+            }))?)
         }
         Command::Update {
             snapshot,
@@ -312,8 +328,7 @@ fn run(command: Command) -> Result<(), ServerError> {
             output,
             full,
         } => {
-            let out = output.out.clone();
-            let s = tools::update(&tools::UpdateArgs {
+            let summary = pir_dp::update(&pir_dp::UpdateArgs {
                 snapshot,
                 delta,
                 trust: output.trust,
@@ -323,52 +338,21 @@ fn run(command: Command) -> Result<(), ServerError> {
                 dp_key: output.dp_key,
                 full,
             })?;
-            if s.skipped_invalid > 0 {
-                println!("skipped {} invalid line(s)", s.skipped_invalid);
-            }
-            let r = &s.report;
-            println!(
-                "updated epoch {} -> {} into {} ({}): {} operations ({} upserts, {} removed, {} removals \
-                 matched nothing, {} expired dropped), {} of {} items re-encoded; load {:.2} s, \
-                 apply {:.2} s, write {:.2} s",
-                s.old_epoch,
-                s.header.epoch,
-                out.display(),
-                if s.header.base.is_some() {
-                    "a delta of the old snapshot"
-                } else {
-                    "full"
-                },
-                s.operations,
-                r.upserts,
-                r.removed,
-                r.removals_unmatched,
-                r.expired_dropped,
-                r.items_reencoded,
-                s.header.scheme.num_items(),
-                s.load_secs,
-                s.apply_secs,
-                s.write_secs
-            );
+            println!("{summary}");
             Ok(())
         }
         Command::Verify { snapshot, dp_pub } => {
-            let h = tools::verify(&snapshot, &dp_pub)?;
-            println!(
-                "{}: intact, epoch {}, signed by trusted DP key",
-                snapshot.display(),
-                h.epoch
-            );
+            println!("{}", pir_dp::verify(&snapshot, &dp_pub)?);
             Ok(())
         }
         Command::IssuerKeygen { out, force } | Command::DpKeygen { out, force } => {
             // Issuer and DP keys are both Ed25519 keys in the same file format.
-            let key = tools::issuer_keygen(&out, force)?;
+            let key = pir_dp::issuer_keygen(&out, force)?;
             println!(
                 "key {} written to {} (public key: {})",
                 key.id(),
                 out.display(),
-                tools::public_key_path(&out).display()
+                pir_dp::public_key_path(&out).display()
             );
             Ok(())
         }
@@ -378,9 +362,9 @@ fn run(command: Command) -> Result<(), ServerError> {
             out,
             seed,
         } => {
-            let issuer = tools::read_issuer_key(&issuer_key)?;
-            let mappings = tools::synth(count, &issuer, seed, pir_core::unix_now());
-            tools::write_jsonl(&out, &mappings)?;
+            let issuer = pir_dp::read_issuer_key(&issuer_key)?;
+            let mappings = pir_dp::synth(count, &issuer, seed, pir_core::unix_now());
+            pir_dp::write_jsonl(&out, &mappings)?;
             println!("{} mappings written to {}", mappings.len(), out.display());
             Ok(())
         }
@@ -389,8 +373,7 @@ fn run(command: Command) -> Result<(), ServerError> {
             output,
             danger_test_params,
         } => {
-            let out = output.out.clone();
-            let summary = tools::build(&tools::BuildArgs {
+            let summary = pir_dp::build(&pir_dp::BuildArgs {
                 mappings,
                 trust: output.trust,
                 out: output.out,
@@ -400,27 +383,11 @@ fn run(command: Command) -> Result<(), ServerError> {
                 progress: true,
                 dp_key: output.dp_key,
             })?;
-            let r = &summary.report;
-            if summary.skipped_invalid > 0 {
-                println!("skipped {} invalid line(s)", summary.skipped_invalid);
-            }
-            println!(
-                "built {} in {:.1} s: {} mappings stored ({} read, {} expired dropped, {} replaced), \
-                 {} items, packing efficiency {:.3}, {:.1} MiB",
-                out.display(),
-                summary.build_secs,
-                r.stored_mappings,
-                r.input_mappings,
-                r.expired_dropped,
-                r.duplicates_replaced,
-                summary.header.scheme.num_items(),
-                r.packing_efficiency,
-                summary.file_bytes as f64 / (1 << 20) as f64
-            );
+            println!("{summary}");
             Ok(())
         }
         Command::Inspect { snapshot } => {
-            print!("{}", tools::inspect(&snapshot)?);
+            print!("{}", pir_dp::inspect(&snapshot)?);
             Ok(())
         }
         #[cfg(feature = "demo")]

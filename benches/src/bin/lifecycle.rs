@@ -10,7 +10,6 @@ use std::path::PathBuf;
 use clap::Parser;
 use pir_benches::{median, timed};
 use pir_core::Snapshot;
-use pir_server::tools;
 
 #[derive(Parser)]
 struct Args {
@@ -34,17 +33,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = args.dir.clone().unwrap_or_else(|| tmp.path().to_path_buf());
     std::fs::create_dir_all(&dir)?;
     let key = dir.join("issuer.key");
-    let issuer = tools::issuer_keygen(&key, true)?;
-    let trust = tools::public_key_path(&key);
+    let issuer = pir_dp::issuer_keygen(&key, true)?;
+    let trust = pir_dp::public_key_path(&key);
     let now = pir_core::unix_now();
 
-    let mappings = tools::synth(args.mappings, &issuer, 1, now);
+    let mappings = pir_dp::synth(args.mappings, &issuer, 1, now);
     let input = dir.join("mappings.jsonl");
-    tools::write_jsonl(&input, &mappings)?;
+    pir_dp::write_jsonl(&input, &mappings)?;
 
     // The delta: replace some existing mappings (new PSI), remove some CPIs, add new ones.
     let quarter = args.changes / 4;
-    let fresh = tools::synth(args.changes - 2 * quarter, &issuer, 2, now);
+    let fresh = pir_dp::synth(args.changes - 2 * quarter, &issuer, 2, now);
     let mut lines: Vec<String> = fresh.iter().map(|m| m.to_json_line()).collect();
     for m in mappings
         .iter()
@@ -77,7 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let old = dir.join("old.pirsnap");
     let (built, build_s) = timed(|| {
-        tools::build(&tools::BuildArgs {
+        pir_dp::build(&pir_dp::BuildArgs {
             mappings: input.clone(),
             trust: trust.clone(),
             out: old.clone(),
@@ -92,7 +91,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let new = dir.join("new.pirsnap");
     let (updated, update_s) = timed(|| {
-        tools::update(&tools::UpdateArgs {
+        pir_dp::update(&pir_dp::UpdateArgs {
             snapshot: old.clone(),
             delta: delta.clone(),
             trust: trust.clone(),

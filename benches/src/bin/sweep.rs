@@ -29,7 +29,6 @@ use pir_core::{
     BuildOptions, ClientKeys, Cpi, IssuerKey, LookupClient, MappingFields, SchemeParams,
     ServerKeys, Snapshot, TrustStore,
 };
-use pir_server::tools;
 use serde::Serialize;
 
 #[derive(Parser)]
@@ -230,19 +229,19 @@ fn measure(
 ) -> Result<Row, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("issuer.key");
-    let issuer = tools::issuer_keygen(&key, true)?;
-    let trust = TrustStore::from_file(&tools::public_key_path(&key))?;
-    let mappings = tools::synth(n, &issuer, 1, pir_core::unix_now());
+    let issuer = pir_dp::issuer_keygen(&key, true)?;
+    let trust = TrustStore::from_file(&pir_dp::public_key_path(&key))?;
+    let mappings = pir_dp::synth(n, &issuer, 1, pir_core::unix_now());
     let raw_mapping_bytes: u64 = mappings.iter().map(|m| m.to_json_line().len() as u64).sum();
     let cpis: Vec<Cpi> = mappings.iter().map(|m| m.fields.cpi.clone()).collect();
     let input = dir.path().join("m.jsonl");
-    tools::write_jsonl(&input, &mappings)?;
+    pir_dp::write_jsonl(&input, &mappings)?;
     drop(mappings);
     let path = dir.path().join("db.pirsnap");
     let (summary, build_s) = timed(|| {
-        tools::build(&tools::BuildArgs {
+        pir_dp::build(&pir_dp::BuildArgs {
             mappings: input.clone(),
-            trust: tools::public_key_path(&key),
+            trust: pir_dp::public_key_path(&key),
             out: path.clone(),
             skip_invalid: false,
             epoch: Some(1),

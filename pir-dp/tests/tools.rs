@@ -1,9 +1,10 @@
-//! The DP's tooling: keys, synthetic mappings, line-numbered validation, build, inspect.
+//! The DP's tooling: keys, synthetic mappings, line-numbered validation, build, update, verify,
+//! inspect.
 
 use std::{collections::BTreeMap, os::unix::fs::PermissionsExt};
 
-use pir_core::{Cpi, Mapping, SchemeParams, Snapshot, TrustStore};
-use pir_server::{ServerError, tools};
+use pir_core::{CoreError, Cpi, Mapping, SchemeParams, Snapshot, TrustStore};
+use pir_dp::{self as tools, DpError};
 
 #[test]
 fn keygen_synth_build_inspect() {
@@ -68,20 +69,31 @@ fn keygen_synth_build_inspect() {
         dp_key: None,
     };
     let err = tools::build(&args).unwrap_err();
-    let ServerError::InvalidLines { count, details, .. } = &err else {
+    let DpError::InvalidLines { file, lines } = &err else {
         panic!("wrong error {err}");
     };
-    assert_eq!(*count, 3, "{details}");
+    assert_eq!(file, &jsonl);
+    let numbers: Vec<usize> = lines.iter().map(|l| l.line).collect();
+    assert_eq!(numbers, [5, 10, 20], "{err}");
+    assert!(matches!(lines[0].reason, CoreError::MalformedJson(_)));
+    assert!(matches!(lines[1].reason, CoreError::BadIssuerSignature));
+    assert!(matches!(lines[2].reason, CoreError::InvalidCpi { .. }));
+    // The message the command line prints.
+    let details = err.to_string();
+    assert!(details.starts_with("3 invalid line(s) in "), "{details}");
     assert!(
-        details.contains("line 5: malformed mapping JSON"),
+        details.contains("\n  line 5: malformed mapping JSON"),
         "{details}"
     );
     assert!(
-        details.contains("line 10: issuer signature does not verify"),
+        details.contains("\n  line 10: issuer signature does not verify"),
         "{details}"
     );
-    assert!(details.contains("line 20: invalid CPI"), "{details}");
-    assert!(details.contains("--skip-invalid"), "{details}");
+    assert!(details.contains("\n  line 20: invalid CPI"), "{details}");
+    assert!(
+        details.ends_with("\n  (use --skip-invalid to build without them)"),
+        "{details}"
+    );
     assert!(!out.exists(), "nothing written on failure");
 
     let summary = tools::build(&tools::BuildArgs {
@@ -91,10 +103,28 @@ fn keygen_synth_build_inspect() {
     .unwrap();
     assert_eq!(summary.skipped_invalid, 3);
     assert_eq!(summary.report.input_mappings, 597);
+    // The report prints as the command line prints it, and serialises for machines.
+    let shown = summary.to_string();
+    assert!(
+        shown.starts_with(&format!(
+            "skipped 3 invalid line(s)\nbuilt {} in ",
+            out.display()
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(": 597 mappings stored (597 read, "),
+        "{shown}"
+    );
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(json["skipped_invalid"], 3);
+    assert_eq!(json["report"]["input_mappings"], 597);
+    assert_eq!(json["header"]["epoch"], 9);
+    assert_eq!(json["header"]["items"], 256);
     let snapshot = Snapshot::load(&out).unwrap();
     assert_eq!(snapshot.header().epoch, 9);
 
-    let text = tools::inspect(&out).unwrap();
+    let text = tools::inspect(&out).unwrap().to_string();
     for needle in [
         "epoch                  9",
         "256 items x 8192 B",
@@ -104,6 +134,10 @@ fn keygen_synth_build_inspect() {
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
+    let json = serde_json::to_value(tools::inspect(&out).unwrap()).unwrap();
+    assert_eq!(json["header"]["epoch"], 9);
+    assert!(json["vetted"].is_null());
+    assert!(json["message_sizes"]["query"].as_u64().unwrap() > 0);
     // A damaged file is refused by inspect too.
     std::fs::write(&out, b"PIRSNAP\0garbage").unwrap();
     assert!(tools::inspect(&out).is_err());
@@ -164,7 +198,14 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         dp_key: Some(dp_key.clone()),
         full: false,
     };
-    let err = tools::update(&args).unwrap_err().to_string();
+    let err = tools::update(&args).unwrap_err();
+    let DpError::InvalidLines { lines, .. } = &err else {
+        panic!("wrong error {err}");
+    };
+    let numbers: Vec<usize> = lines.iter().map(|l| l.line).collect();
+    assert_eq!(numbers, [3, 5], "{err}");
+    assert!(matches!(lines[0].reason, CoreError::InvalidCpi { .. }));
+    let err = err.to_string();
     assert!(err.contains("2 invalid line(s)"), "{err}");
     assert!(err.contains("line 3: invalid CPI"), "{err}");
     assert!(err.contains("line 5:"), "{err}");
@@ -175,13 +216,38 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     })
     .unwrap();
     assert_eq!(s.skipped_invalid, 2);
+    let shown = s.to_string();
+    assert!(
+        shown.starts_with("skipped 2 invalid line(s)\nupdated epoch 5 -> "),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("(a delta of the old snapshot): 2 operations"),
+        "{shown}"
+    );
+    assert_eq!(serde_json::to_value(&s).unwrap()["report"]["upserts"], 1);
     assert_eq!(s.report.upserts, 1);
     assert!(s.report.removed >= 1);
     assert!(s.header.epoch > 5);
-    let h = tools::verify(&new, &tools::public_key_path(&dp_key)).unwrap();
+    let verified = tools::verify(&new, &tools::public_key_path(&dp_key)).unwrap();
+    assert_eq!(
+        verified.to_string(),
+        format!(
+            "{}: intact, epoch {}, signed by trusted DP key",
+            new.display(),
+            s.header.epoch
+        )
+    );
+    assert_eq!(
+        serde_json::to_value(&verified).unwrap()["header"]["signed_by"]
+            .as_str()
+            .map(str::len),
+        Some(16)
+    );
+    let h = verified.header;
     assert_eq!(h.epoch, s.header.epoch);
     assert_eq!(h.layout, Snapshot::read_header(&old).unwrap().layout);
-    let described = tools::inspect(&new).unwrap();
+    let described = tools::inspect(&new).unwrap().to_string();
     assert!(
         described.contains("delta of") && described.contains("old.pirsnap (epoch 5)"),
         "{described}"
@@ -197,9 +263,16 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         dp_key: None,
         full: true,
     };
+    let err = tools::update(&full_args).unwrap_err();
     assert!(
-        tools::update(&full_args).is_err(),
-        "the delta file does not exist yet"
+        matches!(
+            &err,
+            DpError::Io {
+                op: tools::IoOp::Opening,
+                ..
+            }
+        ),
+        "the delta file does not exist yet: {err}"
     );
     std::fs::write(dir.path().join("empty.jsonl"), "").unwrap();
     let f = tools::update(&full_args).unwrap();
@@ -208,5 +281,34 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     // Another DP key does not verify it.
     let other = dir.path().join("other.key");
     tools::issuer_keygen(&other, false).unwrap();
-    assert!(tools::verify(&new, &tools::public_key_path(&other)).is_err());
+    let err = tools::verify(&new, &tools::public_key_path(&other)).unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            DpError::Refused {
+                reason: CoreError::UnknownIssuer(_),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A delta is written beside the snapshot it applies to.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let err = tools::update(&tools::UpdateArgs {
+        snapshot: new.clone(),
+        delta: dir.path().join("empty.jsonl"),
+        trust: tools::public_key_path(&key),
+        out: elsewhere.path().join("delta.pirsnap"),
+        skip_invalid: false,
+        epoch: None,
+        dp_key: None,
+        full: false,
+    })
+    .unwrap_err();
+    assert!(matches!(err, DpError::DeltaNotBeside { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("a delta is written beside the snapshot it applies to: put "),
+        "{err}"
+    );
 }

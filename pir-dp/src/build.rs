@@ -1,0 +1,110 @@
+//! `build`: validate every line of a mappings file, build a snapshot, sign it, write it.
+
+use std::{fmt, path::PathBuf, time::Instant};
+
+use pir_core::{BuildOptions, BuildReport, SchemeParams, Snapshot, SnapshotHeader, TrustStore};
+use serde::Serialize;
+
+use crate::{
+    error::DpError, jsonl::read_mappings, jsonl::refuse_or_skip, keys::read_issuer_key,
+    progress::progress_bar, report,
+};
+
+/// Options of `pir-server build`.
+#[derive(Clone, Debug)]
+pub struct BuildArgs {
+    /// The JSON Lines input.
+    pub mappings: PathBuf,
+    /// Trusted issuer keys.
+    pub trust: PathBuf,
+    /// Output snapshot.
+    pub out: PathBuf,
+    /// Leave invalid lines out instead of failing.
+    pub skip_invalid: bool,
+    /// Epoch of the snapshot (default: the build's unix time).
+    pub epoch: Option<u64>,
+    /// Fixed scheme parameters (default: smallest vetted shape that fits).
+    pub scheme: Option<SchemeParams>,
+    /// Show a progress bar.
+    pub progress: bool,
+    /// Sign the snapshot with this DP key.
+    pub dp_key: Option<PathBuf>,
+}
+
+/// What `build` did. Displays as `pir-server build` reports it.
+#[derive(Debug, Serialize)]
+pub struct BuildSummary {
+    /// The snapshot written.
+    pub out: PathBuf,
+    /// Invalid lines skipped (only with `skip_invalid`).
+    pub skipped_invalid: usize,
+    /// The core builder's report.
+    #[serde(serialize_with = "report::build_report")]
+    pub report: BuildReport,
+    /// The new snapshot's header.
+    #[serde(serialize_with = "report::header")]
+    pub header: SnapshotHeader,
+    /// Seconds spent building (after reading).
+    pub build_secs: f64,
+    /// Bytes written.
+    pub file_bytes: u64,
+}
+
+impl fmt::Display for BuildSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.report;
+        if self.skipped_invalid > 0 {
+            writeln!(f, "skipped {} invalid line(s)", self.skipped_invalid)?;
+        }
+        write!(
+            f,
+            "built {} in {:.1} s: {} mappings stored ({} read, {} expired dropped, {} replaced), \
+             {} items, packing efficiency {:.3}, {:.1} MiB",
+            self.out.display(),
+            self.build_secs,
+            r.stored_mappings,
+            r.input_mappings,
+            r.expired_dropped,
+            r.duplicates_replaced,
+            self.header.scheme.num_items(),
+            r.packing_efficiency,
+            self.file_bytes as f64 / (1 << 20) as f64
+        )
+    }
+}
+
+/// `pir-server build`: validate every line, build, write.
+pub fn build(args: &BuildArgs) -> Result<BuildSummary, DpError> {
+    let trust = TrustStore::from_file(&args.trust)?;
+    let read = read_mappings(&args.mappings, &trust)?;
+    let skipped_invalid = refuse_or_skip(&args.mappings, read.invalid, args.skip_invalid)?;
+    let now = pir_core::unix_now();
+    let opts = BuildOptions {
+        epoch: args.epoch.unwrap_or(now),
+        now,
+        salt: None,
+        scheme: args.scheme,
+    };
+    let start = Instant::now();
+    let bar = progress_bar(0, args.progress, "encoding");
+    // The item count is known once the builder has chosen the shape.
+    let (snapshot, report) = Snapshot::build_verified(read.mappings, &opts, &|done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    let mut snapshot = snapshot;
+    if let Some(key) = &args.dp_key {
+        snapshot.sign(&read_issuer_key(key)?)?;
+    }
+    snapshot.write(&args.out)?;
+    let file_bytes = snapshot.file_len()?;
+    Ok(BuildSummary {
+        out: args.out.clone(),
+        skipped_invalid,
+        report,
+        header: snapshot.header().clone(),
+        build_secs: start.elapsed().as_secs_f64(),
+        file_bytes,
+    })
+}

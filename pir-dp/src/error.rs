@@ -1,0 +1,117 @@
+//! The crate's one error type.
+
+use std::{fmt, path::PathBuf};
+
+use pir_core::CoreError;
+
+/// Everything that can go wrong in the DP's tooling.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DpError {
+    /// Lines of a mappings or delta file that failed validation (none are left out unless asked).
+    #[error("{} invalid line(s) in {}:\n{}", lines.len(), file.display(), InvalidLinesDetails(lines))]
+    InvalidLines {
+        /// The file.
+        file: PathBuf,
+        /// Every line that failed, in file order.
+        lines: Vec<InvalidLine>,
+    },
+    /// A file could not be opened, created, read or written.
+    #[error("{op} {}: {source}", path.display())]
+    Io {
+        /// What was being done to the file.
+        op: IoOp,
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// An update asked to write a delta away from the snapshot it applies to (a delta names its
+    /// base by file name, in its own directory).
+    #[error(
+        "a delta is written beside the snapshot it applies to: put {} in the directory of {}, \
+         or use --full",
+        out.display(),
+        snapshot.display()
+    )]
+    DeltaNotBeside {
+        /// Where the delta was to be written.
+        out: PathBuf,
+        /// The snapshot it applies to.
+        snapshot: PathBuf,
+    },
+    /// A snapshot that is intact but not signed by one of the trusted DP keys.
+    #[error("refused: {}: {reason}", path.display())]
+    Refused {
+        /// The snapshot file.
+        path: PathBuf,
+        /// Why its signature does not count (unsigned, unknown key, bad signature).
+        reason: CoreError,
+    },
+    /// An engine error (key and trust files, snapshot files, building, updating).
+    #[error(transparent)]
+    Core(#[from] CoreError),
+}
+
+impl DpError {
+    pub(crate) fn io(op: IoOp, path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::Io {
+            op,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What was being done to a file when an I/O error happened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IoOp {
+    /// Opening it for reading.
+    Opening,
+    /// Creating it.
+    Creating,
+    /// Reading it (or its metadata).
+    Reading,
+    /// Writing it.
+    Writing,
+}
+
+impl fmt::Display for IoOp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Opening => "opening",
+            Self::Creating => "creating",
+            Self::Reading => "reading",
+            Self::Writing => "writing",
+        })
+    }
+}
+
+/// One line of an input file that failed validation.
+#[derive(Debug)]
+pub struct InvalidLine {
+    /// Its line number, from 1.
+    pub line: usize,
+    /// Why it was refused.
+    pub reason: CoreError,
+}
+
+/// Lines shown in an [`DpError::InvalidLines`] message; the rest are counted.
+const SHOWN: usize = 20;
+
+/// The indented details of [`DpError::InvalidLines`]: the first lines, a count of the rest, and
+/// the remedy.
+struct InvalidLinesDetails<'a>(&'a [InvalidLine]);
+
+impl fmt::Display for InvalidLinesDetails<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for l in self.0.iter().take(SHOWN) {
+            writeln!(f, "  line {}: {}", l.line, l.reason)?;
+        }
+        if self.0.len() > SHOWN {
+            writeln!(f, "  ... and {} more", self.0.len() - SHOWN)?;
+        }
+        f.write_str("  (use --skip-invalid to build without them)")
+    }
+}

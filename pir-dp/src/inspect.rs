@@ -1,0 +1,155 @@
+//! `inspect`: describe a snapshot file from its header, without loading the database.
+
+use std::{fmt, path::Path};
+
+use pir_core::{CoreError, MessageSizes, PresetOrigin, Snapshot, SnapshotHeader};
+use serde::Serialize;
+
+use crate::{
+    error::{DpError, IoOp},
+    report,
+};
+
+/// Where a vetted parameter set comes from (serialised `store` or `tuned`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// The Spiral authors' parameter store, as published.
+    Store,
+    /// This project's tuning (see `docs/performance.md`).
+    Tuned,
+}
+
+/// What is known about a vetted parameter set.
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct VettedPreset {
+    /// Where it comes from.
+    pub origin: Origin,
+    /// Estimated classical security, bits.
+    pub security_bits: u32,
+    /// log2 of the per-query correctness failure probability bound.
+    pub log2_failure: i32,
+}
+
+/// A snapshot file described from its header: shape, parameters, sizes, packing. Displays as
+/// `pir-server inspect` prints it (one `key value` line each).
+#[derive(Debug, Serialize)]
+pub struct Description {
+    /// The header.
+    #[serde(serialize_with = "report::header")]
+    pub header: SnapshotHeader,
+    /// The file's size, bytes.
+    pub file_bytes: u64,
+    /// Message sizes under the snapshot's parameters.
+    pub message_sizes: MessageSizes,
+    /// The vetted preset the parameters are, if any.
+    pub vetted: Option<VettedPreset>,
+}
+
+/// `pir-server inspect`: a description of a snapshot file's header.
+pub fn inspect(path: &Path) -> Result<Description, DpError> {
+    let h = Snapshot::read_header(path)?;
+    let file_bytes = std::fs::metadata(path)
+        .map_err(|e| DpError::io(IoOp::Reading, path, e))?
+        .len();
+    Ok(describe(&h, file_bytes)?)
+}
+
+/// The description of a header, for a file of `file_bytes`.
+pub fn describe(h: &SnapshotHeader, file_bytes: u64) -> Result<Description, CoreError> {
+    let vetted = h.scheme.as_vetted().map(|p| VettedPreset {
+        origin: match p.origin {
+            PresetOrigin::Store => Origin::Store,
+            PresetOrigin::Tuned => Origin::Tuned,
+        },
+        security_bits: p.security_bits,
+        log2_failure: p.log2_failure,
+    });
+    Ok(Description {
+        header: h.clone(),
+        file_bytes,
+        message_sizes: h.scheme.message_sizes()?,
+        vetted,
+    })
+}
+
+impl fmt::Display for Description {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let h = &self.header;
+        let s = &h.scheme;
+        let sizes = &self.message_sizes;
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let mut line = |k: &str, v: String| writeln!(f, "{k:<22} {v}");
+        line("epoch", h.epoch.to_string())?;
+        if let Some(base) = &h.base {
+            line(
+                "delta of",
+                format!(
+                    "{} (epoch {}); loading it loads that file beside it",
+                    base.file, base.epoch
+                ),
+            )?;
+        }
+        line("created at", format!("{} (unix)", h.created_at))?;
+        line("mappings", h.mapping_count.to_string())?;
+        line("distinct CPIs", h.cpi_count.to_string())?;
+        line(
+            "shape",
+            format!(
+                "{} items x {} B (2^{} = 2^{} x 2^{})",
+                s.num_items(),
+                s.item_bytes,
+                s.nu_1 + s.nu_2,
+                s.nu_1,
+                s.nu_2
+            ),
+        )?;
+        line("scheme", s.to_string())?;
+        line(
+            "parameter set",
+            match &self.vetted {
+                Some(p) => format!(
+                    "vetted ({}): {}-bit security, failure <= 2^{}",
+                    match p.origin {
+                        Origin::Store => "Spiral parameter store",
+                        Origin::Tuned => "tuned, see docs/performance.md",
+                    },
+                    p.security_bits,
+                    p.log2_failure
+                ),
+                None => "NOT a vetted preset (test or custom parameters)".into(),
+            },
+        )?;
+        line(
+            "keyword layout",
+            format!("v{}, {} buckets", h.layout.version, h.layout.num_buckets),
+        )?;
+        line("record bytes", format!("{:.2} MiB", mib(h.record_bytes)))?;
+        line("capacity", format!("{:.2} MiB", mib(s.capacity_bytes())))?;
+        line(
+            "packing efficiency",
+            format!("{:.3}", h.packing_efficiency()),
+        )?;
+        line(
+            "database (NTT)",
+            format!("{:.1} MiB", mib(s.db_words() as u64 * 8)),
+        )?;
+        line("file", format!("{:.1} MiB", mib(self.file_bytes)))?;
+        line(
+            "message sizes",
+            format!(
+                "public keys {:.2} MiB, query {} KiB, response {} KiB",
+                mib(sizes.public_keys as u64),
+                sizes.query / 1024,
+                sizes.response / 1024
+            ),
+        )?;
+        line(
+            "signed by DP",
+            match &h.signature {
+                Some(s) => format!("yes (key {})", report::hex(&s.key_id)),
+                None => "no".into(),
+            },
+        )
+    }
+}

@@ -1,0 +1,38 @@
+//! `pir-dp`: the Discovery Provider's offline tooling, as a library.
+//!
+//! ```text
+//! issuer-keygen ─▶ issuer.key/.pub          dp-keygen ─▶ dp.key/.pub
+//! synth / your own signed mappings ─▶ mappings.jsonl ─build─▶ db.pirsnap ─verify / inspect
+//!                        delta.jsonl ─update (db.pirsnap)──▶ new.pirsnap (a delta, or --full)
+//! ```
+//!
+//! Every step works on files and returns a report that prints as the `pir-server` subcommand of
+//! the same name prints it ([`Display`](std::fmt::Display)) and serialises for machines
+//! ([`serde::Serialize`]). Nothing here serves, or knows about the network: the server crate
+//! calls this one, never the other way round.
+//!
+//! Where each job lives: keys and key files in `keys.rs`, synthetic mappings in `synth.rs`,
+//! reading and writing JSON Lines (with line numbers) in `jsonl.rs`, `build.rs`, `update.rs`,
+//! `verify.rs`, `inspect.rs`, the progress bar in `progress.rs`, and the one error type in
+//! `error.rs`.
+
+mod build;
+mod error;
+mod inspect;
+mod jsonl;
+mod keys;
+mod progress;
+mod report;
+mod synth;
+mod update;
+mod verify;
+
+pub use build::{BuildArgs, BuildSummary, build};
+pub use error::{DpError, InvalidLine, IoOp};
+pub use inspect::{Description, Origin, VettedPreset, describe, inspect};
+pub use jsonl::{ReadMappings, read_delta, read_mappings, write_jsonl};
+pub use keys::{issuer_keygen, public_key_path, read_issuer_key, write_private};
+pub use progress::progress_bar;
+pub use synth::synth;
+pub use update::{UpdateArgs, UpdateSummary, update};
+pub use verify::{Verified, verify};

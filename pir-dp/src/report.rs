@@ -1,0 +1,100 @@
+//! Serialising the engine's report types, which carry no serde derives of their own: each is
+//! written through a small mirror struct holding the fields a report reader needs.
+
+use pir_core::{BuildReport, SchemeParams, SnapshotHeader, UpdateReport};
+use serde::{Serialize, Serializer};
+
+/// Key ids and checksums in reports are lower-case hex, as `inspect` shows them.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[derive(Serialize)]
+struct BaseOut<'a> {
+    file: &'a str,
+    epoch: u64,
+}
+
+#[derive(Serialize)]
+struct HeaderOut<'a> {
+    epoch: u64,
+    created_at: u64,
+    mapping_count: u64,
+    cpi_count: u64,
+    record_bytes: u64,
+    items: usize,
+    scheme: &'a SchemeParams,
+    layout_version: u32,
+    num_buckets: u32,
+    base: Option<BaseOut<'a>>,
+    plaintext_checksum: String,
+    db_checksum: String,
+    signed_by: Option<String>,
+}
+
+/// A snapshot header, for `#[serde(serialize_with)]`.
+pub(crate) fn header<S: Serializer>(h: &SnapshotHeader, s: S) -> Result<S::Ok, S::Error> {
+    HeaderOut {
+        epoch: h.epoch,
+        created_at: h.created_at,
+        mapping_count: h.mapping_count,
+        cpi_count: h.cpi_count,
+        record_bytes: h.record_bytes,
+        items: h.scheme.num_items(),
+        scheme: &h.scheme,
+        layout_version: h.layout.version,
+        num_buckets: h.layout.num_buckets,
+        base: h.base.as_ref().map(|b| BaseOut {
+            file: &b.file,
+            epoch: b.epoch,
+        }),
+        plaintext_checksum: hex(&h.plaintext_checksum),
+        db_checksum: hex(&h.db_checksum),
+        signed_by: h.signature.as_ref().map(|sig| hex(&sig.key_id)),
+    }
+    .serialize(s)
+}
+
+#[derive(Serialize)]
+struct BuildReportOut {
+    input_mappings: usize,
+    expired_dropped: usize,
+    duplicates_replaced: usize,
+    stored_mappings: usize,
+    layout_attempts: u32,
+    packing_efficiency: f64,
+}
+
+/// A build report, for `#[serde(serialize_with)]`.
+pub(crate) fn build_report<S: Serializer>(r: &BuildReport, s: S) -> Result<S::Ok, S::Error> {
+    BuildReportOut {
+        input_mappings: r.input_mappings,
+        expired_dropped: r.expired_dropped,
+        duplicates_replaced: r.duplicates_replaced,
+        stored_mappings: r.stored_mappings,
+        layout_attempts: r.layout_attempts,
+        packing_efficiency: r.packing_efficiency,
+    }
+    .serialize(s)
+}
+
+#[derive(Serialize)]
+struct UpdateReportOut {
+    upserts: usize,
+    removed: usize,
+    removals_unmatched: usize,
+    expired_dropped: usize,
+    items_reencoded: usize,
+}
+
+/// An update report, for `#[serde(serialize_with)]`.
+pub(crate) fn update_report<S: Serializer>(r: &UpdateReport, s: S) -> Result<S::Ok, S::Error> {
+    UpdateReportOut {
+        upserts: r.upserts,
+        removed: r.removed,
+        removals_unmatched: r.removals_unmatched,
+        expired_dropped: r.expired_dropped,
+        items_reencoded: r.items_reencoded,
+    }
+    .serialize(s)
+}

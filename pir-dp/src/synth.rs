@@ -1,0 +1,141 @@
+//! Realistic synthetic signed mappings, for demos, tests and benchmarks.
+
+use pir_core::{Cpi, IssuerKey, Mapping, MappingFields, SigningKey};
+use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
+use rayon::prelude::*;
+
+const MSPS: [&str; 8] = [
+    "chat.example",
+    "talk.example",
+    "ring.example",
+    "wire.example",
+    "parley.example",
+    "courier.example",
+    "babble.example",
+    "natter.example",
+];
+const FIRST: [&str; 12] = [
+    "alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
+    "oscar",
+];
+const LAST: [&str; 10] = [
+    "smith", "garcia", "müller", "rossi", "tanaka", "silva", "kumar", "dubois", "kowalski", "ng",
+];
+const MAIL_DOMAINS: [&str; 6] = [
+    "example.com",
+    "example.org",
+    "example.net",
+    "mail.example",
+    "post.example",
+    "inbox.example",
+];
+
+/// A plausible phone number for one of several countries (checked by the caller).
+fn random_number(rng: &mut StdRng) -> String {
+    fn digits(rng: &mut StdRng, n: usize) -> String {
+        (0..n)
+            .map(|_| char::from(b'0' + rng.gen_range(0..10)))
+            .collect()
+    }
+    match rng.gen_range(0..7) {
+        0 | 1 => {
+            let npa = [
+                201, 212, 213, 305, 312, 404, 415, 510, 617, 646, 702, 713, 818, 917,
+            ]
+            .choose(rng)
+            .copied()
+            .unwrap_or(415);
+            format!("+1 {npa} {} {}", rng.gen_range(200..1000), digits(rng, 4))
+        }
+        2 => format!("+44 7{} {}", rng.gen_range(400..1000), digits(rng, 6)),
+        3 => format!("+49 15{} {}", rng.gen_range(1..8), digits(rng, 8)),
+        4 => format!("+33 6 {}", digits(rng, 8)),
+        5 => format!("+91 9{}", digits(rng, 9)),
+        _ => format!("+55 11 9{}", digits(rng, 8)),
+    }
+}
+
+fn random_cpi(rng: &mut StdRng) -> Cpi {
+    loop {
+        let text = if rng.gen_bool(0.7) {
+            format!("tel:{}", random_number(rng))
+        } else {
+            let first = FIRST.choose(rng).copied().unwrap_or("alice");
+            let last = LAST
+                .choose(rng)
+                .copied()
+                .unwrap_or("smith")
+                .replace('ü', "ue");
+            let domain = MAIL_DOMAINS.choose(rng).copied().unwrap_or("example.com");
+            format!(
+                "mailto:{first}.{last}{}@{domain}",
+                rng.gen_range(0..1_000_000)
+            )
+        };
+        // A random digit string is not always a valid number for its country: draw again.
+        if let Ok(cpi) = Cpi::parse(&text) {
+            return cpi;
+        }
+    }
+}
+
+/// `count` realistic synthetic signed mappings, reproducible for a given `seed`.
+///
+/// E.164 numbers from seven countries and email addresses; about a fifth of the CPIs are at two
+/// or three MSPs; about half carry a PSI, a third a context label, a tenth the user's consent.
+pub fn synth(count: usize, issuer: &IssuerKey, seed: u64, now: u64) -> Vec<Mapping> {
+    // Decide how many MSPs each CPI has first (cheap, sequential), then build in parallel with one
+    // RNG per CPI so the output does not depend on thread scheduling.
+    let mut plan = Vec::new();
+    let mut total = 0;
+    let mut rng = StdRng::seed_from_u64(seed);
+    while total < count {
+        let k = match rng.gen_range(0..100) {
+            0..80 => 1,
+            80..95 => 2,
+            _ => 3,
+        }
+        .min(count - total);
+        plan.push((rng.r#gen::<u64>(), k));
+        total += k;
+    }
+    plan.into_par_iter()
+        .flat_map_iter(|(cpi_seed, k)| {
+            let mut rng = StdRng::seed_from_u64(cpi_seed);
+            let cpi = random_cpi(&mut rng);
+            let user = rng
+                .gen_bool(0.1)
+                .then(|| SigningKey::from_bytes(&rng.r#gen::<[u8; 32]>()));
+            let mut msps = MSPS.to_vec();
+            msps.shuffle(&mut rng);
+            let handle = format!("u{}", rng.gen_range(0..100_000_000u32));
+            msps.into_iter()
+                .take(k)
+                .map(|msp| {
+                    let psi = rng.gen_bool(0.5).then(|| format!("@{handle}:{msp}"));
+                    let context = rng.gen_bool(0.33).then(|| {
+                        if rng.gen_bool(0.5) {
+                            "work"
+                        } else {
+                            "personal"
+                        }
+                    });
+                    let not_before = now - rng.gen_range(0..365 * 86_400);
+                    let not_after = now + rng.gen_range(180 * 86_400..730 * 86_400);
+                    MappingFields::new(
+                        cpi.clone(),
+                        msp,
+                        psi.as_deref(),
+                        context,
+                        not_before,
+                        not_after,
+                    )
+                    // Fields drawn from the constant lists above are valid by construction.
+                    .expect("synthetic fields are valid")
+                    .sign(issuer, user.as_ref())
+                    .expect("synthetic fields are valid")
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
