@@ -286,7 +286,7 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         matches!(
             &err,
             DpError::Refused {
-                reason: CoreError::UnknownIssuer(_),
+                reason: CoreError::UnknownDpKey(_),
                 ..
             }
         ),
