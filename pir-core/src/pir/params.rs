@@ -1,4 +1,5 @@
-//! Scheme parameters: one validated type, the vetted presets, and the sizes they imply.
+//! Scheme parameters: one validated type and the sizes it implies (the vetted presets are in
+//! `presets.rs`).
 //!
 //! Symbols follow the Spiral paper (Menon and Wu, IEEE S&P 2022). The ring is fixed by the
 //! adapter: degree d = 2048, ciphertext modulus q = 268369921 * 249561089 (about 2^56), error

@@ -1,6 +1,6 @@
 //! Building a snapshot from signed mappings: verify, deduplicate, lay out, encode.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use rand::RngCore;
 use rayon::prelude::*;
@@ -254,14 +254,7 @@ impl Snapshot {
         let mut db = Database::zeroed(scheme);
         let all: Vec<usize> = (0..scheme.num_items()).collect();
         db.encode_items(&plaintext, &all, progress)?;
-        let mut snapshot = Self {
-            header,
-            plaintext,
-            db,
-            delta_items: BTreeSet::new(),
-            origin: None,
-            sealed_delta: None,
-        };
+        let mut snapshot = Self::from_parts(header, plaintext, db);
         snapshot.seal()?;
         Ok(snapshot)
     }

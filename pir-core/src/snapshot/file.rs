@@ -1,7 +1,6 @@
 //! The file format: writing, loading (full files and deltas beside their base), checking.
 
 use std::{
-    collections::BTreeSet,
     fs::File,
     io::{BufWriter, Read, Write},
     path::Path,
@@ -190,14 +189,7 @@ fn read_full_payload(r: &mut dyn Read, header: SnapshotHeader, with_db: bool) ->
     } else {
         Database::not_loaded(header.scheme)
     };
-    Ok(Snapshot {
-        header,
-        plaintext,
-        db,
-        delta_items: BTreeSet::new(),
-        origin: None,
-        sealed_delta: None,
-    })
+    Ok(Snapshot::from_parts(header, plaintext, db))
 }
 
 pub(super) fn read_exact_or(r: &mut dyn Read, buf: &mut [u8], part: &'static str) -> Result<()> {

@@ -68,6 +68,18 @@ impl std::fmt::Debug for Snapshot {
 }
 
 impl Snapshot {
+    /// A full snapshot of these parts, not yet sealed, with no delta state.
+    fn from_parts(header: SnapshotHeader, plaintext: Vec<u8>, db: Database) -> Self {
+        Self {
+            header,
+            plaintext,
+            db,
+            delta_items: BTreeSet::new(),
+            origin: None,
+            sealed_delta: None,
+        }
+    }
+
     /// Recomputes the header's counts and checksum from the content (after any change to it).
     /// A signature no longer covers the new header and is dropped.
     fn seal(&mut self) -> Result<()> {
