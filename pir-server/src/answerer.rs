@@ -31,7 +31,7 @@ use pir_core::{ServerKeys, Snapshot};
 use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::{error::ServerError, metrics::Metrics, service::ServeOptions};
+use crate::{error::ServerError, metrics::Metrics, options::ServeOptions};
 
 /// What a request gets back: its answers, in the order of its queries.
 type Reply = Result<Vec<Vec<u8>>, ServerError>;

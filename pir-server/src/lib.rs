@@ -8,13 +8,16 @@
 mod answerer;
 mod error;
 mod keycache;
+mod limits;
 mod metrics;
+mod options;
 mod reload;
 mod service;
 
 pub use error::ServerError;
 pub use metrics::serve_metrics;
+pub use options::{RateLimit, ServeOptions};
 pub use reload::{Reloader, load_checked, serve_admin};
-pub use service::{DiscoveryService, RateLimit, RunningServer, ServeOptions, serve, serve_tls};
+pub use service::{DiscoveryService, RunningServer, serve, serve_tls};
 /// TLS identity (certificate chain and private key, PEM) for [`serve_tls`].
 pub use tonic::transport::Identity;

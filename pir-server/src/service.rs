@@ -35,117 +35,19 @@ use crate::{
     answerer::Answerer,
     error::ServerError,
     keycache::{KeyCache, estimated_cost},
+    limits::{self, Limiters},
     metrics::Metrics,
+    options::{RateLimit, ServeOptions},
 };
 
-/// A token bucket: up to `burst` at once, refilled at `per_hour`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Bucket size.
-    pub burst: u32,
-    /// Refill rate, per hour.
-    pub per_hour: u32,
-}
-
-type KeyedLimiter<K> = governor::DefaultKeyedRateLimiter<K>;
-
-impl RateLimit {
-    fn limiter<K: Clone + Eq + std::hash::Hash>(&self) -> Option<KeyedLimiter<K>> {
-        let burst = std::num::NonZeroU32::new(self.burst)?;
-        let period = Duration::from_secs_f64(3600.0 / f64::from(self.per_hour.max(1)));
-        let quota = governor::Quota::with_period(period)?.allow_burst(burst);
-        Some(governor::RateLimiter::keyed(quota))
-    }
-}
-
-/// Limits of a running server. Every one has a safe default.
-#[derive(Clone, Debug)]
-pub struct ServeOptions {
-    /// Largest request or response message, bytes (public keys are the largest: up to ~9 MB).
-    pub max_message_bytes: usize,
-    /// Most queries in one `Query` request.
-    pub max_queries_per_request: u32,
-    /// Memory budget of registered keys, bytes.
-    pub key_cache_bytes: u64,
-    /// Requests queued or being answered at once; more are refused with RESOURCE_EXHAUSTED.
-    pub max_pending_answers: usize,
-    /// Most queries answered together in one pass over the database, from one or more requests
-    /// (each costs about 20 MiB of working memory at 1M mappings while answered). A request with
-    /// more queries than this is answered alone, in passes of at most this many. 0 counts as 1.
-    pub max_batch_queries: usize,
-    /// Longest a request may take; past it the client gets DEADLINE_EXCEEDED.
-    pub request_timeout: Duration,
-    /// PIR queries per registered key. The default lets a user look up hundreds of CPIs a day
-    /// (the MIMI floor is 50) but makes scanning a database of a million mappings take days.
-    pub per_key_rate: Option<RateLimit>,
-    /// PIR queries per peer address (an MSP server behind one address needs more).
-    pub per_peer_rate: Option<RateLimit>,
-    /// Key registrations per peer address (each costs CPU and tens of MB).
-    pub per_peer_registrations: Option<RateLimit>,
-    /// Test hook: a query whose bytes start with this marker panics inside the answering thread,
-    /// as a dependency bug would. Never set it outside tests.
-    #[doc(hidden)]
-    pub danger_panic_marker: Option<Vec<u8>>,
-}
-
-impl Default for ServeOptions {
-    fn default() -> Self {
-        Self {
-            max_message_bytes: 32 << 20,
-            max_queries_per_request: 32,
-            key_cache_bytes: 2 << 30,
-            max_pending_answers: 64,
-            max_batch_queries: 8,
-            request_timeout: Duration::from_secs(60),
-            per_key_rate: Some(RateLimit {
-                burst: 200,
-                per_hour: 720,
-            }),
-            per_peer_rate: Some(RateLimit {
-                burst: 1000,
-                per_hour: 3600,
-            }),
-            per_peer_registrations: Some(RateLimit {
-                burst: 20,
-                per_hour: 60,
-            }),
-            danger_panic_marker: None,
-        }
-    }
-}
-
-struct Limiters {
-    per_key: Option<KeyedLimiter<KeyId>>,
-    per_peer: Option<KeyedLimiter<IpAddr>>,
-    registrations: Option<KeyedLimiter<IpAddr>>,
-}
-
-impl Limiters {
-    fn new(opts: &ServeOptions) -> Self {
-        Self {
-            per_key: opts.per_key_rate.and_then(|r| r.limiter()),
-            per_peer: opts.per_peer_rate.and_then(|r| r.limiter()),
-            registrations: opts.per_peer_registrations.and_then(|r| r.limiter()),
-        }
-    }
-}
-
-/// Takes `n` tokens for `key`, or says who is over their rate.
-fn take<K: Clone + Eq + std::hash::Hash>(
-    limiter: &Option<KeyedLimiter<K>>,
-    key: &K,
-    n: usize,
-    who: &'static str,
-) -> Result<(), ServerError> {
-    let Some(limiter) = limiter else {
-        return Ok(());
-    };
-    let n = std::num::NonZeroU32::new(n.try_into().unwrap_or(u32::MAX))
-        .unwrap_or(std::num::NonZeroU32::MIN);
-    match limiter.check_key_n(key, n) {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(ServerError::RateLimited(who)),
-    }
+/// The limiters `opts` ask for.
+fn limiters(opts: &ServeOptions) -> Limiters {
+    let quota = |rate: Option<RateLimit>| rate.and_then(|r| limits::quota(r.burst, r.per_hour));
+    Limiters::new(
+        quota(opts.per_key_rate),
+        quota(opts.per_peer_rate),
+        quota(opts.per_peer_registrations),
+    )
 }
 
 struct Served {
@@ -198,7 +100,7 @@ impl DiscoveryService {
                 served: ArcSwap::from_pointee(served),
                 keys: KeyCache::new(opts.key_cache_bytes),
                 answerer,
-                limiters: Limiters::new(&opts),
+                limiters: limiters(&opts),
                 metrics,
                 requests: AtomicU64::new(0),
                 opts,
@@ -259,16 +161,7 @@ impl DiscoveryService {
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(4096)
         {
-            let l = &self.state.limiters;
-            if let Some(x) = &l.per_key {
-                x.retain_recent();
-            }
-            if let Some(x) = &l.per_peer {
-                x.retain_recent();
-            }
-            if let Some(x) = &l.registrations {
-                x.retain_recent();
-            }
+            self.state.limiters.retain_recent();
         }
     }
 
@@ -305,12 +198,7 @@ impl DiscoveryService {
             });
         }
         if let Some(peer) = peer {
-            take(
-                &self.state.limiters.registrations,
-                &peer,
-                1,
-                "peer (registrations)",
-            )?;
+            self.state.limiters.registration_of_peer(&peer)?;
         }
         let cost = estimated_cost(bytes.len());
         let keys = tokio::task::spawn_blocking(move || ServerKeys::parse(&scheme, &bytes))
@@ -366,9 +254,9 @@ impl DiscoveryService {
             .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
         let n = req.queries.len();
         if let Some(peer) = peer {
-            take(&self.state.limiters.per_peer, &peer, n, "peer")?;
+            self.state.limiters.queries_of_peer(&peer, n)?;
         }
-        take(&self.state.limiters.per_key, &id, n, "key")?;
+        self.state.limiters.queries_of_key(&id, n)?;
         let answers = self
             .state
             .answerer
