@@ -13,11 +13,13 @@ mod metrics;
 mod options;
 mod reload;
 mod service;
+mod transport;
 
 pub use error::ServerError;
 pub use metrics::serve_metrics;
 pub use options::{RateLimit, ServeOptions};
 pub use reload::{Reloader, load_checked, serve_admin};
-pub use service::{DiscoveryService, RunningServer, serve, serve_tls};
+pub use service::DiscoveryService;
 /// TLS identity (certificate chain and private key, PEM) for [`serve_tls`].
 pub use tonic::transport::Identity;
+pub use transport::{RunningServer, serve, serve_tls};
