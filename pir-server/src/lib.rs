@@ -7,6 +7,7 @@
 
 mod answerer;
 mod error;
+mod http;
 mod keycache;
 mod limits;
 mod metrics;
@@ -16,7 +17,7 @@ mod service;
 mod transport;
 
 pub use error::ServerError;
-pub use metrics::serve_metrics;
+pub use http::serve_metrics;
 pub use options::{RateLimit, ServeOptions};
 pub use reload::{Reloader, load_checked, serve_admin};
 pub use service::DiscoveryService;
