@@ -5,6 +5,7 @@
 //! synth / your own signed mappings ─▶ mappings.jsonl ─build─▶ db.pirsnap ─serve─▶ gRPC pir.v1
 //! ```
 
+mod admin;
 mod answerer;
 mod error;
 mod http;
@@ -16,10 +17,11 @@ mod reload;
 mod service;
 mod transport;
 
+pub use admin::serve_admin;
 pub use error::ServerError;
 pub use http::serve_metrics;
 pub use options::{RateLimit, ServeOptions};
-pub use reload::{Reloader, load_checked, serve_admin};
+pub use reload::{Reloader, load_checked};
 pub use service::DiscoveryService;
 /// TLS identity (certificate chain and private key, PEM) for [`serve_tls`].
 pub use tonic::transport::Identity;
