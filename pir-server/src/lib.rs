@@ -20,6 +20,8 @@ mod transport;
 pub use admin::serve_admin;
 pub use error::ServerError;
 pub use http::serve_metrics;
+#[cfg(feature = "test-hooks")]
+pub use options::TestHooks;
 pub use options::{RateLimit, ServeOptions};
 pub use reload::{Reloader, load_checked};
 pub use service::DiscoveryService;

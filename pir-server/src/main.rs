@@ -268,7 +268,6 @@ fn run(command: Command) -> Result<(), CliError> {
                 per_key_rate: key_rate.0,
                 per_peer_rate: peer_rate.0,
                 per_peer_registrations: registration_rate.0,
-                danger_panic_marker: None,
             };
             let identity = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => {

@@ -35,10 +35,6 @@ pub struct ServeOptions {
     pub per_peer_rate: Option<RateLimit>,
     /// Key registrations per peer address (each costs CPU and tens of MB).
     pub per_peer_registrations: Option<RateLimit>,
-    /// Test hook: a query whose bytes start with this marker panics inside the answering thread,
-    /// as a dependency bug would. Never set it outside tests.
-    #[doc(hidden)]
-    pub danger_panic_marker: Option<Vec<u8>>,
 }
 
 impl Default for ServeOptions {
@@ -62,7 +58,16 @@ impl Default for ServeOptions {
                 burst: 20,
                 per_hour: 60,
             }),
-            danger_panic_marker: None,
         }
     }
+}
+
+/// Fault injection for the server's own tests (feature `test-hooks`, off by default). Never
+/// enable it in a server that answers real requests.
+#[cfg(feature = "test-hooks")]
+#[derive(Clone, Debug, Default)]
+pub struct TestHooks {
+    /// A query whose bytes start with this marker panics inside the answering thread, as a
+    /// dependency bug would.
+    pub danger_panic_marker: Option<Vec<u8>>,
 }

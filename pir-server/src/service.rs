@@ -26,6 +26,8 @@ use pir_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+#[cfg(feature = "test-hooks")]
+use crate::options::TestHooks;
 use crate::{
     answerer::Answerer,
     error::ServerError,
@@ -86,10 +88,30 @@ pub struct DiscoveryService {
 impl DiscoveryService {
     /// A service answering over `snapshot`.
     pub fn new(snapshot: Snapshot, opts: ServeOptions) -> Result<Self, ServerError> {
+        Self::with_answerer(snapshot, opts, Answerer::start)
+    }
+
+    /// [`DiscoveryService::new`], with faults injected as `hooks` say (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
+    pub fn with_test_hooks(
+        snapshot: Snapshot,
+        opts: ServeOptions,
+        hooks: TestHooks,
+    ) -> Result<Self, ServerError> {
+        Self::with_answerer(snapshot, opts, |opts, metrics| {
+            Answerer::start_with_hooks(opts, metrics, &hooks)
+        })
+    }
+
+    fn with_answerer(
+        snapshot: Snapshot,
+        opts: ServeOptions,
+        start: impl FnOnce(&ServeOptions, &Metrics) -> Result<Answerer, ServerError>,
+    ) -> Result<Self, ServerError> {
         let served = Served::new(snapshot, &opts)?;
         let metrics = Metrics::new().map_err(|e| ServerError::Internal(format!("metrics: {e}")))?;
         metrics.epoch.set(served.config.epoch as i64);
-        let answerer = Answerer::start(&opts, &metrics)?;
+        let answerer = start(&opts, &metrics)?;
         Ok(Self {
             state: Arc::new(State {
                 served: ArcSwap::from_pointee(served),

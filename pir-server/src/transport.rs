@@ -17,6 +17,8 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 
+#[cfg(feature = "test-hooks")]
+use crate::options::TestHooks;
 use crate::{error::ServerError, options::ServeOptions, service::DiscoveryService};
 
 /// Serves the Discovery service, health and reflection on `listener` in plaintext until
@@ -132,7 +134,26 @@ impl RunningServer {
         opts: ServeOptions,
         identity: Option<Identity>,
     ) -> Result<Self, ServerError> {
-        let service = DiscoveryService::new(snapshot, opts)?;
+        Self::start_service(DiscoveryService::new(snapshot, opts)?, addr, identity).await
+    }
+
+    /// [`RunningServer::start`], with faults injected as `hooks` say (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
+    pub async fn start_with_test_hooks(
+        snapshot: Snapshot,
+        addr: SocketAddr,
+        opts: ServeOptions,
+        hooks: TestHooks,
+    ) -> Result<Self, ServerError> {
+        let service = DiscoveryService::with_test_hooks(snapshot, opts, hooks)?;
+        Self::start_service(service, addr, None).await
+    }
+
+    async fn start_service(
+        service: DiscoveryService,
+        addr: SocketAddr,
+        identity: Option<Identity>,
+    ) -> Result<Self, ServerError> {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| ServerError::io(format!("binding {addr}"), e))?;

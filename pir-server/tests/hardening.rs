@@ -82,11 +82,7 @@ fn query(keys: &ClientKeys, queries: Vec<Vec<u8>>) -> QueryRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_scheme_is_internal_for_that_request_only() {
     let marker = b"\xde\xad\xbe\xef".to_vec();
-    let server = start(ServeOptions {
-        danger_panic_marker: Some(marker.clone()),
-        ..ServeOptions::default()
-    })
-    .await;
+    let server = common::start_panicking_on(snapshot(), &marker).await;
     let mut rpc = rpc(&server).await;
     let (keys, good) = register(&mut rpc).await;
     let mut poisoned = good.clone();
