@@ -39,6 +39,97 @@ struct OutputArgs {
     dp_key: Option<PathBuf>,
 }
 
+/// The flags of `serve`. Every default of a [`ServeOptions`] field is read from
+/// [`ServeOptions::default`], never restated here.
+#[derive(Args)]
+struct ServeArgs {
+    /// The snapshot file.
+    #[arg(long)]
+    snapshot: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Largest gRPC message, MiB.
+    #[arg(long, default_value_t = ServeOptions::default().max_message_bytes >> 20)]
+    max_message_mib: usize,
+    /// Most queries in one request.
+    #[arg(long, default_value_t = ServeOptions::default().max_queries_per_request)]
+    max_queries_per_request: u32,
+    /// Memory budget of registered client keys, MiB.
+    #[arg(long, default_value_t = ServeOptions::default().key_cache_bytes >> 20)]
+    key_cache_mib: u64,
+    /// Requests queued or being answered at once; more get RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = ServeOptions::default().max_pending_answers)]
+    max_pending: usize,
+    /// Most queries answered together in one pass over the database, across requests
+    /// (about 20 MiB of working memory each at 1M mappings). A larger request is answered
+    /// alone, in passes of at most this many.
+    #[arg(long, default_value_t = ServeOptions::default().max_batch_queries)]
+    max_batch: usize,
+    /// Refuse snapshots (at start and on reload) not signed by a key in this file.
+    #[arg(long)]
+    dp_pub: Option<PathBuf>,
+    /// Address of the Admin service (hot reload). Only started with --admin-token-file.
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    admin_listen: SocketAddr,
+    /// File holding the admin bearer token (at least 16 characters).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Seconds a request may take before DEADLINE_EXCEEDED.
+    #[arg(long, default_value_t = ServeOptions::default().request_timeout.as_secs())]
+    request_timeout_secs: u64,
+    /// PIR queries per registered key: BURST/PER_HOUR, or `off`.
+    #[arg(
+        long,
+        default_value_t = RateArg(ServeOptions::default().per_key_rate),
+        value_parser = parse_rate
+    )]
+    key_rate: RateArg,
+    /// PIR queries per peer address: BURST/PER_HOUR, or `off`.
+    #[arg(
+        long,
+        default_value_t = RateArg(ServeOptions::default().per_peer_rate),
+        value_parser = parse_rate
+    )]
+    peer_rate: RateArg,
+    /// Key registrations per peer address: BURST/PER_HOUR, or `off`.
+    #[arg(
+        long,
+        default_value_t = RateArg(ServeOptions::default().per_peer_registrations),
+        value_parser = parse_rate
+    )]
+    registration_rate: RateArg,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain: serve over TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plaintext on a non-loopback address (loopback needs no flag).
+    #[arg(long, conflicts_with = "tls_cert")]
+    plaintext: bool,
+}
+
+impl ServeArgs {
+    /// The server's limits these flags ask for.
+    fn options(&self) -> ServeOptions {
+        ServeOptions {
+            max_message_bytes: self.max_message_mib << 20,
+            max_queries_per_request: self.max_queries_per_request,
+            key_cache_bytes: self.key_cache_mib << 20,
+            max_pending_answers: self.max_pending,
+            max_batch_queries: self.max_batch,
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            per_key_rate: self.key_rate.0,
+            per_peer_rate: self.peer_rate.0,
+            per_peer_registrations: self.registration_rate.0,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -48,64 +139,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Serve a snapshot over gRPC (pir.v1, health, reflection).
-    Serve {
-        /// The snapshot file.
-        #[arg(long)]
-        snapshot: PathBuf,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:50051")]
-        listen: SocketAddr,
-        /// Largest gRPC message, MiB.
-        #[arg(long, default_value_t = 32)]
-        max_message_mib: usize,
-        /// Most queries in one request.
-        #[arg(long, default_value_t = 32)]
-        max_queries_per_request: u32,
-        /// Memory budget of registered client keys, MiB.
-        #[arg(long, default_value_t = 2048)]
-        key_cache_mib: u64,
-        /// Requests queued or being answered at once; more get RESOURCE_EXHAUSTED.
-        #[arg(long, default_value_t = 64)]
-        max_pending: usize,
-        /// Most queries answered together in one pass over the database, across requests
-        /// (about 20 MiB of working memory each at 1M mappings). A larger request is answered
-        /// alone, in passes of at most this many.
-        #[arg(long, default_value_t = ServeOptions::default().max_batch_queries)]
-        max_batch: usize,
-        /// Refuse snapshots (at start and on reload) not signed by a key in this file.
-        #[arg(long)]
-        dp_pub: Option<PathBuf>,
-        /// Address of the Admin service (hot reload). Only started with --admin-token-file.
-        #[arg(long, default_value = "127.0.0.1:50052")]
-        admin_listen: SocketAddr,
-        /// File holding the admin bearer token (at least 16 characters).
-        #[arg(long)]
-        admin_token_file: Option<PathBuf>,
-        /// Seconds a request may take before DEADLINE_EXCEEDED.
-        #[arg(long, default_value_t = 60)]
-        request_timeout_secs: u64,
-        /// PIR queries per registered key: BURST/PER_HOUR, or `off`.
-        #[arg(long, default_value = "200/720", value_parser = parse_rate)]
-        key_rate: RateArg,
-        /// PIR queries per peer address: BURST/PER_HOUR, or `off`.
-        #[arg(long, default_value = "1000/3600", value_parser = parse_rate)]
-        peer_rate: RateArg,
-        /// Key registrations per peer address: BURST/PER_HOUR, or `off`.
-        #[arg(long, default_value = "20/60", value_parser = parse_rate)]
-        registration_rate: RateArg,
-        /// Serve Prometheus metrics at http://ADDR/metrics.
-        #[arg(long)]
-        metrics_listen: Option<SocketAddr>,
-        /// PEM certificate chain: serve over TLS (with --tls-key).
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// PEM private key of --tls-cert.
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// Serve plaintext on a non-loopback address (loopback needs no flag).
-        #[arg(long, conflicts_with = "tls_cert")]
-        plaintext: bool,
-    },
+    Serve(ServeArgs),
     /// Apply a delta (signed mappings to insert or replace, removals) to a snapshot, re-encoding
     /// only the items that change. Layout and parameters stay, so clients' keys stay valid.
     Update {
@@ -238,37 +272,20 @@ enum CliError {
 #[allow(clippy::print_stdout)]
 fn run(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Serve {
-            snapshot,
-            listen,
-            max_message_mib,
-            max_queries_per_request,
-            key_cache_mib,
-            max_pending,
-            max_batch,
-            dp_pub,
-            admin_listen,
-            admin_token_file,
-            request_timeout_secs,
-            key_rate,
-            peer_rate,
-            registration_rate,
-            metrics_listen,
-            tls_cert,
-            tls_key,
-            plaintext,
-        } => {
-            let opts = ServeOptions {
-                max_message_bytes: max_message_mib << 20,
-                max_queries_per_request,
-                key_cache_bytes: key_cache_mib << 20,
-                max_pending_answers: max_pending,
-                max_batch_queries: max_batch,
-                request_timeout: std::time::Duration::from_secs(request_timeout_secs),
-                per_key_rate: key_rate.0,
-                per_peer_rate: peer_rate.0,
-                per_peer_registrations: registration_rate.0,
-            };
+        Command::Serve(args) => {
+            let opts = args.options();
+            let ServeArgs {
+                snapshot,
+                listen,
+                dp_pub,
+                admin_listen,
+                admin_token_file,
+                metrics_listen,
+                tls_cert,
+                tls_key,
+                plaintext,
+                ..
+            } = args;
             let identity = match (tls_cert, tls_key) {
                 (Some(cert), Some(key)) => {
                     let read = |p: &PathBuf| {
@@ -397,6 +414,15 @@ fn run(command: Command) -> Result<(), CliError> {
 /// A rate limit from the command line; `off` is `None`.
 #[derive(Clone, Copy, Debug)]
 struct RateArg(Option<RateLimit>);
+
+impl std::fmt::Display for RateArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(rate) => write!(f, "{rate}"),
+            None => f.write_str("off"),
+        }
+    }
+}
 
 fn parse_rate(text: &str) -> Result<RateArg, String> {
     if text == "off" {
@@ -538,6 +564,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn serve_defaults_are_the_options_defaults() {
+        let cli = Cli::try_parse_from(["pir-server", "serve", "--snapshot", "db.pirsnap"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(args.options(), ServeOptions::default());
+    }
+
+    #[test]
     fn cli_is_consistent_and_serve_flags_parse() {
         Cli::command().debug_assert();
         for args in [
@@ -560,12 +595,12 @@ mod tests {
             ],
         ] {
             let cli = Cli::try_parse_from(args).unwrap();
-            let Command::Serve {
+            let Command::Serve(ServeArgs {
                 key_rate,
                 peer_rate,
                 max_batch,
                 ..
-            } = cli.command
+            }) = cli.command
             else {
                 panic!("not serve");
             };
@@ -577,6 +612,19 @@ mod tests {
             Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--key-rate", "5"])
                 .is_err()
         );
+        for rate in ["off", "3/7"] {
+            let cli =
+                Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--key-rate", rate])
+                    .unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve");
+            };
+            assert_eq!(
+                args.key_rate.to_string(),
+                rate,
+                "a rate prints as it parses"
+            );
+        }
         assert!(
             Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--tls-cert", "c"])
                 .is_err()

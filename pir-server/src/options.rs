@@ -1,6 +1,6 @@
 //! What a running server may do: its limits, each with a safe default.
 
-use std::time::Duration;
+use std::{fmt, time::Duration};
 
 /// A token bucket: up to `burst` at once, refilled at `per_hour`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -11,8 +11,16 @@ pub struct RateLimit {
     pub per_hour: u32,
 }
 
-/// Limits of a running server. Every one has a safe default.
-#[derive(Clone, Debug)]
+/// `BURST/PER_HOUR`, as the command line takes it.
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.burst, self.per_hour)
+    }
+}
+
+/// Limits of a running server. Every one has a safe default, stated only in
+/// [`ServeOptions::default`] (the command line reads its defaults from it).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServeOptions {
     /// Largest request or response message, bytes (public keys are the largest: up to ~9 MB).
     pub max_message_bytes: usize,
