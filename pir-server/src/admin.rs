@@ -38,19 +38,35 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The admin bearer token, checked long enough when made.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// The shortest token accepted, bytes.
+    pub const MIN_LEN: usize = 16;
+
+    /// The token, or `None` if it is shorter than [`AdminToken::MIN_LEN`].
+    pub fn new(token: String) -> Option<Self> {
+        (token.len() >= Self::MIN_LEN).then_some(Self(token))
+    }
+}
+
+/// Never shows the secret.
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
 /// Serves the Admin service on `listener`, for requests carrying `authorization: Bearer TOKEN`.
 pub async fn serve_admin(
     reloader: Reloader,
-    token: String,
+    token: AdminToken,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    if token.len() < 16 {
-        return Err(ServerError::Usage(
-            "the admin token must be at least 16 characters".into(),
-        ));
-    }
-    let expected = format!("Bearer {token}");
+    let expected = format!("Bearer {}", token.0);
     let check = move |req: Request<()>| -> Result<Request<()>, Status> {
         let given = req
             .metadata()

@@ -17,7 +17,7 @@ mod reload;
 mod service;
 mod transport;
 
-pub use admin::serve_admin;
+pub use admin::{AdminToken, serve_admin};
 pub use error::ServerError;
 pub use http::serve_metrics;
 #[cfg(feature = "test-hooks")]

@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use pir_core::{SchemeParams, Snapshot, TrustStore};
-use pir_server::{DiscoveryService, RateLimit, Reloader, ServeOptions, ServerError};
+use pir_server::{AdminToken, DiscoveryService, RateLimit, Reloader, ServeOptions, ServerError};
 
 #[derive(Parser)]
 #[command(
@@ -311,9 +311,14 @@ fn run(command: Command) -> Result<(), CliError> {
             let token = admin_token_file
                 .as_deref()
                 .map(|p| {
-                    std::fs::read_to_string(p)
-                        .map(|t| t.trim().to_owned())
-                        .map_err(|e| ServerError::io(format!("reading {}", p.display()), e))
+                    let text = std::fs::read_to_string(p)
+                        .map_err(|e| ServerError::io(format!("reading {}", p.display()), e))?;
+                    AdminToken::new(text.trim().to_owned()).ok_or_else(|| {
+                        ServerError::Usage(format!(
+                            "the admin token must be at least {} characters",
+                            AdminToken::MIN_LEN
+                        ))
+                    })
                 })
                 .transpose()?;
             let loaded = pir_server::load_checked(&snapshot, dp_keys.as_ref())?;
@@ -449,7 +454,7 @@ struct Serve {
     opts: ServeOptions,
     dp_keys: Option<TrustStore>,
     admin_listen: SocketAddr,
-    admin_token: Option<String>,
+    admin_token: Option<AdminToken>,
     metrics_listen: Option<SocketAddr>,
     identity: Option<pir_server::Identity>,
 }
