@@ -13,6 +13,7 @@ mod keycache;
 mod limits;
 mod metrics;
 mod options;
+pub mod process;
 mod reload;
 mod service;
 mod transport;

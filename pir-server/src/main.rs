@@ -3,8 +3,11 @@
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pir_core::{SchemeParams, Snapshot, TrustStore};
-use pir_server::{AdminToken, DiscoveryService, RateLimit, Reloader, ServeOptions, ServerError};
+use pir_core::SchemeParams;
+use pir_server::{
+    RateLimit, ServeOptions, ServerError,
+    process::{ProcessError, ServeConfig, TlsFiles},
+};
 
 #[derive(Parser)]
 #[command(
@@ -114,6 +117,24 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
+    /// What these flags ask the serve process to do.
+    fn config(self) -> ServeConfig {
+        ServeConfig {
+            options: self.options(),
+            snapshot: self.snapshot,
+            listen: self.listen,
+            dp_pub: self.dp_pub,
+            admin_listen: self.admin_listen,
+            admin_token_file: self.admin_token_file,
+            metrics_listen: self.metrics_listen,
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key }),
+            plaintext: self.plaintext,
+        }
+    }
+
     /// The server's limits these flags ask for.
     fn options(&self) -> ServeOptions {
         ServeOptions {
@@ -258,11 +279,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// What a subcommand can fail with: the DP tooling's errors or the server's.
+/// What a subcommand can fail with: the DP tooling's errors, the serve process's, or (the demo)
+/// the server's and the engine's.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error(transparent)]
     Dp(#[from] pir_dp::DpError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error(transparent)]
@@ -272,77 +296,7 @@ enum CliError {
 #[allow(clippy::print_stdout)]
 fn run(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Serve(args) => {
-            let opts = args.options();
-            let ServeArgs {
-                snapshot,
-                listen,
-                dp_pub,
-                admin_listen,
-                admin_token_file,
-                metrics_listen,
-                tls_cert,
-                tls_key,
-                plaintext,
-                ..
-            } = args;
-            let identity = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => {
-                    let read = |p: &PathBuf| {
-                        std::fs::read(p)
-                            .map_err(|e| ServerError::io(format!("reading {}", p.display()), e))
-                    };
-                    Some(pir_server::Identity::from_pem(read(&cert)?, read(&key)?))
-                }
-                _ if !listen.ip().is_loopback() && !plaintext => {
-                    return Err(ServerError::Usage(format!(
-                        "{listen} is not a loopback address: give --tls-cert and --tls-key, \
-                         or --plaintext to serve without TLS"
-                    ))
-                    .into());
-                }
-                _ => None,
-            };
-            let dp_keys = dp_pub
-                .as_deref()
-                .map(TrustStore::from_file)
-                .transpose()
-                .map_err(ServerError::from)?;
-            let token = admin_token_file
-                .as_deref()
-                .map(|p| {
-                    let text = std::fs::read_to_string(p)
-                        .map_err(|e| ServerError::io(format!("reading {}", p.display()), e))?;
-                    AdminToken::new(text.trim().to_owned()).ok_or_else(|| {
-                        ServerError::Usage(format!(
-                            "the admin token must be at least {} characters",
-                            AdminToken::MIN_LEN
-                        ))
-                    })
-                })
-                .transpose()?;
-            let loaded = pir_server::load_checked(&snapshot, dp_keys.as_ref())?;
-            tracing::info!(
-                epoch = loaded.header().epoch,
-                mappings = loaded.header().mapping_count,
-                items = loaded.header().scheme.num_items(),
-                signed = loaded.header().signature.is_some(),
-                "snapshot loaded"
-            );
-            let runtime = tokio::runtime::Runtime::new()
-                .map_err(|e| ServerError::io("starting the runtime", e))?;
-            Ok(runtime.block_on(serve(Serve {
-                snapshot: loaded,
-                path: snapshot,
-                listen,
-                opts,
-                dp_keys,
-                admin_listen,
-                admin_token: token,
-                metrics_listen,
-                identity,
-            }))?)
-        }
+        Command::Serve(args) => Ok(pir_server::process::run(args.config())?),
         Command::Update {
             snapshot,
             delta,
@@ -445,118 +399,6 @@ fn parse_rate(text: &str) -> Result<RateArg, String> {
         return Err("burst and rate must be positive (or say off)".into());
     }
     Ok(RateArg(Some(rate)))
-}
-
-struct Serve {
-    snapshot: Snapshot,
-    path: PathBuf,
-    listen: SocketAddr,
-    opts: ServeOptions,
-    dp_keys: Option<TrustStore>,
-    admin_listen: SocketAddr,
-    admin_token: Option<AdminToken>,
-    metrics_listen: Option<SocketAddr>,
-    identity: Option<pir_server::Identity>,
-}
-
-/// Serves until SIGINT or SIGTERM; reloads on SIGHUP and through the Admin service.
-async fn serve(args: Serve) -> Result<(), ServerError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Serve {
-        snapshot,
-        path,
-        listen,
-        opts,
-        dp_keys,
-        admin_listen,
-        admin_token,
-        metrics_listen,
-        identity,
-    } = args;
-
-    let service = DiscoveryService::new(snapshot, opts)?;
-    let reloader = Reloader::new(service.clone(), path, dp_keys);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| ServerError::io(format!("binding {listen}"), e))?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-
-    let mut hangup = signal(SignalKind::hangup())
-        .map_err(|e| ServerError::io("installing the SIGHUP handler", e))?;
-    let hup_reloader = reloader.clone();
-    tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading");
-            // Failures are logged by the reloader; the old snapshot keeps serving.
-            let _ = hup_reloader.reload(None).await;
-        }
-    });
-
-    let admin = match admin_token {
-        Some(token) => {
-            let admin_listener = tokio::net::TcpListener::bind(admin_listen)
-                .await
-                .map_err(|e| ServerError::io(format!("binding {admin_listen}"), e))?;
-            tracing::info!(%admin_listen, "admin service listening");
-            Some(tokio::spawn(pir_server::serve_admin(
-                reloader,
-                token,
-                admin_listener,
-                stopped(),
-            )))
-        }
-        None => {
-            tracing::info!("admin service off (no --admin-token-file); SIGHUP still reloads");
-            None
-        }
-    };
-
-    let metrics = match metrics_listen {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| ServerError::io(format!("binding {addr}"), e))?;
-            tracing::info!(%addr, "metrics at /metrics");
-            Some(tokio::spawn(pir_server::serve_metrics(
-                service.clone(),
-                l,
-                stopped(),
-            )))
-        }
-        None => None,
-    };
-
-    let mut terminate = signal(SignalKind::terminate())
-        .map_err(|e| ServerError::io("installing the SIGTERM handler", e))?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutting down: no new connections, finishing requests in flight");
-        let _ = stop_tx.send(true);
-    });
-
-    tracing::info!(%listen, tls = identity.is_some(), "serving");
-    pir_server::serve_tls(service, listener, identity, stopped()).await?;
-    if let Some(metrics) = metrics {
-        metrics
-            .await
-            .map_err(|e| ServerError::Internal(format!("metrics task: {e}")))??;
-    }
-    if let Some(admin) = admin {
-        admin
-            .await
-            .map_err(|e| ServerError::Internal(format!("admin task: {e}")))??;
-    }
-    tracing::info!("stopped");
-    Ok(())
 }
 
 #[cfg(feature = "demo")]
