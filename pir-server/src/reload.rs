@@ -34,7 +34,10 @@ pub fn load_checked(path: &Path, dp_keys: Option<&TrustStore>) -> Result<Snapsho
         snapshot
             .header()
             .verify_signature(keys)
-            .map_err(|e| ServerError::Refused(format!("{}: {e}", path.display())))?;
+            .map_err(|reason| ServerError::Refused {
+                path: path.to_path_buf(),
+                reason,
+            })?;
     }
     Ok(snapshot)
 }
