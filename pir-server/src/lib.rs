@@ -1,9 +1,22 @@
-//! `pir-server`: the gRPC PIR server and the Discovery Provider's snapshot tooling.
+//! `pir-server`: the gRPC PIR server. It serves snapshots that `pir-dp` (the Discovery
+//! Provider's offline tooling) builds; the `pir-server` binary also offers that tooling's
+//! subcommands, as thin wrappers over `pir-dp`.
 //!
 //! ```text
-//! issuer-keygen ─▶ issuer.key/.pub
-//! synth / your own signed mappings ─▶ mappings.jsonl ─build─▶ db.pirsnap ─serve─▶ gRPC pir.v1
+//! process        the `serve` process: reads its files, binds, SIGHUP reloads, SIGTERM stops
+//! ├─▶ transport  tonic (plaintext or TLS), health, reflection; RunningServer ─▶ service
+//! ├─▶ http       GET /metrics ─▶ service
+//! ├─▶ admin      Admin.Reload with the bearer token ─▶ reload (load, check, install) ─▶ service
+//! └─▶ service    pir.v1.Discovery: epoch, key, size and rate checks, then
+//!     ├─▶ answerer   one thread answering the queued queries in batches over the database
+//!     ├─▶ keycache   registered client keys, bounded by bytes
+//!     ├─▶ limits     rate limiters
+//!     └─▶ options (limits and their defaults), metrics (the registry)
+//! every file ─▶ error (ServerError, and the one mapping to a tonic::Status)
 //! ```
+//!
+//! One job a file, named as in the picture; imports only go down it, so no two files import
+//! each other. [`process`] is public: it is what `pir-server serve` runs, startable in-process.
 
 mod admin;
 mod answerer;

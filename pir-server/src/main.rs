@@ -1,4 +1,5 @@
-//! `pir-server`: serve a snapshot over gRPC, and the DP's tooling to make one.
+//! `pir-server`: serve a snapshot over gRPC (`pir_server::process`), and the DP's tooling to make
+//! one (`pir-dp`). Only flags, logs and dispatch live here.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
