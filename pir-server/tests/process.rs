@@ -1,9 +1,11 @@
 //! The serve process in-process: started on loopback ports from a config, reloaded through its
 //! signal source and the Admin service, scraped, and stopped; and its start-up refusals.
 
+mod common;
+
 use std::{net::SocketAddr, path::Path, time::Duration};
 
-use pir_core::{BuildOptions, Cpi, IssuerKey, MappingFields, SchemeParams, Snapshot, TrustStore};
+use pir_core::{IssuerKey, Snapshot};
 use pir_proto::v1::{
     GetConfigRequest, ReloadRequest, admin_client::AdminClient, discovery_client::DiscoveryClient,
 };
@@ -15,26 +17,7 @@ use pir_server::{
 const TOKEN: &str = "0123456789abcdef-process";
 
 fn snapshot(epoch: u64) -> Snapshot {
-    let issuer = IssuerKey::from_seed(&[81; 32]);
-    let trust = TrustStore::parse(&issuer.to_public_text()).unwrap();
-    let m = MappingFields::new(
-        Cpi::parse("mailto:bob@example.org").unwrap(),
-        "chat.example",
-        None,
-        None,
-        0,
-        u64::MAX,
-    )
-    .unwrap()
-    .sign(&issuer, None)
-    .unwrap();
-    let opts = BuildOptions {
-        epoch,
-        now: 1_800_000_000,
-        salt: Some([epoch as u8; 32]),
-        scheme: Some(SchemeParams::danger_test_only_small()),
-    };
-    Snapshot::build(vec![m], &trust, &opts).unwrap().0
+    common::bob_snapshot(&IssuerKey::from_seed(&[81; 32]), epoch, epoch as u8)
 }
 
 fn loopback() -> SocketAddr {
@@ -125,16 +108,7 @@ async fn serves_reloads_and_stops_in_process() {
     assert_eq!((reply.previous_epoch, reply.epoch), (2, 3));
 
     // The metrics endpoint follows.
-    let text = {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(metrics).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
-    };
+    let text = common::scrape_metrics(metrics).await;
     assert!(text.contains("pir_snapshot_epoch 3"), "{text}");
 
     // Stop: every task ends and the process returns cleanly.
