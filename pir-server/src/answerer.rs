@@ -31,7 +31,9 @@ use pir_core::{ServerKeys, Snapshot};
 use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
-use crate::{error::ServerError, metrics::Metrics, service::ServeOptions};
+#[cfg(feature = "test-hooks")]
+use crate::options::TestHooks;
+use crate::{error::ServerError, metrics::Metrics, options::ServeOptions};
 
 /// What a request gets back: its answers, in the order of its queries.
 type Reply = Result<Vec<Vec<u8>>, ServerError>;
@@ -90,22 +92,35 @@ impl Answerer {
     /// Starts the worker thread. It stops by itself once the `Answerer` is dropped and the
     /// queued jobs are answered.
     pub(crate) fn start(opts: &ServeOptions, metrics: &Metrics) -> Result<Self, ServerError> {
-        Self::start_with(opts, metrics, Worker::run)
+        let (answerer, worker, jobs) = Self::unstarted(opts, metrics);
+        answerer.spawn(worker, jobs, Worker::run)
+    }
+
+    /// [`Answerer::start`], with faults injected as `hooks` say.
+    #[cfg(feature = "test-hooks")]
+    pub(crate) fn start_with_hooks(
+        opts: &ServeOptions,
+        metrics: &Metrics,
+        hooks: &TestHooks,
+    ) -> Result<Self, ServerError> {
+        let (answerer, mut worker, jobs) = Self::unstarted(opts, metrics);
+        worker.panic_marker = hooks.danger_panic_marker.clone();
+        answerer.spawn(worker, jobs, Worker::run)
     }
 
     /// Starts `run` as the worker thread (tests substitute a failing worker).
-    fn start_with(
-        opts: &ServeOptions,
-        metrics: &Metrics,
+    fn spawn(
+        mut self,
+        worker: Worker,
+        jobs: mpsc::Receiver<Job>,
         run: fn(Worker, mpsc::Receiver<Job>),
     ) -> Result<Self, ServerError> {
-        let (mut answerer, worker, jobs) = Self::unstarted(opts, metrics);
         let thread = std::thread::Builder::new()
             .name("pir-answerer".into())
             .spawn(move || run(worker, jobs))
             .map_err(|e| ServerError::io("starting the answering thread", e))?;
-        answerer.thread = Some(thread);
-        Ok(answerer)
+        self.thread = Some(thread);
+        Ok(self)
     }
 
     /// Whether the worker thread is running. It only stops early if it panicked outside the
@@ -120,7 +135,8 @@ impl Answerer {
         let worker = Worker {
             max_batch_queries: opts.max_batch_queries.max(1),
             request_timeout: opts.request_timeout,
-            panic_marker: opts.danger_panic_marker.clone(),
+            #[cfg(feature = "test-hooks")]
+            panic_marker: None,
             batch_queries: metrics.batch_queries.clone(),
             batch_splits: metrics.batch_splits.clone(),
         };
@@ -185,6 +201,8 @@ fn worker_gone() -> ServerError {
 struct Worker {
     max_batch_queries: usize,
     request_timeout: Duration,
+    /// Test hook: a query starting with this panics while answered.
+    #[cfg(feature = "test-hooks")]
     panic_marker: Option<Vec<u8>>,
     batch_queries: Histogram,
     batch_splits: IntCounter,
@@ -301,6 +319,20 @@ impl Worker {
         }
     }
 
+    /// Test hook: panics, as a dependency bug would, if a query starts with the panic marker.
+    #[cfg(feature = "test-hooks")]
+    fn injected_faults(&self, batch: &[(&ServerKeys, &[u8])]) {
+        if let Some(marker) = &self.panic_marker
+            && batch.iter().any(|(_, q)| q.starts_with(marker))
+        {
+            panic!("injected fault: a dependency bug while answering");
+        }
+    }
+
+    /// Without the `test-hooks` feature there is nothing to inject.
+    #[cfg(not(feature = "test-hooks"))]
+    fn injected_faults(&self, _batch: &[(&ServerKeys, &[u8])]) {}
+
     /// One pass over the database for every query of `group` (non-empty, one snapshot), or
     /// several of at most `max_batch_queries` queries each, with any panic inside contained.
     fn answer_batch(&self, group: &[Job]) -> Reply {
@@ -313,11 +345,7 @@ impl Worker {
         // Unwind safety: answering only reads the snapshot and the keys, so a panic part-way
         // leaves nothing half-updated that later batches could see.
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            if let Some(marker) = &self.panic_marker
-                && batch.iter().any(|(_, q)| q.starts_with(marker))
-            {
-                panic!("injected fault: a dependency bug while answering");
-            }
+            self.injected_faults(&batch);
             // A request with more queries than a batch holds (a group is then that request
             // alone) goes through in passes of at most max_batch_queries, which bounds the
             // working memory (about 20 MiB a query at 1M mappings) whatever the request size.
@@ -526,7 +554,8 @@ mod tests {
             panic!("the answering thread dies");
         }
         let metrics = Metrics::new().unwrap();
-        let answerer = Answerer::start_with(&ServeOptions::default(), &metrics, dies).unwrap();
+        let (answerer, worker, jobs) = Answerer::unstarted(&ServeOptions::default(), &metrics);
+        let answerer = answerer.spawn(worker, jobs, dies).unwrap();
         assert!(answerer.is_alive());
         let (a, keys) = (snapshot(), keys());
         let err = answerer.answer(a, keys, vec![vec![0]]).await.unwrap_err();

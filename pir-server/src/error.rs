@@ -1,10 +1,16 @@
 //! The server's one error type, and the one place errors become gRPC statuses.
+//!
+//! Only serving errors live here: the DP tooling has `pir_dp::DpError`, and the serve process's
+//! start-up failures (flags, files, listeners) are `process::ProcessError`. So every variant is
+//! something a request or a reload can meet, and the mapping to a status is exhaustive.
+
+use std::path::PathBuf;
 
 use pir_core::CoreError;
 use pir_proto::{REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY};
 use tonic::{Code, Status, metadata::MetadataValue};
 
-/// Everything that can go wrong serving or building snapshots.
+/// Everything that can go wrong serving: a request, a reload, the transport.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
@@ -49,23 +55,15 @@ pub enum ServerError {
     #[error("overloaded: {0} answers in progress; retry later")]
     Overloaded(usize),
 
-    // ---- DP tooling input ----------------------------------------------------------------------
-    /// Lines of a mappings file that failed validation.
-    #[error("{count} invalid line(s) in {file}:\n{details}")]
-    InvalidLines {
-        /// The file.
-        file: String,
-        /// How many lines failed.
-        count: usize,
-        /// The first failures, one per line, `line N: reason`.
-        details: String,
+    // ---- a snapshot offered for serving --------------------------------------------------------
+    /// A snapshot refused by policy: not signed by a trusted DP key.
+    #[error("refused: {}: {reason}", path.display())]
+    Refused {
+        /// The snapshot file.
+        path: PathBuf,
+        /// Why its signature does not count (unsigned, unknown key, bad signature).
+        reason: CoreError,
     },
-    /// A snapshot refused by policy (not signed by a trusted DP key).
-    #[error("refused: {0}")]
-    Refused(String),
-    /// Command-line usage that cannot work.
-    #[error("{0}")]
-    Usage(String),
 
     // ---- wrapped -------------------------------------------------------------------------------
     /// An engine error.
@@ -111,7 +109,7 @@ impl ServerError {
             Self::KeyCacheTooSmall { .. } => "key_cache_too_small",
             Self::Core(e) if e.is_bad_input() => "malformed",
             Self::Internal(_) => "internal",
-            _ => "other",
+            Self::Refused { .. } | Self::Core(_) | Self::Io { .. } | Self::Transport(_) => "other",
         }
     }
 }
@@ -143,10 +141,7 @@ impl From<ServerError> for Status {
             ServerError::Core(CoreError::KeysForOtherParams) => {
                 with_reason(Status::failed_precondition(msg), REASON_UNKNOWN_KEY)
             }
-            ServerError::InvalidLines { .. } | ServerError::Usage(_) => {
-                Status::invalid_argument(msg)
-            }
-            ServerError::Refused(_) => Status::failed_precondition(msg),
+            ServerError::Refused { .. } => Status::failed_precondition(msg),
             ServerError::Core(_)
             | ServerError::Io { .. }
             | ServerError::Transport(_)
@@ -154,6 +149,122 @@ impl From<ServerError> for Status {
                 tracing::error!(error = %msg, "internal error answering a request");
                 Status::new(Code::Internal, "internal error")
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Every variant's wire form: status code, `pir-reason` trailer, message.
+    #[test]
+    fn each_error_has_its_status_reason_and_message() {
+        let io = || std::io::Error::other("disk on fire");
+        let cases: Vec<(ServerError, Code, Option<&str>, &str)> = vec![
+            (
+                ServerError::Malformed("no queries".into()),
+                Code::InvalidArgument,
+                None,
+                "malformed request: no queries",
+            ),
+            (
+                ServerError::UnknownKey("k".into()),
+                Code::FailedPrecondition,
+                Some(REASON_UNKNOWN_KEY),
+                "unknown key id k; register the keys again",
+            ),
+            (
+                ServerError::StaleEpoch {
+                    requested: 1,
+                    current: 2,
+                },
+                Code::FailedPrecondition,
+                Some(REASON_STALE_EPOCH),
+                "stale epoch 1; the server is at epoch 2",
+            ),
+            (
+                ServerError::TooManyQueries { got: 9, max: 8 },
+                Code::ResourceExhausted,
+                None,
+                "9 queries in one request; at most 8",
+            ),
+            (
+                ServerError::RateLimited("key"),
+                Code::ResourceExhausted,
+                None,
+                "rate limit of this key exceeded; retry later",
+            ),
+            (
+                ServerError::DeadlineExceeded(Duration::from_secs(1)),
+                Code::DeadlineExceeded,
+                None,
+                "request took longer than 1s",
+            ),
+            (
+                ServerError::KeyCacheTooSmall { cost: 2, budget: 1 },
+                Code::ResourceExhausted,
+                None,
+                "keys need about 2 bytes but the key cache holds 1",
+            ),
+            (
+                ServerError::Overloaded(3),
+                Code::ResourceExhausted,
+                None,
+                "overloaded: 3 answers in progress; retry later",
+            ),
+            (
+                ServerError::Refused {
+                    path: "db.pirsnap".into(),
+                    reason: CoreError::UnsignedSnapshot,
+                },
+                Code::FailedPrecondition,
+                None,
+                "refused: db.pirsnap: snapshot is not signed by a DP key",
+            ),
+            (
+                ServerError::Core(CoreError::MalformedJson("x".into())),
+                Code::InvalidArgument,
+                None,
+                "malformed mapping JSON: x",
+            ),
+            (
+                ServerError::Core(CoreError::ParamsMismatch("p".into())),
+                Code::FailedPrecondition,
+                Some(REASON_UNKNOWN_KEY),
+                "parameter mismatch: p",
+            ),
+            (
+                ServerError::Core(CoreError::Internal("bug".into())),
+                Code::Internal,
+                None,
+                "internal error",
+            ),
+            (
+                ServerError::io("serving metrics", io()),
+                Code::Internal,
+                None,
+                "internal error",
+            ),
+            (
+                ServerError::Internal("answering panicked".into()),
+                Code::Internal,
+                None,
+                "internal error",
+            ),
+        ];
+        for (error, code, reason, message) in cases {
+            let shown = error.to_string();
+            let status = Status::from(error);
+            assert_eq!(status.code(), code, "{shown}");
+            assert_eq!(status.message(), message, "{shown}");
+            let trailer = status
+                .metadata()
+                .get(REASON_KEY)
+                .map(|v| v.to_str().unwrap());
+            assert_eq!(trailer, reason, "{shown}");
         }
     }
 }

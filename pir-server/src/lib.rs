@@ -1,20 +1,44 @@
-//! `pir-server`: the gRPC PIR server and the Discovery Provider's snapshot tooling.
+//! `pir-server`: the gRPC PIR server. It serves snapshots that `pir-dp` (the Discovery
+//! Provider's offline tooling) builds; the `pir-server` binary also offers that tooling's
+//! subcommands, as thin wrappers over `pir-dp`.
 //!
 //! ```text
-//! issuer-keygen ─▶ issuer.key/.pub
-//! synth / your own signed mappings ─▶ mappings.jsonl ─build─▶ db.pirsnap ─serve─▶ gRPC pir.v1
+//! process        the `serve` process: reads its files, binds, SIGHUP reloads, SIGTERM stops
+//! ├─▶ transport  tonic (plaintext or TLS), health, reflection; RunningServer ─▶ service
+//! ├─▶ http       GET /metrics ─▶ service
+//! ├─▶ admin      Admin.Reload with the bearer token ─▶ reload (load, check, install) ─▶ service
+//! └─▶ service    pir.v1.Discovery: epoch, key, size and rate checks, then
+//!     ├─▶ answerer   one thread answering the queued queries in batches over the database
+//!     ├─▶ keycache   registered client keys, bounded by bytes
+//!     ├─▶ limits     rate limiters
+//!     └─▶ options (limits and their defaults), metrics (the registry)
+//! every file ─▶ error (ServerError, and the one mapping to a tonic::Status)
 //! ```
+//!
+//! One job a file, named as in the picture; imports only go down it, so no two files import
+//! each other. [`process`] is public: it is what `pir-server serve` runs, startable in-process.
 
+mod admin;
 mod answerer;
 mod error;
+mod http;
 mod keycache;
+mod limits;
 mod metrics;
+mod options;
+pub mod process;
 mod reload;
 mod service;
+mod transport;
 
+pub use admin::{AdminToken, serve_admin};
 pub use error::ServerError;
-pub use metrics::serve_metrics;
-pub use reload::{Reloader, load_checked, serve_admin};
-pub use service::{DiscoveryService, RateLimit, RunningServer, ServeOptions, serve, serve_tls};
+pub use http::serve_metrics;
+#[cfg(feature = "test-hooks")]
+pub use options::TestHooks;
+pub use options::{RateLimit, ServeOptions};
+pub use reload::{Reloader, load_checked};
+pub use service::DiscoveryService;
 /// TLS identity (certificate chain and private key, PEM) for [`serve_tls`].
 pub use tonic::transport::Identity;
+pub use transport::{RunningServer, serve, serve_tls};

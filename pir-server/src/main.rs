@@ -1,10 +1,14 @@
-//! `pir-server`: serve a snapshot over gRPC, and the DP's tooling to make one.
+//! `pir-server`: serve a snapshot over gRPC (`pir_server::process`), and the DP's tooling to make
+//! one (`pir-dp`). Only flags, logs and dispatch live here.
 
 use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pir_core::{SchemeParams, Snapshot, TrustStore};
-use pir_server::{DiscoveryService, RateLimit, Reloader, ServeOptions, ServerError};
+use pir_core::SchemeParams;
+use pir_server::{
+    RateLimit, ServeOptions, ServerError,
+    process::{ProcessError, ServeConfig, TlsFiles},
+};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +43,115 @@ struct OutputArgs {
     dp_key: Option<PathBuf>,
 }
 
+/// The flags of `serve`. Every default of a [`ServeOptions`] field is read from
+/// [`ServeOptions::default`], never restated here.
+#[derive(Args)]
+struct ServeArgs {
+    /// The snapshot file.
+    #[arg(long)]
+    snapshot: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051")]
+    listen: SocketAddr,
+    /// Largest gRPC message, MiB.
+    #[arg(long, default_value_t = ServeOptions::default().max_message_bytes >> 20)]
+    max_message_mib: usize,
+    /// Most queries in one request.
+    #[arg(long, default_value_t = ServeOptions::default().max_queries_per_request)]
+    max_queries_per_request: u32,
+    /// Memory budget of registered client keys, MiB.
+    #[arg(long, default_value_t = ServeOptions::default().key_cache_bytes >> 20)]
+    key_cache_mib: u64,
+    /// Requests queued or being answered at once; more get RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = ServeOptions::default().max_pending_answers)]
+    max_pending: usize,
+    /// Most queries answered together in one pass over the database, across requests
+    /// (about 20 MiB of working memory each at 1M mappings). A larger request is answered
+    /// alone, in passes of at most this many.
+    #[arg(long, default_value_t = ServeOptions::default().max_batch_queries)]
+    max_batch: usize,
+    /// Refuse snapshots (at start and on reload) not signed by a key in this file.
+    #[arg(long)]
+    dp_pub: Option<PathBuf>,
+    /// Address of the Admin service (hot reload). Only started with --admin-token-file.
+    #[arg(long, default_value = "127.0.0.1:50052")]
+    admin_listen: SocketAddr,
+    /// File holding the admin bearer token (at least 16 characters).
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
+    /// Seconds a request may take before DEADLINE_EXCEEDED.
+    #[arg(long, default_value_t = ServeOptions::default().request_timeout.as_secs())]
+    request_timeout_secs: u64,
+    /// PIR queries per registered key: BURST/PER_HOUR, or `off`.
+    #[arg(
+        long,
+        default_value_t = RateArg(ServeOptions::default().per_key_rate),
+        value_parser = parse_rate
+    )]
+    key_rate: RateArg,
+    /// PIR queries per peer address: BURST/PER_HOUR, or `off`.
+    #[arg(
+        long,
+        default_value_t = RateArg(ServeOptions::default().per_peer_rate),
+        value_parser = parse_rate
+    )]
+    peer_rate: RateArg,
+    /// Key registrations per peer address: BURST/PER_HOUR, or `off`.
+    #[arg(
+        long,
+        default_value_t = RateArg(ServeOptions::default().per_peer_registrations),
+        value_parser = parse_rate
+    )]
+    registration_rate: RateArg,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain: serve over TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve plaintext on a non-loopback address (loopback needs no flag).
+    #[arg(long, conflicts_with = "tls_cert")]
+    plaintext: bool,
+}
+
+impl ServeArgs {
+    /// What these flags ask the serve process to do.
+    fn config(self) -> ServeConfig {
+        ServeConfig {
+            options: self.options(),
+            snapshot: self.snapshot,
+            listen: self.listen,
+            dp_pub: self.dp_pub,
+            admin_listen: self.admin_listen,
+            admin_token_file: self.admin_token_file,
+            metrics_listen: self.metrics_listen,
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key }),
+            plaintext: self.plaintext,
+        }
+    }
+
+    /// The server's limits these flags ask for.
+    fn options(&self) -> ServeOptions {
+        ServeOptions {
+            max_message_bytes: self.max_message_mib << 20,
+            max_queries_per_request: self.max_queries_per_request,
+            key_cache_bytes: self.key_cache_mib << 20,
+            max_pending_answers: self.max_pending,
+            max_batch_queries: self.max_batch,
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            per_key_rate: self.key_rate.0,
+            per_peer_rate: self.peer_rate.0,
+            per_peer_registrations: self.registration_rate.0,
+        }
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -48,64 +161,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Serve a snapshot over gRPC (pir.v1, health, reflection).
-    Serve {
-        /// The snapshot file.
-        #[arg(long)]
-        snapshot: PathBuf,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:50051")]
-        listen: SocketAddr,
-        /// Largest gRPC message, MiB.
-        #[arg(long, default_value_t = 32)]
-        max_message_mib: usize,
-        /// Most queries in one request.
-        #[arg(long, default_value_t = 32)]
-        max_queries_per_request: u32,
-        /// Memory budget of registered client keys, MiB.
-        #[arg(long, default_value_t = 2048)]
-        key_cache_mib: u64,
-        /// Requests queued or being answered at once; more get RESOURCE_EXHAUSTED.
-        #[arg(long, default_value_t = 64)]
-        max_pending: usize,
-        /// Most queries answered together in one pass over the database, across requests
-        /// (about 20 MiB of working memory each at 1M mappings). A larger request is answered
-        /// alone, in passes of at most this many.
-        #[arg(long, default_value_t = ServeOptions::default().max_batch_queries)]
-        max_batch: usize,
-        /// Refuse snapshots (at start and on reload) not signed by a key in this file.
-        #[arg(long)]
-        dp_pub: Option<PathBuf>,
-        /// Address of the Admin service (hot reload). Only started with --admin-token-file.
-        #[arg(long, default_value = "127.0.0.1:50052")]
-        admin_listen: SocketAddr,
-        /// File holding the admin bearer token (at least 16 characters).
-        #[arg(long)]
-        admin_token_file: Option<PathBuf>,
-        /// Seconds a request may take before DEADLINE_EXCEEDED.
-        #[arg(long, default_value_t = 60)]
-        request_timeout_secs: u64,
-        /// PIR queries per registered key: BURST/PER_HOUR, or `off`.
-        #[arg(long, default_value = "200/720", value_parser = parse_rate)]
-        key_rate: RateArg,
-        /// PIR queries per peer address: BURST/PER_HOUR, or `off`.
-        #[arg(long, default_value = "1000/3600", value_parser = parse_rate)]
-        peer_rate: RateArg,
-        /// Key registrations per peer address: BURST/PER_HOUR, or `off`.
-        #[arg(long, default_value = "20/60", value_parser = parse_rate)]
-        registration_rate: RateArg,
-        /// Serve Prometheus metrics at http://ADDR/metrics.
-        #[arg(long)]
-        metrics_listen: Option<SocketAddr>,
-        /// PEM certificate chain: serve over TLS (with --tls-key).
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// PEM private key of --tls-cert.
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-        /// Serve plaintext on a non-loopback address (loopback needs no flag).
-        #[arg(long, conflicts_with = "tls_cert")]
-        plaintext: bool,
-    },
+    Serve(ServeArgs),
     /// Apply a delta (signed mappings to insert or replace, removals) to a snapshot, re-encoding
     /// only the items that change. Layout and parameters stay, so clients' keys stay valid.
     Update {
@@ -224,11 +280,14 @@ fn main() -> ExitCode {
     }
 }
 
-/// What a subcommand can fail with: the DP tooling's errors or the server's.
+/// What a subcommand can fail with: the DP tooling's errors, the serve process's, or (the demo)
+/// the server's and the engine's.
 #[derive(Debug, thiserror::Error)]
 enum CliError {
     #[error(transparent)]
     Dp(#[from] pir_dp::DpError),
+    #[error(transparent)]
+    Process(#[from] ProcessError),
     #[error(transparent)]
     Server(#[from] ServerError),
     #[error(transparent)]
@@ -238,90 +297,7 @@ enum CliError {
 #[allow(clippy::print_stdout)]
 fn run(command: Command) -> Result<(), CliError> {
     match command {
-        Command::Serve {
-            snapshot,
-            listen,
-            max_message_mib,
-            max_queries_per_request,
-            key_cache_mib,
-            max_pending,
-            max_batch,
-            dp_pub,
-            admin_listen,
-            admin_token_file,
-            request_timeout_secs,
-            key_rate,
-            peer_rate,
-            registration_rate,
-            metrics_listen,
-            tls_cert,
-            tls_key,
-            plaintext,
-        } => {
-            let opts = ServeOptions {
-                max_message_bytes: max_message_mib << 20,
-                max_queries_per_request,
-                key_cache_bytes: key_cache_mib << 20,
-                max_pending_answers: max_pending,
-                max_batch_queries: max_batch,
-                request_timeout: std::time::Duration::from_secs(request_timeout_secs),
-                per_key_rate: key_rate.0,
-                per_peer_rate: peer_rate.0,
-                per_peer_registrations: registration_rate.0,
-                danger_panic_marker: None,
-            };
-            let identity = match (tls_cert, tls_key) {
-                (Some(cert), Some(key)) => {
-                    let read = |p: &PathBuf| {
-                        std::fs::read(p)
-                            .map_err(|e| ServerError::io(format!("reading {}", p.display()), e))
-                    };
-                    Some(pir_server::Identity::from_pem(read(&cert)?, read(&key)?))
-                }
-                _ if !listen.ip().is_loopback() && !plaintext => {
-                    return Err(ServerError::Usage(format!(
-                        "{listen} is not a loopback address: give --tls-cert and --tls-key, \
-                         or --plaintext to serve without TLS"
-                    ))
-                    .into());
-                }
-                _ => None,
-            };
-            let dp_keys = dp_pub
-                .as_deref()
-                .map(TrustStore::from_file)
-                .transpose()
-                .map_err(ServerError::from)?;
-            let token = admin_token_file
-                .as_deref()
-                .map(|p| {
-                    std::fs::read_to_string(p)
-                        .map(|t| t.trim().to_owned())
-                        .map_err(|e| ServerError::io(format!("reading {}", p.display()), e))
-                })
-                .transpose()?;
-            let loaded = pir_server::load_checked(&snapshot, dp_keys.as_ref())?;
-            tracing::info!(
-                epoch = loaded.header().epoch,
-                mappings = loaded.header().mapping_count,
-                items = loaded.header().scheme.num_items(),
-                signed = loaded.header().signature.is_some(),
-                "snapshot loaded"
-            );
-            let runtime = tokio::runtime::Runtime::new()
-                .map_err(|e| ServerError::io("starting the runtime", e))?;
-            Ok(runtime.block_on(serve(Serve {
-                snapshot: loaded,
-                path: snapshot,
-                listen,
-                opts,
-                dp_keys,
-                admin_listen,
-                admin_token: token,
-                metrics_listen,
-                identity,
-            }))?)
-        }
+        Command::Serve(args) => Ok(pir_server::process::run(args.config())?),
         Command::Update {
             snapshot,
             delta,
@@ -399,6 +375,15 @@ fn run(command: Command) -> Result<(), CliError> {
 #[derive(Clone, Copy, Debug)]
 struct RateArg(Option<RateLimit>);
 
+impl std::fmt::Display for RateArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(rate) => write!(f, "{rate}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
 fn parse_rate(text: &str) -> Result<RateArg, String> {
     if text == "off" {
         return Ok(RateArg(None));
@@ -417,118 +402,6 @@ fn parse_rate(text: &str) -> Result<RateArg, String> {
     Ok(RateArg(Some(rate)))
 }
 
-struct Serve {
-    snapshot: Snapshot,
-    path: PathBuf,
-    listen: SocketAddr,
-    opts: ServeOptions,
-    dp_keys: Option<TrustStore>,
-    admin_listen: SocketAddr,
-    admin_token: Option<String>,
-    metrics_listen: Option<SocketAddr>,
-    identity: Option<pir_server::Identity>,
-}
-
-/// Serves until SIGINT or SIGTERM; reloads on SIGHUP and through the Admin service.
-async fn serve(args: Serve) -> Result<(), ServerError> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Serve {
-        snapshot,
-        path,
-        listen,
-        opts,
-        dp_keys,
-        admin_listen,
-        admin_token,
-        metrics_listen,
-        identity,
-    } = args;
-
-    let service = DiscoveryService::new(snapshot, opts)?;
-    let reloader = Reloader::new(service.clone(), path, dp_keys);
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
-        .map_err(|e| ServerError::io(format!("binding {listen}"), e))?;
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-
-    let mut hangup = signal(SignalKind::hangup())
-        .map_err(|e| ServerError::io("installing the SIGHUP handler", e))?;
-    let hup_reloader = reloader.clone();
-    tokio::spawn(async move {
-        while hangup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading");
-            // Failures are logged by the reloader; the old snapshot keeps serving.
-            let _ = hup_reloader.reload(None).await;
-        }
-    });
-
-    let admin = match admin_token {
-        Some(token) => {
-            let admin_listener = tokio::net::TcpListener::bind(admin_listen)
-                .await
-                .map_err(|e| ServerError::io(format!("binding {admin_listen}"), e))?;
-            tracing::info!(%admin_listen, "admin service listening");
-            Some(tokio::spawn(pir_server::serve_admin(
-                reloader,
-                token,
-                admin_listener,
-                stopped(),
-            )))
-        }
-        None => {
-            tracing::info!("admin service off (no --admin-token-file); SIGHUP still reloads");
-            None
-        }
-    };
-
-    let metrics = match metrics_listen {
-        Some(addr) => {
-            let l = tokio::net::TcpListener::bind(addr)
-                .await
-                .map_err(|e| ServerError::io(format!("binding {addr}"), e))?;
-            tracing::info!(%addr, "metrics at /metrics");
-            Some(tokio::spawn(pir_server::serve_metrics(
-                service.clone(),
-                l,
-                stopped(),
-            )))
-        }
-        None => None,
-    };
-
-    let mut terminate = signal(SignalKind::terminate())
-        .map_err(|e| ServerError::io("installing the SIGTERM handler", e))?;
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutting down: no new connections, finishing requests in flight");
-        let _ = stop_tx.send(true);
-    });
-
-    tracing::info!(%listen, tls = identity.is_some(), "serving");
-    pir_server::serve_tls(service, listener, identity, stopped()).await?;
-    if let Some(metrics) = metrics {
-        metrics
-            .await
-            .map_err(|e| ServerError::Internal(format!("metrics task: {e}")))??;
-    }
-    if let Some(admin) = admin {
-        admin
-            .await
-            .map_err(|e| ServerError::Internal(format!("admin task: {e}")))??;
-    }
-    tracing::info!("stopped");
-    Ok(())
-}
-
 #[cfg(feature = "demo")]
 mod demo;
 
@@ -537,6 +410,15 @@ mod tests {
     use clap::CommandFactory;
 
     use super::*;
+
+    #[test]
+    fn serve_defaults_are_the_options_defaults() {
+        let cli = Cli::try_parse_from(["pir-server", "serve", "--snapshot", "db.pirsnap"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(args.options(), ServeOptions::default());
+    }
 
     #[test]
     fn cli_is_consistent_and_serve_flags_parse() {
@@ -561,12 +443,12 @@ mod tests {
             ],
         ] {
             let cli = Cli::try_parse_from(args).unwrap();
-            let Command::Serve {
+            let Command::Serve(ServeArgs {
                 key_rate,
                 peer_rate,
                 max_batch,
                 ..
-            } = cli.command
+            }) = cli.command
             else {
                 panic!("not serve");
             };
@@ -578,6 +460,19 @@ mod tests {
             Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--key-rate", "5"])
                 .is_err()
         );
+        for rate in ["off", "3/7"] {
+            let cli =
+                Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--key-rate", rate])
+                    .unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve");
+            };
+            assert_eq!(
+                args.key_rate.to_string(),
+                rate,
+                "a rate prints as it parses"
+            );
+        }
         assert!(
             Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--tls-cert", "c"])
                 .is_err()

@@ -1,14 +1,9 @@
-//! Prometheus metrics, served over plain HTTP at `GET /metrics` on `--metrics-listen`.
-
-use std::future::Future;
+//! The server's Prometheus metrics registry (served over HTTP by `http.rs`).
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
-use tokio::net::TcpListener;
-
-use crate::{error::ServerError, service::DiscoveryService};
 
 /// The server's metrics, in their own registry (several servers may share a process).
 pub(crate) struct Metrics {
@@ -95,31 +90,4 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
     }
-}
-
-/// Serves `GET /metrics` for `service` on `listener` until `shutdown` resolves.
-pub async fn serve_metrics(
-    service: DiscoveryService,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServerError> {
-    let app = axum::Router::new().route(
-        "/metrics",
-        axum::routing::get(move || {
-            let service = service.clone();
-            async move {
-                (
-                    [(
-                        axum::http::header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    service.metrics_text(),
-                )
-            }
-        }),
-    );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| ServerError::io("serving metrics", e))
 }

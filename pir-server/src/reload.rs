@@ -1,5 +1,5 @@
 //! Hot reload: swap in a new snapshot without a restart (SIGHUP, or the token-protected Admin
-//! RPC on its own listener).
+//! RPC on its own listener, in `admin.rs`).
 //!
 //! ```text
 //! SIGHUP ─────────────┐
@@ -8,19 +8,12 @@
 //! ```
 
 use std::{
-    future::Future,
     path::{Path, PathBuf},
     sync::Arc,
 };
 
 use pir_core::{Snapshot, TrustStore};
-use pir_proto::v1::{
-    ReloadRequest, ReloadResponse,
-    admin_server::{Admin, AdminServer},
-};
-use tokio::{net::TcpListener, sync::Mutex};
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status, transport::Server};
+use tokio::sync::Mutex;
 
 use crate::{error::ServerError, service::DiscoveryService};
 
@@ -41,7 +34,10 @@ pub fn load_checked(path: &Path, dp_keys: Option<&TrustStore>) -> Result<Snapsho
         snapshot
             .header()
             .verify_signature(keys)
-            .map_err(|e| ServerError::Refused(format!("{}: {e}", path.display())))?;
+            .map_err(|reason| ServerError::Refused {
+                path: path.to_path_buf(),
+                reason,
+            })?;
     }
     Ok(snapshot)
 }
@@ -81,56 +77,4 @@ impl Reloader {
         tracing::info!(file = %shown, previous, epoch, "reloaded");
         Ok((previous, epoch))
     }
-}
-
-#[tonic::async_trait]
-impl Admin for Reloader {
-    async fn reload(
-        &self,
-        req: Request<ReloadRequest>,
-    ) -> Result<Response<ReloadResponse>, Status> {
-        let path = req.into_inner().path;
-        let path = (!path.is_empty()).then(|| PathBuf::from(path));
-        let (previous_epoch, epoch) = Reloader::reload(self, path).await?;
-        Ok(Response::new(ReloadResponse {
-            previous_epoch,
-            epoch,
-        }))
-    }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Serves the Admin service on `listener`, for requests carrying `authorization: Bearer TOKEN`.
-pub async fn serve_admin(
-    reloader: Reloader,
-    token: String,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServerError> {
-    if token.len() < 16 {
-        return Err(ServerError::Usage(
-            "the admin token must be at least 16 characters".into(),
-        ));
-    }
-    let expected = format!("Bearer {token}");
-    let check = move |req: Request<()>| -> Result<Request<()>, Status> {
-        let given = req
-            .metadata()
-            .get("authorization")
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        if constant_time_eq(given, expected.as_bytes()) {
-            Ok(req)
-        } else {
-            Err(Status::unauthenticated("admin token required"))
-        }
-    };
-    Server::builder()
-        .add_service(AdminServer::with_interceptor(reloader, check))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
-    Ok(())
 }

@@ -9,12 +9,12 @@
 
 use std::{
     future::Future,
-    net::{IpAddr, SocketAddr},
+    net::IpAddr,
     sync::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use arc_swap::ArcSwap;
@@ -24,128 +24,27 @@ use pir_proto::v1::{
     RegisterKeysResponse,
     discovery_server::{Discovery, DiscoveryServer},
 };
-use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{
-    Request, Response, Status,
-    transport::{Identity, Server, ServerTlsConfig},
-};
+use tonic::{Request, Response, Status};
 
+#[cfg(feature = "test-hooks")]
+use crate::options::TestHooks;
 use crate::{
     answerer::Answerer,
     error::ServerError,
     keycache::{KeyCache, estimated_cost},
+    limits::{self, Limiters},
     metrics::Metrics,
+    options::{RateLimit, ServeOptions},
 };
 
-/// A token bucket: up to `burst` at once, refilled at `per_hour`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RateLimit {
-    /// Bucket size.
-    pub burst: u32,
-    /// Refill rate, per hour.
-    pub per_hour: u32,
-}
-
-type KeyedLimiter<K> = governor::DefaultKeyedRateLimiter<K>;
-
-impl RateLimit {
-    fn limiter<K: Clone + Eq + std::hash::Hash>(&self) -> Option<KeyedLimiter<K>> {
-        let burst = std::num::NonZeroU32::new(self.burst)?;
-        let period = Duration::from_secs_f64(3600.0 / f64::from(self.per_hour.max(1)));
-        let quota = governor::Quota::with_period(period)?.allow_burst(burst);
-        Some(governor::RateLimiter::keyed(quota))
-    }
-}
-
-/// Limits of a running server. Every one has a safe default.
-#[derive(Clone, Debug)]
-pub struct ServeOptions {
-    /// Largest request or response message, bytes (public keys are the largest: up to ~9 MB).
-    pub max_message_bytes: usize,
-    /// Most queries in one `Query` request.
-    pub max_queries_per_request: u32,
-    /// Memory budget of registered keys, bytes.
-    pub key_cache_bytes: u64,
-    /// Requests queued or being answered at once; more are refused with RESOURCE_EXHAUSTED.
-    pub max_pending_answers: usize,
-    /// Most queries answered together in one pass over the database, from one or more requests
-    /// (each costs about 20 MiB of working memory at 1M mappings while answered). A request with
-    /// more queries than this is answered alone, in passes of at most this many. 0 counts as 1.
-    pub max_batch_queries: usize,
-    /// Longest a request may take; past it the client gets DEADLINE_EXCEEDED.
-    pub request_timeout: Duration,
-    /// PIR queries per registered key. The default lets a user look up hundreds of CPIs a day
-    /// (the MIMI floor is 50) but makes scanning a database of a million mappings take days.
-    pub per_key_rate: Option<RateLimit>,
-    /// PIR queries per peer address (an MSP server behind one address needs more).
-    pub per_peer_rate: Option<RateLimit>,
-    /// Key registrations per peer address (each costs CPU and tens of MB).
-    pub per_peer_registrations: Option<RateLimit>,
-    /// Test hook: a query whose bytes start with this marker panics inside the answering thread,
-    /// as a dependency bug would. Never set it outside tests.
-    #[doc(hidden)]
-    pub danger_panic_marker: Option<Vec<u8>>,
-}
-
-impl Default for ServeOptions {
-    fn default() -> Self {
-        Self {
-            max_message_bytes: 32 << 20,
-            max_queries_per_request: 32,
-            key_cache_bytes: 2 << 30,
-            max_pending_answers: 64,
-            max_batch_queries: 8,
-            request_timeout: Duration::from_secs(60),
-            per_key_rate: Some(RateLimit {
-                burst: 200,
-                per_hour: 720,
-            }),
-            per_peer_rate: Some(RateLimit {
-                burst: 1000,
-                per_hour: 3600,
-            }),
-            per_peer_registrations: Some(RateLimit {
-                burst: 20,
-                per_hour: 60,
-            }),
-            danger_panic_marker: None,
-        }
-    }
-}
-
-struct Limiters {
-    per_key: Option<KeyedLimiter<KeyId>>,
-    per_peer: Option<KeyedLimiter<IpAddr>>,
-    registrations: Option<KeyedLimiter<IpAddr>>,
-}
-
-impl Limiters {
-    fn new(opts: &ServeOptions) -> Self {
-        Self {
-            per_key: opts.per_key_rate.and_then(|r| r.limiter()),
-            per_peer: opts.per_peer_rate.and_then(|r| r.limiter()),
-            registrations: opts.per_peer_registrations.and_then(|r| r.limiter()),
-        }
-    }
-}
-
-/// Takes `n` tokens for `key`, or says who is over their rate.
-fn take<K: Clone + Eq + std::hash::Hash>(
-    limiter: &Option<KeyedLimiter<K>>,
-    key: &K,
-    n: usize,
-    who: &'static str,
-) -> Result<(), ServerError> {
-    let Some(limiter) = limiter else {
-        return Ok(());
-    };
-    let n = std::num::NonZeroU32::new(n.try_into().unwrap_or(u32::MAX))
-        .unwrap_or(std::num::NonZeroU32::MIN);
-    match limiter.check_key_n(key, n) {
-        Ok(Ok(())) => Ok(()),
-        _ => Err(ServerError::RateLimited(who)),
-    }
+/// The limiters `opts` ask for.
+fn limiters(opts: &ServeOptions) -> Limiters {
+    let quota = |rate: Option<RateLimit>| rate.and_then(|r| limits::quota(r.burst, r.per_hour));
+    Limiters::new(
+        quota(opts.per_key_rate),
+        quota(opts.per_peer_rate),
+        quota(opts.per_peer_registrations),
+    )
 }
 
 struct Served {
@@ -189,16 +88,36 @@ pub struct DiscoveryService {
 impl DiscoveryService {
     /// A service answering over `snapshot`.
     pub fn new(snapshot: Snapshot, opts: ServeOptions) -> Result<Self, ServerError> {
+        Self::with_answerer(snapshot, opts, Answerer::start)
+    }
+
+    /// [`DiscoveryService::new`], with faults injected as `hooks` say (feature `test-hooks`).
+    #[cfg(feature = "test-hooks")]
+    pub fn with_test_hooks(
+        snapshot: Snapshot,
+        opts: ServeOptions,
+        hooks: TestHooks,
+    ) -> Result<Self, ServerError> {
+        Self::with_answerer(snapshot, opts, |opts, metrics| {
+            Answerer::start_with_hooks(opts, metrics, &hooks)
+        })
+    }
+
+    fn with_answerer(
+        snapshot: Snapshot,
+        opts: ServeOptions,
+        start: impl FnOnce(&ServeOptions, &Metrics) -> Result<Answerer, ServerError>,
+    ) -> Result<Self, ServerError> {
         let served = Served::new(snapshot, &opts)?;
         let metrics = Metrics::new().map_err(|e| ServerError::Internal(format!("metrics: {e}")))?;
         metrics.epoch.set(served.config.epoch as i64);
-        let answerer = Answerer::start(&opts, &metrics)?;
+        let answerer = start(&opts, &metrics)?;
         Ok(Self {
             state: Arc::new(State {
                 served: ArcSwap::from_pointee(served),
                 keys: KeyCache::new(opts.key_cache_bytes),
                 answerer,
-                limiters: Limiters::new(&opts),
+                limiters: limiters(&opts),
                 metrics,
                 requests: AtomicU64::new(0),
                 opts,
@@ -259,16 +178,7 @@ impl DiscoveryService {
             .fetch_add(1, Ordering::Relaxed)
             .is_multiple_of(4096)
         {
-            let l = &self.state.limiters;
-            if let Some(x) = &l.per_key {
-                x.retain_recent();
-            }
-            if let Some(x) = &l.per_peer {
-                x.retain_recent();
-            }
-            if let Some(x) = &l.registrations {
-                x.retain_recent();
-            }
+            self.state.limiters.retain_recent();
         }
     }
 
@@ -305,12 +215,7 @@ impl DiscoveryService {
             });
         }
         if let Some(peer) = peer {
-            take(
-                &self.state.limiters.registrations,
-                &peer,
-                1,
-                "peer (registrations)",
-            )?;
+            self.state.limiters.registration_of_peer(&peer)?;
         }
         let cost = estimated_cost(bytes.len());
         let keys = tokio::task::spawn_blocking(move || ServerKeys::parse(&scheme, &bytes))
@@ -366,9 +271,9 @@ impl DiscoveryService {
             .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
         let n = req.queries.len();
         if let Some(peer) = peer {
-            take(&self.state.limiters.per_peer, &peer, n, "peer")?;
+            self.state.limiters.queries_of_peer(&peer, n)?;
         }
-        take(&self.state.limiters.per_key, &id, n, "key")?;
+        self.state.limiters.queries_of_key(&id, n)?;
         let answers = self
             .state
             .answerer
@@ -432,169 +337,5 @@ impl Discovery for DiscoveryService {
             DiscoveryService::query(self, peer, req.into_inner()),
         )
         .await
-    }
-}
-
-/// Serves the Discovery service, health and reflection on `listener` in plaintext until
-/// `shutdown` resolves.
-pub async fn serve(
-    service: DiscoveryService,
-    listener: TcpListener,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServerError> {
-    serve_tls(service, listener, None, shutdown).await
-}
-
-/// [`serve`], over TLS (rustls) when `identity` (certificate chain and key) is given.
-pub async fn serve_tls(
-    service: DiscoveryService,
-    listener: TcpListener,
-    identity: Option<Identity>,
-    shutdown: impl Future<Output = ()> + Send,
-) -> Result<(), ServerError> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<DiscoveryServer<DiscoveryService>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pir_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServerError::Internal(format!("reflection service: {e}")))?;
-    let mut builder = Server::builder();
-    if let Some(identity) = identity {
-        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
-    }
-    // Health follows the answering thread: if a bug ever kills it, load balancers should stop
-    // sending lookups here.
-    let watched = service.clone();
-    let _watcher = AbortOnDrop(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            if !watched.answering() {
-                tracing::error!("the answering thread has stopped; health is now NOT_SERVING");
-                reporter
-                    .set_not_serving::<DiscoveryServer<DiscoveryService>>()
-                    .await;
-                break;
-            }
-        }
-    }));
-    builder
-        .layer(tower::util::MapResponseLayer::new(
-            oversized_is_resource_exhausted,
-        ))
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(service.into_server())
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
-    Ok(())
-}
-
-/// Aborts a task when dropped: the health watcher holds a clone of the service (and so the
-/// answering thread's queue), which must go when serving ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// tonic answers a message over the size limit with OUT_OF_RANGE; gRPC (and this protocol) say
-/// RESOURCE_EXHAUSTED. Nothing else here answers OUT_OF_RANGE, so the code is rewritten as is.
-fn oversized_is_resource_exhausted<B>(
-    mut response: tonic::codegen::http::Response<B>,
-) -> tonic::codegen::http::Response<B> {
-    const OUT_OF_RANGE: &str = "11";
-    let headers = response.headers_mut();
-    if headers
-        .get("grpc-status")
-        .is_some_and(|v| v.as_bytes() == OUT_OF_RANGE.as_bytes())
-    {
-        headers.insert(
-            "grpc-status",
-            tonic::codegen::http::HeaderValue::from_static("8"),
-        );
-    }
-    response
-}
-
-/// A server running on a background task (for tests, the demo and embedding).
-pub struct RunningServer {
-    addr: SocketAddr,
-    tls: bool,
-    service: DiscoveryService,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<Result<(), ServerError>>,
-}
-
-impl RunningServer {
-    /// Binds `addr` (port 0 picks a free port) and starts serving `snapshot` in plaintext.
-    pub async fn start(
-        snapshot: Snapshot,
-        addr: SocketAddr,
-        opts: ServeOptions,
-    ) -> Result<Self, ServerError> {
-        Self::start_tls(snapshot, addr, opts, None).await
-    }
-
-    /// [`RunningServer::start`], over TLS when `identity` is given.
-    pub async fn start_tls(
-        snapshot: Snapshot,
-        addr: SocketAddr,
-        opts: ServeOptions,
-        identity: Option<Identity>,
-    ) -> Result<Self, ServerError> {
-        let service = DiscoveryService::new(snapshot, opts)?;
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|e| ServerError::io(format!("binding {addr}"), e))?;
-        let addr = listener
-            .local_addr()
-            .map_err(|e| ServerError::io("reading the bound address", e))?;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let tls = identity.is_some();
-        let task = tokio::spawn(serve_tls(service.clone(), listener, identity, async {
-            let _ = rx.await;
-        }));
-        Ok(Self {
-            addr,
-            tls,
-            service,
-            shutdown: Some(tx),
-            task,
-        })
-    }
-
-    /// The bound address.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://ADDR` (or `https://localhost:PORT` over TLS), for clients.
-    pub fn url(&self) -> String {
-        if self.tls {
-            format!("https://localhost:{}", self.addr.port())
-        } else {
-            format!("http://{}", self.addr)
-        }
-    }
-
-    /// The service (to install snapshots, inspect the key cache).
-    pub fn service(&self) -> &DiscoveryService {
-        &self.service
-    }
-
-    /// Stops accepting, lets requests in flight finish, and waits for the server to end.
-    pub async fn stop(mut self) -> Result<(), ServerError> {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        (&mut self.task)
-            .await
-            .map_err(|e| ServerError::Internal(format!("server task: {e}")))?
     }
 }

@@ -217,11 +217,7 @@ async fn concurrent_requests_share_a_pass_and_each_gets_its_own_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_faulty_request_fails_alone_in_a_shared_batch() {
     let marker = b"\xde\xad\xbe\xef".to_vec();
-    let server = start(ServeOptions {
-        danger_panic_marker: Some(marker.clone()),
-        ..ServeOptions::default()
-    })
-    .await;
+    let server = common::start_panicking_on(snapshot(), &marker).await;
     let mut users = Vec::new();
     for _ in 0..3 {
         users.push(User::new(&server).await);

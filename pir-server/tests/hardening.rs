@@ -6,9 +6,7 @@ mod common;
 use std::{net::SocketAddr, time::Duration};
 
 use pir_client::{ClientOptions, PirClient};
-use pir_core::{
-    BuildOptions, ClientKeys, Cpi, IssuerKey, MappingFields, SchemeParams, Snapshot, TrustStore,
-};
+use pir_core::{ClientKeys, Cpi, IssuerKey, Snapshot, TrustStore};
 use pir_proto::v1::{
     GetConfigRequest, QueryRequest, RegisterKeysRequest, discovery_client::DiscoveryClient,
 };
@@ -26,24 +24,7 @@ fn trust() -> TrustStore {
 }
 
 fn snapshot() -> Snapshot {
-    let m = MappingFields::new(
-        Cpi::parse("mailto:bob@example.org").unwrap(),
-        "chat.example",
-        None,
-        None,
-        0,
-        u64::MAX,
-    )
-    .unwrap()
-    .sign(&issuer(), None)
-    .unwrap();
-    let opts = BuildOptions {
-        epoch: 1,
-        now: 1_800_000_000,
-        salt: Some([1; 32]),
-        scheme: Some(SchemeParams::danger_test_only_small()),
-    };
-    Snapshot::build(vec![m], &trust(), &opts).unwrap().0
+    common::bob_snapshot(&issuer(), 1, 1)
 }
 
 async fn start(opts: ServeOptions) -> RunningServer {
@@ -82,11 +63,7 @@ fn query(keys: &ClientKeys, queries: Vec<Vec<u8>>) -> QueryRequest {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_scheme_is_internal_for_that_request_only() {
     let marker = b"\xde\xad\xbe\xef".to_vec();
-    let server = start(ServeOptions {
-        danger_panic_marker: Some(marker.clone()),
-        ..ServeOptions::default()
-    })
-    .await;
+    let server = common::start_panicking_on(snapshot(), &marker).await;
     let mut rpc = rpc(&server).await;
     let (keys, good) = register(&mut rpc).await;
     let mut poisoned = good.clone();
@@ -302,17 +279,7 @@ async fn metrics_endpoint_serves_prometheus_text() {
             let _ = rx.await;
         },
     ));
-    // A bare HTTP/1.1 GET, as a Prometheus scraper sends.
-    let text = {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).await.unwrap();
-        out
-    };
+    let text = common::scrape_metrics(addr).await;
     for needle in [
         "200 OK",
         "pir_lookups_total 2",

@@ -7,7 +7,7 @@ use pir_core::{BuildOptions, Cpi, IssuerKey, MappingFields, SchemeParams, Snapsh
 use pir_proto::v1::{
     GetConfigRequest, ReloadRequest, admin_client::AdminClient, discovery_client::DiscoveryClient,
 };
-use pir_server::{Reloader, RunningServer, ServeOptions};
+use pir_server::{AdminToken, Reloader, RunningServer, ServeOptions};
 use tonic::Code;
 
 fn issuer() -> IssuerKey {
@@ -179,9 +179,13 @@ async fn admin_reload_needs_the_token() {
     let admin_addr = listener.local_addr().unwrap();
     let token = "0123456789abcdef-token".to_string();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    assert!(
+        AdminToken::new("0123456789abcde".into()).is_none(),
+        "too short"
+    );
     let admin = tokio::spawn(pir_server::serve_admin(
         reloader,
-        token.clone(),
+        AdminToken::new(token.clone()).unwrap(),
         listener,
         async {
             let _ = rx.await;

@@ -1,16 +1,55 @@
 //! Helpers shared by the server's integration tests.
 
+// Each test file is its own crate and uses some of these helpers only.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 
-use pir_core::Snapshot;
+use pir_core::{BuildOptions, Cpi, IssuerKey, MappingFields, SchemeParams, Snapshot, TrustStore};
 use pir_proto::v1::discovery_client::DiscoveryClient;
-use pir_server::{RunningServer, ServeOptions};
+use pir_server::{RunningServer, ServeOptions, TestHooks};
 use tonic::transport::Channel;
+
+/// A snapshot of the small test shape in which only `mailto:bob@example.org` is present (at
+/// `chat.example`, signed by `issuer`), at `epoch`, with a salt of `salt` bytes.
+pub(crate) fn bob_snapshot(issuer: &IssuerKey, epoch: u64, salt: u8) -> Snapshot {
+    let m = MappingFields::new(
+        Cpi::parse("mailto:bob@example.org").unwrap(),
+        "chat.example",
+        None,
+        None,
+        0,
+        u64::MAX,
+    )
+    .unwrap()
+    .sign(issuer, None)
+    .unwrap();
+    let opts = BuildOptions {
+        epoch,
+        now: 1_800_000_000,
+        salt: Some([salt; 32]),
+        scheme: Some(SchemeParams::danger_test_only_small()),
+    };
+    let trust = TrustStore::parse(&issuer.to_public_text()).unwrap();
+    Snapshot::build(vec![m], &trust, &opts).unwrap().0
+}
 
 /// Serves `snapshot` on a free loopback port.
 pub(crate) async fn start_on(snapshot: Snapshot, opts: ServeOptions) -> RunningServer {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     RunningServer::start(snapshot, addr, opts).await.unwrap()
+}
+
+/// Serves `snapshot` on a free loopback port, with default options and a query starting with
+/// `marker` panicking while answered.
+pub(crate) async fn start_panicking_on(snapshot: Snapshot, marker: &[u8]) -> RunningServer {
+    let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let hooks = TestHooks {
+        danger_panic_marker: Some(marker.to_vec()),
+    };
+    RunningServer::start_with_test_hooks(snapshot, addr, ServeOptions::default(), hooks)
+        .await
+        .unwrap()
 }
 
 /// A raw gRPC client of `server`, with room for public keys and batches (64 MiB messages).
@@ -20,4 +59,16 @@ pub(crate) async fn connect(server: &RunningServer) -> DiscoveryClient<Channel> 
         .unwrap()
         .max_encoding_message_size(64 << 20)
         .max_decoding_message_size(64 << 20)
+}
+
+/// The response to a bare HTTP/1.1 `GET /metrics` at `addr`, as a Prometheus scraper sends it.
+pub(crate) async fn scrape_metrics(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
 }

@@ -1,0 +1,87 @@
+//! The `pir.v1.Admin` gRPC service (hot reload) on its own listener, for requests carrying the
+//! admin bearer token.
+//!
+//! ```text
+//! Admin.Reload(path) ─ authorization: Bearer TOKEN? ─ no: UNAUTHENTICATED
+//!                                                   └ yes: Reloader::reload(path or default)
+//! ```
+
+use std::{future::Future, path::PathBuf};
+
+use pir_proto::v1::{
+    ReloadRequest, ReloadResponse,
+    admin_server::{Admin, AdminServer},
+};
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::{Request, Response, Status, transport::Server};
+
+use crate::{error::ServerError, reload::Reloader};
+
+#[tonic::async_trait]
+impl Admin for Reloader {
+    async fn reload(
+        &self,
+        req: Request<ReloadRequest>,
+    ) -> Result<Response<ReloadResponse>, Status> {
+        let path = req.into_inner().path;
+        let path = (!path.is_empty()).then(|| PathBuf::from(path));
+        let (previous_epoch, epoch) = Reloader::reload(self, path).await?;
+        Ok(Response::new(ReloadResponse {
+            previous_epoch,
+            epoch,
+        }))
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The admin bearer token, checked long enough when made.
+#[derive(Clone)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// The shortest token accepted, bytes.
+    pub const MIN_LEN: usize = 16;
+
+    /// The token, or `None` if it is shorter than [`AdminToken::MIN_LEN`].
+    pub fn new(token: String) -> Option<Self> {
+        (token.len() >= Self::MIN_LEN).then_some(Self(token))
+    }
+}
+
+/// Never shows the secret.
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+/// Serves the Admin service on `listener`, for requests carrying `authorization: Bearer TOKEN`.
+pub async fn serve_admin(
+    reloader: Reloader,
+    token: AdminToken,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let expected = format!("Bearer {}", token.0);
+    let check = move |req: Request<()>| -> Result<Request<()>, Status> {
+        let given = req
+            .metadata()
+            .get("authorization")
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        if constant_time_eq(given, expected.as_bytes()) {
+            Ok(req)
+        } else {
+            Err(Status::unauthenticated("admin token required"))
+        }
+    };
+    Server::builder()
+        .add_service(AdminServer::with_interceptor(reloader, check))
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! What a running server may do: its limits, each with a safe default.
+
+use std::{fmt, time::Duration};
+
+/// A token bucket: up to `burst` at once, refilled at `per_hour`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Bucket size.
+    pub burst: u32,
+    /// Refill rate, per hour.
+    pub per_hour: u32,
+}
+
+/// `BURST/PER_HOUR`, as the command line takes it.
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.burst, self.per_hour)
+    }
+}
+
+/// Limits of a running server. Every one has a safe default, stated only in
+/// [`ServeOptions::default`] (the command line reads its defaults from it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServeOptions {
+    /// Largest request or response message, bytes (public keys are the largest: up to ~9 MB).
+    pub max_message_bytes: usize,
+    /// Most queries in one `Query` request.
+    pub max_queries_per_request: u32,
+    /// Memory budget of registered keys, bytes.
+    pub key_cache_bytes: u64,
+    /// Requests queued or being answered at once; more are refused with RESOURCE_EXHAUSTED.
+    pub max_pending_answers: usize,
+    /// Most queries answered together in one pass over the database, from one or more requests
+    /// (each costs about 20 MiB of working memory at 1M mappings while answered). A request with
+    /// more queries than this is answered alone, in passes of at most this many. 0 counts as 1.
+    pub max_batch_queries: usize,
+    /// Longest a request may take; past it the client gets DEADLINE_EXCEEDED.
+    pub request_timeout: Duration,
+    /// PIR queries per registered key. The default lets a user look up hundreds of CPIs a day
+    /// (the MIMI floor is 50) but makes scanning a database of a million mappings take days.
+    pub per_key_rate: Option<RateLimit>,
+    /// PIR queries per peer address (an MSP server behind one address needs more).
+    pub per_peer_rate: Option<RateLimit>,
+    /// Key registrations per peer address (each costs CPU and tens of MB).
+    pub per_peer_registrations: Option<RateLimit>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 32 << 20,
+            max_queries_per_request: 32,
+            key_cache_bytes: 2 << 30,
+            max_pending_answers: 64,
+            max_batch_queries: 8,
+            request_timeout: Duration::from_secs(60),
+            per_key_rate: Some(RateLimit {
+                burst: 200,
+                per_hour: 720,
+            }),
+            per_peer_rate: Some(RateLimit {
+                burst: 1000,
+                per_hour: 3600,
+            }),
+            per_peer_registrations: Some(RateLimit {
+                burst: 20,
+                per_hour: 60,
+            }),
+        }
+    }
+}
+
+/// Fault injection for the server's own tests (feature `test-hooks`, off by default). Never
+/// enable it in a server that answers real requests.
+#[cfg(feature = "test-hooks")]
+#[derive(Clone, Debug, Default)]
+pub struct TestHooks {
+    /// A query whose bytes start with this marker panics inside the answering thread, as a
+    /// dependency bug would.
+    pub danger_panic_marker: Option<Vec<u8>>,
+}
