@@ -6,7 +6,7 @@
 
 use std::path::PathBuf;
 
-use pir_core::CoreError;
+use pir_core::{CoreError, ErrorClass};
 use pir_proto::{REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY};
 use tonic::{Code, Status, metadata::MetadataValue};
 
@@ -121,6 +121,12 @@ fn with_reason(mut status: Status, reason: &'static str) -> Status {
     status
 }
 
+/// What the client learns of a failure on the server's side: nothing but that it happened.
+fn internal(msg: &str) -> Status {
+    tracing::error!(error = %msg, "internal error answering a request");
+    Status::new(Code::Internal, "internal error")
+}
+
 impl From<ServerError> for Status {
     fn from(e: ServerError) -> Self {
         let msg = e.to_string();
@@ -137,17 +143,17 @@ impl From<ServerError> for Status {
             | ServerError::RateLimited(_)
             | ServerError::KeyCacheTooSmall { .. } => Status::resource_exhausted(msg),
             ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
-            ServerError::Core(core) if core.is_bad_input() => Status::invalid_argument(msg),
+            // Keys registered for the previous snapshot's parameters: the client re-registers.
             ServerError::Core(CoreError::KeysForOtherParams) => {
                 with_reason(Status::failed_precondition(msg), REASON_UNKNOWN_KEY)
             }
+            ServerError::Core(core) => match core.class() {
+                ErrorClass::BadInput => Status::invalid_argument(msg),
+                ErrorClass::Misuse | ErrorClass::Environment | ErrorClass::Bug => internal(&msg),
+            },
             ServerError::Refused { .. } => Status::failed_precondition(msg),
-            ServerError::Core(_)
-            | ServerError::Io { .. }
-            | ServerError::Transport(_)
-            | ServerError::Internal(_) => {
-                tracing::error!(error = %msg, "internal error answering a request");
-                Status::new(Code::Internal, "internal error")
+            ServerError::Io { .. } | ServerError::Transport(_) | ServerError::Internal(_) => {
+                internal(&msg)
             }
         }
     }
@@ -158,6 +164,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use pir_core::error::BucketError;
 
     /// Every variant's wire form: status code, `pir-reason` trailer, message.
     #[test]
@@ -225,19 +232,29 @@ mod tests {
                 "refused: db.pirsnap: snapshot is not signed by a DP key",
             ),
             (
-                ServerError::Core(CoreError::MalformedJson("x".into())),
+                ServerError::Core(CoreError::Bucket(BucketError::Truncated)),
                 Code::InvalidArgument,
                 None,
-                "malformed mapping JSON: x",
+                "malformed bucket: truncated entry",
             ),
             (
-                ServerError::Core(CoreError::ParamsMismatch("p".into())),
+                ServerError::Core(CoreError::KeysForOtherParams),
                 Code::FailedPrecondition,
                 Some(REASON_UNKNOWN_KEY),
-                "parameter mismatch: p",
+                "parameter mismatch: keys were generated for other scheme parameters",
             ),
             (
-                ServerError::Core(CoreError::Internal("bug".into())),
+                // A file the server cannot read is its own problem, not the request's.
+                ServerError::Core(CoreError::Io {
+                    path: "db.pirsnap".into(),
+                    source: io(),
+                }),
+                Code::Internal,
+                None,
+                "internal error",
+            ),
+            (
+                ServerError::Core(CoreError::Internal("bug")),
                 Code::Internal,
                 None,
                 "internal error",
