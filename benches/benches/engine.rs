@@ -8,8 +8,8 @@ use std::{hint::black_box, net::SocketAddr};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use pir_core::{
-    BuildOptions, ClientKeys, Cpi, IssuerKey, LookupClient, Mapping, MappingFields, SchemeParams,
-    ServerKeys, Snapshot, TrustStore,
+    BuildOptions, ClientKeys, Cpi, EvalKeys, IssuerKey, LookupClient, Mapping, MappingFields,
+    SchemeParams, Snapshot, TrustStore,
 };
 
 fn scheme() -> SchemeParams {
@@ -79,7 +79,7 @@ fn benches(c: &mut Criterion) {
         b.iter(|| ClientKeys::generate(&scheme).unwrap())
     });
     let keys = ClientKeys::generate(&scheme).unwrap();
-    let server_keys = ServerKeys::parse(&scheme, keys.public_bytes()).unwrap();
+    let server_keys = EvalKeys::parse(&scheme, keys.public_bytes()).unwrap();
     let client = LookupClient::with_keys(snapshot.config(), keys, trust.clone()).unwrap();
     let cpi = Cpi::parse("mailto:user7@example.org").unwrap();
     c.bench_function(&name("query"), |b| {

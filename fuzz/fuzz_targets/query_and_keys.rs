@@ -1,4 +1,4 @@
-//! The PIR messages, on one tiny snapshot (8 items): `ServerKeys::parse` (a client's upload),
+//! The PIR messages, on one tiny snapshot (8 items): `EvalKeys::parse` (a client's upload),
 //! `Snapshot::answer` (a client's query) and `LookupClient::decode` (a server's response). Each
 //! must return `Ok` or `Err`, never panic.
 //!
@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use pir_core::{
-    ClientKeys, Cpi, LookupClient, MessageSizes, PendingLookup, SchemeParams, ServerKeys,
+    ClientKeys, Cpi, LookupClient, MessageSizes, PendingLookup, SchemeParams, EvalKeys,
     Snapshot,
     testing::{self, NOW},
 };
@@ -27,7 +27,7 @@ struct World {
     sizes: MessageSizes,
     params: SchemeParams,
     public_keys: Vec<u8>,
-    server_keys: ServerKeys,
+    server_keys: EvalKeys,
     client: LookupClient,
     pending: PendingLookup,
     response: Vec<u8>,
@@ -41,7 +41,7 @@ fn world() -> &'static World {
         let snapshot = testing::fixture_v1_snapshot();
         let keys = ClientKeys::generate(&params).expect("keygen");
         let public_keys = keys.public_bytes().to_vec();
-        let server_keys = ServerKeys::parse(&params, &public_keys).expect("own keys parse");
+        let server_keys = EvalKeys::parse(&params, &public_keys).expect("own keys parse");
         let client = LookupClient::with_keys(snapshot.config(), keys, trust).expect("client");
         let pending = client
             .query(&Cpi::parse("tel:+14155550100").expect("valid CPI"))
@@ -115,7 +115,7 @@ fuzz_target!(|data: &[u8]| {
     };
     match mode % 8 {
         0 => {
-            let _ = ServerKeys::parse(&w.params, body);
+            let _ = EvalKeys::parse(&w.params, body);
             answer(body);
             let _ = w.client.decode(&w.pending, body, NOW);
         }
@@ -131,13 +131,13 @@ fuzz_target!(|data: &[u8]| {
             let _ = w.client.decode(&w.pending, &damage(&w.response, body), NOW);
         }
         6 => {
-            let _ = ServerKeys::parse(&w.params, &tile(body, w.sizes.public_keys));
-            let _ = ServerKeys::parse(&w.params, &damage(&w.public_keys, body));
+            let _ = EvalKeys::parse(&w.params, &tile(body, w.sizes.public_keys));
+            let _ = EvalKeys::parse(&w.params, &damage(&w.public_keys, body));
         }
         _ => {
             // Garbage keys that pass the range check: spiral-rs answers with them.
             let keys = reduce(tile(body, w.sizes.public_keys));
-            if let Ok(keys) = ServerKeys::parse(&w.params, &keys)
+            if let Ok(keys) = EvalKeys::parse(&w.params, &keys)
                 && let Ok(response) = w.snapshot.database().answer(&keys, &w.pending.query)
             {
                 let _ = w.client.decode(&w.pending, &response, NOW);

@@ -38,10 +38,12 @@ pub mod snapshot;
 pub mod testing;
 
 pub use error::{CoreError, ErrorClass, Result};
-pub use identity::{Cpi, IssuerKey, Mapping, MappingFields, TrustStore, VerifiedMapping};
+pub use identity::{
+    Cpi, DpKey, DpKeys, IssuerKey, Mapping, MappingFields, TrustStore, VerifiedMapping,
+};
 pub use keyword::{KeywordLayout, LookupConfig};
 pub use lookup::{ClientKeys, KeyId, LookupClient, LookupResult, PendingLookup};
-pub use pir::{ClientSecret, Database, SchemeParams, ServerKeys};
+pub use pir::{ClientSecret, Database, EvalKeys, SchemeParams};
 pub use snapshot::{BuildOptions, Snapshot, SnapshotHeader, UpdateOptions};
 
 // Flat names other crates still import; they move to the module paths in a following step.

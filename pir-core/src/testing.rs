@@ -7,8 +7,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use crate::{
-    BuildOptions, Cpi, IssuerKey, LookupClient, Mapping, MappingFields, SchemeParams, ServerKeys,
-    SigningKey, Snapshot, TrustStore,
+    BuildOptions, Cpi, DpKey, DpKeys, EvalKeys, IssuerKey, LookupClient, Mapping, MappingFields,
+    SchemeParams, SigningKey, Snapshot, TrustStore,
 };
 
 /// The time fixtures are valid at (2027-01-15), unix seconds.
@@ -26,8 +26,13 @@ pub fn other_issuer() -> IssuerKey {
 }
 
 /// A fixed DP signing key (snapshot headers).
-pub fn dp_key() -> IssuerKey {
-    IssuerKey::from_seed(&[50; 32])
+pub fn dp_key() -> DpKey {
+    DpKey::from_seed(&[50; 32])
+}
+
+/// The DP keys holding exactly `key`.
+pub fn dp_keys_of(key: &DpKey) -> DpKeys {
+    DpKeys::parse(&key.to_public_text()).unwrap()
 }
 
 /// A fixed user key (self-signed consent).
@@ -184,7 +189,7 @@ pub fn lookup_with(
     now: u64,
 ) -> crate::Result<Vec<(String, Option<String>)>> {
     let client = LookupClient::new(snapshot.config(), trust)?;
-    let keys = ServerKeys::parse(&snapshot.config().scheme, client.keys().public_bytes())?;
+    let keys = EvalKeys::parse(&snapshot.config().scheme, client.keys().public_bytes())?;
     let pending = client.query(&Cpi::parse(cpi)?)?;
     let response = snapshot.database().answer(&keys, &pending.query)?;
     let mut found: Vec<_> = client

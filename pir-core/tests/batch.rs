@@ -1,7 +1,7 @@
 //! The engine's own answering (every core, batched) is byte-identical to spiral-rs's.
 
 use pir_core::{
-    BuildOptions, ClientKeys, CoreError, Cpi, LookupClient, SchemeParams, ServerKeys, Snapshot,
+    BuildOptions, ClientKeys, CoreError, Cpi, EvalKeys, LookupClient, SchemeParams, Snapshot,
     TrustStore,
     error::PirMessage,
     testing::{build_options, build_with, bulk_mappings, trust},
@@ -24,9 +24,9 @@ fn check(scheme: SchemeParams) {
             LookupClient::with_keys(snapshot.config(), keys, trust.clone()).unwrap()
         })
         .collect();
-    let server_keys: Vec<ServerKeys> = clients
+    let server_keys: Vec<EvalKeys> = clients
         .iter()
-        .map(|c| ServerKeys::parse(&scheme, c.keys().public_bytes()).unwrap())
+        .map(|c| EvalKeys::parse(&scheme, c.keys().public_bytes()).unwrap())
         .collect();
     let lookups = [
         (0, "mailto:u1@example.org"),
@@ -37,7 +37,7 @@ fn check(scheme: SchemeParams) {
         .iter()
         .map(|(c, cpi)| (*c, clients[*c].query(&Cpi::parse(cpi).unwrap()).unwrap()))
         .collect();
-    let batch: Vec<(&ServerKeys, &[u8])> = pending
+    let batch: Vec<(&EvalKeys, &[u8])> = pending
         .iter()
         .map(|(c, p)| (&server_keys[*c], p.query.as_slice()))
         .collect();

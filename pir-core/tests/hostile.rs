@@ -8,8 +8,8 @@
 use std::{path::PathBuf, sync::OnceLock};
 
 use pir_core::{
-    ClientKeys, CoreError, Cpi, DeltaLine, IssuerKey, LookupClient, Mapping, MessageSizes,
-    PendingLookup, SchemeParams, ServerKeys, Snapshot, TrustStore, fuzzing,
+    ClientKeys, CoreError, Cpi, DeltaLine, EvalKeys, IssuerKey, LookupClient, Mapping,
+    MessageSizes, PendingLookup, SchemeParams, Snapshot, TrustStore, fuzzing,
     testing::{NOW, issuer, sample_mappings, tiny_scheme, tiny_snapshot, trust},
 };
 use proptest::{prelude::*, test_runner::Config};
@@ -35,7 +35,7 @@ struct World {
     snapshot: Snapshot,
     sizes: MessageSizes,
     public_keys: Vec<u8>,
-    server_keys: ServerKeys,
+    server_keys: EvalKeys,
     client: LookupClient,
     /// A pending lookup for a present CPI, and its genuine response.
     pending: PendingLookup,
@@ -58,7 +58,7 @@ fn world() -> &'static World {
         let sizes = params.message_sizes().unwrap();
         let keys = ClientKeys::generate(&params).unwrap();
         let public_keys = keys.public_bytes().to_vec();
-        let server_keys = ServerKeys::parse(&params, &public_keys).unwrap();
+        let server_keys = EvalKeys::parse(&params, &public_keys).unwrap();
         let client = LookupClient::with_keys(snapshot.config(), keys, trust()).unwrap();
         let pending = client
             .query(&Cpi::parse("tel:+14155550100").unwrap())
@@ -359,7 +359,7 @@ fn load_and_run(bytes: &[u8]) -> Option<Snapshot> {
     let params = snapshot.config().scheme;
     let sizes = params.message_sizes().ok()?;
     let keys = ClientKeys::generate(&params).ok()?;
-    let server_keys = ServerKeys::parse(&params, keys.public_bytes()).ok()?;
+    let server_keys = EvalKeys::parse(&params, keys.public_bytes()).ok()?;
     let client = LookupClient::with_keys(snapshot.config(), keys, trust()).ok()?;
     let pending = client
         .query(&Cpi::parse("tel:+14155550100").unwrap())
@@ -409,7 +409,7 @@ fn forged_header_unexpandable_shape_does_not_panic() {
     let _ = load_and_run(&forge(scheme, 0).unwrap());
 }
 
-/// Known bug: with key layout version 1 and n != 2, `ServerKeys::parse` panics in spiral-rs
+/// Known bug: with key layout version 1 and n != 2, `EvalKeys::parse` panics in spiral-rs
 /// `PublicParameters::deserialize` on keys of exactly `setup_bytes` length (n = 3: client.rs:241,
 /// "range start index 1114144 out of range for slice of length 1048608"; n = 4: client.rs:90,
 /// `Option::unwrap()` on `None`). With n = 1 lookups silently return nothing.
@@ -603,7 +603,7 @@ fn truncated_messages_are_refused() {
         .step_by(997)
         .chain([w.public_keys.len() - 1])
     {
-        let e = ServerKeys::parse(&params, &w.public_keys[..cut]).unwrap_err();
+        let e = EvalKeys::parse(&params, &w.public_keys[..cut]).unwrap_err();
         assert!(matches!(e, CoreError::PirBytes { .. }), "{e}");
     }
     for cut in (0..w.pending.query.len())
@@ -630,7 +630,7 @@ fn truncated_messages_are_refused() {
     // One byte too many of each.
     let mut long = w.public_keys.clone();
     long.push(0);
-    assert!(ServerKeys::parse(&params, &long).is_err());
+    assert!(EvalKeys::parse(&params, &long).is_err());
     let mut long = w.pending.query.clone();
     long.push(0);
     assert!(w.snapshot.database().answer(&w.server_keys, &long).is_err());
@@ -643,9 +643,9 @@ fn truncated_messages_are_refused() {
 fn keys_for_other_params_are_refused() {
     let w = world();
     let other = SchemeParams::danger_test_only_small();
-    assert!(ServerKeys::parse(&other, &w.public_keys).is_err());
+    assert!(EvalKeys::parse(&other, &w.public_keys).is_err());
     let keys = ClientKeys::generate(&other).unwrap();
-    let other_keys = ServerKeys::parse(&other, keys.public_bytes()).unwrap();
+    let other_keys = EvalKeys::parse(&other, keys.public_bytes()).unwrap();
     let e = w
         .snapshot
         .database()
@@ -664,7 +664,7 @@ proptest! {
     ) {
         let w = world();
         prop_assume!(![w.sizes.public_keys, w.sizes.query, w.sizes.response].contains(&bytes.len()));
-        prop_assert!(ServerKeys::parse(&tiny_scheme(), &bytes).is_err());
+        prop_assert!(EvalKeys::parse(&tiny_scheme(), &bytes).is_err());
         prop_assert!(w.snapshot.database().answer(&w.server_keys, &bytes).is_err());
         prop_assert!(w.client.decode(&w.pending, &bytes, NOW).is_err());
     }
@@ -673,8 +673,8 @@ proptest! {
     fn damaged_valid_messages_never_panic(cut in any::<usize>(), pos in any::<usize>(), xor in 1u8..=255) {
         let w = world();
         let (short, flipped) = damage(&w.public_keys, cut, pos, xor);
-        prop_assert!(ServerKeys::parse(&tiny_scheme(), &short).is_err());
-        let _ = ServerKeys::parse(&tiny_scheme(), &flipped);
+        prop_assert!(EvalKeys::parse(&tiny_scheme(), &short).is_err());
+        let _ = EvalKeys::parse(&tiny_scheme(), &flipped);
         let (short, flipped) = damage(&w.response, cut, pos, xor);
         prop_assert!(w.client.decode(&w.pending, &short, NOW).is_err());
         let _ = w.client.decode(&w.pending, &flipped, NOW);
@@ -736,13 +736,13 @@ proptest! {
             let word = (state % Q).to_le_bytes();
             chunk.copy_from_slice(&word[..chunk.len()]);
         }
-        let server_keys = ServerKeys::parse(&tiny_scheme(), &keys)?;
+        let server_keys = EvalKeys::parse(&tiny_scheme(), &keys)?;
         let response = w.snapshot.database().answer(&server_keys, &w.pending.query)?;
         let _ = w.client.decode(&w.pending, &response, NOW);
         // And unreduced ones are refused.
         let last = keys.len() - 8;
         keys[last..].copy_from_slice(&u64::MAX.to_le_bytes());
-        prop_assert!(ServerKeys::parse(&tiny_scheme(), &keys).is_err());
+        prop_assert!(EvalKeys::parse(&tiny_scheme(), &keys).is_err());
     }
 
     /// A dishonest PIR host rewrites the bucket the client asks for with well-formed entries

@@ -1,7 +1,7 @@
 //! End-to-end private lookups, in process: build, query, answer, decode, verify.
 
 use pir_core::{
-    BuildOptions, CoreError, Cpi, LookupClient, Mapping, ServerKeys, Snapshot, TrustStore,
+    BuildOptions, CoreError, Cpi, EvalKeys, LookupClient, Mapping, Snapshot, TrustStore,
     error::PirMessage,
     testing::{NOW, mapping, mapping_valid, other_issuer, small_scheme, trust, user_key},
 };
@@ -46,7 +46,7 @@ fn build(mappings: Vec<Mapping>) -> Snapshot {
 }
 
 fn lookup(snapshot: &Snapshot, client: &LookupClient, cpi: &str) -> pir_core::Result<Vec<String>> {
-    let keys = ServerKeys::parse(&snapshot.config().scheme, client.keys().public_bytes())?;
+    let keys = EvalKeys::parse(&snapshot.config().scheme, client.keys().public_bytes())?;
     let pending = client.query(&Cpi::parse(cpi)?)?;
     let response = snapshot.database().answer(&keys, &pending.query)?;
     let result = client.decode(&pending, &response, NOW)?;
@@ -182,7 +182,7 @@ fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
             .is_empty()
     );
     // The user-consented mapping is valid NOW-10..NOW+10: a client clock past it filters it.
-    let keys = ServerKeys::parse(&snapshot.config().scheme, client.keys().public_bytes()).unwrap();
+    let keys = EvalKeys::parse(&snapshot.config().scheme, client.keys().public_bytes()).unwrap();
     let pending = client
         .query(&Cpi::parse("tel:+442079460958").unwrap())
         .unwrap();
@@ -197,7 +197,7 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
     let snapshot = build(sample());
     let params = snapshot.config().scheme;
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
-    let keys = ServerKeys::parse(&params, client.keys().public_bytes()).unwrap();
+    let keys = EvalKeys::parse(&params, client.keys().public_bytes()).unwrap();
     let pending = client
         .query(&Cpi::parse("tel:+14155550100").unwrap())
         .unwrap();
@@ -228,7 +228,7 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
     }
     let public = client.keys().public_bytes();
     for bad in [&public[..100], &[public, &[1u8][..]].concat()[..]] {
-        let err = ServerKeys::parse(&params, bad).unwrap_err();
+        let err = EvalKeys::parse(&params, bad).unwrap_err();
         assert!(
             matches!(
                 err,

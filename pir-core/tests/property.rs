@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use pir_core::{
-    BuildOptions, ClientKeys, Cpi, IssuerKey, LookupClient, Mapping, MappingFields, ServerKeys,
+    BuildOptions, ClientKeys, Cpi, EvalKeys, IssuerKey, LookupClient, Mapping, MappingFields,
     Snapshot,
     testing::{NOW, issuer, small_scheme, trust},
 };
@@ -86,7 +86,7 @@ proptest! {
         prop_assert_eq!(report.stored_mappings, stored);
 
         let keys = ClientKeys::generate(&scheme).unwrap();
-        let server_keys = ServerKeys::parse(&scheme, keys.public_bytes()).unwrap();
+        let server_keys = EvalKeys::parse(&scheme, keys.public_bytes()).unwrap();
         let client = LookupClient::with_keys(snapshot.config(), keys, trust).unwrap();
         let present: BTreeSet<Cpi> = expected.keys().cloned().collect();
         for (cpi, want) in &expected {

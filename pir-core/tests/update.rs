@@ -1,11 +1,10 @@
 //! Delta updates: equal to a full rebuild, removals, replacements, expiry, overflow, signatures.
 
 use pir_core::{
-    BuildOptions, CoreError, Cpi, DeltaOp, Mapping, Snapshot, UpdateOptions, VerifiedMapping,
+    BuildOptions, CoreError, Cpi, DeltaOp, DpKey, Mapping, Snapshot, UpdateOptions,
+    VerifiedMapping,
     error::{Overflow, SnapshotError},
-    testing::{
-        dp_key, file_bytes, lookup_with, mapping_valid, other_issuer, small_scheme, trust, trust_of,
-    },
+    testing::{dp_key, dp_keys_of, file_bytes, lookup_with, mapping_valid, small_scheme, trust},
 };
 
 const T0: u64 = 1_800_000_000;
@@ -162,7 +161,7 @@ fn same_epoch_and_overflow_are_clear_errors() {
 #[test]
 fn dp_signatures_cover_the_header_and_content() {
     let dp = dp_key();
-    let dp_trust = trust_of(&dp);
+    let dp_trust = dp_keys_of(&dp);
     let (mut snapshot, _) = Snapshot::build(base(), &trust(), &opts(1, T0)).unwrap();
     assert!(matches!(
         snapshot.header().verify_signature(&dp_trust),
@@ -177,7 +176,7 @@ fn dp_signatures_cover_the_header_and_content() {
     loaded.header().verify_signature(&dp_trust).unwrap();
 
     // Another key, or a changed header, does not verify.
-    let other = trust_of(&other_issuer());
+    let other = dp_keys_of(&DpKey::from_seed(&[51; 32]));
     assert!(matches!(
         snapshot.header().verify_signature(&other),
         Err(CoreError::UnknownDpKey(_))
@@ -258,7 +257,7 @@ fn deltas_written_from_buckets_only_equal_a_full_rebuild() {
 
     // Loading the delta loads its base and applies it: same content as a full rebuild.
     let loaded = Snapshot::load(&delta_path).unwrap();
-    loaded.header().verify_signature(&trust_of(&dp)).unwrap();
+    loaded.header().verify_signature(&dp_keys_of(&dp)).unwrap();
     let mut expected: Vec<Mapping> = base()
         .into_iter()
         .filter(|m| m.fields.cpi.as_str() != "mailto:bob@example.org")

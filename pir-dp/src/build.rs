@@ -6,7 +6,7 @@ use pir_core::{BuildOptions, BuildReport, SchemeParams, Snapshot, SnapshotHeader
 use serde::Serialize;
 
 use crate::{
-    error::DpError, jsonl::read_mappings, jsonl::refuse_or_skip, keys::read_issuer_key,
+    error::DpError, jsonl::read_mappings, jsonl::refuse_or_skip, keys::read_dp_key,
     progress::progress_bar, report,
 };
 
@@ -95,7 +95,7 @@ pub fn build(args: &BuildArgs) -> Result<BuildSummary, DpError> {
     bar.finish_and_clear();
     let mut snapshot = snapshot;
     if let Some(key) = &args.dp_key {
-        snapshot.sign(&read_issuer_key(key)?)?;
+        snapshot.sign(&read_dp_key(key)?)?;
     }
     snapshot.write(&args.out)?;
     let file_bytes = snapshot.file_len()?;

@@ -8,7 +8,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use pir_core::IssuerKey;
+use pir_core::{DpKey, IssuerKey};
 
 use crate::error::{DpError, IoOp};
 
@@ -33,19 +33,37 @@ pub fn public_key_path(secret: &Path) -> PathBuf {
     secret.with_extension("pub")
 }
 
-/// Generates an Ed25519 key (an issuer's or a DP's): the secret at `out` (mode 0600) and the
-/// public key beside it (`.pub`, a trust file with this one key).
+/// Generates an issuer's Ed25519 key: the secret at `out` (mode 0600) and the public key beside
+/// it (`.pub`, a trust file with this one key).
 pub fn issuer_keygen(out: &Path, overwrite: bool) -> Result<IssuerKey, DpError> {
     let key = IssuerKey::generate();
-    write_private(out, &key.to_secret_text(), overwrite)?;
-    let public = public_key_path(out);
-    std::fs::write(&public, key.to_public_text())
-        .map_err(|e| DpError::io(IoOp::Writing, &public, e))?;
+    write_pair(out, overwrite, &key.to_secret_text(), &key.to_public_text())?;
     Ok(key)
 }
 
-/// Reads a secret key file (issuer or DP).
+/// Generates the DP's Ed25519 signing key, as [`issuer_keygen`] does an issuer's.
+pub fn dp_keygen(out: &Path, overwrite: bool) -> Result<DpKey, DpError> {
+    let key = DpKey::generate();
+    write_pair(out, overwrite, &key.to_secret_text(), &key.to_public_text())?;
+    Ok(key)
+}
+
+fn write_pair(out: &Path, overwrite: bool, secret: &str, public: &str) -> Result<(), DpError> {
+    write_private(out, secret, overwrite)?;
+    let path = public_key_path(out);
+    std::fs::write(&path, public).map_err(|e| DpError::io(IoOp::Writing, &path, e))
+}
+
+fn read_text(path: &Path) -> Result<String, DpError> {
+    std::fs::read_to_string(path).map_err(|e| DpError::io(IoOp::Reading, path, e))
+}
+
+/// Reads an issuer's secret key file.
 pub fn read_issuer_key(path: &Path) -> Result<IssuerKey, DpError> {
-    let text = std::fs::read_to_string(path).map_err(|e| DpError::io(IoOp::Reading, path, e))?;
-    Ok(IssuerKey::parse_secret(&text)?)
+    Ok(IssuerKey::parse_secret(&read_text(path)?)?)
+}
+
+/// Reads the DP's secret key file.
+pub fn read_dp_key(path: &Path) -> Result<DpKey, DpError> {
+    Ok(DpKey::parse_secret(&read_text(path)?)?)
 }

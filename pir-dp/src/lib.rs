@@ -31,7 +31,9 @@ pub use build::{BuildArgs, BuildSummary, build};
 pub use error::{DpError, InvalidLine, IoOp};
 pub use inspect::{Description, Origin, VettedPreset, describe, inspect};
 pub use jsonl::{ReadMappings, read_delta, read_mappings, write_jsonl};
-pub use keys::{issuer_keygen, public_key_path, read_issuer_key, write_private};
+pub use keys::{
+    dp_keygen, issuer_keygen, public_key_path, read_dp_key, read_issuer_key, write_private,
+};
 pub use progress::progress_bar;
 pub use synth::synth;
 pub use update::{UpdateArgs, UpdateSummary, update};

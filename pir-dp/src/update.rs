@@ -9,9 +9,7 @@ use std::{
 use pir_core::{Snapshot, SnapshotHeader, TrustStore, UpdateOptions, UpdateReport};
 use serde::Serialize;
 
-use crate::{
-    error::DpError, jsonl::read_delta, jsonl::refuse_or_skip, keys::read_issuer_key, report,
-};
+use crate::{error::DpError, jsonl::read_delta, jsonl::refuse_or_skip, keys::read_dp_key, report};
 
 /// Options of `pir-server update`.
 #[derive(Clone, Debug)]
@@ -97,7 +95,7 @@ pub fn update(args: &UpdateArgs) -> Result<UpdateSummary, DpError> {
     let trust = TrustStore::from_file(&args.trust)?;
     let (ops, invalid) = read_delta(&args.delta, &trust)?;
     let skipped_invalid = refuse_or_skip(&args.delta, invalid, args.skip_invalid)?;
-    let dp_key = args.dp_key.as_deref().map(read_issuer_key).transpose()?;
+    let dp_key = args.dp_key.as_deref().map(read_dp_key).transpose()?;
     if !args.full && !same_dir(&args.snapshot, &args.out) {
         return Err(DpError::DeltaNotBeside {
             out: args.out.clone(),

@@ -5,7 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use pir_core::{Snapshot, SnapshotHeader, TrustStore};
+use pir_core::{DpKeys, Snapshot, SnapshotHeader};
 use serde::Serialize;
 
 use crate::{error::DpError, report};
@@ -35,7 +35,7 @@ impl fmt::Display for Verified {
 /// `pir-server verify`: checks a snapshot file completely (structure, checksums: the whole file
 /// is loaded) and its DP signature against the keys in `dp_pub`.
 pub fn verify(path: &Path, dp_pub: &Path) -> Result<Verified, DpError> {
-    let keys = TrustStore::from_file(dp_pub)?;
+    let keys = DpKeys::from_file(dp_pub)?;
     let snapshot = Snapshot::load(path)?;
     snapshot
         .header()

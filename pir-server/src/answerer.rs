@@ -27,7 +27,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pir_core::{ServerKeys, Snapshot};
+use pir_core::{EvalKeys, Snapshot};
 use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -55,7 +55,7 @@ impl Drop for Slot {
 struct Job {
     /// The snapshot the request was checked against (its epoch and key parameters).
     snapshot: Arc<Snapshot>,
-    keys: Arc<ServerKeys>,
+    keys: Arc<EvalKeys>,
     queries: Vec<Vec<u8>>,
     /// `None` when the timeout is too long to represent: never expires.
     deadline: Option<Instant>,
@@ -157,7 +157,7 @@ impl Answerer {
     pub(crate) async fn answer(
         &self,
         snapshot: Arc<Snapshot>,
-        keys: Arc<ServerKeys>,
+        keys: Arc<EvalKeys>,
         queries: Vec<Vec<u8>>,
     ) -> Reply {
         // The slot moves into the job: it is held until the worker is done with the job, even
@@ -321,7 +321,7 @@ impl Worker {
 
     /// Test hook: panics, as a dependency bug would, if a query starts with the panic marker.
     #[cfg(feature = "test-hooks")]
-    fn injected_faults(&self, batch: &[(&ServerKeys, &[u8])]) {
+    fn injected_faults(&self, batch: &[(&EvalKeys, &[u8])]) {
         if let Some(marker) = &self.panic_marker
             && batch.iter().any(|(_, q)| q.starts_with(marker))
         {
@@ -331,13 +331,13 @@ impl Worker {
 
     /// Without the `test-hooks` feature there is nothing to inject.
     #[cfg(not(feature = "test-hooks"))]
-    fn injected_faults(&self, _batch: &[(&ServerKeys, &[u8])]) {}
+    fn injected_faults(&self, _batch: &[(&EvalKeys, &[u8])]) {}
 
     /// One pass over the database for every query of `group` (non-empty, one snapshot), or
     /// several of at most `max_batch_queries` queries each, with any panic inside contained.
     fn answer_batch(&self, group: &[Job]) -> Reply {
         let snapshot = &group[0].snapshot;
-        let batch: Vec<(&ServerKeys, &[u8])> = group
+        let batch: Vec<(&EvalKeys, &[u8])> = group
             .iter()
             .flat_map(|job| job.queries.iter().map(|q| (&*job.keys, q.as_slice())))
             .collect();
@@ -395,10 +395,10 @@ mod tests {
         Arc::new(Snapshot::build(Vec::new(), &trust, &opts).unwrap().0)
     }
 
-    fn keys() -> Arc<ServerKeys> {
+    fn keys() -> Arc<EvalKeys> {
         let scheme = SchemeParams::danger_test_only_small();
         let client = ClientKeys::generate(&scheme).unwrap();
-        Arc::new(ServerKeys::parse(&scheme, client.public_bytes()).unwrap())
+        Arc::new(EvalKeys::parse(&scheme, client.public_bytes()).unwrap())
     }
 
     struct Fixture {
@@ -423,7 +423,7 @@ mod tests {
     fn job(
         answerer: &Answerer,
         snapshot: &Arc<Snapshot>,
-        keys: &Arc<ServerKeys>,
+        keys: &Arc<EvalKeys>,
         n: usize,
     ) -> (Job, oneshot::Receiver<Reply>) {
         let permit = answerer.slots.clone().try_acquire_owned().unwrap();

@@ -9,10 +9,10 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use pir_core::{KeyId, ServerKeys};
+use pir_core::{EvalKeys, KeyId};
 
 struct Entry {
-    keys: Arc<ServerKeys>,
+    keys: Arc<EvalKeys>,
     cost: u64,
     last_used: u64,
 }
@@ -50,7 +50,7 @@ impl KeyCache {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn get(&self, id: &KeyId) -> Option<Arc<ServerKeys>> {
+    pub(crate) fn get(&self, id: &KeyId) -> Option<Arc<EvalKeys>> {
         let mut inner = self.lock();
         inner.clock += 1;
         let now = inner.clock;
@@ -62,7 +62,7 @@ impl KeyCache {
 
     /// Inserts keys, evicting the least recently used until they fit. False if they can never
     /// fit the budget.
-    pub(crate) fn insert(&self, id: KeyId, keys: Arc<ServerKeys>, cost: u64) -> bool {
+    pub(crate) fn insert(&self, id: KeyId, keys: Arc<EvalKeys>, cost: u64) -> bool {
         if cost > self.budget {
             return false;
         }

@@ -321,15 +321,14 @@ fn run(command: Command) -> Result<(), CliError> {
             println!("{}", pir_dp::verify(&snapshot, &dp_pub)?);
             Ok(())
         }
-        Command::IssuerKeygen { out, force } | Command::DpKeygen { out, force } => {
-            // Issuer and DP keys are both Ed25519 keys in the same file format.
-            let key = pir_dp::issuer_keygen(&out, force)?;
-            println!(
-                "key {} written to {} (public key: {})",
-                key.id(),
-                out.display(),
-                pir_dp::public_key_path(&out).display()
-            );
+        Command::IssuerKeygen { out, force } => {
+            let id = pir_dp::issuer_keygen(&out, force)?.id();
+            key_written(id, &out);
+            Ok(())
+        }
+        Command::DpKeygen { out, force } => {
+            let id = pir_dp::dp_keygen(&out, force)?.id();
+            key_written(id, &out);
             Ok(())
         }
         Command::Synth {
@@ -369,6 +368,15 @@ fn run(command: Command) -> Result<(), CliError> {
         #[cfg(feature = "demo")]
         Command::Demo { count, dir } => demo::run(count, dir),
     }
+}
+
+#[allow(clippy::print_stdout)]
+fn key_written(id: pir_core::identity::IssuerId, out: &std::path::Path) {
+    println!(
+        "key {id} written to {} (public key: {})",
+        out.display(),
+        pir_dp::public_key_path(out).display()
+    );
 }
 
 /// A rate limit from the command line; `off` is `None`.

@@ -20,7 +20,7 @@ use std::{
     pin::Pin,
 };
 
-use pir_core::{CoreError, Snapshot, TrustStore};
+use pir_core::{CoreError, DpKeys, Snapshot};
 use tokio::{
     net::TcpListener,
     sync::{mpsc, watch},
@@ -180,7 +180,7 @@ impl Signals {
 pub struct Process {
     config: ServeConfig,
     snapshot: Snapshot,
-    dp_keys: Option<TrustStore>,
+    dp_keys: Option<DpKeys>,
     admin_token: Option<AdminToken>,
     identity: Option<Identity>,
 }
@@ -205,7 +205,7 @@ impl Process {
         let dp_keys = config
             .dp_pub
             .as_deref()
-            .map(TrustStore::from_file)
+            .map(DpKeys::from_file)
             .transpose()?;
         let admin_token = config
             .admin_token_file

@@ -12,7 +12,7 @@ use std::{
     sync::Arc,
 };
 
-use pir_core::{Snapshot, TrustStore};
+use pir_core::{DpKeys, Snapshot};
 use tokio::sync::Mutex;
 
 use crate::{error::ServerError, service::DiscoveryService};
@@ -22,13 +22,13 @@ use crate::{error::ServerError, service::DiscoveryService};
 pub struct Reloader {
     service: DiscoveryService,
     path: PathBuf,
-    dp_keys: Option<Arc<TrustStore>>,
+    dp_keys: Option<Arc<DpKeys>>,
     // One reload at a time: each holds a whole database in memory while loading.
     lock: Arc<Mutex<()>>,
 }
 
 /// Loads a snapshot file and, when DP keys are given, refuses it unless one of them signed it.
-pub fn load_checked(path: &Path, dp_keys: Option<&TrustStore>) -> Result<Snapshot, ServerError> {
+pub fn load_checked(path: &Path, dp_keys: Option<&DpKeys>) -> Result<Snapshot, ServerError> {
     let snapshot = Snapshot::load(path)?;
     if let Some(keys) = dp_keys {
         snapshot
@@ -44,7 +44,7 @@ pub fn load_checked(path: &Path, dp_keys: Option<&TrustStore>) -> Result<Snapsho
 
 impl Reloader {
     /// A reloader for `service`, reading `path` by default.
-    pub fn new(service: DiscoveryService, path: PathBuf, dp_keys: Option<TrustStore>) -> Self {
+    pub fn new(service: DiscoveryService, path: PathBuf, dp_keys: Option<DpKeys>) -> Self {
         Self {
             service,
             path,

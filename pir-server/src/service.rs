@@ -18,7 +18,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use pir_core::{KeyId, ServerKeys, Snapshot};
+use pir_core::{EvalKeys, KeyId, Snapshot};
 use pir_proto::v1::{
     self, GetConfigRequest, GetConfigResponse, QueryRequest, QueryResponse, RegisterKeysRequest,
     RegisterKeysResponse,
@@ -218,7 +218,7 @@ impl DiscoveryService {
             self.state.limiters.registration_of_peer(&peer)?;
         }
         let cost = estimated_cost(bytes.len());
-        let keys = tokio::task::spawn_blocking(move || ServerKeys::parse(&scheme, &bytes))
+        let keys = tokio::task::spawn_blocking(move || EvalKeys::parse(&scheme, &bytes))
             .await
             .map_err(join_error)??;
         if !self.state.keys.insert(id, Arc::new(keys), cost) {

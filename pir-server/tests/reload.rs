@@ -3,7 +3,9 @@
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use pir_client::{ClientOptions, PirClient};
-use pir_core::{BuildOptions, Cpi, IssuerKey, MappingFields, SchemeParams, Snapshot, TrustStore};
+use pir_core::{
+    BuildOptions, Cpi, DpKey, DpKeys, IssuerKey, MappingFields, SchemeParams, Snapshot, TrustStore,
+};
 use pir_proto::v1::{
     GetConfigRequest, ReloadRequest, admin_client::AdminClient, discovery_client::DiscoveryClient,
 };
@@ -124,8 +126,8 @@ async fn reloads_under_concurrent_lookups_lose_no_request() {
 async fn bad_snapshots_are_refused_and_the_old_one_keeps_serving() {
     let dir = tempfile::tempdir().unwrap();
     let server = start().await;
-    let dp = IssuerKey::from_seed(&[62; 32]);
-    let dp_keys = TrustStore::parse(&dp.to_public_text()).unwrap();
+    let dp = DpKey::from_seed(&[62; 32]);
+    let dp_keys = DpKeys::parse(&dp.to_public_text()).unwrap();
     let reloader = Reloader::new(
         server.service().clone(),
         dir.path().join("db.pirsnap"),
@@ -147,7 +149,7 @@ async fn bad_snapshots_are_refused_and_the_old_one_keeps_serving() {
     assert!(err.to_string().contains("not signed"), "{err}");
     // Signed by another key.
     let mut other = snapshot(2);
-    other.sign(&IssuerKey::from_seed(&[63; 32])).unwrap();
+    other.sign(&DpKey::from_seed(&[63; 32])).unwrap();
     let other = write(dir.path(), "other.pirsnap", &other);
     assert!(reloader.reload(Some(other)).await.is_err());
     assert_eq!(server.service().epoch(), 1);

@@ -26,8 +26,8 @@ use clap::Parser;
 use pir_benches::{ServerMemory, ServerProcess, median, serve_until_stdin_closes, timed};
 use pir_client::{ClientOptions, bench::BenchReport};
 use pir_core::{
-    BuildOptions, ClientKeys, Cpi, IssuerKey, LookupClient, MappingFields, SchemeParams,
-    ServerKeys, Snapshot, TrustStore,
+    BuildOptions, ClientKeys, Cpi, EvalKeys, IssuerKey, LookupClient, MappingFields, SchemeParams,
+    Snapshot, TrustStore,
 };
 use serde::Serialize;
 
@@ -146,7 +146,7 @@ fn measure_reference(repeat: usize) -> Result<Reference, Box<dyn std::error::Err
         },
     )?;
     let keys = ClientKeys::generate(&scheme)?;
-    let server_keys = ServerKeys::parse(&scheme, keys.public_bytes())?;
+    let server_keys = EvalKeys::parse(&scheme, keys.public_bytes())?;
     let client = LookupClient::with_keys(snapshot.config(), keys, trust)?;
     let pending = client.query(&cpis[3])?;
     let mut samples = Vec::new();
@@ -256,7 +256,7 @@ fn measure(
     let scheme = snapshot.config().scheme;
     let sizes = snapshot.message_sizes()?;
     let keys = ClientKeys::generate(&scheme)?;
-    let server_keys = ServerKeys::parse(&scheme, keys.public_bytes())?;
+    let server_keys = EvalKeys::parse(&scheme, keys.public_bytes())?;
     let client = LookupClient::with_keys(snapshot.config(), keys, trust.clone())?;
 
     let mut query_s = Vec::new();
@@ -307,7 +307,7 @@ fn measure(
         }
         decode_s.push(s);
     }
-    let batch: Vec<(&ServerKeys, &[u8])> = pendings[..args.batch]
+    let batch: Vec<(&EvalKeys, &[u8])> = pendings[..args.batch]
         .iter()
         .map(|p| (&server_keys, p.query.as_slice()))
         .collect();

@@ -19,8 +19,8 @@
 use clap::Parser;
 use pir_benches::median;
 use pir_core::{
-    BuildOptions, ClientKeys, Cpi, IssuerKey, LookupClient, Mapping, MappingFields, SchemeParams,
-    ServerKeys, Snapshot, TrustStore,
+    BuildOptions, ClientKeys, Cpi, EvalKeys, IssuerKey, LookupClient, Mapping, MappingFields,
+    SchemeParams, Snapshot, TrustStore,
 };
 
 #[derive(Parser)]
@@ -154,7 +154,7 @@ fn measure(p: &SchemeParams, repeat: usize) -> Result<Measured, Box<dyn std::err
     };
     let snapshot = Snapshot::build(input, &trust, &opts)?.0;
     let keys = ClientKeys::generate(p)?;
-    let server_keys = ServerKeys::parse(p, keys.public_bytes())?;
+    let server_keys = EvalKeys::parse(p, keys.public_bytes())?;
     let client = LookupClient::with_keys(snapshot.config(), keys, trust)?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let mut phases = Vec::new();

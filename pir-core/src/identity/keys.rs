@@ -167,8 +167,12 @@ impl IssuerKey {
 
     /// The public key file's text (a trust file with this one key).
     pub fn to_public_text(&self) -> String {
+        self.public_text("issuer")
+    }
+
+    fn public_text(&self, role: &str) -> String {
         format!(
-            "# pir-discovery issuer key {}\n{}\n",
+            "# pir-discovery {role} key {}\n{}\n",
             self.id,
             super::b64::encode(self.verifying_key().as_bytes())
         )
@@ -184,6 +188,76 @@ impl IssuerKey {
         let seed: [u8; 32] =
             super::b64::decode_array(line).map_err(|e| CoreError::key(KeyError::Base64(e)))?;
         Ok(Self::from_seed(&seed))
+    }
+}
+
+/// A Discovery Provider's signing key: it signs snapshot headers, never mappings.
+///
+/// Its files have an issuer key's format; the type keeps the two roles apart, so a DP key
+/// cannot sign a mapping and a wrong DP key is reported as one.
+#[derive(Clone, Debug)]
+pub struct DpKey(IssuerKey);
+
+impl DpKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        Self(IssuerKey::generate())
+    }
+
+    /// From a 32-byte Ed25519 seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(IssuerKey::from_seed(seed))
+    }
+
+    /// Parses a secret key file's text.
+    pub fn parse_secret(text: &str) -> Result<Self> {
+        IssuerKey::parse_secret(text).map(Self)
+    }
+
+    /// The key id.
+    pub fn id(&self) -> IssuerId {
+        self.0.id
+    }
+
+    /// The public key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.0.verifying_key()
+    }
+
+    /// The secret key file's text: the base64url seed on one line.
+    pub fn to_secret_text(&self) -> String {
+        self.0.to_secret_text()
+    }
+
+    /// The public key file's text (a DP trust file with this one key).
+    pub fn to_public_text(&self) -> String {
+        self.0.public_text("DP")
+    }
+
+    /// Signs arbitrary bytes (callers add their own domain separation).
+    pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign_raw(message)
+    }
+}
+
+/// The DP keys a verifier accepts snapshots from, by key id (a trust file of DP public keys).
+#[derive(Clone, Debug, Default)]
+pub struct DpKeys(TrustStore);
+
+impl DpKeys {
+    /// Parses a trust file of DP public keys (the format of [`TrustStore::parse`]).
+    pub fn parse(text: &str) -> Result<Self> {
+        TrustStore::parse(text).map(Self)
+    }
+
+    /// Reads a trust file of DP public keys.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        TrustStore::from_file(path).map(Self)
+    }
+
+    /// The key with that id, if trusted.
+    pub fn get(&self, id: &IssuerId) -> Option<&VerifyingKey> {
+        self.0.get(id)
     }
 }
 

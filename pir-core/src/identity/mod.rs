@@ -14,7 +14,7 @@ mod mapping;
 
 pub use cpi::{Cpi, MAX_CPI_LEN};
 pub use jsonl::DeltaLine;
-pub use keys::{ISSUER_ID_CONTEXT, IssuerId, IssuerKey, TrustStore};
+pub use keys::{DpKey, DpKeys, ISSUER_ID_CONTEXT, IssuerId, IssuerKey, TrustStore};
 pub use mapping::{
     ISSUER_SIG_CONTEXT, MAPPING_FORMAT_VERSION, MAX_CONTEXT_LEN, MAX_PSI_LEN, Mapping,
     MappingFields, USER_SIG_CONTEXT, UserConsent, VerifiedMapping, canonical_body,

@@ -12,7 +12,7 @@ use spiral_rs::{
 
 use super::{
     database::Database,
-    eval_keys::ServerKeys,
+    eval_keys::EvalKeys,
     expand::expand,
     first_dim::first_dimension,
     fold::fold,
@@ -35,7 +35,7 @@ pub struct AnswerPhases {
 
 impl Database {
     /// Answers one encrypted query. Malformed query bytes are an error, never a panic.
-    pub fn answer(&self, keys: &ServerKeys, query: &[u8]) -> Result<Vec<u8>> {
+    pub fn answer(&self, keys: &EvalKeys, query: &[u8]) -> Result<Vec<u8>> {
         let mut answers = self.answer_batch(&[(keys, query)])?;
         answers.pop().ok_or(CoreError::Internal("no answer"))
     }
@@ -47,14 +47,14 @@ impl Database {
     /// ciphertexts are folded and packed in parallel. Each database row is read once for all the
     /// queries, so memory traffic is shared. The answers are byte-identical to spiral-rs's
     /// `process_query`.
-    pub fn answer_batch(&self, batch: &[(&ServerKeys, &[u8])]) -> Result<Vec<Vec<u8>>> {
+    pub fn answer_batch(&self, batch: &[(&EvalKeys, &[u8])]) -> Result<Vec<Vec<u8>>> {
         self.answer_batch_timed(batch).map(|(answers, _)| answers)
     }
 
     /// [`Database::answer_batch`], also saying where the time went.
     pub fn answer_batch_timed(
         &self,
-        batch: &[(&ServerKeys, &[u8])],
+        batch: &[(&EvalKeys, &[u8])],
     ) -> Result<(Vec<Vec<u8>>, AnswerPhases)> {
         let (params, db) = (&self.params, self.words.as_slice());
         let sp = spiral_params(params)?;
@@ -140,7 +140,7 @@ impl Database {
     /// spiral-rs's own single-query answer, for the reference benchmark and equality tests.
     /// Not for serving.
     #[doc(hidden)]
-    pub fn danger_reference_answer(&self, keys: &ServerKeys, query: &[u8]) -> Result<Vec<u8>> {
+    pub fn danger_reference_answer(&self, keys: &EvalKeys, query: &[u8]) -> Result<Vec<u8>> {
         let (params, db) = (&self.params, self.words.as_slice());
         let sp = spiral_params(params)?;
         check_words(PirMessage::Query, query, sp.query_bytes(), sp.modulus)?;

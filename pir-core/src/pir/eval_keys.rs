@@ -9,20 +9,20 @@ use super::{
 use crate::error::{PirMessage, Result};
 
 /// A client's public keys, deserialised and ready for answering.
-pub struct ServerKeys {
+pub struct EvalKeys {
     pub(super) params: SchemeParams,
     pub(super) inner: PublicParameters<'static>,
 }
 
-impl std::fmt::Debug for ServerKeys {
+impl std::fmt::Debug for EvalKeys {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ServerKeys")
+        f.debug_struct("EvalKeys")
             .field("params", &self.params)
             .finish_non_exhaustive()
     }
 }
 
-impl ServerKeys {
+impl EvalKeys {
     /// Checks and deserialises public key bytes.
     pub fn parse(params: &SchemeParams, bytes: &[u8]) -> Result<Self> {
         let sp = spiral_params(params)?;

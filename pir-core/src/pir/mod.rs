@@ -2,7 +2,7 @@
 //!
 //! ```text
 //!  client                                   server
-//!  keygen(seed) ── public keys ───────────▶ ServerKeys::parse (length + range checked)
+//!  keygen(seed) ── public keys ───────────▶ EvalKeys::parse (length + range checked)
 //!  query(seed, item) ── query bytes ──────▶ Database::answer(keys, query)   (checked first)
 //!  decode(seed, bytes) ◀── response bytes ─┘
 //! ```
@@ -46,7 +46,7 @@ pub use client::ClientSecret;
 pub(crate) use client::{decode, keygen, query};
 pub use database::Database;
 pub(crate) use database::{item_words, words_per_item};
-pub use eval_keys::ServerKeys;
+pub use eval_keys::EvalKeys;
 pub use params::{POLY_LEN, SchemeParams};
 pub use presets::{Preset, PresetOrigin};
 pub use ring::MessageSizes;

@@ -6,14 +6,14 @@ use super::{
 };
 use crate::{
     error::{CoreError, Result},
-    identity::{IssuerId, IssuerKey, TrustStore},
+    identity::{DpKey, DpKeys, IssuerId},
 };
 
 const HEADER_SIG_CONTEXT: &[u8] = b"pir-discovery/snapshot-header/v1\0";
 
 impl Snapshot {
     /// Signs the header (which covers the content through its checksum) with the DP's key.
-    pub fn sign(&mut self, dp_key: &IssuerKey) -> Result<()> {
+    pub fn sign(&mut self, dp_key: &DpKey) -> Result<()> {
         self.header.signature = None;
         let message = [HEADER_SIG_CONTEXT, &encode_header(&self.header)?].concat();
         self.header.signature = Some(DpSignature {
@@ -26,7 +26,7 @@ impl Snapshot {
 
 impl SnapshotHeader {
     /// Checks the DP's signature against trusted DP keys.
-    pub fn verify_signature(&self, dp_keys: &TrustStore) -> Result<()> {
+    pub fn verify_signature(&self, dp_keys: &DpKeys) -> Result<()> {
         let sig = self.signature.as_ref().ok_or(CoreError::UnsignedSnapshot)?;
         let key = dp_keys
             .get(&IssuerId(sig.key_id))
