@@ -13,8 +13,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use pir_core::{
-    ClientKeys, Cpi, LookupClient, MessageSizes, PendingLookup, SchemeParams, EvalKeys,
-    Snapshot,
+    ClientKeys, Cpi, EvalKeys, LookupClient, MessageSizes, PendingLookup, SchemeParams, Snapshot,
     testing::{self, NOW},
 };
 /// The ring's ciphertext modulus q: every word of keys and queries must be below it.
@@ -46,12 +45,13 @@ fn world() -> &'static World {
         let pending = client
             .query(&Cpi::parse("tel:+14155550100").expect("valid CPI"))
             .expect("query");
-        let response = snapshot.database()
-            .answer(&server_keys, &pending.query)
+        let response = snapshot
+            .database()
+            .answer(&server_keys, pending.query())
             .expect("answer");
         assert_eq!(
             client
-                .decode(&pending, &response, NOW)
+                .decode(client.query(pending.cpi()).expect("query"), &response, NOW)
                 .expect("decode")
                 .mappings
                 .len(),
@@ -110,25 +110,37 @@ fuzz_target!(|data: &[u8]| {
     let answer = |query: &[u8]| {
         if let Ok(response) = w.snapshot.database().answer(&w.server_keys, query) {
             assert_eq!(response.len(), w.sizes.response);
-            let _ = w.client.decode(&w.pending, &response, NOW);
+            let _ = w.client.decode(
+                w.client.query(w.pending.cpi()).expect("query"),
+                &response,
+                NOW,
+            );
         }
     };
     match mode % 8 {
         0 => {
             let _ = EvalKeys::parse(&w.params, body);
             answer(body);
-            let _ = w.client.decode(&w.pending, body, NOW);
+            let _ = w
+                .client
+                .decode(w.client.query(w.pending.cpi()).expect("query"), body, NOW);
         }
         1 => answer(&tile(body, w.sizes.query)),
         2 => answer(&reduce(tile(body, w.sizes.query))),
-        3 => answer(&damage(&w.pending.query, body)),
+        3 => answer(&damage(w.pending.query(), body)),
         4 => {
-            let _ = w
-                .client
-                .decode(&w.pending, &tile(body, w.sizes.response), NOW);
+            let _ = w.client.decode(
+                w.client.query(w.pending.cpi()).expect("query"),
+                &tile(body, w.sizes.response),
+                NOW,
+            );
         }
         5 => {
-            let _ = w.client.decode(&w.pending, &damage(&w.response, body), NOW);
+            let _ = w.client.decode(
+                w.client.query(w.pending.cpi()).expect("query"),
+                &damage(&w.response, body),
+                NOW,
+            );
         }
         6 => {
             let _ = EvalKeys::parse(&w.params, &tile(body, w.sizes.public_keys));
@@ -138,9 +150,13 @@ fuzz_target!(|data: &[u8]| {
             // Garbage keys that pass the range check: spiral-rs answers with them.
             let keys = reduce(tile(body, w.sizes.public_keys));
             if let Ok(keys) = EvalKeys::parse(&w.params, &keys)
-                && let Ok(response) = w.snapshot.database().answer(&keys, &w.pending.query)
+                && let Ok(response) = w.snapshot.database().answer(&keys, w.pending.query())
             {
-                let _ = w.client.decode(&w.pending, &response, NOW);
+                let _ = w.client.decode(
+                    w.client.query(w.pending.cpi()).expect("query"),
+                    &response,
+                    NOW,
+                );
             }
         }
     }

@@ -294,11 +294,11 @@ impl PirClient {
         let mut attempt = 0;
         let result = loop {
             attempt += 1;
-            let mut pending = self.lookup.query(cpi)?;
+            let pending = self.lookup.query(cpi)?;
             let request = v1::QueryRequest {
                 key_id: self.key_id().0.to_vec(),
                 epoch: self.config.lookup.epoch,
-                queries: vec![std::mem::take(&mut pending.query)],
+                queries: vec![pending.query().to_vec()],
             };
             wire.send(&request);
             let heal = match self.grpc.query(request).await {
@@ -312,7 +312,7 @@ impl PirClient {
                         let now = pir_core::unix_now();
                         break self
                             .lookup
-                            .decode(&pending, &answer, now)
+                            .decode(pending, &answer, now)
                             .map_err(|source| ClientError::Lookup {
                                 cpi: cpi.to_string(),
                                 source,

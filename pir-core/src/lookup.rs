@@ -92,15 +92,26 @@ impl ClientKeys {
     }
 }
 
-/// A query waiting for its response.
-#[derive(Clone, Debug)]
+/// A query waiting for its response: made only by [`LookupClient::query`], used up by
+/// [`LookupClient::decode`], so a response is always decoded for the CPI and location its query
+/// was made for.
+#[derive(Debug)]
 pub struct PendingLookup {
-    /// The CPI looked up.
-    pub cpi: Cpi,
-    /// Where it lives (known to the client only).
-    pub location: Location,
+    cpi: Cpi,
+    location: Location,
+    query: Vec<u8>,
+}
+
+impl PendingLookup {
     /// The encrypted query to send.
-    pub query: Vec<u8>,
+    pub fn query(&self) -> &[u8] {
+        &self.query
+    }
+
+    /// The CPI looked up.
+    pub fn cpi(&self) -> &Cpi {
+        &self.cpi
+    }
 }
 
 /// The verified outcome of a lookup.
@@ -192,7 +203,7 @@ impl LookupClient {
     /// server or the snapshot is lying, and the caller must know.
     pub fn decode(
         &self,
-        pending: &PendingLookup,
+        pending: PendingLookup,
         response: &[u8],
         now: u64,
     ) -> Result<LookupResult> {
@@ -211,7 +222,7 @@ impl LookupClient {
             }
         }
         Ok(LookupResult {
-            cpi: pending.cpi.clone(),
+            cpi: pending.cpi,
             mappings,
             outside_validity,
         })

@@ -191,9 +191,9 @@ pub fn lookup_with(
     let client = LookupClient::new(snapshot.config(), trust)?;
     let keys = EvalKeys::parse(&snapshot.config().scheme, client.keys().public_bytes())?;
     let pending = client.query(&Cpi::parse(cpi)?)?;
-    let response = snapshot.database().answer(&keys, &pending.query)?;
+    let response = snapshot.database().answer(&keys, pending.query())?;
     let mut found: Vec<_> = client
-        .decode(&pending, &response, now)?
+        .decode(pending, &response, now)?
         .mappings
         .into_iter()
         .map(|m| (m.fields.msp, m.fields.psi))

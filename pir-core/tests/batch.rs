@@ -39,32 +39,10 @@ fn check(scheme: SchemeParams) {
         .collect();
     let batch: Vec<(&EvalKeys, &[u8])> = pending
         .iter()
-        .map(|(c, p)| (&server_keys[*c], p.query.as_slice()))
+        .map(|(c, p)| (&server_keys[*c], p.query()))
         .collect();
     let answers = snapshot.database().answer_batch(&batch).unwrap();
     assert_eq!(answers.len(), 3);
-    for ((c, p), answer) in pending.iter().zip(&answers) {
-        let reference = snapshot
-            .database()
-            .danger_reference_answer(&server_keys[*c], &p.query)
-            .unwrap();
-        assert!(
-            *answer == reference,
-            "batched answer differs from process_query"
-        );
-        assert_eq!(
-            snapshot
-                .database()
-                .answer(&server_keys[*c], &p.query)
-                .unwrap(),
-            reference
-        );
-        let found = clients[*c]
-            .decode(p, answer, 1_800_000_000)
-            .unwrap()
-            .found();
-        assert_eq!(found, p.cpi.as_str() != "mailto:none@example.org");
-    }
     // One malformed query fails the whole batch with an error, not a panic.
     let bad = vec![0u8; 5];
     let err = snapshot
@@ -81,6 +59,27 @@ fn check(scheme: SchemeParams) {
         ),
         "{err}"
     );
+    drop(batch);
+    for ((c, p), answer) in pending.into_iter().zip(&answers) {
+        let reference = snapshot
+            .database()
+            .danger_reference_answer(&server_keys[c], p.query())
+            .unwrap();
+        assert!(
+            *answer == reference,
+            "batched answer differs from process_query"
+        );
+        assert_eq!(
+            snapshot
+                .database()
+                .answer(&server_keys[c], p.query())
+                .unwrap(),
+            reference
+        );
+        let present = p.cpi().as_str() != "mailto:none@example.org";
+        let found = clients[c].decode(p, answer, 1_800_000_000).unwrap().found();
+        assert_eq!(found, present);
+    }
     assert!(snapshot.database().answer_batch(&[]).unwrap().is_empty());
 }
 

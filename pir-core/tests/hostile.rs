@@ -46,6 +46,13 @@ struct World {
     compacts: Vec<Vec<u8>>,
 }
 
+impl World {
+    /// A fresh pending lookup for `pending`'s CPI: decoding uses one up.
+    fn pending(&self) -> PendingLookup {
+        self.client.query(self.pending.cpi()).unwrap()
+    }
+}
+
 fn build_snapshot() -> Snapshot {
     tiny_snapshot()
 }
@@ -65,12 +72,12 @@ fn world() -> &'static World {
             .unwrap();
         let response = snapshot
             .database()
-            .answer(&server_keys, &pending.query)
+            .answer(&server_keys, pending.query())
             .unwrap();
         // The genuine exchange works, so every failure below is the hostile input's doing.
         assert_eq!(
             client
-                .decode(&pending, &response, NOW)
+                .decode(client.query(pending.cpi()).unwrap(), &response, NOW)
                 .unwrap()
                 .mappings
                 .len(),
@@ -366,10 +373,11 @@ fn load_and_run(bytes: &[u8]) -> Option<Snapshot> {
         .ok()?;
     let response = snapshot
         .database()
-        .answer(&server_keys, &pending.query)
+        .answer(&server_keys, pending.query())
         .ok()?;
-    let _ = client.decode(&pending, &response, NOW);
-    let _ = client.decode(&pending, &vec![0x5a; sizes.response], NOW);
+    let again = client.query(pending.cpi()).ok()?;
+    let _ = client.decode(pending, &response, NOW);
+    let _ = client.decode(again, &vec![0x5a; sizes.response], NOW);
     Some(snapshot)
 }
 
@@ -591,7 +599,7 @@ fn message_sizes_are_as_documented() {
     let w = world();
     assert_eq!(w.sizes.query, 16416);
     assert_eq!(w.public_keys.len(), w.sizes.public_keys);
-    assert_eq!(w.pending.query.len(), w.sizes.query);
+    assert_eq!(w.pending.query().len(), w.sizes.query);
     assert_eq!(w.response.len(), w.sizes.response);
 }
 
@@ -606,14 +614,14 @@ fn truncated_messages_are_refused() {
         let e = EvalKeys::parse(&params, &w.public_keys[..cut]).unwrap_err();
         assert!(matches!(e, CoreError::PirBytes { .. }), "{e}");
     }
-    for cut in (0..w.pending.query.len())
+    for cut in (0..w.pending.query().len())
         .step_by(509)
-        .chain([w.pending.query.len() - 1])
+        .chain([w.pending.query().len() - 1])
     {
         let e = w
             .snapshot
             .database()
-            .answer(&w.server_keys, &w.pending.query[..cut])
+            .answer(&w.server_keys, &w.pending.query()[..cut])
             .unwrap_err();
         assert!(matches!(e, CoreError::PirBytes { .. }), "{e}");
     }
@@ -623,7 +631,7 @@ fn truncated_messages_are_refused() {
     {
         let e = w
             .client
-            .decode(&w.pending, &w.response[..cut], NOW)
+            .decode(w.pending(), &w.response[..cut], NOW)
             .unwrap_err();
         assert!(matches!(e, CoreError::PirBytes { .. }), "{e}");
     }
@@ -631,12 +639,12 @@ fn truncated_messages_are_refused() {
     let mut long = w.public_keys.clone();
     long.push(0);
     assert!(EvalKeys::parse(&params, &long).is_err());
-    let mut long = w.pending.query.clone();
+    let mut long = w.pending.query().to_vec();
     long.push(0);
     assert!(w.snapshot.database().answer(&w.server_keys, &long).is_err());
     let mut long = w.response.clone();
     long.push(0);
-    assert!(w.client.decode(&w.pending, &long, NOW).is_err());
+    assert!(w.client.decode(w.pending(), &long, NOW).is_err());
 }
 
 #[test]
@@ -649,7 +657,7 @@ fn keys_for_other_params_are_refused() {
     let e = w
         .snapshot
         .database()
-        .answer(&other_keys, &w.pending.query)
+        .answer(&other_keys, w.pending.query())
         .unwrap_err();
     assert!(matches!(e, CoreError::KeysForOtherParams), "{e}");
     assert!(LookupClient::with_keys(w.snapshot.config(), keys, trust()).is_err());
@@ -666,7 +674,7 @@ proptest! {
         prop_assume!(![w.sizes.public_keys, w.sizes.query, w.sizes.response].contains(&bytes.len()));
         prop_assert!(EvalKeys::parse(&tiny_scheme(), &bytes).is_err());
         prop_assert!(w.snapshot.database().answer(&w.server_keys, &bytes).is_err());
-        prop_assert!(w.client.decode(&w.pending, &bytes, NOW).is_err());
+        prop_assert!(w.client.decode(w.pending(), &bytes, NOW).is_err());
     }
 
     #[test]
@@ -676,8 +684,8 @@ proptest! {
         prop_assert!(EvalKeys::parse(&tiny_scheme(), &short).is_err());
         let _ = EvalKeys::parse(&tiny_scheme(), &flipped);
         let (short, flipped) = damage(&w.response, cut, pos, xor);
-        prop_assert!(w.client.decode(&w.pending, &short, NOW).is_err());
-        let _ = w.client.decode(&w.pending, &flipped, NOW);
+        prop_assert!(w.client.decode(w.pending(), &short, NOW).is_err());
+        let _ = w.client.decode(w.pending(), &flipped, NOW);
     }
 
     /// Random words at the exact length: unreduced words are refused before spiral-rs sees them.
@@ -697,7 +705,7 @@ proptest! {
         bytes in prop::collection::vec(any::<u8>(), world().sizes.response),
     ) {
         let w = world();
-        let _ = w.client.decode(&w.pending, &bytes, NOW);
+        let _ = w.client.decode(w.pending(), &bytes, NOW);
     }
 }
 
@@ -714,7 +722,7 @@ proptest! {
         let w = world();
         let response = w.snapshot.database().answer(&w.server_keys, &query)?;
         prop_assert_eq!(response.len(), w.sizes.response);
-        let _ = w.client.decode(&w.pending, &response, NOW);
+        let _ = w.client.decode(w.pending(), &response, NOW);
         // Unreduced words at the right length: almost always refused (each word is >= q with
         // probability about 2^-8).
         let mut raw = query[..SEED_LEN].to_vec();
@@ -737,8 +745,8 @@ proptest! {
             chunk.copy_from_slice(&word[..chunk.len()]);
         }
         let server_keys = EvalKeys::parse(&tiny_scheme(), &keys)?;
-        let response = w.snapshot.database().answer(&server_keys, &w.pending.query)?;
-        let _ = w.client.decode(&w.pending, &response, NOW);
+        let response = w.snapshot.database().answer(&server_keys, w.pending.query())?;
+        let _ = w.client.decode(w.pending(), &response, NOW);
         // And unreduced ones are refused.
         let last = keys.len() - 8;
         keys[last..].copy_from_slice(&u64::MAX.to_le_bytes());
@@ -757,7 +765,7 @@ proptest! {
     ) {
         let w = world();
         let mut snapshot = build_snapshot();
-        let location = w.pending.location;
+        let location = w.snapshot.config().layout.locate(w.pending.cpi());
         let mut content = (entries.len() as u16).to_le_bytes().to_vec();
         for (ours, other_tag, body) in &entries {
             content.extend_from_slice(if *ours { &location.tag.0 } else { other_tag });
@@ -770,8 +778,8 @@ proptest! {
                 item[..content.len()].copy_from_slice(&content);
             })
             .unwrap();
-        let response = snapshot.database().answer(&w.server_keys, &w.pending.query).unwrap();
-        let result = w.client.decode(&w.pending, &response, NOW);
+        let response = snapshot.database().answer(&w.server_keys, w.pending.query()).unwrap();
+        let result = w.client.decode(w.pending(), &response, NOW);
         if entries.iter().any(|(ours, tag, _)| *ours || *tag == location.tag.0) {
             prop_assert!(result.is_err(), "forged entry accepted: {:?}", result);
         } else {

@@ -48,8 +48,8 @@ fn build(mappings: Vec<Mapping>) -> Snapshot {
 fn lookup(snapshot: &Snapshot, client: &LookupClient, cpi: &str) -> pir_core::Result<Vec<String>> {
     let keys = EvalKeys::parse(&snapshot.config().scheme, client.keys().public_bytes())?;
     let pending = client.query(&Cpi::parse(cpi)?)?;
-    let response = snapshot.database().answer(&keys, &pending.query)?;
-    let result = client.decode(&pending, &response, NOW)?;
+    let response = snapshot.database().answer(&keys, pending.query())?;
+    let result = client.decode(pending, &response, NOW)?;
     let mut msps: Vec<String> = result
         .mappings
         .iter()
@@ -93,7 +93,7 @@ fn query_size_does_not_depend_on_the_cpi() {
     let sizes = snapshot.message_sizes().unwrap();
     for cpi in ["tel:+14155550100", "mailto:absent@example.com"] {
         let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
-        assert_eq!(pending.query.len(), sizes.query);
+        assert_eq!(pending.query().len(), sizes.query);
     }
 }
 
@@ -186,8 +186,8 @@ fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
     let pending = client
         .query(&Cpi::parse("tel:+442079460958").unwrap())
         .unwrap();
-    let response = snapshot.database().answer(&keys, &pending.query).unwrap();
-    let late = client.decode(&pending, &response, NOW + 11).unwrap();
+    let response = snapshot.database().answer(&keys, pending.query()).unwrap();
+    let late = client.decode(pending, &response, NOW + 11).unwrap();
     assert!(!late.found());
     assert_eq!(late.outside_validity, 1);
 }
@@ -205,10 +205,10 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
     for bad in [
         Vec::new(),
         vec![0u8; 7],
-        pending.query[..pending.query.len() - 1].to_vec(),
-        [pending.query.clone(), vec![0]].concat(),
+        pending.query()[..pending.query().len() - 1].to_vec(),
+        [pending.query().to_vec(), vec![0]].concat(),
         {
-            let mut q = pending.query.clone();
+            let mut q = pending.query().to_vec();
             let n = q.len();
             q[n - 8..].copy_from_slice(&u64::MAX.to_le_bytes());
             q
@@ -240,7 +240,7 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
             "{err}"
         );
     }
-    let err = client.decode(&pending, &[0u8; 10], NOW).unwrap_err();
+    let err = client.decode(pending, &[0u8; 10], NOW).unwrap_err();
     assert!(
         matches!(
             err,

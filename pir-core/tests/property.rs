@@ -91,8 +91,8 @@ proptest! {
         let present: BTreeSet<Cpi> = expected.keys().cloned().collect();
         for (cpi, want) in &expected {
             let pending = client.query(cpi).unwrap();
-            let response = snapshot.database().answer(&server_keys, &pending.query).unwrap();
-            let mut got = client.decode(&pending, &response, NOW).unwrap().mappings;
+            let response = snapshot.database().answer(&server_keys, pending.query()).unwrap();
+            let mut got = client.decode(pending, &response, NOW).unwrap().mappings;
             got.sort_by(|a, b| a.fields.msp.cmp(&b.fields.msp));
             let want: Vec<Mapping> = want.values().cloned().collect();
             prop_assert_eq!(got, want);
@@ -102,8 +102,8 @@ proptest! {
                 continue;
             }
             let pending = client.query(&cpi).unwrap();
-            let response = snapshot.database().answer(&server_keys, &pending.query).unwrap();
-            prop_assert!(!client.decode(&pending, &response, NOW).unwrap().found());
+            let response = snapshot.database().answer(&server_keys, pending.query()).unwrap();
+            prop_assert!(!client.decode(pending, &response, NOW).unwrap().found());
         }
     }
 }

@@ -113,7 +113,7 @@ impl User {
         tokio::spawn(async move { rpc.query(request).await.map(|r| r.into_inner()) })
     }
 
-    fn msps(&self, pending: &PendingLookup, answer: &[u8]) -> Vec<String> {
+    fn msps(&self, pending: PendingLookup, answer: &[u8]) -> Vec<String> {
         self.client
             .decode(pending, answer, NOW)
             .unwrap()
@@ -153,7 +153,7 @@ async fn blocker(
     user: &User,
 ) -> tokio::task::JoinHandle<Result<QueryResponse, Status>> {
     let before = metric(server, "pir_answers_in_progress");
-    let handle = user.send(vec![user.pending(0).query; BLOCKER_QUERIES]);
+    let handle = user.send(vec![user.pending(0).query().to_vec(); BLOCKER_QUERIES]);
     wait_in_progress(server, before + 1.0).await;
     // The worker takes a job the moment it is queued; a little slack for the thread to wake.
     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -175,14 +175,14 @@ async fn concurrent_requests_share_a_pass_and_each_gets_its_own_answers() {
     for i in 0..8 {
         let user = &users[i % 4];
         let pending = user.pending(i);
-        let handle = user.send(vec![pending.query.clone()]);
+        let handle = user.send(vec![pending.query().to_vec()]);
         sent.push((i, pending, handle));
     }
     for (i, pending, handle) in sent {
         let response = handle.await.unwrap().unwrap();
         assert_eq!(response.answers.len(), 1);
         assert_eq!(
-            users[i % 4].msps(&pending, &response.answers[0]),
+            users[i % 4].msps(pending, &response.answers[0]),
             msp(i),
             "{i}"
         );
@@ -192,7 +192,7 @@ async fn concurrent_requests_share_a_pass_and_each_gets_its_own_answers() {
     // Answered in passes of at most eight queries: answers from the first and last pass.
     for k in [5, BLOCKER_QUERIES - 1] {
         assert_eq!(
-            users[0].msps(&users[0].pending(0), &response.answers[k]),
+            users[0].msps(users[0].pending(0), &response.answers[k]),
             msp(0)
         );
     }
@@ -229,12 +229,12 @@ async fn a_faulty_request_fails_alone_in_a_shared_batch() {
     let good = |i: usize| {
         let user = &users[i % 3];
         let pending = user.pending(i);
-        (i, user.send(vec![pending.query.clone()]), pending)
+        (i, user.send(vec![pending.query().to_vec()]), pending)
     };
     let first = [good(1), good(2)];
     let malformed = users[1].send(vec![vec![1u8; 10]]);
     let middle = good(3);
-    let mut poisoned_query = users[2].pending(4).query;
+    let mut poisoned_query = users[2].pending(4).query().to_vec();
     poisoned_query[..4].copy_from_slice(&marker);
     let poisoned = users[2].send(vec![poisoned_query]);
     let last = good(7);
@@ -245,7 +245,7 @@ async fn a_faulty_request_fails_alone_in_a_shared_batch() {
     assert_eq!(err.code(), Code::Internal, "{err:?}");
     for (i, handle, pending) in first.into_iter().chain([middle, last]) {
         let response = handle.await.unwrap().unwrap();
-        assert_eq!(users[i % 3].msps(&pending, &response.answers[0]), msp(i));
+        assert_eq!(users[i % 3].msps(pending, &response.answers[0]), msp(i));
     }
     busy.await.unwrap().unwrap();
     assert!(
@@ -265,9 +265,9 @@ async fn a_faulty_request_fails_alone_in_a_shared_batch() {
     // The answering thread carries on.
     let mut user = users.remove(0);
     let pending = user.pending(5);
-    let request = user.request(vec![pending.query.clone()]);
+    let request = user.request(vec![pending.query().to_vec()]);
     let response = user.rpc.query(request).await.unwrap().into_inner();
-    assert_eq!(user.msps(&pending, &response.answers[0]), msp(5));
+    assert_eq!(user.msps(pending, &response.answers[0]), msp(5));
     assert_eq!(metric(&server, "pir_answers_in_progress"), 0.0);
     server.stop().await.unwrap();
 }
@@ -283,12 +283,12 @@ async fn queued_requests_hold_slots_and_expire_without_a_pass() {
     let user = User::new(&server).await;
     let busy = blocker(&server, &user).await;
     let pending = user.pending(2);
-    let queued = user.send(vec![pending.query.clone()]);
+    let queued = user.send(vec![pending.query().to_vec()]);
     wait_in_progress(&server, 2.0).await;
-    let err = user.send(vec![pending.query.clone()]).await.unwrap();
+    let err = user.send(vec![pending.query().to_vec()]).await.unwrap();
     assert_eq!(err.unwrap_err().code(), Code::ResourceExhausted);
     let response = queued.await.unwrap().unwrap();
-    assert_eq!(user.msps(&pending, &response.answers[0]), msp(2));
+    assert_eq!(user.msps(pending, &response.answers[0]), msp(2));
     busy.await.unwrap().unwrap();
     assert_eq!(
         metric(&server, "pir_rejections_total{reason=\"overloaded\"}"),
@@ -306,7 +306,7 @@ async fn queued_requests_hold_slots_and_expire_without_a_pass() {
     let user = User::new(&server).await;
     let started = std::time::Instant::now();
     let busy = blocker(&server, &user).await;
-    let queued = user.send(vec![user.pending(2).query]);
+    let queued = user.send(vec![user.pending(2).query().to_vec()]);
     let err = queued.await.unwrap().unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded);
     let err = busy.await.unwrap().unwrap_err();

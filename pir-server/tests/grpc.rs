@@ -80,14 +80,14 @@ async fn lookup(
         .query(QueryRequest {
             key_id: key_id.to_vec(),
             epoch: client.config().epoch,
-            queries: vec![pending.query.clone()],
+            queries: vec![pending.query().to_vec()],
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(response.answers.len(), 1);
     let mut msps: Vec<String> = client
-        .decode(&pending, &response.answers[0], NOW)
+        .decode(pending, &response.answers[0], NOW)
         .unwrap()
         .mappings
         .into_iter()
@@ -131,7 +131,8 @@ async fn lookups_over_grpc_and_every_refusal_has_its_code() {
     let good = client
         .query(&Cpi::parse("tel:+14155550100").unwrap())
         .unwrap()
-        .query;
+        .query()
+        .to_vec();
     let request = |queries: Vec<Vec<u8>>, epoch: u64, key_id: &[u8]| QueryRequest {
         key_id: key_id.to_vec(),
         epoch,
@@ -193,7 +194,7 @@ async fn lookups_over_grpc_and_every_refusal_has_its_code() {
         .unwrap();
     let answers = rpc
         .query(request(
-            vec![absent.query.clone(), bob.query.clone()],
+            vec![absent.query().to_vec(), bob.query().to_vec()],
             1,
             &key_id,
         ))
@@ -201,8 +202,8 @@ async fn lookups_over_grpc_and_every_refusal_has_its_code() {
         .unwrap()
         .into_inner()
         .answers;
-    assert!(!client.decode(&absent, &answers[0], NOW).unwrap().found());
-    assert!(client.decode(&bob, &answers[1], NOW).unwrap().found());
+    assert!(!client.decode(absent, &answers[0], NOW).unwrap().found());
+    assert!(client.decode(bob, &answers[1], NOW).unwrap().found());
 
     // Still serving after all of the above.
     assert_eq!(
@@ -253,7 +254,7 @@ async fn registering_is_idempotent_and_eviction_is_bounded_by_memory() {
         .query(QueryRequest {
             key_id: a_id,
             epoch: 1,
-            queries: vec![q.query],
+            queries: vec![q.query().to_vec()],
         })
         .await
         .unwrap_err();

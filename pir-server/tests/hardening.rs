@@ -48,7 +48,8 @@ async fn register(rpc: &mut DiscoveryClient<Channel>) -> (ClientKeys, Vec<u8>) {
     let q = client
         .query(&Cpi::parse("mailto:bob@example.org").unwrap())
         .unwrap()
-        .query;
+        .query()
+        .to_vec();
     (client.keys().clone(), q)
 }
 

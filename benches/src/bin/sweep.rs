@@ -148,15 +148,16 @@ fn measure_reference(repeat: usize) -> Result<Reference, Box<dyn std::error::Err
     let keys = ClientKeys::generate(&scheme)?;
     let server_keys = EvalKeys::parse(&scheme, keys.public_bytes())?;
     let client = LookupClient::with_keys(snapshot.config(), keys, trust)?;
-    let pending = client.query(&cpis[3])?;
     let mut samples = Vec::new();
     for _ in 0..repeat {
+        // Not timed; a pending lookup is used up by its decode.
+        let pending = client.query(&cpis[3])?;
         let (answer, s) = timed(|| {
             snapshot
                 .database()
-                .danger_reference_answer(&server_keys, &pending.query)
+                .danger_reference_answer(&server_keys, pending.query())
         });
-        if !client.decode(&pending, &answer?, now)?.found() {
+        if !client.decode(pending, &answer?, now)?.found() {
             return Err("the 2^20 x 256 B reference did not find a present CPI".into());
         }
         samples.push(s);
@@ -275,13 +276,13 @@ fn measure(
     let mut decode_s = Vec::new();
     for _ in 0..args.repeat {
         let (a, s) =
-            timed(|| pool1.install(|| snapshot.database().answer(&server_keys, &one.query)));
+            timed(|| pool1.install(|| snapshot.database().answer(&server_keys, one.query())));
         a?;
         single1.push(s);
         let (_, p) = pool1.install(|| {
             snapshot
                 .database()
-                .answer_batch_timed(&[(&server_keys, one.query.as_slice())])
+                .answer_batch_timed(&[(&server_keys, one.query())])
         })?;
         for (samples, s) in phases
             .iter_mut()
@@ -289,19 +290,21 @@ fn measure(
         {
             samples.push(s);
         }
-        let (a, s) = timed(|| snapshot.database().answer(&server_keys, &one.query));
+        let (a, s) = timed(|| snapshot.database().answer(&server_keys, one.query()));
         let a = a?;
         single.push(s);
         let (r, s) = timed(|| {
             snapshot
                 .database()
-                .danger_reference_answer(&server_keys, &one.query)
+                .danger_reference_answer(&server_keys, one.query())
         });
         if r? != a {
             return Err("engine and reference answers differ".into());
         }
         reference.push(s);
-        let (found, s) = timed(|| client.decode(one, &a, pir_core::unix_now()));
+        // A pending lookup is used up by its decode: a fresh one, made outside the timing.
+        let fresh = client.query(one.cpi())?;
+        let (found, s) = timed(|| client.decode(fresh, &a, pir_core::unix_now()));
         if !found?.found() {
             return Err("a present CPI was not found".into());
         }
@@ -309,7 +312,7 @@ fn measure(
     }
     let batch: Vec<(&EvalKeys, &[u8])> = pendings[..args.batch]
         .iter()
-        .map(|p| (&server_keys, p.query.as_slice()))
+        .map(|p| (&server_keys, p.query()))
         .collect();
     let mut batched = Vec::new();
     for _ in 0..args.repeat {

@@ -160,11 +160,11 @@ fn measure(p: &SchemeParams, repeat: usize) -> Result<Measured, Box<dyn std::err
     let mut phases = Vec::new();
     for i in 0..repeat.max(1) {
         let pending = client.query(&cpi(i)?)?;
-        let batch = [(&server_keys, pending.query.as_slice())];
+        let batch = [(&server_keys, pending.query())];
         let (answers, ph) = pool.install(|| snapshot.database().answer_batch_timed(&batch))?;
         let answer = answers.first().ok_or("no answer")?;
         if !client
-            .decode(&pending, answer, pir_core::unix_now())?
+            .decode(pending, answer, pir_core::unix_now())?
             .found()
         {
             return Err(format!("{p}: a present CPI was not found").into());
