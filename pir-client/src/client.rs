@@ -420,7 +420,7 @@ impl PirClient {
         if response.key_id != keys.id().0 {
             return Err(ClientError::Protocol(format!(
                 "server registered the keys as {}, expected {}",
-                hex_prefix(&response.key_id),
+                shown_id(&response.key_id),
                 keys.id()
             )));
         }
@@ -448,7 +448,10 @@ impl PirClient {
     }
 }
 
-/// The first 8 bytes in hex, as [`KeyId`] displays.
-fn hex_prefix(bytes: &[u8]) -> String {
-    bytes.iter().take(8).map(|b| format!("{b:02x}")).collect()
+/// A key id from the wire as [`KeyId`] displays, or its length when it is not one.
+fn shown_id(bytes: &[u8]) -> String {
+    match <[u8; 32]>::try_from(bytes) {
+        Ok(id) => KeyId(id).to_string(),
+        Err(_) => format!("a {}-byte id", bytes.len()),
+    }
 }

@@ -22,11 +22,11 @@
 use std::{
     fs,
     io::Write,
-    os::unix::fs::{OpenOptionsExt, PermissionsExt},
+    os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
 };
 
-use pir_core::{ClientKeys, ClientSecret, SchemeParams};
+use pir_core::{ClientKeys, ClientSecret, SchemeParams, bytes::Reader};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ClientError, Result};
@@ -37,7 +37,7 @@ pub const KEY_FILE_MAGIC: [u8; 8] = *b"PIRKEYS\0";
 pub const KEY_FILE_VERSION: u32 = 1;
 
 const CHECKSUM_CONTEXT: &[u8] = b"pir-discovery/key-file/v1\0";
-const PARAMS_LEN: usize = 11 * 4 + 8;
+const PARAMS_LEN: usize = SchemeParams::ENCODED_LEN;
 const HEADER_LEN: usize = 8 + 4 + PARAMS_LEN + 32 + 8;
 const CHECKSUM_LEN: usize = 32;
 /// Far above the largest vetted public keys (about 9 MB): refuse to read anything bigger.
@@ -113,66 +113,13 @@ impl KeyFile {
     /// Writes the keys, replacing any previous file atomically, with permissions 0o600.
     pub fn write(&self, keys: &ClientKeys) -> Result<()> {
         let bytes = encode(keys);
-        let io = |source| ClientError::KeyFileIo {
-            path: self.path.clone(),
+        let io = |path: &Path, source| ClientError::KeyFileIo {
+            path: path.to_path_buf(),
             source,
         };
-        let name = self.path.file_name().ok_or_else(|| {
-            ClientError::BadConfig(format!("key file path {:?} has no file name", self.path))
-        })?;
-        let dir = match self.path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let tmp = dir.join(format!(
-            ".{}.{}.{nanos}.tmp",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let result = (|| {
-            // create_new: never follow a planted symlink or reuse someone else's file.
-            let mut file = fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&tmp)?;
-            file.write_all(&bytes)?;
-            file.sync_all()?;
-            drop(file);
-            fs::rename(&tmp, &self.path)
-        })();
-        if let Err(e) = result {
-            let _ = fs::remove_file(&tmp);
-            return Err(io(e));
-        }
-        // Make the rename durable; not every filesystem lets a directory be synced.
-        if let Ok(d) = fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    }
-}
-
-fn put_params(out: &mut Vec<u8>, p: &SchemeParams) {
-    for v in [p.n, p.nu_1, p.nu_2] {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out.extend_from_slice(&p.p.to_le_bytes());
-    for v in [
-        p.q2_bits,
-        p.t_gsw,
-        p.t_conv,
-        p.t_exp_left,
-        p.t_exp_right,
-        p.instances,
-        p.item_bytes,
-        p.version,
-    ] {
-        out.extend_from_slice(&v.to_le_bytes());
+        pir_core::fs::write_atomic(&self.path, 0o600, io, |w| {
+            w.write_all(&bytes).map_err(|e| io(&self.path, e))
+        })
     }
 }
 
@@ -190,41 +137,13 @@ fn encode(keys: &ClientKeys) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + public.len() + CHECKSUM_LEN);
     out.extend_from_slice(&KEY_FILE_MAGIC);
     out.extend_from_slice(&KEY_FILE_VERSION.to_le_bytes());
-    put_params(&mut out, keys.params());
+    out.extend_from_slice(&keys.params().to_le_bytes());
     out.extend_from_slice(&keys.secret().to_bytes());
     out.extend_from_slice(&(public.len() as u64).to_le_bytes());
     out.extend_from_slice(public);
     let sum = checksum(&out);
     out.extend_from_slice(&sum);
     out
-}
-
-/// A cursor over bytes whose length was checked up front.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
-        if self.0.len() < n {
-            return Err("truncated".into());
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    fn u32(&mut self) -> Result<u32, String> {
-        self.array().map(u32::from_le_bytes)
-    }
-
-    fn u64(&mut self) -> Result<u64, String> {
-        self.array().map(u64::from_le_bytes)
-    }
 }
 
 /// Parses and checks a key file's bytes.
@@ -239,31 +158,17 @@ fn decode(bytes: &[u8]) -> Result<ClientKeys, String> {
             HEADER_LEN + CHECKSUM_LEN
         ));
     }
-    let mut r = Reader(&bytes[KEY_FILE_MAGIC.len()..]);
-    let version = r.u32()?;
+    let truncated = |_| "truncated".to_string();
+    let mut r = Reader::new(&bytes[KEY_FILE_MAGIC.len()..]);
+    let version = r.u32().map_err(truncated)?;
     if version != KEY_FILE_VERSION {
         return Err(format!(
             "format version {version}, this client reads version {KEY_FILE_VERSION}"
         ));
     }
-    let (n, nu_1, nu_2) = (r.u32()?, r.u32()?, r.u32()?);
-    let p = r.u64()?;
-    let params = SchemeParams {
-        n,
-        nu_1,
-        nu_2,
-        p,
-        q2_bits: r.u32()?,
-        t_gsw: r.u32()?,
-        t_conv: r.u32()?,
-        t_exp_left: r.u32()?,
-        t_exp_right: r.u32()?,
-        instances: r.u32()?,
-        item_bytes: r.u32()?,
-        version: r.u32()?,
-    };
-    let secret = ClientSecret::from_bytes(r.array()?);
-    let public_len = r.u64()?;
+    let params_bytes: [u8; SchemeParams::ENCODED_LEN] = r.array().map_err(truncated)?;
+    let secret = ClientSecret::from_bytes(r.array().map_err(truncated)?);
+    let public_len = r.u64().map_err(truncated)?;
     let expected_len = (HEADER_LEN + CHECKSUM_LEN) as u64 + public_len;
     if bytes.len() as u64 != expected_len {
         return Err(format!(
@@ -276,8 +181,7 @@ fn decode(bytes: &[u8]) -> Result<ClientKeys, String> {
         return Err("checksum mismatch: the file is corrupted".into());
     }
     // Only now, with the bytes known intact, are the parameters worth checking.
-    params
-        .validate()
+    let params = SchemeParams::from_le_bytes(&params_bytes)
         .map_err(|e| format!("stored parameters: {e}"))?;
     let sizes = params
         .message_sizes()
@@ -288,7 +192,7 @@ fn decode(bytes: &[u8]) -> Result<ClientKeys, String> {
             sizes.public_keys
         ));
     }
-    let public = r.take(sizes.public_keys)?.to_vec();
+    let public = r.take(sizes.public_keys).map_err(truncated)?.to_vec();
     Ok(ClientKeys::from_parts(params, secret, public))
 }
 

@@ -740,5 +740,17 @@ pub enum Overflow {
     },
 }
 
+impl From<crate::bytes::Truncated> for BucketError {
+    fn from(_: crate::bytes::Truncated) -> Self {
+        Self::Truncated
+    }
+}
+
+impl From<BucketError> for CoreError {
+    fn from(e: BucketError) -> Self {
+        Self::Bucket(e)
+    }
+}
+
 /// Result with [`CoreError`].
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

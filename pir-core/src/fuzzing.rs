@@ -6,7 +6,7 @@ use crate::{Cpi, Mapping, Result, keyword::bucket};
 
 /// Decodes a bucket's plaintext into its entries; returns how many there are.
 pub fn decode_bucket(item: &[u8]) -> Result<usize> {
-    bucket::decode_bucket(item).map(|e| e.len())
+    Ok(bucket::decode_bucket(item)?.len())
 }
 
 /// Decodes a compact bucket entry for a known CPI.
@@ -21,5 +21,6 @@ pub fn encode_compact(mapping: &Mapping) -> Vec<u8> {
 
 /// Reads an entry's MSP and expiry without its CPI.
 pub fn compact_msp_and_expiry(bytes: &[u8]) -> Result<(Vec<u8>, u64)> {
-    bucket::compact_msp_and_expiry(bytes).map(|(m, e)| (m.to_vec(), e))
+    let (msp, expiry) = bucket::compact_msp_and_expiry(bytes)?;
+    Ok((msp.to_vec(), expiry))
 }

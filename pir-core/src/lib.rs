@@ -26,7 +26,9 @@
 // Outside tests, a panic must name the invariant that makes it impossible.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod bytes;
 pub mod error;
+pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;

@@ -36,11 +36,11 @@ impl KeyId {
 }
 
 impl std::fmt::Display for KeyId {
+    /// The first 8 bytes in base64url, the one spelling of every key id (as [`IssuerId`]'s).
+    ///
+    /// [`IssuerId`]: crate::identity::IssuerId
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for b in &self.0[..8] {
-            write!(f, "{b:02x}")?;
-        }
-        Ok(())
+        f.write_str(&crate::identity::b64_encode(&self.0[..8]))
     }
 }
 

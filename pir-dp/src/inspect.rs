@@ -2,7 +2,7 @@
 
 use std::{fmt, path::Path};
 
-use pir_core::{CoreError, MessageSizes, PresetOrigin, Snapshot, SnapshotHeader};
+use pir_core::{CoreError, IssuerId, MessageSizes, PresetOrigin, Snapshot, SnapshotHeader};
 use serde::Serialize;
 
 use crate::{
@@ -147,7 +147,7 @@ impl fmt::Display for Description {
         line(
             "signed by DP",
             match &h.signature {
-                Some(s) => format!("yes (key {})", report::hex(&s.key_id)),
+                Some(s) => format!("yes (key {})", IssuerId(s.key_id)),
                 None => "no".into(),
             },
         )

@@ -1,10 +1,10 @@
 //! Serialising the engine's report types, which carry no serde derives of their own: each is
 //! written through a small mirror struct holding the fields a report reader needs.
 
-use pir_core::{BuildReport, SchemeParams, SnapshotHeader, UpdateReport};
+use pir_core::{BuildReport, IssuerId, SchemeParams, SnapshotHeader, UpdateReport};
 use serde::{Serialize, Serializer};
 
-/// Key ids and checksums in reports are lower-case hex, as `inspect` shows them.
+/// Checksums in reports are lower-case hex; key ids are spelt as everywhere (base64url).
 pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -50,7 +50,10 @@ pub(crate) fn header<S: Serializer>(h: &SnapshotHeader, s: S) -> Result<S::Ok, S
         }),
         plaintext_checksum: hex(&h.plaintext_checksum),
         db_checksum: hex(&h.db_checksum),
-        signed_by: h.signature.as_ref().map(|sig| hex(&sig.key_id)),
+        signed_by: h
+            .signature
+            .as_ref()
+            .map(|sig| IssuerId(sig.key_id).to_string()),
     }
     .serialize(s)
 }

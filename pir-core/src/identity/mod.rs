@@ -7,6 +7,8 @@
 //! ```
 
 mod b64;
+
+pub(crate) use b64::encode as b64_encode;
 mod cpi;
 mod jsonl;
 mod keys;

@@ -13,6 +13,7 @@
 //! verifies both that the entry is genuine and that it belongs to this CPI.
 
 use super::layout::Tag;
+use crate::bytes::Reader;
 use crate::{
     error::{BucketError, CoreError, Overflow, Result},
     identity::{Cpi, IssuerId, Mapping, MappingFields, UserConsent},
@@ -61,51 +62,30 @@ pub(crate) fn encode_compact(m: &Mapping) -> Vec<u8> {
     out
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if self.bytes.len() < n {
-            return Err(CoreError::Bucket(BucketError::Truncated));
-        }
-        let (head, tail) = self.bytes.split_at(n);
-        self.bytes = tail;
-        Ok(head)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        let mut out = [0u8; N];
-        out.copy_from_slice(self.take(N)?);
-        Ok(out)
-    }
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-    fn u16(&mut self) -> Result<u16> {
-        Ok(u16::from_le_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.array()?))
-    }
-    fn short_str(&mut self) -> Result<String> {
-        let len = self.u8()? as usize;
-        String::from_utf8(self.take(len)?.to_vec())
-            .map_err(|_| CoreError::Bucket(BucketError::NotUtf8))
-    }
+fn short_str(r: &mut Reader<'_>) -> Result<String, BucketError> {
+    let len = r.u8()? as usize;
+    String::from_utf8(r.take(len)?.to_vec()).map_err(|_| BucketError::NotUtf8)
 }
 
 /// Decodes a compact mapping for a known CPI.
 pub(crate) fn decode_compact(cpi: &Cpi, bytes: &[u8]) -> Result<Mapping> {
-    let mut r = Reader { bytes };
+    let mapping = parse_compact(cpi, bytes)?;
+    mapping.fields.validate()?;
+    Ok(mapping)
+}
+
+fn parse_compact(cpi: &Cpi, bytes: &[u8]) -> Result<Mapping, BucketError> {
+    let mut r = Reader::new(bytes);
     let flags = r.u8()?;
     if flags & !(FLAG_PSI | FLAG_CONTEXT | FLAG_USER) != 0 {
-        return Err(CoreError::Bucket(BucketError::UnknownFlags(flags)));
+        return Err(BucketError::UnknownFlags(flags));
     }
-    let msp = r.short_str()?;
-    let psi = (flags & FLAG_PSI != 0).then(|| r.short_str()).transpose()?;
+    let msp = short_str(&mut r)?;
+    let psi = (flags & FLAG_PSI != 0)
+        .then(|| short_str(&mut r))
+        .transpose()?;
     let context = (flags & FLAG_CONTEXT != 0)
-        .then(|| r.short_str())
+        .then(|| short_str(&mut r))
         .transpose()?;
     let not_before = r.u64()?;
     let not_after = r.u64()?;
@@ -119,8 +99,8 @@ pub(crate) fn decode_compact(cpi: &Cpi, bytes: &[u8]) -> Result<Mapping> {
     } else {
         None
     };
-    if !r.bytes.is_empty() {
-        return Err(CoreError::Bucket(BucketError::TrailingBytes));
+    if !r.rest().is_empty() {
+        return Err(BucketError::TrailingBytes);
     }
     let fields = MappingFields {
         cpi: cpi.clone(),
@@ -130,7 +110,6 @@ pub(crate) fn decode_compact(cpi: &Cpi, bytes: &[u8]) -> Result<Mapping> {
         not_before,
         not_after,
     };
-    fields.validate()?;
     Ok(Mapping {
         fields,
         issuer,
@@ -179,8 +158,8 @@ pub(crate) fn encode_bucket<'a>(
 }
 
 /// Splits a bucket into (tag, compact mapping) entries.
-pub(crate) fn decode_bucket(item: &[u8]) -> Result<Vec<(Tag, &[u8])>> {
-    let mut r = Reader { bytes: item };
+pub(crate) fn decode_bucket(item: &[u8]) -> Result<Vec<(Tag, &[u8])>, BucketError> {
+    let mut r = Reader::new(item);
     let count = r.u16()?;
     let mut entries = Vec::with_capacity(count as usize);
     for _ in 0..count {
@@ -192,8 +171,8 @@ pub(crate) fn decode_bucket(item: &[u8]) -> Result<Vec<(Tag, &[u8])>> {
 }
 
 /// The MSP and `not_after` of a compact mapping, read without its CPI.
-pub(crate) fn compact_msp_and_expiry(bytes: &[u8]) -> Result<(&[u8], u64)> {
-    let mut r = Reader { bytes };
+pub(crate) fn compact_msp_and_expiry(bytes: &[u8]) -> Result<(&[u8], u64), BucketError> {
+    let mut r = Reader::new(bytes);
     let flags = r.u8()?;
     let msp_len = r.u8()? as usize;
     let msp = r.take(msp_len)?;

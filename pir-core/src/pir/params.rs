@@ -67,6 +67,58 @@ impl std::fmt::Display for SchemeParams {
     }
 }
 impl SchemeParams {
+    /// Bytes of the fixed encoding ([`SchemeParams::to_le_bytes`]).
+    pub const ENCODED_LEN: usize = 11 * 4 + 8;
+
+    /// The one fixed encoding, little-endian, as key files store it: `n`, `nu_1`, `nu_2` (u32),
+    /// `p` (u64), then `q2_bits`, `t_gsw`, `t_conv`, `t_exp_left`, `t_exp_right`, `instances`,
+    /// `item_bytes`, `version` (u32).
+    pub fn to_le_bytes(&self) -> [u8; Self::ENCODED_LEN] {
+        let mut out = [0u8; Self::ENCODED_LEN];
+        let (head, tail) = out.split_at_mut(12);
+        for (slot, v) in head.chunks_exact_mut(4).zip([self.n, self.nu_1, self.nu_2]) {
+            slot.copy_from_slice(&v.to_le_bytes());
+        }
+        let (p, rest) = tail.split_at_mut(8);
+        p.copy_from_slice(&self.p.to_le_bytes());
+        let words = [
+            self.q2_bits,
+            self.t_gsw,
+            self.t_conv,
+            self.t_exp_left,
+            self.t_exp_right,
+            self.instances,
+            self.item_bytes,
+            self.version,
+        ];
+        for (slot, v) in rest.chunks_exact_mut(4).zip(words) {
+            slot.copy_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+
+    /// Decodes [`SchemeParams::to_le_bytes`] and validates the result.
+    pub fn from_le_bytes(b: &[u8; Self::ENCODED_LEN]) -> Result<Self> {
+        // Fixed offsets into a fixed-length array: every slice is in range.
+        let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default());
+        let params = Self {
+            n: u32_at(0),
+            nu_1: u32_at(4),
+            nu_2: u32_at(8),
+            p: u64::from_le_bytes(b[12..20].try_into().unwrap_or_default()),
+            q2_bits: u32_at(20),
+            t_gsw: u32_at(24),
+            t_conv: u32_at(28),
+            t_exp_left: u32_at(32),
+            t_exp_right: u32_at(36),
+            instances: u32_at(40),
+            item_bytes: u32_at(44),
+            version: u32_at(48),
+        };
+        params.validate()?;
+        Ok(params)
+    }
+
     /// Checks that the adapter can run these parameters without tripping spiral-rs's asserts.
     pub fn validate(&self) -> Result<()> {
         self.check().map_err(CoreError::Params)
@@ -162,5 +214,26 @@ impl SchemeParams {
     /// 64-bit words of the preprocessed (NTT-form) database.
     pub fn db_words(&self) -> usize {
         (self.instances * self.n * self.n) as usize * self.num_items() * POLY_LEN
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_encoding_round_trips_every_preset_and_refuses_invalid_ones() {
+        for preset in SchemeParams::vetted_presets().chain(SchemeParams::store_presets()) {
+            let p = preset.params;
+            assert_eq!(SchemeParams::from_le_bytes(&p.to_le_bytes()).unwrap(), p);
+        }
+        let mut bytes = SchemeParams::danger_test_only_small().to_le_bytes();
+        // Little-endian, in the documented order: n first, then nu_1.
+        assert_eq!(bytes[..8], [2, 0, 0, 0, 6, 0, 0, 0]);
+        bytes[0] = 9;
+        assert!(matches!(
+            SchemeParams::from_le_bytes(&bytes),
+            Err(CoreError::Params(ParamsError::N { n: 9 }))
+        ));
     }
 }

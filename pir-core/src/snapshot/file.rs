@@ -2,7 +2,7 @@
 
 use std::{
     fs::File,
-    io::{BufWriter, Read, Write},
+    io::{Read, Write},
     path::Path,
 };
 
@@ -24,17 +24,12 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 impl Snapshot {
     /// Writes the snapshot to `path` (through a temporary file, renamed into place).
     pub fn write(&self, path: &Path) -> Result<()> {
-        let tmp = path.with_extension("pirsnap.tmp");
-        let io = |e| CoreError::io(&tmp, e);
-        let file = File::create(&tmp).map_err(io)?;
-        let mut w = BufWriter::with_capacity(1 << 22, file);
-        self.write_to(&mut w).map_err(|e| match e {
-            CoreError::Io { source, .. } => io(source),
-            other => other,
-        })?;
-        let file = w.into_inner().map_err(|e| io(e.into_error()))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(|e| CoreError::io(path, e))
+        crate::fs::write_atomic(
+            path,
+            0o644,
+            |p: &Path, e| CoreError::io(p, e),
+            |w| self.write_to(w).map_err(|e| e.in_file(path)),
+        )
     }
 
     /// Writes the snapshot's bytes to any writer: a full file, or a delta file when this
