@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pir_core::{DeltaLine, Mapping};
+use pir_core::{Mapping, identity::{DeltaLine}};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(line) = std::str::from_utf8(data) else {

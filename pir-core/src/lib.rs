@@ -45,21 +45,8 @@ pub use identity::{
 };
 pub use keyword::{KeywordLayout, LookupConfig};
 pub use lookup::{ClientKeys, KeyId, LookupClient, LookupResult, PendingLookup};
-pub use pir::{ClientSecret, Database, EvalKeys, SchemeParams};
+pub use pir::{ClientSecret, Database, EvalKeys, MessageSizes, SchemeParams};
 pub use snapshot::{BuildOptions, Snapshot, SnapshotHeader, UpdateOptions};
-
-// Flat names other crates still import; they move to the module paths in a following step.
-#[doc(hidden)]
-pub use identity::{
-    DeltaLine, ISSUER_ID_CONTEXT, ISSUER_SIG_CONTEXT, IssuerId, MAPPING_FORMAT_VERSION,
-    USER_SIG_CONTEXT, UserConsent, canonical_body,
-};
-#[doc(hidden)]
-pub use keyword::LAYOUT_VERSION;
-#[doc(hidden)]
-pub use pir::{AnswerPhases, MessageSizes, PresetOrigin};
-#[doc(hidden)]
-pub use snapshot::{BuildReport, DeltaOp, SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC, UpdateReport};
 
 /// Re-exported so callers can make user keys without naming the crate.
 pub use ed25519_dalek::{SigningKey, VerifyingKey};

@@ -8,8 +8,9 @@
 use std::{path::PathBuf, sync::OnceLock};
 
 use pir_core::{
-    ClientKeys, CoreError, Cpi, DeltaLine, EvalKeys, IssuerKey, LookupClient, Mapping,
-    MessageSizes, PendingLookup, SchemeParams, Snapshot, TrustStore, fuzzing,
+    ClientKeys, CoreError, Cpi, EvalKeys, IssuerKey, LookupClient, Mapping, MessageSizes,
+    PendingLookup, SchemeParams, Snapshot, TrustStore, fuzzing,
+    identity::DeltaLine,
     testing::{NOW, issuer, sample_mappings, tiny_scheme, tiny_snapshot, trust},
 };
 use proptest::{prelude::*, test_runner::Config};

@@ -3,8 +3,9 @@
 use std::path::PathBuf;
 
 use pir_core::{
-    CoreError, SNAPSHOT_FORMAT_VERSION, Snapshot,
+    CoreError, Snapshot,
     error::SnapshotError,
+    snapshot::SNAPSHOT_FORMAT_VERSION,
     testing::{
         FIXTURE_V1_CREATED_AT, NOW, file_bytes as to_bytes, fixture_v1_snapshot as build_fixture,
         msps, read_bytes as read, tiny_scheme,

@@ -1,9 +1,9 @@
 //! Delta updates: equal to a full rebuild, removals, replacements, expiry, overflow, signatures.
 
 use pir_core::{
-    BuildOptions, CoreError, Cpi, DeltaOp, DpKey, Mapping, Snapshot, UpdateOptions,
-    VerifiedMapping,
+    BuildOptions, CoreError, Cpi, DpKey, Mapping, Snapshot, UpdateOptions, VerifiedMapping,
     error::{Overflow, SnapshotError},
+    snapshot::DeltaOp,
     testing::{dp_key, dp_keys_of, file_bytes, lookup_with, mapping_valid, small_scheme, trust},
 };
 

@@ -17,9 +17,13 @@ use std::path::PathBuf;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use pir_core::{
-    BuildOptions, CoreError, Cpi, ISSUER_ID_CONTEXT, ISSUER_SIG_CONTEXT, IssuerId, IssuerKey,
-    KeywordLayout, LAYOUT_VERSION, MAPPING_FORMAT_VERSION, Mapping, MappingFields, SchemeParams,
-    Snapshot, TrustStore, USER_SIG_CONTEXT, UserConsent, canonical_body,
+    BuildOptions, CoreError, Cpi, IssuerKey, KeywordLayout, Mapping, MappingFields, SchemeParams,
+    Snapshot, TrustStore,
+    identity::{
+        ISSUER_ID_CONTEXT, ISSUER_SIG_CONTEXT, IssuerId, MAPPING_FORMAT_VERSION, USER_SIG_CONTEXT,
+        UserConsent, canonical_body,
+    },
+    keyword::LAYOUT_VERSION,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

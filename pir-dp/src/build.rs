@@ -2,7 +2,9 @@
 
 use std::{fmt, path::PathBuf, time::Instant};
 
-use pir_core::{BuildOptions, BuildReport, SchemeParams, Snapshot, SnapshotHeader, TrustStore};
+use pir_core::{
+    BuildOptions, SchemeParams, Snapshot, SnapshotHeader, TrustStore, snapshot::BuildReport,
+};
 use serde::Serialize;
 
 use crate::{

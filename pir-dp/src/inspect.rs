@@ -2,7 +2,9 @@
 
 use std::{fmt, path::Path};
 
-use pir_core::{CoreError, IssuerId, MessageSizes, PresetOrigin, Snapshot, SnapshotHeader};
+use pir_core::{
+    CoreError, MessageSizes, Snapshot, SnapshotHeader, identity::IssuerId, pir::PresetOrigin,
+};
 use serde::Serialize;
 
 use crate::{

@@ -7,7 +7,9 @@ use std::{
     path::Path,
 };
 
-use pir_core::{CoreError, DeltaLine, DeltaOp, Mapping, TrustStore, VerifiedMapping};
+use pir_core::{
+    CoreError, Mapping, TrustStore, VerifiedMapping, identity::DeltaLine, snapshot::DeltaOp,
+};
 use rayon::prelude::*;
 
 use crate::error::{DpError, InvalidLine, IoOp};

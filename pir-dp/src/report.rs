@@ -1,7 +1,11 @@
 //! Serialising the engine's report types, which carry no serde derives of their own: each is
 //! written through a small mirror struct holding the fields a report reader needs.
 
-use pir_core::{BuildReport, IssuerId, SchemeParams, SnapshotHeader, UpdateReport};
+use pir_core::{
+    SchemeParams, SnapshotHeader,
+    identity::IssuerId,
+    snapshot::{BuildReport, UpdateReport},
+};
 use serde::{Serialize, Serializer};
 
 /// Checksums in reports are lower-case hex; key ids are spelt as everywhere (base64url).

@@ -6,7 +6,7 @@ use std::{
     time::Instant,
 };
 
-use pir_core::{Snapshot, SnapshotHeader, TrustStore, UpdateOptions, UpdateReport};
+use pir_core::{Snapshot, SnapshotHeader, TrustStore, UpdateOptions, snapshot::UpdateReport};
 use serde::Serialize;
 
 use crate::{error::DpError, jsonl::read_delta, jsonl::refuse_or_skip, keys::read_dp_key, report};

@@ -171,7 +171,7 @@ fn measure(p: &SchemeParams, repeat: usize) -> Result<Measured, Box<dyn std::err
         }
         phases.push(ph);
     }
-    let med = |f: fn(&pir_core::AnswerPhases) -> f64| median(phases.iter().map(f).collect());
+    let med = |f: fn(&pir_core::pir::AnswerPhases) -> f64| median(phases.iter().map(f).collect());
     let (expand, first, fold, pack) = (
         med(|p| p.expand_s),
         med(|p| p.first_dim_s),
