@@ -4,19 +4,12 @@
 use std::{net::SocketAddr, os::unix::fs::PermissionsExt};
 
 use pir_client::{ClientError, ClientOptions, KeyFile, PirClient};
+use pir_core::testing::{issuer, trust};
 use pir_core::{
     BuildOptions, CoreError, Cpi, IssuerKey, Mapping, MappingFields, SchemeParams, Snapshot,
     TrustStore,
 };
 use pir_server::{RunningServer, ServeOptions};
-
-fn issuer() -> IssuerKey {
-    IssuerKey::from_seed(&[77; 32])
-}
-
-fn trust() -> TrustStore {
-    TrustStore::parse(&issuer().to_public_text()).unwrap()
-}
 
 fn mapping(cpi: &str, msp: &str, psi: Option<&str>, context: Option<&str>) -> Mapping {
     MappingFields::new(Cpi::parse(cpi).unwrap(), msp, psi, context, 0, u64::MAX)

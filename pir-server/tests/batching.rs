@@ -8,9 +8,9 @@ mod common;
 
 use std::time::Duration;
 
+use pir_core::testing::{issuer, trust};
 use pir_core::{
-    BuildOptions, Cpi, IssuerKey, LookupClient, MappingFields, PendingLookup, SchemeParams,
-    Snapshot, TrustStore,
+    BuildOptions, Cpi, LookupClient, MappingFields, PendingLookup, SchemeParams, Snapshot,
 };
 use pir_proto::v1::{
     GetConfigRequest, QueryRequest, QueryResponse, RegisterKeysRequest,
@@ -23,14 +23,6 @@ use common::connect;
 
 const NOW: u64 = 1_800_000_000;
 const BLOCKER_QUERIES: usize = 24;
-
-fn issuer() -> IssuerKey {
-    IssuerKey::from_seed(&[91; 32])
-}
-
-fn trust() -> TrustStore {
-    TrustStore::parse(&issuer().to_public_text()).unwrap()
-}
 
 /// `mailto:userI@example.org` is at `mspI.example`, for I in 0..6; 6.. are absent.
 fn cpi(i: usize) -> Cpi {

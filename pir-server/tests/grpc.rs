@@ -2,9 +2,8 @@
 
 mod common;
 
-use pir_core::{
-    BuildOptions, Cpi, IssuerKey, LookupClient, MappingFields, SchemeParams, Snapshot, TrustStore,
-};
+use pir_core::testing::{issuer, trust};
+use pir_core::{BuildOptions, Cpi, LookupClient, MappingFields, SchemeParams, Snapshot};
 use pir_proto::{
     REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY,
     v1::{GetConfigRequest, QueryRequest, RegisterKeysRequest, discovery_client::DiscoveryClient},
@@ -15,14 +14,6 @@ use tonic::{Code, transport::Channel};
 use common::connect;
 
 const NOW: u64 = 1_800_000_000;
-
-fn issuer() -> IssuerKey {
-    IssuerKey::from_seed(&[21; 32])
-}
-
-fn trust() -> TrustStore {
-    TrustStore::parse(&issuer().to_public_text()).unwrap()
-}
 
 fn snapshot(epoch: u64, msp_for_bob: &str) -> Snapshot {
     let m = |cpi: &str, msp: &str| {

@@ -6,7 +6,8 @@ mod common;
 use std::{net::SocketAddr, time::Duration};
 
 use pir_client::{ClientOptions, PirClient};
-use pir_core::{ClientKeys, Cpi, IssuerKey, Snapshot, TrustStore};
+use pir_core::testing::{issuer, trust};
+use pir_core::{ClientKeys, Cpi, Snapshot};
 use pir_proto::v1::{
     GetConfigRequest, QueryRequest, RegisterKeysRequest, discovery_client::DiscoveryClient,
 };
@@ -14,14 +15,6 @@ use pir_server::{Identity, RateLimit, RunningServer, ServeOptions};
 use tonic::{Code, transport::Channel};
 
 use common::connect as rpc;
-
-fn issuer() -> IssuerKey {
-    IssuerKey::from_seed(&[71; 32])
-}
-
-fn trust() -> TrustStore {
-    TrustStore::parse(&issuer().to_public_text()).unwrap()
-}
 
 fn snapshot() -> Snapshot {
     common::bob_snapshot(&issuer(), 1, 1)

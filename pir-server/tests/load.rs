@@ -13,19 +13,12 @@ use std::{
 };
 
 use pir_client::{ClientError, ClientOptions, PirClient};
-use pir_core::{BuildOptions, Cpi, IssuerKey, MappingFields, SchemeParams, Snapshot, TrustStore};
+use pir_core::testing::{issuer, trust};
+use pir_core::{BuildOptions, Cpi, MappingFields, SchemeParams, Snapshot};
 use pir_proto::v1::{QueryRequest, RegisterKeysRequest, discovery_client::DiscoveryClient};
 use pir_server::{RunningServer, ServeOptions};
 use rand::{Rng, SeedableRng, rngs::StdRng};
 use tonic::Code;
-
-fn issuer() -> IssuerKey {
-    IssuerKey::from_seed(&[81; 32])
-}
-
-fn trust() -> TrustStore {
-    TrustStore::parse(&issuer().to_public_text()).unwrap()
-}
 
 fn cpi(i: usize) -> Cpi {
     Cpi::parse(&format!("mailto:user{i}@example.org")).unwrap()

@@ -5,7 +5,7 @@ mod common;
 
 use std::{net::SocketAddr, path::Path, time::Duration};
 
-use pir_core::{IssuerKey, Snapshot};
+use pir_core::Snapshot;
 use pir_proto::v1::{
     GetConfigRequest, ReloadRequest, admin_client::AdminClient, discovery_client::DiscoveryClient,
 };
@@ -17,7 +17,7 @@ use pir_server::{
 const TOKEN: &str = "0123456789abcdef-process";
 
 fn snapshot(epoch: u64) -> Snapshot {
-    common::bob_snapshot(&IssuerKey::from_seed(&[81; 32]), epoch, epoch as u8)
+    common::bob_snapshot(&pir_core::testing::issuer(), epoch, epoch as u8)
 }
 
 fn loopback() -> SocketAddr {

@@ -3,22 +3,13 @@
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use pir_client::{ClientOptions, PirClient};
-use pir_core::{
-    BuildOptions, Cpi, DpKey, DpKeys, IssuerKey, MappingFields, SchemeParams, Snapshot, TrustStore,
-};
+use pir_core::testing::{issuer, trust};
+use pir_core::{BuildOptions, Cpi, DpKey, DpKeys, MappingFields, SchemeParams, Snapshot};
 use pir_proto::v1::{
     GetConfigRequest, ReloadRequest, admin_client::AdminClient, discovery_client::DiscoveryClient,
 };
 use pir_server::{AdminToken, Reloader, RunningServer, ServeOptions};
 use tonic::Code;
-
-fn issuer() -> IssuerKey {
-    IssuerKey::from_seed(&[61; 32])
-}
-
-fn trust() -> TrustStore {
-    TrustStore::parse(&issuer().to_public_text()).unwrap()
-}
 
 /// Alice is at chat.example in every epoch; Bob moves between MSPs with the epoch's parity.
 fn bob_msp(epoch: u64) -> &'static str {
