@@ -1,7 +1,18 @@
 //! Conversions between wire types and `pir-core` types.
+//!
+//! A message that needs nothing but itself to check converts with `TryFrom`. One whose checks
+//! need what the receiver knows (such as the server's batch limit) converts with
+//! `parse(message, what it is checked against)`, so each check still happens once, in the one
+//! constructor of a type that carries the result.
+//!
+//! ```text
+//! client                                        server
+//! ConfigIn    ◀── GetConfigResponse ◀────────── GetConfigResponse::for_snapshot
+//!             ─── QueryRequest ───────────────▶ QueryIn::parse(req, max queries)
+//! ```
 
 use pir_core::{
-    CoreError, KeywordLayout, LookupConfig, SchemeParams, Snapshot, error::LayoutError,
+    CoreError, KeyId, KeywordLayout, LookupConfig, SchemeParams, Snapshot, error::LayoutError,
 };
 
 use crate::v1;
@@ -205,6 +216,91 @@ impl TryFrom<v1::GetConfigResponse> for ConfigIn {
     }
 }
 
+/// Why a `QueryRequest` is refused by its shape, before any key or snapshot is looked at.
+///
+/// Not `#[non_exhaustive]`: the server maps every variant to a status, and a new one should make
+/// it decide.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The request holds no query.
+    #[error("no queries")]
+    NoQueries,
+    /// More queries than the server takes in one request.
+    #[error("{got} queries in one request; at most {max}")]
+    TooMany {
+        /// Queries sent.
+        got: usize,
+        /// The server's limit.
+        max: u32,
+    },
+    /// A key id that is not a SHA-256 digest.
+    #[error("key id must be 32 bytes")]
+    KeyIdLength {
+        /// Its length in bytes.
+        got: usize,
+    },
+}
+
+/// A `QueryRequest` from the wire: a key id, an epoch and between 1 and the server's limit of
+/// queries (their bytes are checked by the engine, which knows the parameters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryIn {
+    key_id: KeyId,
+    epoch: u64,
+    queries: Vec<Vec<u8>>,
+}
+
+impl QueryIn {
+    /// Checks a request's shape for a server that takes at most `max_queries` queries per
+    /// request, in the order the server has always refused them: no queries, too many, then
+    /// the key id's length.
+    ///
+    /// The limit is a parameter rather than a second check in the server so that those three
+    /// stay in that order in one place (a request both too large and with a bad key id is
+    /// RESOURCE_EXHAUSTED, not INVALID_ARGUMENT). The epoch is not checked here: whether it is
+    /// the served one depends on the snapshot, and the server checks it before this.
+    pub fn parse(req: v1::QueryRequest, max_queries: u32) -> Result<Self, QueryError> {
+        if req.queries.is_empty() {
+            return Err(QueryError::NoQueries);
+        }
+        if req.queries.len() > max_queries as usize {
+            return Err(QueryError::TooMany {
+                got: req.queries.len(),
+                max: max_queries,
+            });
+        }
+        let got = req.key_id.len();
+        let key_id = <[u8; 32]>::try_from(req.key_id)
+            .map(KeyId)
+            .map_err(|_| QueryError::KeyIdLength { got })?;
+        Ok(Self {
+            key_id,
+            epoch: req.epoch,
+            queries: req.queries,
+        })
+    }
+
+    /// The id of the keys the queries were made with.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// The epoch the client believes is served.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The queries, at least one.
+    pub fn queries(&self) -> &[Vec<u8>] {
+        &self.queries
+    }
+
+    /// The queries, to hand to the answering engine.
+    pub fn into_queries(self) -> Vec<Vec<u8>> {
+        self.queries
+    }
+}
+
 impl v1::GetConfigResponse {
     /// The configuration of a snapshot served with these limits.
     pub fn for_snapshot(snapshot: &Snapshot, limits: v1::Limits) -> Result<Self, CoreError> {
@@ -351,5 +447,54 @@ mod tests {
                 items: 256
             }))
         ));
+    }
+
+    fn query(key_id: usize, queries: usize) -> v1::QueryRequest {
+        v1::QueryRequest {
+            key_id: vec![5; key_id],
+            epoch: 3,
+            queries: vec![vec![1, 2, 3]; queries],
+        }
+    }
+
+    #[test]
+    fn query_carries_key_id_epoch_and_queries() {
+        let q = QueryIn::parse(query(32, 2), 2).unwrap();
+        assert_eq!(q.key_id(), KeyId([5; 32]));
+        assert_eq!(q.epoch(), 3);
+        assert_eq!(q.queries().len(), 2);
+        assert_eq!(q.into_queries(), vec![vec![1, 2, 3]; 2]);
+    }
+
+    #[test]
+    fn query_refuses_an_empty_batch() {
+        assert_eq!(QueryIn::parse(query(32, 0), 2), Err(QueryError::NoQueries));
+    }
+
+    #[test]
+    fn query_refuses_more_than_the_limit() {
+        assert_eq!(
+            QueryIn::parse(query(32, 3), 2),
+            Err(QueryError::TooMany { got: 3, max: 2 })
+        );
+    }
+
+    #[test]
+    fn query_refuses_a_key_id_of_another_length() {
+        for len in [0, 31, 33] {
+            assert_eq!(
+                QueryIn::parse(query(len, 1), 2),
+                Err(QueryError::KeyIdLength { got: len })
+            );
+        }
+    }
+
+    #[test]
+    fn query_refusals_come_in_the_servers_order() {
+        assert_eq!(QueryIn::parse(query(5, 0), 2), Err(QueryError::NoQueries));
+        assert_eq!(
+            QueryIn::parse(query(5, 3), 2),
+            Err(QueryError::TooMany { got: 3, max: 2 })
+        );
     }
 }

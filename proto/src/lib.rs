@@ -15,7 +15,7 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/pir.v1.rs"));
 }
 
-pub use convert::{ConfigIn, ConvertError, ReportedSizes};
+pub use convert::{ConfigIn, ConvertError, QueryError, QueryIn, ReportedSizes};
 
 /// Encoded `FileDescriptorSet` of `pir.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
