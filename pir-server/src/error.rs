@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 
 use pir_core::{CoreError, ErrorClass};
-use pir_proto::{QueryError, REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY};
+use pir_proto::{
+    QueryError, REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY, RegisterKeysError,
+};
 use tonic::{Code, Status, metadata::MetadataValue};
 
 /// Everything that can go wrong serving: a request, a reload, the transport.
@@ -123,6 +125,14 @@ impl From<QueryError> for ServerError {
             QueryError::NoQueries | QueryError::KeyIdLength { .. } => {
                 Self::Malformed(e.to_string())
             }
+        }
+    }
+}
+
+impl From<RegisterKeysError> for ServerError {
+    fn from(e: RegisterKeysError) -> Self {
+        match e {
+            RegisterKeysError::KeysLength { .. } => Self::Malformed(e.to_string()),
         }
     }
 }
@@ -310,6 +320,16 @@ mod tests {
                 Code::InvalidArgument,
                 None,
                 "malformed request: key id must be 32 bytes",
+            ),
+            (
+                RegisterKeysError::KeysLength {
+                    got: 100,
+                    expected: 1_000,
+                }
+                .into(),
+                Code::InvalidArgument,
+                None,
+                "malformed request: public keys are 100 bytes; this snapshot's parameters need 1000",
             ),
         ];
         check(cases);

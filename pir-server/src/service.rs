@@ -18,9 +18,9 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use pir_core::{EvalKeys, KeyId, Snapshot};
+use pir_core::{EvalKeys, Snapshot};
 use pir_proto::{
-    QueryIn,
+    QueryIn, RegisterKeysIn,
     v1::{
         self, GetConfigRequest, GetConfigResponse, QueryRequest, QueryResponse,
         RegisterKeysRequest, RegisterKeysResponse,
@@ -200,15 +200,8 @@ impl DiscoveryService {
     ) -> Result<RegisterKeysResponse, ServerError> {
         self.housekeeping();
         let served = self.state.served.load_full();
-        let bytes = req.public_keys;
-        if bytes.len() != served.public_key_bytes {
-            return Err(ServerError::Malformed(format!(
-                "public keys are {} bytes; this snapshot's parameters need {}",
-                bytes.len(),
-                served.public_key_bytes
-            )));
-        }
-        let id = KeyId::of(&bytes);
+        let req = RegisterKeysIn::parse(req, served.public_key_bytes)?;
+        let id = req.key_id();
         let scheme = served.snapshot.header().scheme;
         if let Some(existing) = self.state.keys.get(&id)
             && *existing.params() == scheme
@@ -220,7 +213,8 @@ impl DiscoveryService {
         if let Some(peer) = peer {
             self.state.limiters.registration_of_peer(&peer)?;
         }
-        let cost = estimated_cost(bytes.len());
+        let cost = estimated_cost(req.public_keys().len());
+        let bytes = req.into_public_keys();
         let keys = tokio::task::spawn_blocking(move || EvalKeys::parse(&scheme, &bytes))
             .await
             .map_err(join_error)??;

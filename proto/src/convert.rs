@@ -1,7 +1,8 @@
 //! Conversions between wire types and `pir-core` types.
 //!
 //! A message that needs nothing but itself to check converts with `TryFrom`. One whose checks
-//! need what the receiver knows (such as the server's batch limit) converts with
+//! need what the receiver knows (the server's batch limit, the served parameters' key size)
+//! converts with
 //! `parse(message, what it is checked against)`, so each check still happens once, in the one
 //! constructor of a type that carries the result.
 //!
@@ -9,6 +10,7 @@
 //! client                                        server
 //! ConfigIn    ◀── GetConfigResponse ◀────────── GetConfigResponse::for_snapshot
 //!             ─── QueryRequest ───────────────▶ QueryIn::parse(req, max queries)
+//!             ─── RegisterKeysRequest ────────▶ RegisterKeysIn::parse(req, key bytes)
 //! ```
 
 use pir_core::{
@@ -301,6 +303,82 @@ impl QueryIn {
     }
 }
 
+/// Why a `RegisterKeysRequest` is refused before its keys are parsed.
+///
+/// Not `#[non_exhaustive]`, for the reason [`QueryError`] is not.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterKeysError {
+    /// Keys of another size than the served parameters' public keys.
+    #[error("public keys are {got} bytes; this snapshot's parameters need {expected}")]
+    KeysLength {
+        /// Bytes sent.
+        got: usize,
+        /// Bytes the parameters' public keys take.
+        expected: usize,
+    },
+}
+
+/// A `RegisterKeysRequest` from the wire: public keys of the size the served parameters need,
+/// and their [`KeyId`]. Whether the bytes are keys is for the engine (`EvalKeys::parse`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegisterKeysIn {
+    key_id: KeyId,
+    public_keys: Vec<u8>,
+}
+
+impl RegisterKeysIn {
+    /// Checks that the keys are `expected_len` bytes, the public-key size of the parameters
+    /// served, and computes their id.
+    ///
+    /// The size is a parameter, not a check left to the server, so that the id is only ever
+    /// computed for keys of the right size: hashing up to a message's worth of bytes that will
+    /// be refused anyway is work a client could make the server do for nothing.
+    pub fn parse(
+        req: v1::RegisterKeysRequest,
+        expected_len: usize,
+    ) -> Result<Self, RegisterKeysError> {
+        let public_keys = req.public_keys;
+        if public_keys.len() != expected_len {
+            return Err(RegisterKeysError::KeysLength {
+                got: public_keys.len(),
+                expected: expected_len,
+            });
+        }
+        Ok(Self {
+            key_id: KeyId::of(&public_keys),
+            public_keys,
+        })
+    }
+
+    /// The keys' id, as [`KeyId::of`] computes it.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// The serialised public keys.
+    pub fn public_keys(&self) -> &[u8] {
+        &self.public_keys
+    }
+
+    /// The serialised public keys, to hand to the engine.
+    pub fn into_public_keys(self) -> Vec<u8> {
+        self.public_keys
+    }
+}
+
+/// Megabytes of key bytes are not worth printing: the id and the length say which keys.
+impl std::fmt::Debug for RegisterKeysIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterKeysIn")
+            .field("key_id", &self.key_id)
+            .field(
+                "public_keys",
+                &format_args!("{} bytes", self.public_keys.len()),
+            )
+            .finish()
+    }
+}
+
 impl v1::GetConfigResponse {
     /// The configuration of a snapshot served with these limits.
     pub fn for_snapshot(snapshot: &Snapshot, limits: v1::Limits) -> Result<Self, CoreError> {
@@ -496,5 +574,32 @@ mod tests {
             QueryIn::parse(query(5, 3), 2),
             Err(QueryError::TooMany { got: 3, max: 2 })
         );
+    }
+
+    fn keys(len: usize) -> v1::RegisterKeysRequest {
+        v1::RegisterKeysRequest {
+            public_keys: vec![9; len],
+        }
+    }
+
+    #[test]
+    fn register_keys_carries_the_keys_and_their_id() {
+        let r = RegisterKeysIn::parse(keys(100), 100).unwrap();
+        assert_eq!(r.key_id(), KeyId::of(&[9; 100]));
+        assert_eq!(r.public_keys(), &[9; 100]);
+        assert_eq!(r.into_public_keys(), vec![9; 100]);
+    }
+
+    #[test]
+    fn register_keys_refuses_keys_of_another_size() {
+        for len in [0, 99, 101] {
+            assert_eq!(
+                RegisterKeysIn::parse(keys(len), 100),
+                Err(RegisterKeysError::KeysLength {
+                    got: len,
+                    expected: 100
+                })
+            );
+        }
     }
 }

@@ -15,7 +15,9 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/pir.v1.rs"));
 }
 
-pub use convert::{ConfigIn, ConvertError, QueryError, QueryIn, ReportedSizes};
+pub use convert::{
+    ConfigIn, ConvertError, QueryError, QueryIn, RegisterKeysError, RegisterKeysIn, ReportedSizes,
+};
 
 /// Encoded `FileDescriptorSet` of `pir.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
