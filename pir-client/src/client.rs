@@ -16,7 +16,7 @@ use std::{path::PathBuf, time::Duration, time::Instant};
 
 use pir_core::{ClientKeys, Cpi, KeyId, LookupClient, LookupResult, SchemeParams, TrustStore};
 use pir_proto::{
-    ConfigIn, REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY,
+    AnswerError, AnswerIn, ConfigIn, REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY,
     v1::{self, discovery_client::DiscoveryClient},
 };
 use prost::Message;
@@ -305,24 +305,25 @@ impl PirClient {
                 Ok(response) => {
                     let response = response.into_inner();
                     wire.receive(&response);
-                    if response.epoch == self.config.lookup().epoch {
-                        let [answer] = <[Vec<u8>; 1]>::try_from(response.answers).map_err(|a| {
-                            ClientError::Protocol(format!("{} answers to 1 query", a.len()))
-                        })?;
-                        let now = pir_core::unix_now();
-                        break self
-                            .lookup
-                            .decode(pending, &answer, now)
-                            .map_err(|source| ClientError::Lookup {
-                                cpi: cpi.to_string(),
-                                source,
-                            })?;
+                    match AnswerIn::<1>::parse(response, self.config.lookup().epoch) {
+                        Ok(answer) => {
+                            let [answer] = answer.into_answers();
+                            let now = pir_core::unix_now();
+                            break self
+                                .lookup
+                                .decode(pending, &answer, now)
+                                .map_err(|source| ClientError::Lookup {
+                                    cpi: cpi.to_string(),
+                                    source,
+                                })?;
+                        }
+                        Err(e @ AnswerError::Epoch { .. }) => {
+                            Heal::Refresh(ClientError::Protocol(e.to_string()))
+                        }
+                        Err(e @ AnswerError::Count { .. }) => {
+                            return Err(ClientError::Protocol(e.to_string()));
+                        }
                     }
-                    Heal::Refresh(ClientError::Protocol(format!(
-                        "answer for epoch {}, asked for epoch {}",
-                        response.epoch,
-                        self.config.lookup().epoch
-                    )))
                 }
                 Err(status) => match reason(&status) {
                     Some(REASON_UNKNOWN_KEY) => Heal::Register(ClientError::rpc("Query", status)),
@@ -452,4 +453,27 @@ impl PirClient {
 /// The first 8 bytes in hex, as [`KeyId`] displays.
 fn hex_prefix(bytes: &[u8]) -> String {
     bytes.iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `lookup` reports a response that does not answer its query with the messages it always
+    /// has: they are what a user sees of a misbehaving server.
+    #[test]
+    fn answer_refusals_keep_their_messages() {
+        let epoch = AnswerError::Epoch { got: 3, asked: 2 };
+        assert_eq!(
+            ClientError::Protocol(epoch.to_string()).to_string(),
+            "protocol violation by the server: answer for epoch 3, asked for epoch 2"
+        );
+        for (got, shown) in [(0, "0 answers to 1 query"), (2, "2 answers to 1 query")] {
+            let count = AnswerError::Count { got, sent: 1 };
+            assert_eq!(
+                ClientError::Protocol(count.to_string()).to_string(),
+                format!("protocol violation by the server: {shown}")
+            );
+        }
+    }
 }

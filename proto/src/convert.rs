@@ -1,16 +1,16 @@
 //! Conversions between wire types and `pir-core` types.
 //!
 //! A message that needs nothing but itself to check converts with `TryFrom`. One whose checks
-//! need what the receiver knows (the server's batch limit, the served parameters' key size)
-//! converts with
-//! `parse(message, what it is checked against)`, so each check still happens once, in the one
-//! constructor of a type that carries the result.
+//! need what the receiver knows (the server's batch limit, the served parameters' key size, the
+//! request an answer answers) converts with `parse(message, what it is checked against)`, so
+//! each check still happens once, in the one constructor of a type that carries the result.
 //!
 //! ```text
 //! client                                        server
 //! ConfigIn    ◀── GetConfigResponse ◀────────── GetConfigResponse::for_snapshot
-//!             ─── QueryRequest ───────────────▶ QueryIn::parse(req, max queries)
 //!             ─── RegisterKeysRequest ────────▶ RegisterKeysIn::parse(req, key bytes)
+//!             ─── QueryRequest ───────────────▶ QueryIn::parse(req, max queries)
+//! AnswerIn::<N>::parse(resp, epoch) ◀── QueryResponse
 //! ```
 
 use pir_core::{
@@ -379,6 +379,77 @@ impl std::fmt::Debug for RegisterKeysIn {
     }
 }
 
+/// Why a `QueryResponse` does not answer the request it came back for.
+///
+/// Not `#[non_exhaustive]`: the client decides per variant whether to heal or give up.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// Answers for another epoch than the one the queries were made for.
+    #[error("answer for epoch {got}, asked for epoch {asked}")]
+    Epoch {
+        /// The response's epoch.
+        got: u64,
+        /// The epoch in the request.
+        asked: u64,
+    },
+    /// Not one answer per query.
+    #[error(
+        "{got} {} to {sent} {}",
+        noun(*.got, "answer", "answers"),
+        noun(*.sent, "query", "queries")
+    )]
+    Count {
+        /// Answers received.
+        got: usize,
+        /// Queries sent.
+        sent: usize,
+    },
+}
+
+fn noun(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
+/// A `QueryResponse` from the wire that answers a request of `N` queries made for one epoch:
+/// exactly `N` answers, in the order of the queries, for that epoch. The answers' bytes are for
+/// the engine to check (`LookupClient::decode`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerIn<const N: usize> {
+    epoch: u64,
+    answers: [Vec<u8>; N],
+}
+
+impl<const N: usize> AnswerIn<N> {
+    /// Checks `resp` against a request of `N` queries for epoch `asked`: the epoch first (a
+    /// client that sees another epoch refreshes its configuration), then the count.
+    pub fn parse(resp: v1::QueryResponse, asked: u64) -> Result<Self, AnswerError> {
+        if resp.epoch != asked {
+            return Err(AnswerError::Epoch {
+                got: resp.epoch,
+                asked,
+            });
+        }
+        let answers = <[Vec<u8>; N]>::try_from(resp.answers).map_err(|a| AnswerError::Count {
+            got: a.len(),
+            sent: N,
+        })?;
+        Ok(Self {
+            epoch: resp.epoch,
+            answers,
+        })
+    }
+
+    /// The epoch answered, the one asked for.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The answers, one per query, in the queries' order.
+    pub fn into_answers(self) -> [Vec<u8>; N] {
+        self.answers
+    }
+}
+
 impl v1::GetConfigResponse {
     /// The configuration of a snapshot served with these limits.
     pub fn for_snapshot(snapshot: &Snapshot, limits: v1::Limits) -> Result<Self, CoreError> {
@@ -601,5 +672,45 @@ mod tests {
                 })
             );
         }
+    }
+
+    fn answer(epoch: u64, answers: usize) -> v1::QueryResponse {
+        v1::QueryResponse {
+            epoch,
+            answers: vec![vec![4; 8]; answers],
+        }
+    }
+
+    #[test]
+    fn answer_carries_one_answer_per_query() {
+        let a = AnswerIn::<2>::parse(answer(7, 2), 7).unwrap();
+        assert_eq!(a.epoch(), 7);
+        assert_eq!(a.into_answers(), [vec![4; 8], vec![4; 8]]);
+    }
+
+    #[test]
+    fn answer_refuses_another_epoch() {
+        assert_eq!(
+            AnswerIn::<1>::parse(answer(8, 1), 7),
+            Err(AnswerError::Epoch { got: 8, asked: 7 })
+        );
+    }
+
+    #[test]
+    fn answer_refuses_another_count() {
+        for got in [0, 2] {
+            assert_eq!(
+                AnswerIn::<1>::parse(answer(7, got), 7),
+                Err(AnswerError::Count { got, sent: 1 })
+            );
+        }
+    }
+
+    #[test]
+    fn answer_checks_the_epoch_before_the_count() {
+        assert_eq!(
+            AnswerIn::<1>::parse(answer(8, 0), 7),
+            Err(AnswerError::Epoch { got: 8, asked: 7 })
+        );
     }
 }

@@ -16,7 +16,8 @@ pub mod v1 {
 }
 
 pub use convert::{
-    ConfigIn, ConvertError, QueryError, QueryIn, RegisterKeysError, RegisterKeysIn, ReportedSizes,
+    AnswerError, AnswerIn, ConfigIn, ConvertError, QueryError, QueryIn, RegisterKeysError,
+    RegisterKeysIn, ReportedSizes,
 };
 
 /// Encoded `FileDescriptorSet` of `pir.v1`, for gRPC server reflection.
