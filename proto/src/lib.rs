@@ -1,7 +1,9 @@
 //! `pir-proto`: the `pir.v1` gRPC protocol.
 //!
-//! Generated types live in [`v1`]; conversions to and from `pir-core` types are `TryFrom`
-//! impls in one place (`convert.rs`). Wire messages are not trusted: converting them validates.
+//! Generated types live in [`v1`]; conversions to and from `pir-core` types live in one place
+//! (`convert.rs`), as `TryFrom` impls or, where a check needs what the receiver knows, `parse`
+//! constructors. Wire messages are not trusted: converting them validates, into types that carry
+//! what was checked ([`ConfigIn`], [`AnswerIn`], [`QueryIn`], [`RegisterKeysIn`]).
 
 // Outside tests, a panic must name the invariant that makes it impossible.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
