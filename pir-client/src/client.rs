@@ -16,7 +16,7 @@ use std::{path::PathBuf, time::Duration, time::Instant};
 
 use pir_core::{ClientKeys, Cpi, KeyId, LookupClient, LookupResult, SchemeParams, TrustStore};
 use pir_proto::{
-    ConfigIn, REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY,
+    AnswerError, AnswerIn, ConfigIn, REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY,
     v1::{self, discovery_client::DiscoveryClient},
 };
 use prost::Message;
@@ -259,8 +259,8 @@ impl PirClient {
         let mut wire = Wire::default();
         let config = get_config(&mut grpc, &mut wire).await?;
         let key_file = options.key_file.map(KeyFile::new);
-        let (keys, reused) = keys_for(&config.lookup.scheme, key_file.as_ref()).await?;
-        let lookup = LookupClient::with_keys(config.lookup, keys, options.trust.clone())?;
+        let (keys, reused) = keys_for(&config.lookup().scheme, key_file.as_ref()).await?;
+        let lookup = LookupClient::with_keys(*config.lookup(), keys, options.trust.clone())?;
         let mut client = Self {
             url: url.to_owned(),
             grpc,
@@ -274,7 +274,7 @@ impl PirClient {
         }
         tracing::debug!(
             url,
-            epoch = client.config.lookup.epoch,
+            epoch = client.config.lookup().epoch,
             key_id = %client.key_id(),
             bytes_sent = wire.sent,
             bytes_received = wire.received,
@@ -297,7 +297,7 @@ impl PirClient {
             let pending = self.lookup.query(cpi)?;
             let request = v1::QueryRequest {
                 key_id: self.key_id().0.to_vec(),
-                epoch: self.config.lookup.epoch,
+                epoch: self.config.lookup().epoch,
                 queries: vec![pending.query().to_vec()],
             };
             wire.send(&request);
@@ -305,23 +305,25 @@ impl PirClient {
                 Ok(response) => {
                     let response = response.into_inner();
                     wire.receive(&response);
-                    if response.epoch == self.config.lookup.epoch {
-                        let [answer] = <[Vec<u8>; 1]>::try_from(response.answers).map_err(|a| {
-                            ClientError::Protocol(format!("{} answers to 1 query", a.len()))
-                        })?;
-                        let now = pir_core::unix_now();
-                        break self
-                            .lookup
-                            .decode(pending, &answer, now)
-                            .map_err(|source| ClientError::Lookup {
-                                cpi: cpi.to_string(),
-                                source,
-                            })?;
+                    match AnswerIn::<1>::parse(response, self.config.lookup().epoch) {
+                        Ok(answer) => {
+                            let [answer] = answer.into_answers();
+                            let now = pir_core::unix_now();
+                            break self
+                                .lookup
+                                .decode(pending, &answer, now)
+                                .map_err(|source| ClientError::Lookup {
+                                    cpi: cpi.to_string(),
+                                    source,
+                                })?;
+                        }
+                        Err(e @ AnswerError::Epoch { .. }) => {
+                            Heal::Refresh(ClientError::Protocol(e.to_string()))
+                        }
+                        Err(e @ AnswerError::Count { .. }) => {
+                            return Err(ClientError::Protocol(e.to_string()));
+                        }
                     }
-                    Heal::Refresh(ClientError::Protocol(format!(
-                        "answer for epoch {}, asked for epoch {}",
-                        response.epoch, self.config.lookup.epoch
-                    )))
                 }
                 Err(status) => match reason(&status) {
                     Some(REASON_UNKNOWN_KEY) => Heal::Register(ClientError::rpc("Query", status)),
@@ -340,7 +342,7 @@ impl PirClient {
                 }
                 Heal::Refresh(_) => {
                     tracing::info!(
-                        epoch = self.config.lookup.epoch,
+                        epoch = self.config.lookup().epoch,
                         "epoch changed: refreshing"
                     );
                     self.refresh_counted(&mut wire).await?;
@@ -403,7 +405,7 @@ impl PirClient {
             public_keys: keys.public_bytes().to_vec(),
         };
         let size = request.encoded_len() as u64 + GRPC_FRAME_BYTES;
-        let server_limit = self.config.max_message_bytes;
+        let server_limit = self.config.max_message_bytes();
         if server_limit > 0 && size > server_limit {
             return Err(ClientError::BadConfig(format!(
                 "public keys need a {size}-byte message, the server takes at most {server_limit}"
@@ -430,17 +432,17 @@ impl PirClient {
 
     async fn refresh_counted(&mut self, wire: &mut Wire) -> Result<()> {
         let config = get_config(&mut self.grpc, wire).await?;
-        if config.lookup.scheme == self.config.lookup.scheme {
+        if config.lookup().scheme == self.config.lookup().scheme {
             // Same parameters: the keys stay valid; the layout (salt) may still have changed,
             // and the next query is encrypted for the new one.
-            self.lookup.set_config(config.lookup)?;
+            self.lookup.set_config(*config.lookup())?;
             self.config = config;
             return Ok(());
         }
         tracing::info!("scheme parameters changed: new keys");
-        let (keys, _) = keys_for(&config.lookup.scheme, self.key_file.as_ref()).await?;
+        let (keys, _) = keys_for(&config.lookup().scheme, self.key_file.as_ref()).await?;
         // Built before anything is replaced, so a failure leaves the client as it was.
-        self.lookup = LookupClient::with_keys(config.lookup, keys, self.trust.clone())?;
+        self.lookup = LookupClient::with_keys(*config.lookup(), keys, self.trust.clone())?;
         self.config = config;
         // Keys from the key file may be registered already, but the server just changed its
         // database: registering is idempotent and saves a failed query.
@@ -453,5 +455,28 @@ fn shown_id(bytes: &[u8]) -> String {
     match <[u8; 32]>::try_from(bytes) {
         Ok(id) => KeyId(id).to_string(),
         Err(_) => format!("a {}-byte id", bytes.len()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `lookup` reports a response that does not answer its query with the messages it always
+    /// has: they are what a user sees of a misbehaving server.
+    #[test]
+    fn answer_refusals_keep_their_messages() {
+        let epoch = AnswerError::Epoch { got: 3, asked: 2 };
+        assert_eq!(
+            ClientError::Protocol(epoch.to_string()).to_string(),
+            "protocol violation by the server: answer for epoch 3, asked for epoch 2"
+        );
+        for (got, shown) in [(0, "0 answers to 1 query"), (2, "2 answers to 1 query")] {
+            let count = AnswerError::Count { got, sent: 1 };
+            assert_eq!(
+                ClientError::Protocol(count.to_string()).to_string(),
+                format!("protocol violation by the server: {shown}")
+            );
+        }
     }
 }

@@ -39,5 +39,6 @@ pub use error::{ClientError, Result};
 pub use keyfile::{KEY_FILE_MAGIC, KEY_FILE_VERSION, KeyFile, StoredKeys};
 pub use render::{human_bytes, info_json, info_text, outcome_json, outcome_text, timestamp};
 
-/// Re-exported: the validated server configuration [`PirClient::info`] returns.
-pub use pir_proto::ConfigIn;
+/// Re-exported: the validated server configuration [`PirClient::info`] returns, and the message
+/// sizes it reports.
+pub use pir_proto::{ConfigIn, ReportedSizes};

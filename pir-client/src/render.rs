@@ -87,13 +87,12 @@ pub fn outcome_text(outcome: &LookupOutcome) -> String {
 
 /// The server's configuration as a JSON object (`pir-client info --json`).
 pub fn info_json(info: &ConfigIn) -> Value {
-    let c = &info.lookup;
+    let c = info.lookup();
     let s = &c.scheme;
-    let raw = &info.raw;
-    let sizes = raw.sizes.unwrap_or_default();
+    let sizes = info.sizes();
     json!({
         "epoch": c.epoch,
-        "created_at": raw.created_at,
+        "created_at": info.created_at(),
         "shape": {
             "items": s.num_items(),
             "item_bytes": s.item_bytes,
@@ -123,31 +122,30 @@ pub fn info_json(info: &ConfigIn) -> Value {
             "response": sizes.response,
         },
         "limits": {
-            "max_queries_per_request": info.max_queries_per_request,
-            "max_message_bytes": info.max_message_bytes,
+            "max_queries_per_request": info.max_queries_per_request(),
+            "max_message_bytes": info.max_message_bytes(),
         },
-        "mapping_count": raw.mapping_count,
-        "cpi_count": raw.cpi_count,
-        "packing_efficiency": raw.packing_efficiency,
+        "mapping_count": info.mapping_count(),
+        "cpi_count": info.cpi_count(),
+        "packing_efficiency": info.packing_efficiency(),
     })
 }
 
 /// The server's configuration as text (`pir-client info`).
 pub fn info_text(info: &ConfigIn) -> String {
-    let c = &info.lookup;
+    let c = info.lookup();
     let s = &c.scheme;
-    let raw = &info.raw;
-    let sizes = raw.sizes.unwrap_or_default();
-    let limit = if info.max_message_bytes == 0 {
+    let sizes = info.sizes();
+    let limit = if info.max_message_bytes() == 0 {
         "unlimited".to_owned()
     } else {
-        human_bytes(info.max_message_bytes)
+        human_bytes(info.max_message_bytes())
     };
     [
         format!(
             "epoch:              {} (built {})",
             c.epoch,
-            timestamp(raw.created_at)
+            timestamp(info.created_at())
         ),
         format!(
             "shape:              {} items x {} bytes = {}",
@@ -168,13 +166,17 @@ pub fn info_text(info: &ConfigIn) -> String {
         ),
         format!(
             "limits:             {} queries per request, messages up to {limit}",
-            info.max_queries_per_request
+            info.max_queries_per_request()
         ),
         format!(
             "mappings:           {} ({} CPIs)",
-            raw.mapping_count, raw.cpi_count
+            info.mapping_count(),
+            info.cpi_count()
         ),
-        format!("packing efficiency: {:.2}%", raw.packing_efficiency * 100.0),
+        format!(
+            "packing efficiency: {:.2}%",
+            info.packing_efficiency() * 100.0
+        ),
     ]
     .join("\n")
 }

@@ -79,7 +79,7 @@ async fn lookups_found_and_not_found() {
     let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
         .await
         .unwrap();
-    assert_eq!(client.config().lookup.epoch, 1);
+    assert_eq!(client.config().lookup().epoch, 1);
     assert_eq!(server.service().registered_keys(), 1);
 
     let found = client.lookup(&cpi("tel:+1 415 555 0100")).await.unwrap();
@@ -114,11 +114,11 @@ async fn lookups_found_and_not_found() {
     assert!(!many[1].result.found());
 
     let info = client.info().await.unwrap();
-    assert_eq!(info.raw.mapping_count, 3);
+    assert_eq!(info.mapping_count(), 3);
     let fetched = pir_client::fetch_config(&server.url(), &ClientOptions::default())
         .await
         .unwrap();
-    assert_eq!(fetched.lookup, client.config().lookup);
+    assert_eq!(fetched.lookup(), client.config().lookup());
     server.stop().await.unwrap();
 }
 
@@ -193,7 +193,7 @@ async fn heals_a_new_epoch_with_a_new_layout() {
         .unwrap();
     let healed = client.lookup(&cpi("mailto:bob@example.org")).await.unwrap();
     assert_eq!(msps(&healed), ["ring.example"]);
-    assert_eq!(client.config().lookup.epoch, 2);
+    assert_eq!(client.config().lookup().epoch, 2);
     assert_eq!(client.key_id(), key_id);
     assert_eq!(server.service().registered_keys(), 1);
     server.stop().await.unwrap();
@@ -238,7 +238,7 @@ async fn key_file_is_reused_and_replaced_when_parameters_change() {
         .unwrap();
     let healed = second.lookup(&cpi("mailto:bob@example.org")).await.unwrap();
     assert_eq!(msps(&healed), ["chat.example"]);
-    assert_eq!(second.config().lookup.scheme, larger());
+    assert_eq!(second.config().lookup().scheme, larger());
     assert_ne!(second.key_id(), old_id);
     let stored = KeyFile::new(&path).read().unwrap();
     assert_eq!(*stored.params(), larger());

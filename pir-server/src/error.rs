@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 
 use pir_core::{CoreError, ErrorClass};
-use pir_proto::{REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY};
+use pir_proto::{
+    QueryError, REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY, RegisterKeysError,
+};
 use tonic::{Code, Status, metadata::MetadataValue};
 
 /// Everything that can go wrong serving: a request, a reload, the transport.
@@ -110,6 +112,27 @@ impl ServerError {
             Self::Core(e) if e.is_bad_input() => "malformed",
             Self::Internal(_) => "internal",
             Self::Refused { .. } | Self::Core(_) | Self::Io { .. } | Self::Transport(_) => "other",
+        }
+    }
+}
+
+/// A request refused by its shape keeps the variant, and so the status and message, it had when
+/// the handler checked it inline.
+impl From<QueryError> for ServerError {
+    fn from(e: QueryError) -> Self {
+        match e {
+            QueryError::TooMany { got, max } => Self::TooManyQueries { got, max },
+            QueryError::NoQueries | QueryError::KeyIdLength { .. } => {
+                Self::Malformed(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<RegisterKeysError> for ServerError {
+    fn from(e: RegisterKeysError) -> Self {
+        match e {
+            RegisterKeysError::KeysLength { .. } => Self::Malformed(e.to_string()),
         }
     }
 }
@@ -272,6 +295,47 @@ mod tests {
                 "internal error",
             ),
         ];
+        check(cases);
+    }
+
+    /// The shape refusals made in `pir-proto` reach the wire as they did when the handlers
+    /// made them.
+    #[test]
+    fn request_shape_refusals_keep_their_status_and_message() {
+        let cases: Vec<(ServerError, Code, Option<&str>, &str)> = vec![
+            (
+                QueryError::NoQueries.into(),
+                Code::InvalidArgument,
+                None,
+                "malformed request: no queries",
+            ),
+            (
+                QueryError::TooMany { got: 33, max: 32 }.into(),
+                Code::ResourceExhausted,
+                None,
+                "33 queries in one request; at most 32",
+            ),
+            (
+                QueryError::KeyIdLength { got: 5 }.into(),
+                Code::InvalidArgument,
+                None,
+                "malformed request: key id must be 32 bytes",
+            ),
+            (
+                RegisterKeysError::KeysLength {
+                    got: 100,
+                    expected: 1_000,
+                }
+                .into(),
+                Code::InvalidArgument,
+                None,
+                "malformed request: public keys are 100 bytes; this snapshot's parameters need 1000",
+            ),
+        ];
+        check(cases);
+    }
+
+    fn check(cases: Vec<(ServerError, Code, Option<&str>, &str)>) {
         for (error, code, reason, message) in cases {
             let shown = error.to_string();
             let status = Status::from(error);

@@ -18,11 +18,14 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use pir_core::{EvalKeys, KeyId, Snapshot};
-use pir_proto::v1::{
-    self, GetConfigRequest, GetConfigResponse, QueryRequest, QueryResponse, RegisterKeysRequest,
-    RegisterKeysResponse,
-    discovery_server::{Discovery, DiscoveryServer},
+use pir_core::{EvalKeys, Snapshot};
+use pir_proto::{
+    QueryIn, RegisterKeysIn,
+    v1::{
+        self, GetConfigRequest, GetConfigResponse, QueryRequest, QueryResponse,
+        RegisterKeysRequest, RegisterKeysResponse,
+        discovery_server::{Discovery, DiscoveryServer},
+    },
 };
 use tonic::{Request, Response, Status};
 
@@ -197,15 +200,8 @@ impl DiscoveryService {
     ) -> Result<RegisterKeysResponse, ServerError> {
         self.housekeeping();
         let served = self.state.served.load_full();
-        let bytes = req.public_keys;
-        if bytes.len() != served.public_key_bytes {
-            return Err(ServerError::Malformed(format!(
-                "public keys are {} bytes; this snapshot's parameters need {}",
-                bytes.len(),
-                served.public_key_bytes
-            )));
-        }
-        let id = KeyId::of(&bytes);
+        let req = RegisterKeysIn::parse(req, served.public_key_bytes)?;
+        let id = req.key_id();
         let scheme = served.snapshot.header().scheme;
         if let Some(existing) = self.state.keys.get(&id)
             && *existing.params() == scheme
@@ -217,7 +213,8 @@ impl DiscoveryService {
         if let Some(peer) = peer {
             self.state.limiters.registration_of_peer(&peer)?;
         }
-        let cost = estimated_cost(bytes.len());
+        let cost = estimated_cost(req.public_keys().len());
+        let bytes = req.into_public_keys();
         let keys = tokio::task::spawn_blocking(move || EvalKeys::parse(&scheme, &bytes))
             .await
             .map_err(join_error)??;
@@ -241,35 +238,23 @@ impl DiscoveryService {
         self.housekeeping();
         let served = self.state.served.load_full();
         let epoch = served.config.epoch;
+        // The epoch before the request's shape: a client on an old snapshot hears that first,
+        // whatever else is wrong with its request.
         if req.epoch != epoch {
             return Err(ServerError::StaleEpoch {
                 requested: req.epoch,
                 current: epoch,
             });
         }
-        let max = self.state.opts.max_queries_per_request;
-        if req.queries.is_empty() {
-            return Err(ServerError::Malformed("no queries".into()));
-        }
-        if req.queries.len() > max as usize {
-            return Err(ServerError::TooManyQueries {
-                got: req.queries.len(),
-                max,
-            });
-        }
-        let id = KeyId(
-            req.key_id
-                .as_slice()
-                .try_into()
-                .map_err(|_| ServerError::Malformed("key id must be 32 bytes".into()))?,
-        );
+        let req = QueryIn::parse(req, self.state.opts.max_queries_per_request)?;
+        let id = req.key_id();
         let keys = self
             .state
             .keys
             .get(&id)
             .filter(|k| *k.params() == served.snapshot.header().scheme)
             .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
-        let n = req.queries.len();
+        let n = req.queries().len();
         if let Some(peer) = peer {
             self.state.limiters.queries_of_peer(&peer, n)?;
         }
@@ -277,7 +262,7 @@ impl DiscoveryService {
         let answers = self
             .state
             .answerer
-            .answer(served.snapshot.clone(), keys, req.queries)
+            .answer(served.snapshot.clone(), keys, req.into_queries())
             .await?;
         self.state.metrics.lookups.inc_by(n as u64);
         Ok(QueryResponse { epoch, answers })

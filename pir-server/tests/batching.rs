@@ -74,7 +74,7 @@ impl User {
             .unwrap()
             .into_inner();
         let config = pir_proto::ConfigIn::try_from(config).unwrap();
-        let client = LookupClient::new(config.lookup, trust()).unwrap();
+        let client = LookupClient::new(*config.lookup(), trust()).unwrap();
         rpc.register_keys(RegisterKeysRequest {
             public_keys: client.keys().public_bytes().to_vec(),
         })

@@ -47,7 +47,7 @@ async fn lookup_client(rpc: &mut DiscoveryClient<Channel>) -> (LookupClient, Vec
         .unwrap()
         .into_inner();
     let config = pir_proto::ConfigIn::try_from(config).unwrap();
-    let client = LookupClient::new(config.lookup, trust()).unwrap();
+    let client = LookupClient::new(*config.lookup(), trust()).unwrap();
     let id = rpc
         .register_keys(RegisterKeysRequest {
             public_keys: client.keys().public_bytes().to_vec(),

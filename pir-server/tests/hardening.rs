@@ -32,7 +32,7 @@ async fn register(rpc: &mut DiscoveryClient<Channel>) -> (ClientKeys, Vec<u8>) {
         .unwrap()
         .into_inner();
     let config = pir_proto::ConfigIn::try_from(config).unwrap();
-    let client = pir_core::LookupClient::new(config.lookup, trust()).unwrap();
+    let client = pir_core::LookupClient::new(*config.lookup(), trust()).unwrap();
     rpc.register_keys(RegisterKeysRequest {
         public_keys: client.keys().public_bytes().to_vec(),
     })
@@ -122,7 +122,10 @@ async fn rate_limits_per_key_and_per_peer() {
         .await
         .unwrap()
         .into_inner();
-    let scheme = pir_proto::ConfigIn::try_from(config).unwrap().lookup.scheme;
+    let scheme = pir_proto::ConfigIn::try_from(config)
+        .unwrap()
+        .lookup()
+        .scheme;
     let c = ClientKeys::generate(&scheme).unwrap();
     let err = rpc
         .register_keys(RegisterKeysRequest {

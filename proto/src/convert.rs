@@ -1,7 +1,20 @@
 //! Conversions between wire types and `pir-core` types.
+//!
+//! A message that needs nothing but itself to check converts with `TryFrom`. One whose checks
+//! need what the receiver knows (the server's batch limit, the served parameters' key size, the
+//! request an answer answers) converts with `parse(message, what it is checked against)`, so
+//! each check still happens once, in the one constructor of a type that carries the result.
+//!
+//! ```text
+//! client                                        server
+//! ConfigIn    ◀── GetConfigResponse ◀────────── GetConfigResponse::for_snapshot
+//!             ─── RegisterKeysRequest ────────▶ RegisterKeysIn::parse(req, key bytes)
+//!             ─── QueryRequest ───────────────▶ QueryIn::parse(req, max queries)
+//! AnswerIn::<N>::parse(resp, epoch) ◀── QueryResponse
+//! ```
 
 use pir_core::{
-    CoreError, KeywordLayout, LookupConfig, SchemeParams, Snapshot, error::LayoutError,
+    CoreError, KeyId, KeywordLayout, LookupConfig, SchemeParams, Snapshot, error::LayoutError,
 };
 
 use crate::v1;
@@ -91,16 +104,86 @@ impl TryFrom<&v1::KeywordLayout> for KeywordLayout {
 }
 
 /// A `GetConfigResponse` from the wire, validated into what a client needs.
+///
+/// Made only by `TryFrom<v1::GetConfigResponse>`, which checks the scheme, the layout and that
+/// they agree; the fields are private so that a `ConfigIn` is always one that checked out.
 #[derive(Clone, Debug)]
 pub struct ConfigIn {
-    /// Scheme, layout and epoch.
-    pub lookup: LookupConfig,
-    /// Largest batch the server takes.
-    pub max_queries_per_request: u32,
-    /// Largest message the server takes, bytes.
-    pub max_message_bytes: u64,
-    /// The full response, for display.
-    pub raw: v1::GetConfigResponse,
+    lookup: LookupConfig,
+    max_queries_per_request: u32,
+    max_message_bytes: u64,
+    sizes: ReportedSizes,
+    mapping_count: u64,
+    cpi_count: u64,
+    created_at: u64,
+    packing_efficiency: f64,
+}
+
+/// Message sizes as the server reports them, bytes: informational (a client computes its own
+/// from the scheme), and all zero when the server sends none.
+///
+/// Kept as the wire's `u64`s rather than `pir_core::MessageSizes` (`usize`), so that a value a
+/// 32-bit client cannot hold is still shown, not refused.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReportedSizes {
+    /// The client's public (evaluation) keys.
+    pub public_keys: u64,
+    /// One query.
+    pub query: u64,
+    /// One response.
+    pub response: u64,
+}
+
+impl ConfigIn {
+    /// Scheme, layout and epoch: what a client needs to query the snapshot.
+    pub fn lookup(&self) -> &LookupConfig {
+        &self.lookup
+    }
+
+    /// Largest batch the server takes (at least 1).
+    pub fn max_queries_per_request(&self) -> u32 {
+        self.max_queries_per_request
+    }
+
+    /// Largest message the server takes, bytes; 0 when it states no limit.
+    pub fn max_message_bytes(&self) -> u64 {
+        self.max_message_bytes
+    }
+
+    /// The message sizes the server reports.
+    pub fn sizes(&self) -> ReportedSizes {
+        self.sizes
+    }
+
+    /// Mappings in the snapshot (informational).
+    pub fn mapping_count(&self) -> u64 {
+        self.mapping_count
+    }
+
+    /// Distinct CPIs in the snapshot (informational).
+    pub fn cpi_count(&self) -> u64 {
+        self.cpi_count
+    }
+
+    /// When the snapshot was built, unix seconds (informational).
+    pub fn created_at(&self) -> u64 {
+        self.created_at
+    }
+
+    /// Record bytes over database capacity (informational).
+    pub fn packing_efficiency(&self) -> f64 {
+        self.packing_efficiency
+    }
+}
+
+impl From<v1::MessageSizes> for ReportedSizes {
+    fn from(s: v1::MessageSizes) -> Self {
+        Self {
+            public_keys: s.public_keys,
+            query: s.query,
+            response: s.response,
+        }
+    }
 }
 
 impl TryFrom<v1::GetConfigResponse> for ConfigIn {
@@ -126,8 +209,244 @@ impl TryFrom<v1::GetConfigResponse> for ConfigIn {
             },
             max_queries_per_request: limits.max_queries_per_request.max(1),
             max_message_bytes: limits.max_message_bytes,
-            raw,
+            sizes: raw.sizes.map(ReportedSizes::from).unwrap_or_default(),
+            mapping_count: raw.mapping_count,
+            cpi_count: raw.cpi_count,
+            created_at: raw.created_at,
+            packing_efficiency: raw.packing_efficiency,
         })
+    }
+}
+
+/// Why a `QueryRequest` is refused by its shape, before any key or snapshot is looked at.
+///
+/// Not `#[non_exhaustive]`: the server maps every variant to a status, and a new one should make
+/// it decide.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// The request holds no query.
+    #[error("no queries")]
+    NoQueries,
+    /// More queries than the server takes in one request.
+    #[error("{got} queries in one request; at most {max}")]
+    TooMany {
+        /// Queries sent.
+        got: usize,
+        /// The server's limit.
+        max: u32,
+    },
+    /// A key id that is not a SHA-256 digest.
+    #[error("key id must be 32 bytes")]
+    KeyIdLength {
+        /// Its length in bytes.
+        got: usize,
+    },
+}
+
+/// A `QueryRequest` from the wire: a key id, an epoch and between 1 and the server's limit of
+/// queries (their bytes are checked by the engine, which knows the parameters).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueryIn {
+    key_id: KeyId,
+    epoch: u64,
+    queries: Vec<Vec<u8>>,
+}
+
+impl QueryIn {
+    /// Checks a request's shape for a server that takes at most `max_queries` queries per
+    /// request, in the order the server has always refused them: no queries, too many, then
+    /// the key id's length.
+    ///
+    /// The limit is a parameter rather than a second check in the server so that those three
+    /// stay in that order in one place (a request both too large and with a bad key id is
+    /// RESOURCE_EXHAUSTED, not INVALID_ARGUMENT). The epoch is not checked here: whether it is
+    /// the served one depends on the snapshot, and the server checks it before this.
+    pub fn parse(req: v1::QueryRequest, max_queries: u32) -> Result<Self, QueryError> {
+        if req.queries.is_empty() {
+            return Err(QueryError::NoQueries);
+        }
+        if req.queries.len() > max_queries as usize {
+            return Err(QueryError::TooMany {
+                got: req.queries.len(),
+                max: max_queries,
+            });
+        }
+        let got = req.key_id.len();
+        let key_id = <[u8; 32]>::try_from(req.key_id)
+            .map(KeyId)
+            .map_err(|_| QueryError::KeyIdLength { got })?;
+        Ok(Self {
+            key_id,
+            epoch: req.epoch,
+            queries: req.queries,
+        })
+    }
+
+    /// The id of the keys the queries were made with.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// The epoch the client believes is served.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The queries, at least one.
+    pub fn queries(&self) -> &[Vec<u8>] {
+        &self.queries
+    }
+
+    /// The queries, to hand to the answering engine.
+    pub fn into_queries(self) -> Vec<Vec<u8>> {
+        self.queries
+    }
+}
+
+/// Why a `RegisterKeysRequest` is refused before its keys are parsed.
+///
+/// Not `#[non_exhaustive]`, for the reason [`QueryError`] is not.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterKeysError {
+    /// Keys of another size than the served parameters' public keys.
+    #[error("public keys are {got} bytes; this snapshot's parameters need {expected}")]
+    KeysLength {
+        /// Bytes sent.
+        got: usize,
+        /// Bytes the parameters' public keys take.
+        expected: usize,
+    },
+}
+
+/// A `RegisterKeysRequest` from the wire: public keys of the size the served parameters need,
+/// and their [`KeyId`]. Whether the bytes are keys is for the engine (`EvalKeys::parse`).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegisterKeysIn {
+    key_id: KeyId,
+    public_keys: Vec<u8>,
+}
+
+impl RegisterKeysIn {
+    /// Checks that the keys are `expected_len` bytes, the public-key size of the parameters
+    /// served, and computes their id.
+    ///
+    /// The size is a parameter, not a check left to the server, so that the id is only ever
+    /// computed for keys of the right size: hashing up to a message's worth of bytes that will
+    /// be refused anyway is work a client could make the server do for nothing.
+    pub fn parse(
+        req: v1::RegisterKeysRequest,
+        expected_len: usize,
+    ) -> Result<Self, RegisterKeysError> {
+        let public_keys = req.public_keys;
+        if public_keys.len() != expected_len {
+            return Err(RegisterKeysError::KeysLength {
+                got: public_keys.len(),
+                expected: expected_len,
+            });
+        }
+        Ok(Self {
+            key_id: KeyId::of(&public_keys),
+            public_keys,
+        })
+    }
+
+    /// The keys' id, as [`KeyId::of`] computes it.
+    pub fn key_id(&self) -> KeyId {
+        self.key_id
+    }
+
+    /// The serialised public keys.
+    pub fn public_keys(&self) -> &[u8] {
+        &self.public_keys
+    }
+
+    /// The serialised public keys, to hand to the engine.
+    pub fn into_public_keys(self) -> Vec<u8> {
+        self.public_keys
+    }
+}
+
+/// Megabytes of key bytes are not worth printing: the id and the length say which keys.
+impl std::fmt::Debug for RegisterKeysIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisterKeysIn")
+            .field("key_id", &self.key_id)
+            .field(
+                "public_keys",
+                &format_args!("{} bytes", self.public_keys.len()),
+            )
+            .finish()
+    }
+}
+
+/// Why a `QueryResponse` does not answer the request it came back for.
+///
+/// Not `#[non_exhaustive]`: the client decides per variant whether to heal or give up.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum AnswerError {
+    /// Answers for another epoch than the one the queries were made for.
+    #[error("answer for epoch {got}, asked for epoch {asked}")]
+    Epoch {
+        /// The response's epoch.
+        got: u64,
+        /// The epoch in the request.
+        asked: u64,
+    },
+    /// Not one answer per query.
+    #[error(
+        "{got} {} to {sent} {}",
+        noun(*.got, "answer", "answers"),
+        noun(*.sent, "query", "queries")
+    )]
+    Count {
+        /// Answers received.
+        got: usize,
+        /// Queries sent.
+        sent: usize,
+    },
+}
+
+fn noun(n: usize, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
+/// A `QueryResponse` from the wire that answers a request of `N` queries made for one epoch:
+/// exactly `N` answers, in the order of the queries, for that epoch. The answers' bytes are for
+/// the engine to check (`LookupClient::decode`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnswerIn<const N: usize> {
+    epoch: u64,
+    answers: [Vec<u8>; N],
+}
+
+impl<const N: usize> AnswerIn<N> {
+    /// Checks `resp` against a request of `N` queries for epoch `asked`: the epoch first (a
+    /// client that sees another epoch refreshes its configuration), then the count.
+    pub fn parse(resp: v1::QueryResponse, asked: u64) -> Result<Self, AnswerError> {
+        if resp.epoch != asked {
+            return Err(AnswerError::Epoch {
+                got: resp.epoch,
+                asked,
+            });
+        }
+        let answers = <[Vec<u8>; N]>::try_from(resp.answers).map_err(|a| AnswerError::Count {
+            got: a.len(),
+            sent: N,
+        })?;
+        Ok(Self {
+            epoch: resp.epoch,
+            answers,
+        })
+    }
+
+    /// The epoch answered, the one asked for.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The answers, one per query, in the queries' order.
+    pub fn into_answers(self) -> [Vec<u8>; N] {
+        self.answers
     }
 }
 
@@ -151,5 +470,247 @@ impl v1::GetConfigResponse {
             created_at: h.created_at,
             packing_efficiency: h.packing_efficiency(),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use pir_core::error::{LayoutError, ParamsError};
+
+    use super::*;
+
+    fn config() -> v1::GetConfigResponse {
+        let scheme = SchemeParams::danger_test_only_small();
+        let layout = KeywordLayout::new([7; 32], scheme.num_items() as u32).unwrap();
+        v1::GetConfigResponse {
+            epoch: 9,
+            scheme: Some((&scheme).into()),
+            layout: Some((&layout).into()),
+            limits: Some(v1::Limits {
+                max_queries_per_request: 4,
+                max_message_bytes: 64 << 20,
+            }),
+            sizes: Some(v1::MessageSizes {
+                public_keys: 1 << 20,
+                query: 30_000,
+                response: 20_000,
+            }),
+            mapping_count: 205,
+            cpi_count: 203,
+            created_at: 1_700_000_000,
+            packing_efficiency: 0.0123,
+        }
+    }
+
+    #[test]
+    fn config_carries_every_field() {
+        let c = ConfigIn::try_from(config()).unwrap();
+        assert_eq!(c.lookup().epoch, 9);
+        assert_eq!(c.lookup().scheme, SchemeParams::danger_test_only_small());
+        assert_eq!(c.lookup().layout.salt, [7; 32]);
+        assert_eq!(c.max_queries_per_request(), 4);
+        assert_eq!(c.max_message_bytes(), 64 << 20);
+        let sizes = ReportedSizes {
+            public_keys: 1 << 20,
+            query: 30_000,
+            response: 20_000,
+        };
+        assert_eq!(c.sizes(), sizes);
+        assert_eq!(c.mapping_count(), 205);
+        assert_eq!(c.cpi_count(), 203);
+        assert_eq!(c.created_at(), 1_700_000_000);
+        assert_eq!(c.packing_efficiency(), 0.0123);
+    }
+
+    #[test]
+    fn config_without_limits_or_sizes_takes_defaults() {
+        let c = ConfigIn::try_from(v1::GetConfigResponse {
+            limits: None,
+            sizes: None,
+            ..config()
+        })
+        .unwrap();
+        assert_eq!(c.max_queries_per_request(), 1);
+        assert_eq!(c.max_message_bytes(), 0);
+        assert_eq!(c.sizes(), ReportedSizes::default());
+    }
+
+    #[test]
+    fn config_refuses_missing_scheme_or_layout() {
+        let no_scheme = v1::GetConfigResponse {
+            scheme: None,
+            ..config()
+        };
+        assert!(matches!(
+            ConfigIn::try_from(no_scheme),
+            Err(ConvertError::Missing { field: "scheme" })
+        ));
+        let no_layout = v1::GetConfigResponse {
+            layout: None,
+            ..config()
+        };
+        assert!(matches!(
+            ConfigIn::try_from(no_layout),
+            Err(ConvertError::Missing { field: "layout" })
+        ));
+    }
+
+    #[test]
+    fn config_refuses_invalid_scheme() {
+        let mut c = config();
+        if let Some(s) = c.scheme.as_mut() {
+            s.n = 0;
+        }
+        assert!(matches!(
+            ConfigIn::try_from(c),
+            Err(ConvertError::Invalid(CoreError::Params(ParamsError::N {
+                n: 0
+            })))
+        ));
+    }
+
+    #[test]
+    fn config_refuses_short_salt() {
+        let mut c = config();
+        if let Some(l) = c.layout.as_mut() {
+            l.salt.truncate(31);
+        }
+        assert!(matches!(
+            ConfigIn::try_from(c),
+            Err(ConvertError::Invalid(CoreError::Layout(
+                LayoutError::SaltLength { got: 31 }
+            )))
+        ));
+    }
+
+    #[test]
+    fn config_refuses_layout_for_another_shape() {
+        let mut c = config();
+        if let Some(l) = c.layout.as_mut() {
+            l.num_buckets /= 2;
+        }
+        assert!(matches!(
+            ConfigIn::try_from(c),
+            Err(ConvertError::Invalid(CoreError::BucketCount {
+                buckets: 128,
+                items: 256
+            }))
+        ));
+    }
+
+    fn query(key_id: usize, queries: usize) -> v1::QueryRequest {
+        v1::QueryRequest {
+            key_id: vec![5; key_id],
+            epoch: 3,
+            queries: vec![vec![1, 2, 3]; queries],
+        }
+    }
+
+    #[test]
+    fn query_carries_key_id_epoch_and_queries() {
+        let q = QueryIn::parse(query(32, 2), 2).unwrap();
+        assert_eq!(q.key_id(), KeyId([5; 32]));
+        assert_eq!(q.epoch(), 3);
+        assert_eq!(q.queries().len(), 2);
+        assert_eq!(q.into_queries(), vec![vec![1, 2, 3]; 2]);
+    }
+
+    #[test]
+    fn query_refuses_an_empty_batch() {
+        assert_eq!(QueryIn::parse(query(32, 0), 2), Err(QueryError::NoQueries));
+    }
+
+    #[test]
+    fn query_refuses_more_than_the_limit() {
+        assert_eq!(
+            QueryIn::parse(query(32, 3), 2),
+            Err(QueryError::TooMany { got: 3, max: 2 })
+        );
+    }
+
+    #[test]
+    fn query_refuses_a_key_id_of_another_length() {
+        for len in [0, 31, 33] {
+            assert_eq!(
+                QueryIn::parse(query(len, 1), 2),
+                Err(QueryError::KeyIdLength { got: len })
+            );
+        }
+    }
+
+    #[test]
+    fn query_refusals_come_in_the_servers_order() {
+        assert_eq!(QueryIn::parse(query(5, 0), 2), Err(QueryError::NoQueries));
+        assert_eq!(
+            QueryIn::parse(query(5, 3), 2),
+            Err(QueryError::TooMany { got: 3, max: 2 })
+        );
+    }
+
+    fn keys(len: usize) -> v1::RegisterKeysRequest {
+        v1::RegisterKeysRequest {
+            public_keys: vec![9; len],
+        }
+    }
+
+    #[test]
+    fn register_keys_carries_the_keys_and_their_id() {
+        let r = RegisterKeysIn::parse(keys(100), 100).unwrap();
+        assert_eq!(r.key_id(), KeyId::of(&[9; 100]));
+        assert_eq!(r.public_keys(), &[9; 100]);
+        assert_eq!(r.into_public_keys(), vec![9; 100]);
+    }
+
+    #[test]
+    fn register_keys_refuses_keys_of_another_size() {
+        for len in [0, 99, 101] {
+            assert_eq!(
+                RegisterKeysIn::parse(keys(len), 100),
+                Err(RegisterKeysError::KeysLength {
+                    got: len,
+                    expected: 100
+                })
+            );
+        }
+    }
+
+    fn answer(epoch: u64, answers: usize) -> v1::QueryResponse {
+        v1::QueryResponse {
+            epoch,
+            answers: vec![vec![4; 8]; answers],
+        }
+    }
+
+    #[test]
+    fn answer_carries_one_answer_per_query() {
+        let a = AnswerIn::<2>::parse(answer(7, 2), 7).unwrap();
+        assert_eq!(a.epoch(), 7);
+        assert_eq!(a.into_answers(), [vec![4; 8], vec![4; 8]]);
+    }
+
+    #[test]
+    fn answer_refuses_another_epoch() {
+        assert_eq!(
+            AnswerIn::<1>::parse(answer(8, 1), 7),
+            Err(AnswerError::Epoch { got: 8, asked: 7 })
+        );
+    }
+
+    #[test]
+    fn answer_refuses_another_count() {
+        for got in [0, 2] {
+            assert_eq!(
+                AnswerIn::<1>::parse(answer(7, got), 7),
+                Err(AnswerError::Count { got, sent: 1 })
+            );
+        }
+    }
+
+    #[test]
+    fn answer_checks_the_epoch_before_the_count() {
+        assert_eq!(
+            AnswerIn::<1>::parse(answer(8, 0), 7),
+            Err(AnswerError::Epoch { got: 8, asked: 7 })
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! `pir-proto`: the `pir.v1` gRPC protocol.
 //!
-//! Generated types live in [`v1`]; conversions to and from `pir-core` types are `TryFrom`
-//! impls in one place (`convert.rs`). Wire messages are not trusted: converting them validates.
+//! Generated types live in [`v1`]; conversions to and from `pir-core` types live in one place
+//! (`convert.rs`), as `TryFrom` impls or, where a check needs what the receiver knows, `parse`
+//! constructors. Wire messages are not trusted: converting them validates, into types that carry
+//! what was checked ([`ConfigIn`], [`AnswerIn`], [`QueryIn`], [`RegisterKeysIn`]).
 
 // Outside tests, a panic must name the invariant that makes it impossible.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -15,7 +17,10 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/pir.v1.rs"));
 }
 
-pub use convert::{ConfigIn, ConvertError};
+pub use convert::{
+    AnswerError, AnswerIn, ConfigIn, ConvertError, QueryError, QueryIn, RegisterKeysError,
+    RegisterKeysIn, ReportedSizes,
+};
 
 /// Encoded `FileDescriptorSet` of `pir.v1`, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
