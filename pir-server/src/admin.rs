@@ -76,7 +76,7 @@ pub async fn serve_admin(
         if constant_time_eq(given, expected.as_bytes()) {
             Ok(req)
         } else {
-            Err(Status::unauthenticated("admin token required"))
+            Err(ServerError::AdminTokenRequired.into())
         }
     };
     Server::builder()

@@ -42,6 +42,9 @@ pub enum ServerError {
     /// A key or peer is over its rate limit.
     #[error("rate limit of this {0} exceeded; retry later")]
     RateLimited(&'static str),
+    /// An Admin request without the right bearer token.
+    #[error("admin token required")]
+    AdminTokenRequired,
     /// The request took longer than the server's deadline.
     #[error("request took longer than {0:?}")]
     DeadlineExceeded(std::time::Duration),
@@ -111,6 +114,7 @@ impl ServerError {
             Self::KeyCacheTooSmall { .. } => "key_cache_too_small",
             Self::Core(e) if e.is_bad_input() => "malformed",
             Self::Internal(_) => "internal",
+            Self::AdminTokenRequired => "unauthenticated",
             Self::Refused { .. } | Self::Core(_) | Self::Io { .. } | Self::Transport(_) => "other",
         }
     }
@@ -166,6 +170,7 @@ impl From<ServerError> for Status {
             | ServerError::RateLimited(_)
             | ServerError::KeyCacheTooSmall { .. } => Status::resource_exhausted(msg),
             ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
+            ServerError::AdminTokenRequired => Status::unauthenticated(msg),
             // Keys registered for the previous snapshot's parameters: the client re-registers.
             ServerError::Core(CoreError::KeysForOtherParams) => {
                 with_reason(Status::failed_precondition(msg), REASON_UNKNOWN_KEY)
@@ -287,6 +292,12 @@ mod tests {
                 Code::Internal,
                 None,
                 "internal error",
+            ),
+            (
+                ServerError::AdminTokenRequired,
+                Code::Unauthenticated,
+                None,
+                "admin token required",
             ),
             (
                 ServerError::Internal("answering panicked".into()),
