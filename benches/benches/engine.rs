@@ -14,15 +14,10 @@ use pir_core::{
 
 fn scheme() -> SchemeParams {
     match std::env::var("PIR_BENCH_SHAPE").as_deref() {
-        Ok("large") => SchemeParams {
-            nu_1: 7,
-            nu_2: 5,
-            t_gsw: 8,
-            t_conv: 4,
-            t_exp_left: 8,
-            t_exp_right: 56,
-            ..SchemeParams::danger_test_only_small()
-        },
+        Ok("large") => SchemeParams::store_presets()
+            .map(|p| p.params)
+            .find(|p| p.num_items() == 1 << 12 && p.item_bytes == 8192)
+            .expect("the parameter store has a 2^12 x 8 KiB entry"),
         _ => SchemeParams::danger_test_only_small(),
     }
 }

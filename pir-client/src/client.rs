@@ -259,7 +259,7 @@ impl PirClient {
         let mut wire = Wire::default();
         let config = get_config(&mut grpc, &mut wire).await?;
         let key_file = options.key_file.map(KeyFile::new);
-        let (keys, reused) = keys_for(&config.lookup().scheme, key_file.as_ref()).await?;
+        let (keys, reused) = keys_for(&config.lookup().scheme(), key_file.as_ref()).await?;
         let lookup = LookupClient::with_keys(*config.lookup(), keys, options.trust.clone())?;
         let mut client = Self {
             url: url.to_owned(),
@@ -274,7 +274,7 @@ impl PirClient {
         }
         tracing::debug!(
             url,
-            epoch = client.config.lookup().epoch,
+            epoch = client.config.lookup().epoch(),
             key_id = %client.key_id(),
             bytes_sent = wire.sent,
             bytes_received = wire.received,
@@ -297,7 +297,7 @@ impl PirClient {
             let pending = self.lookup.query(cpi)?;
             let request = v1::QueryRequest {
                 key_id: self.key_id().0.to_vec(),
-                epoch: self.config.lookup().epoch,
+                epoch: self.config.lookup().epoch(),
                 queries: vec![pending.query().to_vec()],
             };
             wire.send(&request);
@@ -305,7 +305,7 @@ impl PirClient {
                 Ok(response) => {
                     let response = response.into_inner();
                     wire.receive(&response);
-                    match AnswerIn::<1>::parse(response, self.config.lookup().epoch) {
+                    match AnswerIn::<1>::parse(response, self.config.lookup().epoch()) {
                         Ok(answer) => {
                             let [answer] = answer.into_answers();
                             let now = pir_core::unix_now();
@@ -342,7 +342,7 @@ impl PirClient {
                 }
                 Heal::Refresh(_) => {
                     tracing::info!(
-                        epoch = self.config.lookup().epoch,
+                        epoch = self.config.lookup().epoch(),
                         "epoch changed: refreshing"
                     );
                     self.refresh_counted(&mut wire).await?;
@@ -432,7 +432,7 @@ impl PirClient {
 
     async fn refresh_counted(&mut self, wire: &mut Wire) -> Result<()> {
         let config = get_config(&mut self.grpc, wire).await?;
-        if config.lookup().scheme == self.config.lookup().scheme {
+        if config.lookup().scheme() == self.config.lookup().scheme() {
             // Same parameters: the keys stay valid; the layout (salt) may still have changed,
             // and the next query is encrypted for the new one.
             self.lookup.set_config(*config.lookup())?;
@@ -440,7 +440,7 @@ impl PirClient {
             return Ok(());
         }
         tracing::info!("scheme parameters changed: new keys");
-        let (keys, _) = keys_for(&config.lookup().scheme, self.key_file.as_ref()).await?;
+        let (keys, _) = keys_for(&config.lookup().scheme(), self.key_file.as_ref()).await?;
         // Built before anything is replaced, so a failure leaves the client as it was.
         self.lookup = LookupClient::with_keys(*config.lookup(), keys, self.trust.clone())?;
         self.config = config;

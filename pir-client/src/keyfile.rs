@@ -322,7 +322,11 @@ mod tests {
             StoredKeys::Matching(k) => assert_eq!(k.id(), keys().id()),
             s => panic!("expected Matching, got {s:?}"),
         }
-        let other = SchemeParams { nu_2: 3, ..small() };
+        let other = SchemeParams::try_from(pir_core::SchemeFields {
+            nu_2: 3,
+            ..*small()
+        })
+        .unwrap();
         match file.read_for(&other).unwrap() {
             StoredKeys::OtherParams(stored) => assert_eq!(stored, small()),
             s => panic!("expected OtherParams, got {s:?}"),

@@ -88,33 +88,20 @@ pub fn outcome_text(outcome: &LookupOutcome) -> String {
 /// The server's configuration as a JSON object (`pir-client info --json`).
 pub fn info_json(info: &ConfigIn) -> Value {
     let c = info.lookup();
-    let s = &c.scheme;
+    let s = &c.scheme();
     let sizes = info.sizes();
     json!({
-        "epoch": c.epoch,
+        "epoch": c.epoch(),
         "created_at": info.created_at(),
         "shape": {
             "items": s.num_items(),
             "item_bytes": s.item_bytes,
             "capacity_bytes": s.capacity_bytes(),
-            "scheme": {
-                "n": s.n,
-                "nu_1": s.nu_1,
-                "nu_2": s.nu_2,
-                "p": s.p,
-                "q2_bits": s.q2_bits,
-                "t_gsw": s.t_gsw,
-                "t_conv": s.t_conv,
-                "t_exp_left": s.t_exp_left,
-                "t_exp_right": s.t_exp_right,
-                "instances": s.instances,
-                "item_bytes": s.item_bytes,
-                "version": s.version,
-            },
+            "scheme": s,
         },
         "layout": {
-            "version": c.layout.version,
-            "num_buckets": c.layout.num_buckets,
+            "version": c.layout().version,
+            "num_buckets": c.layout().num_buckets,
         },
         "sizes": {
             "public_keys": sizes.public_keys,
@@ -134,7 +121,7 @@ pub fn info_json(info: &ConfigIn) -> Value {
 /// The server's configuration as text (`pir-client info`).
 pub fn info_text(info: &ConfigIn) -> String {
     let c = info.lookup();
-    let s = &c.scheme;
+    let s = &c.scheme();
     let sizes = info.sizes();
     let limit = if info.max_message_bytes() == 0 {
         "unlimited".to_owned()
@@ -144,7 +131,7 @@ pub fn info_text(info: &ConfigIn) -> String {
     [
         format!(
             "epoch:              {} (built {})",
-            c.epoch,
+            c.epoch(),
             timestamp(info.created_at())
         ),
         format!(
@@ -156,7 +143,8 @@ pub fn info_text(info: &ConfigIn) -> String {
         format!("scheme:             {s}"),
         format!(
             "layout:             version {}, {} buckets",
-            c.layout.version, c.layout.num_buckets
+            c.layout().version,
+            c.layout().num_buckets
         ),
         format!(
             "sizes:              public keys {}, query {}, response {}",

@@ -6,8 +6,8 @@ use std::{net::SocketAddr, os::unix::fs::PermissionsExt};
 use pir_client::{ClientError, ClientOptions, KeyFile, PirClient};
 use pir_core::testing::{issuer, trust};
 use pir_core::{
-    BuildOptions, CoreError, Cpi, IssuerKey, Mapping, MappingFields, SchemeParams, Snapshot,
-    TrustStore,
+    BuildOptions, CoreError, Cpi, IssuerKey, Mapping, MappingFields, SchemeFields, SchemeParams,
+    Snapshot, TrustStore,
 };
 use pir_server::{RunningServer, ServeOptions};
 
@@ -24,7 +24,11 @@ fn small() -> SchemeParams {
 
 /// Twice the items of [`small`]: other parameters, so other keys.
 fn larger() -> SchemeParams {
-    SchemeParams { nu_2: 3, ..small() }
+    SchemeParams::try_from(SchemeFields {
+        nu_2: 3,
+        ..*small()
+    })
+    .unwrap()
 }
 
 fn snapshot(epoch: u64, scheme: SchemeParams, bob_msp: &str) -> Snapshot {
@@ -79,7 +83,7 @@ async fn lookups_found_and_not_found() {
     let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
         .await
         .unwrap();
-    assert_eq!(client.config().lookup().epoch, 1);
+    assert_eq!(client.config().lookup().epoch(), 1);
     assert_eq!(server.service().registered_keys(), 1);
 
     let found = client.lookup(&cpi("tel:+1 415 555 0100")).await.unwrap();
@@ -193,7 +197,7 @@ async fn heals_a_new_epoch_with_a_new_layout() {
         .unwrap();
     let healed = client.lookup(&cpi("mailto:bob@example.org")).await.unwrap();
     assert_eq!(msps(&healed), ["ring.example"]);
-    assert_eq!(client.config().lookup().epoch, 2);
+    assert_eq!(client.config().lookup().epoch(), 2);
     assert_eq!(client.key_id(), key_id);
     assert_eq!(server.service().registered_keys(), 1);
     server.stop().await.unwrap();
@@ -238,7 +242,7 @@ async fn key_file_is_reused_and_replaced_when_parameters_change() {
         .unwrap();
     let healed = second.lookup(&cpi("mailto:bob@example.org")).await.unwrap();
     assert_eq!(msps(&healed), ["chat.example"]);
-    assert_eq!(second.config().lookup().scheme, larger());
+    assert_eq!(*second.config().lookup().scheme(), larger());
     assert_ne!(second.key_id(), old_id);
     let stored = KeyFile::new(&path).read().unwrap();
     assert_eq!(*stored.params(), larger());

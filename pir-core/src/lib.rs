@@ -45,7 +45,7 @@ pub use identity::{
 };
 pub use keyword::{KeywordLayout, LookupConfig};
 pub use lookup::{ClientKeys, KeyId, LookupClient, LookupResult, PendingLookup};
-pub use pir::{ClientSecret, Database, EvalKeys, MessageSizes, SchemeParams};
+pub use pir::{ClientSecret, Database, EvalKeys, MessageSizes, SchemeFields, SchemeParams};
 pub use snapshot::{BuildOptions, Snapshot, SnapshotHeader, UpdateOptions};
 
 /// Re-exported so callers can make user keys without naming the crate.

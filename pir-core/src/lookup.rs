@@ -143,21 +143,14 @@ pub struct LookupClient {
 impl LookupClient {
     /// A client with fresh keys.
     pub fn new(config: LookupConfig, trust: TrustStore) -> Result<Self> {
-        let keys = ClientKeys::generate(&config.scheme)?;
+        let keys = ClientKeys::generate(&config.scheme())?;
         Self::with_keys(config, keys, trust)
     }
 
     /// A client with existing keys (which must match the configuration's parameters).
     pub fn with_keys(config: LookupConfig, keys: ClientKeys, trust: TrustStore) -> Result<Self> {
-        config.layout.validate()?;
-        if keys.params != config.scheme {
+        if keys.params != *config.scheme() {
             return Err(CoreError::KeysForOtherParams);
-        }
-        if config.layout.num_buckets as usize != config.scheme.num_items() {
-            return Err(CoreError::BucketCount {
-                buckets: config.layout.num_buckets,
-                items: config.scheme.num_items(),
-            });
         }
         Ok(Self {
             config,
@@ -184,9 +177,9 @@ impl LookupClient {
 
     /// Encrypts the query for a CPI.
     pub fn query(&self, cpi: &Cpi) -> Result<PendingLookup> {
-        let location = self.config.layout.locate(cpi);
+        let location = self.config.layout().locate(cpi);
         let query = pir::query(
-            &self.config.scheme,
+            &self.config.scheme(),
             &self.keys.secret,
             location.bucket.0 as usize,
         )?;
@@ -207,7 +200,7 @@ impl LookupClient {
         response: &[u8],
         now: u64,
     ) -> Result<LookupResult> {
-        let item = pir::decode(&self.config.scheme, &self.keys.secret, response)?;
+        let item = pir::decode(&self.config.scheme(), &self.keys.secret, response)?;
         let mut mappings = Vec::new();
         let mut outside_validity = 0;
         for (tag, compact) in bucket::decode_bucket(&item)? {

@@ -8,7 +8,7 @@
 
 use crate::{
     BuildOptions, Cpi, DpKey, DpKeys, EvalKeys, IssuerKey, LookupClient, Mapping, MappingFields,
-    SchemeParams, SigningKey, Snapshot, TrustStore,
+    SchemeFields, SchemeParams, SigningKey, Snapshot, TrustStore,
 };
 
 /// The time fixtures are valid at (2027-01-15), unix seconds.
@@ -52,11 +52,12 @@ pub fn trust() -> TrustStore {
 
 /// The smallest shape spiral-rs runs: 8 items of 8 KiB (the committed fixture's).
 pub fn tiny_scheme() -> SchemeParams {
-    SchemeParams {
+    SchemeParams::try_from(SchemeFields {
         nu_1: 2,
         nu_2: 1,
-        ..SchemeParams::danger_test_only_small()
-    }
+        ..*SchemeParams::danger_test_only_small()
+    })
+    .expect("the fixture's shape is valid")
 }
 
 /// 256 items of 8 KiB: small enough for fast tests, large enough for a few hundred mappings.
@@ -189,7 +190,7 @@ pub fn lookup_with(
     now: u64,
 ) -> crate::Result<Vec<(String, Option<String>)>> {
     let client = LookupClient::new(snapshot.config(), trust)?;
-    let keys = EvalKeys::parse(&snapshot.config().scheme, client.keys().public_bytes())?;
+    let keys = EvalKeys::parse(&snapshot.config().scheme(), client.keys().public_bytes())?;
     let pending = client.query(&Cpi::parse(cpi)?)?;
     let response = snapshot.database().answer(&keys, pending.query())?;
     let mut found: Vec<_> = client

@@ -1,8 +1,8 @@
 //! The engine's own answering (every core, batched) is byte-identical to spiral-rs's.
 
 use pir_core::{
-    BuildOptions, ClientKeys, CoreError, Cpi, EvalKeys, LookupClient, SchemeParams, Snapshot,
-    TrustStore,
+    BuildOptions, ClientKeys, CoreError, Cpi, EvalKeys, LookupClient, SchemeFields, SchemeParams,
+    Snapshot, TrustStore,
     error::PirMessage,
     testing::{build_options, build_with, bulk_mappings, trust},
 };
@@ -90,25 +90,31 @@ fn batched_answers_equal_process_query_one_instance() {
 
 #[test]
 fn batched_answers_equal_process_query_two_instances() {
-    check(SchemeParams {
-        instances: 2,
-        item_bytes: 16384,
-        ..SchemeParams::danger_test_only_small()
-    });
+    check(
+        SchemeParams::try_from(SchemeFields {
+            instances: 2,
+            item_bytes: 16384,
+            ..*SchemeParams::danger_test_only_small()
+        })
+        .unwrap(),
+    );
 }
 
 #[test]
 fn batched_answers_equal_process_query_deep_fold_and_short_gadgets() {
     // Four folding dimensions and the short gadgets of the tuned presets.
-    check(SchemeParams {
-        nu_1: 5,
-        nu_2: 4,
-        t_gsw: 4,
-        t_conv: 7,
-        t_exp_left: 6,
-        t_exp_right: 28,
-        ..SchemeParams::danger_test_only_small()
-    });
+    check(
+        SchemeParams::try_from(SchemeFields {
+            nu_1: 5,
+            nu_2: 4,
+            t_gsw: 4,
+            t_conv: 7,
+            t_exp_left: 6,
+            t_exp_right: 28,
+            ..*SchemeParams::danger_test_only_small()
+        })
+        .unwrap(),
+    );
 }
 
 #[test]

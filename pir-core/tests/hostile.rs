@@ -9,7 +9,7 @@ use std::{path::PathBuf, sync::OnceLock};
 
 use pir_core::{
     ClientKeys, CoreError, Cpi, EvalKeys, IssuerKey, LookupClient, Mapping, MessageSizes,
-    PendingLookup, SchemeParams, Snapshot, TrustStore, fuzzing,
+    PendingLookup, SchemeFields, SchemeParams, Snapshot, TrustStore, fuzzing,
     identity::DeltaLine,
     testing::{NOW, issuer, sample_mappings, tiny_scheme, tiny_snapshot, trust},
 };
@@ -62,7 +62,7 @@ fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let snapshot = build_snapshot();
-        let params = snapshot.config().scheme;
+        let params = *snapshot.config().scheme();
         let sizes = params.message_sizes().unwrap();
         let keys = ClientKeys::generate(&params).unwrap();
         let public_keys = keys.public_bytes().to_vec();
@@ -149,7 +149,7 @@ fn fixture_reads() {
     let snapshot = read(fixture()).unwrap();
     assert_eq!(snapshot.header().scheme, tiny_scheme());
     // The forger below rewrites headers correctly: an unchanged shape still loads and answers.
-    assert!(load_and_run(&forge(tiny_scheme(), 0).unwrap()).is_some());
+    assert!(load_and_run(&forge(tiny_scheme().fields(), 0).unwrap()).is_some());
 }
 
 #[test]
@@ -215,7 +215,7 @@ proptest! {
 /// A snapshot file with a forged header: the attacker recomputes both checksums (they are not
 /// MACs), so the reader's only defence is validation. The scheme fields are random, around the
 /// ranges `SchemeParams::validate` accepts; whatever it accepts must then run without panics.
-fn forge(scheme: SchemeParams, payload_byte: u8) -> Option<Vec<u8>> {
+fn forge(scheme: SchemeFields, payload_byte: u8) -> Option<Vec<u8>> {
     let f = fixture();
     let prefix = fixture_prefix_len();
     let mut header = f[PREAMBLE_LEN..prefix - 32].to_vec();
@@ -258,11 +258,11 @@ fn forge(scheme: SchemeParams, payload_byte: u8) -> Option<Vec<u8>> {
         out
     };
     // Only shapes with the fixture's item count keep the layout valid; keep payloads small.
-    if scheme.validate().is_err() || scheme.num_items() != 8 || scheme.db_words() > 1 << 20 {
-        return scheme
-            .validate()
-            .is_err()
-            .then(|| assemble(&header, plain, words));
+    let Ok(scheme) = SchemeParams::try_from(scheme) else {
+        return Some(assemble(&header, plain, words));
+    };
+    if scheme.num_items() != 8 || scheme.db_words() > 1 << 20 {
+        return None;
     }
     let plain = vec![payload_byte; scheme.num_items() * scheme.item_bytes as usize];
     let words = vec![payload_byte; scheme.db_words() * 8];
@@ -273,7 +273,7 @@ fn forge(scheme: SchemeParams, payload_byte: u8) -> Option<Vec<u8>> {
 
 /// Mostly shapes `SchemeParams::validate` accepts with the fixture's 8 items (so they load and
 /// must then run), sometimes anything near the accepted ranges (so they must be refused).
-fn scheme_strategy() -> impl Strategy<Value = SchemeParams> {
+fn scheme_strategy() -> impl Strategy<Value = SchemeFields> {
     let accepted = (
         (
             1u32..=3,
@@ -293,7 +293,7 @@ fn scheme_strategy() -> impl Strategy<Value = SchemeParams> {
         .prop_map(
             |((n, p, q2_bits), (t_gsw, t_conv, t_exp_left, t_exp_right), rest)| {
                 let (instances, fraction, version) = rest;
-                let mut s = SchemeParams {
+                let mut s = SchemeFields {
                     n,
                     nu_1: 2,
                     nu_2: 1,
@@ -307,7 +307,9 @@ fn scheme_strategy() -> impl Strategy<Value = SchemeParams> {
                     item_bytes: 1,
                     version,
                 };
-                let capacity = s.item_capacity() as u64;
+                // What `SchemeParams::item_capacity` would say: 2048 coefficients of log2(p)
+                // bits per plaintext.
+                let capacity = (instances * n * n) as u64 * 2048 * p.trailing_zeros() as u64 / 8;
                 s.item_bytes = (1 + fraction as u64 * (capacity - 1) / u32::MAX as u64) as u32;
                 s
             },
@@ -324,7 +326,7 @@ fn scheme_strategy() -> impl Strategy<Value = SchemeParams> {
         .prop_map(
             |((n, nu_1, nu_2), (p, q2_bits), (t_gsw, t_conv, t_exp_left, t_exp_right), rest)| {
                 let (instances, item_bytes, version) = rest;
-                SchemeParams {
+                SchemeFields {
                     n,
                     nu_1,
                     nu_2,
@@ -346,7 +348,7 @@ fn scheme_strategy() -> impl Strategy<Value = SchemeParams> {
 /// Shapes `SchemeParams::validate` accepts but spiral-rs panics on (known bugs, reported; each
 /// has an ignored reproduction below). The forged-header property skips them until they are
 /// refused, so that it keeps guarding everything else.
-fn known_spiral_panic(s: &SchemeParams) -> bool {
+fn known_spiral_panic(s: &SchemeFields) -> bool {
     // Query expansion puts the first dimension's ciphertexts at even indices and the folding
     // ones at odd indices of a power-of-two array: each half must fit.
     let dim0 = 1usize << s.nu_1;
@@ -364,7 +366,7 @@ fn known_spiral_panic(s: &SchemeParams) -> bool {
 /// generation, key parsing, query, answer, decode. Errors anywhere are fine; panics are not.
 fn load_and_run(bytes: &[u8]) -> Option<Snapshot> {
     let snapshot = read(bytes).ok()?;
-    let params = snapshot.config().scheme;
+    let params = *snapshot.config().scheme();
     let sizes = params.message_sizes().ok()?;
     let keys = ClientKeys::generate(&params).ok()?;
     let server_keys = EvalKeys::parse(&params, keys.public_bytes()).ok()?;
@@ -389,7 +391,7 @@ proptest! {
     #[test]
     fn forged_snapshot_header_never_panics(scheme in scheme_strategy(), byte in any::<u8>()) {
         // Shapes spiral-rs panics on must be refused by validation (they used to pass it).
-        prop_assert!(!known_spiral_panic(&scheme) || scheme.validate().is_err());
+        prop_assert!(!known_spiral_panic(&scheme) || SchemeParams::try_from(scheme).is_err());
         let Some(bytes) = forge(scheme, byte) else {
             return Ok(());
         };
@@ -397,7 +399,7 @@ proptest! {
             // Refused, or accepted and then failed with an error: both are fine. A refusal at
             // load time must come from validation, not from the payload.
             if read(&bytes).is_err() {
-                prop_assert!(scheme.validate().is_err(), "valid shape refused: {:?}", scheme);
+                prop_assert!(SchemeParams::try_from(scheme).is_err(), "valid shape refused: {:?}", scheme);
             }
         }
     }
@@ -411,9 +413,9 @@ proptest! {
 #[test]
 
 fn forged_header_unexpandable_shape_does_not_panic() {
-    let scheme = SchemeParams {
+    let scheme = SchemeFields {
         t_gsw: 9,
-        ..tiny_scheme()
+        ..*tiny_scheme()
     };
     let _ = load_and_run(&forge(scheme, 0).unwrap());
 }
@@ -425,11 +427,11 @@ fn forged_header_unexpandable_shape_does_not_panic() {
 #[test]
 
 fn forged_header_version_1_does_not_panic() {
-    let scheme = SchemeParams {
+    let scheme = SchemeFields {
         n: 3,
         version: 1,
         item_bytes: 8192,
-        ..tiny_scheme()
+        ..*tiny_scheme()
     };
     let _ = load_and_run(&forge(scheme, 0).unwrap());
 }
@@ -442,9 +444,9 @@ fn forged_header_version_1_does_not_panic() {
 #[test]
 
 fn forged_header_wide_q2_does_not_panic() {
-    let scheme = SchemeParams {
+    let scheme = SchemeFields {
         q2_bits: 33,
-        ..tiny_scheme()
+        ..*tiny_scheme()
     };
     let _ = load_and_run(&forge(scheme, 0).unwrap());
 }
@@ -766,7 +768,7 @@ proptest! {
     ) {
         let w = world();
         let mut snapshot = build_snapshot();
-        let location = w.snapshot.config().layout.locate(w.pending.cpi());
+        let location = w.snapshot.config().layout().locate(w.pending.cpi());
         let mut content = (entries.len() as u16).to_le_bytes().to_vec();
         for (ours, other_tag, body) in &entries {
             content.extend_from_slice(if *ours { &location.tag.0 } else { other_tag });

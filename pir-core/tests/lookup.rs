@@ -46,7 +46,7 @@ fn build(mappings: Vec<Mapping>) -> Snapshot {
 }
 
 fn lookup(snapshot: &Snapshot, client: &LookupClient, cpi: &str) -> pir_core::Result<Vec<String>> {
-    let keys = EvalKeys::parse(&snapshot.config().scheme, client.keys().public_bytes())?;
+    let keys = EvalKeys::parse(&snapshot.config().scheme(), client.keys().public_bytes())?;
     let pending = client.query(&Cpi::parse(cpi)?)?;
     let response = snapshot.database().answer(&keys, pending.query())?;
     let result = client.decode(pending, &response, NOW)?;
@@ -121,7 +121,7 @@ fn builder_refuses_a_mapping_that_does_not_verify() {
 fn mapping_tampered_after_building_is_rejected_by_the_client() {
     let mut snapshot = build(sample());
     let bob = Cpi::parse("mailto:bob@example.org").unwrap();
-    let bucket = snapshot.config().layout.locate(&bob).bucket.0 as usize;
+    let bucket = snapshot.config().layout().locate(&bob).bucket.0 as usize;
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
     assert_eq!(
         lookup(&snapshot, &client, "mailto:bob@example.org").unwrap(),
@@ -182,7 +182,7 @@ fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
             .is_empty()
     );
     // The user-consented mapping is valid NOW-10..NOW+10: a client clock past it filters it.
-    let keys = EvalKeys::parse(&snapshot.config().scheme, client.keys().public_bytes()).unwrap();
+    let keys = EvalKeys::parse(&snapshot.config().scheme(), client.keys().public_bytes()).unwrap();
     let pending = client
         .query(&Cpi::parse("tel:+442079460958").unwrap())
         .unwrap();
@@ -195,7 +195,7 @@ fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
 #[test]
 fn malformed_query_and_key_bytes_are_errors_not_panics() {
     let snapshot = build(sample());
-    let params = snapshot.config().scheme;
+    let params = *snapshot.config().scheme();
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
     let keys = EvalKeys::parse(&params, client.keys().public_bytes()).unwrap();
     let pending = client

@@ -63,7 +63,7 @@ fn msps(snapshot: &Snapshot, cpi: &str, now: u64) -> Vec<(String, Option<String>
 #[test]
 fn update_equals_a_full_rebuild_and_changes_what_clients_see() {
     let (old, _) = Snapshot::build(base(), &trust(), &opts(1, T0)).unwrap();
-    let old_layout = old.config().layout;
+    let old_layout = *old.config().layout();
     let delta = vec![
         // Replace alice's chat.example mapping (new PSI), add a new CPI, remove one MSP of
         // carol's, remove bob entirely, and insert something already expired.
@@ -82,7 +82,7 @@ fn update_equals_a_full_rebuild_and_changes_what_clients_see() {
     assert_eq!(report.removals_unmatched, 1);
     assert_eq!(report.expired_dropped, 2, "dave's (old) and frank's (new)");
     assert!(report.items_reencoded <= 7, "{report:?}");
-    assert_eq!(new.config().layout, old_layout);
+    assert_eq!(*new.config().layout(), old_layout);
     assert_eq!(new.header().epoch, 2);
 
     // The same mapping set built from scratch, same layout, parameters, epoch and time.

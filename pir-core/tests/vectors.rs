@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use pir_core::{
-    BuildOptions, CoreError, Cpi, IssuerKey, KeywordLayout, Mapping, MappingFields, SchemeParams,
-    Snapshot, TrustStore,
+    BuildOptions, CoreError, Cpi, IssuerKey, KeywordLayout, Mapping, MappingFields, Snapshot,
+    TrustStore,
     identity::{
         ISSUER_ID_CONTEXT, ISSUER_SIG_CONTEXT, IssuerId, MAPPING_FORMAT_VERSION, USER_SIG_CONTEXT,
         UserConsent, canonical_body,
@@ -313,15 +313,6 @@ fn doc_compact_entry(case: &MappingCase) -> Vec<u8> {
     out
 }
 
-/// The smallest shape spiral-rs runs (8 items), enough to hold the cases' mappings.
-fn tiny_scheme() -> SchemeParams {
-    SchemeParams {
-        nu_1: 2,
-        nu_2: 1,
-        ..SchemeParams::danger_test_only_small()
-    }
-}
-
 /// Builds a snapshot of `mappings` (one per CPI) and returns each one's compact entry as the
 /// snapshot's plaintext holds it.
 fn compact_entries_from_snapshot(mappings: &[Mapping]) -> Vec<Vec<u8>> {
@@ -333,11 +324,11 @@ fn compact_entries_from_snapshot(mappings: &[Mapping]) -> Vec<Vec<u8>> {
         epoch: 1,
         now: JAN_2026,
         salt: Some([7; 32]),
-        scheme: Some(tiny_scheme()),
+        scheme: Some(pir_core::testing::tiny_scheme()),
     };
     let (snapshot, report) = Snapshot::build(mappings.to_vec(), &trust, &opts).unwrap();
     assert_eq!(report.stored_mappings, mappings.len());
-    let layout = snapshot.config().layout;
+    let layout = *snapshot.config().layout();
     mappings
         .iter()
         .map(|m| {

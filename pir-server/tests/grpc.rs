@@ -70,7 +70,7 @@ async fn lookup(
     let response = rpc
         .query(QueryRequest {
             key_id: key_id.to_vec(),
-            epoch: client.config().epoch,
+            epoch: client.config().epoch(),
             queries: vec![pending.query().to_vec()],
         })
         .await

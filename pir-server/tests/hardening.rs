@@ -122,10 +122,10 @@ async fn rate_limits_per_key_and_per_peer() {
         .await
         .unwrap()
         .into_inner();
-    let scheme = pir_proto::ConfigIn::try_from(config)
+    let scheme = *pir_proto::ConfigIn::try_from(config)
         .unwrap()
         .lookup()
-        .scheme;
+        .scheme();
     let c = ClientKeys::generate(&scheme).unwrap();
     let err = rpc
         .register_keys(RegisterKeysRequest {

@@ -14,7 +14,8 @@
 //! ```
 
 use pir_core::{
-    CoreError, KeyId, KeywordLayout, LookupConfig, SchemeParams, Snapshot, error::LayoutError,
+    CoreError, KeyId, KeywordLayout, LookupConfig, SchemeFields, SchemeParams, Snapshot,
+    error::LayoutError,
 };
 
 use crate::v1;
@@ -34,44 +35,38 @@ pub enum ConvertError {
     Invalid(#[from] CoreError),
 }
 
+/// Copies the scheme's fields, which the proto message and [`SchemeFields`] name alike, from
+/// one to the other: the one place the field list is written on this side of the wire.
+macro_rules! scheme_fields {
+    ($from:expr => $to:path) => {{
+        let f = $from;
+        $to {
+            n: f.n,
+            nu_1: f.nu_1,
+            nu_2: f.nu_2,
+            p: f.p,
+            q2_bits: f.q2_bits,
+            t_gsw: f.t_gsw,
+            t_conv: f.t_conv,
+            t_exp_left: f.t_exp_left,
+            t_exp_right: f.t_exp_right,
+            instances: f.instances,
+            item_bytes: f.item_bytes,
+            version: f.version,
+        }
+    }};
+}
+
 impl From<&SchemeParams> for v1::SchemeParams {
     fn from(p: &SchemeParams) -> Self {
-        Self {
-            n: p.n,
-            nu_1: p.nu_1,
-            nu_2: p.nu_2,
-            p: p.p,
-            q2_bits: p.q2_bits,
-            t_gsw: p.t_gsw,
-            t_conv: p.t_conv,
-            t_exp_left: p.t_exp_left,
-            t_exp_right: p.t_exp_right,
-            instances: p.instances,
-            item_bytes: p.item_bytes,
-            version: p.version,
-        }
+        scheme_fields!(p.fields() => v1::SchemeParams)
     }
 }
 
 impl TryFrom<&v1::SchemeParams> for SchemeParams {
     type Error = CoreError;
     fn try_from(p: &v1::SchemeParams) -> Result<Self, CoreError> {
-        let params = Self {
-            n: p.n,
-            nu_1: p.nu_1,
-            nu_2: p.nu_2,
-            p: p.p,
-            q2_bits: p.q2_bits,
-            t_gsw: p.t_gsw,
-            t_conv: p.t_conv,
-            t_exp_left: p.t_exp_left,
-            t_exp_right: p.t_exp_right,
-            instances: p.instances,
-            item_bytes: p.item_bytes,
-            version: p.version,
-        };
-        params.validate()?;
-        Ok(params)
+        SchemeParams::try_from(scheme_fields!(p => SchemeFields))
     }
 }
 
@@ -193,20 +188,9 @@ impl TryFrom<v1::GetConfigResponse> for ConfigIn {
         let scheme = SchemeParams::try_from(raw.scheme.as_ref().ok_or_else(|| missing("scheme"))?)?;
         let layout =
             KeywordLayout::try_from(raw.layout.as_ref().ok_or_else(|| missing("layout"))?)?;
-        if layout.num_buckets as usize != scheme.num_items() {
-            return Err(CoreError::BucketCount {
-                buckets: layout.num_buckets,
-                items: scheme.num_items(),
-            }
-            .into());
-        }
         let limits = raw.limits.unwrap_or_default();
         Ok(Self {
-            lookup: LookupConfig {
-                scheme,
-                layout,
-                epoch: raw.epoch,
-            },
+            lookup: LookupConfig::new(scheme, layout, raw.epoch)?,
             max_queries_per_request: limits.max_queries_per_request.max(1),
             max_message_bytes: limits.max_message_bytes,
             sizes: raw.sizes.map(ReportedSizes::from).unwrap_or_default(),
@@ -505,9 +489,9 @@ mod tests {
     #[test]
     fn config_carries_every_field() {
         let c = ConfigIn::try_from(config()).unwrap();
-        assert_eq!(c.lookup().epoch, 9);
-        assert_eq!(c.lookup().scheme, SchemeParams::danger_test_only_small());
-        assert_eq!(c.lookup().layout.salt, [7; 32]);
+        assert_eq!(c.lookup().epoch(), 9);
+        assert_eq!(*c.lookup().scheme(), SchemeParams::danger_test_only_small());
+        assert_eq!(c.lookup().layout().salt, [7; 32]);
         assert_eq!(c.max_queries_per_request(), 4);
         assert_eq!(c.max_message_bytes(), 64 << 20);
         let sizes = ReportedSizes {

@@ -254,7 +254,7 @@ fn measure(
     let summary = summary?;
     let (snapshot, load_s) = timed(|| Snapshot::load(&path));
     let snapshot = snapshot?;
-    let scheme = snapshot.config().scheme;
+    let scheme = *snapshot.config().scheme();
     let sizes = snapshot.message_sizes()?;
     let keys = ClientKeys::generate(&scheme)?;
     let server_keys = EvalKeys::parse(&scheme, keys.public_bytes())?;

@@ -20,7 +20,7 @@ use clap::Parser;
 use pir_benches::median;
 use pir_core::{
     BuildOptions, ClientKeys, Cpi, EvalKeys, IssuerKey, LookupClient, Mapping, MappingFields,
-    SchemeParams, Snapshot, TrustStore,
+    SchemeFields, SchemeParams, Snapshot, TrustStore,
 };
 
 #[derive(Parser)]
@@ -101,16 +101,18 @@ fn candidates(base: &SchemeParams, slack_bits: f64) -> Vec<(SchemeParams, f64)> 
             for t_conv in (4..=8).chain([base.t_conv]) {
                 for t_exp_left in 4..=base.t_exp_left.max(16) {
                     for t_exp_right in (4..=16).chain([28, 56]) {
-                        let p = SchemeParams {
+                        let Ok(p) = SchemeParams::try_from(SchemeFields {
                             nu_1,
                             nu_2,
                             t_gsw,
                             t_conv,
                             t_exp_left,
                             t_exp_right,
-                            ..*base
+                            ..**base
+                        }) else {
+                            continue;
                         };
-                        if p.validate().is_err() || out.iter().any(|(q, _)| *q == p) {
+                        if out.iter().any(|(q, _)| *q == p) {
                             continue;
                         }
                         if let Ok(est) = p.estimated_log2_failure()

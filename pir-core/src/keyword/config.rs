@@ -1,14 +1,64 @@
 //! What a client needs to know to query a snapshot.
 
-use crate::{keyword::KeywordLayout, pir::SchemeParams};
+use crate::{
+    error::{CoreError, Result},
+    keyword::KeywordLayout,
+    pir::SchemeParams,
+};
 
-/// What a client needs to know to query a snapshot.
+/// What a client needs to know to query a snapshot: checked once, when it is made, so that
+/// every holder can rely on the layout being valid and having one bucket per database item.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LookupConfig {
+    scheme: SchemeParams,
+    layout: KeywordLayout,
+    epoch: u64,
+}
+
+impl LookupConfig {
+    /// Checks that `layout` is valid and has one bucket per item of `scheme`.
+    pub fn new(scheme: SchemeParams, layout: KeywordLayout, epoch: u64) -> Result<Self> {
+        layout.validate()?;
+        if layout.num_buckets as usize != scheme.num_items() {
+            return Err(CoreError::BucketCount {
+                buckets: layout.num_buckets,
+                items: scheme.num_items(),
+            });
+        }
+        Ok(Self {
+            scheme,
+            layout,
+            epoch,
+        })
+    }
+
+    /// A configuration from a snapshot header, which [`LookupConfig::new`] checked when the
+    /// snapshot was loaded or built.
+    pub(crate) fn of_checked_header(
+        scheme: SchemeParams,
+        layout: KeywordLayout,
+        epoch: u64,
+    ) -> Self {
+        debug_assert!(Self::new(scheme, layout, epoch).is_ok());
+        Self {
+            scheme,
+            layout,
+            epoch,
+        }
+    }
+
     /// Spiral parameters.
-    pub scheme: SchemeParams,
+    pub fn scheme(&self) -> &SchemeParams {
+        &self.scheme
+    }
+
     /// Keyword layout.
-    pub layout: KeywordLayout,
+    pub fn layout(&self) -> &KeywordLayout {
+        &self.layout
+    }
+
     /// Snapshot epoch.
-    pub epoch: u64,
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
 }

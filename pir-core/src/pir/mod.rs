@@ -47,6 +47,6 @@ pub(crate) use client::{decode, keygen, query};
 pub use database::Database;
 pub(crate) use database::{item_words, words_per_item};
 pub use eval_keys::EvalKeys;
-pub use params::{POLY_LEN, SchemeParams};
+pub use params::{POLY_LEN, SchemeFields, SchemeParams};
 pub use presets::{Preset, PresetOrigin};
 pub use ring::MessageSizes;

@@ -7,7 +7,6 @@
 //! paper's parameter-search results (the `params_store.json` of the authors' implementation), chosen for a correctness failure probability of at most 2^-40 per query, for
 //! 8 KiB and 16 KiB items.
 
-use bincode::{Decode, Encode};
 use serde::Serialize;
 
 use crate::error::{CoreError, ParamsError, Result};
@@ -15,9 +14,12 @@ use crate::error::{CoreError, ParamsError, Result};
 /// Ring degree d.
 pub const POLY_LEN: usize = 2048;
 
-/// Parameters of one Spiral database shape.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode, Serialize)]
-pub struct SchemeParams {
+/// The fields of one Spiral database shape, unchecked: what a caller fills in to ask for a
+/// shape ([`SchemeParams::try_from`]) and what a [`SchemeParams`] lets one read (it derefs to
+/// them). This is the one list of the fields; the fixed encoding, `Display`, JSON and the proto
+/// conversions are all written from it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct SchemeFields {
     /// n: plaintext matrices are n x n polynomials.
     pub n: u32,
     /// nu_1 (ν1): log2 of the first dimension's size.
@@ -44,52 +46,117 @@ pub struct SchemeParams {
     pub version: u32,
 }
 
+/// Parameters of one Spiral database shape, checked: made only by the presets
+/// ([`SchemeParams::vetted_presets`]), by [`SchemeParams::try_from`] a [`SchemeFields`], or by
+/// decoding the fixed encoding ([`SchemeParams::from_le_bytes`]), each of which validates. The
+/// fields are read through `Deref` and never written: change a shape by making a new one from
+/// `SchemeFields { nu_2: 3, ..*params }`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct SchemeParams(SchemeFields);
+
+impl std::ops::Deref for SchemeParams {
+    type Target = SchemeFields;
+    fn deref(&self) -> &SchemeFields {
+        &self.0
+    }
+}
+
+impl TryFrom<SchemeFields> for SchemeParams {
+    type Error = CoreError;
+    fn try_from(fields: SchemeFields) -> Result<Self> {
+        let params = Self(fields);
+        params.validate()?;
+        Ok(params)
+    }
+}
+
 impl std::fmt::Display for SchemeParams {
     /// `Spiral n=2 nu_1=9 nu_2=6 p=256 q2_bits=20 t_gsw=8 t_conv=4 t_exp=8/56 instances=1
     /// version=0`, the form tools print.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let SchemeFields {
+            n,
+            nu_1,
+            nu_2,
+            p,
+            q2_bits,
+            t_gsw,
+            t_conv,
+            t_exp_left,
+            t_exp_right,
+            instances,
+            item_bytes: _,
+            version,
+        } = self.0;
         write!(
             f,
-            "Spiral n={} nu_1={} nu_2={} p={} q2_bits={} t_gsw={} t_conv={} t_exp={}/{} \
-             instances={} version={}",
-            self.n,
-            self.nu_1,
-            self.nu_2,
-            self.p,
-            self.q2_bits,
-            self.t_gsw,
-            self.t_conv,
-            self.t_exp_left,
-            self.t_exp_right,
-            self.instances,
-            self.version
+            "Spiral n={n} nu_1={nu_1} nu_2={nu_2} p={p} q2_bits={q2_bits} t_gsw={t_gsw} \
+             t_conv={t_conv} t_exp={t_exp_left}/{t_exp_right} instances={instances} \
+             version={version}"
         )
     }
 }
+
+/// The header stores the scheme in its fixed encoding, so a decoded header's scheme is
+/// validated like any other.
+impl bincode::Encode for SchemeParams {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> std::result::Result<(), bincode::error::EncodeError> {
+        bincode::enc::write::Writer::write(encoder.writer(), &self.to_le_bytes())
+    }
+}
+
+impl<C> bincode::Decode<C> for SchemeParams {
+    fn decode<D: bincode::de::Decoder<Context = C>>(
+        decoder: &mut D,
+    ) -> std::result::Result<Self, bincode::error::DecodeError> {
+        let mut bytes = [0u8; Self::ENCODED_LEN];
+        decoder.claim_bytes_read(Self::ENCODED_LEN)?;
+        bincode::de::read::Reader::read(decoder.reader(), &mut bytes)?;
+        Self::from_le_bytes(&bytes)
+            .map_err(|e| bincode::error::DecodeError::OtherString(e.to_string()))
+    }
+}
+bincode::impl_borrow_decode!(SchemeParams);
+
 impl SchemeParams {
     /// Bytes of the fixed encoding ([`SchemeParams::to_le_bytes`]).
     pub const ENCODED_LEN: usize = 11 * 4 + 8;
 
-    /// The one fixed encoding, little-endian, as key files store it: `n`, `nu_1`, `nu_2` (u32),
-    /// `p` (u64), then `q2_bits`, `t_gsw`, `t_conv`, `t_exp_left`, `t_exp_right`, `instances`,
-    /// `item_bytes`, `version` (u32).
+    /// A preset's parameters, checked by the presets' tests rather than at each use.
+    pub(super) const fn preset(fields: SchemeFields) -> Self {
+        Self(fields)
+    }
+
+    /// The fields, to make a changed copy from.
+    pub fn fields(&self) -> SchemeFields {
+        self.0
+    }
+
+    /// The one fixed encoding, little-endian, as key files and snapshot headers store it: `n`,
+    /// `nu_1`, `nu_2` (u32), `p` (u64), then `q2_bits`, `t_gsw`, `t_conv`, `t_exp_left`,
+    /// `t_exp_right`, `instances`, `item_bytes`, `version` (u32).
     pub fn to_le_bytes(&self) -> [u8; Self::ENCODED_LEN] {
+        let f = self.0;
         let mut out = [0u8; Self::ENCODED_LEN];
         let (head, tail) = out.split_at_mut(12);
-        for (slot, v) in head.chunks_exact_mut(4).zip([self.n, self.nu_1, self.nu_2]) {
+        for (slot, v) in head.chunks_exact_mut(4).zip([f.n, f.nu_1, f.nu_2]) {
             slot.copy_from_slice(&v.to_le_bytes());
         }
         let (p, rest) = tail.split_at_mut(8);
-        p.copy_from_slice(&self.p.to_le_bytes());
+        p.copy_from_slice(&f.p.to_le_bytes());
         let words = [
-            self.q2_bits,
-            self.t_gsw,
-            self.t_conv,
-            self.t_exp_left,
-            self.t_exp_right,
-            self.instances,
-            self.item_bytes,
-            self.version,
+            f.q2_bits,
+            f.t_gsw,
+            f.t_conv,
+            f.t_exp_left,
+            f.t_exp_right,
+            f.instances,
+            f.item_bytes,
+            f.version,
         ];
         for (slot, v) in rest.chunks_exact_mut(4).zip(words) {
             slot.copy_from_slice(&v.to_le_bytes());
@@ -99,9 +166,19 @@ impl SchemeParams {
 
     /// Decodes [`SchemeParams::to_le_bytes`] and validates the result.
     pub fn from_le_bytes(b: &[u8; Self::ENCODED_LEN]) -> Result<Self> {
+        Self::try_from(Self::fields_from_le_bytes(b))
+    }
+
+    /// Why the fixed encoding `b` is not a valid shape, if it is not.
+    pub(crate) fn check_le_bytes(b: &[u8; Self::ENCODED_LEN]) -> Result<(), ParamsError> {
+        Self(Self::fields_from_le_bytes(b)).check()
+    }
+
+    /// Decodes the fixed encoding without validating it.
+    fn fields_from_le_bytes(b: &[u8; Self::ENCODED_LEN]) -> SchemeFields {
         // Fixed offsets into a fixed-length array: every slice is in range.
         let u32_at = |at: usize| u32::from_le_bytes(b[at..at + 4].try_into().unwrap_or_default());
-        let params = Self {
+        SchemeFields {
             n: u32_at(0),
             nu_1: u32_at(4),
             nu_2: u32_at(8),
@@ -114,9 +191,7 @@ impl SchemeParams {
             instances: u32_at(40),
             item_bytes: u32_at(44),
             version: u32_at(48),
-        };
-        params.validate()?;
-        Ok(params)
+        }
     }
 
     /// Checks that the adapter can run these parameters without tripping spiral-rs's asserts.

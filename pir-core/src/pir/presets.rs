@@ -1,6 +1,6 @@
 //! The vetted parameter sets: the Spiral authors' parameter store and this project's tuning.
 
-use super::params::SchemeParams;
+use super::params::{SchemeFields, SchemeParams};
 
 /// Where a preset comes from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,8 +35,8 @@ const fn spiral_p256(
     t_gsw: u32,
     t_conv: u32,
     t_exp_left: u32,
-) -> SchemeParams {
-    SchemeParams {
+) -> SchemeFields {
+    SchemeFields {
         n: 2,
         nu_1,
         nu_2,
@@ -55,7 +55,7 @@ const fn spiral_p256(
 /// Vetted shapes, by database capacity and then item size. At equal capacity, 16 KiB items hold
 /// twice the records per bucket, so bucket loads vary less (denser packing without overflow),
 /// and their two instances are answered on two cores; 8 KiB items give smaller responses.
-const VETTED: [SchemeParams; 19] = [
+const VETTED: [SchemeFields; 19] = [
     spiral_p256(1, 6, 4, 7, 32, 8),  // 2^10 x 8 KiB
     spiral_p256(1, 7, 4, 7, 32, 8),  // 2^11 x 8 KiB
     spiral_p256(2, 7, 3, 7, 32, 8),  // 2^10 x 16 KiB
@@ -75,7 +75,7 @@ const VETTED: [SchemeParams; 19] = [
     spiral_p256(2, 9, 8, 8, 4, 8),   // 2^17 x 16 KiB
     spiral_p256(2, 10, 8, 8, 4, 16), // 2^18 x 16 KiB
     // 2^19 x 8 KiB has its own q2 and t_GSW in the search results.
-    SchemeParams {
+    SchemeFields {
         q2_bits: 23,
         t_gsw: 9,
         ..spiral_p256(1, 10, 9, 9, 4, 16)
@@ -92,8 +92,8 @@ const fn tuned(
     t_conv: u32,
     t_exp_left: u32,
     t_exp_right: u32,
-) -> SchemeParams {
-    SchemeParams {
+) -> SchemeFields {
+    SchemeFields {
         t_exp_right,
         ..spiral_p256(instances, nu_1, nu_2, t_gsw, t_conv, t_exp_left)
     }
@@ -104,7 +104,7 @@ const fn tuned(
 /// measured (one query, one thread; `docs/performance.md` has the tables): 0.36x to 0.65x the
 /// store entry's time, with public keys a quarter to a half the size. A smaller first
 /// dimension and shorter expansion gadgets make query expansion, which dominated, much cheaper.
-const TUNED: [SchemeParams; 11] = [
+const TUNED: [SchemeFields; 11] = [
     tuned(1, 6, 4, 4, 7, 4, 14), // 2^10 x 8 KiB
     tuned(1, 6, 5, 4, 8, 6, 14), // 2^11 x 8 KiB
     tuned(2, 6, 4, 4, 7, 4, 14), // 2^10 x 16 KiB
@@ -124,11 +124,15 @@ impl SchemeParams {
     /// the store entry.
     pub fn vetted_presets() -> impl Iterator<Item = Preset> {
         Self::store_presets().map(|store| {
-            let same_shape = |t: &&SchemeParams| {
+            let same_shape = |t: &SchemeParams| {
                 t.num_items() == store.params.num_items() && t.item_bytes == store.params.item_bytes
             };
-            match TUNED.iter().find(same_shape) {
-                Some(&params) => Preset {
+            match TUNED
+                .iter()
+                .map(|&t| SchemeParams::preset(t))
+                .find(same_shape)
+            {
+                Some(params) => Preset {
                     params,
                     origin: PresetOrigin::Tuned,
                     ..store
@@ -140,8 +144,8 @@ impl SchemeParams {
 
     /// The Spiral authors' parameter-store entries, as published, smallest capacity first.
     pub fn store_presets() -> impl Iterator<Item = Preset> {
-        VETTED.iter().map(|&params| Preset {
-            params,
+        VETTED.iter().map(|&fields| Preset {
+            params: SchemeParams::preset(fields),
             security_bits: 128,
             log2_failure: -40,
             origin: PresetOrigin::Store,
@@ -159,7 +163,7 @@ impl SchemeParams {
     /// A 256-item shape that keeps tests fast. Same ring (so the same security estimate), but its
     /// failure probability was not part of the paper's search: **for tests only**.
     pub fn danger_test_only_small() -> Self {
-        Self {
+        Self::preset(SchemeFields {
             n: 2,
             nu_1: 6,
             nu_2: 2,
@@ -172,7 +176,7 @@ impl SchemeParams {
             instances: 1,
             item_bytes: 8192,
             version: 0,
-        }
+        })
     }
 }
 
@@ -183,7 +187,7 @@ mod tests {
     #[test]
     fn tuned_presets_keep_their_shape_and_estimated_failure() {
         let store: Vec<SchemeParams> = SchemeParams::store_presets().map(|p| p.params).collect();
-        for t in TUNED {
+        for t in TUNED.map(SchemeParams::preset) {
             t.validate().unwrap();
             let base = store
                 .iter()

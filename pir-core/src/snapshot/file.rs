@@ -13,7 +13,8 @@ use super::{
 };
 use crate::{
     error::{CoreError, Result, SnapshotError},
-    pir::Database,
+    keyword::LookupConfig,
+    pir::{Database, SchemeParams},
 };
 
 /// First bytes of every snapshot file.
@@ -220,23 +221,24 @@ fn read_header_from(r: &mut dyn Read, len: u64) -> Result<(SnapshotHeader, [u8; 
     if blake3::hash(&header_bytes).as_bytes() != &header_hash {
         return Err(invalid(SnapshotError::HeaderChecksum));
     }
+    // The header opens with the scheme in its fixed encoding: check it first, so that a bad
+    // shape is reported as such rather than as an undecodable header.
+    if let Some(scheme) = header_bytes.first_chunk::<{ SchemeParams::ENCODED_LEN }>() {
+        SchemeParams::check_le_bytes(scheme).map_err(|e| invalid(SnapshotError::Params(e)))?;
+    }
     let (header, used): (SnapshotHeader, usize) =
         bincode::decode_from_slice(&header_bytes, bincode_config())
             .map_err(|e| invalid(SnapshotError::HeaderDecode(e)))?;
     if used != header_bytes.len() {
         return Err(invalid(SnapshotError::HeaderTrailingBytes));
     }
-    header
-        .scheme
-        .check()
-        .map_err(|e| invalid(SnapshotError::Params(e)))?;
-    header
-        .layout
-        .check()
-        .map_err(|e| invalid(SnapshotError::Layout(e)))?;
-    if header.layout.num_buckets as usize != header.scheme.num_items() {
-        return Err(invalid(SnapshotError::BucketCount));
-    }
+    LookupConfig::new(header.scheme, header.layout, header.epoch).map_err(|e| {
+        invalid(match e {
+            CoreError::Layout(reason) => SnapshotError::Layout(reason),
+            // The only other refusal: the layout's bucket count is not the item count.
+            _ => SnapshotError::BucketCount,
+        })
+    })?;
     if header.base.is_some() {
         // A delta's length depends on its item count, checked when its payload is read.
         return Ok((header, header_hash));

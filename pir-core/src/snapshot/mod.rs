@@ -141,11 +141,7 @@ impl Snapshot {
 
     /// What a client needs to query this snapshot.
     pub fn config(&self) -> LookupConfig {
-        LookupConfig {
-            scheme: self.header.scheme,
-            layout: self.header.layout,
-            epoch: self.header.epoch,
-        }
+        LookupConfig::of_checked_header(self.header.scheme, self.header.layout, self.header.epoch)
     }
 
     /// Message sizes for this snapshot's parameters.
