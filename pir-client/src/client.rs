@@ -259,7 +259,7 @@ impl PirClient {
         let mut wire = Wire::default();
         let config = get_config(&mut grpc, &mut wire).await?;
         let key_file = options.key_file.map(KeyFile::new);
-        let (keys, reused) = keys_for(&config.lookup().scheme(), key_file.as_ref()).await?;
+        let (keys, reused) = keys_for(config.lookup().scheme(), key_file.as_ref()).await?;
         let lookup = LookupClient::with_keys(*config.lookup(), keys, options.trust.clone())?;
         let mut client = Self {
             url: url.to_owned(),
@@ -440,7 +440,7 @@ impl PirClient {
             return Ok(());
         }
         tracing::info!("scheme parameters changed: new keys");
-        let (keys, _) = keys_for(&config.lookup().scheme(), self.key_file.as_ref()).await?;
+        let (keys, _) = keys_for(config.lookup().scheme(), self.key_file.as_ref()).await?;
         // Built before anything is replaced, so a failure leaves the client as it was.
         self.lookup = LookupClient::with_keys(*config.lookup(), keys, self.trust.clone())?;
         self.config = config;

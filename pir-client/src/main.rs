@@ -285,19 +285,19 @@ mod tests {
         assert_eq!(read_cpis(&path).unwrap().len(), 2);
     }
 
+    /// `pir-client lookup --server .. --trust t.pub` with these CPIs.
+    fn lookup_cli(cpis: &[&str]) -> Result<Cli, clap::Error> {
+        let head = ["pir-client", "lookup", "--server", "http://127.0.0.1:1"];
+        Cli::try_parse_from(
+            head.into_iter()
+                .chain(["--trust", "t.pub"])
+                .chain(cpis.iter().copied()),
+        )
+    }
+
     #[test]
     fn cpis_are_parsed_and_normalised() {
-        let cli = Cli::try_parse_from([
-            "pir-client",
-            "lookup",
-            "--server",
-            "http://127.0.0.1:1",
-            "--trust",
-            "t.pub",
-            "tel:+1 (415) 555-0100",
-            "mailto:Alice@Example.COM",
-        ])
-        .unwrap();
+        let cli = lookup_cli(&["tel:+1 (415) 555-0100", "mailto:Alice@Example.COM"]).unwrap();
         let Command::Lookup(args) = cli.command else {
             panic!("expected lookup");
         };
@@ -307,16 +307,7 @@ mod tests {
 
     #[test]
     fn invalid_cpi_is_a_clear_usage_error() {
-        let err = Cli::try_parse_from([
-            "pir-client",
-            "lookup",
-            "--server",
-            "http://127.0.0.1:1",
-            "--trust",
-            "t.pub",
-            "4155550100",
-        ])
-        .unwrap_err();
+        let err = lookup_cli(&["4155550100"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
         assert!(err.to_string().contains("invalid CPI"), "{err}");
     }

@@ -219,8 +219,7 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
 
 #[cfg(test)]
 mod tests {
-    use pir_core::{Cpi, IssuerKey, KeywordLayout, LookupResult, MappingFields, SchemeParams};
-    use pir_proto::v1;
+    use pir_core::{Cpi, IssuerKey, LookupResult, MappingFields};
 
     use super::*;
 
@@ -337,26 +336,7 @@ mod tests {
 
     #[test]
     fn info_renders_shape_and_sizes() {
-        let scheme = SchemeParams::danger_test_only_small();
-        let layout = KeywordLayout::new([7; 32], scheme.num_items() as u32).unwrap();
-        let raw = v1::GetConfigResponse {
-            epoch: 9,
-            scheme: Some((&scheme).into()),
-            layout: Some((&layout).into()),
-            limits: Some(v1::Limits {
-                max_queries_per_request: 4,
-                max_message_bytes: 64 << 20,
-            }),
-            sizes: Some(v1::MessageSizes {
-                public_keys: 1 << 20,
-                query: 30_000,
-                response: 20_000,
-            }),
-            mapping_count: 205,
-            cpi_count: 203,
-            created_at: 1_700_000_000,
-            packing_efficiency: 0.0123,
-        };
+        let raw = pir_proto::testing::config_response();
         let info = ConfigIn::try_from(raw).unwrap();
         let v = info_json(&info);
         assert_eq!(v["epoch"], json!(9));

@@ -143,7 +143,7 @@ pub struct LookupClient {
 impl LookupClient {
     /// A client with fresh keys.
     pub fn new(config: LookupConfig, trust: TrustStore) -> Result<Self> {
-        let keys = ClientKeys::generate(&config.scheme())?;
+        let keys = ClientKeys::generate(config.scheme())?;
         Self::with_keys(config, keys, trust)
     }
 
@@ -179,7 +179,7 @@ impl LookupClient {
     pub fn query(&self, cpi: &Cpi) -> Result<PendingLookup> {
         let location = self.config.layout().locate(cpi);
         let query = pir::query(
-            &self.config.scheme(),
+            self.config.scheme(),
             &self.keys.secret,
             location.bucket.0 as usize,
         )?;
@@ -200,7 +200,7 @@ impl LookupClient {
         response: &[u8],
         now: u64,
     ) -> Result<LookupResult> {
-        let item = pir::decode(&self.config.scheme(), &self.keys.secret, response)?;
+        let item = pir::decode(self.config.scheme(), &self.keys.secret, response)?;
         let mut mappings = Vec::new();
         let mut outside_validity = 0;
         for (tag, compact) in bucket::decode_bucket(&item)? {

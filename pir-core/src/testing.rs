@@ -190,7 +190,7 @@ pub fn lookup_with(
     now: u64,
 ) -> crate::Result<Vec<(String, Option<String>)>> {
     let client = LookupClient::new(snapshot.config(), trust)?;
-    let keys = EvalKeys::parse(&snapshot.config().scheme(), client.keys().public_bytes())?;
+    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes())?;
     let pending = client.query(&Cpi::parse(cpi)?)?;
     let response = snapshot.database().answer(&keys, pending.query())?;
     let mut found: Vec<_> = client

@@ -230,24 +230,8 @@ fn forge(scheme: SchemeFields, payload_byte: u8) -> Option<Vec<u8>> {
     };
     let plain_at = find(&header, blake3::hash(plain));
     let words_at = find(&header, blake3::hash(words));
-    // bincode, fixed-width little-endian integers, fields in declaration order.
-    let mut fields = Vec::new();
-    for (v, width) in [
-        (scheme.n as u64, 4),
-        (scheme.nu_1 as u64, 4),
-        (scheme.nu_2 as u64, 4),
-        (scheme.p, 8),
-        (scheme.q2_bits as u64, 4),
-        (scheme.t_gsw as u64, 4),
-        (scheme.t_conv as u64, 4),
-        (scheme.t_exp_left as u64, 4),
-        (scheme.t_exp_right as u64, 4),
-        (scheme.instances as u64, 4),
-        (scheme.item_bytes as u64, 4),
-        (scheme.version as u64, 4),
-    ] {
-        fields.extend_from_slice(&v.to_le_bytes()[..width]);
-    }
+    // The header opens with the scheme in its fixed encoding.
+    let fields = scheme.to_le_bytes();
     header[..fields.len()].copy_from_slice(&fields);
     let assemble = |header: &[u8], plain: &[u8], words: &[u8]| {
         let mut out = f[..PREAMBLE_LEN].to_vec();
@@ -405,50 +389,43 @@ proptest! {
     }
 }
 
-/// Known bug: `SchemeParams::validate` accepts nu_1 = 2, nu_2 = 1, t_gsw = 9 (4 + 9 = 13
-/// expanded ciphertexts fit in 16, but the 9 folding ones need the odd slots 1..=17), and
-/// `Snapshot::answer` then panics in spiral-rs `expand_query` (server.rs:570:29, "index out of
-/// bounds: the len is 16 but the index is 17"). A snapshot file carrying such a header (the
-/// checksums are not MACs) takes down every thread that answers a query.
+/// Shapes spiral-rs panics on, in forged headers (the checksums are not MACs): each was once
+/// accepted by validation and reported upstream. Each must now be refused at load, or else
+/// run without a panic.
 #[test]
-
-fn forged_header_unexpandable_shape_does_not_panic() {
-    let scheme = SchemeFields {
-        t_gsw: 9,
-        ..*tiny_scheme()
-    };
-    let _ = load_and_run(&forge(scheme, 0).unwrap());
-}
-
-/// Known bug: with key layout version 1 and n != 2, `EvalKeys::parse` panics in spiral-rs
-/// `PublicParameters::deserialize` on keys of exactly `setup_bytes` length (n = 3: client.rs:241,
-/// "range start index 1114144 out of range for slice of length 1048608"; n = 4: client.rs:90,
-/// `Option::unwrap()` on `None`). With n = 1 lookups silently return nothing.
-#[test]
-
-fn forged_header_version_1_does_not_panic() {
-    let scheme = SchemeFields {
-        n: 3,
-        version: 1,
-        item_bytes: 8192,
-        ..*tiny_scheme()
-    };
-    let _ = load_and_run(&forge(scheme, 0).unwrap());
-}
-
-/// Known bug: q2_bits 31..=36 pass validation but `LookupClient::decode` cannot handle them.
-/// 33..=36 panic in spiral-rs (ntt.rs:44:49, `Result::unwrap()` on `TryFromIntError`: q2 does not
-/// fit in u32). 31 and 32 overflow a multiplication in spiral-rs's NTT (ntt.rs:290:37 and
-/// ntt.rs:126:44, "attempt to multiply with overflow" with overflow checks; wrong decryptions
-/// in release). Reachable from a hostile server's configuration as well as from a snapshot.
-#[test]
-
-fn forged_header_wide_q2_does_not_panic() {
-    let scheme = SchemeFields {
-        q2_bits: 33,
-        ..*tiny_scheme()
-    };
-    let _ = load_and_run(&forge(scheme, 0).unwrap());
+fn forged_headers_with_shapes_spiral_rs_panics_on_do_not_panic() {
+    let tiny = *tiny_scheme();
+    let shapes = [
+        // nu_1 = 2, nu_2 = 1, t_gsw = 9: 4 + 9 = 13 expanded ciphertexts fit in 16, but the 9
+        // folding ones need the odd slots 1..=17, and spiral-rs `expand_query` panics
+        // (server.rs:570:29, "index out of bounds: the len is 16 but the index is 17"), taking
+        // down every thread that answers a query.
+        SchemeFields { t_gsw: 9, ..tiny },
+        // Key layout version 1 with n != 2: `EvalKeys::parse` panics in spiral-rs
+        // `PublicParameters::deserialize` on keys of exactly `setup_bytes` length (n = 3:
+        // client.rs:241, "range start index 1114144 out of range for slice of length 1048608";
+        // n = 4: client.rs:90, `Option::unwrap()` on `None`). With n = 1 lookups silently return
+        // nothing.
+        SchemeFields {
+            n: 3,
+            version: 1,
+            item_bytes: 8192,
+            ..tiny
+        },
+        // q2_bits 31..=36: 33..=36 panic in spiral-rs (ntt.rs:44:49, `Result::unwrap()` on
+        // `TryFromIntError`: q2 does not fit in u32); 31 and 32 overflow a multiplication in its
+        // NTT (ntt.rs:290:37 and ntt.rs:126:44; wrong decryptions in release). Reachable from a
+        // hostile server's configuration as well as from a snapshot.
+        SchemeFields {
+            q2_bits: 33,
+            ..tiny
+        },
+    ];
+    for scheme in shapes {
+        let bytes = forge(scheme, 0).unwrap();
+        assert!(read(&bytes).is_err(), "{scheme:?} must be refused at load");
+        let _ = load_and_run(&bytes);
+    }
 }
 
 // ---------------------------------------------------------------- JSON lines

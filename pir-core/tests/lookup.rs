@@ -46,7 +46,7 @@ fn build(mappings: Vec<Mapping>) -> Snapshot {
 }
 
 fn lookup(snapshot: &Snapshot, client: &LookupClient, cpi: &str) -> pir_core::Result<Vec<String>> {
-    let keys = EvalKeys::parse(&snapshot.config().scheme(), client.keys().public_bytes())?;
+    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes())?;
     let pending = client.query(&Cpi::parse(cpi)?)?;
     let response = snapshot.database().answer(&keys, pending.query())?;
     let result = client.decode(pending, &response, NOW)?;
@@ -182,7 +182,7 @@ fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
             .is_empty()
     );
     // The user-consented mapping is valid NOW-10..NOW+10: a client clock past it filters it.
-    let keys = EvalKeys::parse(&snapshot.config().scheme(), client.keys().public_bytes()).unwrap();
+    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes()).unwrap();
     let pending = client
         .query(&Cpi::parse("tel:+442079460958").unwrap())
         .unwrap();

@@ -16,6 +16,8 @@
 //! `verify.rs`, `inspect.rs`, the progress bar in `progress.rs`, and the one error type in
 //! `error.rs`.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 mod build;
 mod error;
 mod inspect;

@@ -1,5 +1,6 @@
 //! Realistic synthetic signed mappings, for demos, tests and benchmarks.
 
+use crate::error::DpError;
 use pir_core::{Cpi, IssuerKey, Mapping, MappingFields, SigningKey};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rayon::prelude::*;
@@ -79,11 +80,17 @@ fn random_cpi(rng: &mut StdRng) -> Cpi {
     }
 }
 
-/// `count` realistic synthetic signed mappings, reproducible for a given `seed`.
+/// `count` realistic synthetic signed mappings, reproducible for a given `seed`. Fails only if
+/// signing fails.
 ///
 /// E.164 numbers from seven countries and email addresses; about a fifth of the CPIs are at two
 /// or three MSPs; about half carry a PSI, a third a context label, a tenth the user's consent.
-pub fn synth(count: usize, issuer: &IssuerKey, seed: u64, now: u64) -> Vec<Mapping> {
+pub fn synth(
+    count: usize,
+    issuer: &IssuerKey,
+    seed: u64,
+    now: u64,
+) -> Result<Vec<Mapping>, DpError> {
     // Decide how many MSPs each CPI has first (cheap, sequential), then build in parallel with one
     // RNG per CPI so the output does not depend on thread scheduling.
     let mut plan = Vec::new();
@@ -120,8 +127,8 @@ pub fn synth(count: usize, issuer: &IssuerKey, seed: u64, now: u64) -> Vec<Mappi
                             "personal"
                         }
                     });
-                    let not_before = now - rng.gen_range(0..365 * 86_400);
-                    let not_after = now + rng.gen_range(180 * 86_400..730 * 86_400);
+                    let not_before = now.saturating_sub(rng.gen_range(0..365 * 86_400));
+                    let not_after = now.saturating_add(rng.gen_range(180 * 86_400..730 * 86_400));
                     MappingFields::new(
                         cpi.clone(),
                         msp,
@@ -130,12 +137,10 @@ pub fn synth(count: usize, issuer: &IssuerKey, seed: u64, now: u64) -> Vec<Mappi
                         not_before,
                         not_after,
                     )
-                    // Fields drawn from the constant lists above are valid by construction.
-                    .expect("synthetic fields are valid")
-                    .sign(issuer, user.as_ref())
-                    .expect("synthetic fields are valid")
+                    .and_then(|fields| fields.sign(issuer, user.as_ref()))
                 })
                 .collect::<Vec<_>>()
         })
-        .collect()
+        .collect::<std::result::Result<_, _>>()
+        .map_err(DpError::from)
 }

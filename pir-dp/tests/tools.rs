@@ -20,10 +20,10 @@ fn keygen_synth_build_inspect() {
     let trust = TrustStore::from_file(&tools::public_key_path(&key)).unwrap();
     assert!(trust.get(&issuer.id()).is_some());
 
-    let mappings = tools::synth(600, &issuer, 5, 1_800_000_000);
+    let mappings = tools::synth(600, &issuer, 5, 1_800_000_000).unwrap();
     assert_eq!(mappings.len(), 600);
     assert_eq!(
-        tools::synth(600, &issuer, 5, 1_800_000_000),
+        tools::synth(600, &issuer, 5, 1_800_000_000).unwrap(),
         mappings,
         "same seed, same output"
     );
@@ -146,7 +146,7 @@ fn keygen_synth_build_inspect() {
 #[test]
 fn synthetic_cpis_are_normalised() {
     let issuer = pir_core::IssuerKey::from_seed(&[1; 32]);
-    for m in tools::synth(50, &issuer, 11, 1_800_000_000) {
+    for m in tools::synth(50, &issuer, 11, 1_800_000_000).unwrap() {
         let again: Mapping = Mapping::from_json_line(&m.to_json_line()).unwrap();
         assert_eq!(Cpi::parse(m.fields.cpi.as_str()).unwrap(), m.fields.cpi);
         assert_eq!(again, m);
@@ -160,7 +160,7 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     let issuer = tools::issuer_keygen(&key, false).unwrap();
     let dp_key = dir.path().join("dp.key");
     let dp_id = tools::dp_keygen(&dp_key, false).unwrap().id();
-    let mappings = tools::synth(200, &issuer, 3, pir_core::unix_now());
+    let mappings = tools::synth(200, &issuer, 3, pir_core::unix_now()).unwrap();
     let jsonl = dir.path().join("m.jsonl");
     tools::write_jsonl(&jsonl, &mappings).unwrap();
     let old = dir.path().join("old.pirsnap");
@@ -177,7 +177,7 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     .unwrap();
     tools::verify(&old, &tools::public_key_path(&dp_key)).unwrap();
 
-    let fresh = tools::synth(3, &issuer, 99, pir_core::unix_now());
+    let fresh = tools::synth(3, &issuer, 99, pir_core::unix_now()).unwrap();
     let delta = dir.path().join("delta.jsonl");
     let lines = [
         fresh[0].to_json_line(),

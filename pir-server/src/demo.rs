@@ -91,7 +91,7 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
     );
 
     let t_synth = Instant::now();
-    let mappings = pir_dp::synth(count, &issuer, 7, pir_core::unix_now());
+    let mappings = pir_dp::synth(count, &issuer, 7, pir_core::unix_now())?;
     let mappings_path = dir.join("mappings.jsonl");
     pir_dp::write_jsonl(&mappings_path, &mappings)?;
     let mut by_cpi: BTreeMap<Cpi, BTreeSet<String>> = BTreeMap::new();

@@ -17,9 +17,9 @@ use tonic::{Code, Status, metadata::MetadataValue};
 #[non_exhaustive]
 pub enum ServerError {
     // ---- bad input from a request --------------------------------------------------------------
-    /// Bytes that do not decode (query, keys, key id).
+    /// A request whose shape is wrong (no queries, a key id or key set of the wrong length).
     #[error("malformed request: {0}")]
-    Malformed(String),
+    Malformed(MalformedRequest),
     /// The key id is not registered (or was evicted).
     #[error("unknown key id {0}; register the keys again")]
     UnknownKey(String),
@@ -120,6 +120,17 @@ impl ServerError {
     }
 }
 
+/// Why a request's shape was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum MalformedRequest {
+    /// The query request.
+    #[error(transparent)]
+    Query(QueryError),
+    /// The key registration.
+    #[error(transparent)]
+    Keys(RegisterKeysError),
+}
+
 /// A request refused by its shape keeps the variant, and so the status and message, it had when
 /// the handler checked it inline.
 impl From<QueryError> for ServerError {
@@ -127,7 +138,7 @@ impl From<QueryError> for ServerError {
         match e {
             QueryError::TooMany { got, max } => Self::TooManyQueries { got, max },
             QueryError::NoQueries | QueryError::KeyIdLength { .. } => {
-                Self::Malformed(e.to_string())
+                Self::Malformed(MalformedRequest::Query(e))
             }
         }
     }
@@ -136,7 +147,7 @@ impl From<QueryError> for ServerError {
 impl From<RegisterKeysError> for ServerError {
     fn from(e: RegisterKeysError) -> Self {
         match e {
-            RegisterKeysError::KeysLength { .. } => Self::Malformed(e.to_string()),
+            RegisterKeysError::KeysLength { .. } => Self::Malformed(MalformedRequest::Keys(e)),
         }
     }
 }
@@ -200,7 +211,7 @@ mod tests {
         let io = || std::io::Error::other("disk on fire");
         let cases: Vec<(ServerError, Code, Option<&str>, &str)> = vec![
             (
-                ServerError::Malformed("no queries".into()),
+                ServerError::Malformed(MalformedRequest::Query(QueryError::NoQueries)),
                 Code::InvalidArgument,
                 None,
                 "malformed request: no queries",

@@ -18,6 +18,8 @@
 //! One job a file, named as in the picture; imports only go down it, so no two files import
 //! each other. [`process`] is public: it is what `pir-server serve` runs, startable in-process.
 
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
 mod admin;
 mod answerer;
 mod error;
@@ -32,7 +34,7 @@ mod service;
 mod transport;
 
 pub use admin::{AdminToken, serve_admin};
-pub use error::ServerError;
+pub use error::{MalformedRequest, ServerError};
 pub use http::serve_metrics;
 #[cfg(feature = "test-hooks")]
 pub use options::TestHooks;

@@ -338,7 +338,7 @@ fn run(command: Command) -> Result<(), CliError> {
             seed,
         } => {
             let issuer = pir_dp::read_issuer_key(&issuer_key)?;
-            let mappings = pir_dp::synth(count, &issuer, seed, pir_core::unix_now());
+            let mappings = pir_dp::synth(count, &issuer, seed, pir_core::unix_now())?;
             pir_dp::write_jsonl(&out, &mappings)?;
             println!("{} mappings written to {}", mappings.len(), out.display());
             Ok(())

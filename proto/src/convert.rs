@@ -463,28 +463,7 @@ mod tests {
 
     use super::*;
 
-    fn config() -> v1::GetConfigResponse {
-        let scheme = SchemeParams::danger_test_only_small();
-        let layout = KeywordLayout::new([7; 32], scheme.num_items() as u32).unwrap();
-        v1::GetConfigResponse {
-            epoch: 9,
-            scheme: Some((&scheme).into()),
-            layout: Some((&layout).into()),
-            limits: Some(v1::Limits {
-                max_queries_per_request: 4,
-                max_message_bytes: 64 << 20,
-            }),
-            sizes: Some(v1::MessageSizes {
-                public_keys: 1 << 20,
-                query: 30_000,
-                response: 20_000,
-            }),
-            mapping_count: 205,
-            cpi_count: 203,
-            created_at: 1_700_000_000,
-            packing_efficiency: 0.0123,
-        }
-    }
+    use crate::testing::config_response as config;
 
     #[test]
     fn config_carries_every_field() {

@@ -9,6 +9,8 @@
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod convert;
+#[cfg(feature = "test-utils")]
+pub mod testing;
 
 /// Generated code for package `pir.v1`.
 #[rustfmt::skip]

@@ -37,13 +37,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let trust = pir_dp::public_key_path(&key);
     let now = pir_core::unix_now();
 
-    let mappings = pir_dp::synth(args.mappings, &issuer, 1, now);
+    let mappings = pir_dp::synth(args.mappings, &issuer, 1, now)?;
     let input = dir.join("mappings.jsonl");
     pir_dp::write_jsonl(&input, &mappings)?;
 
     // The delta: replace some existing mappings (new PSI), remove some CPIs, add new ones.
     let quarter = args.changes / 4;
-    let fresh = pir_dp::synth(args.changes - 2 * quarter, &issuer, 2, now);
+    let fresh = pir_dp::synth(args.changes - 2 * quarter, &issuer, 2, now)?;
     let mut lines: Vec<String> = fresh.iter().map(|m| m.to_json_line()).collect();
     for m in mappings
         .iter()

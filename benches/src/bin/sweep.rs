@@ -232,7 +232,7 @@ fn measure(
     let key = dir.path().join("issuer.key");
     let issuer = pir_dp::issuer_keygen(&key, true)?;
     let trust = TrustStore::from_file(&pir_dp::public_key_path(&key))?;
-    let mappings = pir_dp::synth(n, &issuer, 1, pir_core::unix_now());
+    let mappings = pir_dp::synth(n, &issuer, 1, pir_core::unix_now())?;
     let raw_mapping_bytes: u64 = mappings.iter().map(|m| m.to_json_line().len() as u64).sum();
     let cpis: Vec<Cpi> = mappings.iter().map(|m| m.fields.cpi.clone()).collect();
     let input = dir.path().join("m.jsonl");
@@ -393,113 +393,63 @@ struct Column {
     cell: fn(&Row) -> Cell,
 }
 
-fn columns() -> Vec<Column> {
-    use Cell::*;
-    use Table::*;
-    let col = |key, title, table, cell| Column {
-        key,
-        title,
-        table,
-        cell,
+/// One column a line: the row's field (also the CSV and JSON key), its markdown title, its
+/// table, and how it prints.
+macro_rules! col {
+    ($field:ident, $title:literal, $table:ident, Num $digits:literal) => {
+        col!(@ $field, $title, $table, |r| Cell::Num(r.$field, $digits))
     };
+    ($field:ident, $title:literal, $table:ident, Int) => {
+        col!(@ $field, $title, $table, |r| Cell::Int(r.$field as u64))
+    };
+    ($field:ident, $title:literal, $table:ident, Text) => {
+        col!(@ $field, $title, $table, |r| Cell::Text(r.$field.clone()))
+    };
+    (@ $field:ident, $title:literal, $table:ident, $cell:expr) => {
+        Column {
+            key: stringify!($field),
+            title: $title,
+            table: Table::$table,
+            cell: $cell,
+        }
+    };
+}
+
+fn columns() -> Vec<Column> {
     vec![
-        col("mappings", "mappings", All, |r| Int(r.mappings as u64)),
-        col("shape", "shape", Sizes, |r| Text(r.shape.clone())),
-        col("raw_mapping_bytes", "raw mapping B", Sizes, |r| {
-            Int(r.raw_mapping_bytes)
-        }),
-        col("snapshot_bytes", "snapshot B", Sizes, |r| {
-            Int(r.snapshot_bytes)
-        }),
-        col("packing_efficiency", "packing", Sizes, |r| {
-            Num(r.packing_efficiency, 3)
-        }),
-        col("build_s", "build s", Sizes, |r| Num(r.build_s, 2)),
-        col("load_s", "load s", Sizes, |r| Num(r.load_s, 2)),
-        col("public_key_bytes", "public keys B", Sizes, |r| {
-            Int(r.public_key_bytes as u64)
-        }),
-        col("query_bytes", "query B", Sizes, |r| {
-            Int(r.query_bytes as u64)
-        }),
-        col("response_bytes", "response B", Sizes, |r| {
-            Int(r.response_bytes as u64)
-        }),
-        col("client_query_ms", "client query ms", InProcess, |r| {
-            Num(r.client_query_ms, 1)
-        }),
-        col("client_decode_ms", "client decode ms", InProcess, |r| {
-            Num(r.client_decode_ms, 1)
-        }),
-        col(
-            "server_ms_1_thread",
-            "server ms (1 thread)",
-            InProcess,
-            |r| Num(r.server_ms_1_thread, 0),
-        ),
-        col("expand_ms", "expand ms", InProcess, |r| Num(r.expand_ms, 1)),
-        col("first_dim_ms", "first dim ms", InProcess, |r| {
-            Num(r.first_dim_ms, 1)
-        }),
-        col("fold_ms", "fold ms", InProcess, |r| Num(r.fold_ms, 1)),
-        col("pack_ms", "pack ms", InProcess, |r| Num(r.pack_ms, 1)),
-        col("server_ms", "server ms", InProcess, |r| Num(r.server_ms, 0)),
-        col(
-            "inproc_ms_per_lookup_batched",
-            "ms/lookup (batch)",
-            InProcess,
-            |r| Num(r.inproc_ms_per_lookup_batched, 0),
-        ),
-        col(
-            "inproc_lookups_per_s_batched",
-            "lookups/s (batch)",
-            InProcess,
-            |r| Num(r.inproc_lookups_per_s_batched, 2),
-        ),
-        col("reference_ms", "spiral-rs ms", InProcess, |r| {
-            Num(r.reference_ms, 0)
-        }),
-        col(
-            "reference_lookups_per_s",
-            "spiral-rs lookups/s",
-            InProcess,
-            |r| Num(r.reference_lookups_per_s, 2),
-        ),
-        col("concurrency", "clients", Serving, |r| {
-            Int(r.concurrency as u64)
-        }),
-        col(
-            "bench_lookups",
-            "lookups",
-            Serving,
-            |r| Int(r.bench_lookups),
-        ),
-        col("lookups_per_s", "lookups/s", Serving, |r| {
-            Num(r.lookups_per_s, 2)
-        }),
-        col("p50_ms", "p50 ms", Serving, |r| Num(r.p50_ms, 0)),
-        col("p99_ms", "p99 ms", Serving, |r| Num(r.p99_ms, 0)),
-        col("server_peak_rss_bytes", "server peak RSS B", Serving, |r| {
-            Int(r.server_peak_rss_bytes)
-        }),
-        col("key_cache_bytes", "key cache B", Serving, |r| {
-            Int(r.key_cache_bytes)
-        }),
-        col("memory_ratio", "RSS / (snapshot + keys)", Serving, |r| {
-            Num(r.memory_ratio, 2)
-        }),
-        col("ref_2_20_ms", "spiral-rs 2^20x256B ms", Serving, |r| {
-            Num(r.ref_2_20_ms, 0)
-        }),
-        col(
-            "ref_2_20_lookups_per_s",
-            "spiral-rs 2^20x256B lookups/s",
-            Serving,
-            |r| Num(r.ref_2_20_lookups_per_s, 2),
-        ),
-        col("speedup_vs_ref_2_20", "speedup vs it", Serving, |r| {
-            Num(r.speedup_vs_ref_2_20, 2)
-        }),
+        col!(mappings, "mappings", All, Int),
+        col!(shape, "shape", Sizes, Text),
+        col!(raw_mapping_bytes, "raw mapping B", Sizes, Int),
+        col!(snapshot_bytes, "snapshot B", Sizes, Int),
+        col!(packing_efficiency, "packing", Sizes, Num 3),
+        col!(build_s, "build s", Sizes, Num 2),
+        col!(load_s, "load s", Sizes, Num 2),
+        col!(public_key_bytes, "public keys B", Sizes, Int),
+        col!(query_bytes, "query B", Sizes, Int),
+        col!(response_bytes, "response B", Sizes, Int),
+        col!(client_query_ms, "client query ms", InProcess, Num 1),
+        col!(client_decode_ms, "client decode ms", InProcess, Num 1),
+        col!(server_ms_1_thread, "server ms (1 thread)", InProcess, Num 0),
+        col!(expand_ms, "expand ms", InProcess, Num 1),
+        col!(first_dim_ms, "first dim ms", InProcess, Num 1),
+        col!(fold_ms, "fold ms", InProcess, Num 1),
+        col!(pack_ms, "pack ms", InProcess, Num 1),
+        col!(server_ms, "server ms", InProcess, Num 0),
+        col!(inproc_ms_per_lookup_batched, "ms/lookup (batch)", InProcess, Num 0),
+        col!(inproc_lookups_per_s_batched, "lookups/s (batch)", InProcess, Num 2),
+        col!(reference_ms, "spiral-rs ms", InProcess, Num 0),
+        col!(reference_lookups_per_s, "spiral-rs lookups/s", InProcess, Num 2),
+        col!(concurrency, "clients", Serving, Int),
+        col!(bench_lookups, "lookups", Serving, Int),
+        col!(lookups_per_s, "lookups/s", Serving, Num 2),
+        col!(p50_ms, "p50 ms", Serving, Num 0),
+        col!(p99_ms, "p99 ms", Serving, Num 0),
+        col!(server_peak_rss_bytes, "server peak RSS B", Serving, Int),
+        col!(key_cache_bytes, "key cache B", Serving, Int),
+        col!(memory_ratio, "RSS / (snapshot + keys)", Serving, Num 2),
+        col!(ref_2_20_ms, "spiral-rs 2^20x256B ms", Serving, Num 0),
+        col!(ref_2_20_lookups_per_s, "spiral-rs 2^20x256B lookups/s", Serving, Num 2),
+        col!(speedup_vs_ref_2_20, "speedup vs it", Serving, Num 2),
     ]
 }
 

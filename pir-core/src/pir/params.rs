@@ -46,6 +46,39 @@ pub struct SchemeFields {
     pub version: u32,
 }
 
+impl SchemeFields {
+    /// Bytes of the fixed encoding ([`SchemeFields::to_le_bytes`]).
+    pub const ENCODED_LEN: usize = 11 * 4 + 8;
+
+    /// The one fixed encoding, little-endian, as key files and snapshot headers store it: `n`,
+    /// `nu_1`, `nu_2` (u32), `p` (u64), then `q2_bits`, `t_gsw`, `t_conv`, `t_exp_left`,
+    /// `t_exp_right`, `instances`, `item_bytes`, `version` (u32).
+    pub fn to_le_bytes(&self) -> [u8; Self::ENCODED_LEN] {
+        let f = self;
+        let mut out = [0u8; Self::ENCODED_LEN];
+        let (head, tail) = out.split_at_mut(12);
+        for (slot, v) in head.chunks_exact_mut(4).zip([f.n, f.nu_1, f.nu_2]) {
+            slot.copy_from_slice(&v.to_le_bytes());
+        }
+        let (p, rest) = tail.split_at_mut(8);
+        p.copy_from_slice(&f.p.to_le_bytes());
+        let words = [
+            f.q2_bits,
+            f.t_gsw,
+            f.t_conv,
+            f.t_exp_left,
+            f.t_exp_right,
+            f.instances,
+            f.item_bytes,
+            f.version,
+        ];
+        for (slot, v) in rest.chunks_exact_mut(4).zip(words) {
+            slot.copy_from_slice(&v.to_le_bytes());
+        }
+        out
+    }
+}
+
 /// Parameters of one Spiral database shape, checked: made only by the presets
 /// ([`SchemeParams::vetted_presets`]), by [`SchemeParams::try_from`] a [`SchemeFields`], or by
 /// decoding the fixed encoding ([`SchemeParams::from_le_bytes`]), each of which validates. The
@@ -123,8 +156,9 @@ impl<C> bincode::Decode<C> for SchemeParams {
 bincode::impl_borrow_decode!(SchemeParams);
 
 impl SchemeParams {
-    /// Bytes of the fixed encoding ([`SchemeParams::to_le_bytes`]).
-    pub const ENCODED_LEN: usize = 11 * 4 + 8;
+    /// Bytes of the fixed encoding ([`SchemeFields::to_le_bytes`], which a `SchemeParams`
+    /// reaches through `Deref`).
+    pub const ENCODED_LEN: usize = SchemeFields::ENCODED_LEN;
 
     /// A preset's parameters, checked by the presets' tests rather than at each use.
     pub(super) const fn preset(fields: SchemeFields) -> Self {
@@ -136,35 +170,7 @@ impl SchemeParams {
         self.0
     }
 
-    /// The one fixed encoding, little-endian, as key files and snapshot headers store it: `n`,
-    /// `nu_1`, `nu_2` (u32), `p` (u64), then `q2_bits`, `t_gsw`, `t_conv`, `t_exp_left`,
-    /// `t_exp_right`, `instances`, `item_bytes`, `version` (u32).
-    pub fn to_le_bytes(&self) -> [u8; Self::ENCODED_LEN] {
-        let f = self.0;
-        let mut out = [0u8; Self::ENCODED_LEN];
-        let (head, tail) = out.split_at_mut(12);
-        for (slot, v) in head.chunks_exact_mut(4).zip([f.n, f.nu_1, f.nu_2]) {
-            slot.copy_from_slice(&v.to_le_bytes());
-        }
-        let (p, rest) = tail.split_at_mut(8);
-        p.copy_from_slice(&f.p.to_le_bytes());
-        let words = [
-            f.q2_bits,
-            f.t_gsw,
-            f.t_conv,
-            f.t_exp_left,
-            f.t_exp_right,
-            f.instances,
-            f.item_bytes,
-            f.version,
-        ];
-        for (slot, v) in rest.chunks_exact_mut(4).zip(words) {
-            slot.copy_from_slice(&v.to_le_bytes());
-        }
-        out
-    }
-
-    /// Decodes [`SchemeParams::to_le_bytes`] and validates the result.
+    /// Decodes [`SchemeFields::to_le_bytes`] and validates the result.
     pub fn from_le_bytes(b: &[u8; Self::ENCODED_LEN]) -> Result<Self> {
         Self::try_from(Self::fields_from_le_bytes(b))
     }

@@ -27,6 +27,9 @@ pub struct Preset {
     pub origin: PresetOrigin,
 }
 
+/// A shape on the parameter store's ring (n = 2, p = 256, q2 of 20 bits), with its split of
+/// the dimensions and its gadget lengths, in the order `instances, nu_1, nu_2, t_gsw, t_conv,
+/// t_exp_left, t_exp_right`.
 #[allow(clippy::too_many_arguments)]
 const fn spiral_p256(
     instances: u32,
@@ -35,6 +38,7 @@ const fn spiral_p256(
     t_gsw: u32,
     t_conv: u32,
     t_exp_left: u32,
+    t_exp_right: u32,
 ) -> SchemeFields {
     SchemeFields {
         n: 2,
@@ -45,7 +49,7 @@ const fn spiral_p256(
         t_gsw,
         t_conv,
         t_exp_left,
-        t_exp_right: 56,
+        t_exp_right,
         instances,
         item_bytes: 8192 * instances,
         version: 0,
@@ -56,48 +60,31 @@ const fn spiral_p256(
 /// twice the records per bucket, so bucket loads vary less (denser packing without overflow),
 /// and their two instances are answered on two cores; 8 KiB items give smaller responses.
 const VETTED: [SchemeFields; 19] = [
-    spiral_p256(1, 6, 4, 7, 32, 8),  // 2^10 x 8 KiB
-    spiral_p256(1, 7, 4, 7, 32, 8),  // 2^11 x 8 KiB
-    spiral_p256(2, 7, 3, 7, 32, 8),  // 2^10 x 16 KiB
-    spiral_p256(1, 7, 5, 8, 4, 8),   // 2^12 x 8 KiB
-    spiral_p256(2, 7, 4, 7, 32, 8),  // 2^11 x 16 KiB
-    spiral_p256(1, 8, 5, 8, 4, 8),   // 2^13 x 8 KiB
-    spiral_p256(2, 8, 4, 7, 32, 8),  // 2^12 x 16 KiB
-    spiral_p256(1, 8, 6, 8, 4, 8),   // 2^14 x 8 KiB
-    spiral_p256(2, 8, 5, 8, 4, 8),   // 2^13 x 16 KiB
-    spiral_p256(1, 9, 6, 8, 4, 8),   // 2^15 x 8 KiB
-    spiral_p256(2, 9, 5, 8, 4, 8),   // 2^14 x 16 KiB
-    spiral_p256(1, 9, 7, 8, 4, 8),   // 2^16 x 8 KiB
-    spiral_p256(2, 9, 6, 8, 4, 8),   // 2^15 x 16 KiB
-    spiral_p256(1, 9, 8, 8, 4, 8),   // 2^17 x 8 KiB
-    spiral_p256(2, 9, 7, 8, 4, 8),   // 2^16 x 16 KiB
-    spiral_p256(1, 10, 8, 8, 4, 16), // 2^18 x 8 KiB
-    spiral_p256(2, 9, 8, 8, 4, 8),   // 2^17 x 16 KiB
-    spiral_p256(2, 10, 8, 8, 4, 16), // 2^18 x 16 KiB
+    spiral_p256(1, 6, 4, 7, 32, 8, 56),  // 2^10 x 8 KiB
+    spiral_p256(1, 7, 4, 7, 32, 8, 56),  // 2^11 x 8 KiB
+    spiral_p256(2, 7, 3, 7, 32, 8, 56),  // 2^10 x 16 KiB
+    spiral_p256(1, 7, 5, 8, 4, 8, 56),   // 2^12 x 8 KiB
+    spiral_p256(2, 7, 4, 7, 32, 8, 56),  // 2^11 x 16 KiB
+    spiral_p256(1, 8, 5, 8, 4, 8, 56),   // 2^13 x 8 KiB
+    spiral_p256(2, 8, 4, 7, 32, 8, 56),  // 2^12 x 16 KiB
+    spiral_p256(1, 8, 6, 8, 4, 8, 56),   // 2^14 x 8 KiB
+    spiral_p256(2, 8, 5, 8, 4, 8, 56),   // 2^13 x 16 KiB
+    spiral_p256(1, 9, 6, 8, 4, 8, 56),   // 2^15 x 8 KiB
+    spiral_p256(2, 9, 5, 8, 4, 8, 56),   // 2^14 x 16 KiB
+    spiral_p256(1, 9, 7, 8, 4, 8, 56),   // 2^16 x 8 KiB
+    spiral_p256(2, 9, 6, 8, 4, 8, 56),   // 2^15 x 16 KiB
+    spiral_p256(1, 9, 8, 8, 4, 8, 56),   // 2^17 x 8 KiB
+    spiral_p256(2, 9, 7, 8, 4, 8, 56),   // 2^16 x 16 KiB
+    spiral_p256(1, 10, 8, 8, 4, 16, 56), // 2^18 x 8 KiB
+    spiral_p256(2, 9, 8, 8, 4, 8, 56),   // 2^17 x 16 KiB
+    spiral_p256(2, 10, 8, 8, 4, 16, 56), // 2^18 x 16 KiB
     // 2^19 x 8 KiB has its own q2 and t_GSW in the search results.
     SchemeFields {
         q2_bits: 23,
         t_gsw: 9,
-        ..spiral_p256(1, 10, 9, 9, 4, 16)
+        ..spiral_p256(1, 10, 9, 9, 4, 16, 56)
     },
 ];
-
-/// A tuned entry: the store's ring, p and q2, with its own split and gadget lengths.
-#[allow(clippy::too_many_arguments)]
-const fn tuned(
-    instances: u32,
-    nu_1: u32,
-    nu_2: u32,
-    t_gsw: u32,
-    t_conv: u32,
-    t_exp_left: u32,
-    t_exp_right: u32,
-) -> SchemeFields {
-    SchemeFields {
-        t_exp_right,
-        ..spiral_p256(instances, nu_1, nu_2, t_gsw, t_conv, t_exp_left)
-    }
-}
 
 /// Tuned replacements of store entries, one per shape (item count and item size); shapes not
 /// listed use their store entry. Each is the fastest of the candidates the `tune` tool
@@ -105,17 +92,17 @@ const fn tuned(
 /// store entry's time, with public keys a quarter to a half the size. A smaller first
 /// dimension and shorter expansion gadgets make query expansion, which dominated, much cheaper.
 const TUNED: [SchemeFields; 11] = [
-    tuned(1, 6, 4, 4, 7, 4, 14), // 2^10 x 8 KiB
-    tuned(1, 6, 5, 4, 8, 6, 14), // 2^11 x 8 KiB
-    tuned(2, 6, 4, 4, 7, 4, 14), // 2^10 x 16 KiB
-    tuned(1, 7, 5, 4, 8, 6, 14), // 2^12 x 8 KiB
-    tuned(2, 7, 4, 4, 8, 5, 12), // 2^11 x 16 KiB
-    tuned(1, 8, 5, 5, 7, 6, 10), // 2^13 x 8 KiB
-    tuned(2, 8, 4, 4, 7, 6, 12), // 2^12 x 16 KiB
-    tuned(1, 8, 6, 4, 7, 6, 28), // 2^14 x 8 KiB
-    tuned(2, 8, 5, 4, 8, 7, 14), // 2^13 x 16 KiB
-    tuned(1, 8, 7, 4, 7, 6, 28), // 2^15 x 8 KiB
-    tuned(2, 8, 6, 4, 7, 6, 28), // 2^14 x 16 KiB
+    spiral_p256(1, 6, 4, 4, 7, 4, 14), // 2^10 x 8 KiB
+    spiral_p256(1, 6, 5, 4, 8, 6, 14), // 2^11 x 8 KiB
+    spiral_p256(2, 6, 4, 4, 7, 4, 14), // 2^10 x 16 KiB
+    spiral_p256(1, 7, 5, 4, 8, 6, 14), // 2^12 x 8 KiB
+    spiral_p256(2, 7, 4, 4, 8, 5, 12), // 2^11 x 16 KiB
+    spiral_p256(1, 8, 5, 5, 7, 6, 10), // 2^13 x 8 KiB
+    spiral_p256(2, 8, 4, 4, 7, 6, 12), // 2^12 x 16 KiB
+    spiral_p256(1, 8, 6, 4, 7, 6, 28), // 2^14 x 8 KiB
+    spiral_p256(2, 8, 5, 4, 8, 7, 14), // 2^13 x 16 KiB
+    spiral_p256(1, 8, 7, 4, 7, 6, 28), // 2^15 x 8 KiB
+    spiral_p256(2, 8, 6, 4, 7, 6, 28), // 2^14 x 16 KiB
 ];
 
 impl SchemeParams {
