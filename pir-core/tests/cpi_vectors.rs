@@ -304,10 +304,9 @@ fn the_reported_cases_are_answered_as_the_issue_asks() {
 /// change normalisation cannot land without a look at the vectors and the document.
 #[test]
 fn pinned_versions_are_the_locked_ones() {
-    let lock = std::fs::read_to_string(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"),
-    )
-    .unwrap();
+    let lock =
+        std::fs::read_to_string(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock"))
+            .unwrap();
     for (name, version) in [
         ("phonenumber", PHONENUMBER),
         ("idna", IDNA),
@@ -321,7 +320,10 @@ fn pinned_versions_are_the_locked_ones() {
     )
     .unwrap();
     for version in [PHONENUMBER, IDNA, IDNA_ADAPTER] {
-        assert!(doc.contains(&format!("`{version}`")), "the document does not name {version}");
+        assert!(
+            doc.contains(&format!("`{version}`")),
+            "the document does not name {version}"
+        );
     }
 }
 
@@ -434,5 +436,8 @@ fn numbers_valid_before_keep_their_form() {
             &digits[..len.min(digits.len())]
         )));
     }
-    assert!(random_valid > 100, "only {random_valid} valid random numbers");
+    assert!(
+        random_valid > 100,
+        "only {random_valid} valid random numbers"
+    );
 }

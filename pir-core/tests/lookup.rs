@@ -290,7 +290,11 @@ fn builder_drops_expired_lines_before_the_last_line_wins() {
         line("mailto:b@example.org", "b-last", valid),
         // Not yet valid at the build: kept, and it wins as the last line.
         line("mailto:c@example.org", "c-first", valid),
-        line("mailto:c@example.org", "c-last-later", (NOW + 10, NOW + 1000)),
+        line(
+            "mailto:c@example.org",
+            "c-last-later",
+            (NOW + 10, NOW + 1000),
+        ),
     ];
     let opts = BuildOptions {
         epoch: 1,
@@ -371,7 +375,11 @@ fn numbers_the_metadata_does_not_know_are_built_and_found() {
         Some("@drama:chat.example"),
     )]);
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
-    for typed in ["tel:+447700900123", "tel:+44 7700 900123", "TEL:+44-7700-900-123"] {
+    for typed in [
+        "tel:+447700900123",
+        "tel:+44 7700 900123",
+        "TEL:+44-7700-900-123",
+    ] {
         let result = lookup_at(&snapshot, &client, typed, NOW);
         assert_eq!(psis(&result), [Some("@drama:chat.example")], "{typed}");
     }

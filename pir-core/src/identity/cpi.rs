@@ -61,17 +61,17 @@ impl fmt::Display for CpiWarning {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Self::NotValidPerMetadata => {
-                "not a valid number for its country code per the phone metadata; kept, but \
-                 check it for a typo"
+                "not a valid number for its country code per the phone metadata: check it for a \
+                 typo"
             }
         })
     }
 }
 
-/// The CPIs with a warning among many (a build's input): how many, and the first few.
+/// The CPIs with a warning among the mappings of a build: how many, and the first few.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CpiWarnings {
-    /// CPIs with a warning, each occurrence counted.
+    /// Mappings whose CPI has a warning (each occurrence of a CPI counted).
     pub count: usize,
     /// The first [`CpiWarnings::MAX_EXAMPLES`] distinct ones, in input order.
     pub examples: Vec<(Cpi, CpiWarning)>,
@@ -100,9 +100,9 @@ impl CpiWarnings {
 }
 
 impl fmt::Display for CpiWarnings {
-    /// `3 CPI(s) accepted with a warning, first: tel:+447700900123 (not a valid ...)`.
+    /// `3 mapping(s) kept with a CPI warning, first: tel:+447700900123 (not a valid ...)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} CPI(s) accepted with a warning", self.count)?;
+        write!(f, "{} mapping(s) kept with a CPI warning", self.count)?;
         for (i, (cpi, warning)) in self.examples.iter().enumerate() {
             let sep = if i == 0 { ", first: " } else { "; " };
             write!(f, "{sep}{cpi} ({warning})")?;
@@ -348,7 +348,11 @@ mod tests {
         let short = Cpi::parse("tel:+1 415 555").unwrap();
         assert_eq!(short.as_str(), "tel:+1415555");
         assert_eq!(short.warning(), Some(CpiWarning::NotValidPerMetadata));
-        for valid in ["tel:+14155550100", "tel:+1-800-FLOWERS", "mailto:a@b.example"] {
+        for valid in [
+            "tel:+14155550100",
+            "tel:+1-800-FLOWERS",
+            "mailto:a@b.example",
+        ] {
             assert_eq!(Cpi::parse(valid).unwrap().warning(), None, "{valid}");
         }
     }
@@ -382,6 +386,14 @@ mod tests {
             ]
         );
         assert_eq!(CpiWarnings::collect(&cpis[..1]), CpiWarnings::default());
+        let two = CpiWarnings::collect(&cpis[..4]);
+        assert_eq!(
+            two.to_string(),
+            "3 mapping(s) kept with a CPI warning, first: tel:+447700900123 (not a valid number \
+             for its country code per the phone metadata: check it for a typo); tel:+1415555 \
+             (not a valid number for its country code per the phone metadata: check it for a \
+             typo)"
+        );
     }
 
     #[test]
@@ -395,13 +407,22 @@ mod tests {
     fn internationalised_domains_become_a_labels() {
         // Well-known A-labels (nontransitional: `ß` is kept, not mapped to `ss`).
         for (input, expected) in [
-            ("mailto:jo@Bücher.example", "mailto:jo@xn--bcher-kva.example"),
-            ("mailto:jo@BÜCHER.EXAMPLE.", "mailto:jo@xn--bcher-kva.example"),
+            (
+                "mailto:jo@Bücher.example",
+                "mailto:jo@xn--bcher-kva.example",
+            ),
+            (
+                "mailto:jo@BÜCHER.EXAMPLE.",
+                "mailto:jo@xn--bcher-kva.example",
+            ),
             ("mailto:jo@faß.de", "mailto:jo@xn--fa-hia.de"),
             ("mailto:jo@münchen.de", "mailto:jo@xn--mnchen-3ya.de"),
             ("mailto:jo@日本語。jp", "mailto:jo@xn--wgv71a119e.jp"),
             ("mailto:jo@ｅｘａｍｐｌｅ．ｃｏｍ", "mailto:jo@example.com"),
-            ("mailto:Jö@Bücher.example", "mailto:Jö@xn--bcher-kva.example"),
+            (
+                "mailto:Jö@Bücher.example",
+                "mailto:Jö@xn--bcher-kva.example",
+            ),
         ] {
             assert_eq!(Cpi::parse(input).unwrap().as_str(), expected, "{input}");
         }
