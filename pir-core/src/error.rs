@@ -306,9 +306,30 @@ pub enum CpiError {
     /// An extension (`x123`).
     #[error("numbers with an extension are not CPIs")]
     Extension,
-    /// Parses, but is not a valid number for its country code.
-    #[error("not a valid number for its country code")]
-    InvalidForCountry,
+    /// A number the phone metadata does not know as valid, with other characters than digits
+    /// and visual separators after its `+` (letters are read as keypad digits only in numbers
+    /// the metadata knows).
+    #[error(
+        "a number the phone metadata does not know may have only digits and the separators \
+         space - . / ( ) after its `+`"
+    )]
+    TelCharacters,
+    /// A number the phone metadata does not know, longer than E.164 allows.
+    #[error("{digits} digits: an E.164 number has at most 15, its country code included")]
+    TelTooLong {
+        /// Digits of the E.164 form, country code included.
+        digits: usize,
+    },
+    /// A number the phone metadata does not know whose E.164 form does not read back as
+    /// itself, so it has no stable normalised form (a prefix written after the country code).
+    #[error(
+        "its E.164 form {e164} reads back as another number; write it as `+`, the country code \
+         and the national number without a trunk prefix"
+    )]
+    TelUnstable {
+        /// The E.164 form the number first gave.
+        e164: String,
+    },
     /// `?subject=` and the like.
     #[error("`mailto:` headers (`?...`) are not supported")]
     MailtoHeaders,
@@ -347,6 +368,10 @@ pub enum DomainError {
         /// The label.
         label: String,
     },
+    /// An internationalised email domain that UTS-46 processing refuses (a character IDNA
+    /// disallows, a bad `xn--` label, a bidi or joiner rule, a label starting or ending with `-`).
+    #[error("the domain is not a valid internationalised domain name (UTS-46 refuses it)")]
+    Uts46,
 }
 
 /// Why a mapping field was refused.

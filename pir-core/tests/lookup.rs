@@ -252,3 +252,154 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
         "{err}"
     );
 }
+
+/// One lookup at the client's clock `now`: the full result.
+fn lookup_at(
+    snapshot: &Snapshot,
+    client: &LookupClient,
+    cpi: &str,
+    now: u64,
+) -> pir_core::LookupResult {
+    let keys = EvalKeys::parse(&snapshot.config().scheme, client.keys().public_bytes()).unwrap();
+    let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
+    let response = snapshot.database().answer(&keys, pending.query()).unwrap();
+    client.decode(pending, &response, now).unwrap()
+}
+
+fn psis(result: &pir_core::LookupResult) -> Vec<Option<&str>> {
+    result
+        .mappings
+        .iter()
+        .map(|m| m.fields.psi.as_deref())
+        .collect()
+}
+
+/// docs/mapping-format.md, section 7: the builder drops expired lines (step 2) before the last
+/// line per (CPI, MSP) wins (step 3), so an expired line never replaces an earlier valid one.
+#[test]
+fn builder_drops_expired_lines_before_the_last_line_wins() {
+    let line = |cpi: &str, psi: &str, window: (u64, u64)| {
+        mapping_valid(cpi, "chat.example", Some(psi), None, window, None)
+    };
+    let valid = (NOW - 1000, NOW + 1000);
+    let expired = (NOW - 1000, NOW - 1);
+    let mappings = vec![
+        line("mailto:a@example.org", "a-first", valid),
+        line("mailto:a@example.org", "a-last-expired", expired),
+        line("mailto:b@example.org", "b-first", valid),
+        line("mailto:b@example.org", "b-last", valid),
+        // Not yet valid at the build: kept, and it wins as the last line.
+        line("mailto:c@example.org", "c-first", valid),
+        line(
+            "mailto:c@example.org",
+            "c-last-later",
+            (NOW + 10, NOW + 1000),
+        ),
+    ];
+    let opts = BuildOptions {
+        epoch: 1,
+        now: NOW,
+        salt: Some([3; 32]),
+        scheme: Some(small_scheme()),
+    };
+    let (snapshot, report) = Snapshot::build(mappings, &trust(), &opts).unwrap();
+    assert_eq!(report.input_mappings, 6);
+    assert_eq!(report.expired_dropped, 1);
+    assert_eq!(report.duplicates_replaced, 2);
+    assert_eq!(report.stored_mappings, 3);
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    let a = lookup_at(&snapshot, &client, "mailto:a@example.org", NOW);
+    assert_eq!(psis(&a), [Some("a-first")]);
+    let b = lookup_at(&snapshot, &client, "mailto:b@example.org", NOW);
+    assert_eq!(psis(&b), [Some("b-last")]);
+    let c = lookup_at(&snapshot, &client, "mailto:c@example.org", NOW + 10);
+    assert_eq!(psis(&c), [Some("c-last-later")]);
+}
+
+/// docs/mapping-format.md, section 7: `found` means at least one verified mapping valid at the
+/// client's clock; the others are counted in `outside_validity`, never returned.
+#[test]
+fn found_means_a_valid_verified_mapping_and_the_rest_are_counted() {
+    let mappings = vec![
+        mapping_valid(
+            "mailto:d@example.org",
+            "now.example",
+            None,
+            None,
+            (NOW - 1000, NOW + 100),
+            None,
+        ),
+        mapping_valid(
+            "mailto:d@example.org",
+            "later.example",
+            None,
+            None,
+            (NOW + 500, NOW + 1000),
+            None,
+        ),
+    ];
+    let snapshot = build(mappings);
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    let msps = |r: &pir_core::LookupResult| -> Vec<String> {
+        r.mappings.iter().map(|m| m.fields.msp.clone()).collect()
+    };
+
+    let now = lookup_at(&snapshot, &client, "mailto:d@example.org", NOW);
+    assert!(now.found());
+    assert_eq!(msps(&now), ["now.example"]);
+    assert_eq!(now.outside_validity, 1);
+
+    // Between the two windows: every entry is outside its window, so not found.
+    let between = lookup_at(&snapshot, &client, "mailto:d@example.org", NOW + 200);
+    assert!(!between.found());
+    assert!(between.mappings.is_empty());
+    assert_eq!(between.outside_validity, 2);
+
+    let later = lookup_at(&snapshot, &client, "mailto:d@example.org", NOW + 600);
+    assert!(later.found());
+    assert_eq!(msps(&later), ["later.example"]);
+    assert_eq!(later.outside_validity, 1);
+
+    let absent = lookup_at(&snapshot, &client, "mailto:nobody@example.org", NOW);
+    assert!(!absent.found());
+    assert_eq!(absent.outside_validity, 0);
+}
+
+/// A well-formed number the phone metadata does not know (Ofcom's drama range) is signed,
+/// built and found like any other, typed in any spelling.
+#[test]
+fn numbers_the_metadata_does_not_know_are_built_and_found() {
+    let snapshot = build(vec![mapping(
+        "tel:+447700900123",
+        "chat.example",
+        Some("@drama:chat.example"),
+    )]);
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    for typed in [
+        "tel:+447700900123",
+        "tel:+44 7700 900123",
+        "TEL:+44-7700-900-123",
+    ] {
+        let result = lookup_at(&snapshot, &client, typed, NOW);
+        assert_eq!(psis(&result), [Some("@drama:chat.example")], "{typed}");
+    }
+}
+
+/// An internationalised email domain is looked up under its A-label form, in any spelling.
+#[test]
+fn internationalised_domains_are_built_and_found() {
+    let snapshot = build(vec![mapping(
+        "mailto:jo@Bücher.example",
+        "chat.example",
+        None,
+    )]);
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    for typed in [
+        "mailto:jo@bücher.example",
+        "mailto:jo@BÜCHER.EXAMPLE",
+        "mailto:jo@xn--bcher-kva.example",
+    ] {
+        assert!(lookup_at(&snapshot, &client, typed, NOW).found(), "{typed}");
+    }
+    assert!(!lookup_at(&snapshot, &client, "mailto:JO@bücher.example", NOW).found());
+}

@@ -1284,3 +1284,38 @@ fn layout_vectors_match_the_implementation_and_the_document() {
     }
     assert!(KeywordLayout::new([0; 32], 0).is_err());
 }
+
+/// Section 7, step R6: half of the consent pair names the half that is missing, in both
+/// directions (the vectors have only the first), and the document's row says so.
+#[test]
+fn unpaired_consent_names_the_missing_field() {
+    let specs = case_specs();
+    let full = sign_spec(&specs[0]);
+    let line = full.to_json_line();
+    let user = full.user.as_ref().unwrap();
+    let without = |field: &str, value: &[u8]| {
+        replace_once(&line, &format!(",\"{field}\":\"{}\"", b64(value)), "")
+    };
+    let trust = [b64(signing_key(SEED_RFC8032_1).verifying_key().as_bytes())];
+    assert_eq!(
+        parse_and_verify(&without("user_sig", &user.sig), &trust, MID),
+        "invalid_field:user_sig"
+    );
+    assert_eq!(
+        parse_and_verify(&without("user_key", &user.key), &trust, MID),
+        "invalid_field:user_key"
+    );
+    let doc = std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs/mapping-format.md"),
+    )
+    .unwrap();
+    let r6 = doc
+        .lines()
+        .find(|l| l.starts_with("| R6 "))
+        .expect("row R6");
+    assert!(
+        r6.contains("`invalid_field:user_sig` when only `user_key`")
+            && r6.contains("`invalid_field:user_key` when only `user_sig`"),
+        "{r6}"
+    );
+}

@@ -3,7 +3,8 @@
 use std::{fmt, path::PathBuf, time::Instant};
 
 use pir_core::{
-    BuildOptions, SchemeParams, Snapshot, SnapshotHeader, TrustStore, snapshot::BuildReport,
+    BuildOptions, SchemeParams, Snapshot, SnapshotHeader, TrustStore, identity::CpiWarnings,
+    snapshot::BuildReport,
 };
 use serde::Serialize;
 
@@ -40,6 +41,9 @@ pub struct BuildSummary {
     pub out: PathBuf,
     /// Invalid lines skipped (only with `skip_invalid`).
     pub skipped_invalid: usize,
+    /// Mappings kept whose CPI has a warning (a number the phone metadata does not know).
+    #[serde(serialize_with = "report::cpi_warnings")]
+    pub cpi_warnings: CpiWarnings,
     /// The core builder's report.
     #[serde(serialize_with = "report::build_report")]
     pub report: BuildReport,
@@ -71,7 +75,11 @@ impl fmt::Display for BuildSummary {
             self.header.scheme.num_items(),
             r.packing_efficiency,
             self.file_bytes as f64 / (1 << 20) as f64
-        )
+        )?;
+        if self.cpi_warnings.count > 0 {
+            write!(f, "\nwarning: {}", self.cpi_warnings)?;
+        }
+        Ok(())
     }
 }
 
@@ -80,6 +88,7 @@ pub fn build(args: &BuildArgs) -> Result<BuildSummary, DpError> {
     let trust = TrustStore::from_file(&args.trust)?;
     let read = read_mappings(&args.mappings, &trust)?;
     let skipped_invalid = refuse_or_skip(&args.mappings, read.invalid, args.skip_invalid)?;
+    let cpi_warnings = CpiWarnings::collect(read.mappings.iter().map(|m| &m.mapping().fields.cpi));
     let now = pir_core::unix_now();
     let opts = BuildOptions {
         epoch: args.epoch.unwrap_or(now),
@@ -104,6 +113,7 @@ pub fn build(args: &BuildArgs) -> Result<BuildSummary, DpError> {
     Ok(BuildSummary {
         out: args.out.clone(),
         skipped_invalid,
+        cpi_warnings,
         report,
         header: snapshot.header().clone(),
         build_secs: start.elapsed().as_secs_f64(),

@@ -3,7 +3,7 @@
 
 use pir_core::{
     SchemeParams, SnapshotHeader,
-    identity::IssuerId,
+    identity::{CpiWarnings, IssuerId},
     snapshot::{BuildReport, UpdateReport},
 };
 use serde::{Serialize, Serializer};
@@ -81,6 +81,35 @@ pub(crate) fn build_report<S: Serializer>(r: &BuildReport, s: S) -> Result<S::Ok
         stored_mappings: r.stored_mappings,
         layout_attempts: r.layout_attempts,
         packing_efficiency: r.packing_efficiency,
+    }
+    .serialize(s)
+}
+
+#[derive(Serialize)]
+struct CpiWarningOut<'a> {
+    cpi: &'a str,
+    warning: &'static str,
+}
+
+#[derive(Serialize)]
+struct CpiWarningsOut<'a> {
+    count: usize,
+    examples: Vec<CpiWarningOut<'a>>,
+}
+
+/// The CPI warnings of a build, for `#[serde(serialize_with)]`: the count and the first
+/// examples, each warning by its stable name.
+pub(crate) fn cpi_warnings<S: Serializer>(w: &CpiWarnings, s: S) -> Result<S::Ok, S::Error> {
+    CpiWarningsOut {
+        count: w.count,
+        examples: w
+            .examples
+            .iter()
+            .map(|(cpi, warning)| CpiWarningOut {
+                cpi: cpi.as_str(),
+                warning: warning.name(),
+            })
+            .collect(),
     }
     .serialize(s)
 }

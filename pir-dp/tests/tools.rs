@@ -311,3 +311,66 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         "{err}"
     );
 }
+
+/// A well-formed number the phone metadata does not know is built in, and the build report
+/// counts it and names the first ones (text and JSON), so the DP can check it for a typo.
+#[test]
+fn build_reports_cpis_with_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("issuer.key");
+    let issuer = tools::issuer_keygen(&key, false).unwrap();
+    let now = pir_core::unix_now();
+    let line = |cpi: &str, msp: &str| {
+        pir_core::MappingFields::new(Cpi::parse(cpi).unwrap(), msp, None, None, 0, now + 3600)
+            .unwrap()
+            .sign(&issuer, None)
+            .unwrap()
+    };
+    let mappings = [
+        line("tel:+14155550100", "chat.example"),
+        line("tel:+44 7700 900123", "chat.example"),
+        line("tel:+447700900123", "talk.example"),
+        line("tel:+1 415 555", "chat.example"),
+        line("mailto:jo@Bücher.example", "mail.example"),
+    ];
+    let jsonl = dir.path().join("m.jsonl");
+    tools::write_jsonl(&jsonl, &mappings).unwrap();
+    let build = |jsonl: &std::path::Path| {
+        tools::build(&tools::BuildArgs {
+            mappings: jsonl.to_path_buf(),
+            trust: tools::public_key_path(&key),
+            out: dir.path().join("db.pirsnap"),
+            skip_invalid: false,
+            epoch: Some(1),
+            scheme: Some(SchemeParams::danger_test_only_small()),
+            progress: false,
+            dp_key: None,
+        })
+        .unwrap()
+    };
+    let summary = build(&jsonl);
+    assert_eq!(summary.report.stored_mappings, 5);
+    assert_eq!(summary.cpi_warnings.count, 3);
+    let shown = summary.to_string();
+    assert!(
+        shown.ends_with(
+            "\nwarning: 3 mapping(s) kept with a CPI warning, first: tel:+447700900123 (not a \
+             valid number for its country code per the phone metadata: check it for a typo); \
+             tel:+1415555 (not a valid number for its country code per the phone metadata: \
+             check it for a typo)"
+        ),
+        "{shown}"
+    );
+    let json = serde_json::to_value(&summary).unwrap();
+    assert_eq!(json["cpi_warnings"]["count"], 3);
+    assert_eq!(
+        json["cpi_warnings"]["examples"][0],
+        serde_json::json!({"cpi": "tel:+447700900123", "warning": "not_valid_per_metadata"})
+    );
+
+    // Without such CPIs, no warning line.
+    tools::write_jsonl(&jsonl, &mappings[..1]).unwrap();
+    let clean = build(&jsonl);
+    assert_eq!(clean.cpi_warnings.count, 0);
+    assert!(!clean.to_string().contains("warning"), "{clean}");
+}

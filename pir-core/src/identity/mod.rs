@@ -14,7 +14,7 @@ mod jsonl;
 mod keys;
 mod mapping;
 
-pub use cpi::{Cpi, MAX_CPI_LEN};
+pub use cpi::{Cpi, CpiWarning, CpiWarnings, MAX_CPI_LEN};
 pub use jsonl::DeltaLine;
 pub use keys::{DpKey, DpKeys, ISSUER_ID_CONTEXT, IssuerId, IssuerKey, TrustStore};
 pub use mapping::{
