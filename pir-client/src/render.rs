@@ -22,6 +22,7 @@ pub fn outcome_json(outcome: &LookupOutcome) -> Value {
         "cpi": r.cpi.as_str(),
         "found": r.found(),
         "mappings": r.mappings.iter().map(mapping_json).collect::<Vec<_>>(),
+        "outside_validity": r.outside_validity,
         "bytes_sent": outcome.bytes_sent,
         "bytes_received": outcome.bytes_received,
         "millis": outcome.millis,

@@ -73,8 +73,12 @@ fn random_cpi(rng: &mut StdRng) -> Cpi {
                 rng.gen_range(0..1_000_000)
             )
         };
-        // A random digit string is not always a valid number for its country: draw again.
-        if let Ok(cpi) = Cpi::parse(&text) {
+        // A random digit string is not always a number the phone metadata knows as valid for its
+        // country (such a number is accepted with a warning): draw again, so that synthetic data
+        // is clean and the same for a seed as it always was.
+        if let Ok(cpi) = Cpi::parse(&text)
+            && cpi.warning().is_none()
+        {
             return cpi;
         }
     }
