@@ -22,6 +22,8 @@ use pir_proto::{
 use prost::Message;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
+use crate::address::ServerAddress;
+
 use crate::{
     error::{ClientError, Result},
     keyfile::{KeyFile, StoredKeys},
@@ -114,19 +116,19 @@ enum Heal {
     Refresh(ClientError),
 }
 
-/// Opens a channel to `url` (`http://host:port`; a bare `host:port` means `http://`).
-async fn open(url: &str, options: &ClientOptions) -> Result<DiscoveryClient<Channel>> {
-    let full = if url.contains("://") {
-        url.to_owned()
-    } else {
-        format!("http://{url}")
-    };
-    let mut endpoint =
-        Endpoint::from_shared(full.clone()).map_err(|source| ClientError::InvalidEndpoint {
-            url: url.to_owned(),
-            source,
-        })?;
-    if full.starts_with("https://") {
+/// Opens a channel to `url` (`http://host:port` or `https://`; a bare `host:port` means
+/// `http://`) and fetches the server's configuration over it.
+async fn open(
+    url: &str,
+    options: &ClientOptions,
+    wire: &mut Wire,
+) -> Result<(DiscoveryClient<Channel>, ConfigIn)> {
+    let address = ServerAddress::parse(url).map_err(|reason| ClientError::InvalidAddress {
+        url: url.to_owned(),
+        reason,
+    })?;
+    let mut endpoint = Endpoint::from(address.uri().clone());
+    if address.tls() {
         let mut tls = ClientTlsConfig::new();
         tls = match &options.tls_ca {
             Some(path) => {
@@ -158,13 +160,28 @@ async fn open(url: &str, options: &ClientOptions) -> Result<DiscoveryClient<Chan
     let channel = endpoint
         .connect()
         .await
-        .map_err(|source| ClientError::Transport {
-            url: url.to_owned(),
-            source,
-        })?;
-    Ok(DiscoveryClient::new(channel)
+        .map_err(|source| ClientError::transport(&address, source))?;
+    let mut grpc = DiscoveryClient::new(channel)
         .max_encoding_message_size(options.max_message_bytes)
-        .max_decoding_message_size(options.max_message_bytes))
+        .max_decoding_message_size(options.max_message_bytes);
+    // The first RPC is where a plaintext client meets a TLS port: the server's TLS alert reads
+    // as an HTTP/2 frame of an impossible size.
+    let config = get_config(&mut grpc, wire)
+        .await
+        .map_err(|e| match e.status() {
+            Some(status)
+                if !address.tls()
+                    && format!("{:?}", std::error::Error::source(status))
+                        .contains("FRAME_SIZE_ERROR") =>
+            {
+                ClientError::TlsMismatch {
+                    url: address.to_string(),
+                    server_speaks_tls: true,
+                }
+            }
+            _ => e,
+        })?;
+    Ok((grpc, config))
 }
 
 async fn get_config(grpc: &mut DiscoveryClient<Channel>, wire: &mut Wire) -> Result<ConfigIn> {
@@ -181,8 +198,8 @@ async fn get_config(grpc: &mut DiscoveryClient<Channel>, wire: &mut Wire) -> Res
 
 /// Fetches a server's configuration without making or registering keys.
 pub async fn fetch_config(url: &str, options: &ClientOptions) -> Result<ConfigIn> {
-    let mut grpc = open(url, options).await?;
-    get_config(&mut grpc, &mut Wire::default()).await
+    let (_, config) = open(url, options, &mut Wire::default()).await?;
+    Ok(config)
 }
 
 /// Generates keys off the async runtime's worker threads (it takes hundreds of milliseconds).
@@ -255,9 +272,8 @@ impl PirClient {
     /// are then assumed registered (a server that forgot them says so, and the first lookup
     /// registers them). Otherwise fresh keys are generated, saved and registered.
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Self> {
-        let mut grpc = open(url, &options).await?;
         let mut wire = Wire::default();
-        let config = get_config(&mut grpc, &mut wire).await?;
+        let (grpc, config) = open(url, &options, &mut wire).await?;
         let key_file = options.key_file.map(KeyFile::new);
         let (keys, reused) = keys_for(config.lookup().scheme(), key_file.as_ref()).await?;
         let lookup = LookupClient::with_keys(*config.lookup(), keys, options.trust.clone())?;

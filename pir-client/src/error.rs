@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use pir_core::CoreError;
 
+use crate::address::{AddressError, ServerAddress};
+
 /// Everything that can go wrong in `pir-client`.
 ///
 /// Grouped as *configuration* (what the caller gave us), *transport and server* (what happened
@@ -12,13 +14,13 @@ use pir_core::CoreError;
 #[non_exhaustive]
 pub enum ClientError {
     // ---- configuration ------------------------------------------------------------------------
-    /// The server address is not a valid URI.
-    #[error("invalid server address {url:?}: {}", chain(.source))]
-    InvalidEndpoint {
+    /// The server address is not `http://HOST:PORT` or `https://HOST:PORT`.
+    #[error("invalid server address {url:?}: {reason}")]
+    InvalidAddress {
         /// The address as given.
         url: String,
-        /// Why tonic refused it.
-        source: tonic::transport::Error,
+        /// What is wrong with it.
+        reason: AddressError,
     },
     /// Options that cannot work, or a server configuration this client cannot use.
     #[error("bad configuration: {0}")]
@@ -49,6 +51,15 @@ pub enum ClientError {
     },
 
     // ---- transport and server -----------------------------------------------------------------
+    /// The address's scheme does not match what the server speaks on that port.
+    #[error("{}", tls_mismatch(url, *server_speaks_tls))]
+    TlsMismatch {
+        /// The server address.
+        url: String,
+        /// Whether the server answered with TLS (to an `http://` address) or without it (to an
+        /// `https://` one).
+        server_speaks_tls: bool,
+    },
     /// The connection to the server could not be made or broke.
     #[error("cannot reach {url}: {}", chain(.source))]
     Transport {
@@ -91,7 +102,35 @@ pub enum ClientError {
     Internal(String),
 }
 
+fn tls_mismatch(url: &str, server_speaks_tls: bool) -> String {
+    if server_speaks_tls {
+        format!(
+            "{url}: the server speaks TLS on this port: use https:// (with --ca if its \
+             certificate is not from a public CA)"
+        )
+    } else {
+        format!("{url}: the server does not speak TLS on this port: use http://")
+    }
+}
+
 impl ClientError {
+    /// A failed connection, recognised as a TLS mismatch where it is one.
+    pub(crate) fn transport(address: &ServerAddress, source: tonic::transport::Error) -> Self {
+        let url = address.to_string();
+        let text = chain(&source);
+        tracing::debug!(%url, error = %text, "connection failed");
+        // rustls reading a plaintext HTTP/2 server's bytes as a TLS record.
+        if address.tls()
+            && (text.contains("InvalidContentType") || text.contains("corrupt message"))
+        {
+            return Self::TlsMismatch {
+                url,
+                server_speaks_tls: false,
+            };
+        }
+        Self::Transport { url, source }
+    }
+
     pub(crate) fn rpc(rpc: &'static str, status: tonic::Status) -> Self {
         Self::Rpc {
             rpc,

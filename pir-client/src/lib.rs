@@ -26,12 +26,14 @@
 // Outside tests, a panic must name the invariant that makes it impossible.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod address;
 pub mod bench;
 mod client;
 mod error;
 mod keyfile;
 mod render;
 
+pub use address::{AddressError, ServerAddress};
 pub use client::{
     ClientOptions, DEFAULT_MAX_MESSAGE_BYTES, LookupOutcome, MAX_ATTEMPTS, PirClient, fetch_config,
 };

@@ -271,6 +271,7 @@ mod tests {
                 "bytes_sent": 1234,
                 "bytes_received": 5678,
                 "millis": 12.5,
+                "outside_validity": 0,
             })
         );
         // One line per lookup.
@@ -288,6 +289,7 @@ mod tests {
             "bytes_sent",
             "bytes_received",
             "millis",
+            "outside_validity",
         ];
         expected.sort_unstable();
         let mut keys = keys;

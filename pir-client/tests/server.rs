@@ -3,7 +3,7 @@
 
 use std::{net::SocketAddr, os::unix::fs::PermissionsExt};
 
-use pir_client::{ClientError, ClientOptions, KeyFile, PirClient};
+use pir_client::{AddressError, ClientError, ClientOptions, KeyFile, PirClient};
 use pir_core::testing::{issuer, trust};
 use pir_core::{
     BuildOptions, CoreError, Cpi, IssuerKey, Mapping, MappingFields, SchemeFields, SchemeParams,
@@ -255,10 +255,26 @@ async fn connection_errors_are_clear() {
     let err = PirClient::connect("not a url", ClientOptions::new(trust()))
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, ClientError::InvalidEndpoint { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, ClientError::InvalidAddress { .. }), "{err:?}");
+    for (url, reason) in [
+        (
+            "ftp://127.0.0.1:50051",
+            AddressError::Scheme {
+                scheme: "ftp".into(),
+            },
+        ),
+        (
+            "http://127.0.0.1:99999",
+            AddressError::Port {
+                port: "99999".into(),
+            },
+        ),
+    ] {
+        match PirClient::connect(url, ClientOptions::new(trust())).await {
+            Err(ClientError::InvalidAddress { reason: got, .. }) => assert_eq!(got, reason),
+            other => panic!("{url}: {other:?}"),
+        }
+    }
 
     // Bind then drop a listener: nothing listens on that port now.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -324,4 +340,89 @@ async fn bench_with_cpis_finds_and_verifies_them() {
         "{report:?}"
     );
     server.stop().await.unwrap();
+}
+
+/// A CA and a `localhost` leaf certificate it signed.
+fn certificates() -> (String, pir_server::Identity) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    (
+        ca.pem(),
+        pir_server::Identity::from_pem(leaf.pem(), leaf_key.serialize_pem()),
+    )
+}
+
+/// `https://` to a plaintext port and `http://` to a TLS port say which scheme to use, in any
+/// case of the scheme.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
+    let plain = start().await;
+    let (ca_pem, identity) = certificates();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    let tls = RunningServer::start_tls(
+        snapshot(1, small(), "chat.example"),
+        "127.0.0.1:0".parse().unwrap(),
+        ServeOptions::default(),
+        Some(identity),
+    )
+    .await
+    .unwrap();
+    let with_ca = || ClientOptions {
+        tls_ca: Some(ca.clone()),
+        connect_timeout: Some(std::time::Duration::from_secs(5)),
+        ..ClientOptions::new(trust())
+    };
+    let plain_port = plain.addr().port();
+    let err = PirClient::connect(&format!("HTTPS://localhost:{plain_port}"), with_ca())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::TlsMismatch {
+                server_speaks_tls: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "https://localhost:{plain_port}: the server does not speak TLS on this port: use http://"
+        )
+    );
+    let tls_port = tls.addr().port();
+    let err = PirClient::connect(
+        &format!("http://localhost:{tls_port}"),
+        ClientOptions::new(trust()),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::TlsMismatch {
+                server_speaks_tls: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("use https://"), "{err}");
+    // The right scheme, in upper case, works.
+    PirClient::connect(&format!("HTTPS://localhost:{tls_port}"), with_ca())
+        .await
+        .unwrap();
+    plain.stop().await.unwrap();
+    tls.stop().await.unwrap();
 }
