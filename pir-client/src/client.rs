@@ -164,24 +164,54 @@ async fn open(
     let mut grpc = DiscoveryClient::new(channel)
         .max_encoding_message_size(options.max_message_bytes)
         .max_decoding_message_size(options.max_message_bytes);
-    // The first RPC is where a plaintext client meets a TLS port: the server's TLS alert reads
-    // as an HTTP/2 frame of an impossible size.
-    let config = get_config(&mut grpc, wire)
-        .await
-        .map_err(|e| match e.status() {
-            Some(status)
-                if !address.tls()
-                    && format!("{:?}", std::error::Error::source(status))
-                        .contains("FRAME_SIZE_ERROR") =>
-            {
-                ClientError::TlsMismatch {
+    let config = match get_config(&mut grpc, wire).await {
+        Ok(config) => config,
+        // The first RPC is where a plaintext client meets a TLS port: it fails in the
+        // transport, in one of several ways depending on timing. Ask the port itself.
+        Err(e) if !address.tls() && e.status().is_some_and(is_transport_failure) => {
+            if answers_with_tls(&address).await {
+                return Err(ClientError::TlsMismatch {
                     url: address.to_string(),
                     server_speaks_tls: true,
-                }
+                });
             }
-            _ => e,
-        })?;
+            return Err(e);
+        }
+        Err(e) => return Err(e),
+    };
     Ok((grpc, config))
+}
+
+/// A status made by the client's own transport, not sent by a server.
+fn is_transport_failure(status: &tonic::Status) -> bool {
+    std::error::Error::source(status).is_some()
+}
+
+/// Whether the server at `address` answers the start of an HTTP/2 connection with a TLS record
+/// (the alert a TLS server sends for bytes that are not TLS).
+async fn answers_with_tls(address: &ServerAddress) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(host) = address.uri().host() else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = address.uri().port_u16().unwrap_or(80);
+    let probe = async {
+        let mut stream = tokio::net::TcpStream::connect((host, port)).await.ok()?;
+        stream
+            .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+            .await
+            .ok()?;
+        let mut head = [0u8; 3];
+        stream.read_exact(&mut head).await.ok()?;
+        // A TLS record: content type alert (21) or handshake (22), protocol version 3.x.
+        Some(matches!(head, [21 | 22, 3, 0..=4]))
+    };
+    tokio::time::timeout(Duration::from_secs(2), probe)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 async fn get_config(grpc: &mut DiscoveryClient<Channel>, wire: &mut Wire) -> Result<ConfigIn> {

@@ -69,7 +69,7 @@ pub enum ClientError {
         source: tonic::transport::Error,
     },
     /// The server answered an RPC with an error status.
-    #[error("{rpc} failed: {status}")]
+    #[error("{rpc} failed: {}", status_text(status))]
     Rpc {
         /// The RPC's name.
         rpc: &'static str,
@@ -100,6 +100,47 @@ pub enum ClientError {
     /// A broken invariant. Always a bug.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// A status as `CODE_NAME: message` (a rate limit's message says when to retry; programs read
+/// it from [`ClientError::retry_after`]).
+fn status_text(status: &tonic::Status) -> String {
+    format!("{}: {}", code_name(status.code()), status.message())
+}
+
+/// The `pir-retry-after-ms` trailer of a rate-limited request.
+fn retry_after_ms(status: &tonic::Status) -> Option<u64> {
+    status
+        .metadata()
+        .get(pir_proto::RETRY_AFTER_MS_KEY)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The canonical name of a gRPC status code, as in the gRPC specification.
+pub fn code_name(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "OK",
+        Cancelled => "CANCELLED",
+        Unknown => "UNKNOWN",
+        InvalidArgument => "INVALID_ARGUMENT",
+        DeadlineExceeded => "DEADLINE_EXCEEDED",
+        NotFound => "NOT_FOUND",
+        AlreadyExists => "ALREADY_EXISTS",
+        PermissionDenied => "PERMISSION_DENIED",
+        ResourceExhausted => "RESOURCE_EXHAUSTED",
+        FailedPrecondition => "FAILED_PRECONDITION",
+        Aborted => "ABORTED",
+        OutOfRange => "OUT_OF_RANGE",
+        Unimplemented => "UNIMPLEMENTED",
+        Internal => "INTERNAL",
+        Unavailable => "UNAVAILABLE",
+        DataLoss => "DATA_LOSS",
+        Unauthenticated => "UNAUTHENTICATED",
+    }
 }
 
 fn tls_mismatch(url: &str, server_speaks_tls: bool) -> String {
@@ -145,6 +186,13 @@ impl ClientError {
         }
     }
 
+    /// How long the server asked a rate-limited client to wait, when it said.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        self.status()
+            .and_then(retry_after_ms)
+            .map(std::time::Duration::from_millis)
+    }
+
     /// The gRPC status, when the server answered with one.
     pub fn status(&self) -> Option<&tonic::Status> {
         match self {
@@ -171,3 +219,32 @@ fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 
 /// Result with [`ClientError`].
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_print_canonical_code_names_and_when_to_retry() {
+        let plain = ClientError::rpc("Query", tonic::Status::invalid_argument("no queries"));
+        assert_eq!(
+            plain.to_string(),
+            "Query failed: INVALID_ARGUMENT: no queries"
+        );
+        assert_eq!(plain.retry_after(), None);
+        let mut status =
+            tonic::Status::resource_exhausted("rate limit of this key exceeded; retry in 2 s");
+        status
+            .metadata_mut()
+            .insert(pir_proto::RETRY_AFTER_MS_KEY, 1500u64.into());
+        let limited = ClientError::rpc("Query", status);
+        assert_eq!(
+            limited.to_string(),
+            "Query failed: RESOURCE_EXHAUSTED: rate limit of this key exceeded; retry in 2 s"
+        );
+        assert_eq!(
+            limited.retry_after(),
+            Some(std::time::Duration::from_millis(1500))
+        );
+    }
+}

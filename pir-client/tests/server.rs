@@ -426,3 +426,42 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
     plain.stop().await.unwrap();
     tls.stop().await.unwrap();
 }
+
+/// Over its rate limit, a lookup fails with the canonical code name and the server's wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_lookup_says_when_to_retry() {
+    let options = ServeOptions {
+        per_key_rate: Some(pir_server::RateLimit {
+            burst: 1,
+            per_hour: 60,
+        }),
+        ..ServeOptions::default()
+    };
+    let server = RunningServer::start(
+        snapshot(1, small(), "chat.example"),
+        "127.0.0.1:0".parse().unwrap(),
+        options,
+    )
+    .await
+    .unwrap();
+    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
+        .await
+        .unwrap();
+    let bob = cpi("mailto:bob@example.org");
+    client.lookup(&bob).await.unwrap();
+    let err = client.lookup(&bob).await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.starts_with(
+            "Query failed: RESOURCE_EXHAUSTED: rate limit of this key exceeded; retry in "
+        ),
+        "{text}"
+    );
+    // One token a minute: the wait is at most a minute and more than none.
+    let wait = err.retry_after().unwrap();
+    assert!(
+        wait > std::time::Duration::ZERO && wait <= std::time::Duration::from_secs(60),
+        "{wait:?}"
+    );
+    server.stop().await.unwrap();
+}

@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use pir_core::{CoreError, ErrorClass};
 use pir_proto::{
-    QueryError, REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY, RegisterKeysError,
+    QueryError, REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY, RETRY_AFTER_MS_KEY,
+    RegisterKeysError,
 };
 use tonic::{Code, Status, metadata::MetadataValue};
 
@@ -40,8 +41,14 @@ pub enum ServerError {
         max: u32,
     },
     /// A key or peer is over its rate limit.
-    #[error("rate limit of this {0} exceeded; retry later")]
-    RateLimited(&'static str),
+    #[error("rate limit of this {who} exceeded; {}", retry_hint(*.retry_after))]
+    RateLimited {
+        /// Whose limit ("key", "peer", "peer (registrations)").
+        who: &'static str,
+        /// When the limit lets the request through; `None` when it never does (the request
+        /// needs more tokens than the limit's burst).
+        retry_after: Option<std::time::Duration>,
+    },
     /// An Admin request without the right bearer token.
     #[error("admin token required")]
     AdminTokenRequired,
@@ -108,7 +115,7 @@ impl ServerError {
             Self::UnknownKey(_) => "unknown_key",
             Self::StaleEpoch { .. } => "stale_epoch",
             Self::TooManyQueries { .. } => "too_many_queries",
-            Self::RateLimited(_) => "rate_limited",
+            Self::RateLimited { .. } => "rate_limited",
             Self::DeadlineExceeded(_) => "deadline",
             Self::Overloaded(_) => "overloaded",
             Self::KeyCacheTooSmall { .. } => "key_cache_too_small",
@@ -117,6 +124,14 @@ impl ServerError {
             Self::AdminTokenRequired => "unauthenticated",
             Self::Refused { .. } | Self::Core(_) | Self::Io { .. } | Self::Transport(_) => "other",
         }
+    }
+}
+
+fn retry_hint(retry_after: Option<std::time::Duration>) -> String {
+    match retry_after {
+        // Rounded up: retrying at the stated second succeeds.
+        Some(d) => format!("retry in {} s", d.as_millis().div_ceil(1000).max(1)),
+        None => "the request needs more than the limit's burst: send fewer queries at once".into(),
     }
 }
 
@@ -176,9 +191,20 @@ impl From<ServerError> for Status {
             ServerError::StaleEpoch { .. } => {
                 with_reason(Status::failed_precondition(msg), REASON_STALE_EPOCH)
             }
+            ServerError::RateLimited {
+                retry_after: Some(after),
+                ..
+            } => {
+                let mut status = Status::resource_exhausted(msg);
+                status.metadata_mut().insert(
+                    RETRY_AFTER_MS_KEY,
+                    MetadataValue::from(u64::try_from(after.as_millis()).unwrap_or(u64::MAX)),
+                );
+                status
+            }
             ServerError::TooManyQueries { .. }
             | ServerError::Overloaded(_)
-            | ServerError::RateLimited(_)
+            | ServerError::RateLimited { .. }
             | ServerError::KeyCacheTooSmall { .. } => Status::resource_exhausted(msg),
             ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             ServerError::AdminTokenRequired => Status::unauthenticated(msg),
@@ -238,10 +264,23 @@ mod tests {
                 "9 queries in one request; at most 8",
             ),
             (
-                ServerError::RateLimited("key"),
+                ServerError::RateLimited {
+                    who: "key",
+                    retry_after: Some(Duration::from_millis(2500)),
+                },
                 Code::ResourceExhausted,
                 None,
-                "rate limit of this key exceeded; retry later",
+                "rate limit of this key exceeded; retry in 3 s",
+            ),
+            (
+                ServerError::RateLimited {
+                    who: "peer",
+                    retry_after: None,
+                },
+                Code::ResourceExhausted,
+                None,
+                "rate limit of this peer exceeded; the request needs more than the limit's \
+                 burst: send fewer queries at once",
             ),
             (
                 ServerError::DeadlineExceeded(Duration::from_secs(1)),
@@ -318,6 +357,15 @@ mod tests {
             ),
         ];
         check(cases);
+        let limited = Status::from(ServerError::RateLimited {
+            who: "key",
+            retry_after: Some(Duration::from_millis(2500)),
+        });
+        assert_eq!(
+            limited.metadata().get(RETRY_AFTER_MS_KEY).unwrap(),
+            "2500",
+            "a rate-limited client is told when to retry"
+        );
     }
 
     /// The shape refusals made in `pir-proto` reach the wire as they did when the handlers

@@ -5,7 +5,10 @@
 
 use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
-use governor::Quota;
+use governor::{
+    Quota,
+    clock::{Clock, DefaultClock},
+};
 use pir_core::KeyId;
 
 use crate::error::ServerError;
@@ -83,6 +86,14 @@ fn take<K: Clone + Eq + std::hash::Hash>(
         .unwrap_or(std::num::NonZeroU32::MIN);
     match limiter.check_key_n(key, n) {
         Ok(Ok(())) => Ok(()),
-        _ => Err(ServerError::RateLimited(who)),
+        Ok(Err(not_until)) => Err(ServerError::RateLimited {
+            who,
+            retry_after: Some(not_until.wait_time_from(DefaultClock::default().now())),
+        }),
+        // More tokens than the bucket holds: no wait lets this request through.
+        Err(_) => Err(ServerError::RateLimited {
+            who,
+            retry_after: None,
+        }),
     }
 }

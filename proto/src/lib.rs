@@ -34,3 +34,5 @@ pub const REASON_KEY: &str = "pir-reason";
 pub const REASON_UNKNOWN_KEY: &str = "unknown-key";
 /// [`REASON_KEY`] value: the request's epoch is not the served one.
 pub const REASON_STALE_EPOCH: &str = "stale-epoch";
+/// Trailer key of a rate-limited request: milliseconds until the limit lets it through.
+pub const RETRY_AFTER_MS_KEY: &str = "pir-retry-after-ms";
