@@ -260,7 +260,7 @@ fn lookup_at(
     cpi: &str,
     now: u64,
 ) -> pir_core::LookupResult {
-    let keys = EvalKeys::parse(&snapshot.config().scheme, client.keys().public_bytes()).unwrap();
+    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes()).unwrap();
     let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
     let response = snapshot.database().answer(&keys, pending.query()).unwrap();
     client.decode(pending, &response, now).unwrap()
