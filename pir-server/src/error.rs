@@ -41,7 +41,7 @@ pub enum ServerError {
     },
     /// A key or peer is over its rate limit.
     #[error("rate limit of this {0} exceeded; retry later")]
-    RateLimited(&'static str),
+    RateLimited(RateLimited),
     /// An Admin request without the right bearer token.
     #[error("admin token required")]
     AdminTokenRequired,
@@ -59,6 +59,9 @@ pub enum ServerError {
     /// Every answer slot is busy.
     #[error("overloaded: {0} answers in progress; retry later")]
     Overloaded(usize),
+    /// The process has bound its ports but not finished loading its snapshot.
+    #[error("the server is still loading its snapshot; retry shortly")]
+    Loading,
 
     // ---- a snapshot offered for serving --------------------------------------------------------
     /// A snapshot refused by policy: not signed by a trusted DP key.
@@ -90,6 +93,29 @@ pub enum ServerError {
     Internal(String),
 }
 
+/// Which rate limit refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RateLimited {
+    /// PIR queries of one registered key (`--key-rate`).
+    Key,
+    /// PIR queries from one peer address (`--peer-rate`).
+    Peer,
+    /// Key registrations from one peer address (`--registration-rate`).
+    Registrations,
+}
+
+/// The words of the message: "rate limit of this key exceeded".
+impl std::fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Key => "key",
+            Self::Peer => "peer",
+            Self::Registrations => "peer (registrations)",
+        })
+    }
+}
+
 impl ServerError {
     /// An I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
@@ -111,12 +137,30 @@ impl ServerError {
             Self::RateLimited(_) => "rate_limited",
             Self::DeadlineExceeded(_) => "deadline",
             Self::Overloaded(_) => "overloaded",
+            Self::Loading => "loading",
             Self::KeyCacheTooSmall { .. } => "key_cache_too_small",
             Self::Core(e) if e.is_bad_input() => "malformed",
             Self::Internal(_) => "internal",
             Self::AdminTokenRequired => "unauthenticated",
             Self::Refused { .. } | Self::Core(_) | Self::Io { .. } | Self::Transport(_) => "other",
         }
+    }
+}
+
+impl ServerError {
+    /// Which configured limit refused the request, if one did: the `limit` label of
+    /// `pir_limit_refusals_total` (`message_size` is counted where tonic refuses).
+    pub fn limit(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::RateLimited(RateLimited::Key) => "key_rate",
+            Self::RateLimited(RateLimited::Peer) => "peer_rate",
+            Self::RateLimited(RateLimited::Registrations) => "registration_rate",
+            Self::Overloaded(_) => "pending",
+            Self::TooManyQueries { .. } => "queries_per_request",
+            Self::KeyCacheTooSmall { .. } => "key_cache",
+            Self::DeadlineExceeded(_) => "request_timeout",
+            _ => return None,
+        })
     }
 }
 
@@ -170,6 +214,7 @@ impl From<ServerError> for Status {
             | ServerError::RateLimited(_)
             | ServerError::KeyCacheTooSmall { .. } => Status::resource_exhausted(msg),
             ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
+            ServerError::Loading => Status::unavailable(msg),
             ServerError::AdminTokenRequired => Status::unauthenticated(msg),
             // Keys registered for the previous snapshot's parameters: the client re-registers.
             ServerError::Core(CoreError::KeysForOtherParams) => {
@@ -227,10 +272,22 @@ mod tests {
                 "9 queries in one request; at most 8",
             ),
             (
-                ServerError::RateLimited("key"),
+                ServerError::RateLimited(RateLimited::Key),
                 Code::ResourceExhausted,
                 None,
                 "rate limit of this key exceeded; retry later",
+            ),
+            (
+                ServerError::RateLimited(RateLimited::Registrations),
+                Code::ResourceExhausted,
+                None,
+                "rate limit of this peer (registrations) exceeded; retry later",
+            ),
+            (
+                ServerError::Loading,
+                Code::Unavailable,
+                None,
+                "the server is still loading its snapshot; retry shortly",
             ),
             (
                 ServerError::DeadlineExceeded(Duration::from_secs(1)),
@@ -344,6 +401,40 @@ mod tests {
             ),
         ];
         check(cases);
+    }
+
+    /// Each limit is named by the label the refusal counter uses; other errors name none.
+    #[test]
+    fn each_limit_refusal_names_its_limit() {
+        let cases = [
+            (ServerError::RateLimited(RateLimited::Key), Some("key_rate")),
+            (
+                ServerError::RateLimited(RateLimited::Peer),
+                Some("peer_rate"),
+            ),
+            (
+                ServerError::RateLimited(RateLimited::Registrations),
+                Some("registration_rate"),
+            ),
+            (ServerError::Overloaded(1), Some("pending")),
+            (
+                ServerError::TooManyQueries { got: 2, max: 1 },
+                Some("queries_per_request"),
+            ),
+            (
+                ServerError::KeyCacheTooSmall { cost: 2, budget: 1 },
+                Some("key_cache"),
+            ),
+            (
+                ServerError::DeadlineExceeded(Duration::from_secs(1)),
+                Some("request_timeout"),
+            ),
+            (ServerError::UnknownKey("k".into()), None),
+            (ServerError::Loading, None),
+        ];
+        for (error, limit) in cases {
+            assert_eq!(error.limit(), limit, "{error}");
+        }
     }
 
     fn check(cases: Vec<(ServerError, Code, Option<&str>, &str)>) {

@@ -11,7 +11,7 @@
 //!     ├─▶ answerer   one thread answering the queued queries in batches over the database
 //!     ├─▶ keycache   registered client keys, bounded by bytes
 //!     ├─▶ limits     rate limiters
-//!     └─▶ options (limits and their defaults), metrics (the registry)
+//!     └─▶ options (limits and their defaults), metrics (the registry ─▶ procstat: /proc/self)
 //! every file ─▶ error (ServerError, and the one mapping to a tonic::Status)
 //! ```
 //!
@@ -26,13 +26,14 @@ mod keycache;
 mod limits;
 mod metrics;
 mod options;
+mod procstat;
 pub mod process;
 mod reload;
 mod service;
 mod transport;
 
 pub use admin::{AdminToken, serve_admin};
-pub use error::ServerError;
+pub use error::{RateLimited, ServerError};
 pub use http::serve_metrics;
 #[cfg(feature = "test-hooks")]
 pub use options::TestHooks;
