@@ -12,6 +12,7 @@
 //!     ├─▶ keycache   registered client keys, bounded by bytes
 //!     ├─▶ limits     rate limiters
 //!     └─▶ options (limits and their defaults), metrics (the registry ─▶ procstat: /proc/self)
+//! tls            the TLS identity, checked; selfsigned: `pir-server tls-selfsigned`
 //! every file ─▶ error (ServerError, and the one mapping to a tonic::Status)
 //! ```
 //!
@@ -29,7 +30,9 @@ mod options;
 mod procstat;
 pub mod process;
 mod reload;
+mod selfsigned;
 mod service;
+mod tls;
 mod transport;
 
 pub use admin::{AdminToken, serve_admin};
@@ -39,7 +42,9 @@ pub use http::serve_metrics;
 pub use options::TestHooks;
 pub use options::{RateLimit, ServeOptions};
 pub use reload::{Reloader, load_checked};
+pub use selfsigned::{SelfSigned, SelfSignedError, SelfSignedRequest, tls_selfsigned};
 pub use service::DiscoveryService;
+pub use tls::{CertProblem, PemProblem, TlsError, TlsIdentity};
 /// TLS identity (certificate chain and private key, PEM) for [`serve_tls`].
 pub use tonic::transport::Identity;
 pub use transport::{RunningServer, serve, serve_tls};
