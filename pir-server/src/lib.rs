@@ -3,16 +3,19 @@
 //! subcommands, as thin wrappers over `pir-dp`.
 //!
 //! ```text
-//! process        the `serve` process: reads its files, binds, SIGHUP reloads, SIGTERM stops
-//! ├─▶ transport  tonic (plaintext or TLS), health, reflection; RunningServer ─▶ service
-//! ├─▶ http       GET /metrics ─▶ service
+//! process        the `serve` process: checks its files (tls), binds, loads, SIGHUP reloads,
+//! │              SIGTERM stops; tells systemd and the pid file (notify)
+//! ├─▶ transport  tonic (plaintext or TLS), health, reflection; RunningServer ─▶ readiness
+//! ├─▶ http       GET /metrics, /healthz, /readyz ─▶ readiness, metrics
 //! ├─▶ admin      Admin.Reload with the bearer token ─▶ reload (load, check, install) ─▶ service
+//! │   (admin and transport ─▶ reflection: v1 and v1alpha, listing what each port serves)
+//! ├─▶ readiness  loading, ready, stopping: gRPC health and the probes ─▶ service
 //! └─▶ service    pir.v1.Discovery: epoch, key, size and rate checks, then
 //!     ├─▶ answerer   one thread answering the queued queries in batches over the database
 //!     ├─▶ keycache   registered client keys, bounded by bytes
 //!     ├─▶ limits     rate limiters
 //!     └─▶ options (limits and their defaults), metrics (the registry ─▶ procstat: /proc/self)
-//! tls            the TLS identity, checked; selfsigned: `pir-server tls-selfsigned`
+//! selfsigned     `pir-server tls-selfsigned`: a TLS identity for test deployments
 //! every file ─▶ error (ServerError, and the one mapping to a tonic::Status)
 //! ```
 //!
@@ -26,9 +29,12 @@ mod http;
 mod keycache;
 mod limits;
 mod metrics;
+mod notify;
 mod options;
-mod procstat;
 pub mod process;
+mod procstat;
+mod readiness;
+mod reflection;
 mod reload;
 mod selfsigned;
 mod service;
