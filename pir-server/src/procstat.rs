@@ -50,40 +50,43 @@ impl ProcStat {
 
     /// The readings as Prometheus metric families.
     pub(crate) fn families(&self) -> Vec<MetricFamily> {
+        let as_f64 = |v: Option<u64>| v.map(|v| v as f64);
+        let gauges = [
+            (
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes",
+                as_f64(self.resident_bytes),
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors",
+                as_f64(self.open_fds),
+            ),
+            (
+                "process_max_fds",
+                "Maximum number of open file descriptors",
+                as_f64(self.max_fds),
+            ),
+            (
+                "process_threads",
+                "Number of OS threads in the process",
+                as_f64(self.threads),
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since the unix epoch, in seconds",
+                self.start_time_seconds,
+            ),
+        ];
         let mut out = Vec::new();
-        let mut gauge = |name: &str, help: &str, value: Option<f64>| {
+        for (name, help, value) in gauges {
             if let Some(v) = value
                 && let Ok(g) = Gauge::new(name, help)
             {
                 g.set(v);
                 out.extend(g.collect());
             }
-        };
-        gauge(
-            "process_resident_memory_bytes",
-            "Resident memory size in bytes",
-            self.resident_bytes.map(|v| v as f64),
-        );
-        gauge(
-            "process_open_fds",
-            "Number of open file descriptors",
-            self.open_fds.map(|v| v as f64),
-        );
-        gauge(
-            "process_max_fds",
-            "Maximum number of open file descriptors",
-            self.max_fds.map(|v| v as f64),
-        );
-        gauge(
-            "process_threads",
-            "Number of OS threads in the process",
-            self.threads.map(|v| v as f64),
-        );
-        gauge(
-            "process_start_time_seconds",
-            "Start time of the process since the unix epoch, in seconds",
-            self.start_time_seconds,
-        );
+        }
         if let Some(secs) = self.cpu_seconds
             && let Ok(c) = Counter::new(
                 "process_cpu_seconds_total",

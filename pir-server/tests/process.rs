@@ -172,11 +172,7 @@ async fn serves_reloads_and_stops_in_process() {
 
     // Stop: every task ends, the process returns cleanly, the pid file is gone.
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), process)
-        .await
-        .expect("the process stops")
-        .unwrap()
-        .unwrap();
+    common::stopped(process).await;
     assert_eq!(epoch(addr).await, None, "nothing listens any more");
     assert!(!pid_file.exists(), "the pid file is removed at exit");
 }
@@ -496,9 +492,5 @@ async fn reflection_lists_what_each_port_serves_in_both_versions() {
         );
     }
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), process)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    common::stopped(process).await;
 }

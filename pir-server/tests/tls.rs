@@ -360,11 +360,7 @@ async fn serve_and_look_up(dir: &Path, cert: &Path, key: &Path, trust_file: &Pat
         .unwrap();
     assert_eq!(outcome.result.mappings[0].fields.msp, "chat.example");
     stop.send(()).unwrap();
-    tokio::time::timeout(Duration::from_secs(20), process)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    common::stopped(process).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

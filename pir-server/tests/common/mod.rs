@@ -112,3 +112,12 @@ pub(crate) async fn channel(addr: SocketAddr) -> Option<Channel> {
         .await
         .ok()
 }
+
+/// Awaits a serve process's task (`Listening::run`), which must end cleanly within 20 s.
+pub(crate) async fn stopped<E: std::fmt::Debug>(process: tokio::task::JoinHandle<Result<(), E>>) {
+    tokio::time::timeout(std::time::Duration::from_secs(20), process)
+        .await
+        .expect("the process stops")
+        .unwrap()
+        .unwrap();
+}
