@@ -1,9 +1,11 @@
 """Interop test: the Rust `pir-server` (tonic) spoken to by Python `grpcio`.
 
 Everything a second gRPC implementation can check without Spiral key generation: the standard
-health service, `GetConfig` decoded with stubs generated here from `proto/proto/pir/v1/pir.proto`,
+health service, server reflection through grpcio's stock v1alpha client (each port listing only
+what it serves), `GetConfig` decoded with stubs generated here from `proto/proto/pir/v1/pir.proto`,
 the documented error codes and `pir-reason` trailers for bad requests, the message size limit,
-and a graceful shutdown on SIGTERM (exit code 0).
+the HTTP probes, TLS with a `pir-server tls-selfsigned` certificate, and a graceful shutdown on
+SIGTERM (exit code 0).
 
 Run from the repository root:
 
@@ -25,12 +27,18 @@ import subprocess
 import sys
 import time
 import types
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.descriptor_pool import DescriptorPool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 PROTO_ROOT = REPO / "proto" / "proto"  # include path: pir/v1/pir.proto lives under it
@@ -160,9 +168,14 @@ def pir(tmp_path_factory) -> types.SimpleNamespace:
     return types.SimpleNamespace(pb2=pb2, grpc=pb2_grpc)
 
 
+ADMIN_TOKEN = "interop-admin-token-0123456789"
+
+
 @dataclass
 class Server:
     address: str
+    admin_address: str
+    http_address: str
     process: subprocess.Popen
     workdir: Path
     log: Path
@@ -185,11 +198,16 @@ def server(server_binary: Path, tmp_path_factory):
     )
 
     address = f"127.0.0.1:{_free_port()}"
+    admin_address = f"127.0.0.1:{_free_port()}"
+    http_address = f"127.0.0.1:{_free_port()}"
+    (work / "admin.token").write_text(ADMIN_TOKEN + "\n")
     log = work / "serve.log"
     env = dict(os.environ, RUST_LOG="warn")
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
-            [exe, "serve", "--snapshot", "db.pirsnap", "--listen", address],
+            [exe, "serve", "--snapshot", "db.pirsnap", "--listen", address,
+             "--admin-token-file", "admin.token", "--admin-listen", admin_address,
+             "--metrics-listen", http_address],
             cwd=work,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -201,7 +219,8 @@ def server(server_binary: Path, tmp_path_factory):
     idle = grpc.insecure_channel(address)
     try:
         _wait_serving(idle, process, log)
-        yield Server(address=address, process=process, workdir=work, log=log)
+        yield Server(address=address, admin_address=admin_address, http_address=http_address,
+                     process=process, workdir=work, log=log)
 
         if process.poll() is not None:
             pytest.fail(f"pir-server died during the tests with {process.returncode}\n"
@@ -268,6 +287,45 @@ def test_health_serving(channel):
     with pytest.raises(grpc.RpcError) as info:
         _health(channel, "no.such.Service")
     assert info.value.code() == grpc.StatusCode.NOT_FOUND, _describe(info.value)
+
+
+# Reflection through grpcio's stock client, which speaks grpc.reflection.v1alpha only.
+REFLECTION = {"grpc.reflection.v1.ServerReflection", "grpc.reflection.v1alpha.ServerReflection"}
+
+
+def test_reflection_v1alpha_on_the_main_port(channel):
+    db = ProtoReflectionDescriptorDatabase(channel)
+    services = set(db.get_services())
+    assert services == {"pir.v1.Discovery", "grpc.health.v1.Health"} | REFLECTION, services
+    # The descriptors resolve too, so generic clients can build requests.
+    pool = DescriptorPool(db)
+    discovery = pool.FindServiceByName("pir.v1.Discovery")
+    assert {m.name for m in discovery.methods} == {"GetConfig", "RegisterKeys", "Query"}
+
+
+def test_reflection_v1alpha_on_the_admin_port(server):
+    with grpc.insecure_channel(server.admin_address) as admin:
+        db = ProtoReflectionDescriptorDatabase(admin)
+        services = set(db.get_services())
+    assert services == {"pir.v1.Admin"} | REFLECTION, services
+
+
+def _http(server: Server, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://{server.http_address}{path}", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def test_http_probes_and_metrics(server):
+    assert _http(server, "/healthz") == (200, "ok\n")
+    assert _http(server, "/readyz") == (200, "ready\n")
+    status, text = _http(server, "/metrics")
+    assert status == 200
+    for name in ("process_resident_memory_bytes", "process_cpu_seconds_total",
+                 "process_open_fds", "pir_build_info{", "pir_snapshot_load_seconds"):
+        assert name in text, name
 
 
 def test_get_config(config):
@@ -366,6 +424,38 @@ def test_oversized_message(pir, discovery):
         )
     err = info.value
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, _describe(err)
+
+
+def test_tls_with_a_selfsigned_certificate(server_binary: Path, tmp_path):
+    """`tls-selfsigned` makes an identity that gRPC Core (BoringSSL) accepts as a server's, with
+    the certificate itself or, with --ca-out, the CA as the only root."""
+    exe = str(server_binary)
+    _run([exe, "issuer-keygen", "--out", "issuer.key"], tmp_path)
+    _run([exe, "synth", "--count", "10", "--issuer-key", "issuer.key", "--out", "m.jsonl"],
+         tmp_path)
+    _run([exe, "build", "--mappings", "m.jsonl", "--trust", "issuer.pub", "--out", "db.pirsnap",
+          "--danger-test-params"], tmp_path)
+    for name, extra in (("leaf", []), ("issued", ["--ca-out", "ca.pem"])):
+        _run([exe, "tls-selfsigned", "--host", "localhost", "--cert-out", f"{name}.pem",
+              "--key-out", f"{name}.key", *extra], tmp_path)
+        assert (tmp_path / f"{name}.key").stat().st_mode & 0o077 == 0, "the key is owner-only"
+        root = (tmp_path / ("ca.pem" if extra else f"{name}.pem")).read_bytes()
+        port = _free_port()
+        log = tmp_path / f"{name}.log"
+        with open(log, "wb") as log_file:
+            process = subprocess.Popen(
+                [exe, "serve", "--snapshot", "db.pirsnap", "--listen", f"127.0.0.1:{port}",
+                 "--tls-cert", f"{name}.pem", "--tls-key", f"{name}.key"],
+                cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+            )
+        try:
+            credentials = grpc.ssl_channel_credentials(root_certificates=root)
+            with grpc.secure_channel(f"localhost:{port}", credentials) as secure:
+                _wait_serving(secure, process, log)
+                assert _health(secure, "pir.v1.Discovery") == health_pb2.HealthCheckResponse.SERVING
+        finally:
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(timeout=SHUTDOWN_TIMEOUT_S) == 0, _tail(log)
 
 
 def test_still_serving_afterwards(pir, server, channel, discovery, config):

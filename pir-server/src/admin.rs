@@ -1,9 +1,10 @@
 //! The `pir.v1.Admin` gRPC service (hot reload) on its own listener, for requests carrying the
-//! admin bearer token.
+//! admin bearer token; reflection there lists only it.
 //!
 //! ```text
 //! Admin.Reload(path) ─ authorization: Bearer TOKEN? ─ no: UNAUTHENTICATED
 //!                                                   └ yes: Reloader::reload(path or default)
+//! reflection (v1, v1alpha): pir.v1.Admin, no token needed (the schema is public)
 //! ```
 
 use std::{future::Future, path::PathBuf};
@@ -14,9 +15,9 @@ use pir_proto::v1::{
 };
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status, transport::Server};
+use tonic::{Request, Response, Status, server::NamedService, transport::Server};
 
-use crate::{error::ServerError, reload::Reloader};
+use crate::{error::ServerError, reflection, reload::Reloader};
 
 #[tonic::async_trait]
 impl Admin for Reloader {
@@ -79,7 +80,11 @@ pub async fn serve_admin(
             Err(ServerError::AdminTokenRequired.into())
         }
     };
+    let (reflection_v1, reflection_v1alpha) =
+        reflection::services(&[<AdminServer<Reloader> as NamedService>::NAME])?;
     Server::builder()
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(AdminServer::with_interceptor(reloader, check))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;

@@ -43,8 +43,8 @@ pub enum ServerError {
     /// A key or peer is over its rate limit.
     #[error("rate limit of this {who} exceeded; {}", retry_hint(*.retry_after))]
     RateLimited {
-        /// Whose limit ("key", "peer", "peer (registrations)").
-        who: &'static str,
+        /// Whose limit.
+        who: RateLimited,
         /// When the limit lets the request through; `None` when it never does (the request
         /// needs more tokens than the limit's burst).
         retry_after: Option<std::time::Duration>,
@@ -66,6 +66,9 @@ pub enum ServerError {
     /// Every answer slot is busy.
     #[error("overloaded: {0} answers in progress; retry later")]
     Overloaded(usize),
+    /// The process has bound its ports but not finished loading its snapshot.
+    #[error("the server is still loading its snapshot; retry shortly")]
+    Loading,
 
     // ---- a snapshot offered for serving --------------------------------------------------------
     /// A snapshot refused by policy: not signed by a trusted DP key.
@@ -97,6 +100,29 @@ pub enum ServerError {
     Internal(String),
 }
 
+/// Which rate limit refused a request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RateLimited {
+    /// PIR queries of one registered key (`--key-rate`).
+    Key,
+    /// PIR queries from one peer address (`--peer-rate`).
+    Peer,
+    /// Key registrations from one peer address (`--registration-rate`).
+    Registrations,
+}
+
+/// The words of the message: "rate limit of this key exceeded".
+impl std::fmt::Display for RateLimited {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Key => "key",
+            Self::Peer => "peer",
+            Self::Registrations => "peer (registrations)",
+        })
+    }
+}
+
 impl ServerError {
     /// An I/O error with what was being done.
     pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
@@ -118,6 +144,7 @@ impl ServerError {
             Self::RateLimited { .. } => "rate_limited",
             Self::DeadlineExceeded(_) => "deadline",
             Self::Overloaded(_) => "overloaded",
+            Self::Loading => "loading",
             Self::KeyCacheTooSmall { .. } => "key_cache_too_small",
             Self::Core(e) if e.is_bad_input() => "malformed",
             Self::Internal(_) => "internal",
@@ -144,6 +171,32 @@ pub enum MalformedRequest {
     /// The key registration.
     #[error(transparent)]
     Keys(RegisterKeysError),
+}
+
+impl ServerError {
+    /// Which configured limit refused the request, if one did: the `limit` label of
+    /// `pir_limit_refusals_total` (`message_size` is counted where tonic refuses).
+    pub fn limit(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::RateLimited {
+                who: RateLimited::Key,
+                ..
+            } => "key_rate",
+            Self::RateLimited {
+                who: RateLimited::Peer,
+                ..
+            } => "peer_rate",
+            Self::RateLimited {
+                who: RateLimited::Registrations,
+                ..
+            } => "registration_rate",
+            Self::Overloaded(_) => "pending",
+            Self::TooManyQueries { .. } => "queries_per_request",
+            Self::KeyCacheTooSmall { .. } => "key_cache",
+            Self::DeadlineExceeded(_) => "request_timeout",
+            _ => return None,
+        })
+    }
 }
 
 /// A request refused by its shape keeps the variant, and so the status and message, it had when
@@ -207,6 +260,7 @@ impl From<ServerError> for Status {
             | ServerError::RateLimited { .. }
             | ServerError::KeyCacheTooSmall { .. } => Status::resource_exhausted(msg),
             ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
+            ServerError::Loading => Status::unavailable(msg),
             ServerError::AdminTokenRequired => Status::unauthenticated(msg),
             // Keys registered for the previous snapshot's parameters: the client re-registers.
             ServerError::Core(CoreError::KeysForOtherParams) => {
@@ -265,7 +319,7 @@ mod tests {
             ),
             (
                 ServerError::RateLimited {
-                    who: "key",
+                    who: RateLimited::Key,
                     retry_after: Some(Duration::from_millis(2500)),
                 },
                 Code::ResourceExhausted,
@@ -274,13 +328,28 @@ mod tests {
             ),
             (
                 ServerError::RateLimited {
-                    who: "peer",
+                    who: RateLimited::Peer,
                     retry_after: None,
                 },
                 Code::ResourceExhausted,
                 None,
                 "rate limit of this peer exceeded; the request needs more than the limit's \
                  burst: send fewer queries at once",
+            ),
+            (
+                ServerError::RateLimited {
+                    who: RateLimited::Registrations,
+                    retry_after: Some(Duration::from_millis(10)),
+                },
+                Code::ResourceExhausted,
+                None,
+                "rate limit of this peer (registrations) exceeded; retry in 1 s",
+            ),
+            (
+                ServerError::Loading,
+                Code::Unavailable,
+                None,
+                "the server is still loading its snapshot; retry shortly",
             ),
             (
                 ServerError::DeadlineExceeded(Duration::from_secs(1)),
@@ -358,7 +427,7 @@ mod tests {
         ];
         check(cases);
         let limited = Status::from(ServerError::RateLimited {
-            who: "key",
+            who: RateLimited::Key,
             retry_after: Some(Duration::from_millis(2500)),
         });
         assert_eq!(
@@ -403,6 +472,52 @@ mod tests {
             ),
         ];
         check(cases);
+    }
+
+    /// Each limit is named by the label the refusal counter uses; other errors name none.
+    #[test]
+    fn each_limit_refusal_names_its_limit() {
+        let cases = [
+            (
+                ServerError::RateLimited {
+                    who: RateLimited::Key,
+                    retry_after: None,
+                },
+                Some("key_rate"),
+            ),
+            (
+                ServerError::RateLimited {
+                    who: RateLimited::Peer,
+                    retry_after: None,
+                },
+                Some("peer_rate"),
+            ),
+            (
+                ServerError::RateLimited {
+                    who: RateLimited::Registrations,
+                    retry_after: None,
+                },
+                Some("registration_rate"),
+            ),
+            (ServerError::Overloaded(1), Some("pending")),
+            (
+                ServerError::TooManyQueries { got: 2, max: 1 },
+                Some("queries_per_request"),
+            ),
+            (
+                ServerError::KeyCacheTooSmall { cost: 2, budget: 1 },
+                Some("key_cache"),
+            ),
+            (
+                ServerError::DeadlineExceeded(Duration::from_secs(1)),
+                Some("request_timeout"),
+            ),
+            (ServerError::UnknownKey("k".into()), None),
+            (ServerError::Loading, None),
+        ];
+        for (error, limit) in cases {
+            assert_eq!(error.limit(), limit, "{error}");
+        }
     }
 
     fn check(cases: Vec<(ServerError, Code, Option<&str>, &str)>) {

@@ -3,15 +3,19 @@
 //! subcommands, as thin wrappers over `pir-dp`.
 //!
 //! ```text
-//! process        the `serve` process: reads its files, binds, SIGHUP reloads, SIGTERM stops
-//! ├─▶ transport  tonic (plaintext or TLS), health, reflection; RunningServer ─▶ service
-//! ├─▶ http       GET /metrics ─▶ service
+//! process        the `serve` process: checks its files (tls), binds, loads, SIGHUP reloads,
+//! │              SIGTERM stops; tells systemd and the pid file (notify)
+//! ├─▶ transport  tonic (plaintext or TLS), health, reflection; RunningServer ─▶ readiness
+//! ├─▶ http       GET /metrics, /healthz, /readyz ─▶ readiness, metrics
 //! ├─▶ admin      Admin.Reload with the bearer token ─▶ reload (load, check, install) ─▶ service
+//! │   (admin and transport ─▶ reflection: v1 and v1alpha, listing what each port serves)
+//! ├─▶ readiness  loading, ready, stopping: gRPC health and the probes ─▶ service
 //! └─▶ service    pir.v1.Discovery: epoch, key, size and rate checks, then
 //!     ├─▶ answerer   one thread answering the queued queries in batches over the database
 //!     ├─▶ keycache   registered client keys, bounded by bytes
 //!     ├─▶ limits     rate limiters
-//!     └─▶ options (limits and their defaults), metrics (the registry)
+//!     └─▶ options (limits and their defaults), metrics (the registry ─▶ procstat: /proc/self)
+//! selfsigned     `pir-server tls-selfsigned`: a TLS identity for test deployments
 //! every file ─▶ error (ServerError, and the one mapping to a tonic::Status)
 //! ```
 //!
@@ -27,20 +31,28 @@ mod http;
 mod keycache;
 mod limits;
 mod metrics;
+mod notify;
 mod options;
 pub mod process;
+mod procstat;
+mod readiness;
+mod reflection;
 mod reload;
+mod selfsigned;
 mod service;
+mod tls;
 mod transport;
 
 pub use admin::{AdminToken, serve_admin};
-pub use error::{MalformedRequest, ServerError};
+pub use error::{MalformedRequest, RateLimited, ServerError};
 pub use http::serve_metrics;
 #[cfg(feature = "test-hooks")]
 pub use options::TestHooks;
 pub use options::{RateLimit, ServeOptions};
 pub use reload::{Reloader, load_checked};
+pub use selfsigned::{SelfSigned, SelfSignedError, SelfSignedRequest, tls_selfsigned};
 pub use service::DiscoveryService;
+pub use tls::{CertProblem, PemProblem, TlsError, TlsIdentity};
 /// TLS identity (certificate chain and private key, PEM) for [`serve_tls`].
 pub use tonic::transport::Identity;
 pub use transport::{RunningServer, serve, serve_tls};

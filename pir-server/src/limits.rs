@@ -11,7 +11,7 @@ use governor::{
 };
 use pir_core::KeyId;
 
-use crate::error::ServerError;
+use crate::error::{RateLimited, ServerError};
 
 type KeyedLimiter<K> = governor::DefaultKeyedRateLimiter<K>;
 
@@ -45,17 +45,17 @@ impl Limiters {
 
     /// Takes `n` query tokens of registered key `id`.
     pub(crate) fn queries_of_key(&self, id: &KeyId, n: usize) -> Result<(), ServerError> {
-        take(&self.per_key, id, n, "key")
+        take(&self.per_key, id, n, RateLimited::Key)
     }
 
     /// Takes `n` query tokens of peer address `peer`.
     pub(crate) fn queries_of_peer(&self, peer: &IpAddr, n: usize) -> Result<(), ServerError> {
-        take(&self.per_peer, peer, n, "peer")
+        take(&self.per_peer, peer, n, RateLimited::Peer)
     }
 
     /// Takes one registration token of peer address `peer`.
     pub(crate) fn registration_of_peer(&self, peer: &IpAddr) -> Result<(), ServerError> {
-        take(&self.registrations, peer, 1, "peer (registrations)")
+        take(&self.registrations, peer, 1, RateLimited::Registrations)
     }
 
     /// Drops the state of idle keys and peers.
@@ -77,7 +77,7 @@ fn take<K: Clone + Eq + std::hash::Hash>(
     limiter: &Option<KeyedLimiter<K>>,
     key: &K,
     n: usize,
-    who: &'static str,
+    who: RateLimited,
 ) -> Result<(), ServerError> {
     let Some(limiter) = limiter else {
         return Ok(());

@@ -1,14 +1,12 @@
 //! `pir-server`: serve a snapshot over gRPC (`pir_server::process`), and the DP's tooling to make
 //! one (`pir-dp`). Only flags, logs and dispatch live here.
 
-use std::{net::SocketAddr, path::PathBuf, process::ExitCode};
+use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use pir_core::SchemeParams;
-use pir_server::{
-    RateLimit, ServeOptions, ServerError,
-    process::{ProcessError, ServeConfig, TlsFiles},
-};
+use pir_server::{ServerError, process::ProcessError};
+use serve_args::ServeArgs;
 
 #[derive(Parser)]
 #[command(
@@ -17,8 +15,12 @@ use pir_server::{
 )]
 struct Cli {
     /// Log format on stderr.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true, env = "PIR_LOG_FORMAT")]
     log_format: LogFormat,
+    /// More log detail from this program (-v debug, -vv trace); other libraries stay at warn.
+    /// RUST_LOG, when set, decides instead (e.g. RUST_LOG=h2=debug).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
@@ -43,115 +45,6 @@ struct OutputArgs {
     dp_key: Option<PathBuf>,
 }
 
-/// The flags of `serve`. Every default of a [`ServeOptions`] field is read from
-/// [`ServeOptions::default`], never restated here.
-#[derive(Args)]
-struct ServeArgs {
-    /// The snapshot file.
-    #[arg(long)]
-    snapshot: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1:50051")]
-    listen: SocketAddr,
-    /// Largest gRPC message, MiB.
-    #[arg(long, default_value_t = ServeOptions::default().max_message_bytes >> 20)]
-    max_message_mib: usize,
-    /// Most queries in one request.
-    #[arg(long, default_value_t = ServeOptions::default().max_queries_per_request)]
-    max_queries_per_request: u32,
-    /// Memory budget of registered client keys, MiB.
-    #[arg(long, default_value_t = ServeOptions::default().key_cache_bytes >> 20)]
-    key_cache_mib: u64,
-    /// Requests queued or being answered at once; more get RESOURCE_EXHAUSTED.
-    #[arg(long, default_value_t = ServeOptions::default().max_pending_answers)]
-    max_pending: usize,
-    /// Most queries answered together in one pass over the database, across requests
-    /// (about 20 MiB of working memory each at 1M mappings). A larger request is answered
-    /// alone, in passes of at most this many.
-    #[arg(long, default_value_t = ServeOptions::default().max_batch_queries)]
-    max_batch: usize,
-    /// Refuse snapshots (at start and on reload) not signed by a key in this file.
-    #[arg(long)]
-    dp_pub: Option<PathBuf>,
-    /// Address of the Admin service (hot reload). Only started with --admin-token-file.
-    #[arg(long, default_value = "127.0.0.1:50052")]
-    admin_listen: SocketAddr,
-    /// File holding the admin bearer token (at least 16 characters).
-    #[arg(long)]
-    admin_token_file: Option<PathBuf>,
-    /// Seconds a request may take before DEADLINE_EXCEEDED.
-    #[arg(long, default_value_t = ServeOptions::default().request_timeout.as_secs())]
-    request_timeout_secs: u64,
-    /// PIR queries per registered key: BURST/PER_HOUR, or `off`.
-    #[arg(
-        long,
-        default_value_t = RateArg(ServeOptions::default().per_key_rate),
-        value_parser = parse_rate
-    )]
-    key_rate: RateArg,
-    /// PIR queries per peer address: BURST/PER_HOUR, or `off`.
-    #[arg(
-        long,
-        default_value_t = RateArg(ServeOptions::default().per_peer_rate),
-        value_parser = parse_rate
-    )]
-    peer_rate: RateArg,
-    /// Key registrations per peer address: BURST/PER_HOUR, or `off`.
-    #[arg(
-        long,
-        default_value_t = RateArg(ServeOptions::default().per_peer_registrations),
-        value_parser = parse_rate
-    )]
-    registration_rate: RateArg,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long)]
-    metrics_listen: Option<SocketAddr>,
-    /// PEM certificate chain: serve over TLS (with --tls-key).
-    #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
-    /// PEM private key of --tls-cert.
-    #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
-    /// Serve plaintext on a non-loopback address (loopback needs no flag).
-    #[arg(long, conflicts_with = "tls_cert")]
-    plaintext: bool,
-}
-
-impl ServeArgs {
-    /// What these flags ask the serve process to do.
-    fn config(self) -> ServeConfig {
-        ServeConfig {
-            options: self.options(),
-            snapshot: self.snapshot,
-            listen: self.listen,
-            dp_pub: self.dp_pub,
-            admin_listen: self.admin_listen,
-            admin_token_file: self.admin_token_file,
-            metrics_listen: self.metrics_listen,
-            tls: self
-                .tls_cert
-                .zip(self.tls_key)
-                .map(|(cert, key)| TlsFiles { cert, key }),
-            plaintext: self.plaintext,
-        }
-    }
-
-    /// The server's limits these flags ask for.
-    fn options(&self) -> ServeOptions {
-        ServeOptions {
-            max_message_bytes: self.max_message_mib << 20,
-            max_queries_per_request: self.max_queries_per_request,
-            key_cache_bytes: self.key_cache_mib << 20,
-            max_pending_answers: self.max_pending,
-            max_batch_queries: self.max_batch,
-            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
-            per_key_rate: self.key_rate.0,
-            per_peer_rate: self.peer_rate.0,
-            per_peer_registrations: self.registration_rate.0,
-        }
-    }
-}
-
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -161,7 +54,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Serve a snapshot over gRPC (pir.v1, health, reflection).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Apply a delta (signed mappings to insert or replace, removals) to a snapshot, re-encoding
     /// only the items that change. Layout and parameters stay, so clients' keys stay valid.
     Update {
@@ -235,6 +128,41 @@ enum Command {
         /// The snapshot file.
         snapshot: PathBuf,
     },
+    /// Write a TLS certificate and key for test deployments: a self-signed leaf certificate,
+    /// or with --ca-out a fresh CA and a leaf it issues. Clients trust the leaf (or the CA).
+    TlsSelfsigned {
+        /// A DNS name or IP address clients connect to (repeat for more).
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// Where the certificate goes (PEM; give it to serve --tls-cert).
+        #[arg(long)]
+        cert_out: PathBuf,
+        /// Where its private key goes (PEM, owner-only; give it to serve --tls-key).
+        #[arg(long)]
+        key_out: PathBuf,
+        /// Also make a CA that issues the certificate, and write the CA's certificate here.
+        #[arg(long)]
+        ca_out: Option<PathBuf>,
+        /// Days until the certificates expire.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print a shell completion script, e.g. `pir-server completions bash >
+    /// /etc/bash_completion.d/pir-server`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `pir-server man | man -l -`; with --out-dir, write one
+    /// page per subcommand there (pir-server.1, pir-server-serve.1, ...).
+    Man {
+        /// Write the pages into this directory instead.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
     /// Run the whole flow on loopback: keys, synthetic mappings, build, serve, private lookups.
     #[cfg(feature = "demo")]
     Demo {
@@ -247,11 +175,33 @@ enum Command {
     },
 }
 
-fn init_logs(format: LogFormat, default_level: &str) {
+/// This program's crates at `level`, every library (h2, hyper, tonic, ...) at warn.
+fn project_filter(level: &str) -> String {
+    let mut filter = String::from("warn");
+    for target in [
+        "pir_server",
+        "pir_core",
+        "pir_dp",
+        "pir_proto",
+        "pir_client",
+    ] {
+        filter.push_str(&format!(",{target}={level}"));
+    }
+    filter
+}
+
+/// Logs on stderr, coloured only on a terminal; RUST_LOG, when set, filters instead of `-v`.
+fn init_logs(format: LogFormat, verbose: u8, default_level: &str) {
+    let level = match verbose {
+        0 => default_level,
+        1 => "debug",
+        _ => "trace",
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(project_filter(level)));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -270,7 +220,7 @@ fn main() -> ExitCode {
     };
     #[cfg(not(feature = "demo"))]
     let default_level = "info";
-    init_logs(cli.log_format, default_level);
+    init_logs(cli.log_format, cli.verbose, default_level);
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -292,6 +242,8 @@ enum CliError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Core(#[from] pir_core::CoreError),
+    #[error(transparent)]
+    SelfSigned(#[from] pir_server::SelfSignedError),
 }
 
 #[allow(clippy::print_stdout)]
@@ -365,9 +317,51 @@ fn run(command: Command) -> Result<(), CliError> {
             print!("{}", pir_dp::inspect(&snapshot)?);
             Ok(())
         }
+        Command::TlsSelfsigned {
+            hosts,
+            cert_out,
+            key_out,
+            ca_out,
+            days,
+            force,
+        } => {
+            let made = pir_server::tls_selfsigned(&pir_server::SelfSignedRequest {
+                hosts,
+                days,
+                ca_out,
+                cert_out,
+                key_out,
+                force,
+            })?;
+            println!("{made}");
+            Ok(())
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "pir-server",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
+        Command::Man { out_dir } => man(out_dir),
         #[cfg(feature = "demo")]
         Command::Demo { count, dir } => demo::run(count, dir),
     }
+}
+
+/// `pir-server man`: the top page on stdout, or every page into `out_dir`.
+fn man(out_dir: Option<PathBuf>) -> Result<(), CliError> {
+    let command = Cli::command();
+    match out_dir {
+        Some(dir) => clap_mangen::generate_to(command, &dir)
+            .map_err(|e| ServerError::io(format!("writing man pages to {}", dir.display()), e))?,
+        None => clap_mangen::Man::new(command)
+            .render(&mut std::io::stdout())
+            .map_err(|e| ServerError::io("writing the man page", e))?,
+    }
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)]
@@ -379,111 +373,6 @@ fn key_written(id: pir_core::identity::IssuerId, out: &std::path::Path) {
     );
 }
 
-/// A rate limit from the command line; `off` is `None`.
-#[derive(Clone, Copy, Debug)]
-struct RateArg(Option<RateLimit>);
-
-impl std::fmt::Display for RateArg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.0 {
-            Some(rate) => write!(f, "{rate}"),
-            None => f.write_str("off"),
-        }
-    }
-}
-
-fn parse_rate(text: &str) -> Result<RateArg, String> {
-    if text == "off" {
-        return Ok(RateArg(None));
-    }
-    let (burst, per_hour) = text
-        .split_once('/')
-        .ok_or_else(|| "expected BURST/PER_HOUR or off".to_string())?;
-    let n = |s: &str| s.trim().parse::<u32>().map_err(|e| format!("{s:?}: {e}"));
-    let rate = RateLimit {
-        burst: n(burst)?,
-        per_hour: n(per_hour)?,
-    };
-    if rate.burst == 0 || rate.per_hour == 0 {
-        return Err("burst and rate must be positive (or say off)".into());
-    }
-    Ok(RateArg(Some(rate)))
-}
-
 #[cfg(feature = "demo")]
 mod demo;
-
-#[cfg(test)]
-mod tests {
-    use clap::CommandFactory;
-
-    use super::*;
-
-    #[test]
-    fn serve_defaults_are_the_options_defaults() {
-        let cli = Cli::try_parse_from(["pir-server", "serve", "--snapshot", "db.pirsnap"]).unwrap();
-        let Command::Serve(args) = cli.command else {
-            panic!("not serve");
-        };
-        assert_eq!(args.options(), ServeOptions::default());
-    }
-
-    #[test]
-    fn cli_is_consistent_and_serve_flags_parse() {
-        Cli::command().debug_assert();
-        for args in [
-            vec!["pir-server", "serve", "--snapshot", "db.pirsnap"],
-            vec![
-                "pir-server",
-                "serve",
-                "--snapshot",
-                "db.pirsnap",
-                "--key-rate",
-                "off",
-                "--peer-rate",
-                "10/100",
-                "--max-batch",
-                "16",
-                "--tls-cert",
-                "c.pem",
-                "--tls-key",
-                "k.pem",
-            ],
-        ] {
-            let cli = Cli::try_parse_from(args).unwrap();
-            let Command::Serve(ServeArgs {
-                key_rate,
-                peer_rate,
-                max_batch,
-                ..
-            }) = cli.command
-            else {
-                panic!("not serve");
-            };
-            assert!(key_rate.0.is_none() || key_rate.0.is_some_and(|r| r.burst == 200));
-            assert!(peer_rate.0.is_some());
-            assert!(max_batch == ServeOptions::default().max_batch_queries || max_batch == 16);
-        }
-        assert!(
-            Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--key-rate", "5"])
-                .is_err()
-        );
-        for rate in ["off", "3/7"] {
-            let cli =
-                Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--key-rate", rate])
-                    .unwrap();
-            let Command::Serve(args) = cli.command else {
-                panic!("not serve");
-            };
-            assert_eq!(
-                args.key_rate.to_string(),
-                rate,
-                "a rate prints as it parses"
-            );
-        }
-        assert!(
-            Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--tls-cert", "c"])
-                .is_err()
-        );
-    }
-}
+mod serve_args;

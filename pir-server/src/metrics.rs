@@ -1,9 +1,12 @@
-//! The server's Prometheus metrics registry (served over HTTP by `http.rs`).
+//! The server's Prometheus metrics registry (served over HTTP by `http.rs`), with the process's
+//! own metrics (`procstat.rs`) and `pir_build_info` added to every rendering.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder, core::Collector, proto::MetricFamily,
 };
+
+use crate::procstat::ProcStat;
 
 /// The server's metrics, in their own registry (several servers may share a process).
 pub(crate) struct Metrics {
@@ -17,6 +20,9 @@ pub(crate) struct Metrics {
     pub(crate) key_cache_entries: IntGauge,
     pub(crate) key_cache_bytes: IntGauge,
     pub(crate) epoch: IntGauge,
+    pub(crate) limit_refusals: IntCounterVec,
+    pub(crate) load_seconds: Gauge,
+    pub(crate) reload_failures: IntCounter,
 }
 
 impl Metrics {
@@ -56,6 +62,23 @@ impl Metrics {
             "Estimated memory of registered client keys",
         )?;
         let epoch = IntGauge::new("pir_snapshot_epoch", "Epoch of the snapshot being served")?;
+        let limit_refusals = IntCounterVec::new(
+            Opts::new(
+                "pir_limit_refusals_total",
+                "Requests refused by a limit, by the limit: key_rate, peer_rate, \
+                 registration_rate, pending, queries_per_request, message_size, key_cache, \
+                 request_timeout",
+            ),
+            &["limit"],
+        )?;
+        let load_seconds = Gauge::new(
+            "pir_snapshot_load_seconds",
+            "Seconds the last snapshot load took (at start or on reload), checks included",
+        )?;
+        let reload_failures = IntCounter::new(
+            "pir_reload_failures_total",
+            "Reloads refused (the file did not load or verify); the old snapshot kept serving",
+        )?;
         registry.register(Box::new(lookups.clone()))?;
         registry.register(Box::new(answer_seconds.clone()))?;
         registry.register(Box::new(in_progress.clone()))?;
@@ -65,6 +88,9 @@ impl Metrics {
         registry.register(Box::new(key_cache_entries.clone()))?;
         registry.register(Box::new(key_cache_bytes.clone()))?;
         registry.register(Box::new(epoch.clone()))?;
+        registry.register(Box::new(limit_refusals.clone()))?;
+        registry.register(Box::new(load_seconds.clone()))?;
+        registry.register(Box::new(reload_failures.clone()))?;
         Ok(Self {
             registry,
             lookups,
@@ -76,6 +102,9 @@ impl Metrics {
             key_cache_entries,
             key_cache_bytes,
             epoch,
+            limit_refusals,
+            load_seconds,
+            reload_failures,
         })
     }
 
@@ -83,11 +112,45 @@ impl Metrics {
         self.rejections.with_label_values(&[reason]).inc();
     }
 
-    /// The Prometheus text exposition of every metric.
+    /// Counts a request refused by `limit` (a label of `pir_limit_refusals_total`).
+    pub(crate) fn refused_by(&self, limit: &str) {
+        self.limit_refusals.with_label_values(&[limit]).inc();
+    }
+
+    /// The Prometheus text exposition of every metric, the process's included.
     pub(crate) fn render(&self) -> String {
-        let mut out = Vec::new();
-        // Encoding gathered metric families into a Vec cannot fail.
-        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
-        String::from_utf8_lossy(&out).into_owned()
+        render(self.registry.gather())
+    }
+}
+
+/// The metrics of a process with no service yet (loading its snapshot): the process's own.
+pub(crate) fn render_process_only() -> String {
+    render(Vec::new())
+}
+
+/// `families`, then the process's metrics and `pir_build_info`, as Prometheus text.
+fn render(mut families: Vec<MetricFamily>) -> String {
+    families.extend(ProcStat::read().families());
+    families.extend(build_info());
+    families.sort_by(|a, b| a.name().cmp(b.name()));
+    let mut out = Vec::new();
+    // Encoding metric families into a Vec cannot fail.
+    let _ = TextEncoder::new().encode(&families, &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `pir_build_info{version="..."} 1`.
+fn build_info() -> Vec<MetricFamily> {
+    let opts = Opts::new(
+        "pir_build_info",
+        "The running pir-server's version; always 1",
+    )
+    .const_label("version", env!("CARGO_PKG_VERSION"));
+    match IntGauge::with_opts(opts) {
+        Ok(g) => {
+            g.set(1);
+            g.collect()
+        }
+        Err(_) => Vec::new(),
     }
 }

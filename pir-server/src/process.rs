@@ -2,39 +2,41 @@
 //! library, so that it can be started and stopped in-process (tests, embedding).
 //!
 //! ```text
-//! ServeConfig ─Process::load─▶ Process ─bind─▶ Listening ─run(Signals)─▶ Ok(()) once stopped
-//!  (flags)      TLS files,      (no runtime   Discovery, Admin    reload: SIGHUP, Admin.Reload
-//!               DP keys, token, needed)       and metrics         stop: SIGINT / SIGTERM, then
-//!               snapshot                      listeners bound       no new connections, requests
-//!                                                                   in flight finish, tasks end
+//! ServeConfig ─prepare─▶ Process ─bind─▶ Listening ─run(Signals)─────────────────▶ Ok(())
+//!  (flags)     TLS identity  every port   serve at once: health NOT_SERVING, /readyz 503,
+//!              checked, DP   bound (a     Discovery UNAVAILABLE; load the snapshot (a thread);
+//!              keys, token,  port in use  then SERVING, READY=1. Reload: SIGHUP, Admin.Reload.
+//!              --snapshot    fails here), Stop (SIGINT, SIGTERM): NOT_SERVING and STOPPING=1 at
+//!              opens         pid file     once, --shutdown-delay, then no new connections,
+//!                                         requests in flight finish, pid file removed
 //! ```
 //!
-//! Every failure the command line can cause is a [`ProcessError`], reported before anything
-//! listens. [`Signals::unix`] is the production signal source; tests give their own.
+//! Every failure the command line can cause is a [`ProcessError`] naming the flag, reported
+//! before the snapshot is loaded (a bad snapshot is refused once it loads). [`Signals::unix`] is
+//! the production signal source; tests give their own.
 
 use std::{
-    fmt,
-    future::Future,
-    net::SocketAddr,
-    path::{Path, PathBuf},
-    pin::Pin,
+    fmt, future::Future, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration,
 };
 
-use pir_core::{CoreError, DpKeys, Snapshot};
+use pir_core::{CoreError, DpKeys};
 use tokio::{
     net::TcpListener,
     sync::{mpsc, watch},
+    task::JoinHandle,
 };
-use tonic::transport::Identity;
 
 use crate::{
     admin::{AdminToken, serve_admin},
     error::ServerError,
-    http::serve_metrics,
+    http::serve_http,
+    notify::{self, PidFile},
     options::ServeOptions,
-    reload::{Reloader, load_checked},
+    readiness::Readiness,
+    reload::{Loading, Reloader},
     service::DiscoveryService,
-    transport::serve_tls,
+    tls::{TlsError, TlsIdentity},
+    transport::serve_discovery,
 };
 
 /// Everything `pir-server serve` is told on its command line.
@@ -52,12 +54,17 @@ pub struct ServeConfig {
     pub admin_listen: SocketAddr,
     /// File holding the admin bearer token.
     pub admin_token_file: Option<PathBuf>,
-    /// Address of the HTTP metrics endpoint, if any.
+    /// Address of the HTTP endpoint (`/metrics`, `/healthz`, `/readyz`), if any.
     pub metrics_listen: Option<SocketAddr>,
     /// Serve over TLS with this certificate chain and key.
     pub tls: Option<TlsFiles>,
     /// Serve plaintext on a non-loopback address (loopback needs no permission).
     pub plaintext: bool,
+    /// Write the process id here once the ports are bound; removed at exit.
+    pub pid_file: Option<PathBuf>,
+    /// After a stop signal, keep serving this long with health NOT_SERVING before closing the
+    /// listeners, so that load balancers stop sending first.
+    pub shutdown_delay: Duration,
 }
 
 /// PEM files of a TLS identity.
@@ -69,14 +76,10 @@ pub struct TlsFiles {
     pub key: PathBuf,
 }
 
-/// What the process was doing when an I/O call failed.
+/// What the process was doing when a system call failed.
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum Step {
-    /// Reading a file named on the command line.
-    Reading(PathBuf),
-    /// Binding a listening address.
-    Binding(SocketAddr),
     /// Starting the async runtime.
     StartingRuntime,
     /// Installing a signal handler (the signal's name).
@@ -86,8 +89,6 @@ pub enum Step {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Reading(path) => write!(f, "reading {}", path.display()),
-            Self::Binding(addr) => write!(f, "binding {addr}"),
             Self::StartingRuntime => f.write_str("starting the runtime"),
             Self::InstallingHandler(signal) => write!(f, "installing the {signal} handler"),
         }
@@ -100,17 +101,50 @@ impl fmt::Display for Step {
 pub enum ProcessError {
     /// Plaintext on an address others can reach, without saying so.
     #[error(
-        "{listen} is not a loopback address: give --tls-cert and --tls-key, or --plaintext to \
-         serve without TLS"
+        "--listen {listen} is not a loopback address: give --tls-cert and --tls-key, or \
+         --plaintext to serve without TLS"
     )]
     NotLoopback {
         /// The address asked for.
         listen: SocketAddr,
     },
     /// The admin token file holds fewer than [`AdminToken::MIN_LEN`] bytes (trimmed).
-    #[error("the admin token must be at least {} characters", AdminToken::MIN_LEN)]
-    AdminTokenTooShort,
-    /// An I/O call failed.
+    #[error(
+        "--admin-token-file {}: the token must be at least {} characters",
+        path.display(),
+        AdminToken::MIN_LEN
+    )]
+    AdminTokenTooShort {
+        /// The token file.
+        path: PathBuf,
+    },
+    /// A file named by a flag could not be read or written.
+    #[error("{flag} {}: {source}", path.display())]
+    File {
+        /// The flag.
+        flag: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A listening address could not be bound.
+    #[error("{flag} {addr}: {}", bind_reason(source))]
+    Bind {
+        /// The flag that named the address.
+        flag: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key was refused.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The DP key file does not parse.
+    #[error("--dp-pub: {0}")]
+    DpPub(CoreError),
+    /// A system call failed.
     #[error("{step}: {source}")]
     Io {
         /// What was being done.
@@ -118,17 +152,39 @@ pub enum ProcessError {
         /// The error.
         source: std::io::Error,
     },
-    /// The DP key file does not parse.
-    #[error(transparent)]
-    Core(#[from] CoreError),
     /// The snapshot was refused, or serving failed.
     #[error(transparent)]
     Server(#[from] ServerError),
 }
 
+/// A bind failure as a sentence saying what to do.
+fn bind_reason(e: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match e.kind() {
+        ErrorKind::AddrInUse => "address already in use; another process (another pir-server?) \
+                                 listens there: stop it or choose another address"
+            .into(),
+        ErrorKind::AddrNotAvailable => {
+            "address not available: no network interface of this machine has that IP address".into()
+        }
+        ErrorKind::PermissionDenied => {
+            "permission denied: ports below 1024 need root or CAP_NET_BIND_SERVICE".into()
+        }
+        _ => e.to_string(),
+    }
+}
+
 impl ProcessError {
     fn io(step: Step, source: std::io::Error) -> Self {
         Self::Io { step, source }
+    }
+
+    fn file(flag: &'static str, path: &std::path::Path, source: std::io::Error) -> Self {
+        Self::File {
+            flag,
+            path: path.to_path_buf(),
+            source,
+        }
     }
 }
 
@@ -157,6 +213,8 @@ impl Signals {
             .map_err(|e| ProcessError::io(Step::InstallingHandler("SIGHUP"), e))?;
         let mut terminate = signal(SignalKind::terminate())
             .map_err(|e| ProcessError::io(Step::InstallingHandler("SIGTERM"), e))?;
+        let mut interrupt = signal(SignalKind::interrupt())
+            .map_err(|e| ProcessError::io(Step::InstallingHandler("SIGINT"), e))?;
         let (tx, reload) = mpsc::channel(1);
         tokio::spawn(async move {
             while hangup.recv().await.is_some() {
@@ -168,33 +226,29 @@ impl Signals {
         });
         let stop = async move {
             tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = terminate.recv() => {}
+                _ = interrupt.recv() => tracing::info!("SIGINT"),
+                _ = terminate.recv() => tracing::info!("SIGTERM"),
             }
         };
         Ok(Self::new(stop, reload))
     }
 }
 
-/// The files read and the snapshot loaded and checked: ready to bind.
+/// The files read and checked, the snapshot not yet loaded: ready to bind.
 pub struct Process {
     config: ServeConfig,
-    snapshot: Snapshot,
     dp_keys: Option<DpKeys>,
     admin_token: Option<AdminToken>,
-    identity: Option<Identity>,
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, ProcessError> {
-    std::fs::read(path).map_err(|e| ProcessError::io(Step::Reading(path.to_path_buf()), e))
+    identity: Option<TlsIdentity>,
+    snapshot_bytes: u64,
 }
 
 impl Process {
-    /// Reads the files `config` names (TLS identity, DP keys, admin token) and loads and checks
-    /// the snapshot. Needs no runtime.
-    pub fn load(config: ServeConfig) -> Result<Self, ProcessError> {
+    /// Checks what `config` names that is quick to check: the TLS identity, the DP keys, the
+    /// admin token, and that the snapshot file opens. Needs no runtime.
+    pub fn prepare(config: ServeConfig) -> Result<Self, ProcessError> {
         let identity = match &config.tls {
-            Some(tls) => Some(Identity::from_pem(read(&tls.cert)?, read(&tls.key)?)),
+            Some(tls) => Some(TlsIdentity::from_files(&tls.cert, &tls.key)?),
             None if !config.listen.ip().is_loopback() && !config.plaintext => {
                 return Err(ProcessError::NotLoopback {
                     listen: config.listen,
@@ -206,92 +260,108 @@ impl Process {
             .dp_pub
             .as_deref()
             .map(DpKeys::from_file)
-            .transpose()?;
+            .transpose()
+            .map_err(ProcessError::DpPub)?;
         let admin_token = config
             .admin_token_file
             .as_deref()
             .map(|p| {
                 let text = std::fs::read_to_string(p)
-                    .map_err(|e| ProcessError::io(Step::Reading(p.to_path_buf()), e))?;
-                AdminToken::new(text.trim().to_owned()).ok_or(ProcessError::AdminTokenTooShort)
+                    .map_err(|e| ProcessError::file("--admin-token-file", p, e))?;
+                AdminToken::new(text.trim().to_owned()).ok_or_else(|| {
+                    ProcessError::AdminTokenTooShort {
+                        path: p.to_path_buf(),
+                    }
+                })
             })
             .transpose()?;
-        let snapshot = load_checked(&config.snapshot, dp_keys.as_ref())?;
-        let h = snapshot.header();
-        tracing::info!(
-            epoch = h.epoch,
-            mappings = h.mapping_count,
-            items = h.scheme.num_items(),
-            signed = h.signature.is_some(),
-            "snapshot loaded"
-        );
+        let snapshot_error = |e| ProcessError::file("--snapshot", &config.snapshot, e);
+        let file = std::fs::File::open(&config.snapshot).map_err(snapshot_error)?;
+        let meta = file.metadata().map_err(snapshot_error)?;
+        if meta.is_dir() {
+            return Err(snapshot_error(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "a directory, not a snapshot file",
+            )));
+        }
         Ok(Self {
             config,
-            snapshot,
             dp_keys,
             admin_token,
             identity,
+            snapshot_bytes: meta.len(),
         })
     }
 
-    /// Starts the service and binds its listeners (Discovery; Admin with a token; metrics when
-    /// asked), without accepting connections yet.
+    /// Binds every listener (Discovery; Admin with a token; the HTTP endpoint when asked) and
+    /// writes the pid file, without accepting connections yet.
     pub async fn bind(self) -> Result<Listening, ProcessError> {
-        let Self {
-            config,
-            snapshot,
-            dp_keys,
-            admin_token,
-            identity,
-        } = self;
         // Each listener with its bound address (the port the system chose, for port 0).
-        let bind = |addr: SocketAddr| async move {
-            let io = |e| ProcessError::io(Step::Binding(addr), e);
-            let listener = TcpListener::bind(addr).await.map_err(io)?;
-            let bound = listener.local_addr().map_err(io)?;
+        let bind = |flag: &'static str, addr: SocketAddr| async move {
+            let error = |source| ProcessError::Bind { flag, addr, source };
+            let listener = TcpListener::bind(addr).await.map_err(error)?;
+            let bound = listener.local_addr().map_err(error)?;
             Ok::<_, ProcessError>((listener, bound))
         };
-        let service = DiscoveryService::new(snapshot, config.options)?;
-        let reloader = Reloader::new(service.clone(), config.snapshot, dp_keys);
-        let listener = bind(config.listen).await?;
-        let admin = match admin_token {
+        let config = &self.config;
+        let listener = bind("--listen", config.listen).await?;
+        let admin = match &self.admin_token {
             Some(token) => {
-                let (listener, admin_listen) = bind(config.admin_listen).await?;
-                tracing::info!(%admin_listen, "admin service listening");
-                Some((listener, admin_listen, token))
-            }
-            None => {
-                tracing::info!("admin service off (no --admin-token-file); SIGHUP still reloads");
-                None
-            }
-        };
-        let metrics = match config.metrics_listen {
-            Some(addr) => {
-                let (listener, addr) = bind(addr).await?;
-                tracing::info!(%addr, "metrics at /metrics");
-                Some((listener, addr))
+                let (listener, addr) = bind("--admin-listen", config.admin_listen).await?;
+                Some((listener, addr, token.clone()))
             }
             None => None,
         };
+        let http = match config.metrics_listen {
+            Some(addr) => Some(bind("--metrics-listen", addr).await?),
+            None => None,
+        };
+        let pid_file = config
+            .pid_file
+            .as_deref()
+            .map(|p| PidFile::create(p).map_err(|e| ProcessError::file("--pid-file", p, e)))
+            .transpose()?;
         Ok(Listening {
-            service,
-            reloader,
+            process: self,
             listener,
             admin,
-            metrics,
-            identity,
+            http,
+            _pid_file: pid_file,
+            #[cfg(feature = "test-hooks")]
+            hold_loading: None,
         })
     }
 }
 
 /// A bound server process, not yet accepting connections.
 pub struct Listening {
-    service: DiscoveryService,
-    reloader: Reloader,
+    process: Process,
     listener: (TcpListener, SocketAddr),
     admin: Option<(TcpListener, SocketAddr, AdminToken)>,
-    metrics: Option<(TcpListener, SocketAddr)>,
-    identity: Option<Identity>,
+    http: Option<(TcpListener, SocketAddr)>,
+    // Removed when the process is done with its ports, however it ends.
+    _pid_file: Option<PidFile>,
+    #[cfg(feature = "test-hooks")]
+    hold_loading: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+/// Tells every task of a running process to stop; clonable.
+type Stopper = Arc<watch::Sender<bool>>;
+
+fn stopped(rx: &watch::Receiver<bool>) -> impl Future<Output = ()> + Send + 'static {
+    let mut rx = rx.clone();
+    async move {
+        let _ = rx.wait_for(|s| *s).await;
+    }
+}
+
+async fn joined(task: Option<Task>, what: &str) -> Result<(), ServerError> {
+    match task {
+        Some(task) => task
+            .await
+            .map_err(|e| ServerError::Internal(format!("{what} task: {e}")))?,
+        None => Ok(()),
+    }
 }
 
 impl Listening {
@@ -305,79 +375,160 @@ impl Listening {
         self.admin.as_ref().map(|(_, addr, _)| *addr)
     }
 
-    /// The metrics endpoint's bound address, if it runs.
+    /// The HTTP endpoint's (`/metrics`, `/healthz`, `/readyz`) bound address, if it runs.
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
-        self.metrics.as_ref().map(|(_, addr)| *addr)
+        self.http.as_ref().map(|(_, addr)| *addr)
     }
 
-    /// The service being served.
-    pub fn service(&self) -> &DiscoveryService {
-        &self.service
+    /// Test hook: the snapshot starts loading only once the returned sender sends (or is
+    /// dropped), so that a test can watch the process while it loads.
+    #[cfg(feature = "test-hooks")]
+    pub fn danger_hold_loading(&mut self) -> std::sync::mpsc::Sender<()> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.hold_loading = Some(rx);
+        tx
     }
 
-    /// Serves until `signals` says stop, reloading as it says; then stops accepting, lets the
-    /// requests in flight finish, and waits for the admin and metrics tasks.
-    pub async fn run(self, signals: Signals) -> Result<(), ProcessError> {
-        let Self {
-            service,
-            reloader,
-            listener: (listener, listen),
-            admin,
-            metrics,
-            identity,
-        } = self;
-        let Signals { stop, mut reload } = signals;
+    /// Serves until `signals` says stop: health and probes at once, the snapshot once loaded,
+    /// reloading as `signals` and the Admin service say; then health turns NOT_SERVING, and
+    /// after the shutdown delay the listeners close, requests in flight finish, and every task
+    /// ends.
+    pub async fn run(mut self, signals: Signals) -> Result<(), ProcessError> {
+        let Signals { stop, reload } = signals;
+        let readiness = Readiness::loading().await;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let stopped = move || {
-            let mut rx = stop_rx.clone();
-            async move {
-                let _ = rx.wait_for(|s| *s).await;
-            }
-        };
+        let stopper: Stopper = Arc::new(stop_tx);
 
-        let reload_reloader = reloader.clone();
-        tokio::spawn(async move {
-            while reload.recv().await.is_some() {
-                // Failures are logged by the reloader; the old snapshot keeps serving.
-                let _ = reload_reloader.reload(None).await;
-            }
-        });
-        let admin = admin.map(|(listener, _, token)| {
-            tokio::spawn(serve_admin(reloader, token, listener, stopped()))
-        });
-        let metrics = metrics
-            .map(|(listener, _)| tokio::spawn(serve_metrics(service.clone(), listener, stopped())));
+        let delay = self.process.config.shutdown_delay;
+        let (on_stop, on_stop_readiness) = (stopper.clone(), readiness.clone());
         tokio::spawn(async move {
             stop.await;
+            // Health first: load balancers stop sending before anything closes.
+            on_stop_readiness.stopping().await;
+            notify::stopping();
+            if !delay.is_zero() && on_stop_readiness.service().is_some() {
+                tracing::info!(
+                    delay = %humantime::format_duration(delay),
+                    "stopping: health NOT_SERVING, still answering until the shutdown delay ends"
+                );
+                tokio::time::sleep(delay).await;
+            }
             tracing::info!("shutting down: no new connections, finishing requests in flight");
-            let _ = stop_tx.send(true);
+            let _ = on_stop.send(true);
         });
 
-        tracing::info!(%listen, tls = identity.is_some(), "serving");
-        serve_tls(service, listener, identity, stopped()).await?;
-        if let Some(metrics) = metrics {
-            metrics
-                .await
-                .map_err(|e| ServerError::Internal(format!("metrics task: {e}")))??;
+        let http = self.http.take().map(|(listener, addr)| {
+            tracing::info!(%addr, "HTTP /metrics, /healthz, /readyz");
+            tokio::spawn(serve_http(readiness.clone(), listener, stopped(&stop_rx)))
+        });
+        let (listener, listen) = self.listener;
+        let config = &self.process.config;
+        tracing::info!(%listen, tls = self.process.identity.is_some(), "listening");
+        let main = tokio::spawn(serve_discovery(
+            readiness.clone(),
+            config.options.max_message_bytes,
+            listener,
+            self.process.identity.as_ref().map(TlsIdentity::identity),
+            stopped(&stop_rx),
+        ));
+
+        let loading = Loading {
+            path: config.snapshot.clone(),
+            bytes: self.process.snapshot_bytes,
+            dp_keys: self.process.dp_keys.take(),
+            #[cfg(feature = "test-hooks")]
+            hold: self.hold_loading.take(),
+        };
+        let admin = self.admin.take();
+        let served =
+            serve_loaded(&self.process, loading, &readiness, admin, reload, &stop_rx).await;
+        if served.is_err() {
+            let _ = stopper.send(true);
         }
-        if let Some(admin) = admin {
-            admin
-                .await
-                .map_err(|e| ServerError::Internal(format!("admin task: {e}")))??;
-        }
+        let main = main
+            .await
+            .map_err(|e| ServerError::Internal(format!("server task: {e}")))?;
+        let http = joined(http, "HTTP").await;
+        let admin = match served {
+            Ok(admin) => joined(admin, "admin").await,
+            Err(e) => return Err(e),
+        };
+        main?;
+        http?;
+        admin?;
         tracing::info!("stopped");
         Ok(())
     }
 }
 
-/// `pir-server serve`: loads, starts a runtime, binds, and serves until SIGINT or SIGTERM,
-/// reloading on SIGHUP and through the Admin service.
+type Task = JoinHandle<Result<(), ServerError>>;
+
+/// Loads the snapshot (unless stopped first), then serves it: readiness, systemd, reloads and
+/// the Admin service, whose task it returns.
+async fn serve_loaded(
+    process: &Process,
+    loading: Loading,
+    readiness: &Readiness,
+    admin: Option<(TcpListener, SocketAddr, AdminToken)>,
+    mut reload: mpsc::Receiver<()>,
+    stop_rx: &watch::Receiver<bool>,
+) -> Result<Option<Task>, ProcessError> {
+    let config = &process.config;
+    let (snapshot, dp_keys, took) = tokio::select! {
+        loaded = loading.load() => loaded?,
+        _ = stopped(stop_rx) => return Ok(None),
+    };
+    let service = DiscoveryService::new(snapshot, config.options.clone())?;
+    service.record_load(took);
+    let epoch = service.epoch();
+    readiness.loaded(service.clone()).await;
+    notify::ready(&format!("serving epoch {epoch}"));
+    tracing::info!(epoch, "serving");
+    if let Some(not_after) = process.identity.as_ref().and_then(TlsIdentity::not_after) {
+        tracing::info!(
+            not_after = %humantime::format_rfc3339_seconds(not_after),
+            "TLS certificate valid until"
+        );
+    }
+
+    let reloader = Reloader::new(service, config.snapshot.clone(), dp_keys);
+    let reload_reloader = reloader.clone();
+    tokio::spawn(async move {
+        while reload.recv().await.is_some() {
+            // Failures are logged and counted by the reloader; the old snapshot keeps serving.
+            let _ = reload_reloader.reload(None).await;
+        }
+    });
+    let admin = match admin {
+        Some((listener, addr, token)) => {
+            tracing::info!(admin_listen = %addr, "admin service listening");
+            Some(tokio::spawn(serve_admin(
+                reloader,
+                token,
+                listener,
+                stopped(stop_rx),
+            )))
+        }
+        None => {
+            tracing::info!("admin service off (no --admin-token-file); SIGHUP still reloads");
+            None
+        }
+    };
+    Ok(admin)
+}
+
+/// `pir-server serve`: checks its files, starts a runtime, binds, loads and serves until SIGINT
+/// or SIGTERM, reloading on SIGHUP and through the Admin service.
 pub fn run(config: ServeConfig) -> Result<(), ProcessError> {
-    let process = Process::load(config)?;
+    let process = Process::prepare(config)?;
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| ProcessError::io(Step::StartingRuntime, e))?;
-    runtime.block_on(async {
+    let result = runtime.block_on(async {
+        let signals = Signals::unix()?;
         let listening = process.bind().await?;
-        listening.run(Signals::unix()?).await
-    })
+        listening.run(signals).await
+    });
+    // A reload still reading a file when the process stops is not waited for.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result
 }

@@ -14,7 +14,7 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::Instant,
+    time::{Duration, Instant},
 };
 
 use arc_swap::ArcSwap;
@@ -173,6 +173,26 @@ impl DiscoveryService {
         m.render()
     }
 
+    /// The limits this service was started with.
+    pub(crate) fn options(&self) -> &ServeOptions {
+        &self.state.opts
+    }
+
+    /// Records how long loading the snapshot being installed took.
+    pub(crate) fn record_load(&self, took: Duration) {
+        self.state.metrics.load_seconds.set(took.as_secs_f64());
+    }
+
+    /// Counts a reload that was refused.
+    pub(crate) fn reload_failed(&self) {
+        self.state.metrics.reload_failures.inc();
+    }
+
+    /// Counts a request refused by `limit` outside the handlers (tonic's message size check).
+    pub(crate) fn refused_by(&self, limit: &str) {
+        self.state.metrics.refused_by(limit);
+    }
+
     /// Drops rate-limiter state of idle keys and peers now and then, so it stays bounded.
     fn housekeeping(&self) {
         if self
@@ -290,6 +310,9 @@ impl DiscoveryService {
             Ok(_) => tracing::info!(method, millis, "ok"),
             Err(e) => {
                 self.state.metrics.reject(e.reason());
+                if let Some(limit) = e.limit() {
+                    self.state.metrics.refused_by(limit);
+                }
                 tracing::warn!(method, millis, error = %e, "refused");
             }
         }

@@ -4,22 +4,36 @@
 //!
 //! ```text
 //! listener ─▶ tonic (TLS?) ─▶ map OUT_OF_RANGE to RESOURCE_EXHAUSTED ─┬─▶ pir.v1.Discovery
+//!                                                                       │   (UNAVAILABLE until
+//!                                                                       │    the snapshot loads)
 //!                                                                       ├─▶ grpc.health.v1
-//!                                                                       └─▶ reflection
-//! health watcher: NOT_SERVING once the answering thread has died
+//!                                                                       └─▶ reflection v1, v1alpha
+//! health follows the readiness: NOT_SERVING while loading, once stopping, and for good once the
+//! answering thread has died
 //! ```
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::{future::Future, net::SocketAddr};
 
 use pir_core::Snapshot;
-use pir_proto::v1::discovery_server::DiscoveryServer;
+use pir_proto::v1::{
+    GetConfigRequest, GetConfigResponse, QueryRequest, QueryResponse, RegisterKeysRequest,
+    RegisterKeysResponse,
+    discovery_server::{Discovery, DiscoveryServer},
+};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::transport::{Identity, Server, ServerTlsConfig};
+use tonic::{
+    Request, Response, Status,
+    server::NamedService,
+    transport::{Identity, Server, ServerTlsConfig},
+};
 
 #[cfg(feature = "test-hooks")]
 use crate::options::TestHooks;
-use crate::{error::ServerError, options::ServeOptions, service::DiscoveryService};
+use crate::{
+    error::ServerError, options::ServeOptions, readiness::Readiness, reflection,
+    service::DiscoveryService,
+};
 
 /// Serves the Discovery service, health and reflection on `listener` in plaintext until
 /// `shutdown` resolves.
@@ -38,61 +52,96 @@ pub async fn serve_tls(
     identity: Option<Identity>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let (reporter, health) = tonic_health::server::health_reporter();
-    reporter
-        .set_serving::<DiscoveryServer<DiscoveryService>>()
-        .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pir_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServerError::Internal(format!("reflection service: {e}")))?;
+    let max_message_bytes = service.options().max_message_bytes;
+    let readiness = Readiness::serving(service).await;
+    serve_discovery(readiness, max_message_bytes, listener, identity, shutdown).await
+}
+
+/// Serves the main port for a process whose snapshot may still be loading: Discovery (through
+/// `readiness`, UNAVAILABLE until loaded), health and reflection.
+pub(crate) async fn serve_discovery(
+    readiness: Readiness,
+    max_message_bytes: usize,
+    listener: TcpListener,
+    identity: Option<Identity>,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
+    let (reflection_v1, reflection_v1alpha) = reflection::services(&[
+        <DiscoveryServer<Pending> as NamedService>::NAME,
+        "grpc.health.v1.Health",
+    ])?;
     let mut builder = Server::builder();
     if let Some(identity) = identity {
         builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
     }
-    // Health follows the answering thread: if a bug ever kills it, load balancers should stop
-    // sending lookups here.
-    let watched = service.clone();
-    let _watcher = AbortOnDrop(tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
-        loop {
-            tick.tick().await;
-            if !watched.answering() {
-                tracing::error!("the answering thread has stopped; health is now NOT_SERVING");
-                reporter
-                    .set_not_serving::<DiscoveryServer<DiscoveryService>>()
-                    .await;
-                break;
-            }
-        }
-    }));
+    // The watcher holds the readiness (and so, once loaded, the answering thread's queue),
+    // which must go when serving ends, however it ends.
+    let _watcher = AbortOnDrop(tokio::spawn(readiness.clone().watch()));
+    let counted = readiness.clone();
     builder
         .layer(tower::util::MapResponseLayer::new(
-            oversized_is_resource_exhausted,
+            move |response: tonic::codegen::http::Response<tonic::body::Body>| {
+                oversized_is_resource_exhausted(response, &counted)
+            },
         ))
-        .add_service(health)
-        .add_service(reflection)
-        .add_service(service.into_server())
+        .add_service(readiness.health_server())
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(
+            DiscoveryServer::new(Pending(readiness))
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
 }
 
-/// Aborts a task when dropped: the health watcher holds a clone of the service (and so the
-/// answering thread's queue), which must go when serving ends, however it ends.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// The Discovery service of a process that may still be loading its snapshot.
+struct Pending(Readiness);
 
-impl Drop for AbortOnDrop {
+impl Pending {
+    fn service(&self) -> Result<&DiscoveryService, Status> {
+        self.0.service().ok_or_else(|| ServerError::Loading.into())
+    }
+}
+
+#[tonic::async_trait]
+impl Discovery for Pending {
+    async fn get_config(
+        &self,
+        req: Request<GetConfigRequest>,
+    ) -> Result<Response<GetConfigResponse>, Status> {
+        self.service()?.get_config(req).await
+    }
+
+    async fn register_keys(
+        &self,
+        req: Request<RegisterKeysRequest>,
+    ) -> Result<Response<RegisterKeysResponse>, Status> {
+        self.service()?.register_keys(req).await
+    }
+
+    async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
+        Discovery::query(self.service()?, req).await
+    }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();
     }
 }
 
 /// tonic answers a message over the size limit with OUT_OF_RANGE; gRPC (and this protocol) say
-/// RESOURCE_EXHAUSTED. Nothing else here answers OUT_OF_RANGE, so the code is rewritten as is.
+/// RESOURCE_EXHAUSTED. Nothing else here answers OUT_OF_RANGE, so the code is rewritten as is,
+/// and counted as a refusal by the `message_size` limit.
 fn oversized_is_resource_exhausted<B>(
     mut response: tonic::codegen::http::Response<B>,
+    readiness: &Readiness,
 ) -> tonic::codegen::http::Response<B> {
     const OUT_OF_RANGE: &str = "11";
     let headers = response.headers_mut();
@@ -104,6 +153,9 @@ fn oversized_is_resource_exhausted<B>(
             "grpc-status",
             tonic::codegen::http::HeaderValue::from_static("8"),
         );
+        if let Some(service) = readiness.service() {
+            service.refused_by("message_size");
+        }
     }
     response
 }

@@ -139,6 +139,11 @@ async fn rate_limits_per_key_and_per_peer() {
         text.contains("pir_rejections_total{reason=\"rate_limited\"} 3"),
         "{text}"
     );
+    // Which limit refused each.
+    for limit in ["key_rate", "peer_rate", "registration_rate"] {
+        let line = format!("pir_limit_refusals_total{{limit=\"{limit}\"}} 1");
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
     server.stop().await.unwrap();
 }
 
@@ -171,6 +176,11 @@ async fn full_queue_deadline_and_oversized_messages() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    let text = server.service().metrics_text();
+    for limit in ["pending", "message_size"] {
+        let line = format!("pir_limit_refusals_total{{limit=\"{limit}\"}} 1");
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
     server.stop().await.unwrap();
 
     let server = start(ServeOptions {
@@ -185,6 +195,11 @@ async fn full_queue_deadline_and_oversized_messages() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::DeadlineExceeded);
+    let text = server.service().metrics_text();
+    assert!(
+        text.contains("pir_limit_refusals_total{limit=\"request_timeout\"} 1"),
+        "{text}"
+    );
     server.stop().await.unwrap();
 }
 

@@ -72,3 +72,52 @@ pub(crate) async fn scrape_metrics(addr: SocketAddr) -> String {
     s.read_to_string(&mut out).await.unwrap();
     out
 }
+
+/// The status code and body of a bare HTTP/1.1 `GET path` at `addr` (a probe, as a kubelet
+/// sends it).
+pub(crate) async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    let status = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {out:?}"));
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (status, body.to_owned())
+}
+
+/// The `grpc.health.v1` status of `service` at `addr` (plaintext).
+pub(crate) async fn health(addr: SocketAddr, service: &str) -> Option<i32> {
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    let mut client = HealthClient::new(channel(addr).await?);
+    let reply = client
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
+        .await
+        .ok()?;
+    Some(reply.into_inner().status)
+}
+
+/// A plaintext channel to `addr`, if it connects.
+pub(crate) async fn channel(addr: SocketAddr) -> Option<Channel> {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()
+}
+
+/// Awaits a serve process's task (`Listening::run`), which must end cleanly within 20 s.
+pub(crate) async fn stopped<E: std::fmt::Debug>(process: tokio::task::JoinHandle<Result<(), E>>) {
+    tokio::time::timeout(std::time::Duration::from_secs(20), process)
+        .await
+        .expect("the process stops")
+        .unwrap()
+        .unwrap();
+}

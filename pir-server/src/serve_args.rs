@@ -1,0 +1,336 @@
+//! The flags of `pir-server serve` and their parsers (the binary's; `main.rs` dispatches).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Args;
+use pir_server::{
+    RateLimit, ServeOptions,
+    process::{ServeConfig, TlsFiles},
+};
+
+/// The flags of `serve`, each also read from the environment variable its help names (the
+/// flag wins). Every default of a [`ServeOptions`] field is read from
+/// [`ServeOptions::default`], never restated here.
+#[derive(Args)]
+pub(crate) struct ServeArgs {
+    /// The snapshot file.
+    #[arg(long, env = "PIR_SNAPSHOT")]
+    snapshot: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50051", env = "PIR_LISTEN")]
+    listen: SocketAddr,
+    /// Largest gRPC message, MiB.
+    #[arg(long, default_value_t = ServeOptions::default().max_message_bytes >> 20, env = "PIR_MAX_MESSAGE_MIB")]
+    max_message_mib: usize,
+    /// Most queries in one request.
+    #[arg(long, default_value_t = ServeOptions::default().max_queries_per_request, env = "PIR_MAX_QUERIES_PER_REQUEST")]
+    max_queries_per_request: u32,
+    /// Memory budget of registered client keys, MiB.
+    #[arg(long, default_value_t = ServeOptions::default().key_cache_bytes >> 20, env = "PIR_KEY_CACHE_MIB")]
+    key_cache_mib: u64,
+    /// Requests queued or being answered at once; more get RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = ServeOptions::default().max_pending_answers, env = "PIR_MAX_PENDING")]
+    max_pending: usize,
+    /// Most queries answered together in one pass over the database, across requests
+    /// (about 20 MiB of working memory each at 1M mappings). A larger request is answered
+    /// alone, in passes of at most this many.
+    #[arg(long, default_value_t = ServeOptions::default().max_batch_queries, env = "PIR_MAX_BATCH")]
+    max_batch: usize,
+    /// Refuse snapshots (at start and on reload) not signed by a key in this file.
+    #[arg(long, env = "PIR_DP_PUB")]
+    dp_pub: Option<PathBuf>,
+    /// Address of the Admin service (hot reload). Only started with --admin-token-file.
+    #[arg(long, default_value = "127.0.0.1:50052", env = "PIR_ADMIN_LISTEN")]
+    admin_listen: SocketAddr,
+    /// File holding the admin bearer token (at least 16 characters).
+    #[arg(long, env = "PIR_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// How long a request may take before DEADLINE_EXCEEDED (e.g. 60s, 2m, 500ms).
+    #[arg(
+        long,
+        default_value_t = ServeOptions::default().request_timeout.into(),
+        value_parser = positive_duration,
+        env = "PIR_REQUEST_TIMEOUT"
+    )]
+    request_timeout: humantime::Duration,
+    /// The old spelling of --request-timeout, in whole seconds.
+    #[arg(long, hide = true, conflicts_with = "request_timeout")]
+    request_timeout_secs: Option<u64>,
+    /// PIR queries per registered key: BURST/PER_HOUR, or `off`.
+    #[arg(
+        long,
+        default_value_t = RateArg(ServeOptions::default().per_key_rate),
+        value_parser = parse_rate,
+        env = "PIR_KEY_RATE"
+    )]
+    key_rate: RateArg,
+    /// PIR queries per peer address: BURST/PER_HOUR, or `off`.
+    #[arg(
+        long,
+        default_value_t = RateArg(ServeOptions::default().per_peer_rate),
+        value_parser = parse_rate,
+        env = "PIR_PEER_RATE"
+    )]
+    peer_rate: RateArg,
+    /// Key registrations per peer address: BURST/PER_HOUR, or `off`.
+    #[arg(
+        long,
+        default_value_t = RateArg(ServeOptions::default().per_peer_registrations),
+        value_parser = parse_rate,
+        env = "PIR_REGISTRATION_RATE"
+    )]
+    registration_rate: RateArg,
+    /// Serve HTTP here: Prometheus metrics at /metrics, and the probes /healthz (alive) and
+    /// /readyz (snapshot loaded, answering; 503 while loading and once stopping).
+    #[arg(long, env = "PIR_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+    /// PEM certificate chain: serve over TLS (with --tls-key). Checked at start.
+    #[arg(long, requires = "tls_key", env = "PIR_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, requires = "tls_cert", env = "PIR_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// Serve plaintext on a non-loopback address (loopback needs no flag).
+    #[arg(long, conflicts_with = "tls_cert", env = "PIR_PLAINTEXT")]
+    plaintext: bool,
+    /// Write the process id to this file once the ports are bound; removed at exit.
+    #[arg(long, env = "PIR_PID_FILE")]
+    pid_file: Option<PathBuf>,
+    /// After SIGTERM or SIGINT, keep answering this long with health NOT_SERVING and /readyz
+    /// 503 before closing the listeners, so that load balancers stop sending first (e.g. 5s).
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, env = "PIR_SHUTDOWN_DELAY")]
+    shutdown_delay: Duration,
+}
+
+impl ServeArgs {
+    /// What these flags ask the serve process to do.
+    pub(crate) fn config(self) -> ServeConfig {
+        ServeConfig {
+            options: self.options(),
+            snapshot: self.snapshot,
+            listen: self.listen,
+            dp_pub: self.dp_pub,
+            admin_listen: self.admin_listen,
+            admin_token_file: self.admin_token_file,
+            metrics_listen: self.metrics_listen,
+            tls: self
+                .tls_cert
+                .zip(self.tls_key)
+                .map(|(cert, key)| TlsFiles { cert, key }),
+            plaintext: self.plaintext,
+            pid_file: self.pid_file,
+            shutdown_delay: self.shutdown_delay,
+        }
+    }
+
+    /// The server's limits these flags ask for.
+    pub(crate) fn options(&self) -> ServeOptions {
+        ServeOptions {
+            max_message_bytes: self.max_message_mib << 20,
+            max_queries_per_request: self.max_queries_per_request,
+            key_cache_bytes: self.key_cache_mib << 20,
+            max_pending_answers: self.max_pending,
+            max_batch_queries: self.max_batch,
+            request_timeout: match self.request_timeout_secs {
+                Some(secs) => Duration::from_secs(secs.max(1)),
+                None => self.request_timeout.into(),
+            },
+            per_key_rate: self.key_rate.0,
+            per_peer_rate: self.peer_rate.0,
+            per_peer_registrations: self.registration_rate.0,
+        }
+    }
+}
+
+/// A duration like `60s`, `2m` or `500ms`, more than zero.
+fn positive_duration(text: &str) -> Result<humantime::Duration, String> {
+    let d: humantime::Duration = text
+        .parse()
+        .map_err(|e| format!("{e} (expected a duration like 60s, 2m or 500ms)"))?;
+    if d.is_zero() {
+        return Err("must be more than zero".into());
+    }
+    Ok(d)
+}
+
+/// A rate limit from the command line; `off` is `None`.
+#[derive(Clone, Copy, Debug)]
+struct RateArg(Option<RateLimit>);
+
+impl std::fmt::Display for RateArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(rate) => write!(f, "{rate}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+fn parse_rate(text: &str) -> Result<RateArg, String> {
+    if text == "off" {
+        return Ok(RateArg(None));
+    }
+    let (burst, per_hour) = text
+        .split_once('/')
+        .ok_or_else(|| "expected BURST/PER_HOUR or off".to_string())?;
+    let n = |s: &str| s.trim().parse::<u32>().map_err(|e| format!("{s:?}: {e}"));
+    let rate = RateLimit {
+        burst: n(burst)?,
+        per_hour: n(per_hour)?,
+    };
+    if rate.burst == 0 || rate.per_hour == 0 {
+        return Err("burst and rate must be positive (or say off)".into());
+    }
+    Ok(RateArg(Some(rate)))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    use crate::{Cli, Command};
+
+    #[test]
+    fn serve_defaults_are_the_options_defaults() {
+        let cli = Cli::try_parse_from(["pir-server", "serve", "--snapshot", "db.pirsnap"]).unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(args.options(), ServeOptions::default());
+    }
+
+    #[test]
+    fn cli_is_consistent_and_serve_flags_parse() {
+        Cli::command().debug_assert();
+        for args in [
+            vec!["pir-server", "serve", "--snapshot", "db.pirsnap"],
+            vec![
+                "pir-server",
+                "serve",
+                "--snapshot",
+                "db.pirsnap",
+                "--key-rate",
+                "off",
+                "--peer-rate",
+                "10/100",
+                "--max-batch",
+                "16",
+                "--tls-cert",
+                "c.pem",
+                "--tls-key",
+                "k.pem",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve");
+            };
+            let ServeArgs {
+                key_rate,
+                peer_rate,
+                max_batch,
+                ..
+            } = *args;
+            assert!(key_rate.0.is_none() || key_rate.0.is_some_and(|r| r.burst == 200));
+            assert!(peer_rate.0.is_some());
+            assert!(max_batch == ServeOptions::default().max_batch_queries || max_batch == 16);
+        }
+        assert!(
+            Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--key-rate", "5"])
+                .is_err()
+        );
+        for rate in ["off", "3/7"] {
+            let cli =
+                Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--key-rate", rate])
+                    .unwrap();
+            let Command::Serve(args) = cli.command else {
+                panic!("not serve");
+            };
+            assert_eq!(
+                args.key_rate.to_string(),
+                rate,
+                "a rate prints as it parses"
+            );
+        }
+        assert!(
+            Cli::try_parse_from(["pir-server", "serve", "--snapshot", "x", "--tls-cert", "c"])
+                .is_err()
+        );
+    }
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut all = vec!["pir-server", "serve", "--snapshot", "db.pirsnap"];
+        all.extend(args);
+        let cli = Cli::try_parse_from(all)?;
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        Ok(*args)
+    }
+
+    #[test]
+    fn durations_are_human() {
+        for (text, want) in [
+            ("60s", Duration::from_secs(60)),
+            ("2m", Duration::from_secs(120)),
+            ("500ms", Duration::from_millis(500)),
+            ("1m 30s", Duration::from_secs(90)),
+        ] {
+            let args = serve(&["--request-timeout", text]).unwrap();
+            assert_eq!(args.options().request_timeout, want, "{text}");
+        }
+        for bad in ["60", "0s", "soon"] {
+            let err = serve(&["--request-timeout", bad])
+                .err()
+                .unwrap()
+                .to_string();
+            assert!(err.contains("--request-timeout"), "{err}");
+        }
+        let err = serve(&["--request-timeout", "60"])
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("expected a duration like 60s, 2m or 500ms"),
+            "{err}"
+        );
+        // The old flag still works, hidden, and not together with the new one.
+        let args = serve(&["--request-timeout-secs", "5"]).unwrap();
+        assert_eq!(args.options().request_timeout, Duration::from_secs(5));
+        assert!(serve(&["--request-timeout-secs", "5", "--request-timeout", "5s"]).is_err());
+        let args = serve(&["--shutdown-delay", "5s", "--pid-file", "/run/pir.pid"]).unwrap();
+        let config = args.config();
+        assert_eq!(config.shutdown_delay, Duration::from_secs(5));
+        assert_eq!(config.pid_file, Some(PathBuf::from("/run/pir.pid")));
+        assert_eq!(serve(&[]).unwrap().config().shutdown_delay, Duration::ZERO);
+    }
+
+    /// Every flag of `serve` (but the hidden old spelling) can come from a `PIR_` variable,
+    /// named after the flag, and `--help` says which.
+    #[test]
+    fn every_serve_flag_has_an_environment_variable() {
+        let mut cli = Cli::command();
+        let serve = cli.find_subcommand_mut("serve").unwrap();
+        let mut help = Vec::new();
+        serve.write_long_help(&mut help).unwrap();
+        let help = String::from_utf8(help).unwrap();
+        let mut checked = 0;
+        for arg in serve.get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            if arg.is_hide_set() || matches!(long, "help" | "verbose") {
+                continue;
+            }
+            let want = format!("PIR_{}", long.to_uppercase().replace('-', "_"));
+            let env = arg.get_env().and_then(|e| e.to_str());
+            assert_eq!(env, Some(want.as_str()), "--{long}");
+            assert!(
+                help.contains(&format!("[env: {want}=]")),
+                "--{long} in\n{help}"
+            );
+            checked += 1;
+        }
+        assert!(checked >= 20, "{checked}");
+    }
+}
