@@ -20,6 +20,8 @@ pub struct BenchReport {
     pub found: u64,
     /// Lookups that failed (any error, including rate limits).
     pub errors: u64,
+    /// The first error met, if any: what to fix when every lookup failed.
+    pub first_error: Option<String>,
     /// Answered lookups per second over the run.
     pub lookups_per_sec: f64,
     /// Median latency of answered lookups, ms.
@@ -87,6 +89,7 @@ pub async fn run_with_cpis(
                 // Clients start spread over the list, so they do not ask for the same CPIs.
                 let mut next = i * cpis.len() / concurrency.max(1);
                 let (mut ok, mut found, mut errors) = (Vec::new(), 0u64, 0u64);
+                let mut first_error = None;
                 while Instant::now() < deadline {
                     let cpi = match cpis.get(next % cpis.len().max(1)) {
                         Some(cpi) => cpi.clone(),
@@ -102,22 +105,24 @@ pub async fn run_with_cpis(
                         Err(e) => {
                             tracing::debug!(error = %e, "lookup failed");
                             errors += 1;
+                            first_error.get_or_insert_with(|| e.to_string());
                         }
                     }
                 }
-                (ok, found, errors)
+                (ok, found, errors, first_error)
             })
         })
         .collect();
     let mut latencies = Vec::new();
-    let (mut found, mut errors) = (0, 0);
+    let (mut found, mut errors, mut first_error) = (0, 0, None);
     for t in tasks {
-        let (ok, f, e) = t
+        let (ok, f, e, first) = t
             .await
             .map_err(|e| crate::ClientError::Internal(format!("bench task: {e}")))?;
         latencies.extend(ok);
         found += f;
         errors += e;
+        first_error = first_error.or(first);
     }
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort_by(f64::total_cmp);
@@ -125,6 +130,7 @@ pub async fn run_with_cpis(
         lookups: latencies.len() as u64,
         found,
         errors,
+        first_error,
         lookups_per_sec: latencies.len() as f64 / elapsed,
         p50_ms: percentile(&latencies, 50.0),
         p99_ms: percentile(&latencies, 99.0),

@@ -39,7 +39,10 @@ pub use client::{
 };
 pub use error::{ClientError, Result, code_name};
 pub use keyfile::{KEY_FILE_MAGIC, KEY_FILE_VERSION, KeyFile, StoredKeys};
-pub use render::{human_bytes, info_json, info_text, outcome_json, outcome_text, timestamp};
+pub use render::{
+    error_json, error_text, human_bytes, info_json, info_text, outcome_json, outcome_text,
+    timestamp,
+};
 
 /// Re-exported: the validated server configuration [`PirClient::info`] returns, and the message
 /// sizes it reports.

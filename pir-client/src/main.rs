@@ -85,8 +85,8 @@ struct BenchArgs {
     #[arg(long, value_name = "FILE")]
     trust: Option<PathBuf>,
     /// CPIs to look up, one per line (e.g. those of the served mappings); random CPIs, almost
-    /// all absent, without it.
-    #[arg(long, value_name = "FILE")]
+    /// all absent, without it. Needs --trust, to verify what is found.
+    #[arg(long, value_name = "FILE", requires = "trust")]
     cpis: Option<PathBuf>,
 }
 
@@ -164,7 +164,11 @@ async fn lookup(args: LookupArgs) -> Result<ExitCode, ExitCode> {
             Ok(outcome) => emit(&pir_client::outcome_text(&outcome))?,
             Err(e) => {
                 failed += 1;
-                eprintln!("error: {cpi}: {e}");
+                if args.server.json {
+                    emit(&pir_client::error_json(cpi, &e).to_string())?;
+                } else {
+                    eprintln!("error: {}", pir_client::error_text(cpi, &e));
+                }
             }
         }
     }
@@ -238,6 +242,13 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ExitCode> {
             report.p99_ms
         ))?;
     }
+    if let Some(first) = &report.first_error {
+        eprintln!("first error: {first}");
+    }
+    if report.lookups == 0 && report.errors > 0 {
+        eprintln!("error: every lookup failed");
+        return Ok(ExitCode::FAILURE);
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -303,6 +314,20 @@ mod tests {
         };
         let cpis: Vec<&str> = args.cpis.iter().map(Cpi::as_str).collect();
         assert_eq!(cpis, ["tel:+14155550100", "mailto:Alice@example.com"]);
+    }
+
+    #[test]
+    fn bench_with_a_cpi_list_needs_a_trust_file() {
+        let bench = ["pir-client", "bench", "--server", "http://127.0.0.1:1"];
+        let err = Cli::try_parse_from(bench.into_iter().chain(["--cpis", "cpis.txt"])).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::MissingRequiredArgument);
+        assert!(err.to_string().contains("--trust"), "{err}");
+        Cli::try_parse_from(
+            bench
+                .into_iter()
+                .chain(["--cpis", "c.txt", "--trust", "t.pub"]),
+        )
+        .unwrap();
     }
 
     #[test]

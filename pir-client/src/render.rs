@@ -1,10 +1,10 @@
 //! How lookups and server configurations are shown: JSON values for scripts, text for people.
 
-use pir_core::Mapping;
+use pir_core::{Cpi, Mapping};
 use pir_proto::ConfigIn;
 use serde_json::{Value, json};
 
-use crate::client::LookupOutcome;
+use crate::{ClientError, client::LookupOutcome};
 
 /// One lookup as a JSON object, the `--json` line of `pir-client lookup`:
 ///
@@ -23,6 +23,7 @@ pub fn outcome_json(outcome: &LookupOutcome) -> Value {
         "found": r.found(),
         "mappings": r.mappings.iter().map(mapping_json).collect::<Vec<_>>(),
         "outside_validity": r.outside_validity,
+        "untrusted_issuers": r.untrusted.iter().map(ToString::to_string).collect::<Vec<_>>(),
         "bytes_sent": outcome.bytes_sent,
         "bytes_received": outcome.bytes_received,
         "millis": outcome.millis,
@@ -38,6 +39,20 @@ fn mapping_json(m: &Mapping) -> Value {
         "not_before": f.not_before,
         "not_after": f.not_after,
     })
+}
+
+/// A failed lookup as one JSON object (`lookup --json`): `{"cpi", "error"}`.
+pub fn error_json(cpi: &Cpi, error: &ClientError) -> Value {
+    json!({ "cpi": cpi.as_str(), "error": error.to_string() })
+}
+
+/// A failed lookup as text, naming the CPI once.
+pub fn error_text(cpi: &Cpi, error: &ClientError) -> String {
+    match error {
+        // Already "lookup of CPI: ...".
+        ClientError::Lookup { .. } => error.to_string(),
+        _ => format!("{cpi}: {error}"),
+    }
 }
 
 /// One lookup as text: a header line, then one indented line per mapping.
@@ -81,6 +96,16 @@ pub fn outcome_text(outcome: &LookupOutcome) -> String {
         out.push_str(&format!(
             "\n  ({} signed mapping(s) ignored: expired or not yet valid)",
             r.outside_validity
+        ));
+    }
+    if !r.untrusted.is_empty() {
+        let mut issuers: Vec<String> = r.untrusted.iter().map(ToString::to_string).collect();
+        issuers.dedup();
+        out.push_str(&format!(
+            "\n  ({} mapping(s) skipped: signed by issuer {} not in --trust; add the issuer's \
+             public key to the trust file to accept them)",
+            r.untrusted.len(),
+            issuers.join(", ")
         ));
     }
     out
@@ -244,6 +269,7 @@ mod tests {
                 cpi: Cpi::parse("tel:+1 (415) 555-0100").unwrap(),
                 mappings,
                 outside_validity: 0,
+                untrusted: Vec::new(),
             },
             bytes_sent: 1234,
             bytes_received: 5678,
@@ -272,6 +298,7 @@ mod tests {
                 "bytes_received": 5678,
                 "millis": 12.5,
                 "outside_validity": 0,
+                "untrusted_issuers": [],
             })
         );
         // One line per lookup.
@@ -290,6 +317,7 @@ mod tests {
             "bytes_received",
             "millis",
             "outside_validity",
+            "untrusted_issuers",
         ];
         expected.sort_unstable();
         let mut keys = keys;
@@ -327,6 +355,29 @@ mod tests {
         assert_eq!(timestamp(253_402_300_799), "9999-12-31T23:59:59Z");
         assert_eq!(timestamp(253_402_300_800), "unix:253402300800");
         assert_eq!(timestamp(u64::MAX), format!("unix:{}", u64::MAX));
+    }
+
+    #[test]
+    fn a_failed_lookup_names_its_cpi_once() {
+        let cpi = Cpi::parse("tel:+14155550100").unwrap();
+        let lookup = ClientError::Lookup {
+            cpi: cpi.to_string(),
+            source: pir_core::CoreError::BadIssuerSignature,
+        };
+        let text = error_text(&cpi, &lookup);
+        assert_eq!(text.matches("tel:+14155550100").count(), 1, "{text}");
+        let other = ClientError::Protocol("two answers for one query".into());
+        assert_eq!(
+            error_text(&cpi, &other),
+            "tel:+14155550100: protocol violation by the server: two answers for one query"
+        );
+        assert_eq!(
+            error_json(&cpi, &other),
+            json!({
+                "cpi": "tel:+14155550100",
+                "error": "protocol violation by the server: two answers for one query",
+            })
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ use std::{net::SocketAddr, os::unix::fs::PermissionsExt};
 use pir_client::{AddressError, ClientError, ClientOptions, KeyFile, PirClient};
 use pir_core::testing::{issuer, trust};
 use pir_core::{
-    BuildOptions, CoreError, Cpi, IssuerKey, Mapping, MappingFields, SchemeFields, SchemeParams,
-    Snapshot, TrustStore,
+    BuildOptions, Cpi, IssuerKey, Mapping, MappingFields, SchemeFields, SchemeParams, Snapshot,
+    TrustStore,
 };
 use pir_server::{RunningServer, ServeOptions};
 
@@ -127,23 +127,29 @@ async fn lookups_found_and_not_found() {
 }
 
 #[tokio::test]
-async fn untrusted_issuer_fails_the_lookup() {
+async fn untrusted_issuers_mappings_are_skipped_with_a_hint() {
     let server = start().await;
     let mut other = TrustStore::new();
     let _ = other.add(IssuerKey::from_seed(&[1; 32]).verifying_key());
     let mut client = PirClient::connect(&server.url(), ClientOptions::new(other))
         .await
         .unwrap();
-    let err = client.lookup(&cpi("tel:+14155550100")).await.unwrap_err();
+    let outcome = client.lookup(&cpi("tel:+14155550100")).await.unwrap();
+    assert!(!outcome.result.found());
+    // This number has two mappings, both from the one issuer not trusted here.
+    assert_eq!(outcome.result.untrusted, [issuer().id(), issuer().id()]);
+    let text = pir_client::outcome_text(&outcome);
     assert!(
-        matches!(
-            err,
-            ClientError::Lookup {
-                source: CoreError::UnknownIssuer(_),
-                ..
-            }
-        ),
-        "{err:?}"
+        text.contains(&format!(
+            "2 mapping(s) skipped: signed by issuer {} not in --trust",
+            issuer().id()
+        )),
+        "{text}"
+    );
+    let id = issuer().id().to_string();
+    assert_eq!(
+        pir_client::outcome_json(&outcome)["untrusted_issuers"],
+        serde_json::json!([id, id])
     );
     // A CPI with no entry has nothing to verify.
     assert!(
@@ -309,6 +315,7 @@ async fn bench_runs_concurrent_clients_on_shared_keys() {
     .unwrap();
     assert!(report.lookups > 0, "{report:?}");
     assert_eq!(report.errors, 0, "{report:?}");
+    assert_eq!(report.first_error, None);
     assert!(report.p99_ms >= report.p50_ms);
     // One key set for all three clients.
     assert_eq!(server.service().registered_keys(), 1);
@@ -463,5 +470,41 @@ async fn a_rate_limited_lookup_says_when_to_retry() {
         wait > std::time::Duration::ZERO && wait <= std::time::Duration::from_secs(60),
         "{wait:?}"
     );
+    server.stop().await.unwrap();
+}
+
+/// A bench whose lookups fail reports the first error, so the operator sees what to fix.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_reports_its_first_error() {
+    let options = ServeOptions {
+        per_key_rate: Some(pir_server::RateLimit {
+            burst: 1,
+            per_hour: 1,
+        }),
+        ..ServeOptions::default()
+    };
+    let server = RunningServer::start(
+        snapshot(1, small(), "chat.example"),
+        "127.0.0.1:0".parse().unwrap(),
+        options,
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let options = ClientOptions {
+        key_file: Some(dir.path().join("bench.keys")),
+        ..ClientOptions::new(trust())
+    };
+    let report = pir_client::bench::run(
+        &server.url(),
+        options,
+        1,
+        std::time::Duration::from_millis(800),
+    )
+    .await
+    .unwrap();
+    assert!(report.errors > 0, "{report:?}");
+    let first = report.first_error.unwrap();
+    assert!(first.contains("RESOURCE_EXHAUSTED"), "{first}");
     server.stop().await.unwrap();
 }

@@ -13,7 +13,7 @@ use sha2::{Digest, Sha256};
 
 use crate::{
     error::{CoreError, Result},
-    identity::{Cpi, Mapping, TrustStore},
+    identity::{Cpi, IssuerId, Mapping, TrustStore},
     keyword::{Location, LookupConfig, bucket},
     pir::{self, ClientSecret, SchemeParams},
 };
@@ -123,6 +123,9 @@ pub struct LookupResult {
     pub mappings: Vec<Mapping>,
     /// Genuine mappings left out because they are outside their validity window at `now`.
     pub outside_validity: usize,
+    /// Mappings left out because their issuer is not in the trust store, by issuer (one entry
+    /// per mapping): trusting that issuer would show them.
+    pub untrusted: Vec<IssuerId>,
 }
 
 impl LookupResult {
@@ -203,12 +206,21 @@ impl LookupClient {
         let item = pir::decode(self.config.scheme(), &self.keys.secret, response)?;
         let mut mappings = Vec::new();
         let mut outside_validity = 0;
+        let mut untrusted = Vec::new();
         for (tag, compact) in bucket::decode_bucket(&item)? {
             if tag != pending.location.tag {
                 continue;
             }
             let m = bucket::decode_compact(&pending.cpi, compact)?;
-            m.verify_signatures(&self.trust)?;
+            // An issuer the caller does not trust is the caller's choice, not a lie: skip and
+            // count its mappings. Any other failure means the server or snapshot is lying.
+            match m.verify_signatures(&self.trust) {
+                Err(CoreError::UnknownIssuer(issuer)) => {
+                    untrusted.push(issuer);
+                    continue;
+                }
+                other => other?,
+            }
             match m.check_window(now) {
                 Ok(()) => mappings.push(m),
                 Err(_) => outside_validity += 1,
@@ -218,6 +230,7 @@ impl LookupClient {
             cpi: pending.cpi,
             mappings,
             outside_validity,
+            untrusted,
         })
     }
 }

@@ -141,14 +141,24 @@ fn mapping_tampered_after_building_is_rejected_by_the_client() {
     assert!(matches!(err, CoreError::BadIssuerSignature), "{err}");
 }
 
+/// A mapping from an issuer the client does not trust is skipped and counted by issuer, not
+/// an error: trusting fewer issuers is the caller's choice. Trusted ones are still returned.
 #[test]
-fn client_with_other_trusted_issuers_rejects_everything() {
+fn mappings_of_untrusted_issuers_are_skipped_and_counted() {
     let snapshot = build(sample());
     let mut wrong_trust = TrustStore::new();
     wrong_trust.add(other_issuer().verifying_key()).unwrap();
     let client = LookupClient::new(snapshot.config(), wrong_trust).unwrap();
-    let err = lookup(&snapshot, &client, "tel:+14155550100").unwrap_err();
-    assert!(matches!(err, CoreError::UnknownIssuer(_)), "{err}");
+    let result = lookup_at(&snapshot, &client, "tel:+14155550100", NOW);
+    assert!(!result.found());
+    assert_eq!(result.untrusted, [pir_core::testing::issuer().id()]);
+    // Trusting both issuers shows it again.
+    let mut both = trust();
+    both.add(other_issuer().verifying_key()).unwrap();
+    let client_both = LookupClient::new(snapshot.config(), both).unwrap();
+    let result = lookup_at(&snapshot, &client_both, "tel:+14155550100", NOW);
+    assert!(result.found());
+    assert!(result.untrusted.is_empty());
     // An absent CPI still answers "not found": nothing of it is in the bucket to distrust.
     assert!(
         lookup(&snapshot, &client, "mailto:nobody@example.org")
