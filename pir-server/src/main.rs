@@ -24,6 +24,14 @@ struct Cli {
     command: Command,
 }
 
+/// How `build`, `update`, `verify` and `inspect` report.
+#[derive(Args)]
+struct ReportArgs {
+    /// Print one JSON object on stdout instead of text (errors still go to stderr, as text).
+    #[arg(long)]
+    json: bool,
+}
+
 /// What `build` and `update` share: what to trust, where to write, how strict to be.
 #[derive(Args)]
 struct OutputArgs {
@@ -42,14 +50,6 @@ struct OutputArgs {
     /// Sign the snapshot with this DP key.
     #[arg(long)]
     dp_key: Option<PathBuf>,
-}
-
-/// How `build`, `update`, `verify` and `inspect` report.
-#[derive(Args)]
-struct ReportArgs {
-    /// Print one JSON object on stdout instead of text (errors still go to stderr, as text).
-    #[arg(long)]
-    json: bool,
 }
 
 /// The flags of `serve`. Every default of a [`ServeOptions`] field is read from
@@ -426,10 +426,11 @@ fn run(command: Command) -> Result<(), CliError> {
             })?;
             Ok(pir_dp::Report::print(&summary, report.json)?)
         }
-        Command::Inspect { snapshot, report } => Ok(pir_dp::Report::print(
-            &pir_dp::inspect(&snapshot)?,
-            report.json,
-        )?),
+        Command::Inspect { snapshot, report } => {
+            let description = pir_dp::inspect(&snapshot)?;
+            pir_dp::Report::print(&description, report.json)?;
+            Ok(())
+        }
         #[cfg(feature = "demo")]
         Command::Demo { count, dir } => demo::run(count, dir),
     }
