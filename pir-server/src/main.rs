@@ -313,8 +313,9 @@ Exit codes:
   1  error: the command could not do its job (a file missing, unreadable or unwritable, a bad
      key file, invalid input lines, a refused option)
   2  usage: the command line is wrong (an unknown flag, a missing argument)
-  3  refused: a snapshot failed verification (damaged: structure or checksums, a delta without
-     its base; or not signed by a DP key in --dp-pub)";
+  3  refused: a snapshot that update, verify or inspect read failed verification (damaged:
+     structure or checksums, or a delta whose base is not the file it was made from; or not
+     signed by a DP key in --dp-pub)";
 
 /// Exit code 3 of [`EXIT_CODES`].
 const EXIT_REFUSED: u8 = 3;

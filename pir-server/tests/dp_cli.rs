@@ -197,7 +197,7 @@ fn help_lists_the_exit_codes() {
         for needle in [
             "Exit codes:\n  0  success\n  1  error: ",
             "\n  2  usage: ",
-            "\n  3  refused: a snapshot failed verification",
+            "\n  3  refused: a snapshot that update, verify or inspect read failed verification",
         ] {
             assert!(
                 help.contains(needle),
