@@ -590,9 +590,18 @@ pub enum SnapshotError {
         /// The name as in the header.
         name: String,
     },
-    /// The base is a delta too.
-    #[error("its base is itself a delta (deltas apply to full snapshots only)")]
-    BaseIsDelta,
+    /// The base is a delta too: what is left when a delta is copied over the name of its base.
+    #[error(
+        "its base {} is itself a delta, not a full snapshot: that file was probably overwritten \
+         by a delta (copying a delta over its base destroys the base); restore the full snapshot \
+         or rebuild it with `pir-server build`, and write updates under new names (`update \
+         --full` makes a snapshot that stands alone)",
+        base.display()
+    )]
+    BaseIsDelta {
+        /// The base file.
+        base: PathBuf,
+    },
     /// The base's header is not the one the delta was made from.
     #[error("its base {} is not the snapshot it was made from (header differs)", base.display())]
     BaseDiffers {

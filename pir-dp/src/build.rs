@@ -9,8 +9,13 @@ use pir_core::{
 use serde::Serialize;
 
 use crate::{
-    error::DpError, jsonl::read_mappings, jsonl::refuse_or_skip, keys::read_dp_key,
-    progress::progress_bar, report,
+    error::DpError,
+    human::{Bytes, Percent, Secs},
+    jsonl::{read_mappings_shown, refuse_or_skip},
+    keys::read_dp_key,
+    paths::check_out_dir,
+    progress::{count_on, spinner},
+    report,
 };
 
 /// Options of `pir-server build`.
@@ -64,17 +69,17 @@ impl fmt::Display for BuildSummary {
         }
         write!(
             f,
-            "built {} in {:.1} s: {} mappings stored ({} read, {} expired dropped, {} replaced), \
-             {} items, packing efficiency {:.3}, {:.1} MiB",
+            "built {} in {}: {} mappings stored ({} read, {} expired dropped, {} replaced), \
+             {} items, packing efficiency {}, {}",
             self.out.display(),
-            self.build_secs,
+            Secs(self.build_secs),
             r.stored_mappings,
             r.input_mappings,
             r.expired_dropped,
             r.duplicates_replaced,
             self.header.scheme.num_items(),
-            r.packing_efficiency,
-            self.file_bytes as f64 / (1 << 20) as f64
+            Percent(r.packing_efficiency),
+            Bytes(self.file_bytes)
         )?;
         if self.cpi_warnings.count > 0 {
             write!(f, "\nwarning: {}", self.cpi_warnings)?;
@@ -85,8 +90,11 @@ impl fmt::Display for BuildSummary {
 
 /// `pir-server build`: validate every line, build, write.
 pub fn build(args: &BuildArgs) -> Result<BuildSummary, DpError> {
+    // What can be refused at once is, before the long work.
+    check_out_dir(&args.out)?;
     let trust = TrustStore::from_file(&args.trust)?;
-    let read = read_mappings(&args.mappings, &trust)?;
+    let dp_key = args.dp_key.as_deref().map(read_dp_key).transpose()?;
+    let read = read_mappings_shown(&args.mappings, &trust, args.progress)?;
     let skipped_invalid = refuse_or_skip(&args.mappings, read.invalid, args.skip_invalid)?;
     let cpi_warnings = CpiWarnings::collect(read.mappings.iter().map(|m| &m.mapping().fields.cpi));
     let now = pir_core::unix_now();
@@ -97,18 +105,22 @@ pub fn build(args: &BuildArgs) -> Result<BuildSummary, DpError> {
         scheme: args.scheme,
     };
     let start = Instant::now();
-    let bar = progress_bar(0, args.progress, "encoding");
-    // The item count is known once the builder has chosen the shape.
+    // Laying out has no count; the items to encode are known once the shape is chosen.
+    let bar = spinner(args.progress, "laying out");
     let (snapshot, report) = Snapshot::build_verified(read.mappings, &opts, &|done, total| {
-        bar.set_length(total as u64);
+        bar.set_message("encoding");
+        count_on(&bar, total as u64);
         bar.set_position(done as u64);
     })?;
     bar.finish_and_clear();
     let mut snapshot = snapshot;
-    if let Some(key) = &args.dp_key {
-        snapshot.sign(&read_dp_key(key)?)?;
+    if let Some(key) = &dp_key {
+        snapshot.sign(key)?;
     }
-    snapshot.write(&args.out)?;
+    let bar = spinner(args.progress, &format!("writing {}", args.out.display()));
+    let written = snapshot.write(&args.out);
+    bar.finish_and_clear();
+    written?;
     let file_bytes = snapshot.file_len()?;
     Ok(BuildSummary {
         out: args.out.clone(),

@@ -41,12 +41,41 @@ pub enum DpError {
         snapshot: PathBuf,
     },
     /// A snapshot that is intact but not signed by one of the trusted DP keys.
-    #[error("refused: {}: {reason}", path.display())]
+    #[error("refused: {}: {reason}; {}", path.display(), RefusalHint { reason, dp_pub })]
     Refused {
         /// The snapshot file.
         path: PathBuf,
         /// Why its signature does not count (unsigned, unknown key, bad signature).
         reason: CoreError,
+        /// The file of trusted DP keys it was checked against (`--dp-pub`).
+        dp_pub: PathBuf,
+    },
+    /// A key file that exists, without leave to overwrite it.
+    #[error("{} already exists: pass --force to overwrite it (the key in it is then lost)", path.display())]
+    KeyFileExists {
+        /// The secret key file.
+        path: PathBuf,
+    },
+    /// An output file in a directory that does not exist.
+    #[error("cannot write {}: the directory {} does not exist (create it first)", out.display(), dir.display())]
+    NoSuchDirectory {
+        /// The file to write.
+        out: PathBuf,
+        /// Its missing directory.
+        dir: PathBuf,
+    },
+    /// An update asked to write over a snapshot file it reads.
+    #[error(
+        "refusing to write {}, which this update reads: write to a new name and rename it into \
+         place once written (a delta needs the file it applies to, so a delta written over it \
+         destroys both)",
+        OverInput { out, input }
+    )]
+    OutputIsInput {
+        /// Where the new snapshot was to be written.
+        out: PathBuf,
+        /// The snapshot (or its base) that the update reads, the same file.
+        input: PathBuf,
     },
     /// An engine error (key and trust files, snapshot files, building, updating).
     #[error(transparent)]
@@ -54,6 +83,22 @@ pub enum DpError {
 }
 
 impl DpError {
+    /// True when a snapshot failed a check: damaged (structure, checksums, a delta without its
+    /// base) or not signed by a trusted DP key. `pir-server` exits with its own code for these.
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            Self::Refused { .. } => true,
+            Self::Core(e) => matches!(
+                e,
+                CoreError::Snapshot { .. }
+                    | CoreError::UnsignedSnapshot
+                    | CoreError::UnknownDpKey(_)
+                    | CoreError::BadSnapshotSignature
+            ),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(op: IoOp, path: &std::path::Path, source: std::io::Error) -> Self {
         Self::Io {
             op,
@@ -113,5 +158,47 @@ impl fmt::Display for InvalidLinesDetails<'_> {
             writeln!(f, "  ... and {} more", self.0.len() - SHOWN)?;
         }
         f.write_str("  (use --skip-invalid to build without them)")
+    }
+}
+
+/// What to do about a [`DpError::Refused`].
+struct RefusalHint<'a> {
+    reason: &'a CoreError,
+    dp_pub: &'a PathBuf,
+}
+
+impl fmt::Display for RefusalHint<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let dp_pub = self.dp_pub.display();
+        match self.reason {
+            CoreError::UnknownDpKey(_) => write!(
+                f,
+                "{dp_pub} does not hold that key: pass the DP's public key with --dp-pub"
+            ),
+            CoreError::UnsignedSnapshot => f.write_str(
+                "sign it with --dp-key when building, or leave out --dp-pub to check only its \
+                 structure and checksums",
+            ),
+            _ => f.write_str(
+                "the header was changed after it was signed: rebuild the snapshot, or restore \
+                 the file the DP signed",
+            ),
+        }
+    }
+}
+
+/// `out` of [`DpError::OutputIsInput`], and the input it is when spelt otherwise.
+struct OverInput<'a> {
+    out: &'a PathBuf,
+    input: &'a PathBuf,
+}
+
+impl fmt::Display for OverInput<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.out.display())?;
+        if self.out != self.input {
+            write!(f, " (the same file as {})", self.input.display())?;
+        }
+        Ok(())
     }
 }

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::{
     error::{DpError, IoOp},
+    human::{Bytes, Percent, Time},
     report,
 };
 
@@ -80,7 +81,6 @@ impl fmt::Display for Description {
         let h = &self.header;
         let s = &h.scheme;
         let sizes = &self.message_sizes;
-        let mib = |b: u64| b as f64 / (1 << 20) as f64;
         let mut line = |k: &str, v: String| writeln!(f, "{k:<22} {v}");
         line("epoch", h.epoch.to_string())?;
         if let Some(base) = &h.base {
@@ -92,7 +92,7 @@ impl fmt::Display for Description {
                 ),
             )?;
         }
-        line("created at", format!("{} (unix)", h.created_at))?;
+        line("created at", Time(h.created_at).to_string())?;
         line("mappings", h.mapping_count.to_string())?;
         line("distinct CPIs", h.cpi_count.to_string())?;
         line(
@@ -126,24 +126,21 @@ impl fmt::Display for Description {
             "keyword layout",
             format!("v{}, {} buckets", h.layout.version, h.layout.num_buckets),
         )?;
-        line("record bytes", format!("{:.2} MiB", mib(h.record_bytes)))?;
-        line("capacity", format!("{:.2} MiB", mib(s.capacity_bytes())))?;
+        line("record bytes", Bytes(h.record_bytes).to_string())?;
+        line("capacity", Bytes(s.capacity_bytes()).to_string())?;
         line(
             "packing efficiency",
-            format!("{:.3}", h.packing_efficiency()),
+            Percent(h.packing_efficiency()).to_string(),
         )?;
-        line(
-            "database (NTT)",
-            format!("{:.1} MiB", mib(s.db_words() as u64 * 8)),
-        )?;
-        line("file", format!("{:.1} MiB", mib(self.file_bytes)))?;
+        line("database (NTT)", Bytes(s.db_words() as u64 * 8).to_string())?;
+        line("file", Bytes(self.file_bytes).to_string())?;
         line(
             "message sizes",
             format!(
-                "public keys {:.2} MiB, query {} KiB, response {} KiB",
-                mib(sizes.public_keys as u64),
-                sizes.query / 1024,
-                sizes.response / 1024
+                "public keys {}, query {}, response {}",
+                Bytes(sizes.public_keys as u64),
+                Bytes(sizes.query as u64),
+                Bytes(sizes.response as u64)
             ),
         )?;
         line(

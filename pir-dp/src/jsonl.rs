@@ -12,15 +12,31 @@ use pir_core::{
 };
 use rayon::prelude::*;
 
-use crate::error::{DpError, InvalidLine, IoOp};
+use crate::{
+    error::{DpError, InvalidLine, IoOp},
+    progress::{open_behind_bar, progress_bar},
+};
 
 /// Writes mappings as JSON Lines.
 pub fn write_jsonl(path: &Path, mappings: &[Mapping]) -> Result<(), DpError> {
+    write_jsonl_shown(path, mappings, false)
+}
+
+/// [`write_jsonl`], with a bar over the lines written when `show`.
+pub(crate) fn write_jsonl_shown(
+    path: &Path,
+    mappings: &[Mapping],
+    show: bool,
+) -> Result<(), DpError> {
+    let bar = progress_bar(mappings.len() as u64, show, "writing");
     let io = |e| DpError::io(IoOp::Writing, path, e);
-    let mut w = BufWriter::new(File::create(path).map_err(io)?);
+    let file = File::create(path).map_err(|e| DpError::io(IoOp::Creating, path, e))?;
+    let mut w = BufWriter::new(file);
     for m in mappings {
         writeln!(w, "{}", m.to_json_line()).map_err(io)?;
+        bar.inc(1);
     }
+    bar.finish_and_clear();
     w.flush().map_err(io)
 }
 
@@ -33,22 +49,27 @@ pub struct ReadMappings {
 }
 
 /// Parses every non-blank line of a file in parallel; returns the values and each line that
-/// failed.
+/// failed. With `show`, bars over the bytes read and the lines checked.
 fn read_lines<T: Send>(
     path: &Path,
+    show: bool,
     parse: impl Fn(&str) -> Result<T, CoreError> + Sync,
 ) -> Result<(Vec<T>, Vec<InvalidLine>), DpError> {
-    let file = File::open(path).map_err(|e| DpError::io(IoOp::Opening, path, e))?;
-    let lines: Vec<String> = BufReader::new(file)
+    let (reader, bar, _) = open_behind_bar(path, show, "reading")?;
+    let lines: Vec<String> = BufReader::new(reader)
         .lines()
         .collect::<Result<_, _>>()
         .map_err(|e| DpError::io(IoOp::Reading, path, e))?;
+    bar.finish_and_clear();
+    let bar = progress_bar(lines.len() as u64, show, "verifying");
     let results: Vec<(usize, Result<T, CoreError>)> = lines
         .par_iter()
         .enumerate()
+        .inspect(|_| bar.inc(1))
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(i, line)| (i + 1, parse(line)))
         .collect();
+    bar.finish_and_clear();
     let mut good = Vec::with_capacity(results.len());
     let mut invalid = Vec::new();
     for (line, r) in results {
@@ -62,7 +83,16 @@ fn read_lines<T: Send>(
 
 /// Reads and verifies every line of a mappings file (blank lines are skipped).
 pub fn read_mappings(path: &Path, trust: &TrustStore) -> Result<ReadMappings, DpError> {
-    let (mappings, invalid) = read_lines(path, |line| {
+    read_mappings_shown(path, trust, false)
+}
+
+/// [`read_mappings`], with progress when `show`.
+pub(crate) fn read_mappings_shown(
+    path: &Path,
+    trust: &TrustStore,
+    show: bool,
+) -> Result<ReadMappings, DpError> {
+    let (mappings, invalid) = read_lines(path, show, |line| {
         Mapping::from_json_line(line).and_then(|m| VerifiedMapping::new(m, trust))
     })?;
     Ok(ReadMappings { mappings, invalid })
@@ -73,7 +103,16 @@ pub fn read_delta(
     path: &Path,
     trust: &TrustStore,
 ) -> Result<(Vec<DeltaOp>, Vec<InvalidLine>), DpError> {
-    read_lines(path, |line| {
+    read_delta_shown(path, trust, false)
+}
+
+/// [`read_delta`], with progress when `show`.
+pub(crate) fn read_delta_shown(
+    path: &Path,
+    trust: &TrustStore,
+    show: bool,
+) -> Result<(Vec<DeltaOp>, Vec<InvalidLine>), DpError> {
+    read_lines(path, show, |line| {
         Ok(match DeltaLine::from_json_line(line)? {
             DeltaLine::Upsert(m) => DeltaOp::Upsert(Box::new(VerifiedMapping::new(*m, trust)?)),
             DeltaLine::Remove { cpi, msp } => DeltaOp::Remove { cpi, msp },

@@ -10,9 +10,13 @@ use std::{
 
 use pir_core::{DpKey, IssuerKey};
 
-use crate::error::{DpError, IoOp};
+use crate::{
+    error::{DpError, IoOp},
+    paths::check_out_dir,
+};
 
-/// Writes `text` to a new file readable by its owner only.
+/// Writes `text` to a new file readable by its owner only (over an existing one only with
+/// `overwrite`).
 pub fn write_private(path: &Path, text: &str, overwrite: bool) -> Result<(), DpError> {
     let mut opts = OpenOptions::new();
     opts.write(true).mode(0o600);
@@ -21,9 +25,13 @@ pub fn write_private(path: &Path, text: &str, overwrite: bool) -> Result<(), DpE
     } else {
         opts.create_new(true);
     }
-    let mut f = opts
-        .open(path)
-        .map_err(|e| DpError::io(IoOp::Creating, path, e))?;
+    check_out_dir(path)?;
+    let mut f = opts.open(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => DpError::KeyFileExists {
+            path: path.to_path_buf(),
+        },
+        _ => DpError::io(IoOp::Creating, path, e),
+    })?;
     f.write_all(text.as_bytes())
         .map_err(|e| DpError::io(IoOp::Writing, path, e))
 }

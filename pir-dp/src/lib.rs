@@ -13,16 +13,19 @@
 //!
 //! Where each job lives: keys and key files in `keys.rs`, synthetic mappings in `synth.rs`,
 //! reading and writing JSON Lines (with line numbers) in `jsonl.rs`, `build.rs`, `update.rs`,
-//! `verify.rs`, `inspect.rs`, the progress bar in `progress.rs`, and the one error type in
-//! `error.rs`.
+//! `verify.rs`, `inspect.rs`, where outputs may go in `paths.rs`, progress bars (and loading a
+//! snapshot behind one) in `progress.rs`, the text form of times and sizes in `human.rs`, the
+//! JSON form of reports in `report.rs`, and the one error type in `error.rs`.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod build;
 mod error;
+mod human;
 mod inspect;
 mod jsonl;
 mod keys;
+mod paths;
 mod progress;
 mod report;
 mod synth;
@@ -37,6 +40,7 @@ pub use keys::{
     dp_keygen, issuer_keygen, public_key_path, read_dp_key, read_issuer_key, write_private,
 };
 pub use progress::progress_bar;
-pub use synth::synth;
-pub use update::{UpdateArgs, UpdateSummary, update};
-pub use verify::{Verified, verify};
+pub use report::Report;
+pub use synth::{SynthArgs, SynthSummary, synth, synth_to_file};
+pub use update::{UpdateArgs, UpdateRun, UpdateSummary, update, update_with};
+pub use verify::{DpSignature, Verified, verify};

@@ -2,11 +2,44 @@
 //! written through a small mirror struct holding the fields a report reader needs.
 
 use pir_core::{
-    SchemeParams, SnapshotHeader,
+    CoreError, SchemeParams, SnapshotHeader,
     identity::{CpiWarnings, IssuerId},
     snapshot::{BuildReport, UpdateReport},
 };
 use serde::{Serialize, Serializer};
+
+use crate::error::{DpError, IoOp};
+
+/// A step's report as the command line prints it: text for people, or with `--json` one JSON
+/// object (on one line) for scripts. Every report of this crate is one.
+pub trait Report: std::fmt::Display + Serialize {
+    /// The text to print, without a final newline.
+    fn render(&self, json: bool) -> Result<String, DpError> {
+        if json {
+            serde_json::to_string(self)
+                .map_err(|_| DpError::Core(CoreError::Internal("a report that is not JSON")))
+        } else {
+            Ok(self.to_string().trim_end_matches('\n').to_owned())
+        }
+    }
+
+    /// Prints [`Report::render`] and a newline on stdout; a closed pipe (`| head`) is not an
+    /// error.
+    fn print(&self, json: bool) -> Result<(), DpError> {
+        use std::io::Write;
+        let text = self.render(json)?;
+        match writeln!(std::io::stdout().lock(), "{text}") {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(DpError::Io {
+                op: IoOp::Writing,
+                path: "<stdout>".into(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl<T: std::fmt::Display + Serialize> Report for T {}
 
 /// Checksums in reports are lower-case hex; key ids are spelt as everywhere (base64url).
 pub(crate) fn hex(bytes: &[u8]) -> String {

@@ -1,9 +1,67 @@
 //! Realistic synthetic signed mappings, for demos, tests and benchmarks.
 
-use crate::error::DpError;
+use std::{fmt, path::PathBuf};
+
+use indicatif::ProgressBar;
 use pir_core::{Cpi, IssuerKey, Mapping, MappingFields, SigningKey};
 use rand::{Rng, SeedableRng, rngs::StdRng, seq::SliceRandom};
 use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::{
+    error::DpError, jsonl::write_jsonl_shown, keys::read_issuer_key, paths::check_out_dir,
+    progress::progress_bar,
+};
+
+/// Options of `pir-server synth`.
+#[derive(Clone, Debug)]
+pub struct SynthArgs {
+    /// Number of mappings.
+    pub count: usize,
+    /// The issuer's secret key file, which signs them.
+    pub issuer_key: PathBuf,
+    /// The JSON Lines file to write.
+    pub out: PathBuf,
+    /// RNG seed (same seed and time, same output).
+    pub seed: u64,
+    /// Show progress.
+    pub progress: bool,
+}
+
+/// What `synth` wrote. Displays as `pir-server synth` reports it.
+#[derive(Debug, Serialize)]
+pub struct SynthSummary {
+    /// The file written.
+    pub out: PathBuf,
+    /// Mappings in it.
+    pub mappings: usize,
+}
+
+impl fmt::Display for SynthSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} mappings written to {}",
+            self.mappings,
+            self.out.display()
+        )
+    }
+}
+
+/// `pir-server synth`: synthetic mappings, signed by the issuer key, written as JSON Lines.
+pub fn synth_to_file(args: &SynthArgs) -> Result<SynthSummary, DpError> {
+    check_out_dir(&args.out)?;
+    let issuer = read_issuer_key(&args.issuer_key)?;
+    let bar = progress_bar(args.count as u64, args.progress, "signing");
+    let mappings = synth_shown(args.count, &issuer, args.seed, pir_core::unix_now(), &bar);
+    bar.finish_and_clear();
+    let mappings = mappings?;
+    write_jsonl_shown(&args.out, &mappings, args.progress)?;
+    Ok(SynthSummary {
+        out: args.out.clone(),
+        mappings: mappings.len(),
+    })
+}
 
 const MSPS: [&str; 8] = [
     "chat.example",
@@ -95,6 +153,17 @@ pub fn synth(
     seed: u64,
     now: u64,
 ) -> Result<Vec<Mapping>, DpError> {
+    synth_shown(count, issuer, seed, now, &ProgressBar::hidden())
+}
+
+/// [`synth`], counting the mappings signed on `bar`.
+fn synth_shown(
+    count: usize,
+    issuer: &IssuerKey,
+    seed: u64,
+    now: u64,
+    bar: &ProgressBar,
+) -> Result<Vec<Mapping>, DpError> {
     // Decide how many MSPs each CPI has first (cheap, sequential), then build in parallel with one
     // RNG per CPI so the output does not depend on thread scheduling.
     let mut plan = Vec::new();
@@ -142,6 +211,7 @@ pub fn synth(
                         not_after,
                     )
                     .and_then(|fields| fields.sign(issuer, user.as_ref()))
+                    .inspect(|_| bar.inc(1))
                 })
                 .collect::<Vec<_>>()
         })

@@ -6,10 +6,18 @@ use std::{
     time::Instant,
 };
 
-use pir_core::{Snapshot, SnapshotHeader, TrustStore, UpdateOptions, snapshot::UpdateReport};
+use pir_core::{DpKeys, SnapshotHeader, TrustStore, UpdateOptions, snapshot::UpdateReport};
 use serde::Serialize;
 
-use crate::{error::DpError, jsonl::read_delta, jsonl::refuse_or_skip, keys::read_dp_key, report};
+use crate::{
+    error::DpError,
+    human::Secs,
+    jsonl::{read_delta_shown, refuse_or_skip},
+    keys::read_dp_key,
+    paths::{base_beside, check_out_dir, same_dir, same_file},
+    progress::{load_snapshot, spinner},
+    report,
+};
 
 /// Options of `pir-server update`.
 #[derive(Clone, Debug)]
@@ -30,6 +38,15 @@ pub struct UpdateArgs {
     pub dp_key: Option<PathBuf>,
     /// Write a self-contained full snapshot instead of a delta of the old one.
     pub full: bool,
+}
+
+/// How `pir-server update` runs beyond what [`UpdateArgs`] computes.
+#[derive(Clone, Debug, Default)]
+pub struct UpdateRun {
+    /// Refuse a snapshot to start from that is not signed by a DP key in this file.
+    pub dp_pub: Option<PathBuf>,
+    /// Show progress.
+    pub progress: bool,
 }
 
 /// What `update` did. Displays as `pir-server update` reports it.
@@ -66,8 +83,8 @@ impl fmt::Display for UpdateSummary {
         write!(
             f,
             "updated epoch {} -> {} into {} ({}): {} operations ({} upserts, {} removed, {} removals \
-             matched nothing, {} expired dropped), {} of {} items re-encoded; load {:.2} s, \
-             apply {:.2} s, write {:.2} s",
+             matched nothing, {} expired dropped), {} of {} items re-encoded; load {}, \
+             apply {}, write {}",
             self.old_epoch,
             self.header.epoch,
             self.out.display(),
@@ -83,32 +100,46 @@ impl fmt::Display for UpdateSummary {
             r.expired_dropped,
             r.items_reencoded,
             self.header.scheme.num_items(),
-            self.load_secs,
-            self.apply_secs,
-            self.write_secs
+            Secs(self.load_secs),
+            Secs(self.apply_secs),
+            Secs(self.write_secs)
         )
     }
 }
 
 /// `pir-server update`: apply a delta to a snapshot, re-encoding only the changed items.
 pub fn update(args: &UpdateArgs) -> Result<UpdateSummary, DpError> {
-    let trust = TrustStore::from_file(&args.trust)?;
-    let (ops, invalid) = read_delta(&args.delta, &trust)?;
-    let skipped_invalid = refuse_or_skip(&args.delta, invalid, args.skip_invalid)?;
-    let dp_key = args.dp_key.as_deref().map(read_dp_key).transpose()?;
+    update_with(args, &UpdateRun::default())
+}
+
+/// [`update`], checking the snapshot it starts from against `run.dp_pub` and showing progress.
+pub fn update_with(args: &UpdateArgs, run: &UpdateRun) -> Result<UpdateSummary, DpError> {
+    // What can be refused at once is, before the long work.
+    check_out_dir(&args.out)?;
+    refuse_writing_over_input(args)?;
     if !args.full && !same_dir(&args.snapshot, &args.out) {
         return Err(DpError::DeltaNotBeside {
             out: args.out.clone(),
             snapshot: args.snapshot.clone(),
         });
     }
+    let trust = TrustStore::from_file(&args.trust)?;
+    let dp_keys = run.dp_pub.as_deref().map(DpKeys::from_file).transpose()?;
+    let dp_key = args.dp_key.as_deref().map(read_dp_key).transpose()?;
+    let (ops, invalid) = read_delta_shown(&args.delta, &trust, run.progress)?;
+    let skipped_invalid = refuse_or_skip(&args.delta, invalid, args.skip_invalid)?;
     let t = Instant::now();
     // A delta needs only the old buckets; a full snapshot needs the whole database.
-    let old = if args.full {
-        Snapshot::load(&args.snapshot)?
-    } else {
-        Snapshot::load_plaintext(&args.snapshot)?
-    };
+    let old = load_snapshot(&args.snapshot, args.full, run.progress)?;
+    if let (Some(keys), Some(dp_pub)) = (&dp_keys, &run.dp_pub) {
+        old.header()
+            .verify_signature(keys)
+            .map_err(|reason| DpError::Refused {
+                path: args.snapshot.clone(),
+                reason,
+                dp_pub: dp_pub.clone(),
+            })?;
+    }
     let load_secs = t.elapsed().as_secs_f64();
     let old_epoch = old.header().epoch;
     let now = pir_core::unix_now();
@@ -118,16 +149,24 @@ pub fn update(args: &UpdateArgs) -> Result<UpdateSummary, DpError> {
     };
     let operations = ops.len();
     let t = Instant::now();
-    let (mut new, report) = old.update(ops, &opts)?;
-    if args.full && new.is_delta() {
-        new.compact()?;
-    }
-    if let Some(key) = &dp_key {
-        new.sign(key)?;
-    }
+    let bar = spinner(run.progress, &format!("applying {operations} operations"));
+    let applied = old.update(ops, &opts).and_then(|(mut new, report)| {
+        if args.full && new.is_delta() {
+            new.compact()?;
+        }
+        if let Some(key) = &dp_key {
+            new.sign(key)?;
+        }
+        Ok((new, report))
+    });
+    bar.finish_and_clear();
+    let (new, report) = applied?;
     let apply_secs = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    new.write(&args.out)?;
+    let bar = spinner(run.progress, &format!("writing {}", args.out.display()));
+    let written = new.write(&args.out);
+    bar.finish_and_clear();
+    written?;
     Ok(UpdateSummary {
         out: args.out.clone(),
         skipped_invalid,
@@ -141,11 +180,26 @@ pub fn update(args: &UpdateArgs) -> Result<UpdateSummary, DpError> {
     })
 }
 
-/// Whether two files are in the same directory (a delta names its base by file name).
-fn same_dir(a: &Path, b: &Path) -> bool {
-    let dir = |p: &Path| {
-        let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
-        std::fs::canonicalize(parent.unwrap_or_else(|| Path::new("."))).ok()
+/// Refuses an `--out` that is the snapshot the update reads, or (for a delta) its base: the
+/// rename would replace a file the new snapshot, or the old one, still needs.
+fn refuse_writing_over_input(args: &UpdateArgs) -> Result<(), DpError> {
+    let refuse = |input: &Path| {
+        Err(DpError::OutputIsInput {
+            out: args.out.clone(),
+            input: input.to_path_buf(),
+        })
     };
-    dir(a).is_some() && dir(a) == dir(b)
+    if same_file(&args.out, &args.snapshot) {
+        return refuse(&args.snapshot);
+    }
+    // A missing or unreadable snapshot is reported when it is loaded.
+    if let Ok(header) = pir_core::Snapshot::read_header(&args.snapshot)
+        && let Some(base) = header.base
+    {
+        let base = base_beside(&args.snapshot, &base.file);
+        if same_file(&args.out, &base) {
+            return refuse(&base);
+        }
+    }
+    Ok(())
 }

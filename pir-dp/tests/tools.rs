@@ -175,7 +175,7 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         dp_key: Some(dp_key.clone()),
     })
     .unwrap();
-    tools::verify(&old, &tools::public_key_path(&dp_key)).unwrap();
+    tools::verify(&old, Some(&tools::public_key_path(&dp_key)), false).unwrap();
 
     let fresh = tools::synth(3, &issuer, 99, pir_core::unix_now()).unwrap();
     let delta = dir.path().join("delta.jsonl");
@@ -229,11 +229,11 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     assert_eq!(s.report.upserts, 1);
     assert!(s.report.removed >= 1);
     assert!(s.header.epoch > 5);
-    let verified = tools::verify(&new, &tools::public_key_path(&dp_key)).unwrap();
+    let verified = tools::verify(&new, Some(&tools::public_key_path(&dp_key)), false).unwrap();
     assert_eq!(
         verified.to_string(),
         format!(
-            "{}: intact, epoch {}, signed by trusted DP key",
+            "{}: intact (structure and checksums), epoch {}, signed by trusted DP key {dp_id}",
             new.display(),
             s.header.epoch
         )
@@ -280,7 +280,7 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     // Another DP key does not verify it.
     let other = dir.path().join("other.key");
     tools::dp_keygen(&other, false).unwrap();
-    let err = tools::verify(&new, &tools::public_key_path(&other)).unwrap_err();
+    let err = tools::verify(&new, Some(&tools::public_key_path(&other)), false).unwrap_err();
     assert!(
         matches!(
             &err,

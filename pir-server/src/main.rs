@@ -11,7 +11,8 @@ use serve_args::ServeArgs;
 #[derive(Parser)]
 #[command(
     version,
-    about = "Private discovery lookups over Spiral PIR: server and DP tooling"
+    about = "Private discovery lookups over Spiral PIR: server and DP tooling",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// Log format on stderr.
@@ -23,6 +24,14 @@ struct Cli {
     verbose: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How `build`, `update`, `verify` and `inspect` report.
+#[derive(Args)]
+struct ReportArgs {
+    /// Print one JSON object on stdout instead of text (errors still go to stderr, as text).
+    #[arg(long)]
+    json: bool,
 }
 
 /// What `build` and `update` share: what to trust, where to write, how strict to be.
@@ -57,6 +66,7 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Apply a delta (signed mappings to insert or replace, removals) to a snapshot, re-encoding
     /// only the items that change. Layout and parameters stay, so clients' keys stay valid.
+    #[command(after_help = EXIT_CODES)]
     Update {
         /// The snapshot to start from.
         #[arg(long)]
@@ -70,14 +80,24 @@ enum Command {
         /// that refers to the old snapshot beside it.
         #[arg(long)]
         full: bool,
+        /// Refuse to start from a snapshot not signed by a DP key in this file.
+        #[arg(long)]
+        dp_pub: Option<PathBuf>,
+        #[command(flatten)]
+        report: ReportArgs,
     },
-    /// Check a snapshot file completely and its DP signature.
+    /// Check a snapshot file completely (structure and checksums, a delta with its base) and,
+    /// with --dp-pub, its DP signature.
+    #[command(after_help = EXIT_CODES)]
     Verify {
         /// The snapshot file.
         snapshot: PathBuf,
-        /// Trusted DP public keys.
+        /// Trusted DP public keys: refuse a snapshot not signed by one. Without it the signature
+        /// is not checked (and the report says so).
         #[arg(long)]
-        dp_pub: PathBuf,
+        dp_pub: Option<PathBuf>,
+        #[command(flatten)]
+        report: ReportArgs,
     },
     /// Generate a DP signing key (owner-only file) and its public key beside it (.pub).
     DpKeygen {
@@ -113,6 +133,7 @@ enum Command {
         seed: u64,
     },
     /// Build a snapshot from a JSON Lines file of signed mappings.
+    #[command(after_help = EXIT_CODES)]
     Build {
         /// Input mappings.
         #[arg(long)]
@@ -122,11 +143,16 @@ enum Command {
         /// Use the small test-only shape (NOT vetted; for experiments).
         #[arg(long)]
         danger_test_params: bool,
+        #[command(flatten)]
+        report: ReportArgs,
     },
-    /// Describe a snapshot file: header, shape, parameters, sizes, packing efficiency.
+    /// Describe a snapshot file from its header: shape, parameters, sizes, packing efficiency.
+    #[command(after_help = EXIT_CODES)]
     Inspect {
         /// The snapshot file.
         snapshot: PathBuf,
+        #[command(flatten)]
+        report: ReportArgs,
     },
     /// Write a TLS certificate and key for test deployments: a self-signed leaf certificate,
     /// or with --ca-out a fresh CA and a leaf it issues. Clients trust the leaf (or the CA).
@@ -225,7 +251,31 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            ExitCode::FAILURE
+            e.exit_code()
+        }
+    }
+}
+
+/// The exit codes, as `--help` lists them.
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  error: the command could not do its job (a file missing, unreadable or unwritable, a bad
+     key file, invalid input lines, a refused option)
+  2  usage: the command line is wrong (an unknown flag, a missing argument)
+  3  refused: a snapshot that update, verify or inspect read failed verification (damaged:
+     structure or checksums, or a delta whose base is not the file it was made from; or not
+     signed by a DP key in --dp-pub)";
+
+/// Exit code 3 of [`EXIT_CODES`].
+const EXIT_REFUSED: u8 = 3;
+
+impl CliError {
+    /// This error's exit code (see [`EXIT_CODES`]; clap exits with 2 itself).
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Dp(e) if e.is_refusal() => ExitCode::from(EXIT_REFUSED),
+            _ => ExitCode::FAILURE,
         }
     }
 }
@@ -255,8 +305,10 @@ fn run(command: Command) -> Result<(), CliError> {
             delta,
             output,
             full,
+            dp_pub,
+            report,
         } => {
-            let summary = pir_dp::update(&pir_dp::UpdateArgs {
+            let args = pir_dp::UpdateArgs {
                 snapshot,
                 delta,
                 trust: output.trust,
@@ -265,13 +317,21 @@ fn run(command: Command) -> Result<(), CliError> {
                 epoch: output.epoch,
                 dp_key: output.dp_key,
                 full,
-            })?;
-            println!("{summary}");
-            Ok(())
+            };
+            let run = pir_dp::UpdateRun {
+                dp_pub,
+                progress: true,
+            };
+            let summary = pir_dp::update_with(&args, &run)?;
+            Ok(pir_dp::Report::print(&summary, report.json)?)
         }
-        Command::Verify { snapshot, dp_pub } => {
-            println!("{}", pir_dp::verify(&snapshot, &dp_pub)?);
-            Ok(())
+        Command::Verify {
+            snapshot,
+            dp_pub,
+            report,
+        } => {
+            let verified = pir_dp::verify(&snapshot, dp_pub.as_deref(), true)?;
+            Ok(pir_dp::Report::print(&verified, report.json)?)
         }
         Command::IssuerKeygen { out, force } => {
             let id = pir_dp::issuer_keygen(&out, force)?.id();
@@ -289,16 +349,23 @@ fn run(command: Command) -> Result<(), CliError> {
             out,
             seed,
         } => {
-            let issuer = pir_dp::read_issuer_key(&issuer_key)?;
-            let mappings = pir_dp::synth(count, &issuer, seed, pir_core::unix_now())?;
-            pir_dp::write_jsonl(&out, &mappings)?;
-            println!("{} mappings written to {}", mappings.len(), out.display());
-            Ok(())
+            let args = pir_dp::SynthArgs {
+                count,
+                issuer_key,
+                out,
+                seed,
+                progress: true,
+            };
+            Ok(pir_dp::Report::print(
+                &pir_dp::synth_to_file(&args)?,
+                false,
+            )?)
         }
         Command::Build {
             mappings,
             output,
             danger_test_params,
+            report,
         } => {
             let summary = pir_dp::build(&pir_dp::BuildArgs {
                 mappings,
@@ -310,11 +377,11 @@ fn run(command: Command) -> Result<(), CliError> {
                 progress: true,
                 dp_key: output.dp_key,
             })?;
-            println!("{summary}");
-            Ok(())
+            Ok(pir_dp::Report::print(&summary, report.json)?)
         }
-        Command::Inspect { snapshot } => {
-            print!("{}", pir_dp::inspect(&snapshot)?);
+        Command::Inspect { snapshot, report } => {
+            let description = pir_dp::inspect(&snapshot)?;
+            pir_dp::Report::print(&description, report.json)?;
             Ok(())
         }
         Command::TlsSelfsigned {

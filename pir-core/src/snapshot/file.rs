@@ -117,7 +117,9 @@ impl Snapshot {
             .join(&base.file);
         // Checked before loading, so a delta naming itself (or another delta) cannot recurse.
         if Self::read_header(&base_path)?.base.is_some() {
-            return Err(in_file(CoreError::snapshot(SnapshotError::BaseIsDelta)));
+            return Err(in_file(CoreError::snapshot(SnapshotError::BaseIsDelta {
+                base: base_path,
+            })));
         }
         let mut full = Self::load_impl(&base_path, with_db)?;
         if full.origin.as_ref().map(|o| o.header_hash) != Some(base.header_hash) {
