@@ -151,7 +151,8 @@ fn mappings_of_untrusted_issuers_are_skipped_and_counted() {
     let client = LookupClient::new(snapshot.config(), wrong_trust).unwrap();
     let result = lookup_at(&snapshot, &client, "tel:+14155550100", NOW);
     assert!(!result.found());
-    assert_eq!(result.untrusted, [pir_core::testing::issuer().id()]);
+    // The number has three mappings in the sample, all from the one issuer.
+    assert_eq!(result.untrusted, [pir_core::testing::issuer().id(); 3]);
     // Trusting both issuers shows it again.
     let mut both = trust();
     both.add(other_issuer().verifying_key()).unwrap();
