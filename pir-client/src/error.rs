@@ -60,6 +60,14 @@ pub enum ClientError {
         /// `https://` one).
         server_speaks_tls: bool,
     },
+    /// The server's TLS certificate was refused.
+    #[error("{url}: {problem}")]
+    Certificate {
+        /// The server address.
+        url: String,
+        /// What is wrong with the certificate.
+        problem: CertificateProblem,
+    },
     /// The connection to the server could not be made or broke.
     #[error("cannot reach {url}: {}", chain(.source))]
     Transport {
@@ -100,6 +108,47 @@ pub enum ClientError {
     /// A broken invariant. Always a bug.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why the server's TLS certificate was refused, from rustls's verdict.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CertificateProblem {
+    /// Not signed by a CA this client trusts.
+    #[error(
+        "the server's certificate is not signed by a CA this client trusts: pass the CA's \
+         certificate with --ca (ClientOptions::tls_ca)"
+    )]
+    UnknownIssuer,
+    /// Issued for another host name.
+    #[error(
+        "the server's certificate is not valid for this host name: connect by a name it was \
+         issued for"
+    )]
+    WrongName,
+    /// Expired.
+    #[error("the server's certificate has expired: the server must renew it")]
+    Expired,
+    /// Not valid yet (or this machine's clock is behind).
+    #[error("the server's certificate is not valid yet: check this machine's clock")]
+    NotYetValid,
+    /// Another refusal, as rustls words it.
+    #[error("the server's certificate was refused: {0}")]
+    Other(String),
+}
+
+impl CertificateProblem {
+    /// The problem named in a transport error's text, if it is a certificate refusal.
+    fn of(text: &str) -> Option<Self> {
+        let (_, verdict) = text.split_once("invalid peer certificate: ")?;
+        Some(match verdict.split([':', ' ']).next().unwrap_or_default() {
+            "UnknownIssuer" => Self::UnknownIssuer,
+            "NotValidForName" | "NotValidForNameContext" => Self::WrongName,
+            "Expired" | "ExpiredContext" => Self::Expired,
+            "NotValidYet" | "NotValidYetContext" => Self::NotYetValid,
+            other => Self::Other(other.to_owned()),
+        })
+    }
 }
 
 /// A status as `CODE_NAME: message` (a rate limit's message says when to retry; programs read
@@ -168,6 +217,9 @@ impl ClientError {
                 url,
                 server_speaks_tls: false,
             };
+        }
+        if let Some(problem) = CertificateProblem::of(&text) {
+            return Self::Certificate { url, problem };
         }
         Self::Transport { url, source }
     }

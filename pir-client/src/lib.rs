@@ -37,7 +37,7 @@ pub use address::{AddressError, ServerAddress};
 pub use client::{
     ClientOptions, DEFAULT_MAX_MESSAGE_BYTES, LookupOutcome, MAX_ATTEMPTS, PirClient, fetch_config,
 };
-pub use error::{ClientError, Result, code_name};
+pub use error::{CertificateProblem, ClientError, Result, code_name};
 pub use keyfile::{KEY_FILE_MAGIC, KEY_FILE_VERSION, KeyFile, StoredKeys};
 pub use render::{
     error_json, error_text, human_bytes, info_json, info_text, outcome_json, outcome_text,

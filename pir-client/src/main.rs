@@ -14,10 +14,14 @@ use pir_client::{ClientOptions, PirClient};
 use pir_core::{CoreError, Cpi, TrustStore};
 use tracing_subscriber::EnvFilter;
 
+/// What the exit status says, shown in `--help`.
+const EXIT_CODES: &str = "Exit codes: 0 every lookup answered (found or not); 1 a lookup failed \
+or the server could not be reached or used (bench: every lookup failed); 2 usage error.";
+
 /// Private discovery lookups: which messaging providers can reach a phone number or an email
 /// address, asked so that the server cannot tell which one.
 #[derive(Debug, Parser)]
-#[command(name = "pir-client", version, about)]
+#[command(name = "pir-client", version, about, after_help = EXIT_CODES)]
 struct Cli {
     /// More logging on stderr (-v: info, -vv: debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -66,7 +70,8 @@ struct LookupArgs {
     /// Seconds to wait for each answer (none by default).
     #[arg(long, value_name = "SECS")]
     timeout: Option<u64>,
-    /// CPIs: tel:+14155550100, mailto:alice@example.com.
+    /// CPIs to look up: tel:+14155550100 (E.164) or mailto:Alice@example.com (the part before @
+    /// is case-sensitive; the domain is not, and may be internationalised).
     #[arg(value_name = "CPI", required = true, value_parser = parse_cpi)]
     cpis: Vec<Cpi>,
 }
@@ -328,6 +333,18 @@ mod tests {
                 .chain(["--cpis", "c.txt", "--trust", "t.pub"]),
         )
         .unwrap();
+    }
+
+    #[test]
+    fn help_states_the_exit_codes_and_the_cpi_forms() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("Exit codes: 0"), "{help}");
+        let lookup = Cli::command()
+            .find_subcommand_mut("lookup")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(lookup.contains("case-sensitive"), "{lookup}");
     }
 
     #[test]

@@ -426,6 +426,28 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
         "{err:?}"
     );
     assert!(err.to_string().contains("use https://"), "{err}");
+    let err = PirClient::connect(
+        &format!("https://localhost:{tls_port}"),
+        ClientOptions::new(trust()),
+    )
+    .await
+    .unwrap_err();
+    // Without the CA, the certificate's issuer is unknown: say to pass --ca.
+    assert!(
+        matches!(
+            &err,
+            ClientError::Certificate {
+                problem: pir_client::CertificateProblem::UnknownIssuer,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains("pass the CA's certificate with --ca"),
+        "{err}"
+    );
     // The right scheme, in upper case, works.
     PirClient::connect(&format!("HTTPS://localhost:{tls_port}"), with_ca())
         .await
