@@ -197,50 +197,12 @@ pub fn info_text(info: &ConfigIn) -> String {
 
 /// Bytes with a binary unit: `512 B`, `110.2 KiB`, `8.6 MiB`.
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
-    if n < 1024 {
-        return format!("{n} B");
-    }
-    let mut v = n as f64 / 1024.0;
-    let mut unit = 0;
-    while v >= 1024.0 && unit + 1 < UNITS.len() {
-        v /= 1024.0;
-        unit += 1;
-    }
-    format!("{v:.1} {}", UNITS[unit])
+    pir_core::human::Bytes(n).to_string()
 }
 
 /// A unix time as RFC 3339 UTC (`2027-01-15T08:00:00Z`), or `unix:<seconds>` past year 9999.
 pub fn timestamp(unix_seconds: u64) -> String {
-    const SECS_PER_DAY: u64 = 86_400;
-    // 10000-01-01T00:00:00Z: RFC 3339 has four-digit years.
-    const YEAR_10000: u64 = 253_402_300_800;
-    if unix_seconds >= YEAR_10000 {
-        return format!("unix:{unix_seconds}");
-    }
-    let days = (unix_seconds / SECS_PER_DAY) as i64;
-    let secs = unix_seconds % SECS_PER_DAY;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        secs / 3600,
-        secs / 60 % 60,
-        secs % 60
-    )
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
+    pir_core::human::Time(unix_seconds).to_string()
 }
 
 #[cfg(test)]

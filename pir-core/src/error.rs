@@ -53,7 +53,7 @@ pub enum CoreError {
     #[error("user self-signature does not verify")]
     BadUserSignature,
     /// `now` is past the mapping's `not_after`.
-    #[error("mapping expired at {not_after} (now {now})")]
+    #[error("mapping expired at {} (now {})", crate::human::Time(*.not_after), crate::human::Time(*.now))]
     Expired {
         /// End of the validity window, unix seconds.
         not_after: u64,
@@ -61,7 +61,11 @@ pub enum CoreError {
         now: u64,
     },
     /// `now` is before the mapping's `not_before`.
-    #[error("mapping not valid before {not_before} (now {now})")]
+    #[error(
+        "mapping not valid before {} (now {})",
+        crate::human::Time(*.not_before),
+        crate::human::Time(*.now)
+    )]
     NotYetValid {
         /// Start of the validity window, unix seconds.
         not_before: u64,

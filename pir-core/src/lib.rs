@@ -31,6 +31,7 @@ pub mod error;
 pub mod fs;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod human;
 pub mod identity;
 pub mod keyword;
 pub mod lookup;
