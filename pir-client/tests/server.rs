@@ -52,14 +52,15 @@ fn snapshot(epoch: u64, scheme: SchemeParams, bob_msp: &str) -> Snapshot {
 }
 
 async fn start() -> RunningServer {
+    start_with(ServeOptions::default()).await
+}
+
+/// [`start`], with these options.
+async fn start_with(options: ServeOptions) -> RunningServer {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    RunningServer::start(
-        snapshot(1, small(), "chat.example"),
-        addr,
-        ServeOptions::default(),
-    )
-    .await
-    .unwrap()
+    RunningServer::start(snapshot(1, small(), "chat.example"), addr, options)
+        .await
+        .unwrap()
 }
 
 fn cpi(s: &str) -> Cpi {
@@ -349,20 +350,22 @@ async fn bench_with_cpis_finds_and_verifies_them() {
     server.stop().await.unwrap();
 }
 
-/// A CA and a `localhost` leaf certificate it signed.
-fn certificates() -> (String, pir_server::Identity) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
+/// A CA (written to `dir/ca.pem`) and a `localhost` identity it issued, as
+/// `pir-server tls-selfsigned --ca-out` makes them.
+fn certificates(dir: &std::path::Path) -> (std::path::PathBuf, pir_server::Identity) {
+    let request = pir_server::SelfSignedRequest {
+        hosts: vec!["localhost".into()],
+        days: 1,
+        ca_out: Some(dir.join("ca.pem")),
+        cert_out: dir.join("cert.pem"),
+        key_out: dir.join("key.pem"),
+        force: false,
+    };
+    pir_server::tls_selfsigned(&request).unwrap();
+    let read = |name| std::fs::read(dir.join(name)).unwrap();
     (
-        ca.pem(),
-        pir_server::Identity::from_pem(leaf.pem(), leaf_key.serialize_pem()),
+        dir.join("ca.pem"),
+        pir_server::Identity::from_pem(read("cert.pem"), read("key.pem")),
     )
 }
 
@@ -371,10 +374,8 @@ fn certificates() -> (String, pir_server::Identity) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
     let plain = start().await;
-    let (ca_pem, identity) = certificates();
     let dir = tempfile::tempdir().unwrap();
-    let ca = dir.path().join("ca.pem");
-    std::fs::write(&ca, ca_pem).unwrap();
+    let (ca, identity) = certificates(dir.path());
     let tls = RunningServer::start_tls(
         snapshot(1, small(), "chat.example"),
         "127.0.0.1:0".parse().unwrap(),
@@ -459,20 +460,14 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
 /// Over its rate limit, a lookup fails with the canonical code name and the server's wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_lookup_says_when_to_retry() {
-    let options = ServeOptions {
+    let server = start_with(ServeOptions {
         per_key_rate: Some(pir_server::RateLimit {
             burst: 1,
             per_hour: 60,
         }),
         ..ServeOptions::default()
-    };
-    let server = RunningServer::start(
-        snapshot(1, small(), "chat.example"),
-        "127.0.0.1:0".parse().unwrap(),
-        options,
-    )
-    .await
-    .unwrap();
+    })
+    .await;
     let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
         .await
         .unwrap();
@@ -498,20 +493,14 @@ async fn a_rate_limited_lookup_says_when_to_retry() {
 /// A bench whose lookups fail reports the first error, so the operator sees what to fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_reports_its_first_error() {
-    let options = ServeOptions {
+    let server = start_with(ServeOptions {
         per_key_rate: Some(pir_server::RateLimit {
             burst: 1,
             per_hour: 1,
         }),
         ..ServeOptions::default()
-    };
-    let server = RunningServer::start(
-        snapshot(1, small(), "chat.example"),
-        "127.0.0.1:0".parse().unwrap(),
-        options,
-    )
-    .await
-    .unwrap();
+    })
+    .await;
     let dir = tempfile::tempdir().unwrap();
     let options = ClientOptions {
         key_file: Some(dir.path().join("bench.keys")),

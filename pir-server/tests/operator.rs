@@ -168,12 +168,16 @@ fn systemd_notify_pid_file_and_environment_configuration() {
 /// Serves with `args` before `serve` and `env`, makes a gRPC call, stops; the log.
 fn log_of(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     let listen = free_port();
+    // To a file, not a pipe: nobody reads a pipe while the server runs, and a trace-level log
+    // fills one and blocks the server.
+    let log_path = dir.join("serve.log");
+    let log_file = std::fs::File::create(&log_path).unwrap();
     let mut cmd = pir_server(dir);
     cmd.args(args)
         .args(["serve", "--snapshot", "db.pirsnap", "--listen"])
         .arg(listen.to_string())
         .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        .stderr(log_file);
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -189,8 +193,9 @@ fn log_of(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> String {
     });
     signal(&child, "TERM");
     let out = wait(child);
-    assert!(out.status.success(), "{out:?}");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(out.status.success(), "{out:?}\n{log}");
+    log
 }
 
 #[test]
