@@ -1,0 +1,344 @@
+//! Why a PIR message, a bucket, a snapshot file, scheme parameters or a layout was refused.
+
+use std::path::PathBuf;
+
+use super::CoreError;
+use crate::identity::Cpi;
+
+/// A PIR message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum PirMessage {
+    /// A client's query.
+    #[error("query")]
+    Query,
+    /// A client's evaluation keys.
+    #[error("public keys")]
+    PublicKeys,
+    /// A server's response.
+    #[error("response")]
+    Response,
+}
+
+/// Why PIR bytes were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PirBytesError {
+    /// Not the length the parameters give.
+    #[error("{got} bytes, expected {expected}")]
+    Length {
+        /// Bytes the parameters give.
+        expected: usize,
+        /// Bytes received.
+        got: usize,
+    },
+    /// A word at or above the modulus.
+    #[error("word {word} is not reduced modulo q")]
+    Unreduced {
+        /// Its index among the message's words.
+        word: usize,
+    },
+}
+
+/// Why a bucket's plaintext does not decode.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BucketError {
+    /// It ends inside an entry.
+    #[error("truncated entry")]
+    Truncated,
+    /// A text field that is not UTF-8.
+    #[error("text field is not UTF-8")]
+    NotUtf8,
+    /// Flags this version does not know.
+    #[error("unknown entry flags {0:#x}")]
+    UnknownFlags(u8),
+    /// Bytes after the last field of an entry.
+    #[error("trailing bytes in entry")]
+    TrailingBytes,
+}
+
+/// Why a snapshot file was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    /// The first bytes are not the magic.
+    #[error("not a snapshot file (bad magic)")]
+    BadMagic,
+    /// Another format version.
+    #[error("format version {found}, this build reads version {supported}")]
+    Version {
+        /// The file's.
+        found: u32,
+        /// This build's.
+        supported: u32,
+    },
+    /// A header length over the limit.
+    #[error("header length out of range")]
+    HeaderLength,
+    /// The file ends inside a part.
+    #[error("truncated in the {part}")]
+    Truncated {
+        /// Which part: "preamble", "header", "buckets", "database", "delta"...
+        part: &'static str,
+    },
+    /// Shorter than the header says.
+    #[error("truncated: {len} bytes, the header announces {expected}")]
+    Short {
+        /// The file's length.
+        len: u64,
+        /// The length the header gives.
+        expected: u64,
+    },
+    /// Longer than the header says.
+    #[error("{extra} unexpected bytes after the database")]
+    TrailingBytes {
+        /// Bytes too many.
+        extra: u64,
+    },
+    /// The header's checksum does not match.
+    #[error("header checksum mismatch (corrupted header)")]
+    HeaderChecksum,
+    /// The header's bytes do not decode.
+    #[error("header does not decode: {0}")]
+    HeaderDecode(#[source] bincode::error::DecodeError),
+    /// Bytes after the header's fields.
+    #[error("trailing bytes after the header")]
+    HeaderTrailingBytes,
+    /// Parameters this build cannot run.
+    #[error("invalid scheme parameters: {0}")]
+    Params(ParamsError),
+    /// A layout this build cannot use.
+    #[error("invalid keyword layout: {0}")]
+    Layout(LayoutError),
+    /// A layout whose bucket count is not the item count.
+    #[error("bucket count differs from the number of items")]
+    BucketCount,
+    /// The buckets' checksum does not match.
+    #[error("bucket checksum mismatch (corrupted buckets)")]
+    BucketChecksum,
+    /// The database's checksum does not match.
+    #[error("database checksum mismatch (corrupted database)")]
+    DatabaseChecksum,
+    /// A delta with more items than the database.
+    #[error("more delta items than items")]
+    DeltaItemCount,
+    /// A delta whose length does not follow from its item count.
+    #[error("delta of {items} items should be {expected} bytes, the file has {len}")]
+    DeltaLength {
+        /// Items it announces.
+        items: usize,
+        /// Bytes that makes.
+        expected: u64,
+        /// Bytes it has.
+        len: u64,
+    },
+    /// Delta item indices not strictly ascending or out of range.
+    #[error("delta item indices out of order or range")]
+    DeltaIndices,
+    /// The delta's buckets' checksum does not match.
+    #[error("delta bucket checksum mismatch")]
+    DeltaBucketChecksum,
+    /// The delta's words' checksum does not match.
+    #[error("delta database checksum mismatch")]
+    DeltaDatabaseChecksum,
+    /// A base name with a directory in it, or `.`/`..`.
+    #[error("base file name {name:?} is not a plain file name")]
+    BaseName {
+        /// The name as in the header.
+        name: String,
+    },
+    /// The base is a delta too: what is left when a delta is copied over the name of its base.
+    #[error(
+        "its base {} is itself a delta, not a full snapshot: that file was probably overwritten \
+         by a delta (copying a delta over its base destroys the base); restore the full snapshot \
+         or rebuild it with `pir-server build`, and write updates under new names (`update \
+         --full` makes a snapshot that stands alone)",
+        base.display()
+    )]
+    BaseIsDelta {
+        /// The base file.
+        base: PathBuf,
+    },
+    /// The base's header is not the one the delta was made from.
+    #[error("its base {} is not the snapshot it was made from (header differs)", base.display())]
+    BaseDiffers {
+        /// The base file.
+        base: PathBuf,
+    },
+    /// The base has other parameters or layout.
+    #[error("its base has other parameters or layout")]
+    BaseShape,
+    /// A delta read from a stream: its base cannot be found.
+    #[error("a delta snapshot: load it from its file, beside its base")]
+    DeltaNeedsFile,
+    /// A path without a file name.
+    #[error("no file name")]
+    NoFileName,
+}
+
+/// Why scheme parameters were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParamsError {
+    /// Matrix dimension n.
+    #[error("n = {n} (supported 1..=8)")]
+    N {
+        /// The value.
+        n: u32,
+    },
+    /// Database dimensions.
+    #[error("nu_1 = {nu_1}, nu_2 = {nu_2} (supported 2..=11, 1..=11)")]
+    Dimensions {
+        /// nu_1.
+        nu_1: u32,
+        /// nu_2.
+        nu_2: u32,
+    },
+    /// More than 2^22 items.
+    #[error("more than 2^22 items")]
+    TooManyItems,
+    /// Plaintext modulus p.
+    #[error("p = {p} (supported 4, 16, 256)")]
+    PlaintextModulus {
+        /// The value.
+        p: u64,
+    },
+    /// log2 q2.
+    #[error("q2_bits = {q2_bits} (supported 14..=30)")]
+    Q2Bits {
+        /// The value.
+        q2_bits: u32,
+    },
+    /// A gadget length.
+    #[error("{name} = {t} (supported 4..=56)")]
+    GadgetLength {
+        /// Which gadget.
+        name: &'static str,
+        /// The value.
+        t: u32,
+    },
+    /// Query expansion cannot hold both dimensions.
+    #[error(
+        "nu_1 = {nu_1}, nu_2 = {nu_2}, t_gsw = {t_gsw}: query expansion cannot hold both dimensions"
+    )]
+    Expansion {
+        /// nu_1.
+        nu_1: u32,
+        /// nu_2.
+        nu_2: u32,
+        /// t_GSW.
+        t_gsw: u32,
+    },
+    /// Instances per item.
+    #[error("instances = {instances} (supported 1..=64)")]
+    Instances {
+        /// The value.
+        instances: u32,
+    },
+    /// Key-layout version.
+    #[error("version = {version} (supported 0)")]
+    Version {
+        /// The value.
+        version: u32,
+    },
+    /// Usable item bytes.
+    #[error("item_bytes = {item_bytes} but an item holds at most {capacity} bytes")]
+    ItemBytes {
+        /// The value.
+        item_bytes: u32,
+        /// What an item holds.
+        capacity: usize,
+    },
+}
+
+/// Why a keyword layout was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LayoutError {
+    /// Another version of the keyword function.
+    #[error("keyword layout version {found} is not supported (this build knows {supported})")]
+    Version {
+        /// The layout's.
+        found: u32,
+        /// This build's.
+        supported: u32,
+    },
+    /// No buckets.
+    #[error("zero buckets")]
+    ZeroBuckets,
+    /// A salt that is not 32 bytes.
+    #[error("layout salt is {got} bytes, expected 32")]
+    SaltLength {
+        /// Bytes given.
+        got: usize,
+    },
+}
+
+/// Why buckets do not fit their items.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Overflow {
+    /// One CPI's mappings alone exceed an item.
+    #[error(
+        "{cpi} alone has {mappings} mappings that need more than one {item_bytes}-byte item; \
+         remove some or use larger items"
+    )]
+    OneCpi {
+        /// The CPI.
+        cpi: Cpi,
+        /// Its mappings.
+        mappings: usize,
+        /// Bytes of an item.
+        item_bytes: usize,
+    },
+    /// Every salt tried left a bucket too full at the shape asked for.
+    #[error(
+        "fullest bucket needs {needs} of {item_bytes} bytes at {items} items after {salts} salts; \
+         rebuild with more headroom (a larger shape)"
+    )]
+    Fullest {
+        /// Bytes the fullest bucket needs.
+        needs: usize,
+        /// Bytes of an item.
+        item_bytes: usize,
+        /// Items of the shape.
+        items: usize,
+        /// Salts tried.
+        salts: u32,
+    },
+    /// More entries than a bucket can count.
+    #[error("{count} entries in one bucket")]
+    Entries {
+        /// Entries.
+        count: usize,
+    },
+    /// A bucket's entries exceed its item.
+    #[error("bucket exceeds {item_bytes} bytes")]
+    Bytes {
+        /// Bytes of an item.
+        item_bytes: usize,
+    },
+    /// A delta makes a bucket exceed its item.
+    #[error(
+        "bucket {bucket}: bucket exceeds {item_bytes} bytes; this delta does not fit the \
+         snapshot's shape: rebuild from the full mapping set with more headroom"
+    )]
+    Delta {
+        /// The bucket.
+        bucket: usize,
+        /// Bytes of an item.
+        item_bytes: usize,
+    },
+}
+
+impl From<crate::bytes::Truncated> for BucketError {
+    fn from(_: crate::bytes::Truncated) -> Self {
+        Self::Truncated
+    }
+}
+
+impl From<BucketError> for CoreError {
+    fn from(e: BucketError) -> Self {
+        Self::Bucket(e)
+    }
+}
