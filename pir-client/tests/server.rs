@@ -457,17 +457,18 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
     tls.stop().await.unwrap();
 }
 
+/// Options that let each key make one query, then `per_hour` more an hour.
+fn one_query_per_key(per_hour: u32) -> ServeOptions {
+    ServeOptions {
+        per_key_rate: Some(pir_server::RateLimit { burst: 1, per_hour }),
+        ..ServeOptions::default()
+    }
+}
+
 /// Over its rate limit, a lookup fails with the canonical code name and the server's wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_lookup_says_when_to_retry() {
-    let server = start_with(ServeOptions {
-        per_key_rate: Some(pir_server::RateLimit {
-            burst: 1,
-            per_hour: 60,
-        }),
-        ..ServeOptions::default()
-    })
-    .await;
+    let server = start_with(one_query_per_key(60)).await;
     let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
         .await
         .unwrap();
@@ -493,14 +494,7 @@ async fn a_rate_limited_lookup_says_when_to_retry() {
 /// A bench whose lookups fail reports the first error, so the operator sees what to fix.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_reports_its_first_error() {
-    let server = start_with(ServeOptions {
-        per_key_rate: Some(pir_server::RateLimit {
-            burst: 1,
-            per_hour: 1,
-        }),
-        ..ServeOptions::default()
-    })
-    .await;
+    let server = start_with(one_query_per_key(1)).await;
     let dir = tempfile::tempdir().unwrap();
     let options = ClientOptions {
         key_file: Some(dir.path().join("bench.keys")),

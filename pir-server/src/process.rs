@@ -424,6 +424,8 @@ impl Listening {
         let (listener, listen) = self.listener;
         let config = &self.process.config;
         tracing::info!(%listen, tls = self.process.identity.is_some(), "listening");
+        // The limits in force, defaults included: what `-v` shows an operator tuning them.
+        tracing::debug!(options = ?config.options, "serving with these limits");
         let main = tokio::spawn(serve_discovery(
             readiness.clone(),
             config.options.max_message_bytes,
