@@ -298,22 +298,31 @@ async fn connection_errors_are_clear() {
     assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bench_runs_concurrent_clients_on_shared_keys() {
-    let server = start().await;
+/// A load run of `clients` clients sharing one key file, for `millis` ms.
+async fn bench(
+    server: &RunningServer,
+    clients: usize,
+    millis: u64,
+) -> pir_client::bench::BenchReport {
     let dir = tempfile::tempdir().unwrap();
     let options = ClientOptions {
         key_file: Some(dir.path().join("bench.keys")),
         ..ClientOptions::new(trust())
     };
-    let report = pir_client::bench::run(
+    pir_client::bench::run(
         &server.url(),
         options,
-        3,
-        std::time::Duration::from_millis(1500),
+        clients,
+        std::time::Duration::from_millis(millis),
     )
     .await
-    .unwrap();
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bench_runs_concurrent_clients_on_shared_keys() {
+    let server = start().await;
+    let report = bench(&server, 3, 1500).await;
     assert!(report.lookups > 0, "{report:?}");
     assert_eq!(report.errors, 0, "{report:?}");
     assert_eq!(report.first_error, None);
@@ -495,19 +504,7 @@ async fn a_rate_limited_lookup_says_when_to_retry() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bench_reports_its_first_error() {
     let server = start_with(one_query_per_key(1)).await;
-    let dir = tempfile::tempdir().unwrap();
-    let options = ClientOptions {
-        key_file: Some(dir.path().join("bench.keys")),
-        ..ClientOptions::new(trust())
-    };
-    let report = pir_client::bench::run(
-        &server.url(),
-        options,
-        1,
-        std::time::Duration::from_millis(800),
-    )
-    .await
-    .unwrap();
+    let report = bench(&server, 1, 800).await;
     assert!(report.errors > 0, "{report:?}");
     let first = report.first_error.unwrap();
     assert!(first.contains("RESOURCE_EXHAUSTED"), "{first}");
