@@ -63,17 +63,19 @@ async fn start_with(options: ServeOptions) -> RunningServer {
         .unwrap()
 }
 
+/// A client of `server` that trusts the fixture issuer.
+async fn connect(server: &RunningServer) -> PirClient {
+    PirClient::connect(&server.url(), ClientOptions::new(trust()))
+        .await
+        .unwrap()
+}
+
 fn cpi(s: &str) -> Cpi {
     Cpi::parse(s).unwrap()
 }
 
 fn msps(outcome: &pir_client::LookupOutcome) -> Vec<&str> {
-    let mut v: Vec<&str> = outcome
-        .result
-        .mappings
-        .iter()
-        .map(|m| m.fields.msp.as_str())
-        .collect();
+    let mut v = outcome.result.msps();
     v.sort_unstable();
     v
 }
@@ -81,9 +83,7 @@ fn msps(outcome: &pir_client::LookupOutcome) -> Vec<&str> {
 #[tokio::test]
 async fn lookups_found_and_not_found() {
     let server = start().await;
-    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
-        .await
-        .unwrap();
+    let mut client = connect(&server).await;
     assert_eq!(client.config().lookup().epoch(), 1);
     assert_eq!(server.service().registered_keys(), 1);
 
@@ -167,9 +167,7 @@ async fn untrusted_issuers_mappings_are_skipped_with_a_hint() {
 #[tokio::test]
 async fn heals_evicted_keys() {
     let server = start().await;
-    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
-        .await
-        .unwrap();
+    let mut client = connect(&server).await;
     let before = client.lookup(&cpi("tel:+14155550100")).await.unwrap();
     server.service().evict_all_keys();
     assert_eq!(server.service().registered_keys(), 0);
@@ -188,9 +186,7 @@ async fn heals_evicted_keys() {
 #[tokio::test]
 async fn heals_a_new_epoch_with_a_new_layout() {
     let server = start().await;
-    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
-        .await
-        .unwrap();
+    let mut client = connect(&server).await;
     let key_id = client.key_id();
     assert_eq!(
         msps(&client.lookup(&cpi("mailto:bob@example.org")).await.unwrap()),
@@ -402,16 +398,13 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
     let err = PirClient::connect(&format!("HTTPS://localhost:{plain_port}"), with_ca())
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            ClientError::TlsMismatch {
-                server_speaks_tls: false,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let ClientError::TlsMismatch {
+        server_speaks_tls: false,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
     assert_eq!(
         err.to_string(),
         format!(
@@ -425,16 +418,13 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
     )
     .await
     .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            ClientError::TlsMismatch {
-                server_speaks_tls: true,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let ClientError::TlsMismatch {
+        server_speaks_tls: true,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
     assert!(err.to_string().contains("use https://"), "{err}");
     let err = PirClient::connect(
         &format!("https://localhost:{tls_port}"),
@@ -443,16 +433,13 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
     .await
     .unwrap_err();
     // Without the CA, the certificate's issuer is unknown: say to pass --ca.
-    assert!(
-        matches!(
-            &err,
-            ClientError::Certificate {
-                problem: pir_client::CertificateProblem::UnknownIssuer,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    let ClientError::Certificate {
+        problem: pir_client::CertificateProblem::UnknownIssuer,
+        ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
     assert!(
         err.to_string()
             .contains("pass the CA's certificate with --ca"),
@@ -478,9 +465,7 @@ fn one_query_per_key(per_hour: u32) -> ServeOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_lookup_says_when_to_retry() {
     let server = start_with(one_query_per_key(60)).await;
-    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
-        .await
-        .unwrap();
+    let mut client = connect(&server).await;
     let bob = cpi("mailto:bob@example.org");
     client.lookup(&bob).await.unwrap();
     let err = client.lookup(&bob).await.unwrap_err();

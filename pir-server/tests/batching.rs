@@ -8,14 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use pir_core::testing::{issuer, trust};
-use pir_core::{
-    BuildOptions, Cpi, LookupClient, MappingFields, PendingLookup, SchemeParams, Snapshot,
-};
-use pir_proto::v1::{
-    GetConfigRequest, QueryRequest, QueryResponse, RegisterKeysRequest,
-    discovery_client::DiscoveryClient,
-};
+use pir_core::testing::issuer;
+use pir_core::{Cpi, LookupClient, MappingFields, PendingLookup, Snapshot};
+use pir_proto::v1::{QueryRequest, QueryResponse, discovery_client::DiscoveryClient};
 use pir_server::{RunningServer, ServeOptions};
 use tonic::{Code, Status, transport::Channel};
 
@@ -46,13 +41,7 @@ fn snapshot() -> Snapshot {
                 .unwrap()
         })
         .collect();
-    let opts = BuildOptions {
-        epoch: 1,
-        now: NOW,
-        salt: Some([3; 32]),
-        scheme: Some(SchemeParams::danger_test_only_small()),
-    };
-    Snapshot::build(mappings, &trust(), &opts).unwrap().0
+    common::small_snapshot(mappings, 1, 3)
 }
 
 async fn start(opts: ServeOptions) -> RunningServer {
@@ -68,18 +57,7 @@ struct User {
 impl User {
     async fn new(server: &RunningServer) -> Self {
         let mut rpc = connect(server).await;
-        let config = rpc
-            .get_config(GetConfigRequest {})
-            .await
-            .unwrap()
-            .into_inner();
-        let config = pir_proto::ConfigIn::try_from(config).unwrap();
-        let client = LookupClient::new(*config.lookup(), trust()).unwrap();
-        rpc.register_keys(RegisterKeysRequest {
-            public_keys: client.keys().public_bytes().to_vec(),
-        })
-        .await
-        .unwrap();
+        let (client, _) = common::register(&mut rpc).await;
         Self { rpc, client }
     }
 
@@ -106,13 +84,8 @@ impl User {
     }
 
     fn msps(&self, pending: PendingLookup, answer: &[u8]) -> Vec<String> {
-        self.client
-            .decode(pending, answer, NOW)
-            .unwrap()
-            .mappings
-            .into_iter()
-            .map(|m| m.fields.msp)
-            .collect()
+        let result = self.client.decode(pending, answer, NOW).unwrap();
+        result.msps().into_iter().map(String::from).collect()
     }
 }
 

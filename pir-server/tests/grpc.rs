@@ -2,62 +2,30 @@
 
 mod common;
 
-use pir_core::testing::{issuer, trust};
-use pir_core::{BuildOptions, Cpi, LookupClient, MappingFields, SchemeParams, Snapshot};
+use pir_core::{Cpi, LookupClient, SchemeParams, Snapshot};
 use pir_proto::{
     REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY,
-    v1::{GetConfigRequest, QueryRequest, RegisterKeysRequest, discovery_client::DiscoveryClient},
+    v1::{QueryRequest, RegisterKeysRequest, discovery_client::DiscoveryClient},
 };
 use pir_server::{RunningServer, ServeOptions};
 use tonic::{Code, transport::Channel};
 
-use common::connect;
+use common::{connect, register};
 
 const NOW: u64 = 1_800_000_000;
 
 fn snapshot(epoch: u64, msp_for_bob: &str) -> Snapshot {
-    let m = |cpi: &str, msp: &str| {
-        MappingFields::new(Cpi::parse(cpi).unwrap(), msp, None, None, 0, u64::MAX)
-            .unwrap()
-            .sign(&issuer(), None)
-            .unwrap()
-    };
+    let m = common::forever;
     let mappings = vec![
         m("tel:+14155550100", "chat.example"),
         m("tel:+14155550100", "talk.example"),
         m("mailto:bob@example.org", msp_for_bob),
     ];
-    let opts = BuildOptions {
-        epoch,
-        now: NOW,
-        salt: Some([epoch as u8; 32]),
-        scheme: Some(SchemeParams::danger_test_only_small()),
-    };
-    Snapshot::build(mappings, &trust(), &opts).unwrap().0
+    common::small_snapshot(mappings, epoch, epoch as u8)
 }
 
 async fn start(opts: ServeOptions) -> RunningServer {
     common::start_on(snapshot(1, "chat.example"), opts).await
-}
-
-async fn lookup_client(rpc: &mut DiscoveryClient<Channel>) -> (LookupClient, Vec<u8>) {
-    let config = rpc
-        .get_config(GetConfigRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let config = pir_proto::ConfigIn::try_from(config).unwrap();
-    let client = LookupClient::new(*config.lookup(), trust()).unwrap();
-    let id = rpc
-        .register_keys(RegisterKeysRequest {
-            public_keys: client.keys().public_bytes().to_vec(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .key_id;
-    assert_eq!(id, client.keys().id().0.to_vec());
-    (client, id)
 }
 
 async fn lookup(
@@ -77,13 +45,8 @@ async fn lookup(
         .unwrap()
         .into_inner();
     assert_eq!(response.answers.len(), 1);
-    let mut msps: Vec<String> = client
-        .decode(pending, &response.answers[0], NOW)
-        .unwrap()
-        .mappings
-        .into_iter()
-        .map(|m| m.fields.msp)
-        .collect();
+    let result = client.decode(pending, &response.answers[0], NOW).unwrap();
+    let mut msps: Vec<String> = result.msps().into_iter().map(String::from).collect();
     msps.sort();
     msps
 }
@@ -103,7 +66,7 @@ async fn lookups_over_grpc_and_every_refusal_has_its_code() {
     })
     .await;
     let mut rpc = connect(&server).await;
-    let (client, key_id) = lookup_client(&mut rpc).await;
+    let (client, key_id) = register(&mut rpc).await;
 
     assert_eq!(
         lookup(&mut rpc, &client, &key_id, "tel:+14155550100").await,
@@ -219,7 +182,7 @@ async fn registering_is_idempotent_and_eviction_is_bounded_by_memory() {
     })
     .await;
     let mut rpc = connect(&server).await;
-    let (a, a_id) = lookup_client(&mut rpc).await;
+    let (a, a_id) = register(&mut rpc).await;
     let again = rpc
         .register_keys(RegisterKeysRequest {
             public_keys: a.keys().public_bytes().to_vec(),
@@ -231,7 +194,7 @@ async fn registering_is_idempotent_and_eviction_is_bounded_by_memory() {
     assert_eq!(again, a_id);
     assert_eq!(server.service().registered_keys(), 1);
 
-    let (b, b_id) = lookup_client(&mut rpc).await;
+    let (b, b_id) = register(&mut rpc).await;
     assert_eq!(server.service().registered_keys(), 1, "a was evicted");
     assert!(server.service().key_cache_bytes() <= one_key + one_key / 2);
     assert_eq!(

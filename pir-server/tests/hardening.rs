@@ -8,9 +8,7 @@ use std::{net::SocketAddr, time::Duration};
 use pir_client::{ClientOptions, PirClient};
 use pir_core::testing::{issuer, trust};
 use pir_core::{ClientKeys, Cpi, Snapshot};
-use pir_proto::v1::{
-    GetConfigRequest, QueryRequest, RegisterKeysRequest, discovery_client::DiscoveryClient,
-};
+use pir_proto::v1::{QueryRequest, RegisterKeysRequest, discovery_client::DiscoveryClient};
 use pir_server::{Identity, RateLimit, RunningServer, ServeOptions};
 use tonic::{Code, transport::Channel};
 
@@ -26,18 +24,7 @@ async fn start(opts: ServeOptions) -> RunningServer {
 
 /// Registers fresh keys; returns them and a valid query for Bob.
 async fn register(rpc: &mut DiscoveryClient<Channel>) -> (ClientKeys, Vec<u8>) {
-    let config = rpc
-        .get_config(GetConfigRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let config = pir_proto::ConfigIn::try_from(config).unwrap();
-    let client = pir_core::LookupClient::new(*config.lookup(), trust()).unwrap();
-    rpc.register_keys(RegisterKeysRequest {
-        public_keys: client.keys().public_bytes().to_vec(),
-    })
-    .await
-    .unwrap();
+    let (client, _) = common::register(rpc).await;
     let q = client
         .query(&Cpi::parse("mailto:bob@example.org").unwrap())
         .unwrap()
@@ -117,15 +104,7 @@ async fn rate_limits_per_key_and_per_peer() {
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(err.message().contains("peer"), "{}", err.message());
     // A third registration from this peer is refused.
-    let config = rpc
-        .get_config(GetConfigRequest {})
-        .await
-        .unwrap()
-        .into_inner();
-    let scheme = *pir_proto::ConfigIn::try_from(config)
-        .unwrap()
-        .lookup()
-        .scheme();
+    let scheme = *common::config(&mut rpc).await.lookup().scheme();
     let c = ClientKeys::generate(&scheme).unwrap();
     let err = rpc
         .register_keys(RegisterKeysRequest {

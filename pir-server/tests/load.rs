@@ -5,6 +5,8 @@
 //! `PIR_LOAD_SECS=60 cargo test --release -p pir-server --test load -- --nocapture` for a longer
 //! run; CI runs the short form.
 
+mod common;
+
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
@@ -14,7 +16,7 @@ use std::{
 
 use pir_client::{ClientError, ClientOptions, PirClient};
 use pir_core::testing::{issuer, trust};
-use pir_core::{BuildOptions, Cpi, MappingFields, SchemeParams, Snapshot};
+use pir_core::{Cpi, MappingFields, Snapshot};
 use pir_proto::v1::{QueryRequest, RegisterKeysRequest, discovery_client::DiscoveryClient};
 use pir_server::{RunningServer, ServeOptions};
 use rand::{Rng, SeedableRng, rngs::StdRng};
@@ -39,13 +41,7 @@ fn snapshot() -> Snapshot {
                 .unwrap()
         })
         .collect();
-    let opts = BuildOptions {
-        epoch: 1,
-        now: 1_800_000_000,
-        salt: Some([8; 32]),
-        scheme: Some(SchemeParams::danger_test_only_small()),
-    };
-    Snapshot::build(mappings, &trust(), &opts).unwrap().0
+    common::small_snapshot(mappings, 1, 8)
 }
 
 fn peak_rss_mib() -> f64 {
@@ -108,12 +104,7 @@ async fn honest_clients_are_served_while_hostile_ones_are_refused() {
                 let mut t = tally.lock().unwrap();
                 match result {
                     Ok(o) => {
-                        let got: Vec<String> = o
-                            .result
-                            .mappings
-                            .iter()
-                            .map(|m| m.fields.msp.clone())
-                            .collect();
+                        let got = o.result.msps();
                         let want = if i < PRESENT { vec![msp(i)] } else { vec![] };
                         if got == want {
                             t.honest_ok += 1;

@@ -68,16 +68,7 @@ fn signals() -> (
 }
 
 async fn epoch(addr: SocketAddr) -> Option<u64> {
-    let mut rpc = DiscoveryClient::connect(format!("http://{addr}"))
-        .await
-        .ok()?;
-    Some(
-        rpc.get_config(GetConfigRequest {})
-            .await
-            .ok()?
-            .into_inner()
-            .epoch,
-    )
+    common::serving_epoch(format!("http://{addr}")).await
 }
 
 /// Polls `check` every 25 ms for up to 5 s.

@@ -1,13 +1,13 @@
 //! Hot reload: atomic swaps under load, refusal of bad snapshots, the Admin RPC, SIGHUP.
 
+mod common;
+
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use pir_client::{ClientOptions, PirClient};
-use pir_core::testing::{issuer, trust};
-use pir_core::{BuildOptions, Cpi, DpKey, DpKeys, MappingFields, SchemeParams, Snapshot};
-use pir_proto::v1::{
-    GetConfigRequest, ReloadRequest, admin_client::AdminClient, discovery_client::DiscoveryClient,
-};
+use pir_core::testing::trust;
+use pir_core::{Cpi, DpKey, DpKeys, Snapshot};
+use pir_proto::v1::{ReloadRequest, admin_client::AdminClient};
 use pir_server::{AdminToken, Reloader, RunningServer, ServeOptions};
 use tonic::Code;
 
@@ -21,24 +21,13 @@ fn bob_msp(epoch: u64) -> &'static str {
 }
 
 fn snapshot(epoch: u64) -> Snapshot {
-    let m = |cpi: &str, msp: &str| {
-        MappingFields::new(Cpi::parse(cpi).unwrap(), msp, None, None, 0, u64::MAX)
-            .unwrap()
-            .sign(&issuer(), None)
-            .unwrap()
-    };
-    let opts = BuildOptions {
-        epoch,
-        now: 1_800_000_000,
-        // A new salt each epoch: clients must re-encrypt for the new layout.
-        salt: Some([epoch as u8; 32]),
-        scheme: Some(SchemeParams::danger_test_only_small()),
-    };
+    let m = common::forever;
     let mappings = vec![
         m("tel:+14155550100", "chat.example"),
         m("mailto:bob@example.org", bob_msp(epoch)),
     ];
-    Snapshot::build(mappings, &trust(), &opts).unwrap().0
+    // A new salt each epoch: clients must re-encrypt for the new layout.
+    common::small_snapshot(mappings, epoch, epoch as u8)
 }
 
 async fn start() -> RunningServer {
@@ -82,9 +71,9 @@ async fn reloads_under_concurrent_lookups_lose_no_request() {
                 let outcome = client.lookup(&Cpi::parse(cpi).unwrap()).await.unwrap();
                 let msps: Vec<String> = outcome
                     .result
-                    .mappings
-                    .iter()
-                    .map(|m| m.fields.msp.clone())
+                    .msps()
+                    .into_iter()
+                    .map(String::from)
                     .collect();
                 answers.push((cpi, msps));
             }
@@ -240,16 +229,7 @@ async fn sighup_reloads_and_sigterm_exits_cleanly() {
         .spawn()
         .unwrap();
     let url = format!("http://127.0.0.1:{port}");
-    let epoch = || async {
-        let mut rpc = DiscoveryClient::connect(url.clone()).await.ok()?;
-        Some(
-            rpc.get_config(GetConfigRequest {})
-                .await
-                .ok()?
-                .into_inner()
-                .epoch,
-        )
-    };
+    let epoch = || common::serving_epoch(url.clone());
     let wait_for = |want: u64| async move {
         for _ in 0..200 {
             if epoch().await == Some(want) {

@@ -5,8 +5,11 @@
 
 use std::net::SocketAddr;
 
-use pir_core::{BuildOptions, Cpi, IssuerKey, MappingFields, SchemeParams, Snapshot, TrustStore};
-use pir_proto::v1::discovery_client::DiscoveryClient;
+use pir_core::{
+    BuildOptions, Cpi, IssuerKey, LookupClient, Mapping, MappingFields, SchemeParams, Snapshot,
+    TrustStore,
+};
+use pir_proto::v1::{GetConfigRequest, RegisterKeysRequest, discovery_client::DiscoveryClient};
 use pir_server::{RunningServer, ServeOptions, TestHooks};
 use tonic::transport::Channel;
 
@@ -32,6 +35,64 @@ pub(crate) fn bob_snapshot(issuer: &IssuerKey, epoch: u64, salt: u8) -> Snapshot
     };
     let trust = TrustStore::parse(&issuer.to_public_text()).unwrap();
     Snapshot::build(vec![m], &trust, &opts).unwrap().0
+}
+
+/// `cpi` at `msp`, signed by the fixture issuer, valid for ever.
+pub(crate) fn forever(cpi: &str, msp: &str) -> Mapping {
+    MappingFields::new(Cpi::parse(cpi).unwrap(), msp, None, None, 0, u64::MAX)
+        .unwrap()
+        .sign(&pir_core::testing::issuer(), None)
+        .unwrap()
+}
+
+/// A snapshot of `mappings` (signed by the fixture issuer) in the small test shape, at `epoch`,
+/// with a salt of `salt` bytes.
+pub(crate) fn small_snapshot(mappings: Vec<Mapping>, epoch: u64, salt: u8) -> Snapshot {
+    let opts = BuildOptions {
+        salt: Some([salt; 32]),
+        ..pir_core::testing::build_options(SchemeParams::danger_test_only_small(), epoch)
+    };
+    pir_core::testing::build_with(mappings, &opts)
+}
+
+/// The server's configuration, fetched over `rpc` and checked.
+pub(crate) async fn config(rpc: &mut DiscoveryClient<Channel>) -> pir_proto::ConfigIn {
+    let config = rpc
+        .get_config(GetConfigRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    pir_proto::ConfigIn::try_from(config).unwrap()
+}
+
+/// Fetches the configuration over `rpc`, makes a lookup client trusting the fixture issuer and
+/// registers its keys; returns the client and the key id the server gave (checked against the
+/// client's own).
+pub(crate) async fn register(rpc: &mut DiscoveryClient<Channel>) -> (LookupClient, Vec<u8>) {
+    let config = config(rpc).await;
+    let client = LookupClient::new(*config.lookup(), pir_core::testing::trust()).unwrap();
+    let id = rpc
+        .register_keys(RegisterKeysRequest {
+            public_keys: client.keys().public_bytes().to_vec(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .key_id;
+    assert_eq!(id, client.keys().id().0.to_vec());
+    (client, id)
+}
+
+/// The epoch the plaintext server at `url` serves, if it answers `GetConfig`.
+pub(crate) async fn serving_epoch(url: String) -> Option<u64> {
+    let mut rpc = DiscoveryClient::connect(url).await.ok()?;
+    Some(
+        rpc.get_config(GetConfigRequest {})
+            .await
+            .ok()?
+            .into_inner()
+            .epoch,
+    )
 }
 
 /// Serves `snapshot` on a free loopback port.
