@@ -133,6 +133,14 @@ impl LookupResult {
     pub fn found(&self) -> bool {
         !self.mappings.is_empty()
     }
+
+    /// The MSP of each found mapping, in the order of `mappings`.
+    pub fn msps(&self) -> Vec<&str> {
+        self.mappings
+            .iter()
+            .map(|m| m.fields.msp.as_str())
+            .collect()
+    }
 }
 
 /// Makes queries for one snapshot configuration and verifies what comes back.

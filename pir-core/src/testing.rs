@@ -11,6 +11,14 @@ use crate::{
     SchemeFields, SchemeParams, SigningKey, Snapshot, TrustStore,
 };
 
+/// Which PIR message `err` found malformed, if it is [`crate::CoreError::PirBytes`].
+pub fn malformed(err: &crate::CoreError) -> Option<crate::error::PirMessage> {
+    match err {
+        crate::CoreError::PirBytes { message, .. } => Some(*message),
+        _ => None,
+    }
+}
+
 /// The time fixtures are valid at (2027-01-15), unix seconds.
 pub const NOW: u64 = 1_800_000_000;
 

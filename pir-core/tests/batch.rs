@@ -1,10 +1,10 @@
 //! The engine's own answering (every core, batched) is byte-identical to spiral-rs's.
 
 use pir_core::{
-    BuildOptions, ClientKeys, CoreError, Cpi, EvalKeys, LookupClient, SchemeFields, SchemeParams,
-    Snapshot, TrustStore,
+    BuildOptions, ClientKeys, Cpi, EvalKeys, LookupClient, SchemeFields, SchemeParams, Snapshot,
+    TrustStore,
     error::PirMessage,
-    testing::{build_options, build_with, bulk_mappings, trust},
+    testing::{build_options, build_with, bulk_mappings, malformed, trust},
 };
 
 fn setup(scheme: SchemeParams) -> (Snapshot, TrustStore) {
@@ -49,16 +49,7 @@ fn check(scheme: SchemeParams) {
         .database()
         .answer_batch(&[batch[0], (batch[1].0, bad.as_slice())])
         .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            CoreError::PirBytes {
-                message: PirMessage::Query,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_eq!(malformed(&err), Some(PirMessage::Query), "{err}");
     drop(batch);
     for ((c, p), answer) in pending.into_iter().zip(&answers) {
         let reference = snapshot

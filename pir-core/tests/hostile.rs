@@ -257,6 +257,34 @@ fn forge(scheme: SchemeFields, payload_byte: u8) -> Option<Vec<u8>> {
 
 /// Mostly shapes `SchemeParams::validate` accepts with the fixture's 8 items (so they load and
 /// must then run), sometimes anything near the accepted ranges (so they must be refused).
+/// Scheme fields as the strategies draw them: `(n, nu_1, nu_2)`, `(p, q2_bits)`, the four
+/// decomposition parameters, and `(instances, item_bytes, version)`.
+type Drawn = (
+    (u32, u32, u32),
+    (u64, u32),
+    (u32, u32, u32, u32),
+    (u32, u32, u32),
+);
+
+fn fields(drawn: Drawn) -> SchemeFields {
+    let ((n, nu_1, nu_2), (p, q2_bits), (t_gsw, t_conv, t_exp_left, t_exp_right), rest) = drawn;
+    let (instances, item_bytes, version) = rest;
+    SchemeFields {
+        n,
+        nu_1,
+        nu_2,
+        p,
+        q2_bits,
+        t_gsw,
+        t_conv,
+        t_exp_left,
+        t_exp_right,
+        instances,
+        item_bytes,
+        version,
+    }
+}
+
 fn scheme_strategy() -> impl Strategy<Value = SchemeFields> {
     let accepted = (
         (
@@ -274,30 +302,13 @@ fn scheme_strategy() -> impl Strategy<Value = SchemeFields> {
         ),
         (1u32..=2, 1u32..=u32::MAX, 0u32..=1),
     )
-        .prop_map(
-            |((n, p, q2_bits), (t_gsw, t_conv, t_exp_left, t_exp_right), rest)| {
-                let (instances, fraction, version) = rest;
-                let mut s = SchemeFields {
-                    n,
-                    nu_1: 2,
-                    nu_2: 1,
-                    p,
-                    q2_bits,
-                    t_gsw,
-                    t_conv,
-                    t_exp_left,
-                    t_exp_right,
-                    instances,
-                    item_bytes: 1,
-                    version,
-                };
-                // What `SchemeParams::item_capacity` would say: 2048 coefficients of log2(p)
-                // bits per plaintext.
-                let capacity = (instances * n * n) as u64 * 2048 * p.trailing_zeros() as u64 / 8;
-                s.item_bytes = (1 + fraction as u64 * (capacity - 1) / u32::MAX as u64) as u32;
-                s
-            },
-        );
+        .prop_map(|((n, p, q2_bits), t, (instances, fraction, version))| {
+            // What `SchemeParams::item_capacity` would say: 2048 coefficients of log2(p) bits
+            // per plaintext.
+            let capacity = (instances * n * n) as u64 * 2048 * p.trailing_zeros() as u64 / 8;
+            let item_bytes = (1 + fraction as u64 * (capacity - 1) / u32::MAX as u64) as u32;
+            fields(((n, 2, 1), (p, q2_bits), t, (instances, item_bytes, version)))
+        });
     let near = (
         (0u32..=9, 1u32..=12, 0u32..=12),
         (
@@ -307,25 +318,7 @@ fn scheme_strategy() -> impl Strategy<Value = SchemeFields> {
         (0u32..=60, 0u32..=60, 0u32..=60, 0u32..=60),
         (0u32..=66, any::<u32>(), 0u32..=3),
     )
-        .prop_map(
-            |((n, nu_1, nu_2), (p, q2_bits), (t_gsw, t_conv, t_exp_left, t_exp_right), rest)| {
-                let (instances, item_bytes, version) = rest;
-                SchemeFields {
-                    n,
-                    nu_1,
-                    nu_2,
-                    p,
-                    q2_bits,
-                    t_gsw,
-                    t_conv,
-                    t_exp_left,
-                    t_exp_right,
-                    instances,
-                    item_bytes,
-                    version,
-                }
-            },
-        );
+        .prop_map(fields);
     prop_oneof![3 => accepted, 1 => near]
 }
 

@@ -3,7 +3,9 @@
 use pir_core::{
     BuildOptions, CoreError, Cpi, EvalKeys, LookupClient, Mapping, Snapshot, TrustStore,
     error::PirMessage,
-    testing::{NOW, mapping, mapping_valid, other_issuer, small_scheme, trust, user_key},
+    testing::{
+        NOW, malformed, mapping, mapping_valid, other_issuer, small_scheme, trust, user_key,
+    },
 };
 
 fn sample() -> Vec<Mapping> {
@@ -226,42 +228,15 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
         },
     ] {
         let err = snapshot.database().answer(&keys, &bad).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CoreError::PirBytes {
-                    message: PirMessage::Query,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_eq!(malformed(&err), Some(PirMessage::Query), "{err}");
     }
     let public = client.keys().public_bytes();
     for bad in [&public[..100], &[public, &[1u8][..]].concat()[..]] {
         let err = EvalKeys::parse(&params, bad).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                CoreError::PirBytes {
-                    message: PirMessage::PublicKeys,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert_eq!(malformed(&err), Some(PirMessage::PublicKeys), "{err}");
     }
     let err = client.decode(pending, &[0u8; 10], NOW).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            CoreError::PirBytes {
-                message: PirMessage::Response,
-                ..
-            }
-        ),
-        "{err}"
-    );
+    assert_eq!(malformed(&err), Some(PirMessage::Response), "{err}");
 }
 
 /// One lookup at the client's clock `now`: the full result.

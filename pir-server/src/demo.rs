@@ -174,9 +174,9 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
             received += outcome.bytes_received;
             let got: BTreeSet<String> = outcome
                 .result
-                .mappings
-                .iter()
-                .map(|m| m.fields.msp.clone())
+                .msps()
+                .into_iter()
+                .map(String::from)
                 .collect();
             let want = by_cpi.get(cpi).cloned().unwrap_or_default();
             if got != want {

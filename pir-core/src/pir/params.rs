@@ -107,27 +107,18 @@ impl TryFrom<SchemeFields> for SchemeParams {
 impl std::fmt::Display for SchemeParams {
     /// `Spiral n=2 nu_1=9 nu_2=6 p=256 q2_bits=20 t_gsw=8 t_conv=4 t_exp=8/56 instances=1
     /// version=0`, the form tools print.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let SchemeFields {
-            n,
-            nu_1,
-            nu_2,
-            p,
-            q2_bits,
-            t_gsw,
-            t_conv,
-            t_exp_left,
-            t_exp_right,
-            instances,
-            item_bytes: _,
-            version,
-        } = self.0;
+    fn fmt(&self, out: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let f = &self.0;
         write!(
-            f,
-            "Spiral n={n} nu_1={nu_1} nu_2={nu_2} p={p} q2_bits={q2_bits} t_gsw={t_gsw} \
-             t_conv={t_conv} t_exp={t_exp_left}/{t_exp_right} instances={instances} \
-             version={version}"
-        )
+            out,
+            "Spiral n={} nu_1={} nu_2={} p={}",
+            f.n, f.nu_1, f.nu_2, f.p
+        )?;
+        let (q2, gsw, conv) = (f.q2_bits, f.t_gsw, f.t_conv);
+        write!(out, " q2_bits={q2} t_gsw={gsw} t_conv={conv}")?;
+        let (left, right) = (f.t_exp_left, f.t_exp_right);
+        write!(out, " t_exp={left}/{right} instances={}", f.instances)?;
+        write!(out, " version={}", f.version)
     }
 }
 
