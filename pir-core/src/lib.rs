@@ -35,6 +35,7 @@ pub mod human;
 pub mod identity;
 pub mod keyword;
 pub mod lookup;
+pub mod oprf;
 pub mod pir;
 pub mod snapshot;
 #[cfg(feature = "test-utils")]

@@ -168,3 +168,41 @@ pub enum KeyError {
     #[error("empty key file")]
     Empty,
 }
+
+/// Why the oblivious PRF refused a key, an element, a proof or a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OprfError {
+    /// Not a canonical, non-zero ristretto255 scalar.
+    #[error("not an OPRF secret key (32 bytes, a canonical non-zero ristretto255 scalar)")]
+    SecretKey,
+    /// Not a canonical ristretto255 element other than the identity.
+    #[error("not an OPRF public key (32 bytes, a canonical ristretto255 element)")]
+    PublicKey,
+    /// An element of a batch that is not a valid encoding.
+    #[error("element {index} of the batch is not a valid ristretto255 element")]
+    Element {
+        /// Its 0-based position.
+        index: usize,
+    },
+    /// The evaluator's proof does not verify under the DP's OPRF public key.
+    #[error("the evaluation's proof does not verify under the DP's OPRF public key")]
+    Proof,
+    /// An answer with another number of elements than were sent.
+    #[error("{got} evaluated element(s) for {expected} blinded")]
+    Count {
+        /// Elements sent.
+        expected: usize,
+        /// Elements answered.
+        got: usize,
+    },
+    /// An empty batch.
+    #[error("an evaluation needs at least one element")]
+    EmptyBatch,
+    /// A batch larger than the suite allows (65,535).
+    #[error("batch too large")]
+    BatchSize,
+    /// An input the suite cannot hash (empty or longer than 65,535 bytes).
+    #[error("input the OPRF cannot take")]
+    Input,
+}

@@ -169,6 +169,15 @@ pub enum CoreError {
         epoch: u64,
     },
 
+    // ---- bad input: the oblivious PRF and sealed entries ---------------------------------------
+    /// An OPRF key, element, proof or batch that is refused.
+    #[error("OPRF: {0}")]
+    Oprf(OprfError),
+    /// A CPI's entry that does not open under the key derived from its OPRF output: damaged, or
+    /// planted by whoever served it.
+    #[error("an entry for this CPI does not decrypt under its key (damaged or forged)")]
+    SealedEntry,
+
     // ---- bugs -----------------------------------------------------------------------------------
     /// A broken invariant, named. Always a bug here or in a dependency.
     #[error("internal error: {0}")]
@@ -217,7 +226,9 @@ impl CoreError {
             | Self::Snapshot { .. }
             | Self::UnsignedSnapshot
             | Self::UnknownDpKey(_)
-            | Self::BadSnapshotSignature => ErrorClass::BadInput,
+            | Self::BadSnapshotSignature
+            | Self::Oprf(_)
+            | Self::SealedEntry => ErrorClass::BadInput,
             Self::Io { .. } => ErrorClass::Environment,
             Self::Params(_)
             | Self::Layout(_)
@@ -291,7 +302,7 @@ mod input;
 pub use artefact::{
     BucketError, LayoutError, Overflow, ParamsError, PirBytesError, PirMessage, SnapshotError,
 };
-pub use input::{B64Error, CpiError, DomainError, FieldError, KeyError};
+pub use input::{B64Error, CpiError, DomainError, FieldError, KeyError, OprfError};
 
 /// Result with [`CoreError`].
 pub type Result<T, E = CoreError> = std::result::Result<T, E>;

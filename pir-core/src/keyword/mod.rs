@@ -3,7 +3,9 @@
 
 pub(crate) mod bucket;
 mod config;
+pub mod derive;
 mod layout;
 
 pub use config::LookupConfig;
+pub use derive::{EntrySecrets, shard_of};
 pub use layout::{BucketIndex, KeywordLayout, LAYOUT_VERSION, Location, Tag};
