@@ -19,7 +19,7 @@ use rustls::pki_types::{
     CertificateDer, PrivateKeyDer, UnixTime,
     pem::{self, PemObject, SectionKind},
 };
-use tonic::transport::Identity;
+use crate::identity::Identity;
 
 /// The TLS identity named by `--tls-cert` and `--tls-key`, checked.
 #[derive(Clone)]
