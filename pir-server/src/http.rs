@@ -37,7 +37,13 @@ pub async fn serve_metrics(
         transport,
         transport.connection_cap(NoFile::current().soft_or_max()),
     );
-    serve_http(Readiness::serving(service).await, limits, listener, shutdown).await
+    serve_http(
+        Readiness::serving(service).await,
+        limits,
+        listener,
+        shutdown,
+    )
+    .await
 }
 
 /// [`serve_metrics`] for a process that may still be loading its snapshot.

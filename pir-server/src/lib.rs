@@ -51,6 +51,7 @@ mod transport;
 pub use admin::{AdminToken, serve_admin};
 pub use error::{MalformedRequest, RateLimited, ServerError};
 pub use http::serve_metrics;
+pub use identity::Identity;
 #[cfg(feature = "test-hooks")]
 pub use options::TestHooks;
 pub use options::{RateLimit, ServeOptions, TransportOptions};
@@ -58,5 +59,4 @@ pub use reload::{Reloader, load_checked};
 pub use selfsigned::{SelfSigned, SelfSignedError, SelfSignedRequest, tls_selfsigned};
 pub use service::DiscoveryService;
 pub use tls::{CertProblem, PemProblem, TlsError, TlsIdentity};
-pub use identity::Identity;
 pub use transport::{RunningServer, serve, serve_tls};

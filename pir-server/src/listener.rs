@@ -85,7 +85,9 @@ impl Limits {
     /// Limits under `opts`, with at most `max_connections` connections over all listeners.
     pub(crate) fn new(opts: &TransportOptions, max_connections: usize) -> Self {
         let max_connections = max_connections.clamp(1, Semaphore::MAX_PERMITS);
-        let budget = opts.in_flight_request_bytes.clamp(1, Semaphore::MAX_PERMITS);
+        let budget = opts
+            .in_flight_request_bytes
+            .clamp(1, Semaphore::MAX_PERMITS);
         Self {
             opts: Arc::new(opts.clone()),
             max_connections,
@@ -114,7 +116,10 @@ impl Throttled {
     /// Calls `log` with the number of occurrences since the last call that logged, if due.
     fn log(&mut self, log: impl FnOnce(u64)) {
         let now = Instant::now();
-        if self.last.is_none_or(|t| now.duration_since(t) >= self.every) {
+        if self
+            .last
+            .is_none_or(|t| now.duration_since(t) >= self.every)
+        {
             log(self.held);
             self.last = Some(now);
             self.held = 0;
@@ -206,7 +211,8 @@ where
             Err(e) => {
                 // Out of descriptors (or another failure of the listener itself): retrying at
                 // once would spin a core while serving nobody. Wait, longer each time.
-                backoff = (backoff * 2).clamp(Duration::from_millis(50), Duration::from_millis(1600));
+                backoff =
+                    (backoff * 2).clamp(Duration::from_millis(50), Duration::from_millis(1600));
                 let kind = if out_of_descriptors(&e) {
                     "out of file descriptors"
                 } else {
@@ -363,7 +369,11 @@ impl Conn {
             () = tokio::time::sleep(opts.max_connection_age) => "at its maximum age",
             _ = self.stop.wait_for(|s| *s) => "the listener is stopping",
         };
-        tracing::debug!(peer = peer(&self.info), why, "closing the connection (GOAWAY)");
+        tracing::debug!(
+            peer = peer(&self.info),
+            why,
+            "closing the connection (GOAWAY)"
+        );
         conn.as_mut().goaway();
         // With nothing in flight (an idle connection, or one still in its handshake) only the
         // GOAWAY has to go out.
@@ -696,9 +706,8 @@ where
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let open = OpenStream::new(&self.open);
-        let counted = move |response: Response<B>| {
-            Ok(response.map(|inner| Counted { inner, _open: open }))
-        };
+        let counted =
+            move |response: Response<B>| Ok(response.map(|inner| Counted { inner, _open: open }));
         let path = req.uri().path().to_owned();
         let limit = self.policy.body_limit(&path);
         let declared = req
@@ -728,10 +737,7 @@ where
             budget_bytes: opts.in_flight_request_bytes,
             shared: shared.clone(),
         };
-        let answer = self
-            .inner
-            .clone()
-            .oneshot(Request::from_parts(parts, body));
+        let answer = self.inner.clone().oneshot(Request::from_parts(parts, body));
         let (policy, protocol) = (self.policy.clone(), self.protocol);
         Box::pin(async move {
             let Ok(response) = answer.await;

@@ -393,6 +393,38 @@ mod tests {
         assert_eq!(serve(&[]).unwrap().config().shutdown_delay, Duration::ZERO);
     }
 
+    #[test]
+    fn transport_flags_parse_and_the_connection_cap_follows_the_descriptor_limit() {
+        let args = serve(&[
+            "--max-connections",
+            "100",
+            "--idle-timeout",
+            "5s",
+            "--in-flight-request-mib",
+            "8",
+        ])
+        .unwrap();
+        let t = args.options().transport;
+        assert_eq!(t.max_connections, Some(100));
+        assert_eq!(t.idle_timeout, Duration::from_secs(5));
+        assert_eq!(t.in_flight_request_bytes, 8 << 20);
+        assert_eq!(t.connection_cap(64), 100, "asked for, kept");
+        let auto = TransportOptions::default();
+        assert_eq!(auto.connection_cap(64), 32);
+        assert_eq!(auto.connection_cap(10), 1);
+        assert_eq!(auto.connection_cap(u64::MAX), 4096);
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--max-connections", "many"],
+            &["--idle-timeout", "0s"],
+            &["--max-streams-per-connection", "0"],
+            &["--in-flight-request-mib", "0"],
+        ] {
+            let err = serve(bad).err().unwrap().to_string();
+            assert!(err.contains(bad[0]), "{err}");
+        }
+    }
+
     /// Every flag of `serve` (but the hidden old spelling) can come from a `PIR_` variable,
     /// named after the flag, and `--help` says which.
     #[test]

@@ -86,7 +86,10 @@ impl Sized {
 
 impl Policy for Sized {
     fn body_limit(&self, path: &str) -> usize {
-        let sized = self.readiness.service().map(DiscoveryService::message_sizes);
+        let sized = self
+            .readiness
+            .service()
+            .map(DiscoveryService::message_sizes);
         let payload = match (path, sized) {
             ("/pir.v1.Discovery/RegisterKeys", Some(sizes)) => sizes.public_keys,
             ("/pir.v1.Discovery/Query", Some(sizes)) => self

@@ -122,7 +122,10 @@ impl Raw {
         loop {
             let f = self.next(Duration::from_secs(5)).await.expect("SETTINGS");
             if f.kind == SETTINGS && f.flags & ACK == 0 {
-                self.s.write_all(&frame(SETTINGS, ACK, 0, &[])).await.unwrap();
+                self.s
+                    .write_all(&frame(SETTINGS, ACK, 0, &[]))
+                    .await
+                    .unwrap();
                 return f
                     .payload
                     .chunks_exact(6)
@@ -139,7 +142,12 @@ impl Raw {
 }
 
 fn u32_at(payload: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([payload[at], payload[at + 1], payload[at + 2], payload[at + 3]])
+    u32::from_be_bytes([
+        payload[at],
+        payload[at + 1],
+        payload[at + 2],
+        payload[at + 3],
+    ])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,7 +173,10 @@ async fn settings_limit_streams_and_a_reset_flood_draws_goaway() {
         }
     }
     eprintln!("streams opened: 12, refused: {refused}");
-    check!(refused == 4, "{refused} of 12 streams refused with 8 allowed");
+    check!(
+        refused == 4,
+        "{refused} of 12 streams refused with 8 allowed"
+    );
     drop(raw);
 
     // Rapid reset: open a stream and cancel it, thousands of times on one connection.
@@ -175,7 +186,9 @@ async fn settings_limit_streams_and_a_reset_flood_draws_goaway() {
         frames
     };
     let (sent, goaway) = flood(server.addr, cancel).await;
-    eprintln!("rapid reset: {sent} streams opened and reset; GOAWAY (last stream, code): {goaway:?}");
+    eprintln!(
+        "rapid reset: {sent} streams opened and reset; GOAWAY (last stream, code): {goaway:?}"
+    );
     check!(
         goaway.is_some_and(|(_, code)| code == ENHANCE_YOUR_CALM),
         "no GOAWAY ENHANCE_YOUR_CALM after {sent} client resets: {goaway:?}"
@@ -224,7 +237,9 @@ async fn idle_connections_are_closed() {
             None => break start.elapsed(),
         }
     };
-    eprintln!("idle HTTP/2 connection: GOAWAY after {goaway_after:?}, closed after {closed_after:?}");
+    eprintln!(
+        "idle HTTP/2 connection: GOAWAY after {goaway_after:?}, closed after {closed_after:?}"
+    );
     check!(goaway_after.is_some(), "no GOAWAY");
     check!(
         closed_after < Duration::from_secs(4),
@@ -257,10 +272,7 @@ async fn upload(
     path: &str,
     declared: usize,
     sent: usize,
-) -> (
-    h2::client::ResponseFuture,
-    h2::SendStream<Bytes>,
-) {
+) -> (h2::client::ResponseFuture, h2::SendStream<Bytes>) {
     let request = http::Request::builder()
         .method("POST")
         .uri(format!("http://localhost{path}"))
@@ -340,15 +352,22 @@ async fn status(response: h2::client::ResponseFuture, wait: Duration) -> Option<
     let read = async {
         let response = response.await.ok()?;
         let get = |h: &http::HeaderMap, k: &str| {
-            h.get(k).map(|v| unescape(&String::from_utf8_lossy(v.as_bytes())))
+            h.get(k)
+                .map(|v| unescape(&String::from_utf8_lossy(v.as_bytes())))
         };
         if let Some(code) = get(response.headers(), "grpc-status") {
-            return Some((code, get(response.headers(), "grpc-message").unwrap_or_default()));
+            return Some((
+                code,
+                get(response.headers(), "grpc-message").unwrap_or_default(),
+            ));
         }
         let mut body = response.into_body();
         while body.data().await.is_some() {}
         let trailers = body.trailers().await.ok()??;
-        Some((get(&trailers, "grpc-status")?, get(&trailers, "grpc-message").unwrap_or_default()))
+        Some((
+            get(&trailers, "grpc-status")?,
+            get(&trailers, "grpc-message").unwrap_or_default(),
+        ))
     };
     tokio::time::timeout(wait, read).await.ok()?
 }
@@ -372,7 +391,9 @@ fn mib(kib: u64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_and_oversized_uploads_are_dropped_and_their_memory_released() {
-    let sizes = SchemeParams::danger_test_only_small().message_sizes().unwrap();
+    let sizes = SchemeParams::danger_test_only_small()
+        .message_sizes()
+        .unwrap();
     let server = Served::start(&[("PIR_REQUEST_BODY_TIMEOUT", "2s")], &[]).await;
     let baseline = server.rss_kib();
     let mut client = h2_client(server.addr).await;
@@ -383,7 +404,15 @@ async fn stalled_and_oversized_uploads_are_dropped_and_their_memory_released() {
     let start = Instant::now();
     let mut calls = Vec::new();
     for _ in 0..8 {
-        calls.push(upload(&mut client, "/pir.v1.Discovery/RegisterKeys", big, big - 4096).await);
+        calls.push(
+            upload(
+                &mut client,
+                "/pir.v1.Discovery/RegisterKeys",
+                big,
+                big - 4096,
+            )
+            .await,
+        );
     }
     let mut codes = Vec::new();
     for (response, _body) in calls {
@@ -394,12 +423,17 @@ async fn stalled_and_oversized_uploads_are_dropped_and_their_memory_released() {
     let after_big = server.rss_kib();
     eprintln!(
         "8 x 30 MiB RegisterKeys: answers {:?} in {refused_in:?}; RSS baseline {:.1} MiB, after {:.1} MiB",
-        codes.iter().map(|c| c.as_ref().map(|c| c.0.clone())).collect::<Vec<_>>(),
+        codes
+            .iter()
+            .map(|c| c.as_ref().map(|c| c.0.clone()))
+            .collect::<Vec<_>>(),
         mib(baseline),
         mib(after_big)
     );
     check!(
-        codes.iter().all(|c| c.as_ref().is_some_and(|(code, m)| code == "8" && m.contains("larger than"))),
+        codes.iter().all(|c| c
+            .as_ref()
+            .is_some_and(|(code, m)| code == "8" && m.contains("larger than"))),
         "oversized RegisterKeys: {codes:?}"
     );
     check!(
@@ -423,7 +457,15 @@ async fn stalled_and_oversized_uploads_are_dropped_and_their_memory_released() {
     let start = Instant::now();
     let mut calls = Vec::new();
     for _ in 0..8 {
-        calls.push(upload(&mut client, "/pir.v1.Discovery/RegisterKeys", declared, sent).await);
+        calls.push(
+            upload(
+                &mut client,
+                "/pir.v1.Discovery/RegisterKeys",
+                declared,
+                sent,
+            )
+            .await,
+        );
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let held = server.rss_kib();
@@ -439,12 +481,17 @@ async fn stalled_and_oversized_uploads_are_dropped_and_their_memory_released() {
          answered {:?} after {dropped_in:?}, RSS 1 s later {:.1} MiB (baseline {:.1} MiB)",
         mib(8 * sent as u64 / 1024),
         mib(held),
-        codes.iter().map(|c| c.as_ref().map(|c| c.0.clone())).collect::<Vec<_>>(),
+        codes
+            .iter()
+            .map(|c| c.as_ref().map(|c| c.0.clone()))
+            .collect::<Vec<_>>(),
         mib(released),
         mib(baseline)
     );
     check!(
-        codes.iter().all(|c| c.as_ref().is_some_and(|(code, _)| code == "4")),
+        codes
+            .iter()
+            .all(|c| c.as_ref().is_some_and(|(code, _)| code == "4")),
         "stalled uploads: {codes:?}"
     );
     check!(
@@ -469,7 +516,9 @@ async fn stalled_and_oversized_uploads_are_dropped_and_their_memory_released() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_in_flight_budget_refuses_excess() {
-    let sizes = SchemeParams::danger_test_only_small().message_sizes().unwrap();
+    let sizes = SchemeParams::danger_test_only_small()
+        .message_sizes()
+        .unwrap();
     let server = Served::start(
         &[
             ("PIR_IN_FLIGHT_REQUEST_MIB", "1"),
@@ -484,7 +533,15 @@ async fn the_in_flight_budget_refuses_excess() {
     let sent = declared.min(300 << 10) - 1024;
     let mut calls = Vec::new();
     for _ in 0..6 {
-        calls.push(upload(&mut client, "/pir.v1.Discovery/RegisterKeys", declared, sent).await);
+        calls.push(
+            upload(
+                &mut client,
+                "/pir.v1.Discovery/RegisterKeys",
+                declared,
+                sent,
+            )
+            .await,
+        );
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
     let mut codes = Vec::new();
@@ -493,13 +550,19 @@ async fn the_in_flight_budget_refuses_excess() {
     }
     let busy = codes
         .iter()
-        .filter(|c| c.as_ref().is_some_and(|(code, m)| code == "8" && m.contains("budget")))
+        .filter(|c| {
+            c.as_ref()
+                .is_some_and(|(code, m)| code == "8" && m.contains("budget"))
+        })
         .count();
     eprintln!(
         "6 stalled uploads of {sent} bytes under a 1 MiB budget: {busy} refused as over it, \
          answers {codes:?}"
     );
-    check!((2..=4).contains(&busy), "{busy} refused over the budget: {codes:?}");
+    check!(
+        (2..=4).contains(&busy),
+        "{busy} refused over the budget: {codes:?}"
+    );
     check!(
         server.refusals("in_flight_bytes").await == busy as u64,
         "in_flight_bytes refusals"
