@@ -7,17 +7,23 @@
 //! reflection (v1, v1alpha): pir.v1.Admin, no token needed (the schema is public)
 //! ```
 
-use std::{future::Future, path::PathBuf};
+use std::{future::Future, path::PathBuf, sync::Arc};
 
 use pir_proto::v1::{
     ReloadRequest, ReloadResponse,
     admin_server::{Admin, AdminServer},
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{Request, Response, Status, server::NamedService, transport::Server};
+use tonic::{Request, Response, Status, server::NamedService, service::Routes};
 
-use crate::{error::ServerError, reflection, reload::Reloader};
+use crate::{
+    descriptors::NoFile,
+    error::ServerError,
+    listener::{self, Fixed, Limits, Protocol},
+    options::TransportOptions,
+    reflection,
+    reload::Reloader,
+};
 
 #[tonic::async_trait]
 impl Admin for Reloader {
@@ -67,6 +73,25 @@ pub async fn serve_admin(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
+    let transport = TransportOptions::default();
+    let limits = Limits::new(
+        &transport,
+        transport.connection_cap(NoFile::current().soft_or_max()),
+    );
+    serve_admin_bounded(reloader, token, listener, limits, shutdown).await
+}
+
+/// The largest Admin request body (a path).
+const MAX_BODY: usize = 64 << 10;
+
+/// [`serve_admin`] under the process's connection `limits`.
+pub(crate) async fn serve_admin_bounded(
+    reloader: Reloader,
+    token: AdminToken,
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ServerError> {
     let expected = format!("Bearer {}", token.0);
     let check = move |req: Request<()>| -> Result<Request<()>, Status> {
         let given = req
@@ -82,11 +107,19 @@ pub async fn serve_admin(
     };
     let (reflection_v1, reflection_v1alpha) =
         reflection::services(&[<AdminServer<Reloader> as NamedService>::NAME])?;
-    Server::builder()
-        .add_service(reflection_v1)
+    let routes = Routes::new(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(AdminServer::with_interceptor(reloader, check))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
-    Ok(())
+        .prepare();
+    listener::serve(
+        "admin",
+        listener,
+        None,
+        Protocol::Grpc,
+        limits,
+        Arc::new(Fixed(MAX_BODY)),
+        routes,
+        shutdown,
+    )
+    .await
 }

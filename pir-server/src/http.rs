@@ -8,17 +8,22 @@
 //!               process not stopping; else 503 with the reason (readiness)
 //! ```
 
-use std::future::Future;
+use std::{future::Future, sync::Arc};
 
 use axum::{http::StatusCode, response::IntoResponse};
 use tokio::net::TcpListener;
 
 use crate::{
+    descriptors::NoFile,
     error::ServerError,
+    listener::{self, Fixed, Limits, Protocol},
     metrics,
     readiness::{NotReady, Readiness},
     service::DiscoveryService,
 };
+
+/// The largest request body here (only GETs are served).
+const MAX_BODY: usize = 16 << 10;
 
 /// Serves `GET /metrics`, `/healthz` and `/readyz` for `service` on `listener` until
 /// `shutdown` resolves.
@@ -27,12 +32,24 @@ pub async fn serve_metrics(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    serve_http(Readiness::serving(service).await, listener, shutdown).await
+    let transport = &service.options().transport;
+    let limits = Limits::new(
+        transport,
+        transport.connection_cap(NoFile::current().soft_or_max()),
+    );
+    serve_http(
+        Readiness::serving(service).await,
+        limits,
+        listener,
+        shutdown,
+    )
+    .await
 }
 
 /// [`serve_metrics`] for a process that may still be loading its snapshot.
 pub(crate) async fn serve_http(
     readiness: Readiness,
+    limits: Limits,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
@@ -70,10 +87,17 @@ pub(crate) async fn serve_http(
                 async move { probe(state, "ready") }
             }),
         );
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .map_err(|e| ServerError::io("serving metrics", e))
+    listener::serve(
+        "metrics",
+        listener,
+        None,
+        Protocol::Http1,
+        limits,
+        Arc::new(Fixed(MAX_BODY)),
+        app,
+        shutdown,
+    )
+    .await
 }
 
 /// 200 with `ok`, or 503 with why not.

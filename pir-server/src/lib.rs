@@ -5,10 +5,12 @@
 //! ```text
 //! process        the `serve` process: checks its files (tls), binds, loads, SIGHUP reloads,
 //! │              SIGTERM stops; tells systemd and the pid file (notify)
-//! ├─▶ transport  tonic (plaintext or TLS), health, reflection; RunningServer ─▶ readiness
+//! ├─▶ transport  Discovery (plaintext or TLS), health, reflection; RunningServer ─▶ readiness
 //! ├─▶ http       GET /metrics, /healthz, /readyz ─▶ readiness, metrics
 //! ├─▶ admin      Admin.Reload with the bearer token ─▶ reload (load, check, install) ─▶ service
 //! │   (admin and transport ─▶ reflection: v1 and v1alpha, listing what each port serves)
+//! │   (all three ─▶ listener: accept, connection cap, TLS (identity), bounded HTTP/2 or
+//! │    HTTP/1, request body limits; process ─▶ descriptors: RLIMIT_NOFILE)
 //! ├─▶ readiness  loading, ready, stopping: gRPC health and the probes ─▶ service
 //! └─▶ service    pir.v1.Discovery: epoch, key, size and rate checks, then
 //!     ├─▶ answerer   one thread answering the queued queries in batches over the database
@@ -26,10 +28,13 @@
 
 mod admin;
 mod answerer;
+mod descriptors;
 mod error;
 mod http;
+mod identity;
 mod keycache;
 mod limits;
+mod listener;
 mod metrics;
 mod notify;
 mod options;
@@ -46,13 +51,12 @@ mod transport;
 pub use admin::{AdminToken, serve_admin};
 pub use error::{MalformedRequest, RateLimited, ServerError};
 pub use http::serve_metrics;
+pub use identity::Identity;
 #[cfg(feature = "test-hooks")]
 pub use options::TestHooks;
-pub use options::{RateLimit, ServeOptions};
+pub use options::{RateLimit, ServeOptions, TransportOptions};
 pub use reload::{Reloader, load_checked};
 pub use selfsigned::{SelfSigned, SelfSignedError, SelfSignedRequest, tls_selfsigned};
 pub use service::DiscoveryService;
 pub use tls::{CertProblem, PemProblem, TlsError, TlsIdentity};
-/// TLS identity (certificate chain and private key, PEM) for [`serve_tls`].
-pub use tonic::transport::Identity;
 pub use transport::{RunningServer, serve, serve_tls};

@@ -43,6 +43,8 @@ pub struct ServeOptions {
     pub per_peer_rate: Option<RateLimit>,
     /// Key registrations per peer address (each costs CPU and tens of MB).
     pub per_peer_registrations: Option<RateLimit>,
+    /// Limits of the connections, on every listener (transport).
+    pub transport: TransportOptions,
 }
 
 impl Default for ServeOptions {
@@ -66,6 +68,89 @@ impl Default for ServeOptions {
                 burst: 20,
                 per_hour: 60,
             }),
+            transport: TransportOptions::default(),
+        }
+    }
+}
+
+// Transport (issue 15, items 1-2): what a connection, and all of them together, may hold.
+
+/// Limits of the connections on every listener (Discovery, Admin, HTTP metrics and probes).
+/// Together they bound what an unauthenticated client can pin: at most `max_connections`
+/// connections of at most `max_streams_per_connection` streams, whose request bodies hold at
+/// most `in_flight_request_bytes` between them and are dropped `request_body_timeout` after
+/// their headers if still unfinished.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TransportOptions {
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams open at once on one connection; more are
+    /// refused (RST_STREAM REFUSED_STREAM).
+    pub max_streams_per_connection: u32,
+    /// Streams a client may open and reset before the server accepts them (the rapid-reset
+    /// flood); past this the connection is closed with GOAWAY ENHANCE_YOUR_CALM.
+    pub max_pending_reset_streams: usize,
+    /// Streams the server may reset for a client's protocol errors (refused streams included)
+    /// before it closes the connection with GOAWAY ENHANCE_YOUR_CALM.
+    pub max_local_reset_streams: usize,
+    /// Interval of HTTP/2 keepalive PINGs; a connection whose peer does not answer one within
+    /// `keepalive_timeout` is closed.
+    pub keepalive_interval: Duration,
+    /// How long a keepalive PING may go unanswered.
+    pub keepalive_timeout: Duration,
+    /// A connection with no open stream (or request) for this long is closed (GOAWAY).
+    pub idle_timeout: Duration,
+    /// A connection older than this gets GOAWAY (clients reconnect; requests in flight finish).
+    pub max_connection_age: Duration,
+    /// How long requests in flight may take to finish once a connection got GOAWAY (age or
+    /// shutdown) before it is closed anyway; longer than the request timeout.
+    pub connection_grace: Duration,
+    /// Connections open at once, over all listeners; more wait in the kernel's listen queue.
+    /// `None`: the descriptor limit minus [`TransportOptions::DESCRIPTOR_HEADROOM`] (at most
+    /// [`TransportOptions::AUTO_MAX_CONNECTIONS`]).
+    pub max_connections: Option<usize>,
+    /// Longest a request's whole body may take to arrive after its headers; a slower upload is
+    /// dropped (and its buffered bytes released) with DEADLINE_EXCEEDED.
+    pub request_body_timeout: Duration,
+    /// Longest a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// Bytes of request bodies held at once, over all requests being received or answered;
+    /// a request past it gets RESOURCE_EXHAUSTED.
+    pub in_flight_request_bytes: usize,
+}
+
+impl TransportOptions {
+    /// Descriptors kept free of connections when the cap is derived from the descriptor limit
+    /// (snapshot files being loaded, TLS and key files, the runtime's own).
+    pub const DESCRIPTOR_HEADROOM: usize = 32;
+    /// The most connections a derived cap allows.
+    pub const AUTO_MAX_CONNECTIONS: usize = 4096;
+
+    /// The connection cap under a descriptor limit of `nofile`: the one asked for, else the
+    /// limit less the headroom (at least 1, at most [`TransportOptions::AUTO_MAX_CONNECTIONS`]).
+    pub fn connection_cap(&self, nofile: u64) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            let free = usize::try_from(nofile)
+                .unwrap_or(usize::MAX)
+                .saturating_sub(Self::DESCRIPTOR_HEADROOM);
+            free.clamp(1, Self::AUTO_MAX_CONNECTIONS)
+        })
+    }
+}
+
+impl Default for TransportOptions {
+    fn default() -> Self {
+        Self {
+            max_streams_per_connection: 64,
+            max_pending_reset_streams: 20,
+            max_local_reset_streams: 64,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            max_connection_age: Duration::from_secs(3600),
+            connection_grace: Duration::from_secs(70),
+            max_connections: None,
+            request_body_timeout: Duration::from_secs(20),
+            tls_handshake_timeout: Duration::from_secs(10),
+            in_flight_request_bytes: 256 << 20,
         }
     }
 }

@@ -27,9 +27,11 @@ use tokio::{
 };
 
 use crate::{
-    admin::{AdminToken, serve_admin},
+    admin::{AdminToken, serve_admin_bounded},
+    descriptors::{NoFile, raise_nofile_limit},
     error::ServerError,
     http::serve_http,
+    listener::Limits,
     notify::{self, PidFile},
     options::ServeOptions,
     readiness::Readiness,
@@ -417,18 +419,42 @@ impl Listening {
             let _ = on_stop.send(true);
         });
 
+        // One connection cap over every listener, below the descriptor limit.
+        let config = &self.process.config;
+        let transport = &config.options.transport;
+        let nofile = NoFile::current();
+        let max_connections = transport.connection_cap(nofile.soft_or_max());
+        if nofile
+            .soft
+            .is_some_and(|soft| max_connections as u64 > soft.saturating_sub(8))
+        {
+            tracing::warn!(
+                max_connections,
+                nofile = nofile.soft,
+                "--max-connections is close to or above the file descriptor limit: accepts \
+                 will fail for want of descriptors (and back off) before the cap is reached"
+            );
+        }
+        let limits = Limits::new(transport, max_connections);
+        tracing::info!(max_connections, nofile = ?nofile.soft, "connection cap");
+
         let http = self.http.take().map(|(listener, addr)| {
             tracing::info!(%addr, "HTTP /metrics, /healthz, /readyz");
-            tokio::spawn(serve_http(readiness.clone(), listener, stopped(&stop_rx)))
+            tokio::spawn(serve_http(
+                readiness.clone(),
+                limits.clone(),
+                listener,
+                stopped(&stop_rx),
+            ))
         });
         let (listener, listen) = self.listener;
-        let config = &self.process.config;
         tracing::info!(%listen, tls = self.process.identity.is_some(), "listening");
         // The limits in force, defaults included: what `-v` shows an operator tuning them.
         tracing::debug!(options = ?config.options, "serving with these limits");
         let main = tokio::spawn(serve_discovery(
             readiness.clone(),
-            config.options.max_message_bytes,
+            config.options.clone(),
+            limits.clone(),
             listener,
             self.process.identity.as_ref().map(TlsIdentity::identity),
             stopped(&stop_rx),
@@ -442,8 +468,15 @@ impl Listening {
             hold: self.hold_loading.take(),
         };
         let admin = self.admin.take();
-        let served =
-            serve_loaded(&self.process, loading, &readiness, admin, reload, &stop_rx).await;
+        let served = serve_loaded(
+            &self.process,
+            loading,
+            &readiness,
+            (admin, limits),
+            reload,
+            &stop_rx,
+        )
+        .await;
         if served.is_err() {
             let _ = stopper.send(true);
         }
@@ -471,7 +504,7 @@ async fn serve_loaded(
     process: &Process,
     loading: Loading,
     readiness: &Readiness,
-    admin: Option<(TcpListener, SocketAddr, AdminToken)>,
+    (admin, limits): (Option<(TcpListener, SocketAddr, AdminToken)>, Limits),
     mut reload: mpsc::Receiver<()>,
     stop_rx: &watch::Receiver<bool>,
 ) -> Result<Option<Task>, ProcessError> {
@@ -504,10 +537,11 @@ async fn serve_loaded(
     let admin = match admin {
         Some((listener, addr, token)) => {
             tracing::info!(admin_listen = %addr, "admin service listening");
-            Some(tokio::spawn(serve_admin(
+            Some(tokio::spawn(serve_admin_bounded(
                 reloader,
                 token,
                 listener,
+                limits,
                 stopped(stop_rx),
             )))
         }
@@ -522,6 +556,7 @@ async fn serve_loaded(
 /// `pir-server serve`: checks its files, starts a runtime, binds, loads and serves until SIGINT
 /// or SIGTERM, reloading on SIGHUP and through the Admin service.
 pub fn run(config: ServeConfig) -> Result<(), ProcessError> {
+    raise_nofile_limit();
     let process = Process::prepare(config)?;
     let runtime =
         tokio::runtime::Runtime::new().map_err(|e| ProcessError::io(Step::StartingRuntime, e))?;

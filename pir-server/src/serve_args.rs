@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Args;
 use pir_server::{
-    RateLimit, ServeOptions,
+    RateLimit, ServeOptions, TransportOptions,
     process::{ServeConfig, TlsFiles},
 };
 
@@ -100,6 +100,48 @@ pub(crate) struct ServeArgs {
     /// 503 before closing the listeners, so that load balancers stop sending first (e.g. 5s).
     #[arg(long, default_value = "0s", value_parser = humantime::parse_duration, env = "PIR_SHUTDOWN_DELAY")]
     shutdown_delay: Duration,
+    // Transport (issue 15, items 1-2): limits of every listener's connections.
+    /// HTTP/2 streams open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS); more
+    /// are refused.
+    #[arg(long, default_value_t = TransportOptions::default().max_streams_per_connection, value_parser = clap::value_parser!(u32).range(1..), env = "PIR_MAX_STREAMS_PER_CONNECTION")]
+    max_streams_per_connection: u32,
+    /// Streams a client may open and reset before they are accepted (rapid reset) before the
+    /// connection gets GOAWAY.
+    #[arg(long, default_value_t = TransportOptions::default().max_pending_reset_streams, env = "PIR_MAX_PENDING_RESET_STREAMS")]
+    max_pending_reset_streams: usize,
+    /// Streams the server may reset for a client's protocol errors (refused streams included)
+    /// before the connection gets GOAWAY.
+    #[arg(long, default_value_t = TransportOptions::default().max_local_reset_streams, env = "PIR_MAX_LOCAL_RESET_STREAMS")]
+    max_local_reset_streams: usize,
+    /// Interval of HTTP/2 keepalive PINGs.
+    #[arg(long, default_value_t = TransportOptions::default().keepalive_interval.into(), value_parser = positive_duration, env = "PIR_KEEPALIVE_INTERVAL")]
+    keepalive_interval: humantime::Duration,
+    /// A connection whose peer leaves a keepalive PING unanswered this long is closed.
+    #[arg(long, default_value_t = TransportOptions::default().keepalive_timeout.into(), value_parser = positive_duration, env = "PIR_KEEPALIVE_TIMEOUT")]
+    keepalive_timeout: humantime::Duration,
+    /// A connection with no open stream (or HTTP request) this long is closed.
+    #[arg(long, default_value_t = TransportOptions::default().idle_timeout.into(), value_parser = positive_duration, env = "PIR_IDLE_TIMEOUT")]
+    idle_timeout: humantime::Duration,
+    /// A connection older than this gets GOAWAY (clients reconnect).
+    #[arg(long, default_value_t = TransportOptions::default().max_connection_age.into(), value_parser = positive_duration, env = "PIR_MAX_CONNECTION_AGE")]
+    max_connection_age: humantime::Duration,
+    /// How long requests in flight may still take once their connection got GOAWAY (age or
+    /// shutdown) before it is closed anyway.
+    #[arg(long, default_value_t = TransportOptions::default().connection_grace.into(), value_parser = positive_duration, env = "PIR_CONNECTION_GRACE")]
+    connection_grace: humantime::Duration,
+    /// Connections open at once over all listeners (more wait in the listen queue), or `auto`:
+    /// the file descriptor limit less 32, at most 4096.
+    #[arg(long, default_value_t = ConnectionsArg(TransportOptions::default().max_connections), value_parser = parse_connections, env = "PIR_MAX_CONNECTIONS")]
+    max_connections: ConnectionsArg,
+    /// Longest a request's whole body may take to arrive; a slower upload is dropped.
+    #[arg(long, default_value_t = TransportOptions::default().request_body_timeout.into(), value_parser = positive_duration, env = "PIR_REQUEST_BODY_TIMEOUT")]
+    request_body_timeout: humantime::Duration,
+    /// Longest a TLS handshake may take.
+    #[arg(long, default_value_t = TransportOptions::default().tls_handshake_timeout.into(), value_parser = positive_duration, env = "PIR_TLS_HANDSHAKE_TIMEOUT")]
+    tls_handshake_timeout: humantime::Duration,
+    /// Request body bytes held at once over all requests, MiB; past it RESOURCE_EXHAUSTED.
+    #[arg(long, default_value_t = (TransportOptions::default().in_flight_request_bytes >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..), env = "PIR_IN_FLIGHT_REQUEST_MIB")]
+    in_flight_request_mib: u64,
 }
 
 impl ServeArgs {
@@ -138,7 +180,51 @@ impl ServeArgs {
             per_key_rate: self.key_rate.0,
             per_peer_rate: self.peer_rate.0,
             per_peer_registrations: self.registration_rate.0,
+            transport: self.transport(),
         }
+    }
+
+    /// The connection limits these flags ask for.
+    fn transport(&self) -> TransportOptions {
+        TransportOptions {
+            max_streams_per_connection: self.max_streams_per_connection,
+            max_pending_reset_streams: self.max_pending_reset_streams,
+            max_local_reset_streams: self.max_local_reset_streams,
+            keepalive_interval: self.keepalive_interval.into(),
+            keepalive_timeout: self.keepalive_timeout.into(),
+            idle_timeout: self.idle_timeout.into(),
+            max_connection_age: self.max_connection_age.into(),
+            connection_grace: self.connection_grace.into(),
+            max_connections: self.max_connections.0,
+            request_body_timeout: self.request_body_timeout.into(),
+            tls_handshake_timeout: self.tls_handshake_timeout.into(),
+            in_flight_request_bytes: usize::try_from(self.in_flight_request_mib << 20)
+                .unwrap_or(usize::MAX),
+        }
+    }
+}
+
+/// A connection cap from the command line; `auto` is `None`.
+#[derive(Clone, Copy, Debug)]
+struct ConnectionsArg(Option<usize>);
+
+impl std::fmt::Display for ConnectionsArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("auto"),
+        }
+    }
+}
+
+fn parse_connections(text: &str) -> Result<ConnectionsArg, String> {
+    if text == "auto" {
+        return Ok(ConnectionsArg(None));
+    }
+    match text.parse::<usize>() {
+        Ok(0) => Err("must be at least 1 (or say auto)".into()),
+        Ok(n) => Ok(ConnectionsArg(Some(n))),
+        Err(e) => Err(format!("{text:?}: {e} (expected a number or auto)")),
     }
 }
 
@@ -305,6 +391,38 @@ mod tests {
         assert_eq!(config.shutdown_delay, Duration::from_secs(5));
         assert_eq!(config.pid_file, Some(PathBuf::from("/run/pir.pid")));
         assert_eq!(serve(&[]).unwrap().config().shutdown_delay, Duration::ZERO);
+    }
+
+    #[test]
+    fn transport_flags_parse_and_the_connection_cap_follows_the_descriptor_limit() {
+        let args = serve(&[
+            "--max-connections",
+            "100",
+            "--idle-timeout",
+            "5s",
+            "--in-flight-request-mib",
+            "8",
+        ])
+        .unwrap();
+        let t = args.options().transport;
+        assert_eq!(t.max_connections, Some(100));
+        assert_eq!(t.idle_timeout, Duration::from_secs(5));
+        assert_eq!(t.in_flight_request_bytes, 8 << 20);
+        assert_eq!(t.connection_cap(64), 100, "asked for, kept");
+        let auto = TransportOptions::default();
+        assert_eq!(auto.connection_cap(64), 32);
+        assert_eq!(auto.connection_cap(10), 1);
+        assert_eq!(auto.connection_cap(u64::MAX), 4096);
+        for bad in [
+            &["--max-connections", "0"][..],
+            &["--max-connections", "many"],
+            &["--idle-timeout", "0s"],
+            &["--max-streams-per-connection", "0"],
+            &["--in-flight-request-mib", "0"],
+        ] {
+            let err = serve(bad).err().unwrap().to_string();
+            assert!(err.contains(bad[0]), "{err}");
+        }
     }
 
     /// Every flag of `serve` (but the hidden old spelling) can come from a `PIR_` variable,

@@ -54,6 +54,8 @@ struct Served {
     snapshot: Arc<Snapshot>,
     config: GetConfigResponse,
     public_key_bytes: usize,
+    // The transport sizes its per-method body limits from these (transport, issue 15).
+    sizes: pir_core::MessageSizes,
 }
 
 impl Served {
@@ -63,11 +65,13 @@ impl Served {
             max_message_bytes: opts.max_message_bytes as u64,
         };
         let config = GetConfigResponse::for_snapshot(&snapshot, limits)?;
-        let public_key_bytes = snapshot.message_sizes()?.public_keys;
+        let sizes = snapshot.message_sizes()?;
+        let public_key_bytes = sizes.public_keys;
         Ok(Self {
             snapshot: Arc::new(snapshot),
             config,
             public_key_bytes,
+            sizes,
         })
     }
 }
@@ -176,6 +180,12 @@ impl DiscoveryService {
     /// The limits this service was started with.
     pub(crate) fn options(&self) -> &ServeOptions {
         &self.state.opts
+    }
+
+    /// The message sizes of the snapshot being served (the transport's body limits follow them
+    /// across reloads).
+    pub(crate) fn message_sizes(&self) -> pir_core::MessageSizes {
+        self.state.served.load().sizes
     }
 
     /// Records how long loading the snapshot being installed took.

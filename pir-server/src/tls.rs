@@ -15,11 +15,11 @@ use std::{
     time::{Duration, SystemTime},
 };
 
+use crate::identity::Identity;
 use rustls::pki_types::{
     CertificateDer, PrivateKeyDer, UnixTime,
     pem::{self, PemObject, SectionKind},
 };
-use tonic::transport::Identity;
 
 /// The TLS identity named by `--tls-cert` and `--tls-key`, checked.
 #[derive(Clone)]

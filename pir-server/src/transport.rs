@@ -1,9 +1,10 @@
-//! The transport around the Discovery service: one tonic server with health and reflection,
-//! plaintext or TLS, that shuts down gracefully; and [`RunningServer`], such a server on a
-//! background task.
+//! The transport around the Discovery service: the main port's services (health and reflection
+//! beside it), plaintext or TLS, on a bounded listener (`listener.rs`) whose body limits follow
+//! the served snapshot's message sizes; and [`RunningServer`], such a server on a background
+//! task.
 //!
 //! ```text
-//! listener ─▶ tonic (TLS?) ─▶ map OUT_OF_RANGE to RESOURCE_EXHAUSTED ─┬─▶ pir.v1.Discovery
+//! listener (TLS?, limits)    ─▶ map OUT_OF_RANGE to RESOURCE_EXHAUSTED ─┬─▶ pir.v1.Discovery
 //!                                                                       │   (UNAVAILABLE until
 //!                                                                       │    the snapshot loads)
 //!                                                                       ├─▶ grpc.health.v1
@@ -12,7 +13,7 @@
 //! answering thread has died
 //! ```
 
-use std::{future::Future, net::SocketAddr};
+use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use pir_core::Snapshot;
 use pir_proto::v1::{
@@ -21,17 +22,19 @@ use pir_proto::v1::{
     discovery_server::{Discovery, DiscoveryServer},
 };
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
-use tonic::{
-    Request, Response, Status,
-    server::NamedService,
-    transport::{Identity, Server, ServerTlsConfig},
-};
+use tonic::{Request, Response, Status, server::NamedService, service::Routes};
+use tower::Layer;
 
 #[cfg(feature = "test-hooks")]
 use crate::options::TestHooks;
 use crate::{
-    error::ServerError, options::ServeOptions, readiness::Readiness, reflection,
+    descriptors::NoFile,
+    error::ServerError,
+    identity::Identity,
+    listener::{self, Limits, Policy, Protocol},
+    options::ServeOptions,
+    readiness::Readiness,
+    reflection,
     service::DiscoveryService,
 };
 
@@ -52,16 +55,77 @@ pub async fn serve_tls(
     identity: Option<Identity>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError> {
-    let max_message_bytes = service.options().max_message_bytes;
+    let transport = &service.options().transport;
+    let limits = Limits::new(
+        transport,
+        transport.connection_cap(NoFile::current().soft_or_max()),
+    );
+    let opts = service.options().clone();
     let readiness = Readiness::serving(service).await;
-    serve_discovery(readiness, max_message_bytes, listener, identity, shutdown).await
+    serve_discovery(readiness, opts, limits, listener, identity, shutdown).await
+}
+
+/// Bytes a request may carry beyond its payload: protobuf tags and lengths, and any small
+/// field (key id, epoch, proofs).
+const SLACK: usize = 16 << 10;
+/// Bytes of framing each query of a Query request may add.
+const PER_QUERY_SLACK: usize = 16;
+
+/// The main port's body limits, sized from the snapshot being served (so they follow a
+/// reload): RegisterKeys its public keys, Query at most `max_queries_per_request` queries,
+/// GetConfig, health and reflection a little; never more than `--max-message-mib`.
+struct Sized {
+    readiness: Readiness,
+    max_message_bytes: usize,
+    max_queries: usize,
+}
+
+impl Sized {
+    const SMALL: usize = 4 << 10;
+}
+
+impl Policy for Sized {
+    fn body_limit(&self, path: &str) -> usize {
+        let sized = self
+            .readiness
+            .service()
+            .map(DiscoveryService::message_sizes);
+        let payload = match (path, sized) {
+            ("/pir.v1.Discovery/RegisterKeys", Some(sizes)) => sizes.public_keys,
+            ("/pir.v1.Discovery/Query", Some(sizes)) => self
+                .max_queries
+                .saturating_mul(sizes.query.saturating_add(PER_QUERY_SLACK)),
+            ("/pir.v1.Discovery/GetConfig", _) => return Self::SMALL,
+            _ => 0,
+        };
+        // 5 bytes of gRPC framing.
+        payload
+            .saturating_add(SLACK)
+            .min(self.max_message_bytes.saturating_add(5))
+    }
+
+    fn refused(&self, limit: &'static str) {
+        if let Some(service) = self.readiness.service() {
+            service.refused_by(limit);
+        }
+    }
+}
+
+/// The TLS acceptor of `identity`, if any.
+pub(crate) fn acceptor(
+    identity: Option<&Identity>,
+) -> Result<Option<tokio_rustls::TlsAcceptor>, ServerError> {
+    identity
+        .map(|identity| Ok(tokio_rustls::TlsAcceptor::from(identity.server_config()?)))
+        .transpose()
 }
 
 /// Serves the main port for a process whose snapshot may still be loading: Discovery (through
 /// `readiness`, UNAVAILABLE until loaded), health and reflection.
 pub(crate) async fn serve_discovery(
     readiness: Readiness,
-    max_message_bytes: usize,
+    opts: ServeOptions,
+    limits: Limits,
     listener: TcpListener,
     identity: Option<Identity>,
     shutdown: impl Future<Output = ()> + Send,
@@ -70,31 +134,42 @@ pub(crate) async fn serve_discovery(
         <DiscoveryServer<Pending> as NamedService>::NAME,
         "grpc.health.v1.Health",
     ])?;
-    let mut builder = Server::builder();
-    if let Some(identity) = identity {
-        builder = builder.tls_config(ServerTlsConfig::new().identity(identity))?;
-    }
+    let tls = acceptor(identity.as_ref())?;
     // The watcher holds the readiness (and so, once loaded, the answering thread's queue),
     // which must go when serving ends, however it ends.
     let _watcher = AbortOnDrop(tokio::spawn(readiness.clone().watch()));
     let counted = readiness.clone();
-    builder
-        .layer(tower::util::MapResponseLayer::new(
-            move |response: tonic::codegen::http::Response<tonic::body::Body>| {
-                oversized_is_resource_exhausted(response, &counted)
-            },
-        ))
-        .add_service(readiness.health_server())
+    let routes = Routes::new(readiness.health_server())
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(
-            DiscoveryServer::new(Pending(readiness))
-                .max_decoding_message_size(max_message_bytes)
-                .max_encoding_message_size(max_message_bytes),
+            DiscoveryServer::new(Pending(readiness.clone()))
+                .max_decoding_message_size(opts.max_message_bytes)
+                .max_encoding_message_size(opts.max_message_bytes),
         )
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
-        .await?;
-    Ok(())
+        .prepare();
+    let service = tower::util::MapResponseLayer::new(
+        move |response: tonic::codegen::http::Response<tonic::body::Body>| {
+            oversized_is_resource_exhausted(response, &counted)
+        },
+    )
+    .layer(routes);
+    let policy = Arc::new(Sized {
+        readiness,
+        max_message_bytes: opts.max_message_bytes,
+        max_queries: opts.max_queries_per_request as usize,
+    });
+    listener::serve(
+        "main",
+        listener,
+        tls,
+        Protocol::Grpc,
+        limits,
+        policy,
+        service,
+        shutdown,
+    )
+    .await
 }
 
 /// The Discovery service of a process that may still be loading its snapshot.

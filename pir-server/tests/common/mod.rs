@@ -3,6 +3,8 @@
 // Each test file is its own crate and uses some of these helpers only.
 #![allow(dead_code)]
 
+pub(crate) mod binary;
+
 use std::net::SocketAddr;
 
 use pir_core::{
