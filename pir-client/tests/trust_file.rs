@@ -11,7 +11,13 @@ fn lookup_with_trust(text: &str) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("trust.file"), text).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_pir-client"))
-        .args(["lookup", "--server", "http://127.0.0.1:9", "--trust", "trust.file"])
+        .args([
+            "lookup",
+            "--server",
+            "http://127.0.0.1:9",
+            "--trust",
+            "trust.file",
+        ])
         .arg("tel:+14155550100")
         .current_dir(dir.path())
         .env_remove("RUST_LOG")

@@ -3,7 +3,7 @@
 //! way a secret file is read (only when it is its owner's alone).
 
 use std::{
-    fs::{File, Permissions},
+    fs::{self, File, Permissions},
     io::{self, BufWriter, Read, Write},
     os::unix::fs::{MetadataExt, PermissionsExt},
     path::{Path, PathBuf},
@@ -112,6 +112,16 @@ impl std::error::Error for InsecureSecret {}
 pub fn read_secret(path: &Path) -> io::Result<Vec<u8>> {
     let mut file = File::open(path)?;
     let meta = file.metadata()?;
+    check_owner_only(path, &meta)?;
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 20));
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// The check of [`read_secret`] on the metadata of an opened file, for a reader that first
+/// makes sure the file is a secret at all (a public key given for a secret one is reported as
+/// that, not as readable by others).
+pub fn check_owner_only(path: &Path, meta: &fs::Metadata) -> io::Result<()> {
     let mode = meta.mode() & 0o7777;
     if meta.is_file() && mode & 0o077 != 0 {
         return Err(io::Error::new(
@@ -122,9 +132,7 @@ pub fn read_secret(path: &Path) -> io::Result<Vec<u8>> {
             },
         ));
     }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0).min(1 << 20));
-    file.read_to_end(&mut bytes)?;
-    Ok(bytes)
+    Ok(())
 }
 
 /// [`read_secret`] for a text file.
@@ -140,7 +148,7 @@ pub fn insecure_secret(err: &io::Error) -> Option<&InsecureSecret> {
 
 #[cfg(test)]
 mod tests {
-    use std::{fs, os::unix::fs::symlink};
+    use std::os::unix::fs::symlink;
 
     use super::*;
 

@@ -37,7 +37,11 @@ fn ok(dir: &Path, args: &[&str]) -> String {
 fn fails(dir: &Path, args: &[&str]) -> String {
     let o = run(dir, args);
     let stderr = String::from_utf8(o.stderr).unwrap();
-    assert_eq!(o.status.code(), Some(1), "pir-server {args:?}\nstderr: {stderr}");
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "pir-server {args:?}\nstderr: {stderr}"
+    );
     stderr
 }
 
@@ -55,7 +59,18 @@ fn setup() -> tempfile::TempDir {
     let d = dir.path();
     ok(d, &["issuer-keygen", "--out", "issuer.key"]);
     ok(d, &["dp-keygen", "--out", "dp.key"]);
-    ok(d, &["synth", "--count", "20", "--issuer-key", "issuer.key", "--out", "m.jsonl"]);
+    ok(
+        d,
+        &[
+            "synth",
+            "--count",
+            "20",
+            "--issuer-key",
+            "issuer.key",
+            "--out",
+            "m.jsonl",
+        ],
+    );
     ok(d, &build(&["--dp-key", "dp.key"]));
     dir
 }
@@ -121,7 +136,11 @@ fn force_writes_a_fresh_owner_only_file_and_never_through_a_symlink() {
         chmod(&d.join("open.key"), 0o666);
         ok(d, &[keygen, "--out", "open.key", "--force"]);
         assert_eq!(mode(&d.join("open.key")), 0o600, "{keygen}");
-        assert!(fs::read_to_string(d.join("open.key")).unwrap().contains("PRIVATE KEY"));
+        assert!(
+            fs::read_to_string(d.join("open.key"))
+                .unwrap()
+                .contains("PRIVATE KEY")
+        );
 
         // Onto a symlink: the link is replaced by the key; its target is left alone.
         fs::write(d.join("target"), "precious").unwrap();
@@ -129,7 +148,10 @@ fn force_writes_a_fresh_owner_only_file_and_never_through_a_symlink() {
         let _ = fs::remove_file(d.join("link.key"));
         symlink(d.join("target"), d.join("link.key")).unwrap();
         let stderr = fails(d, &[keygen, "--out", "link.key"]);
-        assert!(stderr.contains("link.key already exists: pass --force"), "{stderr}");
+        assert!(
+            stderr.contains("link.key already exists: pass --force"),
+            "{stderr}"
+        );
         ok(d, &[keygen, "--out", "link.key", "--force"]);
         assert_eq!(fs::read_to_string(d.join("target")).unwrap(), "precious");
         assert_eq!(mode(&d.join("target")), 0o644);
@@ -165,7 +187,15 @@ fn secrets_that_others_may_read_are_refused_with_the_remedy() {
         chmod(&d.join("issuer.key"), m);
         let stderr = fails(
             d,
-            &["synth", "--count", "1", "--issuer-key", "issuer.key", "--out", "x.jsonl"],
+            &[
+                "synth",
+                "--count",
+                "1",
+                "--issuer-key",
+                "issuer.key",
+                "--out",
+                "x.jsonl",
+            ],
         );
         assert_eq!(
             stderr,
@@ -185,7 +215,15 @@ fn secrets_that_others_may_read_are_refused_with_the_remedy() {
     // The server's secrets: the TLS private key and the admin token.
     ok(
         d,
-        &["tls-selfsigned", "--host", "localhost", "--cert-out", "c.pem", "--key-out", "k.pem"],
+        &[
+            "tls-selfsigned",
+            "--host",
+            "localhost",
+            "--cert-out",
+            "c.pem",
+            "--key-out",
+            "k.pem",
+        ],
     );
     fs::write(d.join("token"), "0123456789abcdef0123\n").unwrap();
     chmod(&d.join("token"), 0o600);
@@ -238,12 +276,23 @@ fn each_flag_refuses_the_other_kind_of_key_file_by_name() {
              be handed out; give the public key file (.pub) that {keygen} wrote beside it\n"
         )
     };
-    let synth = ["synth", "--count", "1", "--issuer-key", "issuer.key", "--out", "x.jsonl"];
+    let synth = [
+        "synth",
+        "--count",
+        "1",
+        "--issuer-key",
+        "issuer.key",
+        "--out",
+        "x.jsonl",
+    ];
     assert_eq!(
         fails(d, &with(&synth, "--issuer-key", "issuer.pub")),
         public_for_secret("--issuer-key", "issuer.pub", "issuer-keygen")
     );
-    assert!(!d.join("x.jsonl").exists(), "nothing signed with a public key");
+    assert!(
+        !d.join("x.jsonl").exists(),
+        "nothing signed with a public key"
+    );
     let signed = build(&["--dp-key", "dp.key"]);
     assert_eq!(
         fails(d, &with(&signed, "--dp-key", "dp.pub")),
@@ -287,7 +336,15 @@ fn each_flag_refuses_the_other_kind_of_key_file_by_name() {
     );
     let stderr = fails(
         d,
-        &["serve", "--snapshot", "db.pirsnap", "--listen", "127.0.0.1:0", "--dp-pub", "dp.key"],
+        &[
+            "serve",
+            "--snapshot",
+            "db.pirsnap",
+            "--listen",
+            "127.0.0.1:0",
+            "--dp-pub",
+            "dp.key",
+        ],
     );
     assert!(
         stderr.ends_with(&secret_for_public("--dp-pub", "dp.key", "dp-keygen")),
@@ -302,7 +359,11 @@ fn old_one_line_key_files_are_refused_with_the_way_out() {
     let dir = setup();
     let d = dir.path();
     // The earlier form: a base64url seed (secret) or public key (trust file) on a line.
-    fs::write(d.join("old.key"), "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM\n").unwrap();
+    fs::write(
+        d.join("old.key"),
+        "AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM\n",
+    )
+    .unwrap();
     chmod(&d.join("old.key"), 0o600);
     fs::write(
         d.join("old.pub"),
@@ -311,7 +372,15 @@ fn old_one_line_key_files_are_refused_with_the_way_out() {
     .unwrap();
     let stderr = fails(
         d,
-        &["synth", "--count", "1", "--issuer-key", "old.key", "--out", "x.jsonl"],
+        &[
+            "synth",
+            "--count",
+            "1",
+            "--issuer-key",
+            "old.key",
+            "--out",
+            "x.jsonl",
+        ],
     );
     assert!(
         stderr.starts_with(
@@ -319,7 +388,10 @@ fn old_one_line_key_files_are_refused_with_the_way_out() {
         ),
         "{stderr}"
     );
-    assert!(stderr.contains("`pir-server issuer-keygen --out FILE`"), "{stderr}");
+    assert!(
+        stderr.contains("`pir-server issuer-keygen --out FILE`"),
+        "{stderr}"
+    );
     let stderr = fails(d, &with(&build(&[]), "--trust", "old.pub"));
     assert!(
         stderr.starts_with(
@@ -349,5 +421,8 @@ fn a_non_canonical_issuer_key_is_refused() {
     );
     fs::write(d.join("bad-dp.pub"), &trust).unwrap();
     let stderr = fails(d, &["verify", "db.pirsnap", "--dp-pub", "bad-dp.pub"]);
-    assert!(stderr.contains("non-canonical Ed25519 public key"), "{stderr}");
+    assert!(
+        stderr.contains("non-canonical Ed25519 public key"),
+        "{stderr}"
+    );
 }

@@ -215,10 +215,17 @@ fn parse_secret_key(text: &str, role: KeyRole) -> Result<SigningKey> {
 }
 
 /// Reads a secret key file: refused when group or others may access it
-/// ([`crate::fs::read_secret`]).
+/// ([`crate::fs::check_owner_only`]), once it is known to be a secret key file (a public key
+/// file, mode 0644 as it should be, is reported as the wrong file, not as too open).
 fn read_secret_file(path: &Path, role: KeyRole) -> Result<SigningKey> {
-    let text = crate::fs::read_secret_text(path).map_err(|e| CoreError::io(path, e))?;
-    parse_secret_key(&text, role).map_err(|e| e.in_file(path))
+    let io = |e| CoreError::io(path, e);
+    let mut file = std::fs::File::open(path).map_err(io)?;
+    let meta = file.metadata().map_err(io)?;
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text).map_err(io)?;
+    let key = parse_secret_key(&text, role).map_err(|e| e.in_file(path))?;
+    crate::fs::check_owner_only(path, &meta).map_err(io)?;
+    Ok(key)
 }
 
 fn read_public_file(path: &Path, role: KeyRole) -> Result<TrustStore> {
@@ -475,14 +482,25 @@ mod tests {
         assert_eq!(back.id(), issuer.id());
         let public = issuer.to_public_text();
         assert!(public.contains("-----BEGIN PUBLIC KEY-----\n"), "{public}");
-        assert!(public.starts_with(&format!("# pir-discovery issuer public key {}\n", issuer.id())));
+        assert!(public.starts_with(&format!(
+            "# pir-discovery issuer public key {}\n",
+            issuer.id()
+        )));
         let trust = TrustStore::parse(&public).unwrap();
         assert!(trust.get(&issuer.id()).is_some());
         assert!(TrustStore::parse("# nothing\n").is_err());
         assert!(TrustStore::parse("not-base64!\n").is_err());
         let dp = DpKey::from_seed(&[4; 32]);
-        assert_eq!(DpKey::parse_secret(&dp.to_secret_text()).unwrap().id(), dp.id());
-        assert!(DpKeys::parse(&dp.to_public_text()).unwrap().get(&dp.id()).is_some());
+        assert_eq!(
+            DpKey::parse_secret(&dp.to_secret_text()).unwrap().id(),
+            dp.id()
+        );
+        assert!(
+            DpKeys::parse(&dp.to_public_text())
+                .unwrap()
+                .get(&dp.id())
+                .is_some()
+        );
     }
 
     /// The PKCS#8 form is the standard one: OpenSSL's `genpkey -algorithm ed25519` output for
@@ -498,19 +516,31 @@ mod tests {
         let pem = "-----BEGIN PRIVATE KEY-----\n\
                    MC4CAQAwBQYDK2VwBCIEIJ1hsZ3v/VpguoRK9JLsLMREScVpezJpGXA7rAMcrn9g\n\
                    -----END PRIVATE KEY-----\n";
-        assert!(key.to_secret_text().ends_with(pem), "{}", key.to_secret_text());
+        assert!(
+            key.to_secret_text().ends_with(pem),
+            "{}",
+            key.to_secret_text()
+        );
         assert_eq!(IssuerKey::parse_secret(pem).unwrap().id(), key.id());
         let public = "-----BEGIN PUBLIC KEY-----\n\
                       MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=\n\
                       -----END PUBLIC KEY-----\n";
-        assert!(key.to_public_text().ends_with(public), "{}", key.to_public_text());
+        assert!(
+            key.to_public_text().ends_with(public),
+            "{}",
+            key.to_public_text()
+        );
     }
 
     #[test]
     fn a_trust_file_holds_several_keys() {
         let a = IssuerKey::from_seed(&[1; 32]);
         let b = IssuerKey::from_seed(&[2; 32]);
-        let both = format!("{}\n# the second issuer\n{}", a.to_public_text(), b.to_public_text());
+        let both = format!(
+            "{}\n# the second issuer\n{}",
+            a.to_public_text(),
+            b.to_public_text()
+        );
         let trust = TrustStore::parse(&both).unwrap();
         assert_eq!(trust.len(), 2);
         assert!(trust.get(&a.id()).is_some() && trust.get(&b.id()).is_some());
@@ -520,7 +550,10 @@ mod tests {
     fn public_and_secret_files_are_not_mistaken_for_each_other() {
         let issuer = IssuerKey::from_seed(&[3; 32]);
         let (line, r) = reason(IssuerKey::parse_secret(&issuer.to_public_text()).unwrap_err());
-        assert_eq!((line, r.clone()), (Some(2), KeyError::PublicForSecret(KeyRole::Issuer)));
+        assert_eq!(
+            (line, r.clone()),
+            (Some(2), KeyError::PublicForSecret(KeyRole::Issuer))
+        );
         assert_eq!(
             r.to_string(),
             "this is a public key (SPKI PEM); give the secret key file written by issuer-keygen"
@@ -547,8 +580,15 @@ mod tests {
             super::super::b64::encode(issuer.verifying_key().as_bytes())
         );
         let (line, r) = reason(IssuerKey::parse_secret(&old_secret).unwrap_err());
-        assert_eq!((line, r.clone()), (Some(1), KeyError::OneLine(KeyRole::Issuer)));
-        assert!(r.to_string().contains("pir-server issuer-keygen --out FILE"), "{r}");
+        assert_eq!(
+            (line, r.clone()),
+            (Some(1), KeyError::OneLine(KeyRole::Issuer))
+        );
+        assert!(
+            r.to_string()
+                .contains("pir-server issuer-keygen --out FILE"),
+            "{r}"
+        );
         let (line, r) = reason(TrustStore::parse(&old_public).unwrap_err());
         assert_eq!((line, r), (Some(2), KeyError::OneLine(KeyRole::Issuer)));
         let (_, r) = reason(DpKeys::parse(&old_public).unwrap_err());
@@ -595,7 +635,9 @@ mod tests {
     /// An SPKI PEM block around raw public key bytes, as an attacker could write one.
     fn spki_pem(bytes: &[u8; 32]) -> String {
         use base64::Engine;
-        let mut der = vec![0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00];
+        let mut der = vec![
+            0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+        ];
         der.extend_from_slice(bytes);
         format!(
             "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
@@ -617,12 +659,21 @@ mod tests {
         let report: [u8; 32] =
             super::super::b64::decode_array("8P_______________________________________38").unwrap();
         assert_eq!(report, p_plus(3));
-        assert!(VerifyingKey::from_bytes(&report).is_ok(), "dalek alone accepts it");
-        assert_eq!(decode_public_key(&report).unwrap_err(), KeyError::NonCanonical);
+        assert!(
+            VerifyingKey::from_bytes(&report).is_ok(),
+            "dalek alone accepts it"
+        );
+        assert_eq!(
+            decode_public_key(&report).unwrap_err(),
+            KeyError::NonCanonical
+        );
         // y = p (that is, 0) and y = p + 1 (that is, 1, the identity: also small-order).
         for k in [0, 1, 3] {
             let err = decode_public_key(&p_plus(k)).unwrap_err();
-            assert!(matches!(err, KeyError::NonCanonical | KeyError::NotEd25519), "{k}: {err}");
+            assert!(
+                matches!(err, KeyError::NonCanonical | KeyError::NotEd25519),
+                "{k}: {err}"
+            );
             let (line, _) = reason(TrustStore::parse(&spki_pem(&p_plus(k))).unwrap_err());
             assert_eq!(line, Some(1));
             assert!(DpKeys::parse(&spki_pem(&p_plus(k))).is_err());
