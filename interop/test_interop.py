@@ -200,7 +200,9 @@ def server(server_binary: Path, tmp_path_factory):
     address = f"127.0.0.1:{_free_port()}"
     admin_address = f"127.0.0.1:{_free_port()}"
     http_address = f"127.0.0.1:{_free_port()}"
-    (work / "admin.token").write_text(ADMIN_TOKEN + "\n")
+    token = work / "admin.token"
+    token.write_text(ADMIN_TOKEN + "\n")
+    token.chmod(0o600)  # the server refuses a secret that group or others may read
     log = work / "serve.log"
     env = dict(os.environ, RUST_LOG="warn")
     with open(log, "wb") as log_file:

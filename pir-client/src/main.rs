@@ -60,7 +60,7 @@ struct ServerArgs {
 struct LookupArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// Trusted issuer public keys: one base64url key per line.
+    /// Trusted issuer public keys: one or more SPKI PEM blocks (issuers' .pub files).
     #[arg(long, value_name = "FILE")]
     trust: PathBuf,
     /// Keeps the client keys between runs (created with mode 0600), saving key generation
@@ -144,7 +144,7 @@ fn emit(line: &str) -> Result<(), ExitCode> {
 
 async fn lookup(args: LookupArgs) -> Result<ExitCode, ExitCode> {
     let trust = TrustStore::from_file(&args.trust).map_err(|e| {
-        eprintln!("error: trust file: {e}");
+        eprintln!("error: {}", e.with_flag("--trust"));
         ExitCode::FAILURE
     })?;
     let options = ClientOptions {
@@ -210,7 +210,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ExitCode> {
         ExitCode::FAILURE
     };
     let trust = match &args.trust {
-        Some(p) => TrustStore::from_file(p).map_err(|e| fail(&e))?,
+        Some(p) => TrustStore::from_file(p).map_err(|e| fail(&e.with_flag("--trust")))?,
         None => TrustStore::new(),
     };
     let dir = tempfile::tempdir().map_err(|e| fail(&e))?;

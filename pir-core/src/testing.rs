@@ -48,6 +48,17 @@ pub fn user_key() -> SigningKey {
     SigningKey::from_bytes(&[5; 32])
 }
 
+/// Writes a secret file (a key, a token) as a secret must be to be read: owner-only, 0600.
+pub fn write_secret(path: &std::path::Path, contents: impl AsRef<[u8]>) {
+    crate::fs::write_atomic(
+        path,
+        0o600,
+        |_, e| e,
+        |w| std::io::Write::write_all(w, contents.as_ref()),
+    )
+    .unwrap();
+}
+
 /// A trust store holding exactly `key`'s public key.
 pub fn trust_of(key: &IssuerKey) -> TrustStore {
     TrustStore::parse(&key.to_public_text()).unwrap()

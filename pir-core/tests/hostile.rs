@@ -768,6 +768,8 @@ fn b64url() -> impl Strategy<Value = String> {
         "[A-Za-z0-9_-]{43}",
         "[A-Za-z0-9_\\-=+/]{0,90}",
         "# [a-z ]{0,10}\n[A-Za-z0-9_-]{43}\n[A-Za-z0-9_-]{0,44}",
+        "-----BEGIN (PUBLIC|PRIVATE|EC PRIVATE) KEY-----\nMC[A-Za-z0-9+/]{0,64}={0,2}\n\
+         (-----END (PUBLIC|PRIVATE) KEY-----)?\n",
     ]
 }
 

@@ -3,7 +3,7 @@
 use std::{fmt, path::PathBuf, time::Instant};
 
 use pir_core::{
-    BuildOptions, SchemeParams, Snapshot, SnapshotHeader, TrustStore, identity::CpiWarnings,
+    BuildOptions, SchemeParams, Snapshot, SnapshotHeader, identity::CpiWarnings,
     snapshot::BuildReport,
 };
 use serde::Serialize;
@@ -12,7 +12,7 @@ use crate::{
     error::DpError,
     human::{Bytes, Percent, Secs},
     jsonl::{read_mappings_shown, refuse_or_skip},
-    keys::read_dp_key,
+    keys::{read_dp_key, read_trust},
     paths::check_out_dir,
     progress::{count_on, spinner},
     report,
@@ -92,7 +92,7 @@ impl fmt::Display for BuildSummary {
 pub fn build(args: &BuildArgs) -> Result<BuildSummary, DpError> {
     // What can be refused at once is, before the long work.
     check_out_dir(&args.out)?;
-    let trust = TrustStore::from_file(&args.trust)?;
+    let trust = read_trust(&args.trust)?;
     let dp_key = args.dp_key.as_deref().map(read_dp_key).transpose()?;
     let read = read_mappings_shown(&args.mappings, &trust, args.progress)?;
     let skipped_invalid = refuse_or_skip(&args.mappings, read.invalid, args.skip_invalid)?;

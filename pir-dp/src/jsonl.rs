@@ -2,8 +2,7 @@
 //! line number.
 
 use std::{
-    fs::File,
-    io::{BufRead, BufReader, BufWriter, Write},
+    io::{BufRead, BufReader, Write},
     path::Path,
 };
 
@@ -22,22 +21,24 @@ pub fn write_jsonl(path: &Path, mappings: &[Mapping]) -> Result<(), DpError> {
     write_jsonl_shown(path, mappings, false)
 }
 
-/// [`write_jsonl`], with a bar over the lines written when `show`.
+/// [`write_jsonl`], with a bar over the lines written when `show`. The file is written
+/// atomically (a unique temporary file renamed into place), mode 0640.
 pub(crate) fn write_jsonl_shown(
     path: &Path,
     mappings: &[Mapping],
     show: bool,
 ) -> Result<(), DpError> {
     let bar = progress_bar(mappings.len() as u64, show, "writing");
-    let io = |e| DpError::io(IoOp::Writing, path, e);
-    let file = File::create(path).map_err(|e| DpError::io(IoOp::Creating, path, e))?;
-    let mut w = BufWriter::new(file);
-    for m in mappings {
-        writeln!(w, "{}", m.to_json_line()).map_err(io)?;
-        bar.inc(1);
-    }
+    let io = |p: &Path, e| DpError::io(IoOp::Writing, p, e);
+    pir_core::fs::write_atomic(path, 0o640, io, |w| {
+        for m in mappings {
+            writeln!(w, "{}", m.to_json_line()).map_err(|e| io(path, e))?;
+            bar.inc(1);
+        }
+        Ok(())
+    })?;
     bar.finish_and_clear();
-    w.flush().map_err(io)
+    Ok(())
 }
 
 /// Mappings read from a JSON Lines file, each verified; failures listed by line number.

@@ -1,39 +1,37 @@
-//! Ed25519 key files (an issuer's or the DP's): the owner-only secret and the public key beside
-//! it.
+//! Ed25519 key files (an issuer's or the DP's): the owner-only secret (PKCS#8 PEM) and the
+//! public key beside it (SPKI PEM), and reading them for the flags that name them.
 
-use std::{
-    fs::OpenOptions,
-    io::Write,
-    os::unix::fs::OpenOptionsExt,
-    path::{Path, PathBuf},
+use std::path::{Path, PathBuf};
+
+use pir_core::{
+    CoreError, DpKey, DpKeys, IssuerKey, TrustStore,
+    fs::{Existing, write_atomic_with},
 };
-
-use pir_core::{DpKey, IssuerKey};
 
 use crate::{
     error::{DpError, IoOp},
     paths::check_out_dir,
 };
 
-/// Writes `text` to a new file readable by its owner only (over an existing one only with
-/// `overwrite`).
+/// Writes `text` to a new file readable by its owner only, atomically and with mode 0600 from
+/// its creation (over an existing file only with `overwrite`; a symlink at `path` is replaced,
+/// never written through).
 pub fn write_private(path: &Path, text: &str, overwrite: bool) -> Result<(), DpError> {
-    let mut opts = OpenOptions::new();
-    opts.write(true).mode(0o600);
-    if overwrite {
-        opts.create(true).truncate(true);
-    } else {
-        opts.create_new(true);
-    }
     check_out_dir(path)?;
-    let mut f = opts.open(path).map_err(|e| match e.kind() {
+    let existing = if overwrite {
+        Existing::Replace
+    } else {
+        Existing::Refuse
+    };
+    let error = |p: &Path, e: std::io::Error| match e.kind() {
         std::io::ErrorKind::AlreadyExists => DpError::KeyFileExists {
-            path: path.to_path_buf(),
+            path: p.to_path_buf(),
         },
-        _ => DpError::io(IoOp::Creating, path, e),
-    })?;
-    f.write_all(text.as_bytes())
-        .map_err(|e| DpError::io(IoOp::Writing, path, e))
+        _ => DpError::io(IoOp::Writing, p, e),
+    };
+    write_atomic_with(path, 0o600, existing, error, |w| {
+        std::io::Write::write_all(w, text.as_bytes()).map_err(|e| error(path, e))
+    })
 }
 
 /// The public key file beside a secret key file: `issuer.key` -> `issuer.pub`.
@@ -57,21 +55,42 @@ pub fn dp_keygen(out: &Path, overwrite: bool) -> Result<DpKey, DpError> {
 }
 
 fn write_pair(out: &Path, overwrite: bool, secret: &str, public: &str) -> Result<(), DpError> {
-    write_private(out, secret, overwrite)?;
     let path = public_key_path(out);
-    std::fs::write(&path, public).map_err(|e| DpError::io(IoOp::Writing, &path, e))
+    if path == out {
+        return Err(DpError::io(
+            IoOp::Writing,
+            out,
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "the secret key file must not end in .pub (the public key is written beside it \
+                 as .pub)",
+            ),
+        ));
+    }
+    write_private(out, secret, overwrite)?;
+    let error = |p: &Path, e| DpError::io(IoOp::Writing, p, e);
+    pir_core::fs::write_atomic(&path, 0o644, error, |w| {
+        std::io::Write::write_all(w, public.as_bytes()).map_err(|e| error(&path, e))
+    })
 }
 
-fn read_text(path: &Path) -> Result<String, DpError> {
-    std::fs::read_to_string(path).map_err(|e| DpError::io(IoOp::Reading, path, e))
-}
-
-/// Reads an issuer's secret key file.
+/// Reads an issuer's secret key file, given with `--issuer-key` (refused when group or others
+/// may access it, or when it is a public key).
 pub fn read_issuer_key(path: &Path) -> Result<IssuerKey, DpError> {
-    Ok(IssuerKey::parse_secret(&read_text(path)?)?)
+    Ok(IssuerKey::from_file(path).map_err(|e| e.with_flag("--issuer-key"))?)
 }
 
-/// Reads the DP's secret key file.
+/// Reads the DP's secret key file, given with `--dp-key`.
 pub fn read_dp_key(path: &Path) -> Result<DpKey, DpError> {
-    Ok(DpKey::parse_secret(&read_text(path)?)?)
+    Ok(DpKey::from_file(path).map_err(|e| e.with_flag("--dp-key"))?)
+}
+
+/// Reads a trust file of issuer public keys, given with `--trust`.
+pub fn read_trust(path: &Path) -> Result<TrustStore, DpError> {
+    Ok(TrustStore::from_file(path).map_err(|e| e.with_flag("--trust"))?)
+}
+
+/// Reads a trust file of DP public keys, given with `--dp-pub`.
+pub fn read_dp_pub(path: &Path) -> Result<DpKeys, DpError> {
+    Ok(DpKeys::from_file(path).map_err(|e: CoreError| e.with_flag("--dp-pub"))?)
 }

@@ -6,14 +6,14 @@ use std::{
     time::Instant,
 };
 
-use pir_core::{DpKeys, SnapshotHeader, TrustStore, UpdateOptions, snapshot::UpdateReport};
+use pir_core::{SnapshotHeader, UpdateOptions, snapshot::UpdateReport};
 use serde::Serialize;
 
 use crate::{
     error::DpError,
     human::Secs,
     jsonl::{read_delta_shown, refuse_or_skip},
-    keys::read_dp_key,
+    keys::{read_dp_key, read_dp_pub, read_trust},
     paths::{base_beside, check_out_dir, same_dir, same_file},
     progress::{load_snapshot, spinner},
     report,
@@ -123,8 +123,8 @@ pub fn update_with(args: &UpdateArgs, run: &UpdateRun) -> Result<UpdateSummary, 
             snapshot: args.snapshot.clone(),
         });
     }
-    let trust = TrustStore::from_file(&args.trust)?;
-    let dp_keys = run.dp_pub.as_deref().map(DpKeys::from_file).transpose()?;
+    let trust = read_trust(&args.trust)?;
+    let dp_keys = run.dp_pub.as_deref().map(read_dp_pub).transpose()?;
     let dp_key = args.dp_key.as_deref().map(read_dp_key).transpose()?;
     let (ops, invalid) = read_delta_shown(&args.delta, &trust, run.progress)?;
     let skipped_invalid = refuse_or_skip(&args.delta, invalid, args.skip_invalid)?;

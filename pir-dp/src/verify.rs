@@ -5,7 +5,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use pir_core::{DpKeys, SnapshotHeader, identity::IssuerId};
+use pir_core::{SnapshotHeader, identity::IssuerId};
 use serde::Serialize;
 
 use crate::{error::DpError, progress::load_snapshot, report};
@@ -60,7 +60,7 @@ impl fmt::Display for Verified {
 /// is loaded, a delta with its base) and, when `dp_pub` is given, its DP signature against the
 /// keys in it. With `progress`, shows the loading.
 pub fn verify(path: &Path, dp_pub: Option<&Path>, progress: bool) -> Result<Verified, DpError> {
-    let keys = dp_pub.map(DpKeys::from_file).transpose()?;
+    let keys = dp_pub.map(crate::keys::read_dp_pub).transpose()?;
     let snapshot = load_snapshot(path, true, progress)?;
     let dp_signature = match (&keys, dp_pub) {
         (Some(keys), Some(dp_pub)) => {

@@ -37,7 +37,7 @@ struct ReportArgs {
 /// What `build` and `update` share: what to trust, where to write, how strict to be.
 #[derive(Args)]
 struct OutputArgs {
-    /// Trusted issuer public keys (one base64url key a line).
+    /// Trusted issuer public keys: one or more SPKI PEM blocks (issuers' .pub files).
     #[arg(long)]
     trust: PathBuf,
     /// Output snapshot.

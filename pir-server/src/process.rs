@@ -143,8 +143,8 @@ pub enum ProcessError {
     /// The TLS certificate or key was refused.
     #[error(transparent)]
     Tls(#[from] TlsError),
-    /// The DP key file does not parse.
-    #[error("--dp-pub: {0}")]
+    /// The DP key file does not parse (the error names the flag and the file).
+    #[error("{0}")]
     DpPub(CoreError),
     /// A system call failed.
     #[error("{step}: {source}")]
@@ -263,12 +263,13 @@ impl Process {
             .as_deref()
             .map(DpKeys::from_file)
             .transpose()
-            .map_err(ProcessError::DpPub)?;
+            .map_err(|e| ProcessError::DpPub(e.with_flag("--dp-pub")))?;
         let admin_token = config
             .admin_token_file
             .as_deref()
             .map(|p| {
-                let text = std::fs::read_to_string(p)
+                // A secret: refused when its group or others may access it.
+                let text = pir_core::fs::read_secret_text(p)
                     .map_err(|e| ProcessError::file("--admin-token-file", p, e))?;
                 AdminToken::new(text.trim().to_owned()).ok_or_else(|| {
                     ProcessError::AdminTokenTooShort {

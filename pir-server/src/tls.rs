@@ -38,16 +38,14 @@ impl fmt::Debug for TlsIdentity {
 
 impl TlsIdentity {
     /// Reads and checks the certificate chain file `cert` and the private key file `key`.
+    /// The key file is refused when its group or others may access it.
     pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
-        let read = |flag: &'static str, path: &Path| {
-            std::fs::read(path).map_err(|source| TlsError::Read {
-                flag,
-                path: path.to_path_buf(),
-                source,
-            })
-        };
-        let cert_pem = read("--tls-cert", cert)?;
-        let key_pem = read("--tls-key", key)?;
+        fn error(flag: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> TlsError {
+            let path = path.to_path_buf();
+            move |source| TlsError::Read { flag, path, source }
+        }
+        let cert_pem = std::fs::read(cert).map_err(error("--tls-cert", cert))?;
+        let key_pem = pir_core::fs::read_secret(key).map_err(error("--tls-key", key))?;
         let files = Files { cert, key };
         let not_after = check(&cert_pem, &key_pem, &files)?;
         Ok(Self {

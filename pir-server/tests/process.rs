@@ -34,7 +34,7 @@ fn config(dir: &Path) -> ServeConfig {
     let path = dir.join("db.pirsnap");
     snapshot(1).write(&path).unwrap();
     let token = dir.join("token");
-    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+    pir_core::testing::write_secret(&token, format!("{TOKEN}\n"));
     ServeConfig {
         snapshot: path,
         listen: loopback(),
@@ -357,7 +357,7 @@ fn start_up_refusals_name_their_flag() {
     );
 
     let short = dir.path().join("short");
-    std::fs::write(&short, "  too short  \n").unwrap();
+    pir_core::testing::write_secret(&short, "  too short  \n");
     let err = Process::prepare(ServeConfig {
         admin_token_file: Some(short.clone()),
         ..config(dir.path())
@@ -415,7 +415,7 @@ fn start_up_refusals_name_their_flag() {
     .err()
     .unwrap();
     assert!(matches!(err, ProcessError::DpPub(_)), "{err}");
-    assert!(err.to_string().starts_with("--dp-pub: "), "{err}");
+    assert!(err.to_string().starts_with("--dp-pub "), "{err}");
 }
 
 /// The services reflection `version` lists at `addr`, sorted.

@@ -28,9 +28,10 @@ impl Dir {
         Self(tempfile::tempdir().unwrap())
     }
 
+    /// Writes a file owner-only (a private key must be, to be read).
     fn file(&self, name: &str, text: &str) -> PathBuf {
         let path = self.0.path().join(name);
-        std::fs::write(&path, text).unwrap();
+        pir_core::testing::write_secret(&path, text);
         path
     }
 }

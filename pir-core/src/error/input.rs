@@ -1,6 +1,6 @@
 //! Why input was refused: CPIs, domains, mapping fields, base64url text, key material.
 
-use crate::identity::IssuerId;
+use crate::identity::{IssuerId, KeyRole};
 
 /// Why a CPI was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -167,6 +167,60 @@ pub enum KeyError {
     /// A secret key file without the key.
     #[error("empty key file")]
     Empty,
+    /// A public key encoding that is not canonical (its y coordinate not reduced below
+    /// p = 2^255 - 19, or the sign of x = 0 set), which RFC 8032 section 5.1.3 requires a
+    /// verifier to refuse.
+    #[error("non-canonical Ed25519 public key encoding (RFC 8032 section 5.1.3 refuses it)")]
+    NonCanonical,
+    /// A public key (SPKI PEM) where a secret key file was expected.
+    #[error(
+        "this is a public key (SPKI PEM); give the secret key file written by {}",
+        .0.keygen()
+    )]
+    PublicForSecret(KeyRole),
+    /// A secret key (PKCS#8 PEM) where a public key or trust file was expected.
+    #[error(
+        "this is a secret key (PKCS#8 PEM), which must never be handed out; give the public key \
+         file (.pub) that {} wrote beside it",
+        .0.keygen()
+    )]
+    SecretForPublic(KeyRole),
+    /// A key file of the one-line form (a base64url key a line) that earlier versions wrote.
+    #[error(
+        "this is a key file of the old one-line form (base64url), which is no longer read \
+         because its secret and public files looked alike: key files are now PEM (PKCS#8 for \
+         secret keys, SPKI for public keys); make a new key pair with `pir-server {} --out \
+         FILE` and give verifiers its new .pub (mappings or snapshots signed with the old key \
+         must be signed again)",
+        .0.keygen()
+    )]
+    OneLine(KeyRole),
+    /// Text that is neither a comment nor part of a PEM block.
+    #[error(
+        "not a PEM key file: expected a -----BEGIN {}----- block",
+        if *.secret { "PRIVATE KEY" } else { "PUBLIC KEY" }
+    )]
+    NotPem {
+        /// A secret key file was expected.
+        secret: bool,
+    },
+    /// A PEM block of another kind (a certificate, an RSA or EC key, ...).
+    #[error("a PEM block labelled {0:?}, not an Ed25519 key")]
+    OtherPem(String),
+    /// A PEM block without its end line.
+    #[error("the PEM block starting here has no -----END----- line")]
+    Unterminated,
+    /// A PEM block whose contents do not decode as the key it is labelled as.
+    #[error("a {label} block that does not decode as an Ed25519 key: {detail}")]
+    BadPem {
+        /// The block's label.
+        label: &'static str,
+        /// What the decoder said.
+        detail: String,
+    },
+    /// A secret key file holding more than one key.
+    #[error("more than one key in a secret key file")]
+    SeveralSecrets,
 }
 
 /// Why the oblivious PRF refused a key, an element, a proof or a batch.

@@ -42,6 +42,16 @@ pub enum CoreError {
         reason: KeyError,
     },
 
+    /// A key, trust or secret file named by a command-line flag, and what was wrong with it:
+    /// `--issuer-key issuer.pub: this is a public key ...` (see [`CoreError::with_flag`]).
+    #[error("{flag} {}", FlagDetail(source))]
+    KeyFile {
+        /// The flag that named the file.
+        flag: &'static str,
+        /// The error, naming the file.
+        source: Box<CoreError>,
+    },
+
     // ---- bad input: verification ----------------------------------------------------------------
     /// The mapping names an issuer key that is not among the trusted ones.
     #[error("mapping issued by unknown issuer key {0}")]
@@ -194,6 +204,24 @@ fn at_line(line: Option<usize>) -> String {
     line.map(|n| format!("line {n}: ")).unwrap_or_default()
 }
 
+/// The inside of [`CoreError::KeyFile`]: the file, then what was wrong, without the generic
+/// prefix (the flag says what the file was for).
+struct FlagDetail<'a>(&'a CoreError);
+
+impl std::fmt::Display for FlagDetail<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            CoreError::MalformedKey { path, line, reason } => {
+                let path = at_path(path);
+                let path = path.strip_suffix(": ").unwrap_or(&path);
+                write!(f, "{path}: {}{reason}", at_line(*line))
+            }
+            CoreError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            other => write!(f, "{other}"),
+        }
+    }
+}
+
 /// Whose fault an error is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ErrorClass {
@@ -230,6 +258,7 @@ impl CoreError {
             | Self::Oprf(_)
             | Self::SealedEntry => ErrorClass::BadInput,
             Self::Io { .. } => ErrorClass::Environment,
+            Self::KeyFile { source, .. } => source.class(),
             Self::Params(_)
             | Self::Layout(_)
             | Self::BucketCount { .. }
@@ -272,6 +301,18 @@ impl CoreError {
 
     pub(crate) fn pir_bytes(message: PirMessage, reason: PirBytesError) -> Self {
         Self::PirBytes { message, reason }
+    }
+
+    /// Names the command-line flag that gave the file of a key-file or I/O error
+    /// ([`CoreError::KeyFile`]); other errors are returned as they are.
+    pub fn with_flag(self, flag: &'static str) -> Self {
+        match self {
+            Self::MalformedKey { .. } | Self::Io { .. } => Self::KeyFile {
+                flag,
+                source: Box::new(self),
+            },
+            other => other,
+        }
     }
 
     /// Names `path` in a snapshot or key-file error (once), and as the file of an I/O error.

@@ -4,7 +4,7 @@
 //! The signed bytes are specified in `docs/mapping-format.md`; this module is the reference
 //! implementation of that document and `test_vectors/mapping_signatures.json` pins it.
 
-use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey};
 
 use super::{
     cpi::{Cpi, normalise_domain},
@@ -229,8 +229,9 @@ impl Mapping {
         )
         .map_err(|_| CoreError::BadIssuerSignature)?;
         if let Some(user) = &self.user {
-            let user_key =
-                VerifyingKey::from_bytes(&user.key).map_err(|_| CoreError::BadUserSignature)?;
+            // A non-canonical or small-order user key is refused as not verifying.
+            let user_key = super::keys::decode_public_key(&user.key)
+                .map_err(|_| CoreError::BadUserSignature)?;
             user_key
                 .verify_strict(
                     &[USER_SIG_CONTEXT, &body].concat(),

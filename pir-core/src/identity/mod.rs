@@ -16,7 +16,9 @@ mod mapping;
 
 pub use cpi::{Cpi, CpiWarning, CpiWarnings, MAX_CPI_LEN};
 pub use jsonl::DeltaLine;
-pub use keys::{DpKey, DpKeys, ISSUER_ID_CONTEXT, IssuerId, IssuerKey, TrustStore};
+pub use keys::{
+    DpKey, DpKeys, ISSUER_ID_CONTEXT, IssuerId, IssuerKey, KeyRole, TrustStore, decode_public_key,
+};
 pub use mapping::{
     ISSUER_SIG_CONTEXT, MAPPING_FORMAT_VERSION, MAX_CONTEXT_LEN, MAX_PSI_LEN, Mapping,
     MappingFields, USER_SIG_CONTEXT, UserConsent, VerifiedMapping, canonical_body,

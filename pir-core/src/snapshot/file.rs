@@ -23,11 +23,12 @@ pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PIRSNAP\0";
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 
 impl Snapshot {
-    /// Writes the snapshot to `path` (through a temporary file, renamed into place).
+    /// Writes the snapshot to `path` (through a temporary file, renamed into place), mode 0640:
+    /// the server's group may read it, others may not.
     pub fn write(&self, path: &Path) -> Result<()> {
         crate::fs::write_atomic(
             path,
-            0o644,
+            0o640,
             |p: &Path, e| CoreError::io(p, e),
             |w| self.write_to(w).map_err(|e| e.in_file(path)),
         )
