@@ -9,6 +9,7 @@ use pir_core::{
 use serde::Serialize;
 
 use crate::{
+    epochs::{self, EpochFloor, Floor},
     error::DpError,
     human::{Bytes, Percent, Secs},
     jsonl::{read_mappings_shown, refuse_or_skip},
@@ -29,8 +30,13 @@ pub struct BuildArgs {
     pub out: PathBuf,
     /// Leave invalid lines out instead of failing.
     pub skip_invalid: bool,
-    /// Epoch of the snapshot (default: the build's unix time).
+    /// Epoch of the snapshot (default: the later of the build's unix time and one above the
+    /// snapshots it replaces). Refused unless above the epoch of an existing `out` and of
+    /// `replaces`.
     pub epoch: Option<u64>,
+    /// The snapshot this one replaces where it is served (when written under a new name): its
+    /// epoch must be exceeded too.
+    pub replaces: Option<PathBuf>,
     /// Fixed scheme parameters (default: smallest vetted shape that fits).
     pub scheme: Option<SchemeParams>,
     /// Show a progress bar.
@@ -92,14 +98,24 @@ impl fmt::Display for BuildSummary {
 pub fn build(args: &BuildArgs) -> Result<BuildSummary, DpError> {
     // What can be refused at once is, before the long work.
     check_out_dir(&args.out)?;
+    let now = pir_core::unix_now();
+    let replaces = args
+        .replaces
+        .as_deref()
+        .map(|p| Floor::of(p, EpochFloor::Replaces))
+        .transpose()?;
+    let epoch = epochs::choose(
+        args.epoch,
+        now,
+        Floor::existing_out(&args.out).into_iter().chain(replaces),
+    )?;
     let trust = read_trust(&args.trust)?;
     let dp_key = args.dp_key.as_deref().map(read_dp_key).transpose()?;
     let read = read_mappings_shown(&args.mappings, &trust, args.progress)?;
     let skipped_invalid = refuse_or_skip(&args.mappings, read.invalid, args.skip_invalid)?;
     let cpi_warnings = CpiWarnings::collect(read.mappings.iter().map(|m| &m.mapping().fields.cpi));
-    let now = pir_core::unix_now();
     let opts = BuildOptions {
-        epoch: args.epoch.unwrap_or(now),
+        epoch,
         now,
         salt: None,
         scheme: args.scheme,

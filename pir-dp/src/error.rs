@@ -4,6 +4,8 @@ use std::{fmt, path::PathBuf};
 
 use pir_core::CoreError;
 
+use crate::epochs::EpochFloor;
+
 /// Everything that can go wrong in the DP's tooling.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -77,6 +79,37 @@ pub enum DpError {
         /// The snapshot (or its base) that the update reads, the same file.
         input: PathBuf,
     },
+    // ---- epochs only rise, and what is signed is verified (issue 15, items 4 and 9) ----------
+    /// An `--epoch` not above that of a snapshot the new one follows: a server serving that one
+    /// refuses it, and the same epoch with a new salt would make clients' lookups fail silently.
+    #[error(
+        "--epoch {epoch} is not above epoch {floor} of {} ({role}): give a higher --epoch, or \
+         leave it out (the default is the later of now and {})",
+        path.display(),
+        floor.saturating_add(1)
+    )]
+    EpochNotRising {
+        /// The epoch asked for.
+        epoch: u64,
+        /// The epoch it must rise above.
+        floor: u64,
+        /// The snapshot holding that epoch.
+        path: PathBuf,
+        /// What that snapshot is to this one.
+        role: EpochFloor,
+    },
+    /// `update --dp-key` without `--dp-pub`: the signature would vouch for everything carried
+    /// over from a snapshot nobody checked.
+    #[error(
+        "update --dp-key signs the new snapshot, which vouches for everything it carries over \
+         from {}: pass the DP's public keys with --dp-pub so that it is verified first",
+        snapshot.display()
+    )]
+    SigningUnverified {
+        /// The snapshot the update starts from.
+        snapshot: PathBuf,
+    },
+
     /// An engine error (key and trust files, snapshot files, building, updating).
     #[error(transparent)]
     Core(#[from] CoreError),

@@ -13,13 +13,14 @@
 //!
 //! Where each job lives: keys and key files in `keys.rs`, synthetic mappings in `synth.rs`,
 //! reading and writing JSON Lines (with line numbers) in `jsonl.rs`, `build.rs`, `update.rs`,
-//! `verify.rs`, `inspect.rs`, where outputs may go in `paths.rs`, progress bars (and loading a
-//! snapshot behind one) in `progress.rs`, the text form of times and sizes in `human.rs`, the
+//! `verify.rs`, `inspect.rs`, the rule that epochs only rise in `epochs.rs`, where outputs may
+//! go in `paths.rs`, progress bars (and loading a snapshot behind one) in `progress.rs`, the text form of times and sizes in `human.rs`, the
 //! JSON form of reports in `report.rs`, and the one error type in `error.rs`.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
 mod build;
+mod epochs;
 mod error;
 mod human;
 mod inspect;
@@ -33,6 +34,7 @@ mod update;
 mod verify;
 
 pub use build::{BuildArgs, BuildSummary, build};
+pub use epochs::EpochFloor;
 pub use error::{DpError, InvalidLine, IoOp};
 pub use inspect::{Description, Origin, VettedPreset, describe, inspect};
 pub use jsonl::{ReadMappings, read_delta, read_mappings, write_jsonl};

@@ -6,10 +6,11 @@ use std::{
     time::Instant,
 };
 
-use pir_core::{SnapshotHeader, UpdateOptions, snapshot::UpdateReport};
+use pir_core::{Snapshot, SnapshotHeader, UpdateOptions, snapshot::UpdateReport};
 use serde::Serialize;
 
 use crate::{
+    epochs::{self, EpochFloor, Floor},
     error::DpError,
     human::Secs,
     jsonl::{read_delta_shown, refuse_or_skip},
@@ -32,9 +33,11 @@ pub struct UpdateArgs {
     pub out: PathBuf,
     /// Leave out invalid lines instead of failing.
     pub skip_invalid: bool,
-    /// Epoch of the new snapshot (default: the later of now and the old epoch + 1).
+    /// Epoch of the new snapshot (default: the later of now and the old epoch + 1). Refused
+    /// unless above the old epoch (and that of an existing `out`).
     pub epoch: Option<u64>,
-    /// Sign the new snapshot with this DP key.
+    /// Sign the new snapshot with this DP key. Needs [`UpdateRun::dp_pub`]: the old snapshot
+    /// must verify before its content is signed again.
     pub dp_key: Option<PathBuf>,
     /// Write a self-contained full snapshot instead of a delta of the old one.
     pub full: bool,
@@ -123,30 +126,62 @@ pub fn update_with(args: &UpdateArgs, run: &UpdateRun) -> Result<UpdateSummary, 
             snapshot: args.snapshot.clone(),
         });
     }
-    let trust = read_trust(&args.trust)?;
+    // Signing vouches for everything carried over: only what verified is signed again.
+    if args.dp_key.is_some() && run.dp_pub.is_none() {
+        return Err(DpError::SigningUnverified {
+            snapshot: args.snapshot.clone(),
+        });
+    }
     let dp_keys = run.dp_pub.as_deref().map(read_dp_pub).transpose()?;
+    // From the header alone, before the long work: the signature (checked again on what is
+    // loaded) and the epoch.
+    let base = Snapshot::read_header(&args.snapshot)?;
+    let refused = |reason| match &run.dp_pub {
+        Some(dp_pub) => DpError::Refused {
+            path: args.snapshot.clone(),
+            reason,
+            dp_pub: dp_pub.clone(),
+        },
+        None => DpError::Core(reason),
+    };
+    if let Some(keys) = &dp_keys {
+        base.verify_signature(keys).map_err(refused)?;
+    }
+    let now = pir_core::unix_now();
+    let epoch = epochs::choose(
+        args.epoch,
+        now,
+        Floor::existing_out(&args.out)
+            .into_iter()
+            .chain([Floor::known(
+                base.epoch,
+                &args.snapshot,
+                EpochFloor::Updated,
+            )]),
+    )?;
+    let trust = read_trust(&args.trust)?;
     let dp_key = args.dp_key.as_deref().map(read_dp_key).transpose()?;
     let (ops, invalid) = read_delta_shown(&args.delta, &trust, run.progress)?;
     let skipped_invalid = refuse_or_skip(&args.delta, invalid, args.skip_invalid)?;
     let t = Instant::now();
     // A delta needs only the old buckets; a full snapshot needs the whole database.
     let old = load_snapshot(&args.snapshot, args.full, run.progress)?;
-    if let (Some(keys), Some(dp_pub)) = (&dp_keys, &run.dp_pub) {
-        old.header()
-            .verify_signature(keys)
-            .map_err(|reason| DpError::Refused {
-                path: args.snapshot.clone(),
-                reason,
-                dp_pub: dp_pub.clone(),
-            })?;
+    // What was loaded is what counts (the file may have been replaced since its header was
+    // read).
+    if let Some(keys) = &dp_keys {
+        old.header().verify_signature(keys).map_err(refused)?;
     }
     let load_secs = t.elapsed().as_secs_f64();
     let old_epoch = old.header().epoch;
-    let now = pir_core::unix_now();
-    let opts = UpdateOptions {
-        epoch: args.epoch.unwrap_or(now.max(old_epoch + 1)),
-        now,
-    };
+    if epoch <= old_epoch {
+        return Err(DpError::EpochNotRising {
+            epoch,
+            floor: old_epoch,
+            path: args.snapshot.clone(),
+            role: EpochFloor::Updated,
+        });
+    }
+    let opts = UpdateOptions { epoch, now };
     let operations = ops.len();
     let t = Instant::now();
     let bar = spinner(run.progress, &format!("applying {operations} operations"));
@@ -193,7 +228,7 @@ fn refuse_writing_over_input(args: &UpdateArgs) -> Result<(), DpError> {
         return refuse(&args.snapshot);
     }
     // A missing or unreadable snapshot is reported when it is loaded.
-    if let Ok(header) = pir_core::Snapshot::read_header(&args.snapshot)
+    if let Ok(header) = Snapshot::read_header(&args.snapshot)
         && let Some(base) = header.base
     {
         let base = base_beside(&args.snapshot, &base.file);

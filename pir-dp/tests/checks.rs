@@ -43,6 +43,7 @@ impl Setup {
             out: self.path(out),
             skip_invalid: false,
             epoch: Some(7),
+            replaces: None,
             scheme: Some(SchemeParams::danger_test_only_small()),
             progress: false,
             dp_key: None,

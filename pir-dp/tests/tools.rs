@@ -64,6 +64,7 @@ fn keygen_synth_build_inspect() {
         out: out.clone(),
         skip_invalid: false,
         epoch: Some(9),
+        replaces: None,
         scheme: Some(SchemeParams::danger_test_only_small()),
         progress: false,
         dp_key: None,
@@ -170,6 +171,7 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         out: old.clone(),
         skip_invalid: false,
         epoch: Some(5),
+        replaces: None,
         scheme: Some(SchemeParams::danger_test_only_small()),
         progress: false,
         dp_key: Some(dp_key.clone()),
@@ -198,7 +200,12 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         dp_key: Some(dp_key.clone()),
         full: false,
     };
-    let err = tools::update(&args).unwrap_err();
+    // Signing again needs the old snapshot verified first.
+    let verified_first = tools::UpdateRun {
+        dp_pub: Some(tools::public_key_path(&dp_key)),
+        progress: false,
+    };
+    let err = tools::update_with(&args, &verified_first).unwrap_err();
     let DpError::InvalidLines { lines, .. } = &err else {
         panic!("wrong error {err}");
     };
@@ -210,10 +217,13 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     assert!(err.contains("line 3: invalid CPI"), "{err}");
     assert!(err.contains("line 5:"), "{err}");
 
-    let s = tools::update(&tools::UpdateArgs {
-        skip_invalid: true,
-        ..args
-    })
+    let s = tools::update_with(
+        &tools::UpdateArgs {
+            skip_invalid: true,
+            ..args
+        },
+        &verified_first,
+    )
     .unwrap();
     assert_eq!(s.skipped_invalid, 2);
     let shown = s.to_string();
@@ -335,20 +345,22 @@ fn build_reports_cpis_with_a_warning() {
     ];
     let jsonl = dir.path().join("m.jsonl");
     tools::write_jsonl(&jsonl, &mappings).unwrap();
-    let build = |jsonl: &std::path::Path| {
+    // Each build replaces the last at --out, so each gets a higher epoch.
+    let build = |jsonl: &std::path::Path, epoch: u64| {
         tools::build(&tools::BuildArgs {
             mappings: jsonl.to_path_buf(),
             trust: tools::public_key_path(&key),
             out: dir.path().join("db.pirsnap"),
             skip_invalid: false,
-            epoch: Some(1),
+            epoch: Some(epoch),
+            replaces: None,
             scheme: Some(SchemeParams::danger_test_only_small()),
             progress: false,
             dp_key: None,
         })
         .unwrap()
     };
-    let summary = build(&jsonl);
+    let summary = build(&jsonl, 1);
     assert_eq!(summary.report.stored_mappings, 5);
     assert_eq!(summary.cpi_warnings.count, 3);
     let shown = summary.to_string();
@@ -370,7 +382,7 @@ fn build_reports_cpis_with_a_warning() {
 
     // Without such CPIs, no warning line.
     tools::write_jsonl(&jsonl, &mappings[..1]).unwrap();
-    let clean = build(&jsonl);
+    let clean = build(&jsonl, 2);
     assert_eq!(clean.cpi_warnings.count, 0);
     assert!(!clean.to_string().contains("warning"), "{clean}");
 }

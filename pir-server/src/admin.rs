@@ -2,8 +2,8 @@
 //! admin bearer token; reflection there lists only it.
 //!
 //! ```text
-//! Admin.Reload(path) ─ authorization: Bearer TOKEN? ─ no: UNAUTHENTICATED
-//!                                                   └ yes: Reloader::reload(path or default)
+//! Admin.Reload(path, force) ─ authorization: Bearer TOKEN? ─ no: UNAUTHENTICATED
+//!                                        └ yes: Reloader::reload_with(path or default, force)
 //! reflection (v1, v1alpha): pir.v1.Admin, no token needed (the schema is public)
 //! ```
 
@@ -31,9 +31,12 @@ impl Admin for Reloader {
         &self,
         req: Request<ReloadRequest>,
     ) -> Result<Response<ReloadResponse>, Status> {
-        let path = req.into_inner().path;
+        let ReloadRequest { path, force } = req.into_inner();
         let path = (!path.is_empty()).then(|| PathBuf::from(path));
-        let (previous_epoch, epoch) = Reloader::reload(self, path).await?;
+        if force {
+            tracing::warn!(file = ?path, "forced reload asked: the epoch is not checked");
+        }
+        let (previous_epoch, epoch) = self.reload_with(path, force).await?;
         Ok(Response::new(ReloadResponse {
             previous_epoch,
             epoch,

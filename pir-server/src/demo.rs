@@ -116,6 +116,7 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
         out: snapshot_path.clone(),
         skip_invalid: false,
         epoch: None,
+        replaces: None,
         scheme: None,
         progress: false,
         dp_key: None,

@@ -80,6 +80,30 @@ pub enum ServerError {
         reason: CoreError,
     },
 
+    /// A snapshot whose epoch is not above the one served, in a reload that was not forced: a
+    /// rollback, or another build under the same epoch (with its own salt clients would look
+    /// CPIs up in the wrong layout and find nothing, silently).
+    #[error(
+        "refused: {}: epoch {epoch} is not above the serving epoch {serving}; build with a \
+         higher --epoch, or force (Admin Reload with force: true)",
+        path.display()
+    )]
+    EpochNotRising {
+        /// The snapshot file.
+        path: PathBuf,
+        /// Its epoch.
+        epoch: u64,
+        /// The epoch served.
+        serving: u64,
+    },
+    /// The snapshot replaced by the last reload is still held by requests in flight: loading
+    /// another now would keep three snapshots in memory.
+    #[error(
+        "refused: the snapshot replaced by the last reload is still in use by requests in flight \
+         after {0:?}; retry once they finish"
+    )]
+    PreviousSnapshotInUse(std::time::Duration),
+
     // ---- wrapped -------------------------------------------------------------------------------
     /// An engine error.
     #[error(transparent)]
@@ -149,7 +173,12 @@ impl ServerError {
             Self::Core(e) if e.is_bad_input() => "malformed",
             Self::Internal(_) => "internal",
             Self::AdminTokenRequired => "unauthenticated",
-            Self::Refused { .. } | Self::Core(_) | Self::Io { .. } | Self::Transport(_) => "other",
+            Self::Refused { .. }
+            | Self::EpochNotRising { .. }
+            | Self::PreviousSnapshotInUse(_)
+            | Self::Core(_)
+            | Self::Io { .. }
+            | Self::Transport(_) => "other",
         }
     }
 }
@@ -270,7 +299,10 @@ impl From<ServerError> for Status {
                 ErrorClass::BadInput => Status::invalid_argument(msg),
                 ErrorClass::Misuse | ErrorClass::Environment | ErrorClass::Bug => internal(&msg),
             },
-            ServerError::Refused { .. } => Status::failed_precondition(msg),
+            ServerError::Refused { .. } | ServerError::EpochNotRising { .. } => {
+                Status::failed_precondition(msg)
+            }
+            ServerError::PreviousSnapshotInUse(_) => Status::unavailable(msg),
             ServerError::Io { .. } | ServerError::Transport(_) | ServerError::Internal(_) => {
                 internal(&msg)
             }

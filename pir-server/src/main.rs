@@ -46,7 +46,9 @@ struct OutputArgs {
     /// Leave out invalid lines instead of failing.
     #[arg(long)]
     skip_invalid: bool,
-    /// Epoch (default: now, unix seconds; for an update at least the old epoch + 1).
+    /// Epoch: must rise above the epoch of the snapshot it follows (an update's --snapshot,
+    /// the file --out replaces, build's --replaces), or servers refuse it. Default: now, unix
+    /// seconds, or one above those if they are later.
     #[arg(long)]
     epoch: Option<u64>,
     /// Sign the snapshot with this DP key.
@@ -80,7 +82,8 @@ enum Command {
         /// that refers to the old snapshot beside it.
         #[arg(long)]
         full: bool,
-        /// Refuse to start from a snapshot not signed by a DP key in this file.
+        /// Refuse to start from a snapshot not signed by a DP key in this file. Required with
+        /// --dp-key: what is signed again must have verified first.
         #[arg(long)]
         dp_pub: Option<PathBuf>,
         #[command(flatten)]
@@ -140,6 +143,10 @@ enum Command {
         mappings: PathBuf,
         #[command(flatten)]
         output: OutputArgs,
+        /// The snapshot this build replaces where it is served (e.g. current.pirsnap), when
+        /// --out is a new name: refuse an --epoch not above its epoch.
+        #[arg(long, value_name = "SNAPSHOT")]
+        replaces: Option<PathBuf>,
         /// Use the small test-only shape (NOT vetted; for experiments).
         #[arg(long)]
         danger_test_params: bool,
@@ -364,6 +371,7 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::Build {
             mappings,
             output,
+            replaces,
             danger_test_params,
             report,
         } => {
@@ -373,6 +381,7 @@ fn run(command: Command) -> Result<(), CliError> {
                 out: output.out,
                 skip_invalid: output.skip_invalid,
                 epoch: output.epoch,
+                replaces,
                 scheme: danger_test_params.then(SchemeParams::danger_test_only_small),
                 progress: true,
                 dp_key: output.dp_key,

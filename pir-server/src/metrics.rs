@@ -23,6 +23,8 @@ pub(crate) struct Metrics {
     pub(crate) limit_refusals: IntCounterVec,
     pub(crate) load_seconds: Gauge,
     pub(crate) reload_failures: IntCounter,
+    /// Reloads refused because the epoch did not rise (also counted in `reload_failures`).
+    pub(crate) reload_epoch_refusals: IntCounter,
 }
 
 impl Metrics {
@@ -90,7 +92,13 @@ impl Metrics {
         registry.register(Box::new(epoch.clone()))?;
         registry.register(Box::new(limit_refusals.clone()))?;
         registry.register(Box::new(load_seconds.clone()))?;
+        let reload_epoch_refusals = IntCounter::new(
+            "pir_reload_epoch_refusals_total",
+            "Reloads refused because the snapshot's epoch was not above the serving one (a \
+             rollback, or the same epoch rebuilt); also counted in pir_reload_failures_total",
+        )?;
         registry.register(Box::new(reload_failures.clone()))?;
+        registry.register(Box::new(reload_epoch_refusals.clone()))?;
         Ok(Self {
             registry,
             lookups,
@@ -105,6 +113,7 @@ impl Metrics {
             limit_refusals,
             load_seconds,
             reload_failures,
+            reload_epoch_refusals,
         })
     }
 

@@ -2,22 +2,29 @@
 //! RPC on its own listener, in `admin.rs`).
 //!
 //! ```text
-//! SIGHUP ─────────────┐
-//! Admin.Reload(path) ─┴─▶ Reloader::reload ─ load + check (+ DP signature) ─▶ service.install
-//!                                         └─ any failure: logged, counted, refused, old one
-//!                                            keeps serving
+//! SIGHUP ──────────────────┐
+//! Admin.Reload(path, force)┴▶ Reloader::reload ─▶ a task of its own, holding the reload lock:
+//!   wait until the snapshot replaced last time is freed (at most two resident)
+//!   open: a regular file only (a FIFO is refused at once, never opened blocking)
+//!   header: DP signature, then epoch above the serving one (unless forced)  ◀─ milliseconds
+//!   payload: read and checksummed ─▶ service.install
+//! any refusal: logged, counted, returned; the old snapshot keeps serving
 //! ```
+//!
+//! The task is not cancelled with its caller: an Admin call cancelled mid-load leaves the lock
+//! held until the load ends, so cancelled calls cannot pile up copies of the snapshot; a call
+//! cancelled while waiting for its turn does not start a load at all. SIGHUP never forces.
 //!
 //! systemd hears `RELOADING=1` when a reload starts and `READY=1` when it ends, either way.
 //! [`Loading`] is the first load, at start, with progress in the log.
 
 use std::{
     path::{Path, PathBuf},
-    sync::Arc,
+    sync::{Arc, Weak},
     time::{Duration, Instant},
 };
 
-use pir_core::{DpKeys, Snapshot};
+use pir_core::{DpKeys, Snapshot, SnapshotHeader};
 use tokio::sync::{Mutex, oneshot};
 
 use crate::{error::ServerError, notify, service::DiscoveryService};
@@ -28,24 +35,46 @@ pub struct Reloader {
     service: DiscoveryService,
     path: PathBuf,
     dp_keys: Option<Arc<DpKeys>>,
-    // One reload at a time: each holds a whole database in memory while loading.
-    lock: Arc<Mutex<()>>,
+    // One reload at a time: each holds a whole database in memory while loading. Guards the
+    // snapshot the last reload replaced, which must be gone before another loads.
+    lock: Arc<Mutex<Weak<Snapshot>>>,
 }
 
 /// Loads a snapshot file and, when DP keys are given, refuses it unless one of them signed it.
+/// The signature is checked on the header, before the payload is read.
 pub fn load_checked(path: &Path, dp_keys: Option<&DpKeys>) -> Result<Snapshot, ServerError> {
-    let snapshot = Snapshot::load(path)?;
-    if let Some(keys) = dp_keys {
-        snapshot
-            .header()
-            .verify_signature(keys)
-            .map_err(|reason| ServerError::Refused {
-                path: path.to_path_buf(),
-                reason,
-            })?;
-    }
-    Ok(snapshot)
+    load_rising(path, dp_keys, None)
 }
+
+/// [`load_checked`], also refusing (from the header) an epoch not above `serving`, if given.
+fn load_rising(
+    path: &Path,
+    dp_keys: Option<&DpKeys>,
+    serving: Option<u64>,
+) -> Result<Snapshot, ServerError> {
+    Snapshot::load_verified(path, |header: &SnapshotHeader| {
+        if let Some(keys) = dp_keys {
+            header
+                .verify_signature(keys)
+                .map_err(|reason| ServerError::Refused {
+                    path: path.to_path_buf(),
+                    reason,
+                })?;
+        }
+        match serving {
+            Some(serving) if header.epoch <= serving => Err(ServerError::EpochNotRising {
+                path: path.to_path_buf(),
+                epoch: header.epoch,
+                serving,
+            }),
+            _ => Ok(()),
+        }
+    })
+}
+
+/// How long a reload waits for the snapshot replaced last time to be freed by the requests still
+/// answering on it, beyond the request timeout.
+const RETIRE_GRACE: Duration = Duration::from_secs(10);
 
 impl Reloader {
     /// A reloader for `service`, reading `path` by default.
@@ -59,46 +88,104 @@ impl Reloader {
     }
 
     /// Loads `path` (or the default file), checks it and installs it. Returns the previous and
-    /// the new epoch. On any failure the served snapshot is unchanged.
+    /// the new epoch. On any failure the served snapshot is unchanged. A snapshot whose epoch
+    /// is not above the served one is refused (see [`Reloader::reload_forced`]).
     pub async fn reload(&self, path: Option<PathBuf>) -> Result<(u64, u64), ServerError> {
-        let _one_at_a_time = self.lock.lock().await;
-        notify::reloading();
-        let result = self.load_and_install(path).await;
-        notify::ready(&format!("serving epoch {}", self.service.epoch()));
-        result
+        self.reload_with(path, false).await
     }
 
-    async fn load_and_install(&self, path: Option<PathBuf>) -> Result<(u64, u64), ServerError> {
+    /// [`Reloader::reload`], installing the snapshot whatever its epoch (a deliberate rollback).
+    pub async fn reload_forced(&self, path: Option<PathBuf>) -> Result<(u64, u64), ServerError> {
+        self.reload_with(path, true).await
+    }
+
+    pub(crate) async fn reload_with(
+        &self,
+        path: Option<PathBuf>,
+        force: bool,
+    ) -> Result<(u64, u64), ServerError> {
+        let this = self.clone();
+        let (tx, rx) = oneshot::channel();
+        // Not cancelled with the caller: see the module's notes.
+        tokio::spawn(async move {
+            let mut retired = this.lock.lock().await;
+            if tx.is_closed() {
+                tracing::info!("reload cancelled by its caller before it started; not loaded");
+                return;
+            }
+            notify::reloading();
+            let result = this.load_and_install(path, force, &mut retired).await;
+            notify::ready(&format!("serving epoch {}", this.service.epoch()));
+            let _ = tx.send(result);
+        });
+        rx.await
+            .map_err(|_| ServerError::Internal("the reload task ended without an answer".into()))?
+    }
+
+    /// Waits (bounded) until the snapshot the last reload replaced is freed.
+    async fn wait_retired(&self, retired: &Weak<Snapshot>) -> Result<(), ServerError> {
+        let bound = self.service.options().request_timeout + RETIRE_GRACE;
+        let start = Instant::now();
+        while retired.strong_count() > 0 {
+            if start.elapsed() > bound {
+                return Err(ServerError::PreviousSnapshotInUse(bound));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(())
+    }
+
+    async fn load_and_install(
+        &self,
+        path: Option<PathBuf>,
+        force: bool,
+        retired: &mut Weak<Snapshot>,
+    ) -> Result<(u64, u64), ServerError> {
         let start = Instant::now();
         let path = path.unwrap_or_else(|| self.path.clone());
-        let keys = self.dp_keys.clone();
         let shown = path.display().to_string();
-        let result = tokio::task::spawn_blocking(move || load_checked(&path, keys.as_deref()))
-            .await
-            .map_err(|e| ServerError::Internal(format!("reload task: {e}")))
-            .and_then(|r| r);
-        let snapshot = match result {
+        let loaded = match self.wait_retired(retired).await {
+            Ok(()) => {
+                let keys = self.dp_keys.clone();
+                // Only reloads install, one at a time: this stays the served epoch until then.
+                let serving = (!force).then(|| self.service.epoch());
+                tokio::task::spawn_blocking(move || load_rising(&path, keys.as_deref(), serving))
+                    .await
+                    .map_err(|e| ServerError::Internal(format!("reload task: {e}")))
+                    .and_then(|r| r)
+            }
+            Err(e) => Err(e),
+        };
+        let snapshot = match loaded {
             Ok(s) => s,
             Err(e) => {
                 self.service.reload_failed();
+                if matches!(e, ServerError::EpochNotRising { .. }) {
+                    self.service.reload_epoch_refused();
+                }
                 tracing::error!(file = %shown, error = %e, "reload refused; still serving the old snapshot");
                 return Err(e);
             }
         };
         let previous = self.service.epoch();
-        if let Err(e) = self.service.install(snapshot) {
-            self.service.reload_failed();
-            return Err(e);
+        match self.service.install_retiring(snapshot) {
+            Ok(old) => *retired = old,
+            Err(e) => {
+                self.service.reload_failed();
+                return Err(e);
+            }
         }
         self.service.record_load(start.elapsed());
         let epoch = self.service.epoch();
         let seconds = start.elapsed().as_secs_f64();
-        if epoch == previous {
+        if epoch <= previous {
             tracing::warn!(
                 file = %shown,
+                previous,
                 epoch,
                 seconds,
-                "reloaded, but the epoch is unchanged: is this the file you meant to swap in?"
+                "forced reload to an epoch not above the previous one: clients holding the old \
+                 configuration fail their lookups until they fetch it again"
             );
         } else {
             tracing::info!(file = %shown, previous, epoch, seconds, "reloaded");

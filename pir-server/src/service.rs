@@ -135,12 +135,22 @@ impl DiscoveryService {
     /// Replaces the served snapshot atomically. Requests in flight finish on the one they
     /// started with; clients on the old epoch get FAILED_PRECONDITION and refresh.
     pub fn install(&self, snapshot: Snapshot) -> Result<(), ServerError> {
+        self.install_retiring(snapshot).map(drop)
+    }
+
+    /// [`DiscoveryService::install`], returning a weak handle on the snapshot replaced: it is
+    /// freed once the requests in flight on it finish (the reloader waits for that before it
+    /// loads another, so that at most two are ever resident).
+    pub(crate) fn install_retiring(
+        &self,
+        snapshot: Snapshot,
+    ) -> Result<std::sync::Weak<Snapshot>, ServerError> {
         let served = Served::new(snapshot, &self.state.opts)?;
         let epoch = served.config.epoch;
-        self.state.served.store(Arc::new(served));
+        let retired = self.state.served.swap(Arc::new(served));
         self.state.metrics.epoch.set(epoch as i64);
         tracing::info!(epoch, "snapshot installed");
-        Ok(())
+        Ok(Arc::downgrade(&retired.snapshot))
     }
 
     /// The epoch being served.
@@ -196,6 +206,11 @@ impl DiscoveryService {
     /// Counts a reload that was refused.
     pub(crate) fn reload_failed(&self) {
         self.state.metrics.reload_failures.inc();
+    }
+
+    /// Counts a reload refused because its epoch did not rise (a failure too).
+    pub(crate) fn reload_epoch_refused(&self) {
+        self.state.metrics.reload_epoch_refusals.inc();
     }
 
     /// Counts a request refused by `limit` outside the handlers (tonic's message size check).

@@ -127,7 +127,8 @@ fn systemd_notify_pid_file_and_environment_configuration() {
         assert_eq!(common::health(listen, "pir.v1.Discovery").await, Some(1));
     });
 
-    // SIGHUP: RELOADING=1 (with the monotonic time notify-reload wants), then READY=1.
+    // SIGHUP: RELOADING=1 (with the monotonic time notify-reload wants), then READY=1. The
+    // file is unchanged, so its epoch does not rise: refused, and epoch 1 keeps serving.
     signal(&child, "HUP");
     let reloading = next(&socket);
     assert!(
@@ -155,13 +156,13 @@ fn systemd_notify_pid_file_and_environment_configuration() {
         "loading the snapshot",
         "snapshot loaded",
         "serving",
-        "reloaded",
+        "reload refused; still serving the old snapshot",
     ] {
         assert!(log.contains(needle), "{needle} missing from\n{log}");
     }
     assert!(
-        log.contains("reloaded, but the epoch is unchanged"),
-        "a reload of the same epoch is worth a warning:\n{log}"
+        log.contains("epoch 1 is not above the serving epoch 1"),
+        "a reload of the same epoch is refused, and the log says why:\n{log}"
     );
 }
 

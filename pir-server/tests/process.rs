@@ -124,6 +124,7 @@ async fn serves_reloads_and_stops_in_process() {
     let reload_request = |path: &Path| {
         let mut req = tonic::Request::new(ReloadRequest {
             path: path.display().to_string(),
+            ..Default::default()
         });
         req.metadata_mut()
             .insert("authorization", format!("Bearer {TOKEN}").parse().unwrap());

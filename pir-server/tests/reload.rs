@@ -200,6 +200,7 @@ async fn admin_reload_needs_the_token() {
 
     let mut req = tonic::Request::new(ReloadRequest {
         path: dir.path().join("absent.pirsnap").display().to_string(),
+        ..Default::default()
     });
     req.metadata_mut()
         .insert("authorization", format!("Bearer {token}").parse().unwrap());

@@ -82,6 +82,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             out: old.clone(),
             skip_invalid: false,
             epoch: Some(1),
+            replaces: None,
             scheme: None,
             progress: false,
             dp_key: None,

@@ -246,6 +246,7 @@ fn measure(
             out: path.clone(),
             skip_invalid: false,
             epoch: Some(1),
+            replaces: None,
             scheme: None,
             progress: false,
             dp_key: None,

@@ -61,6 +61,13 @@ pub enum BucketError {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SnapshotError {
+    /// The path names something other than a regular file (a FIFO, a device, a directory),
+    /// refused before it is opened for reading: a FIFO would block until a writer came.
+    #[error("not a regular file ({kind}): a snapshot must be a regular file")]
+    NotRegularFile {
+        /// What it is: "a FIFO", "a directory"...
+        kind: &'static str,
+    },
     /// The first bytes are not the magic.
     #[error("not a snapshot file (bad magic)")]
     BadMagic,

@@ -2,7 +2,7 @@
 
 use std::{
     fs::File,
-    io::{Read, Write},
+    io::{BufReader, Read, Write},
     path::Path,
 };
 
@@ -87,14 +87,97 @@ impl Snapshot {
         Self::load_impl(path, false)
     }
 
+    /// Loads a snapshot file as [`Snapshot::load`] does, but first shows its header to `accept`,
+    /// before anything beyond the header is read: a refusal there (a DP signature that does not
+    /// verify, an epoch the caller will not take) costs a few milliseconds whatever the file's
+    /// size, and nothing of its payload is read into memory. The header accepted is the one of
+    /// the snapshot returned: the file is opened once and read from that one descriptor.
+    pub fn load_verified<E: From<CoreError>>(
+        path: &Path,
+        accept: impl FnOnce(&SnapshotHeader) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Self, E> {
+        let opened = Opened::open(path)?;
+        accept(&opened.header)?;
+        Ok(opened.finish(true)?)
+    }
+
+    /// [`Snapshot::load_plaintext`], showing the header to `accept` first as
+    /// [`Snapshot::load_verified`] does.
+    pub fn load_plaintext_verified<E: From<CoreError>>(
+        path: &Path,
+        accept: impl FnOnce(&SnapshotHeader) -> std::result::Result<(), E>,
+    ) -> std::result::Result<Self, E> {
+        let opened = Opened::open(path)?;
+        accept(&opened.header)?;
+        Ok(opened.finish(false)?)
+    }
+
     fn load_impl(path: &Path, with_db: bool) -> Result<Self> {
+        Opened::open(path)?.finish(with_db)
+    }
+
+    /// Reads and checks only the header of a snapshot file (fast: skips the database).
+    pub fn read_header(path: &Path) -> Result<SnapshotHeader> {
+        Ok(Opened::open(path)?.header)
+    }
+
+    /// Reads a full snapshot of `len` bytes from a reader (a delta needs its file: see
+    /// [`Snapshot::load`]).
+    pub fn read_from(mut r: impl Read, len: u64) -> Result<Self> {
+        let (header, _) = read_header_from(&mut r, len)?;
+        if header.base.is_some() {
+            return Err(CoreError::snapshot(SnapshotError::DeltaNeedsFile));
+        }
+        read_full_payload(&mut r, header, true)
+    }
+}
+
+fn file_name(path: &Path) -> Result<String> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_owned)
+        .ok_or_else(|| CoreError::snapshot(SnapshotError::NoFileName).in_file(path))
+}
+
+/// A snapshot file opened (a regular file only) with its header read and checked; nothing of
+/// the payload is read yet.
+struct Opened<'a> {
+    path: &'a Path,
+    reader: BufReader<File>,
+    len: u64,
+    header: SnapshotHeader,
+    header_hash: [u8; 32],
+}
+
+impl<'a> Opened<'a> {
+    fn open(path: &'a Path) -> Result<Self> {
+        let (file, len) = open_regular(path)?;
+        // Small: reading the header must not read ahead into a payload that may be refused.
+        // The payload's large reads bypass the buffer.
+        let mut reader = BufReader::with_capacity(1 << 16, file);
+        let (header, header_hash) =
+            read_header_from(&mut reader, len).map_err(|e| e.in_file(path))?;
+        Ok(Self {
+            path,
+            reader,
+            len,
+            header,
+            header_hash,
+        })
+    }
+
+    /// Reads the payload (a delta's base too) and checks it against the header.
+    fn finish(self, with_db: bool) -> Result<Snapshot> {
+        let Self {
+            path,
+            mut reader,
+            len,
+            header,
+            header_hash,
+        } = self;
         let in_file = |e: CoreError| e.in_file(path);
-        let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
-        let len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
-        let mut r = std::io::BufReader::with_capacity(1 << 22, file);
-        let (header, header_hash) = read_header_from(&mut r, len).map_err(in_file)?;
         let Some(base) = header.base.clone() else {
-            let mut s = read_full_payload(&mut r, header, with_db).map_err(in_file)?;
+            let mut s = read_full_payload(&mut reader, header, with_db).map_err(in_file)?;
             s.origin = Some(BaseRef {
                 file: file_name(path)?,
                 epoch: s.header.epoch,
@@ -116,52 +199,79 @@ impl Snapshot {
             .parent()
             .unwrap_or_else(|| Path::new("."))
             .join(&base.file);
-        // Checked before loading, so a delta naming itself (or another delta) cannot recurse.
-        if Self::read_header(&base_path)?.base.is_some() {
+        // Checked before its payload is read, so a delta naming itself (or another delta)
+        // cannot recurse.
+        let base_file = Opened::open(&base_path)?;
+        if base_file.header.base.is_some() {
             return Err(in_file(CoreError::snapshot(SnapshotError::BaseIsDelta {
                 base: base_path,
             })));
         }
-        let mut full = Self::load_impl(&base_path, with_db)?;
-        if full.origin.as_ref().map(|o| o.header_hash) != Some(base.header_hash) {
+        if base_file.header_hash != base.header_hash {
             return Err(in_file(CoreError::snapshot(SnapshotError::BaseDiffers {
                 base: base_path,
             })));
         }
+        let mut full = base_file.finish(with_db)?;
         if (full.header.scheme, full.header.layout) != (header.scheme, header.layout) {
             return Err(in_file(CoreError::snapshot(SnapshotError::BaseShape)));
         }
-        apply_delta_payload(&mut r, len, &mut full, &header, with_db).map_err(in_file)?;
+        apply_delta_payload(&mut reader, len, &mut full, &header, with_db).map_err(in_file)?;
         full.header = header;
         full.origin = Some(base);
         Ok(full)
     }
-
-    /// Reads and checks only the header of a snapshot file (fast: skips the database).
-    pub fn read_header(path: &Path) -> Result<SnapshotHeader> {
-        let file = File::open(path).map_err(|e| CoreError::io(path, e))?;
-        let len = file.metadata().map_err(|e| CoreError::io(path, e))?.len();
-        read_header_from(&mut std::io::BufReader::new(file), len)
-            .map(|(h, _)| h)
-            .map_err(|e| e.in_file(path))
-    }
-
-    /// Reads a full snapshot of `len` bytes from a reader (a delta needs its file: see
-    /// [`Snapshot::load`]).
-    pub fn read_from(mut r: impl Read, len: u64) -> Result<Self> {
-        let (header, _) = read_header_from(&mut r, len)?;
-        if header.base.is_some() {
-            return Err(CoreError::snapshot(SnapshotError::DeltaNeedsFile));
-        }
-        read_full_payload(&mut r, header, true)
-    }
 }
 
-fn file_name(path: &Path) -> Result<String> {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .map(str::to_owned)
-        .ok_or_else(|| CoreError::snapshot(SnapshotError::NoFileName).in_file(path))
+/// Opens `path` for reading if it is a regular file (through symbolic links), and returns it
+/// with its length. Anything else is refused before it can block: opening a FIFO waits for a
+/// writer, reading a device may never end. The type is checked on the name first, then on the
+/// descriptor opened (without blocking, so a FIFO swapped in meanwhile is refused too).
+fn open_regular(path: &Path) -> Result<(File, u64)> {
+    let refuse = |kind| CoreError::snapshot(SnapshotError::NotRegularFile { kind }).in_file(path);
+    let meta = std::fs::metadata(path).map_err(|e| CoreError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(refuse(file_kind(&meta)));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        // No effect on a regular file's reads; makes the open of a FIFO return at once.
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = options.open(path).map_err(|e| CoreError::io(path, e))?;
+    let meta = file.metadata().map_err(|e| CoreError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(refuse(file_kind(&meta)));
+    }
+    Ok((file, meta.len()))
+}
+
+/// What a file that is not a regular one is, in words.
+fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    let t = meta.file_type();
+    if t.is_dir() {
+        return "a directory";
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if t.is_fifo() {
+            return "a FIFO";
+        }
+        if t.is_socket() {
+            return "a socket";
+        }
+        if t.is_char_device() {
+            return "a character device";
+        }
+        if t.is_block_device() {
+            return "a block device";
+        }
+    }
+    "a special file"
 }
 
 /// Reads a full file's buckets and (if wanted) database, checking both checksums.
