@@ -81,9 +81,12 @@ fn msps(outcome: &pir_client::LookupOutcome) -> Vec<&str> {
 #[tokio::test]
 async fn lookups_found_and_not_found() {
     let server = start().await;
-    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
-        .await
-        .unwrap();
+    let mut client = PirClient::connect(
+        &server.url(),
+        ClientOptions::new(trust()).allowing_custom_params(),
+    )
+    .await
+    .unwrap();
     assert_eq!(client.config().lookup().epoch(), 1);
     assert_eq!(server.service().registered_keys(), 1);
 
@@ -111,10 +114,12 @@ async fn lookups_found_and_not_found() {
     assert_eq!(work["psi"], "@alice:chat.example");
     assert_eq!(work["context"], "work");
 
-    let many = client
+    let many: Vec<_> = client
         .lookup_many(&[cpi("mailto:bob@example.org"), cpi("tel:+14155550199")])
         .await
-        .unwrap();
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(msps(&many[0]), ["chat.example"]);
     assert!(!many[1].result.found());
 
@@ -132,9 +137,12 @@ async fn untrusted_issuers_mappings_are_skipped_with_a_hint() {
     let server = start().await;
     let mut other = TrustStore::new();
     let _ = other.add(IssuerKey::from_seed(&[1; 32]).verifying_key());
-    let mut client = PirClient::connect(&server.url(), ClientOptions::new(other))
-        .await
-        .unwrap();
+    let mut client = PirClient::connect(
+        &server.url(),
+        ClientOptions::new(other).allowing_custom_params(),
+    )
+    .await
+    .unwrap();
     let outcome = client.lookup(&cpi("tel:+14155550100")).await.unwrap();
     assert!(!outcome.result.found());
     // This number has two mappings, both from the one issuer not trusted here.
@@ -167,9 +175,12 @@ async fn untrusted_issuers_mappings_are_skipped_with_a_hint() {
 #[tokio::test]
 async fn heals_evicted_keys() {
     let server = start().await;
-    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
-        .await
-        .unwrap();
+    let mut client = PirClient::connect(
+        &server.url(),
+        ClientOptions::new(trust()).allowing_custom_params(),
+    )
+    .await
+    .unwrap();
     let before = client.lookup(&cpi("tel:+14155550100")).await.unwrap();
     server.service().evict_all_keys();
     assert_eq!(server.service().registered_keys(), 0);
@@ -188,9 +199,12 @@ async fn heals_evicted_keys() {
 #[tokio::test]
 async fn heals_a_new_epoch_with_a_new_layout() {
     let server = start().await;
-    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
-        .await
-        .unwrap();
+    let mut client = PirClient::connect(
+        &server.url(),
+        ClientOptions::new(trust()).allowing_custom_params(),
+    )
+    .await
+    .unwrap();
     let key_id = client.key_id();
     assert_eq!(
         msps(&client.lookup(&cpi("mailto:bob@example.org")).await.unwrap()),
@@ -216,7 +230,7 @@ async fn key_file_is_reused_and_replaced_when_parameters_change() {
     let path = dir.path().join("client.keys");
     let options = ClientOptions {
         key_file: Some(path.clone()),
-        ..ClientOptions::new(trust())
+        ..ClientOptions::new(trust()).allowing_custom_params()
     };
     let server = start().await;
 
@@ -259,9 +273,12 @@ async fn key_file_is_reused_and_replaced_when_parameters_change() {
 
 #[tokio::test]
 async fn connection_errors_are_clear() {
-    let err = PirClient::connect("not a url", ClientOptions::new(trust()))
-        .await
-        .unwrap_err();
+    let err = PirClient::connect(
+        "not a url",
+        ClientOptions::new(trust()).allowing_custom_params(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ClientError::InvalidAddress { .. }), "{err:?}");
     for (url, reason) in [
         (
@@ -277,7 +294,7 @@ async fn connection_errors_are_clear() {
             },
         ),
     ] {
-        match PirClient::connect(url, ClientOptions::new(trust())).await {
+        match PirClient::connect(url, ClientOptions::new(trust()).allowing_custom_params()).await {
             Err(ClientError::InvalidAddress { reason: got, .. }) => assert_eq!(got, reason),
             other => panic!("{url}: {other:?}"),
         }
@@ -291,11 +308,21 @@ async fn connection_errors_are_clear() {
         .port();
     let err = PirClient::connect(
         &format!("http://127.0.0.1:{port}"),
-        ClientOptions::new(trust()),
+        ClientOptions::new(trust()).allowing_custom_params(),
     )
     .await
     .unwrap_err();
     assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
+
+    // Plaintext leaves this machine only when asked for by name.
+    let err = PirClient::connect("http://192.0.2.1:50051", ClientOptions::new(trust()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::PlaintextRefused { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--insecure-plaintext"), "{err}");
 }
 
 /// A load run of `clients` clients sharing one key file, for `millis` ms.
@@ -307,7 +334,7 @@ async fn bench(
     let dir = tempfile::tempdir().unwrap();
     let options = ClientOptions {
         key_file: Some(dir.path().join("bench.keys")),
-        ..ClientOptions::new(trust())
+        ..ClientOptions::new(trust()).allowing_custom_params()
     };
     pir_client::bench::run(
         &server.url(),
@@ -338,7 +365,7 @@ async fn bench_with_cpis_finds_and_verifies_them() {
     let dir = tempfile::tempdir().unwrap();
     let options = ClientOptions {
         key_file: Some(dir.path().join("bench.keys")),
-        ..ClientOptions::new(trust())
+        ..ClientOptions::new(trust()).allowing_custom_params()
     };
     let cpis = vec![cpi("tel:+14155550100"), cpi("mailto:bob@example.org")];
     let report = pir_client::bench::run_with_cpis(
@@ -396,7 +423,7 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
     let with_ca = || ClientOptions {
         tls_ca: Some(ca.clone()),
         connect_timeout: Some(std::time::Duration::from_secs(5)),
-        ..ClientOptions::new(trust())
+        ..ClientOptions::new(trust()).allowing_custom_params()
     };
     let plain_port = plain.addr().port();
     let err = PirClient::connect(&format!("HTTPS://localhost:{plain_port}"), with_ca())
@@ -421,7 +448,7 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
     let tls_port = tls.addr().port();
     let err = PirClient::connect(
         &format!("http://localhost:{tls_port}"),
-        ClientOptions::new(trust()),
+        ClientOptions::new(trust()).allowing_custom_params(),
     )
     .await
     .unwrap_err();
@@ -438,7 +465,7 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
     assert!(err.to_string().contains("use https://"), "{err}");
     let err = PirClient::connect(
         &format!("https://localhost:{tls_port}"),
-        ClientOptions::new(trust()),
+        ClientOptions::new(trust()).allowing_custom_params(),
     )
     .await
     .unwrap_err();
@@ -458,6 +485,23 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
             .contains("pass the CA's certificate with --ca"),
         "{err}"
     );
+    // A bare HOST:PORT means TLS: against the plaintext port, that is a mismatch.
+    let err = PirClient::connect(&format!("localhost:{plain_port}"), with_ca())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::TlsMismatch {
+                server_speaks_tls: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    PirClient::connect(&format!("localhost:{tls_port}"), with_ca())
+        .await
+        .unwrap();
     // The right scheme, in upper case, works.
     PirClient::connect(&format!("HTTPS://localhost:{tls_port}"), with_ca())
         .await
@@ -478,9 +522,12 @@ fn one_query_per_key(per_hour: u32) -> ServeOptions {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_lookup_says_when_to_retry() {
     let server = start_with(one_query_per_key(60)).await;
-    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
-        .await
-        .unwrap();
+    let mut client = PirClient::connect(
+        &server.url(),
+        ClientOptions::new(trust()).allowing_custom_params(),
+    )
+    .await
+    .unwrap();
     let bob = cpi("mailto:bob@example.org");
     client.lookup(&bob).await.unwrap();
     let err = client.lookup(&bob).await.unwrap_err();
