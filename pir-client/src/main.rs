@@ -380,6 +380,42 @@ mod tests {
     }
 
     #[test]
+    fn server_flags_default_to_a_deadline_and_safe_checks() {
+        let cli = lookup_cli(&["tel:+14155550100"]).unwrap();
+        let Command::Lookup(args) = cli.command else {
+            panic!("expected lookup");
+        };
+        let s = &args.server;
+        assert_eq!(s.timeout, 30);
+        assert!(!s.insecure_plaintext && !s.allow_custom_params && s.dp_pub.is_none());
+        let options = s.options(TrustStore::new()).unwrap();
+        assert_eq!(options.request_timeout, Some(Duration::from_secs(30)));
+        let info = ["pir-client", "info", "--server", "h:1"];
+        let err = Cli::try_parse_from(info.into_iter().chain(["--timeout", "0"])).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let cli = Cli::try_parse_from(info.into_iter().chain([
+            "--timeout",
+            "5",
+            "--insecure-plaintext",
+            "--allow-custom-params",
+        ]))
+        .unwrap();
+        let Command::Info(args) = cli.command else {
+            panic!("expected info");
+        };
+        let options = args.server.options(TrustStore::new()).unwrap();
+        assert_eq!(options.request_timeout, Some(Duration::from_secs(5)));
+        assert!(options.insecure_plaintext && options.allow_custom_params);
+        // A DP key file that does not read is an error (named on stderr), not a panic.
+        let cli = Cli::try_parse_from(info.into_iter().chain(["--dp-pub", "/nonexistent/dp.pub"]))
+            .unwrap();
+        let Command::Info(args) = cli.command else {
+            panic!("expected info");
+        };
+        assert!(args.server.options(TrustStore::new()).is_err());
+    }
+
+    #[test]
     fn invalid_cpi_is_a_clear_usage_error() {
         let err = lookup_cli(&["4155550100"]).unwrap_err();
         assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
