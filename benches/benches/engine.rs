@@ -138,7 +138,7 @@ fn benches(c: &mut Criterion) {
         .unwrap();
         let remote = pir_client::PirClient::connect(
             &server.url(),
-            pir_client::ClientOptions::new(trust.clone()),
+            pir_client::ClientOptions::new(trust.clone()).allowing_custom_params(),
         )
         .await
         .unwrap();

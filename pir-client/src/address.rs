@@ -37,7 +37,7 @@ pub enum AddressError {
 }
 
 /// A server address: `http://` or `https://` (in any case), a host and an optional port.
-/// A bare `HOST:PORT` means `http://HOST:PORT`.
+/// A bare `HOST:PORT` means `https://HOST:PORT`: plaintext is only ever asked for by name.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerAddress {
     uri: Uri,
@@ -50,7 +50,7 @@ impl ServerAddress {
         let text = text.trim();
         let (scheme, rest) = match text.split_once("://") {
             Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
-            None => ("http".to_owned(), text),
+            None => ("https".to_owned(), text),
         };
         let tls = match scheme.as_str() {
             "http" => false,
@@ -115,6 +115,21 @@ impl ServerAddress {
     pub fn uri(&self) -> &Uri {
         &self.uri
     }
+
+    /// Whether the host is this machine: an IP address in `127.0.0.0/8` or `::1` (an
+    /// IPv4-mapped one too), or `localhost` and names under it (RFC 6761). Other names are not
+    /// resolved: a name that happens to point at a loopback address does not count.
+    pub fn is_loopback(&self) -> bool {
+        let Some(host) = self.uri.host() else {
+            return false;
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+            return ip.to_canonical().is_loopback();
+        }
+        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        host == "localhost" || host.ends_with(".localhost")
+    }
 }
 
 impl std::fmt::Display for ServerAddress {
@@ -134,7 +149,12 @@ mod tests {
             ("http://127.0.0.1:50051", "http://127.0.0.1:50051", false),
             ("HTTP://127.0.0.1:50051", "http://127.0.0.1:50051", false),
             ("HttpS://localhost:443/", "https://localhost:443", true),
-            ("127.0.0.1:50051", "http://127.0.0.1:50051", false),
+            ("127.0.0.1:50051", "https://127.0.0.1:50051", true),
+            (
+                "discovery.example:443",
+                "https://discovery.example:443",
+                true,
+            ),
             ("http://[::1]:50051", "http://[::1]:50051", false),
             (
                 "https://discovery.example",
@@ -185,5 +205,26 @@ mod tests {
             }
         ));
         assert!(err("ftp://x:1").to_string().contains("use http://"));
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for (text, loopback) in [
+            ("http://127.0.0.1:1", true),
+            ("http://127.8.9.10:1", true),
+            ("http://[::1]:1", true),
+            ("http://[::ffff:127.0.0.1]:1", true),
+            ("http://localhost:1", true),
+            ("http://LocalHost.:1", true),
+            ("http://pir.localhost:1", true),
+            ("http://10.0.0.1:1", false),
+            ("http://[::2]:1", false),
+            ("http://0.0.0.0:1", false),
+            ("http://localhost.example:1", false),
+            ("http://discovery.example:1", false),
+        ] {
+            let a = ServerAddress::parse(text).unwrap();
+            assert_eq!(a.is_loopback(), loopback, "{text}");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The crate's one error type.
 
-use std::path::PathBuf;
+use std::{path::PathBuf, time::Duration};
 
 use pir_core::CoreError;
 
@@ -50,7 +50,41 @@ pub enum ClientError {
         reason: String,
     },
 
+    /// Plaintext (`http://`) to an address that is not this machine, without
+    /// `ClientOptions::insecure_plaintext`.
+    #[error(
+        "{url}: plaintext http:// is only used to a loopback address (on a network, anyone on \
+         the path could pose as the server): use https://, or pass --insecure-plaintext \
+         (ClientOptions::insecure_plaintext) for a network you trust"
+    )]
+    PlaintextRefused {
+        /// The server address.
+        url: String,
+    },
+
     // ---- transport and server -----------------------------------------------------------------
+    /// An RPC got no answer in time.
+    #[error(
+        "{rpc}: no answer from the server within {} (--timeout, ClientOptions::request_timeout)",
+        seconds(*after)
+    )]
+    Deadline {
+        /// The RPC's name.
+        rpc: &'static str,
+        /// The limit that passed.
+        after: Duration,
+    },
+    /// Scheme parameters this client will not use.
+    #[error("the server's scheme parameters ({params}) {reason}")]
+    RefusedParams {
+        /// The parameters, as they display.
+        params: String,
+        /// Why.
+        reason: ParamsRefusal,
+    },
+    /// A snapshot the DP keys do not vouch for, or older than one already verified.
+    #[error("the server's snapshot is refused: {0}")]
+    SnapshotRefused(SnapshotRefusal),
     /// The address's scheme does not match what the server speaks on that port.
     #[error("{}", tls_mismatch(url, *server_speaks_tls))]
     TlsMismatch {
@@ -108,6 +142,88 @@ pub enum ClientError {
     /// A broken invariant. Always a bug.
     #[error("internal error: {0}")]
     Internal(String),
+}
+
+/// Why a server's scheme parameters were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParamsRefusal {
+    /// Not one of pir-core's vetted presets.
+    #[error(
+        "are not a vetted preset: their security and failure probability are unknown; pass \
+         --allow-custom-params (ClientOptions::allow_custom_params) only for a test or research \
+         server"
+    )]
+    NotVetted,
+    /// Messages larger than this client takes.
+    #[error(
+        "need {bytes}-byte {what}, more than this client's limit of {limit} bytes per message \
+         (ClientOptions::max_message_bytes)"
+    )]
+    TooLarge {
+        /// Which message: "public keys", "queries", "responses".
+        what: &'static str,
+        /// Its size.
+        bytes: u64,
+        /// The client's limit.
+        limit: u64,
+    },
+}
+
+/// Why a snapshot's configuration was refused by a client given the DP's keys (`--dp-pub`).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotRefusal {
+    /// The server sends no snapshot header to check.
+    #[error(
+        "the server sends no snapshot header to check against --dp-pub (a server older than \
+         this client?)"
+    )]
+    NoHeader,
+    /// The header is unsigned, signed by another key, or its signature does not verify.
+    #[error("its header does not verify against --dp-pub: {0}")]
+    Signature(#[source] CoreError),
+    /// An older epoch than one already verified.
+    #[error(
+        "rollback: the server offers epoch {offered}, older than epoch {seen} already \
+         verified{}",
+        remembered_in(key_file.as_ref())
+    )]
+    Rollback {
+        /// The epoch offered.
+        offered: u64,
+        /// The highest epoch verified before.
+        seen: u64,
+        /// Where it is remembered, if in a key file.
+        key_file: Option<PathBuf>,
+    },
+    /// Another header for the epoch already verified.
+    #[error(
+        "the server offers a snapshot of epoch {epoch} (header {offered}) other than the one \
+         of that epoch already verified (header {seen}){}: the DP signed two snapshots with \
+         one epoch, or a server replays another",
+        remembered_in(key_file.as_ref())
+    )]
+    Fork {
+        /// The epoch of both.
+        epoch: u64,
+        /// The offered header's hash, abbreviated.
+        offered: String,
+        /// The verified header's hash, abbreviated.
+        seen: String,
+        /// Where it is remembered, if in a key file.
+        key_file: Option<PathBuf>,
+    },
+}
+
+fn remembered_in(key_file: Option<&PathBuf>) -> String {
+    key_file.map_or_else(String::new, |p| {
+        format!(" (remembered in key file {})", p.display())
+    })
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{} s", d.as_secs_f64())
 }
 
 /// Why the server's TLS certificate was refused, from rustls's verdict.

@@ -5,19 +5,28 @@
 //! owner-only permissions (0o600) and replaced atomically (temporary file + rename), so a crash
 //! never leaves a half-written key file behind.
 //!
-//! Format, version 1, all integers little-endian:
+//! It also remembers the newest snapshot the client verified against the DP's keys (epoch and
+//! header hash), so that a server cannot roll a client back to an older snapshot across runs.
+//!
+//! Format, version 2, all integers little-endian:
 //!
 //! ```text
 //! offset  size  field
 //!      0     8  magic "PIRKEYS\0"
-//!      8     4  format version (1)
+//!      8     4  format version (2)
 //!     12    52  scheme parameters: n, nu_1, nu_2 (u32), p (u64), q2_bits, t_gsw, t_conv,
 //!               t_exp_left, t_exp_right, instances, item_bytes, version (u32)
 //!     64    32  secret (the seed of the secret keys)
 //!     96     8  length L of the public keys
 //!    104     L  public keys
-//!  104+L    32  SHA-256("pir-discovery/key-file/v1\0" || every byte before)
+//!  104+L     1  1 if a verified snapshot is remembered, else 0 (and the next 40 bytes are 0)
+//!  105+L     8  its epoch: the highest verified so far
+//!  113+L    32  its header hash (blake3 of the header's bytes)
+//!  145+L    32  SHA-256("pir-discovery/key-file/v2\0" || every byte before)
 //! ```
+//!
+//! Version 1 files (no snapshot record, `v1` in the checksum's context) are still read, and
+//! rewritten as version 2 the next time the file is written.
 
 use std::{
     fs,
@@ -33,15 +42,37 @@ use crate::error::{ClientError, Result};
 
 /// The first bytes of every key file.
 pub const KEY_FILE_MAGIC: [u8; 8] = *b"PIRKEYS\0";
-/// The key file format version this crate writes and reads.
-pub const KEY_FILE_VERSION: u32 = 1;
+/// The key file format version this crate writes (it also reads version 1).
+pub const KEY_FILE_VERSION: u32 = 2;
 
-const CHECKSUM_CONTEXT: &[u8] = b"pir-discovery/key-file/v1\0";
+const CHECKSUM_CONTEXT_V1: &[u8] = b"pir-discovery/key-file/v1\0";
+const CHECKSUM_CONTEXT: &[u8] = b"pir-discovery/key-file/v2\0";
 const PARAMS_LEN: usize = SchemeParams::ENCODED_LEN;
 const HEADER_LEN: usize = 8 + 4 + PARAMS_LEN + 32 + 8;
+/// The snapshot record after the public keys (version 2).
+const SEEN_LEN: usize = 1 + 8 + 32;
 const CHECKSUM_LEN: usize = 32;
 /// Far above the largest vetted public keys (about 9 MB): refuse to read anything bigger.
 const MAX_FILE_LEN: u64 = 256 << 20;
+
+/// The newest snapshot a client verified against the DP's keys: it refuses older epochs, and
+/// another header for this epoch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeenSnapshot {
+    /// The highest epoch verified.
+    pub epoch: u64,
+    /// blake3 of that snapshot's header bytes.
+    pub header_hash: [u8; 32],
+}
+
+/// Everything a key file holds.
+#[derive(Clone, Debug)]
+pub struct KeyFileContents {
+    /// The client's keys.
+    pub keys: ClientKeys,
+    /// The newest verified snapshot, if the client was ever given the DP's keys.
+    pub seen: Option<SeenSnapshot>,
+}
 
 /// What a key file holds, compared with the parameters a server uses.
 #[derive(Debug)]
@@ -73,6 +104,25 @@ impl KeyFile {
 
     /// Reads and checks the keys; a missing, truncated or corrupted file is an error.
     pub fn read(&self) -> Result<ClientKeys> {
+        self.read_contents().map(|c| c.keys)
+    }
+
+    /// Reads the file if it exists (`None` if it does not); a truncated or corrupted file is
+    /// an error.
+    pub fn load(&self) -> Result<Option<KeyFileContents>> {
+        match self.read_contents() {
+            Ok(contents) => Ok(Some(contents)),
+            Err(ClientError::KeyFileIo { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads and checks everything the file holds.
+    pub fn read_contents(&self) -> Result<KeyFileContents> {
         let io = |source| ClientError::KeyFileIo {
             path: self.path.clone(),
             source,
@@ -98,21 +148,17 @@ impl KeyFile {
 
     /// Reads the keys if the file exists, and compares their parameters with `params`.
     pub fn read_for(&self, params: &SchemeParams) -> Result<StoredKeys> {
-        match self.read() {
-            Ok(keys) if keys.params() == params => Ok(StoredKeys::Matching(keys)),
-            Ok(keys) => Ok(StoredKeys::OtherParams(*keys.params())),
-            Err(ClientError::KeyFileIo { source, .. })
-                if source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                Ok(StoredKeys::Missing)
-            }
-            Err(e) => Err(e),
-        }
+        Ok(match self.load()? {
+            Some(c) if c.keys.params() == params => StoredKeys::Matching(c.keys),
+            Some(c) => StoredKeys::OtherParams(*c.keys.params()),
+            None => StoredKeys::Missing,
+        })
     }
 
-    /// Writes the keys, replacing any previous file atomically, with permissions 0o600.
-    pub fn write(&self, keys: &ClientKeys) -> Result<()> {
-        let bytes = encode(keys);
+    /// Writes the keys and the snapshot record, replacing any previous file atomically, with
+    /// permissions 0o600.
+    pub fn write(&self, keys: &ClientKeys, seen: Option<&SeenSnapshot>) -> Result<()> {
+        let bytes = encode(keys, seen);
         let io = |path: &Path, source| ClientError::KeyFileIo {
             path: path.to_path_buf(),
             source,
@@ -123,31 +169,39 @@ impl KeyFile {
     }
 }
 
-fn checksum(bytes: &[u8]) -> [u8; 32] {
+fn checksum(context: &[u8], bytes: &[u8]) -> [u8; 32] {
     Sha256::new()
-        .chain_update(CHECKSUM_CONTEXT)
+        .chain_update(context)
         .chain_update(bytes)
         .finalize()
         .into()
 }
 
-/// The file's bytes for `keys`.
-fn encode(keys: &ClientKeys) -> Vec<u8> {
+/// The file's bytes for `keys` and `seen`.
+fn encode(keys: &ClientKeys, seen: Option<&SeenSnapshot>) -> Vec<u8> {
     let public = keys.public_bytes();
-    let mut out = Vec::with_capacity(HEADER_LEN + public.len() + CHECKSUM_LEN);
+    let mut out = Vec::with_capacity(HEADER_LEN + public.len() + SEEN_LEN + CHECKSUM_LEN);
     out.extend_from_slice(&KEY_FILE_MAGIC);
     out.extend_from_slice(&KEY_FILE_VERSION.to_le_bytes());
     out.extend_from_slice(&keys.params().to_le_bytes());
     out.extend_from_slice(&keys.secret().to_bytes());
     out.extend_from_slice(&(public.len() as u64).to_le_bytes());
     out.extend_from_slice(public);
-    let sum = checksum(&out);
+    match seen {
+        Some(s) => {
+            out.push(1);
+            out.extend_from_slice(&s.epoch.to_le_bytes());
+            out.extend_from_slice(&s.header_hash);
+        }
+        None => out.extend_from_slice(&[0; SEEN_LEN]),
+    }
+    let sum = checksum(CHECKSUM_CONTEXT, &out);
     out.extend_from_slice(&sum);
     out
 }
 
 /// Parses and checks a key file's bytes.
-fn decode(bytes: &[u8]) -> Result<ClientKeys, String> {
+fn decode(bytes: &[u8]) -> Result<KeyFileContents, String> {
     if bytes.len() < KEY_FILE_MAGIC.len() || bytes[..KEY_FILE_MAGIC.len()] != KEY_FILE_MAGIC {
         return Err("not a key file (bad magic)".into());
     }
@@ -161,15 +215,19 @@ fn decode(bytes: &[u8]) -> Result<ClientKeys, String> {
     let truncated = |_| "truncated".to_string();
     let mut r = Reader::new(&bytes[KEY_FILE_MAGIC.len()..]);
     let version = r.u32().map_err(truncated)?;
-    if version != KEY_FILE_VERSION {
-        return Err(format!(
-            "format version {version}, this client reads version {KEY_FILE_VERSION}"
-        ));
-    }
+    let (context, seen_len) = match version {
+        1 => (CHECKSUM_CONTEXT_V1, 0),
+        KEY_FILE_VERSION => (CHECKSUM_CONTEXT, SEEN_LEN),
+        _ => {
+            return Err(format!(
+                "format version {version}, this client reads versions 1 and {KEY_FILE_VERSION}"
+            ));
+        }
+    };
     let params_bytes: [u8; SchemeParams::ENCODED_LEN] = r.array().map_err(truncated)?;
     let secret = ClientSecret::from_bytes(r.array().map_err(truncated)?);
     let public_len = r.u64().map_err(truncated)?;
-    let expected_len = (HEADER_LEN + CHECKSUM_LEN) as u64 + public_len;
+    let expected_len = (HEADER_LEN + seen_len + CHECKSUM_LEN) as u64 + public_len;
     if bytes.len() as u64 != expected_len {
         return Err(format!(
             "{} bytes, but its header announces {expected_len}: truncated or corrupted",
@@ -177,7 +235,7 @@ fn decode(bytes: &[u8]) -> Result<ClientKeys, String> {
         ));
     }
     let (body, sum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
-    if checksum(body) != sum {
+    if checksum(context, body) != sum {
         return Err("checksum mismatch: the file is corrupted".into());
     }
     // Only now, with the bytes known intact, are the parameters worth checking.
@@ -193,7 +251,22 @@ fn decode(bytes: &[u8]) -> Result<ClientKeys, String> {
         ));
     }
     let public = r.take(sizes.public_keys).map_err(truncated)?.to_vec();
-    Ok(ClientKeys::from_parts(params, secret, public))
+    let seen = if seen_len == 0 {
+        None
+    } else {
+        let flag = r.u8().map_err(truncated)?;
+        let epoch = r.u64().map_err(truncated)?;
+        let header_hash: [u8; 32] = r.array().map_err(truncated)?;
+        match flag {
+            0 if epoch == 0 && header_hash == [0; 32] => None,
+            1 => Some(SeenSnapshot { epoch, header_hash }),
+            _ => return Err("the snapshot record is malformed".into()),
+        }
+    };
+    Ok(KeyFileContents {
+        keys: ClientKeys::from_parts(params, secret, public),
+        seen,
+    })
 }
 
 #[cfg(test)]
@@ -213,7 +286,7 @@ mod tests {
     fn written() -> (tempfile::TempDir, KeyFile) {
         let dir = tempfile::tempdir().unwrap();
         let file = KeyFile::new(dir.path().join("client.keys"));
-        file.write(keys()).unwrap();
+        file.write(keys(), None).unwrap();
         (dir, file)
     }
 
@@ -236,16 +309,71 @@ mod tests {
 
     #[test]
     fn layout_is_pinned() {
-        let bytes = encode(keys());
+        let seen = SeenSnapshot {
+            epoch: 0x0102_0304,
+            header_hash: [9; 32],
+        };
+        let bytes = encode(keys(), Some(&seen));
         let public = keys().public_bytes().len();
         assert_eq!(&bytes[..8], b"PIRKEYS\0");
-        assert_eq!(&bytes[8..12], &1u32.to_le_bytes());
+        assert_eq!(&bytes[8..12], &2u32.to_le_bytes());
         assert_eq!(&bytes[12..16], &small().n.to_le_bytes());
         assert_eq!(&bytes[24..32], &small().p.to_le_bytes());
         assert_eq!(&bytes[64..96], &keys().secret().to_bytes());
         assert_eq!(&bytes[96..104], &(public as u64).to_le_bytes());
         assert_eq!(&bytes[104..104 + public], keys().public_bytes());
-        assert_eq!(bytes.len(), 104 + public + 32);
+        assert_eq!(bytes[104 + public], 1);
+        assert_eq!(
+            &bytes[105 + public..113 + public],
+            &seen.epoch.to_le_bytes()
+        );
+        assert_eq!(&bytes[113 + public..145 + public], &[9; 32]);
+        assert_eq!(bytes.len(), 145 + public + 32);
+        let none = encode(keys(), None);
+        assert_eq!(&none[104 + public..145 + public], &[0; 41]);
+    }
+
+    #[test]
+    fn the_seen_snapshot_round_trips_and_survives_new_keys() {
+        let (_dir, file) = written();
+        assert_eq!(file.load().unwrap().unwrap().seen, None);
+        let seen = SeenSnapshot {
+            epoch: 2000,
+            header_hash: [3; 32],
+        };
+        file.write(keys(), Some(&seen)).unwrap();
+        let back = file.load().unwrap().unwrap();
+        assert_eq!(back.seen, Some(seen));
+        assert_eq!(back.keys.id(), keys().id());
+        assert!(
+            KeyFile::new(file.path().with_file_name("absent"))
+                .load()
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    /// A version 1 file (before the snapshot record) still reads, with no record.
+    #[test]
+    fn version_1_files_are_read() {
+        let (_dir, file) = written();
+        let k = keys();
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&KEY_FILE_MAGIC);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&k.params().to_le_bytes());
+        v1.extend_from_slice(&k.secret().to_bytes());
+        v1.extend_from_slice(&(k.public_bytes().len() as u64).to_le_bytes());
+        v1.extend_from_slice(k.public_bytes());
+        let sum = checksum(CHECKSUM_CONTEXT_V1, &v1);
+        v1.extend_from_slice(&sum);
+        fs::write(file.path(), &v1).unwrap();
+        let back = file.load().unwrap().unwrap();
+        assert_eq!((back.keys.id(), back.seen), (k.id(), None));
+        // A version 1 body under the version 2 number is refused, not misread.
+        v1[8] = 2;
+        fs::write(file.path(), &v1).unwrap();
+        assert!(invalid_reason(file.read().unwrap_err()).contains("announces"));
     }
 
     #[test]
@@ -255,7 +383,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         // Overwriting a file that had loose permissions leaves an owner-only one.
         fs::set_permissions(file.path(), fs::Permissions::from_mode(0o644)).unwrap();
-        file.write(keys()).unwrap();
+        file.write(keys(), None).unwrap();
         let mode = fs::metadata(file.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
         // No temporary file left behind.
@@ -297,9 +425,9 @@ mod tests {
         fs::write(file.path(), &bad).unwrap();
         assert!(invalid_reason(file.read().unwrap_err()).contains("magic"));
         let mut bad = bytes.clone();
-        bad[8] = 2;
+        bad[8] = 3;
         fs::write(file.path(), &bad).unwrap();
-        assert!(invalid_reason(file.read().unwrap_err()).contains("version 2"));
+        assert!(invalid_reason(file.read().unwrap_err()).contains("version 3"));
         // A corrupted length field: the announced size no longer matches.
         let mut bad = bytes;
         bad[100] ^= 1;

@@ -11,7 +11,7 @@ use std::{
 
 use clap::{Args, Parser, Subcommand};
 use pir_client::{ClientOptions, PirClient};
-use pir_core::{CoreError, Cpi, TrustStore};
+use pir_core::{CoreError, Cpi, DpKeys, TrustStore};
 use tracing_subscriber::EnvFilter;
 
 /// What the exit status says, shown in `--help`.
@@ -42,18 +42,60 @@ enum Command {
 
 #[derive(Debug, Args)]
 struct ServerArgs {
-    /// Server address, e.g. http://127.0.0.1:50051.
+    /// Server address: https://HOST:PORT, or HOST:PORT (TLS too); http://HOST:PORT
+    /// (plaintext) only to a loopback address unless --insecure-plaintext.
     #[arg(long, value_name = "URL")]
     server: String,
     /// Seconds to wait for the connection.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     connect_timeout: u64,
+    /// Seconds to wait for each answer from the server (a query's answer scans the whole
+    /// database); past it the RPC fails with a clear error.
+    #[arg(long, value_name = "SECS", default_value_t = pir_client::DEFAULT_REQUEST_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
     /// PEM CA certificate for an https:// server (default: the system's roots).
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
+    /// The DP's public key file: the snapshot the server serves must be signed by it, match
+    /// the configuration, and not be older than the newest one verified (remembered in
+    /// --key-file). Without it none of this is checked (mappings are still verified).
+    #[arg(long, value_name = "FILE")]
+    dp_pub: Option<PathBuf>,
+    /// Allow plaintext http:// to an address that is not loopback (anyone on the path could
+    /// pose as the server).
+    #[arg(long)]
+    insecure_plaintext: bool,
+    /// For test and research servers only: accept scheme parameters that are not one of the
+    /// vetted presets (their security and failure probability are unknown).
+    #[arg(long)]
+    allow_custom_params: bool,
     /// Print JSON (one object per line) instead of text.
     #[arg(long)]
     json: bool,
+}
+
+impl ServerArgs {
+    /// Client options for these arguments, trusting `trust`; a DP key file that does not read
+    /// is an error naming --dp-pub.
+    fn options(&self, trust: TrustStore) -> Result<ClientOptions, ExitCode> {
+        let dp_keys = match &self.dp_pub {
+            Some(path) => Some(DpKeys::from_file(path).map_err(|e| {
+                eprintln!("error: --dp-pub {}: {e}", path.display());
+                ExitCode::FAILURE
+            })?),
+            None => None,
+        };
+        Ok(ClientOptions {
+            connect_timeout: Some(Duration::from_secs(self.connect_timeout)),
+            request_timeout: Some(Duration::from_secs(self.timeout)),
+            tls_ca: self.ca.clone(),
+            dp_keys,
+            insecure_plaintext: self.insecure_plaintext,
+            allow_custom_params: self.allow_custom_params,
+            ..ClientOptions::new(trust)
+        })
+    }
 }
 
 #[derive(Debug, Args)]
@@ -64,12 +106,9 @@ struct LookupArgs {
     #[arg(long, value_name = "FILE")]
     trust: PathBuf,
     /// Keeps the client keys between runs (created with mode 0600), saving key generation
-    /// and upload.
+    /// and upload; with --dp-pub it also remembers the newest snapshot verified.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
-    /// Seconds to wait for each answer (none by default).
-    #[arg(long, value_name = "SECS")]
-    timeout: Option<u64>,
     /// CPIs to look up: tel:+14155550100 (E.164) or mailto:Alice@example.com (the part before @
     /// is case-sensitive; the domain is not, and may be internationalised).
     #[arg(value_name = "CPI", required = true, value_parser = parse_cpi)]
@@ -148,11 +187,8 @@ async fn lookup(args: LookupArgs) -> Result<ExitCode, ExitCode> {
         ExitCode::FAILURE
     })?;
     let options = ClientOptions {
-        key_file: args.key_file,
-        connect_timeout: Some(Duration::from_secs(args.server.connect_timeout)),
-        request_timeout: args.timeout.map(Duration::from_secs),
-        tls_ca: args.server.ca,
-        ..ClientOptions::new(trust)
+        key_file: args.key_file.clone(),
+        ..args.server.options(trust)?
     };
     let mut client = PirClient::connect(&args.server.server, options)
         .await
@@ -161,8 +197,10 @@ async fn lookup(args: LookupArgs) -> Result<ExitCode, ExitCode> {
             ExitCode::FAILURE
         })?;
     let mut failed = 0usize;
-    for cpi in &args.cpis {
-        match client.lookup(cpi).await {
+    // Every query goes out before any answer is verified (see PirClient::lookup_many).
+    let outcomes = client.lookup_many(&args.cpis).await;
+    for (cpi, outcome) in args.cpis.iter().zip(outcomes) {
+        match outcome {
             Ok(outcome) if args.server.json => {
                 emit(&pir_client::outcome_json(&outcome).to_string())?
             }
@@ -185,11 +223,7 @@ async fn lookup(args: LookupArgs) -> Result<ExitCode, ExitCode> {
 }
 
 async fn info(args: InfoArgs) -> Result<ExitCode, ExitCode> {
-    let options = ClientOptions {
-        connect_timeout: Some(Duration::from_secs(args.server.connect_timeout)),
-        tls_ca: args.server.ca,
-        ..ClientOptions::default()
-    };
+    let options = args.server.options(TrustStore::new())?;
     let config = pir_client::fetch_config(&args.server.server, &options)
         .await
         .map_err(|e| {
@@ -216,9 +250,7 @@ async fn bench(args: BenchArgs) -> Result<ExitCode, ExitCode> {
     let dir = tempfile::tempdir().map_err(|e| fail(&e))?;
     let options = ClientOptions {
         key_file: Some(dir.path().join("bench.keys")),
-        connect_timeout: Some(Duration::from_secs(args.server.connect_timeout)),
-        tls_ca: args.server.ca,
-        ..ClientOptions::new(trust)
+        ..args.server.options(trust)?
     };
     let cpis = match &args.cpis {
         Some(path) => read_cpis(path).map_err(|e| fail(&e))?,
@@ -345,6 +377,42 @@ mod tests {
             .render_long_help()
             .to_string();
         assert!(lookup.contains("case-sensitive"), "{lookup}");
+    }
+
+    #[test]
+    fn server_flags_default_to_a_deadline_and_safe_checks() {
+        let cli = lookup_cli(&["tel:+14155550100"]).unwrap();
+        let Command::Lookup(args) = cli.command else {
+            panic!("expected lookup");
+        };
+        let s = &args.server;
+        assert_eq!(s.timeout, 30);
+        assert!(!s.insecure_plaintext && !s.allow_custom_params && s.dp_pub.is_none());
+        let options = s.options(TrustStore::new()).unwrap();
+        assert_eq!(options.request_timeout, Some(Duration::from_secs(30)));
+        let info = ["pir-client", "info", "--server", "h:1"];
+        let err = Cli::try_parse_from(info.into_iter().chain(["--timeout", "0"])).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let cli = Cli::try_parse_from(info.into_iter().chain([
+            "--timeout",
+            "5",
+            "--insecure-plaintext",
+            "--allow-custom-params",
+        ]))
+        .unwrap();
+        let Command::Info(args) = cli.command else {
+            panic!("expected info");
+        };
+        let options = args.server.options(TrustStore::new()).unwrap();
+        assert_eq!(options.request_timeout, Some(Duration::from_secs(5)));
+        assert!(options.insecure_plaintext && options.allow_custom_params);
+        // A DP key file that does not read is an error (named on stderr), not a panic.
+        let cli = Cli::try_parse_from(info.into_iter().chain(["--dp-pub", "/nonexistent/dp.pub"]))
+            .unwrap();
+        let Command::Info(args) = cli.command else {
+            panic!("expected info");
+        };
+        assert!(args.server.options(TrustStore::new()).is_err());
     }
 
     #[test]

@@ -141,7 +141,22 @@ pub fn info_json(info: &ConfigIn) -> Value {
         "mapping_count": info.mapping_count(),
         "cpi_count": info.cpi_count(),
         "packing_efficiency": info.packing_efficiency(),
+        "vetted_params": s.as_vetted().is_some(),
+        "snapshot": {
+            "header_hash": info.header_hash().map(|h| hex(&h)),
+            "signed_by": signer(info),
+        },
     })
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The id of the DP key that signed the header, if the server sent a signed one.
+fn signer(info: &ConfigIn) -> Option<String> {
+    let sig = info.header()?.signature.as_ref()?;
+    Some(pir_core::identity::IssuerId(sig.key_id).to_string())
 }
 
 /// The server's configuration as text (`pir-client info`).
@@ -190,6 +205,22 @@ pub fn info_text(info: &ConfigIn) -> String {
         format!(
             "packing efficiency: {:.2}%",
             info.packing_efficiency() * 100.0
+        ),
+        format!(
+            "parameters:         {}",
+            if s.as_vetted().is_some() {
+                "a vetted preset"
+            } else {
+                "not a vetted preset (clients refuse them without --allow-custom-params)"
+            }
+        ),
+        format!(
+            "snapshot:           {}",
+            match (info.header_hash(), signer(info)) {
+                (None, _) => "no header sent (nothing to check with --dp-pub)".to_owned(),
+                (Some(h), None) => format!("header {}, not signed by a DP", hex(&h[..8])),
+                (Some(h), Some(id)) => format!("header {}, signed by DP key {id}", hex(&h[..8])),
+            }
         ),
     ]
     .join("\n")
@@ -366,5 +397,15 @@ mod tests {
         assert!(text.contains("256 items x 8192 bytes"), "{text}");
         assert!(text.contains("public keys 1.0 MiB"), "{text}");
         assert!(text.contains("packing efficiency: 1.23%"), "{text}");
+        // The test shape is not a vetted preset; the fixture's header is unsigned.
+        assert_eq!(v["vetted_params"], json!(false));
+        assert!(text.contains("not a vetted preset"), "{text}");
+        let hash = info.header_hash().unwrap();
+        assert_eq!(v["snapshot"]["header_hash"], json!(hex(&hash)));
+        assert_eq!(v["snapshot"]["signed_by"], json!(null));
+        assert!(
+            text.contains(&format!("header {}, not signed by a DP", hex(&hash[..8]))),
+            "{text}"
+        );
     }
 }

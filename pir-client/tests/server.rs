@@ -65,9 +65,12 @@ async fn start_with(options: ServeOptions) -> RunningServer {
 
 /// A client of `server` that trusts the fixture issuer.
 async fn connect(server: &RunningServer) -> PirClient {
-    PirClient::connect(&server.url(), ClientOptions::new(trust()))
-        .await
-        .unwrap()
+    PirClient::connect(
+        &server.url(),
+        ClientOptions::new(trust()).allowing_custom_params(),
+    )
+    .await
+    .unwrap()
 }
 
 fn cpi(s: &str) -> Cpi {
@@ -111,10 +114,12 @@ async fn lookups_found_and_not_found() {
     assert_eq!(work["psi"], "@alice:chat.example");
     assert_eq!(work["context"], "work");
 
-    let many = client
+    let many: Vec<_> = client
         .lookup_many(&[cpi("mailto:bob@example.org"), cpi("tel:+14155550199")])
         .await
-        .unwrap();
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(msps(&many[0]), ["chat.example"]);
     assert!(!many[1].result.found());
 
@@ -132,9 +137,12 @@ async fn untrusted_issuers_mappings_are_skipped_with_a_hint() {
     let server = start().await;
     let mut other = TrustStore::new();
     let _ = other.add(IssuerKey::from_seed(&[1; 32]).verifying_key());
-    let mut client = PirClient::connect(&server.url(), ClientOptions::new(other))
-        .await
-        .unwrap();
+    let mut client = PirClient::connect(
+        &server.url(),
+        ClientOptions::new(other).allowing_custom_params(),
+    )
+    .await
+    .unwrap();
     let outcome = client.lookup(&cpi("tel:+14155550100")).await.unwrap();
     assert!(!outcome.result.found());
     // This number has two mappings, both from the one issuer not trusted here.
@@ -212,7 +220,7 @@ async fn key_file_is_reused_and_replaced_when_parameters_change() {
     let path = dir.path().join("client.keys");
     let options = ClientOptions {
         key_file: Some(path.clone()),
-        ..ClientOptions::new(trust())
+        ..ClientOptions::new(trust()).allowing_custom_params()
     };
     let server = start().await;
 
@@ -255,9 +263,12 @@ async fn key_file_is_reused_and_replaced_when_parameters_change() {
 
 #[tokio::test]
 async fn connection_errors_are_clear() {
-    let err = PirClient::connect("not a url", ClientOptions::new(trust()))
-        .await
-        .unwrap_err();
+    let err = PirClient::connect(
+        "not a url",
+        ClientOptions::new(trust()).allowing_custom_params(),
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, ClientError::InvalidAddress { .. }), "{err:?}");
     for (url, reason) in [
         (
@@ -273,7 +284,7 @@ async fn connection_errors_are_clear() {
             },
         ),
     ] {
-        match PirClient::connect(url, ClientOptions::new(trust())).await {
+        match PirClient::connect(url, ClientOptions::new(trust()).allowing_custom_params()).await {
             Err(ClientError::InvalidAddress { reason: got, .. }) => assert_eq!(got, reason),
             other => panic!("{url}: {other:?}"),
         }
@@ -287,11 +298,21 @@ async fn connection_errors_are_clear() {
         .port();
     let err = PirClient::connect(
         &format!("http://127.0.0.1:{port}"),
-        ClientOptions::new(trust()),
+        ClientOptions::new(trust()).allowing_custom_params(),
     )
     .await
     .unwrap_err();
     assert!(matches!(err, ClientError::Transport { .. }), "{err:?}");
+
+    // Plaintext leaves this machine only when asked for by name.
+    let err = PirClient::connect("http://192.0.2.1:50051", ClientOptions::new(trust()))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ClientError::PlaintextRefused { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("--insecure-plaintext"), "{err}");
 }
 
 /// A load run of `clients` clients sharing one key file, for `millis` ms.
@@ -303,7 +324,7 @@ async fn bench(
     let dir = tempfile::tempdir().unwrap();
     let options = ClientOptions {
         key_file: Some(dir.path().join("bench.keys")),
-        ..ClientOptions::new(trust())
+        ..ClientOptions::new(trust()).allowing_custom_params()
     };
     pir_client::bench::run(
         &server.url(),
@@ -334,7 +355,7 @@ async fn bench_with_cpis_finds_and_verifies_them() {
     let dir = tempfile::tempdir().unwrap();
     let options = ClientOptions {
         key_file: Some(dir.path().join("bench.keys")),
-        ..ClientOptions::new(trust())
+        ..ClientOptions::new(trust()).allowing_custom_params()
     };
     let cpis = vec![cpi("tel:+14155550100"), cpi("mailto:bob@example.org")];
     let report = pir_client::bench::run_with_cpis(
@@ -392,7 +413,7 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
     let with_ca = || ClientOptions {
         tls_ca: Some(ca.clone()),
         connect_timeout: Some(std::time::Duration::from_secs(5)),
-        ..ClientOptions::new(trust())
+        ..ClientOptions::new(trust()).allowing_custom_params()
     };
     let plain_port = plain.addr().port();
     let err = PirClient::connect(&format!("HTTPS://localhost:{plain_port}"), with_ca())
@@ -414,7 +435,7 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
     let tls_port = tls.addr().port();
     let err = PirClient::connect(
         &format!("http://localhost:{tls_port}"),
-        ClientOptions::new(trust()),
+        ClientOptions::new(trust()).allowing_custom_params(),
     )
     .await
     .unwrap_err();
@@ -428,7 +449,7 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
     assert!(err.to_string().contains("use https://"), "{err}");
     let err = PirClient::connect(
         &format!("https://localhost:{tls_port}"),
-        ClientOptions::new(trust()),
+        ClientOptions::new(trust()).allowing_custom_params(),
     )
     .await
     .unwrap_err();
@@ -445,6 +466,23 @@ async fn a_scheme_that_does_not_match_the_port_says_which_to_use() {
             .contains("pass the CA's certificate with --ca"),
         "{err}"
     );
+    // A bare HOST:PORT means TLS: against the plaintext port, that is a mismatch.
+    let err = PirClient::connect(&format!("localhost:{plain_port}"), with_ca())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::TlsMismatch {
+                server_speaks_tls: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    PirClient::connect(&format!("localhost:{tls_port}"), with_ca())
+        .await
+        .unwrap();
     // The right scheme, in upper case, works.
     PirClient::connect(&format!("HTTPS://localhost:{tls_port}"), with_ca())
         .await

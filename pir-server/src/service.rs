@@ -310,7 +310,7 @@ impl DiscoveryService {
             .answer(served.snapshot.clone(), keys, req.into_queries())
             .await?;
         self.state.metrics.lookups.inc_by(n as u64);
-        Ok(QueryResponse { epoch, answers })
+        Ok(QueryResponse::for_config(&served.config, answers))
     }
 }
 

@@ -213,7 +213,7 @@ async fn tls_end_to_end() {
 
     let options = ClientOptions {
         tls_ca: Some(ca.clone()),
-        ..ClientOptions::new(trust())
+        ..ClientOptions::new(trust()).allowing_custom_params()
     };
     let mut client = PirClient::connect(&server.url(), options).await.unwrap();
     let outcome = client
@@ -224,13 +224,16 @@ async fn tls_end_to_end() {
 
     // Without the CA the certificate is not trusted; plaintext does not speak to TLS.
     assert!(
-        PirClient::connect(&server.url(), ClientOptions::new(trust()))
-            .await
-            .is_err()
+        PirClient::connect(
+            &server.url(),
+            ClientOptions::new(trust()).allowing_custom_params()
+        )
+        .await
+        .is_err()
     );
     let plain = format!("http://{}", server.addr());
     assert!(
-        PirClient::connect(&plain, ClientOptions::new(trust()))
+        PirClient::connect(&plain, ClientOptions::new(trust()).allowing_custom_params())
             .await
             .is_err()
     );
@@ -240,9 +243,12 @@ async fn tls_end_to_end() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_endpoint_serves_prometheus_text() {
     let server = start(ServeOptions::default()).await;
-    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
-        .await
-        .unwrap();
+    let mut client = PirClient::connect(
+        &server.url(),
+        ClientOptions::new(trust()).allowing_custom_params(),
+    )
+    .await
+    .unwrap();
     for _ in 0..2 {
         client
             .lookup(&Cpi::parse("mailto:bob@example.org").unwrap())

@@ -94,9 +94,10 @@ async fn honest_clients_are_served_while_hostile_ones_are_refused() {
         let (url, tally) = (url.clone(), tally.clone());
         tasks.push(tokio::spawn(async move {
             let mut rng = StdRng::seed_from_u64(c);
-            let mut client = PirClient::connect(&url, ClientOptions::new(trust()))
-                .await
-                .unwrap();
+            let mut client =
+                PirClient::connect(&url, ClientOptions::new(trust()).allowing_custom_params())
+                    .await
+                    .unwrap();
             while Instant::now() < deadline {
                 // Half present, half absent CPIs.
                 let i = rng.gen_range(0..2 * PRESENT);

@@ -58,9 +58,10 @@ async fn reloads_under_concurrent_lookups_lose_no_request() {
     for _ in 0..3 {
         let url = url.clone();
         tasks.push(tokio::spawn(async move {
-            let mut client = PirClient::connect(&url, ClientOptions::new(trust()))
-                .await
-                .unwrap();
+            let mut client =
+                PirClient::connect(&url, ClientOptions::new(trust()).allowing_custom_params())
+                    .await
+                    .unwrap();
             let mut answers = Vec::new();
             for i in 0..8 {
                 let cpi = if i % 2 == 0 {
@@ -134,9 +135,12 @@ async fn bad_snapshots_are_refused_and_the_old_one_keeps_serving() {
     assert!(reloader.reload(Some(other)).await.is_err());
     assert_eq!(server.service().epoch(), 1);
 
-    let mut client = PirClient::connect(&server.url(), ClientOptions::new(trust()))
-        .await
-        .unwrap();
+    let mut client = PirClient::connect(
+        &server.url(),
+        ClientOptions::new(trust()).allowing_custom_params(),
+    )
+    .await
+    .unwrap();
     let bob = Cpi::parse("mailto:bob@example.org").unwrap();
     let outcome = client.lookup(&bob).await.unwrap();
     assert_eq!(outcome.result.mappings[0].fields.msp, bob_msp(1));

@@ -344,7 +344,7 @@ async fn serve_and_look_up(dir: &Path, cert: &Path, key: &Path, trust_file: &Pat
     )));
     let options = ClientOptions {
         tls_ca: Some(trust_file.to_path_buf()),
-        ..ClientOptions::new(trust())
+        ..ClientOptions::new(trust()).allowing_custom_params()
     };
     let mut client = None;
     for _ in 0..200 {

@@ -15,7 +15,7 @@
 
 use pir_core::{
     CoreError, KeyId, KeywordLayout, LookupConfig, SchemeFields, SchemeParams, Snapshot,
-    error::LayoutError,
+    SnapshotHeader, error::LayoutError,
 };
 
 use crate::v1;
@@ -33,6 +33,15 @@ pub enum ConvertError {
     /// A field that does not validate.
     #[error(transparent)]
     Invalid(#[from] CoreError),
+    /// The snapshot header does not decode.
+    #[error("snapshot header: {0}")]
+    Header(#[source] CoreError),
+    /// A field that says something else than the snapshot header it comes with.
+    #[error("config's {field} differs from its snapshot header's")]
+    HeaderMismatch {
+        /// The field's name.
+        field: &'static str,
+    },
 }
 
 /// Copies the scheme's fields, which the proto message and [`SchemeFields`] name alike, from
@@ -105,6 +114,9 @@ impl TryFrom<&v1::KeywordLayout> for KeywordLayout {
 #[derive(Clone, Debug)]
 pub struct ConfigIn {
     lookup: LookupConfig,
+    /// The snapshot header the fields were checked against, and its hash; `None` from a server
+    /// that sends none.
+    header: Option<(SnapshotHeader, [u8; 32])>,
     max_queries_per_request: u32,
     max_message_bytes: u64,
     sizes: ReportedSizes,
@@ -169,6 +181,18 @@ impl ConfigIn {
     pub fn packing_efficiency(&self) -> f64 {
         self.packing_efficiency
     }
+
+    /// The snapshot header the server sent, which every other field was checked against
+    /// (its DP signature is for the receiver to check against the DP keys it trusts). `None`
+    /// from a server that sends no header.
+    pub fn header(&self) -> Option<&SnapshotHeader> {
+        self.header.as_ref().map(|(h, _)| h)
+    }
+
+    /// blake3 of the snapshot header's bytes: which snapshot this is, beyond its epoch.
+    pub fn header_hash(&self) -> Option<[u8; 32]> {
+        self.header.as_ref().map(|(_, hash)| *hash)
+    }
 }
 
 impl From<v1::MessageSizes> for ReportedSizes {
@@ -189,8 +213,34 @@ impl TryFrom<v1::GetConfigResponse> for ConfigIn {
         let layout =
             KeywordLayout::try_from(raw.layout.as_ref().ok_or_else(|| missing("layout"))?)?;
         let limits = raw.limits.unwrap_or_default();
+        // The fields on their own first, then what the header says about them.
+        let lookup = LookupConfig::new(scheme, layout, raw.epoch)?;
+        let header = if raw.snapshot_header.is_empty() {
+            None
+        } else {
+            let header =
+                SnapshotHeader::from_bytes(&raw.snapshot_header).map_err(ConvertError::Header)?;
+            let mismatch = |field| Err(ConvertError::HeaderMismatch { field });
+            if header.scheme != scheme {
+                return mismatch("scheme");
+            }
+            if header.layout != layout {
+                return mismatch("layout");
+            }
+            if header.epoch != raw.epoch {
+                return mismatch("epoch");
+            }
+            if (header.mapping_count, header.cpi_count, header.created_at)
+                != (raw.mapping_count, raw.cpi_count, raw.created_at)
+            {
+                return mismatch("counts");
+            }
+            let hash = SnapshotHeader::hash_bytes(&raw.snapshot_header);
+            Some((header, hash))
+        };
         Ok(Self {
-            lookup: LookupConfig::new(scheme, layout, raw.epoch)?,
+            lookup,
+            header,
             max_queries_per_request: limits.max_queries_per_request.max(1),
             max_message_bytes: limits.max_message_bytes,
             sizes: raw.sizes.map(ReportedSizes::from).unwrap_or_default(),
@@ -376,6 +426,13 @@ pub enum AnswerError {
         /// The epoch in the request.
         asked: u64,
     },
+    /// Answers from another snapshot of the epoch asked for (another header hash): the same
+    /// epoch was built twice, and the client's layout may not be the served one.
+    #[error("answer from another snapshot of epoch {epoch} than the configuration's")]
+    Snapshot {
+        /// The epoch of both.
+        epoch: u64,
+    },
     /// Not one answer per query.
     #[error(
         "{got} {} to {sent} {}",
@@ -404,14 +461,23 @@ pub struct AnswerIn<const N: usize> {
 }
 
 impl<const N: usize> AnswerIn<N> {
-    /// Checks `resp` against a request of `N` queries for epoch `asked`: the epoch first (a
-    /// client that sees another epoch refreshes its configuration), then the count.
-    pub fn parse(resp: v1::QueryResponse, asked: u64) -> Result<Self, AnswerError> {
-        if resp.epoch != asked {
+    /// Checks `resp` against a request of `N` queries made for `asked`: the epoch first, then
+    /// the snapshot's header hash (a client that sees another epoch or another snapshot
+    /// refreshes its configuration), then the count. The hash is compared only when both sides
+    /// have one (a server or configuration without a header has none).
+    pub fn parse(resp: v1::QueryResponse, asked: &ConfigIn) -> Result<Self, AnswerError> {
+        let epoch = asked.lookup().epoch();
+        if resp.epoch != epoch {
             return Err(AnswerError::Epoch {
                 got: resp.epoch,
-                asked,
+                asked: epoch,
             });
+        }
+        if let Some(hash) = asked.header_hash()
+            && !resp.snapshot_hash.is_empty()
+            && resp.snapshot_hash != hash
+        {
+            return Err(AnswerError::Snapshot { epoch });
         }
         let answers = <[Vec<u8>; N]>::try_from(resp.answers).map_err(|a| AnswerError::Count {
             got: a.len(),
@@ -453,7 +519,24 @@ impl v1::GetConfigResponse {
             cpi_count: h.cpi_count,
             created_at: h.created_at,
             packing_efficiency: h.packing_efficiency(),
+            snapshot_header: h.to_bytes()?,
         })
+    }
+}
+
+impl v1::QueryResponse {
+    /// The answers to a request, by the snapshot whose configuration is `config` (as
+    /// [`v1::GetConfigResponse::for_snapshot`] made it): its epoch and header hash.
+    pub fn for_config(config: &v1::GetConfigResponse, answers: Vec<Vec<u8>>) -> Self {
+        Self {
+            epoch: config.epoch,
+            answers,
+            snapshot_hash: if config.snapshot_header.is_empty() {
+                Vec::new()
+            } else {
+                SnapshotHeader::hash_bytes(&config.snapshot_header).to_vec()
+            },
+        }
     }
 }
 
@@ -641,12 +724,23 @@ mod tests {
         v1::QueryResponse {
             epoch,
             answers: vec![vec![4; 8]; answers],
+            snapshot_hash: Vec::new(),
         }
+    }
+
+    /// The fixture's configuration, moved to `epoch` and without its header.
+    fn asked(epoch: u64) -> ConfigIn {
+        ConfigIn::try_from(v1::GetConfigResponse {
+            epoch,
+            snapshot_header: Vec::new(),
+            ..config()
+        })
+        .unwrap()
     }
 
     #[test]
     fn answer_carries_one_answer_per_query() {
-        let a = AnswerIn::<2>::parse(answer(7, 2), 7).unwrap();
+        let a = AnswerIn::<2>::parse(answer(7, 2), &asked(7)).unwrap();
         assert_eq!(a.epoch(), 7);
         assert_eq!(a.into_answers(), [vec![4; 8], vec![4; 8]]);
     }
@@ -654,7 +748,7 @@ mod tests {
     #[test]
     fn answer_refuses_another_epoch() {
         assert_eq!(
-            AnswerIn::<1>::parse(answer(8, 1), 7),
+            AnswerIn::<1>::parse(answer(8, 1), &asked(7)),
             Err(AnswerError::Epoch { got: 8, asked: 7 })
         );
     }
@@ -663,7 +757,7 @@ mod tests {
     fn answer_refuses_another_count() {
         for got in [0, 2] {
             assert_eq!(
-                AnswerIn::<1>::parse(answer(7, got), 7),
+                AnswerIn::<1>::parse(answer(7, got), &asked(7)),
                 Err(AnswerError::Count { got, sent: 1 })
             );
         }
@@ -672,8 +766,115 @@ mod tests {
     #[test]
     fn answer_checks_the_epoch_before_the_count() {
         assert_eq!(
-            AnswerIn::<1>::parse(answer(8, 0), 7),
+            AnswerIn::<1>::parse(answer(8, 0), &asked(7)),
             Err(AnswerError::Epoch { got: 8, asked: 7 })
         );
+    }
+
+    /// A response names the snapshot that answered; one of the same epoch but another header
+    /// is refused, so the client refreshes rather than decoding with another layout.
+    #[test]
+    fn answer_refuses_another_snapshot_of_the_same_epoch() {
+        let config = ConfigIn::try_from(config()).unwrap();
+        let hash = config.header_hash().unwrap();
+        let with = |snapshot_hash: Vec<u8>| v1::QueryResponse {
+            snapshot_hash,
+            ..answer(9, 1)
+        };
+        AnswerIn::<1>::parse(with(hash.to_vec()), &config).unwrap();
+        // A server that names no snapshot is taken at its epoch.
+        AnswerIn::<1>::parse(with(Vec::new()), &config).unwrap();
+        assert_eq!(
+            AnswerIn::<1>::parse(with(vec![0; 32]), &config),
+            Err(AnswerError::Snapshot { epoch: 9 })
+        );
+        // The server's side: a response names its configuration's header.
+        let response = v1::QueryResponse::for_config(&crate::testing::config_response(), vec![]);
+        assert_eq!(response.snapshot_hash, hash);
+        assert_eq!(response.epoch, 9);
+    }
+
+    #[test]
+    fn config_carries_its_header_and_its_hash() {
+        let c = ConfigIn::try_from(config()).unwrap();
+        assert_eq!(c.header(), Some(&crate::testing::config_header()));
+        assert_eq!(
+            c.header_hash(),
+            Some(crate::testing::config_header().hash().unwrap())
+        );
+        let bare = ConfigIn::try_from(v1::GetConfigResponse {
+            snapshot_header: Vec::new(),
+            ..config()
+        })
+        .unwrap();
+        assert_eq!((bare.header(), bare.header_hash()), (None, None));
+    }
+
+    /// Every field a header also states must say what the header says.
+    #[test]
+    fn config_refuses_fields_its_header_contradicts() {
+        let other_layout = KeywordLayout::new([8; 32], 256).unwrap();
+        let tiny = SchemeParams::try_from(SchemeFields {
+            nu_1: 2,
+            nu_2: 1,
+            ..*SchemeParams::danger_test_only_small()
+        })
+        .unwrap();
+        let cases: [(v1::GetConfigResponse, &str); 5] = [
+            (
+                v1::GetConfigResponse {
+                    epoch: 10,
+                    ..config()
+                },
+                "epoch",
+            ),
+            (
+                v1::GetConfigResponse {
+                    layout: Some((&other_layout).into()),
+                    ..config()
+                },
+                "layout",
+            ),
+            (
+                v1::GetConfigResponse {
+                    scheme: Some(&tiny).map(Into::into),
+                    layout: Some((&KeywordLayout::new([7; 32], 8).unwrap()).into()),
+                    ..config()
+                },
+                "scheme",
+            ),
+            (
+                v1::GetConfigResponse {
+                    mapping_count: 1,
+                    ..config()
+                },
+                "counts",
+            ),
+            (
+                v1::GetConfigResponse {
+                    created_at: 1,
+                    ..config()
+                },
+                "counts",
+            ),
+        ];
+        for (raw, field) in cases {
+            match ConfigIn::try_from(raw) {
+                Err(ConvertError::HeaderMismatch { field: got }) => assert_eq!(got, field),
+                other => panic!("{field}: {other:?}"),
+            }
+        }
+        let mut bad = config();
+        bad.snapshot_header.push(0);
+        assert!(matches!(
+            ConfigIn::try_from(bad),
+            Err(ConvertError::Header(_))
+        ));
+        let mut bad = config();
+        bad.snapshot_header.truncate(20);
+        assert!(matches!(
+            ConfigIn::try_from(bad),
+            Err(ConvertError::Header(_))
+        ));
     }
 }

@@ -3,16 +3,35 @@
 //! Fixtures panic on failure, as tests do.
 #![allow(clippy::expect_used)]
 
-use pir_core::{KeywordLayout, SchemeParams};
+use pir_core::{KeywordLayout, SchemeParams, SnapshotHeader};
 
 use crate::v1;
 
-/// A `GetConfigResponse` as a server at epoch 9 sends it for the small test shape, with every
-/// field set to a value of its own so that a test can tell them apart.
-pub fn config_response() -> v1::GetConfigResponse {
+/// The (unsigned) snapshot header [`config_response`] carries.
+pub fn config_header() -> SnapshotHeader {
     let scheme = SchemeParams::danger_test_only_small();
-    let layout = KeywordLayout::new([7; 32], scheme.num_items() as u32)
-        .expect("the small shape's layout is valid");
+    SnapshotHeader {
+        scheme,
+        layout: KeywordLayout::new([7; 32], scheme.num_items() as u32)
+            .expect("the small shape's layout is valid"),
+        epoch: 9,
+        created_at: 1_700_000_000,
+        mapping_count: 205,
+        cpi_count: 203,
+        record_bytes: 25_800,
+        base: None,
+        plaintext_checksum: [1; 32],
+        db_checksum: [2; 32],
+        signature: None,
+    }
+}
+
+/// A `GetConfigResponse` as a server at epoch 9 sends it for the small test shape, with every
+/// field set to a value of its own so that a test can tell them apart, and the snapshot header
+/// [`config_header`] that agrees with them.
+pub fn config_response() -> v1::GetConfigResponse {
+    let header = config_header();
+    let (scheme, layout) = (header.scheme, header.layout);
     v1::GetConfigResponse {
         epoch: 9,
         scheme: Some((&scheme).into()),
@@ -30,5 +49,6 @@ pub fn config_response() -> v1::GetConfigResponse {
         cpi_count: 203,
         created_at: 1_700_000_000,
         packing_efficiency: 0.0123,
+        snapshot_header: header.to_bytes().expect("a header always encodes"),
     }
 }

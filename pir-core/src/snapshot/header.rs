@@ -4,8 +4,8 @@
 use bincode::{Decode, Encode};
 
 use crate::{
-    error::{CoreError, Result},
-    keyword::KeywordLayout,
+    error::{CoreError, Result, SnapshotError},
+    keyword::{KeywordLayout, LookupConfig},
     pir::SchemeParams,
 };
 
@@ -69,6 +69,51 @@ impl SnapshotHeader {
     /// Record bytes over database capacity.
     pub fn packing_efficiency(&self) -> f64 {
         self.record_bytes as f64 / self.scheme.capacity_bytes() as f64
+    }
+
+    /// The header's fixed encoding, signature included: the bytes a snapshot file holds and
+    /// `pir.v1.GetConfigResponse.snapshot_header` carries.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        encode_header(self)
+    }
+
+    /// Decodes and checks a header's fixed encoding (from the wire: nothing is trusted): its
+    /// length, its parameters, that nothing follows its fields, and that its layout fits its
+    /// parameters. The DP's signature is checked separately ([`Self::verify_signature`]).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let invalid = CoreError::snapshot;
+        if bytes.len() > MAX_HEADER_LEN as usize {
+            return Err(invalid(SnapshotError::HeaderLength));
+        }
+        // The header opens with the scheme in its fixed encoding: check it first, so that a
+        // bad shape is reported as such rather than as an undecodable header.
+        if let Some(scheme) = bytes.first_chunk::<{ SchemeParams::ENCODED_LEN }>() {
+            SchemeParams::check_le_bytes(scheme).map_err(|e| invalid(SnapshotError::Params(e)))?;
+        }
+        let (header, used): (Self, usize) = bincode::decode_from_slice(bytes, bincode_config())
+            .map_err(|e| invalid(SnapshotError::HeaderDecode(e)))?;
+        if used != bytes.len() {
+            return Err(invalid(SnapshotError::HeaderTrailingBytes));
+        }
+        LookupConfig::new(header.scheme, header.layout, header.epoch).map_err(|e| {
+            invalid(match e {
+                CoreError::Layout(reason) => SnapshotError::Layout(reason),
+                _ => SnapshotError::BucketCount,
+            })
+        })?;
+        Ok(header)
+    }
+
+    /// blake3 of [`Self::to_bytes`]: the hash a snapshot file stores after its header, which a
+    /// delta names its base by, and which identifies a snapshot to a client (two builds with
+    /// the same epoch have different hashes).
+    pub fn hash(&self) -> Result<[u8; 32]> {
+        Ok(Self::hash_bytes(&self.to_bytes()?))
+    }
+
+    /// blake3 of a header's encoding, as [`Self::hash`].
+    pub fn hash_bytes(bytes: &[u8]) -> [u8; 32] {
+        *blake3::hash(bytes).as_bytes()
     }
 }
 
