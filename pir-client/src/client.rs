@@ -341,11 +341,14 @@ impl PirClient {
         let result = loop {
             attempt += 1;
             let pending = self.lookup.query(cpi)?;
-            let request = v1::QueryRequest {
+            let mut request = v1::QueryRequest {
                 key_id: self.key_id().0.to_vec(),
                 epoch: self.config.lookup().epoch(),
                 queries: vec![pending.query().to_vec()],
+                ..Default::default()
             };
+            // The proof of possession: a MAC under the mac key registered with the keys.
+            request.authenticate(self.lookup.keys());
             wire.send(&request);
             let heal = match self.grpc.query(request).await {
                 Ok(response) => {
@@ -447,9 +450,7 @@ impl PirClient {
 
     async fn register(&mut self, wire: &mut Wire) -> Result<()> {
         let keys = self.lookup.keys();
-        let request = v1::RegisterKeysRequest {
-            public_keys: keys.public_bytes().to_vec(),
-        };
+        let request = v1::RegisterKeysRequest::for_keys(keys);
         let size = request.encoded_len() as u64 + GRPC_FRAME_BYTES;
         let server_limit = self.config.max_message_bytes();
         if server_limit > 0 && size > server_limit {

@@ -33,11 +33,9 @@ async fn register(rpc: &mut DiscoveryClient<Channel>) -> (ClientKeys, Vec<u8>) {
         .into_inner();
     let config = pir_proto::ConfigIn::try_from(config).unwrap();
     let client = pir_core::LookupClient::new(*config.lookup(), trust()).unwrap();
-    rpc.register_keys(RegisterKeysRequest {
-        public_keys: client.keys().public_bytes().to_vec(),
-    })
-    .await
-    .unwrap();
+    rpc.register_keys(RegisterKeysRequest::for_keys(client.keys()))
+        .await
+        .unwrap();
     let q = client
         .query(&Cpi::parse("mailto:bob@example.org").unwrap())
         .unwrap()
@@ -47,11 +45,13 @@ async fn register(rpc: &mut DiscoveryClient<Channel>) -> (ClientKeys, Vec<u8>) {
 }
 
 fn query(keys: &ClientKeys, queries: Vec<Vec<u8>>) -> QueryRequest {
-    QueryRequest {
-        key_id: keys.id().0.to_vec(),
+    let mut req = QueryRequest {
         epoch: 1,
         queries,
-    }
+        ..QueryRequest::default()
+    };
+    req.authenticate(keys);
+    req
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,9 +128,7 @@ async fn rate_limits_per_key_and_per_peer() {
         .scheme();
     let c = ClientKeys::generate(&scheme).unwrap();
     let err = rpc
-        .register_keys(RegisterKeysRequest {
-            public_keys: c.public_bytes().to_vec(),
-        })
+        .register_keys(RegisterKeysRequest::for_keys(&c))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
@@ -172,6 +170,7 @@ async fn full_queue_deadline_and_oversized_messages() {
     let err = rpc1
         .register_keys(RegisterKeysRequest {
             public_keys: vec![0; 5 << 20],
+            ..RegisterKeysRequest::default()
         })
         .await
         .unwrap_err();
@@ -276,6 +275,7 @@ async fn metrics_endpoint_serves_prometheus_text() {
             key_id: vec![0; 32],
             epoch: 9,
             queries: vec![vec![0]],
+            ..QueryRequest::default()
         })
         .await
         .unwrap_err();
