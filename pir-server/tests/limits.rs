@@ -196,9 +196,16 @@ async fn registrations_are_limited_for_the_whole_server() {
     rpc.register_keys(from("198.51.100.0", RegisterKeysRequest::for_keys(&all[0])))
         .await
         .unwrap();
-    // A second later the server's bucket has refilled.
+    // The per-peer limit is charged first (so that one peer over its own limit cannot drain
+    // the server's): the refused address has spent its one registration.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    rpc.register_keys(from("198.51.100.3", RegisterKeysRequest::for_keys(&all[3])))
+    let err = rpc
+        .register_keys(from("198.51.100.3", RegisterKeysRequest::for_keys(&all[3])))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("peer (registrations)"), "{err:?}");
+    // A second later the server's bucket has refilled.
+    rpc.register_keys(from("198.51.100.4", RegisterKeysRequest::for_keys(&all[3])))
         .await
         .unwrap();
     assert_eq!(server.service().registered_keys(), 4);
