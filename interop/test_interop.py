@@ -412,9 +412,22 @@ def test_register_keys_words_out_of_range(pir, discovery, config):
     # The exact size the parameters need, but every 64-bit word is >= the modulus.
     _expect_error(
         discovery.RegisterKeys,
-        pir.pb2.RegisterKeysRequest(public_keys=b"\xff" * config.sizes.public_keys),
+        pir.pb2.RegisterKeysRequest(
+            public_keys=b"\xff" * config.sizes.public_keys, query_mac_key=bytes(32)
+        ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
+
+
+def test_register_keys_without_a_mac_key_is_told_to_upgrade(pir, discovery, config):
+    # A client from before queries were authenticated: no query_mac_key.
+    err = _expect_error(
+        discovery.RegisterKeys,
+        pir.pb2.RegisterKeysRequest(public_keys=bytes(config.sizes.public_keys)),
+        grpc.StatusCode.FAILED_PRECONDITION,
+    )
+    assert "upgrade the client" in err.details(), _describe(err)
+    assert _reason(err) is None, _describe(err)
 
 
 def test_oversized_message(pir, discovery):

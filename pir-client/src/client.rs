@@ -615,11 +615,14 @@ impl PirClient {
             attempt += 1;
             let decoder = Arc::clone(&self.lookup);
             let pending = decoder.query(cpi)?;
-            let message = v1::QueryRequest {
+            let mut message = v1::QueryRequest {
                 key_id: self.key_id().0.to_vec(),
                 epoch: self.config.lookup().epoch(),
                 queries: vec![pending.query().to_vec()],
+                ..Default::default()
             };
+            // The proof of possession: a MAC under the mac key registered with the keys.
+            message.authenticate(decoder.keys());
             wire.send(&message);
             let deadline = self.options.request_timeout;
             let reply = within(
@@ -723,9 +726,7 @@ impl PirClient {
 
     async fn register(&mut self, wire: &mut Wire) -> Result<()> {
         let keys = self.lookup.keys();
-        let message = v1::RegisterKeysRequest {
-            public_keys: keys.public_bytes().to_vec(),
-        };
+        let message = v1::RegisterKeysRequest::for_keys(keys);
         let size = message.encoded_len() as u64 + GRPC_FRAME_BYTES;
         let server_limit = self.config.max_message_bytes();
         if server_limit > 0 && size > server_limit {

@@ -20,6 +20,7 @@
 //! | [`pir`] | the scheme seam: the only module that names `spiral_rs` |
 //! | [`snapshot`] | build, file format, delta updates, the DP's signature |
 //! | [`lookup`] | the client's flow: query, decode, verify |
+//! | [`query_auth`] | the proof of possession on queries: the mac key and the MAC |
 //!
 //! No async, no protobuf, no network here: those live in `pir-server` and `pir-client`.
 
@@ -37,6 +38,7 @@ pub mod keyword;
 pub mod lookup;
 pub mod oprf;
 pub mod pir;
+pub mod query_auth;
 pub mod snapshot;
 #[cfg(feature = "test-utils")]
 pub mod testing;
@@ -48,6 +50,7 @@ pub use identity::{
 pub use keyword::{KeywordLayout, LookupConfig};
 pub use lookup::{ClientKeys, KeyId, LookupClient, LookupResult, PendingLookup};
 pub use pir::{ClientSecret, Database, EvalKeys, MessageSizes, SchemeFields, SchemeParams};
+pub use query_auth::QueryMacKey;
 pub use snapshot::{BuildOptions, Snapshot, SnapshotHeader, UpdateOptions};
 
 /// Re-exported so callers can make user keys without naming the crate.

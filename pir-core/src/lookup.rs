@@ -90,6 +90,12 @@ impl ClientKeys {
     pub fn id(&self) -> KeyId {
         self.id
     }
+
+    /// The key this client's query requests are authenticated with, derived from the secret
+    /// (see [`crate::query_auth`]); registered with the public keys.
+    pub fn query_mac_key(&self) -> crate::query_auth::QueryMacKey {
+        crate::query_auth::QueryMacKey::derive(&self.secret)
+    }
 }
 
 /// A query waiting for its response: made only by [`LookupClient::query`], used up by

@@ -1,7 +1,10 @@
 //! The answering worker: one thread answers the queued `Query` requests, several at a time.
 //!
 //! ```text
-//! Query ─checks─▶ slot? ── none free: RESOURCE_EXHAUSTED (max_pending_answers queued or answering)
+//! Query ─checks─▶ slots? ── too few free: RESOURCE_EXHAUSTED (max_pending_answers queries queued
+//!                  │                     or answering; no token of the request's is spent)
+//!                  ▼
+//!               rate limits (tokens) ── over: RESOURCE_EXHAUSTED, the slots given back
 //!                  │
 //!                  ▼
 //!               queue ─▶ worker: the oldest job, plus queued jobs on the same snapshot while the
@@ -15,10 +18,12 @@
 //! to one batch, whatever the number of concurrent requests. The batch itself uses every core
 //! through rayon's global pool.
 //!
-//! A batch that fails (one request's malformed query fails the whole `answer_batch`) or panics
-//! is halved and each half answered again, down to single requests, so only the faulty request
-//! gets its error; a query that fails validation fails before any work, so good requests beside
-//! it cost about log2(requests) passes, not one each.
+//! The slots count queries, not requests: a request of 32 queries holds 32 of them (or all of
+//! them, if there are fewer), so the queue's depth is bounded in work, not in request count.
+//!
+//! Every query's bytes are checked at the door (`service.rs`), so a malformed query never gets
+//! here. A batch that fails anyway (a bug, a panic in a dependency) is halved and each half
+//! answered again, down to single requests, so only the faulty request gets its error.
 
 use std::{
     collections::VecDeque,
@@ -38,16 +43,17 @@ use crate::{error::ServerError, metrics::Metrics, options::ServeOptions};
 /// What a request gets back: its answers, in the order of its queries.
 type Reply = Result<Vec<Vec<u8>>, ServerError>;
 
-/// One request's place among the `max_pending_answers`. It is released just before the reply
-/// is sent, so a client that has its answer may send its next request at once.
-struct Slot {
+/// One request's places among the `max_pending_answers`: one per query. They are released just
+/// before the reply is sent, so a client that has its answer may send its next request at once.
+pub(crate) struct Slot {
     _permit: OwnedSemaphorePermit,
+    queries: i64,
     in_progress: IntGauge,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.in_progress.dec();
+        self.in_progress.sub(self.queries);
     }
 }
 
@@ -152,26 +158,34 @@ impl Answerer {
         (answerer, worker, jobs)
     }
 
-    /// Answers `queries` over `snapshot`, batched with other requests; RESOURCE_EXHAUSTED at
-    /// once when `max_pending_answers` requests are already queued or being answered.
+    /// Places for a request of `queries` queries (all of them, for a request larger than the
+    /// whole queue), or RESOURCE_EXHAUSTED at once when too few are free. Taken before the
+    /// request's rate-limit tokens, so that a refused request costs its user nothing.
+    pub(crate) fn reserve(&self, queries: usize) -> Result<Slot, ServerError> {
+        let n = queries.clamp(1, self.max_pending.max(1));
+        let permit = u32::try_from(n)
+            .ok()
+            .and_then(|n| self.slots.clone().try_acquire_many_owned(n).ok())
+            .ok_or(ServerError::Overloaded(self.max_pending))?;
+        let queries = i64::try_from(n).unwrap_or(i64::MAX);
+        self.in_progress.add(queries);
+        Ok(Slot {
+            _permit: permit,
+            queries,
+            in_progress: self.in_progress.clone(),
+        })
+    }
+
+    /// Answers `queries` over `snapshot` in the places of `slot`, batched with other requests.
     pub(crate) async fn answer(
         &self,
+        slot: Slot,
         snapshot: Arc<Snapshot>,
         keys: Arc<EvalKeys>,
         queries: Vec<Vec<u8>>,
     ) -> Reply {
         // The slot moves into the job: it is held until the worker is done with the job, even
         // if the request times out or the client goes away first.
-        let permit = self
-            .slots
-            .clone()
-            .try_acquire_owned()
-            .map_err(|_| ServerError::Overloaded(self.max_pending))?;
-        self.in_progress.inc();
-        let slot = Slot {
-            _permit: permit,
-            in_progress: self.in_progress.clone(),
-        };
         let timer = self.answer_seconds.start_timer();
         let (reply, answer) = oneshot::channel();
         let job = Job {
@@ -426,8 +440,6 @@ mod tests {
         keys: &Arc<EvalKeys>,
         n: usize,
     ) -> (Job, oneshot::Receiver<Reply>) {
-        let permit = answerer.slots.clone().try_acquire_owned().unwrap();
-        answerer.in_progress.inc();
         let (reply, answer) = oneshot::channel();
         let job = Job {
             snapshot: snapshot.clone(),
@@ -435,10 +447,7 @@ mod tests {
             queries: vec![vec![n as u8]; n],
             deadline: None,
             reply,
-            slot: Slot {
-                _permit: permit,
-                in_progress: answerer.in_progress.clone(),
-            },
+            slot: answerer.reserve(1).unwrap(),
         };
         (job, answer)
     }
@@ -493,6 +502,32 @@ mod tests {
     }
 
     #[test]
+    fn slots_count_queries_and_a_request_larger_than_the_queue_takes_it_all() {
+        let f = fixture(ServeOptions {
+            max_pending_answers: 10,
+            ..ServeOptions::default()
+        });
+        let six = f.answerer.reserve(6).unwrap();
+        assert_eq!(f.metrics.in_progress.get(), 6);
+        let four = f.answerer.reserve(4).unwrap();
+        assert!(matches!(
+            f.answerer.reserve(1),
+            Err(ServerError::Overloaded(10))
+        ));
+        drop(four);
+        assert!(matches!(
+            f.answerer.reserve(5),
+            Err(ServerError::Overloaded(10))
+        ));
+        drop(six);
+        let all = f.answerer.reserve(32).unwrap();
+        assert_eq!(f.metrics.in_progress.get(), 10);
+        drop(all);
+        assert_eq!(f.metrics.in_progress.get(), 0);
+        assert_eq!(f.answerer.slots.available_permits(), 10);
+    }
+
+    #[test]
     fn a_job_larger_than_a_batch_goes_alone() {
         let f = fixture(ServeOptions {
             max_batch_queries: 4,
@@ -533,18 +568,27 @@ mod tests {
             let _job = jobs.recv();
             panic!("the answering thread dies");
         });
+        let slot = f.answerer.reserve(1).unwrap();
         let err = f
             .answerer
-            .answer(a.clone(), keys.clone(), vec![vec![0]])
+            .answer(slot, a.clone(), keys.clone(), vec![vec![0]])
             .await
             .unwrap_err();
         assert!(matches!(err, ServerError::Internal(_)), "{err}");
         assert!(dead.join().is_err());
         // Later requests are refused at once, and no slot leaks.
-        let err = f.answerer.answer(a, keys, vec![vec![0]]).await.unwrap_err();
+        let slot = f.answerer.reserve(1).unwrap();
+        let err = f
+            .answerer
+            .answer(slot, a, keys, vec![vec![0]])
+            .await
+            .unwrap_err();
         assert!(matches!(err, ServerError::Internal(_)), "{err}");
         assert_eq!(f.metrics.in_progress.get(), 0);
-        assert_eq!(f.answerer.slots.available_permits(), 64);
+        assert_eq!(
+            f.answerer.slots.available_permits(),
+            ServeOptions::default().max_pending_answers
+        );
     }
 
     #[tokio::test]
@@ -558,7 +602,11 @@ mod tests {
         let answerer = answerer.spawn(worker, jobs, dies).unwrap();
         assert!(answerer.is_alive());
         let (a, keys) = (snapshot(), keys());
-        let err = answerer.answer(a, keys, vec![vec![0]]).await.unwrap_err();
+        let slot = answerer.reserve(1).unwrap();
+        let err = answerer
+            .answer(slot, a, keys, vec![vec![0]])
+            .await
+            .unwrap_err();
         assert!(matches!(err, ServerError::Internal(_)), "{err}");
         // The request failed when the job was dropped, as the thread unwound; it ends just after.
         for _ in 0..100 {

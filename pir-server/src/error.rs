@@ -52,6 +52,12 @@ pub enum ServerError {
     /// An Admin request without the right bearer token.
     #[error("admin token required")]
     AdminTokenRequired,
+    /// A request that fails the proof of possession on queries.
+    #[error("{0}")]
+    QueryAuth(QueryAuthError),
+    /// A request from a client older than this server's protocol needs (no mac key, no MAC).
+    #[error("{0}; upgrade the client")]
+    ClientTooOld(&'static str),
     /// The request took longer than the server's deadline.
     #[error("request took longer than {0:?}")]
     DeadlineExceeded(std::time::Duration),
@@ -132,8 +138,23 @@ pub enum RateLimited {
     Key,
     /// PIR queries from one peer address (`--peer-rate`).
     Peer,
-    /// Key registrations from one peer address (`--registration-rate`).
+    /// Key registrations from one peer network (`--registration-rate`).
     Registrations,
+    /// Key registrations from all peers together (`--global-registration-rate`).
+    GlobalRegistrations,
+    /// Evictions from a full key cache (`--key-eviction-rate`).
+    Evictions,
+}
+
+/// Why a request failed the proof of possession on queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum QueryAuthError {
+    /// The query's MAC is not the one the registered mac key makes.
+    #[error("the query's mac does not verify under the mac key registered with key id {0}")]
+    BadMac(pir_core::KeyId),
+    /// Keys registered again with another mac key than they were registered with.
+    #[error("keys {0} are registered with another query mac key")]
+    OtherMacKey(pir_core::KeyId),
 }
 
 /// The words of the message: "rate limit of this key exceeded".
@@ -143,6 +164,8 @@ impl std::fmt::Display for RateLimited {
             Self::Key => "key",
             Self::Peer => "peer",
             Self::Registrations => "peer (registrations)",
+            Self::GlobalRegistrations => "server (key registrations from all peers)",
+            Self::Evictions => "key cache (evictions: it is full)",
         })
     }
 }
@@ -172,7 +195,8 @@ impl ServerError {
             Self::KeyCacheTooSmall { .. } => "key_cache_too_small",
             Self::Core(e) if e.is_bad_input() => "malformed",
             Self::Internal(_) => "internal",
-            Self::AdminTokenRequired => "unauthenticated",
+            Self::AdminTokenRequired | Self::QueryAuth(_) => "unauthenticated",
+            Self::ClientTooOld(_) => "client_too_old",
             Self::Refused { .. }
             | Self::EpochNotRising { .. }
             | Self::PreviousSnapshotInUse(_)
@@ -219,6 +243,15 @@ impl ServerError {
                 who: RateLimited::Registrations,
                 ..
             } => "registration_rate",
+            Self::RateLimited {
+                who: RateLimited::GlobalRegistrations,
+                ..
+            } => "global_registration_rate",
+            Self::RateLimited {
+                who: RateLimited::Evictions,
+                ..
+            } => "eviction_rate",
+            Self::QueryAuth(_) | Self::ClientTooOld(_) => "query_mac",
             Self::Overloaded(_) => "pending",
             Self::TooManyQueries { .. } => "queries_per_request",
             Self::KeyCacheTooSmall { .. } => "key_cache",
@@ -234,9 +267,9 @@ impl From<QueryError> for ServerError {
     fn from(e: QueryError) -> Self {
         match e {
             QueryError::TooMany { got, max } => Self::TooManyQueries { got, max },
-            QueryError::NoQueries | QueryError::KeyIdLength { .. } => {
-                Self::Malformed(MalformedRequest::Query(e))
-            }
+            QueryError::NoQueries
+            | QueryError::KeyIdLength { .. }
+            | QueryError::MacLength { .. } => Self::Malformed(MalformedRequest::Query(e)),
         }
     }
 }
@@ -244,7 +277,12 @@ impl From<QueryError> for ServerError {
 impl From<RegisterKeysError> for ServerError {
     fn from(e: RegisterKeysError) -> Self {
         match e {
-            RegisterKeysError::KeysLength { .. } => Self::Malformed(MalformedRequest::Keys(e)),
+            RegisterKeysError::KeysLength { .. } | RegisterKeysError::MacKeyLength { .. } => {
+                Self::Malformed(MalformedRequest::Keys(e))
+            }
+            RegisterKeysError::MacKeyMissing => Self::ClientTooOld(
+                "RegisterKeys carries no query_mac_key: this server authenticates every query",
+            ),
         }
     }
 }
@@ -290,7 +328,11 @@ impl From<ServerError> for Status {
             | ServerError::KeyCacheTooSmall { .. } => Status::resource_exhausted(msg),
             ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             ServerError::Loading => Status::unavailable(msg),
-            ServerError::AdminTokenRequired => Status::unauthenticated(msg),
+            ServerError::AdminTokenRequired | ServerError::QueryAuth(_) => {
+                Status::unauthenticated(msg)
+            }
+            // No pir-reason: nothing the old client does by itself would help.
+            ServerError::ClientTooOld(_) => Status::failed_precondition(msg),
             // Keys registered for the previous snapshot's parameters: the client re-registers.
             ServerError::Core(CoreError::KeysForOtherParams) => {
                 with_reason(Status::failed_precondition(msg), REASON_UNKNOWN_KEY)
@@ -456,6 +498,35 @@ mod tests {
                 None,
                 "internal error",
             ),
+            (
+                ServerError::QueryAuth(QueryAuthError::BadMac(pir_core::KeyId([0; 32]))),
+                Code::Unauthenticated,
+                None,
+                "the query's mac does not verify under the mac key registered with key id \
+                 AAAAAAAAAAA",
+            ),
+            (
+                ServerError::QueryAuth(QueryAuthError::OtherMacKey(pir_core::KeyId([0; 32]))),
+                Code::Unauthenticated,
+                None,
+                "keys AAAAAAAAAAA are registered with another query mac key",
+            ),
+            (
+                RegisterKeysError::MacKeyMissing.into(),
+                Code::FailedPrecondition,
+                None,
+                "RegisterKeys carries no query_mac_key: this server authenticates every query; \
+                 upgrade the client",
+            ),
+            (
+                ServerError::RateLimited {
+                    who: RateLimited::Evictions,
+                    retry_after: Some(Duration::from_secs(3)),
+                },
+                Code::ResourceExhausted,
+                None,
+                "rate limit of this key cache (evictions: it is full) exceeded; retry in 3 s",
+            ),
         ];
         check(cases);
         let limited = Status::from(ServerError::RateLimited {
@@ -544,6 +615,25 @@ mod tests {
                 ServerError::DeadlineExceeded(Duration::from_secs(1)),
                 Some("request_timeout"),
             ),
+            (
+                ServerError::RateLimited {
+                    who: RateLimited::GlobalRegistrations,
+                    retry_after: None,
+                },
+                Some("global_registration_rate"),
+            ),
+            (
+                ServerError::RateLimited {
+                    who: RateLimited::Evictions,
+                    retry_after: None,
+                },
+                Some("eviction_rate"),
+            ),
+            (
+                ServerError::QueryAuth(QueryAuthError::BadMac(pir_core::KeyId([0; 32]))),
+                Some("query_mac"),
+            ),
+            (ServerError::ClientTooOld("no mac"), Some("query_mac")),
             (ServerError::UnknownKey("k".into()), None),
             (ServerError::Loading, None),
         ];

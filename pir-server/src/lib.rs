@@ -15,7 +15,8 @@
 //! └─▶ service    pir.v1.Discovery: epoch, key, size and rate checks, then
 //!     ├─▶ answerer   one thread answering the queued queries in batches over the database
 //!     ├─▶ keycache   registered client keys, bounded by bytes
-//!     ├─▶ limits     rate limiters
+//!     ├─▶ limits     rate limiters: per key, per peer network, global
+//!     ├─▶ peer       who a request is from: trusted proxies' headers, /64 (IPv6) networks
 //!     └─▶ options (limits and their defaults), metrics (the registry ─▶ procstat: /proc/self)
 //! selfsigned     `pir-server tls-selfsigned`: a TLS identity for test deployments
 //! every file ─▶ error (ServerError, and the one mapping to a tonic::Status)
@@ -38,6 +39,7 @@ mod listener;
 mod metrics;
 mod notify;
 mod options;
+mod peer;
 pub mod process;
 mod procstat;
 mod readiness;
@@ -49,9 +51,11 @@ mod tls;
 mod transport;
 
 pub use admin::{AdminToken, serve_admin};
-pub use error::{MalformedRequest, RateLimited, ServerError};
+pub use error::{MalformedRequest, QueryAuthError, RateLimited, ServerError};
 pub use http::serve_metrics;
 pub use identity::Identity;
+/// The network type of [`ServeOptions::trusted_proxies`].
+pub use ipnet::IpNet;
 #[cfg(feature = "test-hooks")]
 pub use options::TestHooks;
 pub use options::{RateLimit, ServeOptions, TransportOptions};

@@ -1,7 +1,13 @@
-//! Rate limits: governor's keyed token buckets, per registered key and per peer address.
+//! Rate limits: governor's token buckets, per registered key, per peer network, and for the
+//! whole server.
 //!
-//! Each limiter keeps a bucket per key or address it has seen; [`Limiters::retain_recent`]
-//! forgets the idle ones so the state stays bounded.
+//! Each keyed limiter keeps a bucket per key or network it has seen; [`Limiters::retain_recent`]
+//! forgets the idle ones so the state stays bounded. Per-peer buckets are keyed on the peer's
+//! network (`peer.rs`), not its exact address. The global limits bound what many peers together
+//! can do: key registrations per second (each costs CPU and tens of MB), and evictions from the
+//! key cache per minute, so that no number of addresses can flush every registered client at
+//! once: once the eviction budget is spent, a registration that needs room is refused and the
+//! clients already registered keep working.
 
 use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
@@ -14,6 +20,7 @@ use pir_core::KeyId;
 use crate::error::{RateLimited, ServerError};
 
 type KeyedLimiter<K> = governor::DefaultKeyedRateLimiter<K>;
+type DirectLimiter = governor::DefaultDirectRateLimiter;
 
 /// A bucket of `burst` tokens refilled at `per_hour` (at least 1); `None` when `burst` is 0.
 pub(crate) fn quota(burst: u32, per_hour: u32) -> Option<Quota> {
@@ -22,24 +29,47 @@ pub(crate) fn quota(burst: u32, per_hour: u32) -> Option<Quota> {
     Some(Quota::with_period(period)?.allow_burst(burst))
 }
 
-/// The server's three limiters; `None` is unlimited.
+/// `n` a second, a second's worth at once; `None` when `n` is 0.
+pub(crate) fn per_second(n: u32) -> Option<Quota> {
+    NonZeroU32::new(n).map(Quota::per_second)
+}
+
+/// `n` a minute, a minute's worth at once; `None` when `n` is 0.
+pub(crate) fn per_minute(n: u32) -> Option<Quota> {
+    NonZeroU32::new(n).map(Quota::per_minute)
+}
+
+/// The server's limiters; `None` is unlimited.
 pub(crate) struct Limiters {
     per_key: Option<KeyedLimiter<KeyId>>,
     per_peer: Option<KeyedLimiter<IpAddr>>,
     registrations: Option<KeyedLimiter<IpAddr>>,
+    global_registrations: Option<DirectLimiter>,
+    evictions: Option<DirectLimiter>,
+}
+
+/// The quotas of [`Limiters::new`]; `None` is unlimited.
+pub(crate) struct Quotas {
+    /// PIR queries per registered key.
+    pub(crate) per_key: Option<Quota>,
+    /// PIR queries per peer network.
+    pub(crate) per_peer: Option<Quota>,
+    /// Key registrations per peer network.
+    pub(crate) registrations: Option<Quota>,
+    /// Key registrations, all peers together.
+    pub(crate) global_registrations: Option<Quota>,
+    /// Evictions from the key cache.
+    pub(crate) evictions: Option<Quota>,
 }
 
 impl Limiters {
-    /// PIR queries per registered key and per peer address, key registrations per peer address.
-    pub(crate) fn new(
-        per_key: Option<Quota>,
-        per_peer: Option<Quota>,
-        registrations: Option<Quota>,
-    ) -> Self {
+    pub(crate) fn new(q: Quotas) -> Self {
         Self {
-            per_key: per_key.map(governor::RateLimiter::keyed),
-            per_peer: per_peer.map(governor::RateLimiter::keyed),
-            registrations: registrations.map(governor::RateLimiter::keyed),
+            per_key: q.per_key.map(governor::RateLimiter::keyed),
+            per_peer: q.per_peer.map(governor::RateLimiter::keyed),
+            registrations: q.registrations.map(governor::RateLimiter::keyed),
+            global_registrations: q.global_registrations.map(governor::RateLimiter::direct),
+            evictions: q.evictions.map(governor::RateLimiter::direct),
         }
     }
 
@@ -48,14 +78,31 @@ impl Limiters {
         take(&self.per_key, id, n, RateLimited::Key)
     }
 
-    /// Takes `n` query tokens of peer address `peer`.
+    /// Takes `n` query tokens of peer network `peer`.
     pub(crate) fn queries_of_peer(&self, peer: &IpAddr, n: usize) -> Result<(), ServerError> {
         take(&self.per_peer, peer, n, RateLimited::Peer)
     }
 
-    /// Takes one registration token of peer address `peer`.
+    /// Takes one registration token of peer network `peer`.
     pub(crate) fn registration_of_peer(&self, peer: &IpAddr) -> Result<(), ServerError> {
         take(&self.registrations, peer, 1, RateLimited::Registrations)
+    }
+
+    /// Takes one token of the server's registrations.
+    pub(crate) fn registration(&self) -> Result<(), ServerError> {
+        take_direct(
+            &self.global_registrations,
+            1,
+            RateLimited::GlobalRegistrations,
+        )
+    }
+
+    /// Takes `n` tokens of the key cache's evictions (none when `n` is 0).
+    pub(crate) fn evictions(&self, n: usize) -> Result<(), ServerError> {
+        if n == 0 {
+            return Ok(());
+        }
+        take_direct(&self.evictions, n, RateLimited::Evictions)
     }
 
     /// Drops the state of idle keys and peers.
@@ -72,19 +119,18 @@ impl Limiters {
     }
 }
 
-/// Takes `n` tokens for `key`, or says who is over their rate.
-fn take<K: Clone + Eq + std::hash::Hash>(
-    limiter: &Option<KeyedLimiter<K>>,
-    key: &K,
-    n: usize,
-    who: RateLimited,
-) -> Result<(), ServerError> {
-    let Some(limiter) = limiter else {
-        return Ok(());
-    };
-    let n = std::num::NonZeroU32::new(n.try_into().unwrap_or(u32::MAX))
-        .unwrap_or(std::num::NonZeroU32::MIN);
-    match limiter.check_key_n(key, n) {
+fn tokens(n: usize) -> NonZeroU32 {
+    NonZeroU32::new(n.try_into().unwrap_or(u32::MAX)).unwrap_or(NonZeroU32::MIN)
+}
+
+/// What a check of governor's says.
+type Outcome = Result<
+    Result<(), governor::NotUntil<<DefaultClock as Clock>::Instant>>,
+    governor::InsufficientCapacity,
+>;
+
+fn refused(outcome: Outcome, who: RateLimited) -> Result<(), ServerError> {
+    match outcome {
         Ok(Ok(())) => Ok(()),
         Ok(Err(not_until)) => Err(ServerError::RateLimited {
             who,
@@ -95,5 +141,63 @@ fn take<K: Clone + Eq + std::hash::Hash>(
             who,
             retry_after: None,
         }),
+    }
+}
+
+/// Takes `n` tokens for `key`, or says who is over their rate.
+fn take<K: Clone + Eq + std::hash::Hash>(
+    limiter: &Option<KeyedLimiter<K>>,
+    key: &K,
+    n: usize,
+    who: RateLimited,
+) -> Result<(), ServerError> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    refused(limiter.check_key_n(key, tokens(n)), who)
+}
+
+/// Takes `n` tokens of a limiter without keys.
+fn take_direct(
+    limiter: &Option<DirectLimiter>,
+    n: usize,
+    who: RateLimited,
+) -> Result<(), ServerError> {
+    let Some(limiter) = limiter else {
+        return Ok(());
+    };
+    refused(limiter.check_n(tokens(n)), who)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiters(global: u32, evictions: u32) -> Limiters {
+        Limiters::new(Quotas {
+            per_key: None,
+            per_peer: None,
+            registrations: None,
+            global_registrations: per_second(global),
+            evictions: per_minute(evictions),
+        })
+    }
+
+    #[test]
+    fn global_limits_hold_across_peers() {
+        let l = limiters(3, 2);
+        for _ in 0..3 {
+            l.registration().unwrap();
+        }
+        let err = l.registration().unwrap_err();
+        assert_eq!(err.limit(), Some("global_registration_rate"));
+        l.evictions(0).unwrap();
+        l.evictions(2).unwrap();
+        let err = l.evictions(1).unwrap_err();
+        assert_eq!(err.limit(), Some("eviction_rate"));
+        assert!(
+            matches!(err, ServerError::RateLimited { retry_after: Some(d), .. } if d <= Duration::from_secs(30)),
+            "{err:?}"
+        );
     }
 }

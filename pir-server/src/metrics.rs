@@ -40,7 +40,7 @@ impl Metrics {
         )?;
         let in_progress = IntGauge::new(
             "pir_answers_in_progress",
-            "Query requests queued or being answered (the bounded queue's depth)",
+            "Queries queued or being answered (the bounded queue's depth, in queries)",
         )?;
         let batch_queries = Histogram::with_opts(
             HistogramOpts::new(
@@ -68,8 +68,8 @@ impl Metrics {
             Opts::new(
                 "pir_limit_refusals_total",
                 "Requests refused by a limit, by the limit: key_rate, peer_rate, \
-                 registration_rate, pending, queries_per_request, message_size, key_cache, \
-                 request_timeout",
+                 registration_rate, global_registration_rate, eviction_rate, query_mac, pending, \
+                 queries_per_request, message_size, key_cache, request_timeout",
             ),
             &["limit"],
         )?;

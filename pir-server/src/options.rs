@@ -28,7 +28,9 @@ pub struct ServeOptions {
     pub max_queries_per_request: u32,
     /// Memory budget of registered keys, bytes.
     pub key_cache_bytes: u64,
-    /// Requests queued or being answered at once; more are refused with RESOURCE_EXHAUSTED.
+    /// Queries (answers) queued or being answered at once, counted per query, not per request;
+    /// a request that does not fit is refused with RESOURCE_EXHAUSTED before it spends any
+    /// rate-limit token. A request with more queries than this waits for the queue to be empty.
     pub max_pending_answers: usize,
     /// Most queries answered together in one pass over the database, from one or more requests
     /// (each costs about 20 MiB of working memory at 1M mappings while answered). A request with
@@ -39,12 +41,29 @@ pub struct ServeOptions {
     /// PIR queries per registered key. The default lets a user look up hundreds of CPIs a day
     /// (the MIMI floor is 50) but makes scanning a database of a million mappings take days.
     pub per_key_rate: Option<RateLimit>,
-    /// PIR queries per peer address (an MSP server behind one address needs more).
+    /// PIR queries per peer network (an MSP server behind one address needs more).
     pub per_peer_rate: Option<RateLimit>,
-    /// Key registrations per peer address (each costs CPU and tens of MB).
+    /// Key registrations per peer network (each costs CPU and tens of MB).
     pub per_peer_registrations: Option<RateLimit>,
     /// Limits of the connections, on every listener (transport).
     pub transport: TransportOptions,
+
+    // ---- limits that many addresses cannot multiply (issue 15, items 3 and 11) ---------------
+    /// Prefix length an IPv4 peer is aggregated to for the per-peer limits (32: each address).
+    pub peer_prefix_v4: u8,
+    /// Prefix length an IPv6 peer is aggregated to (64: one host commonly holds a whole /64).
+    pub peer_prefix_v6: u8,
+    /// Key registrations per second from all peers together; `None` is unlimited.
+    pub global_registrations_per_second: Option<u32>,
+    /// Registered clients the key cache may evict per minute to make room; past it a
+    /// registration that needs room is refused and the registered clients keep working.
+    /// `None` is unlimited.
+    pub key_evictions_per_minute: Option<u32>,
+    /// Proxies whose forwarding headers (`x-forwarded-for`, else `forwarded`) name the client
+    /// the per-peer limits charge; from any other peer those headers are ignored.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Registrations hashed and parsed at once, off the async runtime; more wait their turn.
+    pub registration_workers: usize,
 }
 
 impl Default for ServeOptions {
@@ -53,7 +72,7 @@ impl Default for ServeOptions {
             max_message_bytes: 32 << 20,
             max_queries_per_request: 32,
             key_cache_bytes: 2 << 30,
-            max_pending_answers: 64,
+            max_pending_answers: 256,
             max_batch_queries: 8,
             request_timeout: Duration::from_secs(60),
             per_key_rate: Some(RateLimit {
@@ -68,6 +87,16 @@ impl Default for ServeOptions {
                 burst: 20,
                 per_hour: 60,
             }),
+            peer_prefix_v4: 32,
+            peer_prefix_v6: 64,
+            // A registration parses megabytes of keys: 10 a second keeps both cores of a small
+            // host for answering.
+            global_registrations_per_second: Some(10),
+            // At the 1M shape the default cache holds about 124 clients: flushing it takes at
+            // least six minutes, and a client that looks something up in that time stays.
+            key_evictions_per_minute: Some(20),
+            trusted_proxies: Vec::new(),
+            registration_workers: 2,
             transport: TransportOptions::default(),
         }
     }

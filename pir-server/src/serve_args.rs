@@ -28,7 +28,8 @@ pub(crate) struct ServeArgs {
     /// Memory budget of registered client keys, MiB.
     #[arg(long, default_value_t = ServeOptions::default().key_cache_bytes >> 20, env = "PIR_KEY_CACHE_MIB")]
     key_cache_mib: u64,
-    /// Requests queued or being answered at once; more get RESOURCE_EXHAUSTED.
+    /// Queries queued or being answered at once (counted per query, across requests); a
+    /// request that does not fit gets RESOURCE_EXHAUSTED, and spends no rate-limit token.
     #[arg(long, default_value_t = ServeOptions::default().max_pending_answers, env = "PIR_MAX_PENDING")]
     max_pending: usize,
     /// Most queries answered together in one pass over the database, across requests
@@ -64,7 +65,7 @@ pub(crate) struct ServeArgs {
         env = "PIR_KEY_RATE"
     )]
     key_rate: RateArg,
-    /// PIR queries per peer address: BURST/PER_HOUR, or `off`.
+    /// PIR queries per peer network (see --peer-prefix-v4/-v6): BURST/PER_HOUR, or `off`.
     #[arg(
         long,
         default_value_t = RateArg(ServeOptions::default().per_peer_rate),
@@ -72,7 +73,7 @@ pub(crate) struct ServeArgs {
         env = "PIR_PEER_RATE"
     )]
     peer_rate: RateArg,
-    /// Key registrations per peer address: BURST/PER_HOUR, or `off`.
+    /// Key registrations per peer network: BURST/PER_HOUR, or `off`.
     #[arg(
         long,
         default_value_t = RateArg(ServeOptions::default().per_peer_registrations),
@@ -80,6 +81,54 @@ pub(crate) struct ServeArgs {
         env = "PIR_REGISTRATION_RATE"
     )]
     registration_rate: RateArg,
+    // ---- limits that many addresses cannot multiply (issue 15, items 3 and 11) ---------------
+    /// Per-peer limits count IPv4 peers by networks of this prefix length (32: each address).
+    #[arg(
+        long,
+        default_value_t = ServeOptions::default().peer_prefix_v4,
+        value_parser = clap::value_parser!(u8).range(0..=32),
+        env = "PIR_PEER_PREFIX_V4"
+    )]
+    peer_prefix_v4: u8,
+    /// Per-peer limits count IPv6 peers by networks of this prefix length (64: a host's /64).
+    #[arg(
+        long,
+        default_value_t = ServeOptions::default().peer_prefix_v6,
+        value_parser = clap::value_parser!(u8).range(0..=128),
+        env = "PIR_PEER_PREFIX_V6"
+    )]
+    peer_prefix_v6: u8,
+    /// Key registrations per second from all peers together, or `off`.
+    #[arg(
+        long,
+        default_value_t = CountArg(ServeOptions::default().global_registrations_per_second),
+        value_parser = parse_count,
+        env = "PIR_GLOBAL_REGISTRATION_RATE"
+    )]
+    global_registration_rate: CountArg,
+    /// Registered clients the full key cache may evict per minute, or `off`; past it,
+    /// registrations that need room get RESOURCE_EXHAUSTED and registered clients stay.
+    #[arg(
+        long,
+        default_value_t = CountArg(ServeOptions::default().key_evictions_per_minute),
+        value_parser = parse_count,
+        env = "PIR_KEY_EVICTION_RATE"
+    )]
+    key_eviction_rate: CountArg,
+    /// A proxy network (CIDR, e.g. 10.0.0.0/8 or 2001:db8::/48) whose x-forwarded-for or
+    /// forwarded header names the client for the per-peer limits. Repeatable, or comma-separated.
+    /// From other peers those headers are ignored.
+    /// A bare address is that one host.
+    #[arg(long, value_delimiter = ',', value_parser = parse_network, env = "PIR_TRUSTED_PROXY")]
+    trusted_proxy: Vec<ipnet::IpNet>,
+    /// Registrations hashed and parsed at once, off the async runtime (more wait their turn).
+    #[arg(
+        long,
+        default_value_t = ServeOptions::default().registration_workers,
+        value_parser = parse_workers,
+        env = "PIR_REGISTRATION_WORKERS"
+    )]
+    registration_workers: usize,
     /// Serve HTTP here: Prometheus metrics at /metrics, and the probes /healthz (alive) and
     /// /readyz (snapshot loaded, answering; 503 while loading and once stopping).
     #[arg(long, env = "PIR_METRICS_LISTEN")]
@@ -181,6 +230,12 @@ impl ServeArgs {
             per_peer_rate: self.peer_rate.0,
             per_peer_registrations: self.registration_rate.0,
             transport: self.transport(),
+            peer_prefix_v4: self.peer_prefix_v4,
+            peer_prefix_v6: self.peer_prefix_v6,
+            global_registrations_per_second: self.global_registration_rate.0,
+            key_evictions_per_minute: self.key_eviction_rate.0,
+            trusted_proxies: self.trusted_proxy.clone(),
+            registration_workers: self.registration_workers,
         }
     }
 
@@ -268,6 +323,51 @@ fn parse_rate(text: &str) -> Result<RateArg, String> {
         return Err("burst and rate must be positive (or say off)".into());
     }
     Ok(RateArg(Some(rate)))
+}
+
+/// Between 1 and 1024 workers.
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n @ 1..=1024) => Ok(n),
+        _ => Err(format!("{text:?}: expected a whole number from 1 to 1024")),
+    }
+}
+
+/// A network in CIDR form, or one address as the network of that host alone.
+fn parse_network(text: &str) -> Result<ipnet::IpNet, String> {
+    let text = text.trim();
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net);
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| {
+            format!("{text:?} is not a network (e.g. 10.0.0.0/8, 2001:db8::/48) or an address")
+        })
+}
+
+/// A count per unit of time from the command line; `off` is `None`.
+#[derive(Clone, Copy, Debug)]
+struct CountArg(Option<u32>);
+
+impl std::fmt::Display for CountArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(n) => write!(f, "{n}"),
+            None => f.write_str("off"),
+        }
+    }
+}
+
+fn parse_count(text: &str) -> Result<CountArg, String> {
+    if text == "off" {
+        return Ok(CountArg(None));
+    }
+    match text.trim().parse::<u32>() {
+        Ok(0) => Err("must be positive (or say off)".into()),
+        Ok(n) => Ok(CountArg(Some(n))),
+        Err(e) => Err(format!("{text:?}: {e} (expected a whole number, or off)")),
+    }
 }
 
 #[cfg(test)]
@@ -422,6 +522,46 @@ mod tests {
         ] {
             let err = serve(bad).err().unwrap().to_string();
             assert!(err.contains(bad[0]), "{err}");
+        }
+    }
+
+    #[test]
+    fn limit_flags_parse_and_refuse_nonsense() {
+        let args = serve(&[
+            "--peer-prefix-v6",
+            "48",
+            "--peer-prefix-v4",
+            "24",
+            "--global-registration-rate",
+            "off",
+            "--key-eviction-rate",
+            "5",
+            "--trusted-proxy",
+            "10.0.0.0/8",
+            "--trusted-proxy",
+            "::1,192.168.0.0/16",
+            "--registration-workers",
+            "4",
+        ])
+        .unwrap();
+        let o = args.options();
+        assert_eq!((o.peer_prefix_v4, o.peer_prefix_v6), (24, 48));
+        assert_eq!(o.global_registrations_per_second, None);
+        assert_eq!(o.key_evictions_per_minute, Some(5));
+        assert_eq!(o.registration_workers, 4);
+        let nets: Vec<String> = o.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(nets, ["10.0.0.0/8", "::1/128", "192.168.0.0/16"]);
+        for (flag, bad) in [
+            ("--peer-prefix-v4", "33"),
+            ("--peer-prefix-v6", "129"),
+            ("--trusted-proxy", "10.0.0.1/33"),
+            ("--trusted-proxy", "proxy.example"),
+            ("--key-eviction-rate", "0"),
+            ("--global-registration-rate", "many"),
+            ("--registration-workers", "0"),
+        ] {
+            let err = serve(&[flag, bad]).err().unwrap().to_string();
+            assert!(err.contains(flag), "{flag} {bad}: {err}");
         }
     }
 

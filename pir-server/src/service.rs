@@ -1,11 +1,23 @@
 //! The `pir.v1.Discovery` gRPC service.
 //!
-//! Answering is CPU work over the whole database: a request that passes its checks (epoch, key,
-//! sizes, rate limits) is handed to the answering thread (see `answerer.rs`), which answers
-//! queued requests together in one pass over the database on rayon's pool, never on the async
-//! runtime, so the runtime keeps accepting connections and answering health checks while
-//! queries compute. A bounded number of requests may be queued or answered; past that the server
-//! says RESOURCE_EXHAUSTED at once.
+//! Answering is CPU work over the whole database: a request that passes its checks is handed to
+//! the answering thread (see `answerer.rs`), which answers queued requests together in one pass
+//! over the database on rayon's pool, never on the async runtime, so the runtime keeps accepting
+//! connections and answering health checks while queries compute. A bounded number of queries
+//! may be queued or answered; past that the server says RESOURCE_EXHAUSTED at once.
+//!
+//! ```text
+//! Query: epoch ─▶ shape (count, key id, mac length) ─▶ every query's bytes (length, words below
+//!        the modulus) ─▶ registered key ─▶ MAC (constant time) ─▶ slots ─▶ peer network's and
+//!        key's tokens ─▶ queue
+//! RegisterKeys: registration worker (semaphore) ─▶ off the runtime: sizes, mac key, id hash ─▶
+//!        already registered? ─▶ peer network's, then the server's registration tokens ─▶
+//!        eviction tokens (if the cache must make room) ─▶ off the runtime: parse ─▶ cache
+//! ```
+//!
+//! Each check is cheaper than the next and nothing is charged before the checks that can refuse
+//! without cost: a malformed request never takes a slot, a request refused as overloaded spends
+//! no token, and a request without its owner's MAC neither.
 
 use std::{
     future::Future,
@@ -27,27 +39,33 @@ use pir_proto::{
         discovery_server::{Discovery, DiscoveryServer},
     },
 };
+use tokio::sync::Semaphore;
 use tonic::{Request, Response, Status};
 
 #[cfg(feature = "test-hooks")]
 use crate::options::TestHooks;
 use crate::{
     answerer::Answerer,
-    error::ServerError,
-    keycache::{KeyCache, estimated_cost},
-    limits::{self, Limiters},
+    error::{QueryAuthError, ServerError},
+    keycache::{KeyCache, Registered, estimated_cost},
+    limits::{self, Limiters, Quotas},
     metrics::Metrics,
     options::{RateLimit, ServeOptions},
+    peer::PeerPolicy,
 };
 
 /// The limiters `opts` ask for.
 fn limiters(opts: &ServeOptions) -> Limiters {
     let quota = |rate: Option<RateLimit>| rate.and_then(|r| limits::quota(r.burst, r.per_hour));
-    Limiters::new(
-        quota(opts.per_key_rate),
-        quota(opts.per_peer_rate),
-        quota(opts.per_peer_registrations),
-    )
+    Limiters::new(Quotas {
+        per_key: quota(opts.per_key_rate),
+        per_peer: quota(opts.per_peer_rate),
+        registrations: quota(opts.per_peer_registrations),
+        global_registrations: opts
+            .global_registrations_per_second
+            .and_then(limits::per_second),
+        evictions: opts.key_evictions_per_minute.and_then(limits::per_minute),
+    })
 }
 
 struct Served {
@@ -82,6 +100,9 @@ struct State {
     opts: ServeOptions,
     answerer: Answerer,
     limiters: Limiters,
+    peers: PeerPolicy,
+    /// Registrations hashed or parsed at once (`registration_workers`).
+    registration_workers: Arc<Semaphore>,
     metrics: Metrics,
     requests: AtomicU64,
 }
@@ -125,6 +146,12 @@ impl DiscoveryService {
                 keys: KeyCache::new(opts.key_cache_bytes),
                 answerer,
                 limiters: limiters(&opts),
+                peers: PeerPolicy::new(
+                    opts.trusted_proxies.clone(),
+                    opts.peer_prefix_v4,
+                    opts.peer_prefix_v6,
+                ),
+                registration_workers: Arc::new(Semaphore::new(opts.registration_workers.max(1))),
                 metrics,
                 requests: AtomicU64::new(0),
                 opts,
@@ -167,6 +194,11 @@ impl DiscoveryService {
     /// Registered key sets in the cache.
     pub fn registered_keys(&self) -> usize {
         self.state.keys.len()
+    }
+
+    /// Whether keys `id` are registered (asking does not count as using them).
+    pub fn has_keys(&self, id: &pir_core::KeyId) -> bool {
+        self.state.keys.contains(id)
     }
 
     /// Estimated bytes of registered keys.
@@ -245,12 +277,30 @@ impl DiscoveryService {
     ) -> Result<RegisterKeysResponse, ServerError> {
         self.housekeeping();
         let served = self.state.served.load_full();
-        let req = RegisterKeysIn::parse(req, served.public_key_bytes)?;
+        let expected = served.public_key_bytes;
+        // Hashing and parsing megabytes of keys is CPU work: a few at a time, off the runtime.
+        // A registration waits for a worker at most as long as any request may take.
+        let timeout = self.state.opts.request_timeout;
+        let _worker = tokio::time::timeout(
+            timeout,
+            self.state.registration_workers.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| ServerError::DeadlineExceeded(timeout))?
+        .map_err(|_| ServerError::Internal("the registration workers are gone".into()))?;
+        let req = off_runtime(move || RegisterKeysIn::parse(req, expected))
+            .await?
+            .map_err(ServerError::from)?;
         let id = req.key_id();
         let scheme = served.snapshot.header().scheme;
         if let Some(existing) = self.state.keys.get(&id)
-            && *existing.params() == scheme
+            && *existing.keys.params() == scheme
         {
+            // The mac key is the first registration's: nobody else can take over the budget of
+            // keys they saw, by registering them again with a mac key of their own.
+            if existing.mac_key != *req.query_mac_key() {
+                return Err(ServerError::QueryAuth(QueryAuthError::OtherMacKey(id)));
+            }
             return Ok(RegisterKeysResponse {
                 key_id: id.0.to_vec(),
             });
@@ -258,12 +308,27 @@ impl DiscoveryService {
         if let Some(peer) = peer {
             self.state.limiters.registration_of_peer(&peer)?;
         }
+        self.state.limiters.registration()?;
         let cost = estimated_cost(req.public_keys().len());
+        if cost > self.state.opts.key_cache_bytes {
+            return Err(ServerError::KeyCacheTooSmall {
+                cost,
+                budget: self.state.opts.key_cache_bytes,
+            });
+        }
+        // Charged before parsing, so that a refusal wastes no work. Concurrent registrations
+        // (at most `registration_workers`) may each evict one entry more than they asked for.
+        self.state
+            .limiters
+            .evictions(self.state.keys.evictions_needed(&id, cost))?;
+        let mac_key = req.query_mac_key().clone();
         let bytes = req.into_public_keys();
-        let keys = tokio::task::spawn_blocking(move || EvalKeys::parse(&scheme, &bytes))
-            .await
-            .map_err(join_error)??;
-        if !self.state.keys.insert(id, Arc::new(keys), cost) {
+        let keys = off_runtime(move || EvalKeys::parse(&scheme, &bytes)).await??;
+        let registered = Registered {
+            keys: Arc::new(keys),
+            mac_key,
+        };
+        if !self.state.keys.insert(id, registered, cost) {
             return Err(ServerError::KeyCacheTooSmall {
                 cost,
                 budget: self.state.opts.key_cache_bytes,
@@ -292,14 +357,34 @@ impl DiscoveryService {
             });
         }
         let req = QueryIn::parse(req, self.state.opts.max_queries_per_request)?;
+        let scheme = served.snapshot.header().scheme;
+        // At the door: a query that answering would refuse is refused now, before it takes a
+        // slot or a token, so it can never fail (and split) a batch of honest requests.
+        for query in req.queries() {
+            scheme.check_query(query)?;
+        }
         let id = req.key_id();
-        let keys = self
+        let registered = self
             .state
             .keys
             .get(&id)
-            .filter(|k| *k.params() == served.snapshot.header().scheme)
+            .filter(|r| *r.keys.params() == scheme)
             .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
+        let Some(mac) = req.mac() else {
+            return Err(ServerError::ClientTooOld(
+                "the query carries no mac: this server authenticates every query",
+            ));
+        };
+        if !registered
+            .mac_key
+            .verify(&id, req.epoch(), req.queries(), mac)
+        {
+            return Err(ServerError::QueryAuth(QueryAuthError::BadMac(id)));
+        }
         let n = req.queries().len();
+        // The slots first: a request refused as overloaded spends none of its user's tokens.
+        // Tokens refused after it give the slots back (dropped with `slot`).
+        let slot = self.state.answerer.reserve(n)?;
         if let Some(peer) = peer {
             self.state.limiters.queries_of_peer(&peer, n)?;
         }
@@ -307,18 +392,37 @@ impl DiscoveryService {
         let answers = self
             .state
             .answerer
-            .answer(served.snapshot.clone(), keys, req.into_queries())
+            .answer(
+                slot,
+                served.snapshot.clone(),
+                registered.keys,
+                req.into_queries(),
+            )
             .await?;
         self.state.metrics.lookups.inc_by(n as u64);
         Ok(QueryResponse::for_config(&served.config, answers))
     }
+
+    /// The peer network a request is charged to (behind a trusted proxy, the client's).
+    fn peer_of<T>(&self, req: &Request<T>) -> Option<IpAddr> {
+        self.state
+            .peers
+            .peer_of(req.remote_addr().map(|a| a.ip()), req.metadata())
+    }
+}
+
+/// Runs CPU work on tokio's blocking pool, so the runtime's threads keep serving.
+async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ServerError> {
+    tokio::task::spawn_blocking(work).await.map_err(join_error)
 }
 
 fn join_error(e: tokio::task::JoinError) -> ServerError {
     if e.is_panic() {
-        ServerError::Internal("parsing keys panicked".into())
+        ServerError::Internal("checking or parsing keys panicked".into())
     } else {
-        ServerError::Internal("parsing keys was cancelled".into())
+        ServerError::Internal("checking or parsing keys was cancelled".into())
     }
 }
 
@@ -358,13 +462,13 @@ impl Discovery for DiscoveryService {
         &self,
         req: Request<RegisterKeysRequest>,
     ) -> Result<Response<RegisterKeysResponse>, Status> {
-        let peer = req.remote_addr().map(|a| a.ip());
+        let peer = self.peer_of(&req);
         self.timed("RegisterKeys", self.register(peer, req.into_inner()))
             .await
     }
 
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
-        let peer = req.remote_addr().map(|a| a.ip());
+        let peer = self.peer_of(&req);
         self.timed(
             "Query",
             DiscoveryService::query(self, peer, req.into_inner()),

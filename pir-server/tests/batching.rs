@@ -66,11 +66,13 @@ impl User {
     }
 
     fn request(&self, queries: Vec<Vec<u8>>) -> QueryRequest {
-        QueryRequest {
-            key_id: self.client.keys().id().0.to_vec(),
+        let mut req = QueryRequest {
             epoch: 1,
             queries,
-        }
+            ..QueryRequest::default()
+        };
+        req.authenticate(self.client.keys());
+        req
     }
 
     /// Sends `queries` on a task of its own.
@@ -97,7 +99,7 @@ fn metric(server: &RunningServer, name: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
-/// Waits until `pir_answers_in_progress` is `n` (requests queued or being answered).
+/// Waits until `pir_answers_in_progress` is `n` (queries queued or being answered).
 async fn wait_in_progress(server: &RunningServer, n: f64) {
     for _ in 0..6000 {
         if metric(server, "pir_answers_in_progress") == n {
@@ -119,7 +121,7 @@ async fn blocker(
 ) -> tokio::task::JoinHandle<Result<QueryResponse, Status>> {
     let before = metric(server, "pir_answers_in_progress");
     let handle = user.send(vec![user.pending(0).query().to_vec(); BLOCKER_QUERIES]);
-    wait_in_progress(server, before + 1.0).await;
+    wait_in_progress(server, before + BLOCKER_QUERIES as f64).await;
     // The worker takes a job the moment it is queued; a little slack for the thread to wake.
     tokio::time::sleep(Duration::from_millis(20)).await;
     handle
@@ -237,11 +239,60 @@ async fn a_faulty_request_fails_alone_in_a_shared_batch() {
     server.stop().await.unwrap();
 }
 
+/// Issue 15, item 11: a query that answering would refuse (the right length, a word above the
+/// modulus) is refused at the door, so the honest requests queued beside it share their pass
+/// as if it had never been sent: no batch is split, none fails. (Before the door check, the
+/// malformed query joined the batch, failed it, and the batch was answered again in halves.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_query_never_reaches_a_batch_of_honest_ones() {
+    let server = start(ServeOptions::default()).await;
+    let users = [
+        User::new(&server).await,
+        User::new(&server).await,
+        User::new(&server).await,
+    ];
+    let busy = blocker(&server, &users[2]).await;
+    // One batch's worth queued behind the blocker, the malformed request among them.
+    let honest = |i: usize| {
+        let user = &users[i % 2];
+        let pending = user.pending(i);
+        (i, user.send(vec![pending.query().to_vec()]), pending)
+    };
+    let mut unreduced = users[1].pending(9).query().to_vec();
+    let n = unreduced.len();
+    unreduced[n - 8..].copy_from_slice(&u64::MAX.to_le_bytes());
+    let sent = [honest(1), honest(2), honest(3)];
+    let malformed = users[1].send(vec![unreduced]);
+    let later = [honest(4), honest(5), honest(6)];
+    let err = malformed.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(err.message().contains("query"), "{}", err.message());
+    for (i, handle, pending) in sent.into_iter().chain(later) {
+        let response = handle.await.unwrap().unwrap();
+        assert_eq!(users[i % 2].msps(pending, &response.answers[0]), msp(i));
+    }
+    busy.await.unwrap().unwrap();
+    assert_eq!(metric(&server, "pir_batch_splits_total"), 0.0);
+    assert_eq!(
+        metric(&server, "pir_lookups_total"),
+        (BLOCKER_QUERIES + 6) as f64
+    );
+    // The six honest requests shared passes: fewer than one each.
+    assert!(metric(&server, "pir_batch_queries_count") < 7.0);
+    assert_eq!(
+        metric(&server, "pir_rejections_total{reason=\"malformed\"}"),
+        1.0
+    );
+    assert_eq!(metric(&server, "pir_answers_in_progress"), 0.0);
+    server.stop().await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queued_requests_hold_slots_and_expire_without_a_pass() {
-    // Two slots: the blocker's and one queued request; a third request is refused at once.
+    // Slots for the blocker's queries and one more: one queued request of one query; a third
+    // request is refused at once.
     let server = start(ServeOptions {
-        max_pending_answers: 2,
+        max_pending_answers: BLOCKER_QUERIES + 1,
         ..ServeOptions::default()
     })
     .await;
@@ -249,7 +300,7 @@ async fn queued_requests_hold_slots_and_expire_without_a_pass() {
     let busy = blocker(&server, &user).await;
     let pending = user.pending(2);
     let queued = user.send(vec![pending.query().to_vec()]);
-    wait_in_progress(&server, 2.0).await;
+    wait_in_progress(&server, (BLOCKER_QUERIES + 1) as f64).await;
     let err = user.send(vec![pending.query().to_vec()]).await.unwrap();
     assert_eq!(err.unwrap_err().code(), Code::ResourceExhausted);
     let response = queued.await.unwrap().unwrap();

@@ -35,15 +35,14 @@ async fn lookup(
     cpi: &str,
 ) -> Vec<String> {
     let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
-    let response = rpc
-        .query(QueryRequest {
-            key_id: key_id.to_vec(),
-            epoch: client.config().epoch(),
-            queries: vec![pending.query().to_vec()],
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    assert_eq!(key_id, client.keys().id().0);
+    let mut request = QueryRequest {
+        epoch: client.config().epoch(),
+        queries: vec![pending.query().to_vec()],
+        ..QueryRequest::default()
+    };
+    request.authenticate(client.keys());
+    let response = rpc.query(request).await.unwrap().into_inner();
     assert_eq!(response.answers.len(), 1);
     let result = client.decode(pending, &response.answers[0], NOW).unwrap();
     let mut msps: Vec<String> = result.msps().into_iter().map(String::from).collect();
@@ -87,10 +86,18 @@ async fn lookups_over_grpc_and_every_refusal_has_its_code() {
         .unwrap()
         .query()
         .to_vec();
-    let request = |queries: Vec<Vec<u8>>, epoch: u64, key_id: &[u8]| QueryRequest {
-        key_id: key_id.to_vec(),
-        epoch,
-        queries,
+    // Authenticated when made with the client's own key id.
+    let request = |queries: Vec<Vec<u8>>, epoch: u64, key_id: &[u8]| {
+        let mut req = QueryRequest {
+            key_id: key_id.to_vec(),
+            epoch,
+            queries,
+            ..QueryRequest::default()
+        };
+        if key_id == client.keys().id().0 {
+            req.authenticate(client.keys());
+        }
+        req
     };
 
     // Malformed query bytes: INVALID_ARGUMENT, and the server keeps serving.
@@ -113,6 +120,7 @@ async fn lookups_over_grpc_and_every_refusal_has_its_code() {
     let err = rpc
         .register_keys(RegisterKeysRequest {
             public_keys: vec![0; 100],
+            ..RegisterKeysRequest::default()
         })
         .await
         .unwrap_err();
@@ -184,9 +192,7 @@ async fn registering_is_idempotent_and_eviction_is_bounded_by_memory() {
     let mut rpc = connect(&server).await;
     let (a, a_id) = register(&mut rpc).await;
     let again = rpc
-        .register_keys(RegisterKeysRequest {
-            public_keys: a.keys().public_bytes().to_vec(),
-        })
+        .register_keys(RegisterKeysRequest::for_keys(a.keys()))
         .await
         .unwrap()
         .into_inner()
@@ -204,14 +210,14 @@ async fn registering_is_idempotent_and_eviction_is_bounded_by_memory() {
     let q = a
         .query(&Cpi::parse("mailto:bob@example.org").unwrap())
         .unwrap();
-    let err = rpc
-        .query(QueryRequest {
-            key_id: a_id,
-            epoch: 1,
-            queries: vec![q.query().to_vec()],
-        })
-        .await
-        .unwrap_err();
+    let mut request = QueryRequest {
+        epoch: 1,
+        queries: vec![q.query().to_vec()],
+        ..QueryRequest::default()
+    };
+    request.authenticate(a.keys());
+    assert_eq!(request.key_id, a_id);
+    let err = rpc.query(request).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);
     assert_eq!(reason(&err), Some(REASON_UNKNOWN_KEY));
     server.stop().await.unwrap();

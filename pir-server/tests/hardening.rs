@@ -34,11 +34,13 @@ async fn register(rpc: &mut DiscoveryClient<Channel>) -> (ClientKeys, Vec<u8>) {
 }
 
 fn query(keys: &ClientKeys, queries: Vec<Vec<u8>>) -> QueryRequest {
-    QueryRequest {
-        key_id: keys.id().0.to_vec(),
+    let mut req = QueryRequest {
         epoch: 1,
         queries,
-    }
+        ..QueryRequest::default()
+    };
+    req.authenticate(keys);
+    req
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,9 +109,7 @@ async fn rate_limits_per_key_and_per_peer() {
     let scheme = *common::config(&mut rpc).await.lookup().scheme();
     let c = ClientKeys::generate(&scheme).unwrap();
     let err = rpc
-        .register_keys(RegisterKeysRequest {
-            public_keys: c.public_bytes().to_vec(),
-        })
+        .register_keys(RegisterKeysRequest::for_keys(&c))
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
@@ -151,6 +151,7 @@ async fn full_queue_deadline_and_oversized_messages() {
     let err = rpc1
         .register_keys(RegisterKeysRequest {
             public_keys: vec![0; 5 << 20],
+            ..RegisterKeysRequest::default()
         })
         .await
         .unwrap_err();
@@ -261,6 +262,7 @@ async fn metrics_endpoint_serves_prometheus_text() {
             key_id: vec![0; 32],
             epoch: 9,
             queries: vec![vec![0]],
+            ..QueryRequest::default()
         })
         .await
         .unwrap_err();

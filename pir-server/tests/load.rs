@@ -141,6 +141,7 @@ async fn honest_clients_are_served_while_hostile_ones_are_refused() {
                             key_id: (0..32).map(|_| rng.r#gen()).collect(),
                             epoch: 1,
                             queries: vec![garbage],
+                            ..Default::default()
                         })
                         .await
                         .err()
@@ -149,6 +150,7 @@ async fn honest_clients_are_served_while_hostile_ones_are_refused() {
                     1 => rpc
                         .register_keys(RegisterKeysRequest {
                             public_keys: vec![rng.r#gen(); rng.gen_range(0..100_000)],
+                            ..Default::default()
                         })
                         .await
                         .err()
@@ -156,6 +158,7 @@ async fn honest_clients_are_served_while_hostile_ones_are_refused() {
                     2 => rpc
                         .register_keys(RegisterKeysRequest {
                             public_keys: vec![0xff; 6 << 20],
+                            ..Default::default()
                         })
                         .await
                         .err()
@@ -165,6 +168,7 @@ async fn honest_clients_are_served_while_hostile_ones_are_refused() {
                             key_id: vec![1; 7],
                             epoch: rng.r#gen(),
                             queries: vec![vec![0; 3]; rng.gen_range(0..100)],
+                            ..Default::default()
                         })
                         .await
                         .err()

@@ -14,8 +14,8 @@
 //! ```
 
 use pir_core::{
-    CoreError, KeyId, KeywordLayout, LookupConfig, SchemeFields, SchemeParams, Snapshot,
-    SnapshotHeader, error::LayoutError,
+    ClientKeys, CoreError, KeyId, KeywordLayout, LookupConfig, QueryMacKey, SchemeFields,
+    SchemeParams, Snapshot, SnapshotHeader, error::LayoutError, query_auth::QUERY_MAC_BYTES,
 };
 
 use crate::v1;
@@ -275,15 +275,25 @@ pub enum QueryError {
         /// Its length in bytes.
         got: usize,
     },
+    /// A MAC that is not an HMAC-SHA256 (an absent one is for the server to refuse, once it
+    /// knows the key id: a client too old to send one hears that, not this).
+    #[error("mac must be 32 bytes (HMAC-SHA256), got {got}")]
+    MacLength {
+        /// Its length in bytes.
+        got: usize,
+    },
 }
 
-/// A `QueryRequest` from the wire: a key id, an epoch and between 1 and the server's limit of
-/// queries (their bytes are checked by the engine, which knows the parameters).
+/// A `QueryRequest` from the wire: a key id, an epoch, between 1 and the server's limit of
+/// queries (their bytes are checked by the engine, which knows the parameters) and, unless the
+/// client is too old to send one, a MAC of the right length (checked by the server against the
+/// registered mac key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueryIn {
     key_id: KeyId,
     epoch: u64,
     queries: Vec<Vec<u8>>,
+    mac: Option<[u8; QUERY_MAC_BYTES]>,
 }
 
 impl QueryIn {
@@ -309,11 +319,24 @@ impl QueryIn {
         let key_id = <[u8; 32]>::try_from(req.key_id)
             .map(KeyId)
             .map_err(|_| QueryError::KeyIdLength { got })?;
+        let mac = match req.mac.len() {
+            0 => None,
+            got => Some(
+                <[u8; QUERY_MAC_BYTES]>::try_from(req.mac)
+                    .map_err(|_| QueryError::MacLength { got })?,
+            ),
+        };
         Ok(Self {
             key_id,
             epoch: req.epoch,
             queries: req.queries,
+            mac,
         })
+    }
+
+    /// The request's MAC; `None` from a client too old to send one.
+    pub fn mac(&self) -> Option<&[u8; QUERY_MAC_BYTES]> {
+        self.mac.as_ref()
     }
 
     /// The id of the keys the queries were made with.
@@ -350,19 +373,34 @@ pub enum RegisterKeysError {
         /// Bytes the parameters' public keys take.
         expected: usize,
     },
+    /// No mac key: a client from before queries were authenticated.
+    #[error(
+        "no query_mac_key: this server authenticates every query (a MAC under a key registered \
+         with the public keys); upgrade the client"
+    )]
+    MacKeyMissing,
+    /// A mac key of another length than HMAC-SHA256's.
+    #[error("query_mac_key must be 32 bytes, got {got}")]
+    MacKeyLength {
+        /// Its length in bytes.
+        got: usize,
+    },
 }
 
 /// A `RegisterKeysRequest` from the wire: public keys of the size the served parameters need,
-/// and their [`KeyId`]. Whether the bytes are keys is for the engine (`EvalKeys::parse`).
+/// their [`KeyId`], and the mac key their queries are authenticated with. Whether the bytes are
+/// keys is for the engine (`EvalKeys::parse`).
 #[derive(Clone, PartialEq, Eq)]
 pub struct RegisterKeysIn {
     key_id: KeyId,
     public_keys: Vec<u8>,
+    query_mac_key: QueryMacKey,
 }
 
 impl RegisterKeysIn {
     /// Checks that the keys are `expected_len` bytes, the public-key size of the parameters
-    /// served, and computes their id.
+    /// served, and that a mac key comes with them, then computes their id (hashing megabytes:
+    /// a server calls this off its async runtime).
     ///
     /// The size is a parameter, not a check left to the server, so that the id is only ever
     /// computed for keys of the right size: hashing up to a message's worth of bytes that will
@@ -378,10 +416,22 @@ impl RegisterKeysIn {
                 expected: expected_len,
             });
         }
+        let query_mac_key = match req.query_mac_key.len() {
+            0 => return Err(RegisterKeysError::MacKeyMissing),
+            got => <[u8; QUERY_MAC_BYTES]>::try_from(req.query_mac_key)
+                .map(QueryMacKey::from_bytes)
+                .map_err(|_| RegisterKeysError::MacKeyLength { got })?,
+        };
         Ok(Self {
             key_id: KeyId::of(&public_keys),
             public_keys,
+            query_mac_key,
         })
+    }
+
+    /// The key the queries under these keys are authenticated with.
+    pub fn query_mac_key(&self) -> &QueryMacKey {
+        &self.query_mac_key
     }
 
     /// The keys' id, as [`KeyId::of`] computes it.
@@ -497,6 +547,29 @@ impl<const N: usize> AnswerIn<N> {
     /// The answers, one per query, in the queries' order.
     pub fn into_answers(self) -> [Vec<u8>; N] {
         self.answers
+    }
+}
+
+impl v1::RegisterKeysRequest {
+    /// The registration of `keys`: the public keys and the mac key their queries carry.
+    pub fn for_keys(keys: &ClientKeys) -> Self {
+        Self {
+            public_keys: keys.public_bytes().to_vec(),
+            query_mac_key: keys.query_mac_key().to_bytes().to_vec(),
+        }
+    }
+}
+
+impl v1::QueryRequest {
+    /// Makes this a request of `keys`'s owner: sets the key id, and the MAC over the key id,
+    /// the epoch and the queries (so call it last, once those are final).
+    pub fn authenticate(&mut self, keys: &ClientKeys) {
+        let id = keys.id();
+        self.key_id = id.0.to_vec();
+        self.mac = keys
+            .query_mac_key()
+            .tag(&id, self.epoch, &self.queries)
+            .to_vec();
     }
 }
 
@@ -649,7 +722,52 @@ mod tests {
             key_id: vec![5; key_id],
             epoch: 3,
             queries: vec![vec![1, 2, 3]; queries],
+            mac: vec![6; 32],
         }
+    }
+
+    #[test]
+    fn query_carries_its_mac_or_none_and_refuses_a_mac_of_another_length() {
+        assert_eq!(
+            QueryIn::parse(query(32, 1), 2).unwrap().mac(),
+            Some(&[6; 32])
+        );
+        let old = v1::QueryRequest {
+            mac: Vec::new(),
+            ..query(32, 1)
+        };
+        assert_eq!(QueryIn::parse(old, 2).unwrap().mac(), None);
+        for got in [1, 31, 33] {
+            let bad = v1::QueryRequest {
+                mac: vec![6; got],
+                ..query(32, 1)
+            };
+            assert_eq!(QueryIn::parse(bad, 2), Err(QueryError::MacLength { got }));
+        }
+    }
+
+    #[test]
+    fn an_authenticated_request_verifies_under_the_registered_mac_key() {
+        let keys = ClientKeys::generate(&SchemeParams::danger_test_only_small()).unwrap();
+        let mut req = query(0, 2);
+        req.authenticate(&keys);
+        let reg = RegisterKeysIn::parse(
+            v1::RegisterKeysRequest::for_keys(&keys),
+            keys.public_bytes().len(),
+        )
+        .unwrap();
+        assert_eq!(reg.key_id(), keys.id());
+        let q = QueryIn::parse(req, 2).unwrap();
+        assert_eq!(q.key_id(), keys.id());
+        let mac = q.mac().unwrap();
+        assert!(
+            reg.query_mac_key()
+                .verify(&q.key_id(), q.epoch(), q.queries(), mac)
+        );
+        assert!(
+            !reg.query_mac_key()
+                .verify(&q.key_id(), q.epoch() + 1, q.queries(), mac)
+        );
     }
 
     #[test]
@@ -696,13 +814,44 @@ mod tests {
     fn keys(len: usize) -> v1::RegisterKeysRequest {
         v1::RegisterKeysRequest {
             public_keys: vec![9; len],
+            query_mac_key: vec![8; 32],
         }
+    }
+
+    #[test]
+    fn register_keys_needs_a_mac_key_of_32_bytes() {
+        let old = v1::RegisterKeysRequest {
+            query_mac_key: Vec::new(),
+            ..keys(100)
+        };
+        assert_eq!(
+            RegisterKeysIn::parse(old, 100),
+            Err(RegisterKeysError::MacKeyMissing)
+        );
+        let bad = v1::RegisterKeysRequest {
+            query_mac_key: vec![8; 16],
+            ..keys(100)
+        };
+        assert_eq!(
+            RegisterKeysIn::parse(bad, 100),
+            Err(RegisterKeysError::MacKeyLength { got: 16 })
+        );
+        // The size of the keys is checked first: it says more about what is wrong.
+        let both = v1::RegisterKeysRequest {
+            query_mac_key: Vec::new(),
+            ..keys(99)
+        };
+        assert!(matches!(
+            RegisterKeysIn::parse(both, 100),
+            Err(RegisterKeysError::KeysLength { .. })
+        ));
     }
 
     #[test]
     fn register_keys_carries_the_keys_and_their_id() {
         let r = RegisterKeysIn::parse(keys(100), 100).unwrap();
         assert_eq!(r.key_id(), KeyId::of(&[9; 100]));
+        assert_eq!(r.query_mac_key(), &QueryMacKey::from_bytes([8; 32]));
         assert_eq!(r.public_keys(), &[9; 100]);
         assert_eq!(r.into_public_keys(), vec![9; 100]);
     }

@@ -97,6 +97,14 @@ impl SchemeParams {
             response: response_bytes(sp),
         })
     }
+
+    /// Checks one query's bytes as answering would, without answering: the exact length and
+    /// every word below the modulus. A server calls it at the door, so that a malformed query is
+    /// refused before it takes a slot or tokens, and never fails a batch of honest ones.
+    pub fn check_query(&self, query: &[u8]) -> Result<()> {
+        let sp = spiral_params(self)?;
+        check_words(PirMessage::Query, query, sp.query_bytes(), sp.modulus)
+    }
 }
 
 fn log2_ceil(x: u64) -> usize {

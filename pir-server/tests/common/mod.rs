@@ -74,9 +74,7 @@ pub(crate) async fn register(rpc: &mut DiscoveryClient<Channel>) -> (LookupClien
     let config = config(rpc).await;
     let client = LookupClient::new(*config.lookup(), pir_core::testing::trust()).unwrap();
     let id = rpc
-        .register_keys(RegisterKeysRequest {
-            public_keys: client.keys().public_bytes().to_vec(),
-        })
+        .register_keys(RegisterKeysRequest::for_keys(client.keys()))
         .await
         .unwrap()
         .into_inner()
