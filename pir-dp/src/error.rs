@@ -48,7 +48,7 @@ pub enum DpError {
         /// The snapshot file.
         path: PathBuf,
         /// Why its signature does not count (unsigned, unknown key, bad signature).
-        reason: CoreError,
+        reason: Box<CoreError>,
         /// The file of trusted DP keys it was checked against (`--dp-pub`).
         dp_pub: PathBuf,
     },

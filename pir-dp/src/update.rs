@@ -139,7 +139,7 @@ pub fn update_with(args: &UpdateArgs, run: &UpdateRun) -> Result<UpdateSummary, 
     let refused = |reason| match &run.dp_pub {
         Some(dp_pub) => DpError::Refused {
             path: args.snapshot.clone(),
-            reason,
+            reason: Box::new(reason),
             dp_pub: dp_pub.clone(),
         },
         None => DpError::Core(reason),

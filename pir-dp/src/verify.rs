@@ -69,7 +69,7 @@ pub fn verify(path: &Path, dp_pub: Option<&Path>, progress: bool) -> Result<Veri
                 .verify_signature(keys)
                 .map_err(|reason| DpError::Refused {
                     path: path.to_path_buf(),
-                    reason,
+                    reason: Box::new(reason),
                     dp_pub: dp_pub.to_path_buf(),
                 })?;
             DpSignature::Trusted

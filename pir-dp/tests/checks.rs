@@ -121,8 +121,8 @@ fn a_wrong_dp_key_is_a_dp_signature_failure() {
     let other = s.path("other.pub");
     let expect_refused = |err: DpError| {
         assert!(
-            matches!(&err, DpError::Refused { reason: CoreError::UnknownDpKey(_), path, dp_pub }
-                if path == &db && dp_pub == &other),
+            matches!(&err, DpError::Refused { reason, path, dp_pub }
+                if matches!(**reason, CoreError::UnknownDpKey(_)) && path == &db && dp_pub == &other),
             "{err}"
         );
         assert!(err.is_refusal());

@@ -294,10 +294,7 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     assert!(
         matches!(
             &err,
-            DpError::Refused {
-                reason: CoreError::UnknownDpKey(_),
-                ..
-            }
+            DpError::Refused { reason, .. } if matches!(**reason, CoreError::UnknownDpKey(_))
         ),
         "{err}"
     );

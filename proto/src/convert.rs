@@ -986,7 +986,7 @@ mod tests {
             ),
             (
                 v1::GetConfigResponse {
-                    scheme: Some(&tiny).map(Into::into),
+                    scheme: Some((&tiny).into()),
                     layout: Some((&KeywordLayout::new([7; 32], 8).unwrap()).into()),
                     ..config()
                 },
