@@ -453,6 +453,24 @@ mod tests {
                 "refused: db.pirsnap: snapshot is not signed by a DP key",
             ),
             (
+                ServerError::EpochNotRising {
+                    path: "db.pirsnap".into(),
+                    epoch: 1500,
+                    serving: 2000,
+                },
+                Code::FailedPrecondition,
+                None,
+                "refused: db.pirsnap: epoch 1500 is not above the serving epoch 2000; build with \
+                 a higher --epoch, or force (Admin Reload with force: true)",
+            ),
+            (
+                ServerError::PreviousSnapshotInUse(Duration::from_secs(70)),
+                Code::Unavailable,
+                None,
+                "refused: the snapshot replaced by the last reload is still in use by requests \
+                 in flight after 70s; retry once they finish",
+            ),
+            (
                 ServerError::Core(CoreError::Bucket(BucketError::Truncated)),
                 Code::InvalidArgument,
                 None,
