@@ -90,6 +90,11 @@ pub struct ClientOptions {
     /// Allow plaintext `http://` to addresses other than this machine's loopback. Off by
     /// default: on a network, anyone on the path could pose as the server.
     pub insecure_plaintext: bool,
+    /// Generate and register fresh keys on connect even when [`Self::key_file`] holds usable
+    /// ones, and replace them in the file (key rotation). The key id links every lookup made
+    /// with one key set; a new set starts a new, unlinked history, at the cost of one key
+    /// upload. What the file remembers of verified snapshots is kept.
+    pub rotate_keys: bool,
 }
 
 impl Default for ClientOptions {
@@ -107,6 +112,7 @@ impl Default for ClientOptions {
             dp_keys: None,
             allow_custom_params: false,
             insecure_plaintext: false,
+            rotate_keys: false,
         }
     }
 }
@@ -529,12 +535,16 @@ impl PirClient {
         let stored_seen = stored.as_ref().and_then(|c| c.seen);
         let seen = accept(&config, &options, stored_seen.as_ref(), key_file.as_ref())?;
         let (keys, reused) = match stored {
-            Some(KeyFileContents { keys, .. }) if keys.params() == config.lookup().scheme() => {
+            Some(KeyFileContents { keys, .. })
+                if !options.rotate_keys && keys.params() == config.lookup().scheme() =>
+            {
                 tracing::debug!(key_id = %keys.id(), "reusing stored keys");
                 (keys, true)
             }
             other => {
-                if other.is_some() {
+                if other.is_some() && options.rotate_keys {
+                    tracing::info!("rotating keys: the stored ones are replaced");
+                } else if other.is_some() {
                     tracing::info!("stored keys are for other scheme parameters: replacing them");
                 }
                 (generate_keys(*config.lookup().scheme()).await?, false)

@@ -109,6 +109,10 @@ struct LookupArgs {
     /// and upload; with --dp-pub it also remembers the newest snapshot verified.
     #[arg(long, value_name = "PATH")]
     key_file: Option<PathBuf>,
+    /// Generates and registers fresh keys (replacing those in --key-file), so the server cannot
+    /// link these lookups to earlier ones by key id; costs one key upload.
+    #[arg(long)]
+    rotate_keys: bool,
     /// CPIs to look up: tel:+14155550100 (E.164) or mailto:Alice@example.com (the part before @
     /// is case-sensitive; the domain is not, and may be internationalised).
     #[arg(value_name = "CPI", required = true, value_parser = parse_cpi)]
@@ -188,6 +192,7 @@ async fn lookup(args: LookupArgs) -> Result<ExitCode, ExitCode> {
     })?;
     let options = ClientOptions {
         key_file: args.key_file.clone(),
+        rotate_keys: args.rotate_keys,
         ..args.server.options(trust)?
     };
     let mut client = PirClient::connect(&args.server.server, options)

@@ -262,6 +262,38 @@ async fn key_file_is_reused_and_replaced_when_parameters_change() {
 }
 
 #[tokio::test]
+async fn rotating_keys_replaces_them_in_the_key_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.keys");
+    let options = ClientOptions {
+        key_file: Some(path.clone()),
+        ..ClientOptions::new(trust()).allowing_custom_params()
+    };
+    let server = start().await;
+    let first = PirClient::connect(&server.url(), options.clone())
+        .await
+        .unwrap();
+    let old_id = first.key_id();
+    drop(first);
+
+    let rotate = ClientOptions {
+        rotate_keys: true,
+        ..options.clone()
+    };
+    let mut rotated = PirClient::connect(&server.url(), rotate).await.unwrap();
+    assert_ne!(rotated.key_id(), old_id, "fresh keys, not the stored ones");
+    assert_eq!(KeyFile::new(&path).read().unwrap().id(), rotated.key_id());
+    // Registered at connect: both key sets are known to the server, the new one works.
+    assert_eq!(server.service().registered_keys(), 2);
+    let found = rotated.lookup(&cpi("tel:+14155550100")).await.unwrap();
+    assert_eq!(msps(&found), ["chat.example", "talk.example"]);
+    // Without the option, the rotated keys are the ones reused next time.
+    let again = PirClient::connect(&server.url(), options).await.unwrap();
+    assert_eq!(again.key_id(), rotated.key_id());
+    server.stop().await.unwrap();
+}
+
+#[tokio::test]
 async fn connection_errors_are_clear() {
     let err = PirClient::connect(
         "not a url",
