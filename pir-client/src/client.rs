@@ -625,14 +625,12 @@ impl PirClient {
             attempt += 1;
             let decoder = Arc::clone(&self.lookup);
             let pending = decoder.query(cpi)?;
-            let mut message = v1::QueryRequest {
-                key_id: self.key_id().0.to_vec(),
-                epoch: self.config.lookup().epoch(),
-                queries: vec![pending.query().to_vec()],
-                ..Default::default()
-            };
-            // The proof of possession: a MAC under the mac key registered with the keys.
-            message.authenticate(decoder.keys());
+            // With the proof of possession: a MAC under the mac key registered with the keys.
+            let message = v1::QueryRequest::authenticated(
+                decoder.keys(),
+                self.config.lookup().epoch(),
+                vec![pending.query().to_vec()],
+            );
             wire.send(&message);
             let deadline = self.options.request_timeout;
             let reply = within(

@@ -214,14 +214,20 @@ async fn heals_a_new_epoch_with_a_new_layout() {
     server.stop().await.unwrap();
 }
 
-#[tokio::test]
-async fn key_file_is_reused_and_replaced_when_parameters_change() {
-    let dir = tempfile::tempdir().unwrap();
+/// Options keeping the client's keys in `client.keys` in `dir`, and that path.
+fn with_key_file(dir: &tempfile::TempDir) -> (std::path::PathBuf, ClientOptions) {
     let path = dir.path().join("client.keys");
     let options = ClientOptions {
         key_file: Some(path.clone()),
         ..ClientOptions::new(trust()).allowing_custom_params()
     };
+    (path, options)
+}
+
+#[tokio::test]
+async fn key_file_is_reused_and_replaced_when_parameters_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, options) = with_key_file(&dir);
     let server = start().await;
 
     let first = PirClient::connect(&server.url(), options.clone())
@@ -264,17 +270,12 @@ async fn key_file_is_reused_and_replaced_when_parameters_change() {
 #[tokio::test]
 async fn rotating_keys_replaces_them_in_the_key_file() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("client.keys");
-    let options = ClientOptions {
-        key_file: Some(path.clone()),
-        ..ClientOptions::new(trust()).allowing_custom_params()
-    };
+    let (path, options) = with_key_file(&dir);
     let server = start().await;
-    let first = PirClient::connect(&server.url(), options.clone())
+    let old_id = PirClient::connect(&server.url(), options.clone())
         .await
-        .unwrap();
-    let old_id = first.key_id();
-    drop(first);
+        .unwrap()
+        .key_id();
 
     let rotate = ClientOptions {
         rotate_keys: true,

@@ -2,72 +2,31 @@
 //! an update over the file it reads, a delta copied over its base, key files that exist, output
 //! directories that do not.
 
-use std::path::{Path, PathBuf};
+mod common;
 
-use pir_core::{CoreError, SchemeParams, Snapshot, error::SnapshotError};
+use std::path::Path;
+
+use pir_core::{CoreError, Snapshot, error::SnapshotError};
 use pir_dp::{self as tools, DpError, DpSignature};
 
-/// A directory with an issuer key, a DP key, 300 synthetic mappings and `db.pirsnap` built from
-/// them (signed by the DP key when `signed`).
-struct Setup {
-    dir: tempfile::TempDir,
-}
+use common::Setup;
 
-impl Setup {
-    fn new(signed: bool) -> Self {
-        let s = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let issuer = tools::issuer_keygen(&s.path("issuer.key"), false).unwrap();
-        tools::dp_keygen(&s.path("dp.key"), false).unwrap();
-        tools::dp_keygen(&s.path("other.key"), false).unwrap();
-        let mappings = tools::synth(300, &issuer, 4, pir_core::unix_now()).unwrap();
-        tools::write_jsonl(&s.path("m.jsonl"), &mappings).unwrap();
-        tools::write_jsonl(&s.path("delta.jsonl"), &mappings[..3]).unwrap();
-        tools::build(&tools::BuildArgs {
-            dp_key: signed.then(|| s.path("dp.key")),
-            ..s.build_args("db.pirsnap")
-        })
-        .unwrap();
-        s
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn build_args(&self, out: &str) -> tools::BuildArgs {
-        tools::BuildArgs {
-            mappings: self.path("m.jsonl"),
-            trust: self.path("issuer.pub"),
-            out: self.path(out),
-            skip_invalid: false,
-            epoch: Some(7),
-            replaces: None,
-            scheme: Some(SchemeParams::danger_test_only_small()),
-            progress: false,
-            dp_key: None,
-        }
-    }
-
-    fn update_args(&self, snapshot: &str, out: &str) -> tools::UpdateArgs {
-        tools::UpdateArgs {
-            snapshot: self.path(snapshot),
-            delta: self.path("delta.jsonl"),
-            trust: self.path("issuer.pub"),
-            out: self.path(out),
-            skip_invalid: false,
-            epoch: None,
-            dp_key: None,
-            full: false,
-        }
-    }
+/// The shared directory with 300 mappings and `db.pirsnap` built from them at epoch 7 (signed by
+/// the DP key when `signed`).
+fn setup(signed: bool) -> Setup {
+    let s = Setup::new(300);
+    tools::build(&tools::BuildArgs {
+        dp_key: signed.then(|| s.path("dp.key")),
+        ..s.build_args("db.pirsnap", Some(7))
+    })
+    .unwrap();
+    s
 }
 
 #[test]
 fn verify_without_dp_keys_checks_structure_and_says_the_signature_was_not() {
     for signed in [false, true] {
-        let s = Setup::new(signed);
+        let s = setup(signed);
         let db = s.path("db.pirsnap");
         let v = tools::verify(&db, None, false).unwrap();
         assert_eq!(v.dp_signature, DpSignature::NotChecked);
@@ -108,7 +67,7 @@ fn verify_without_dp_keys_checks_structure_and_says_the_signature_was_not() {
         assert!(err.is_refusal());
     }
     // With the DP's keys, as before.
-    let s = Setup::new(true);
+    let s = setup(true);
     let v = tools::verify(&s.path("db.pirsnap"), Some(&s.path("dp.pub")), false).unwrap();
     assert_eq!(v.dp_signature, DpSignature::Trusted);
     assert_eq!(serde_json::to_value(&v).unwrap()["dp_signature"], "trusted");
@@ -116,7 +75,7 @@ fn verify_without_dp_keys_checks_structure_and_says_the_signature_was_not() {
 
 #[test]
 fn a_wrong_dp_key_is_a_dp_signature_failure() {
-    let s = Setup::new(true);
+    let s = setup(true);
     let db = s.path("db.pirsnap");
     let other = s.path("other.pub");
     let expect_refused = |err: DpError| {
@@ -148,12 +107,12 @@ fn a_wrong_dp_key_is_a_dp_signature_failure() {
         dp_pub: Some(dp_pub.to_path_buf()),
         progress: false,
     };
-    let args = s.update_args("db.pirsnap", "new.pirsnap");
+    let args = s.update_args("db.pirsnap", "new.pirsnap", None);
     expect_refused(tools::update_with(&args, &run(&other)).unwrap_err());
     assert!(!s.path("new.pirsnap").exists(), "nothing written");
     // The right key lets the update through; an unsigned snapshot is refused with the remedy.
     tools::update_with(&args, &run(&s.path("dp.pub"))).unwrap();
-    let unsigned = Setup::new(false);
+    let unsigned = setup(false);
     let err = tools::verify(
         &unsigned.path("db.pirsnap"),
         Some(&unsigned.path("dp.pub")),
@@ -171,12 +130,12 @@ fn a_wrong_dp_key_is_a_dp_signature_failure() {
 
 #[test]
 fn update_refuses_to_write_over_a_file_it_reads() {
-    let s = Setup::new(false);
+    let s = setup(false);
     let before = std::fs::read(s.path("db.pirsnap")).unwrap();
     for full in [false, true] {
         let err = tools::update(&tools::UpdateArgs {
             full,
-            ..s.update_args("db.pirsnap", "db.pirsnap")
+            ..s.update_args("db.pirsnap", "db.pirsnap", None)
         })
         .unwrap_err();
         assert!(
@@ -195,8 +154,8 @@ fn update_refuses_to_write_over_a_file_it_reads() {
         );
     }
     // A delta's base is read too, under whatever spelling.
-    tools::update(&s.update_args("db.pirsnap", "new.pirsnap")).unwrap();
-    let mut args = s.update_args("new.pirsnap", "x");
+    tools::update(&s.update_args("db.pirsnap", "new.pirsnap", None)).unwrap();
+    let mut args = s.update_args("new.pirsnap", "x", None);
     std::fs::create_dir(s.path("sub")).unwrap();
     args.out = s.path("sub").join("..").join("db.pirsnap");
     let err = tools::update(&args).unwrap_err();
@@ -214,8 +173,8 @@ fn update_refuses_to_write_over_a_file_it_reads() {
 
 #[test]
 fn a_delta_copied_over_its_base_says_the_base_was_overwritten() {
-    let s = Setup::new(false);
-    tools::update(&s.update_args("db.pirsnap", "new.pirsnap")).unwrap();
+    let s = setup(false);
+    tools::update(&s.update_args("db.pirsnap", "new.pirsnap", None)).unwrap();
     // What the old README's flow did: the delta copied over the name it refers to.
     std::fs::copy(s.path("new.pirsnap"), s.path("db.pirsnap")).unwrap();
     for file in ["db.pirsnap", "new.pirsnap"] {
@@ -245,7 +204,7 @@ fn a_delta_copied_over_its_base_says_the_base_was_overwritten() {
 
 #[test]
 fn key_files_are_not_overwritten_without_force() {
-    let s = Setup::new(false);
+    let s = setup(false);
     let key = s.path("issuer.key");
     let before = std::fs::read(&key).unwrap();
     for err in [
@@ -271,7 +230,7 @@ fn key_files_are_not_overwritten_without_force() {
 
 #[test]
 fn outputs_in_a_missing_directory_name_it() {
-    let s = Setup::new(false);
+    let s = setup(false);
     let missing = s.path("missing-dir");
     let out = missing.join("x");
     let expect = |err: DpError| {
@@ -288,10 +247,10 @@ fn outputs_in_a_missing_directory_name_it() {
             )
         );
     };
-    let mut build = s.build_args("unused");
+    let mut build = s.build_args("unused", Some(7));
     build.out = out.clone();
     expect(tools::build(&build).unwrap_err());
-    let mut update = s.update_args("db.pirsnap", "unused");
+    let mut update = s.update_args("db.pirsnap", "unused", None);
     update.out = out.clone();
     update.full = true;
     expect(tools::update(&update).unwrap_err());
@@ -312,7 +271,7 @@ fn outputs_in_a_missing_directory_name_it() {
 
 #[test]
 fn human_reports_write_times_in_rfc3339_and_sizes_in_one_format() {
-    let s = Setup::new(false);
+    let s = setup(false);
     let text = tools::inspect(&s.path("db.pirsnap")).unwrap().to_string();
     let created = text
         .lines()
@@ -335,7 +294,7 @@ fn human_reports_write_times_in_rfc3339_and_sizes_in_one_format() {
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
-    let built = tools::build(&s.build_args("again.pirsnap"))
+    let built = tools::build(&s.build_args("again.pirsnap", Some(7)))
         .unwrap()
         .to_string();
     assert!(built.contains(" s: 300 mappings stored"), "{built}");

@@ -3,77 +3,16 @@
 //! snapshot it starts from, and `update --dp-key` needs `--dp-pub` and a base that verifies.
 //! Every refusal comes before the long work and writes nothing.
 
-use std::path::PathBuf;
+mod common;
 
-use pir_core::{CoreError, SchemeParams, Snapshot};
+use pir_core::CoreError;
 use pir_dp::{self as tools, DpError, EpochFloor};
 
-/// A directory with an issuer key, a DP key, another DP key, mappings and a delta.
-struct Setup {
-    dir: tempfile::TempDir,
-}
-
-impl Setup {
-    fn new() -> Self {
-        let s = Self {
-            dir: tempfile::tempdir().unwrap(),
-        };
-        let issuer = tools::issuer_keygen(&s.path("issuer.key"), false).unwrap();
-        tools::dp_keygen(&s.path("dp.key"), false).unwrap();
-        tools::dp_keygen(&s.path("other.key"), false).unwrap();
-        let mappings = tools::synth(50, &issuer, 4, pir_core::unix_now()).unwrap();
-        tools::write_jsonl(&s.path("m.jsonl"), &mappings).unwrap();
-        tools::write_jsonl(&s.path("delta.jsonl"), &mappings[..3]).unwrap();
-        s
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn build(&self, out: &str, epoch: Option<u64>) -> Result<tools::BuildSummary, DpError> {
-        tools::build(&self.build_args(out, epoch))
-    }
-
-    fn build_args(&self, out: &str, epoch: Option<u64>) -> tools::BuildArgs {
-        tools::BuildArgs {
-            mappings: self.path("m.jsonl"),
-            trust: self.path("issuer.pub"),
-            out: self.path(out),
-            skip_invalid: false,
-            epoch,
-            replaces: None,
-            scheme: Some(SchemeParams::danger_test_only_small()),
-            progress: false,
-            dp_key: None,
-        }
-    }
-
-    fn update_args(&self, snapshot: &str, out: &str, epoch: Option<u64>) -> tools::UpdateArgs {
-        tools::UpdateArgs {
-            snapshot: self.path(snapshot),
-            delta: self.path("delta.jsonl"),
-            trust: self.path("issuer.pub"),
-            out: self.path(out),
-            skip_invalid: false,
-            epoch,
-            dp_key: None,
-            full: false,
-        }
-    }
-
-    fn epoch_of(&self, name: &str) -> u64 {
-        Snapshot::read_header(&self.path(name)).unwrap().epoch
-    }
-
-    fn salt_of(&self, name: &str) -> [u8; 32] {
-        Snapshot::read_header(&self.path(name)).unwrap().layout.salt
-    }
-}
+use common::Setup;
 
 #[test]
 fn build_refuses_an_epoch_not_above_the_snapshot_it_replaces_at_out() {
-    let s = Setup::new();
+    let s = Setup::new(50);
     s.build("db.pirsnap", Some(2000)).unwrap();
     let before = std::fs::read(s.path("db.pirsnap")).unwrap();
     let salt = s.salt_of("db.pirsnap");
@@ -112,7 +51,7 @@ fn build_refuses_an_epoch_not_above_the_snapshot_it_replaces_at_out() {
 
 #[test]
 fn build_replaces_names_the_served_snapshot_when_out_is_a_new_name() {
-    let s = Setup::new();
+    let s = Setup::new(50);
     s.build("db-1.pirsnap", Some(2000)).unwrap();
     std::os::unix::fs::symlink(s.path("db-1.pirsnap"), s.path("current.pirsnap")).unwrap();
     let with = |epoch| tools::BuildArgs {
@@ -146,7 +85,7 @@ fn build_replaces_names_the_served_snapshot_when_out_is_a_new_name() {
 
 #[test]
 fn update_refuses_an_epoch_not_above_the_one_it_starts_from() {
-    let s = Setup::new();
+    let s = Setup::new(50);
     s.build("db.pirsnap", Some(2000)).unwrap();
     for epoch in [1500, 2000] {
         let err =
@@ -188,7 +127,7 @@ fn update_refuses_an_epoch_not_above_the_one_it_starts_from() {
 
 #[test]
 fn update_signs_only_what_verified_first() {
-    let s = Setup::new();
+    let s = Setup::new(50);
     let run = |dp_pub: &str| tools::UpdateRun {
         dp_pub: Some(s.path(dp_pub)),
         progress: false,

@@ -147,6 +147,42 @@ fn connection_failed(e: &std::io::Error) -> bool {
     )
 }
 
+/// What a listener serves: tonic's routes or axum's router, behind the body limit.
+pub(crate) trait Handler<B>:
+    tower::Service<
+        Request<Limited>,
+        Response = Response<B>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> Handler<B> for S
+where
+    S: tower::Service<Request<Limited>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+}
+
+/// A response body a listener can send.
+pub(crate) trait ResponseBody:
+    Body<Data = Bytes, Error: Into<BoxError>> + Default + Unpin + Send + 'static
+{
+}
+
+impl<B> ResponseBody for B
+where
+    B: Body<Data = Bytes> + Default + Unpin + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+}
+
 /// Serves `service` on `listener` (`name` in the logs) until `shutdown` resolves, then closes
 /// the listener, sends GOAWAY on every connection and waits for them to end (at most
 /// `connection_grace` for requests in flight).
@@ -162,13 +198,8 @@ pub(crate) async fn serve<S, B>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServerError>
 where
-    S: tower::Service<Request<Limited>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
-    B: Body<Data = Bytes> + Default + Unpin + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: Handler<B>,
+    B: ResponseBody,
 {
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
@@ -274,13 +305,8 @@ fn peer(info: &TcpConnectInfo) -> String {
 impl Conn {
     async fn run<S, B>(mut self, stream: TcpStream, tls: Option<TlsAcceptor>, service: S)
     where
-        S: tower::Service<Request<Limited>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: Body<Data = Bytes> + Default + Unpin + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: Handler<B>,
+        B: ResponseBody,
     {
         let _ = stream.set_nodelay(true);
         match tls {
@@ -310,13 +336,8 @@ impl Conn {
     async fn drive<I, S, B>(self, io: I, service: S)
     where
         I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-        S: tower::Service<Request<Limited>, Response = Response<B>, Error = Infallible>
-            + Clone
-            + Send
-            + 'static,
-        S::Future: Send + 'static,
-        B: Body<Data = Bytes> + Default + Unpin + Send + 'static,
-        B::Error: Into<BoxError>,
+        S: Handler<B>,
+        B: ResponseBody,
     {
         let (open_tx, open_rx) = watch::channel(0usize);
         let service = ConnService {
@@ -692,13 +713,13 @@ struct ConnService<S> {
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
 where
+    // Spelt out (not `Handler<B>`): `B` must be fixed by `S`'s response type.
     S: tower::Service<Request<Limited>, Response = Response<B>, Error = Infallible>
         + Clone
         + Send
         + 'static,
     S::Future: Send + 'static,
-    B: Body<Data = Bytes> + Default + Unpin + Send + 'static,
-    B::Error: Into<BoxError>,
+    B: ResponseBody,
 {
     type Response = Response<Counted<B>>;
     type Error = Infallible;

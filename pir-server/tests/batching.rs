@@ -66,13 +66,7 @@ impl User {
     }
 
     fn request(&self, queries: Vec<Vec<u8>>) -> QueryRequest {
-        let mut req = QueryRequest {
-            epoch: 1,
-            queries,
-            ..QueryRequest::default()
-        };
-        req.authenticate(self.client.keys());
-        req
+        QueryRequest::authenticated(self.client.keys(), 1, queries)
     }
 
     /// Sends `queries` on a task of its own.

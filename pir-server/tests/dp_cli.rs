@@ -2,22 +2,11 @@
 //! stderr piped. `--json` output, exit codes, their `--help`, the sentences errors are, and no
 //! escape codes off a terminal.
 
-use std::{
-    path::Path,
-    process::{Command, Output},
-};
+mod common;
 
-/// `pir-server ARGS` run in `dir`.
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pir-server"))
-        .args(args)
-        .current_dir(dir)
-        // Nothing from the environment may colour or filter the output under test.
-        .env_remove("RUST_LOG")
-        .env_remove("PIR_LOG_FORMAT")
-        .output()
-        .unwrap()
-}
+use std::{path::Path, process::Output};
+
+use common::run_in as run;
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()

@@ -36,12 +36,11 @@ async fn lookup(
 ) -> Vec<String> {
     let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
     assert_eq!(key_id, client.keys().id().0);
-    let mut request = QueryRequest {
-        epoch: client.config().epoch(),
-        queries: vec![pending.query().to_vec()],
-        ..QueryRequest::default()
-    };
-    request.authenticate(client.keys());
+    let request = QueryRequest::authenticated(
+        client.keys(),
+        client.config().epoch(),
+        vec![pending.query().to_vec()],
+    );
     let response = rpc.query(request).await.unwrap().into_inner();
     assert_eq!(response.answers.len(), 1);
     let result = client.decode(pending, &response.answers[0], NOW).unwrap();

@@ -34,13 +34,7 @@ async fn register(rpc: &mut DiscoveryClient<Channel>) -> (ClientKeys, Vec<u8>) {
 }
 
 fn query(keys: &ClientKeys, queries: Vec<Vec<u8>>) -> QueryRequest {
-    let mut req = QueryRequest {
-        epoch: 1,
-        queries,
-        ..QueryRequest::default()
-    };
-    req.authenticate(keys);
-    req
+    QueryRequest::authenticated(keys, 1, queries)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -4,23 +4,16 @@
 //! the `chmod 600` remedy, each flag refusing the other kind of file by name, old one-line
 //! files refused with the way out, and non-canonical public keys refused.
 
+mod common;
+
 use std::{
     fs,
     os::unix::fs::{PermissionsExt, symlink},
     path::Path,
-    process::{Command, Output},
+    process::Command,
 };
 
-/// `pir-server ARGS` run in `dir`.
-fn run(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_pir-server"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("RUST_LOG")
-        .env_remove("PIR_LOG_FORMAT")
-        .output()
-        .unwrap()
-}
+use common::run_in as run;
 
 /// Runs, expects success, returns stdout.
 fn ok(dir: &Path, args: &[&str]) -> String {

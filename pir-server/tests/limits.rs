@@ -61,13 +61,7 @@ fn bob(client: &LookupClient) -> Vec<u8> {
 
 /// An authenticated request of `keys` for `queries`.
 fn query(keys: &ClientKeys, queries: Vec<Vec<u8>>) -> QueryRequest {
-    let mut req = QueryRequest {
-        epoch: 1,
-        queries,
-        ..QueryRequest::default()
-    };
-    req.authenticate(keys);
-    req
+    QueryRequest::authenticated(keys, 1, queries)
 }
 
 /// `message` as if forwarded by a proxy for `client`.

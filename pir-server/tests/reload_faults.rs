@@ -162,14 +162,7 @@ impl Server {
     }
 
     async fn epoch(&self) -> Option<u64> {
-        let mut rpc = DiscoveryClient::connect(self.url.clone()).await.ok()?;
-        Some(
-            rpc.get_config(GetConfigRequest {})
-                .await
-                .ok()?
-                .into_inner()
-                .epoch,
-        )
+        common::serving_epoch(self.url.clone()).await
     }
 
     async fn wait_for_epoch(&self, want: u64) -> bool {

@@ -561,6 +561,17 @@ impl v1::RegisterKeysRequest {
 }
 
 impl v1::QueryRequest {
+    /// A request of `keys`'s owner for `queries` at `epoch`, authenticated.
+    pub fn authenticated(keys: &ClientKeys, epoch: u64, queries: Vec<Vec<u8>>) -> Self {
+        let mut request = Self {
+            epoch,
+            queries,
+            ..Self::default()
+        };
+        request.authenticate(keys);
+        request
+    }
+
     /// Makes this a request of `keys`'s owner: sets the key id, and the MAC over the key id,
     /// the epoch and the queries (so call it last, once those are final).
     pub fn authenticate(&mut self, keys: &ClientKeys) {

@@ -9,12 +9,11 @@ use std::{
 use super::{
     Snapshot,
     delta::apply_delta_payload,
-    header::{BaseRef, MAX_HEADER_LEN, SnapshotHeader, bincode_config, encode_header},
+    header::{BaseRef, MAX_HEADER_LEN, SnapshotHeader, encode_header},
 };
 use crate::{
     error::{CoreError, Result, SnapshotError},
-    keyword::LookupConfig,
-    pir::{Database, SchemeParams},
+    pir::Database,
 };
 
 /// First bytes of every snapshot file.
@@ -334,24 +333,7 @@ fn read_header_from(r: &mut dyn Read, len: u64) -> Result<(SnapshotHeader, [u8; 
     if blake3::hash(&header_bytes).as_bytes() != &header_hash {
         return Err(invalid(SnapshotError::HeaderChecksum));
     }
-    // The header opens with the scheme in its fixed encoding: check it first, so that a bad
-    // shape is reported as such rather than as an undecodable header.
-    if let Some(scheme) = header_bytes.first_chunk::<{ SchemeParams::ENCODED_LEN }>() {
-        SchemeParams::check_le_bytes(scheme).map_err(|e| invalid(SnapshotError::Params(e)))?;
-    }
-    let (header, used): (SnapshotHeader, usize) =
-        bincode::decode_from_slice(&header_bytes, bincode_config())
-            .map_err(|e| invalid(SnapshotError::HeaderDecode(e)))?;
-    if used != header_bytes.len() {
-        return Err(invalid(SnapshotError::HeaderTrailingBytes));
-    }
-    LookupConfig::new(header.scheme, header.layout, header.epoch).map_err(|e| {
-        invalid(match e {
-            CoreError::Layout(reason) => SnapshotError::Layout(reason),
-            // The only other refusal: the layout's bucket count is not the item count.
-            _ => SnapshotError::BucketCount,
-        })
-    })?;
+    let header = SnapshotHeader::from_bytes(&header_bytes)?;
     if header.base.is_some() {
         // A delta's length depends on its item count, checked when its payload is read.
         return Ok((header, header_hash));

@@ -15,6 +15,18 @@ use pir_proto::v1::{GetConfigRequest, RegisterKeysRequest, discovery_client::Dis
 use pir_server::{RunningServer, ServeOptions, TestHooks};
 use tonic::transport::Channel;
 
+/// The built `pir-server ARGS`, run in `dir`, with nothing from the environment that could
+/// colour or filter the output under test.
+pub(crate) fn run_in(dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_pir-server"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("RUST_LOG")
+        .env_remove("PIR_LOG_FORMAT")
+        .output()
+        .unwrap()
+}
+
 /// A snapshot of the small test shape in which only `mailto:bob@example.org` is present (at
 /// `chat.example`, signed by `issuer`), at `epoch`, with a salt of `salt` bytes.
 pub(crate) fn bob_snapshot(issuer: &IssuerKey, epoch: u64, salt: u8) -> Snapshot {
