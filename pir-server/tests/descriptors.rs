@@ -31,7 +31,9 @@ async fn lookup(server: &Served) {
     let url = format!("http://{}", server.addr);
     for attempt in 0.. {
         let result = async {
-            let mut client = PirClient::connect(&url, ClientOptions::new(trust())).await?;
+            let mut client =
+                PirClient::connect(&url, ClientOptions::new(trust()).allowing_custom_params())
+                    .await?;
             client
                 .lookup(&Cpi::parse("mailto:bob@example.org").unwrap())
                 .await
