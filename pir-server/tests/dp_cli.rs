@@ -6,7 +6,7 @@ mod common;
 
 use std::{path::Path, process::Output};
 
-use common::run_in as run;
+use common::{build_args, run_in as run};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
@@ -52,21 +52,6 @@ fn setup() -> tempfile::TempDir {
     std::fs::write(d.join("delta.jsonl"), delta.join("\n")).unwrap();
     expect(d, &build_args("db.pirsnap", &["--dp-key", "dp.key"]), 0);
     dir
-}
-
-fn build_args<'a>(out: &'a str, more: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "build",
-        "--mappings",
-        "m.jsonl",
-        "--trust",
-        "issuer.pub",
-        "--out",
-        out,
-        "--danger-test-params",
-    ];
-    args.extend_from_slice(more);
-    args
 }
 
 fn update_args<'a>(snapshot: &'a str, out: &'a str, more: &[&'a str]) -> Vec<&'a str> {

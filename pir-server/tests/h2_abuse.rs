@@ -289,6 +289,24 @@ async fn upload(
     (response, body)
 }
 
+/// `count` RegisterKeys [`upload`]s of `sent` of `declared` bytes, `pause` apart.
+async fn stalled_registrations(
+    client: &mut h2::client::SendRequest<Bytes>,
+    count: usize,
+    declared: usize,
+    sent: usize,
+    pause: Duration,
+) -> Vec<(h2::client::ResponseFuture, h2::SendStream<Bytes>)> {
+    let mut calls = Vec::new();
+    for _ in 0..count {
+        calls.push(upload(client, "/pir.v1.Discovery/RegisterKeys", declared, sent).await);
+        if !pause.is_zero() {
+            tokio::time::sleep(pause).await;
+        }
+    }
+    calls
+}
+
 /// Opens up to 5,000 streams on a new connection, stream `id` as `frames(id)` says; the
 /// streams sent, and the GOAWAY (last stream, error code) if one came.
 async fn flood(
@@ -455,18 +473,7 @@ async fn stalled_and_oversized_uploads_are_dropped_and_their_memory_released() {
     let declared = sizes.public_keys;
     let sent = declared - 4096;
     let start = Instant::now();
-    let mut calls = Vec::new();
-    for _ in 0..8 {
-        calls.push(
-            upload(
-                &mut client,
-                "/pir.v1.Discovery/RegisterKeys",
-                declared,
-                sent,
-            )
-            .await,
-        );
-    }
+    let calls = stalled_registrations(&mut client, 8, declared, sent, Duration::ZERO).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let held = server.rss_kib();
     let mut codes = Vec::new();
@@ -531,19 +538,8 @@ async fn the_in_flight_budget_refuses_excess() {
     // Uploads of up to 300 KiB each, stalled, until the 1 MiB budget is spent.
     let declared = sizes.public_keys;
     let sent = declared.min(300 << 10) - 1024;
-    let mut calls = Vec::new();
-    for _ in 0..6 {
-        calls.push(
-            upload(
-                &mut client,
-                "/pir.v1.Discovery/RegisterKeys",
-                declared,
-                sent,
-            )
-            .await,
-        );
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
+    let calls =
+        stalled_registrations(&mut client, 6, declared, sent, Duration::from_millis(150)).await;
     let mut codes = Vec::new();
     for (response, _body) in calls {
         codes.push(status(response, Duration::from_secs(15)).await);

@@ -15,6 +15,11 @@ use std::{
 
 use common::run_in as run;
 
+/// `build` of the directory's mappings into `db.pirsnap`, with `extra` arguments.
+fn build<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    common::build_args("db.pirsnap", extra)
+}
+
 /// Runs, expects success, returns stdout.
 fn ok(dir: &Path, args: &[&str]) -> String {
     let o = run(dir, args);
@@ -66,21 +71,6 @@ fn setup() -> tempfile::TempDir {
     );
     ok(d, &build(&["--dp-key", "dp.key"]));
     dir
-}
-
-fn build<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "build",
-        "--mappings",
-        "m.jsonl",
-        "--trust",
-        "issuer.pub",
-        "--out",
-        "db.pirsnap",
-        "--danger-test-params",
-    ];
-    args.extend_from_slice(extra);
-    args
 }
 
 /// `args` with the value after `flag` replaced by `file`.

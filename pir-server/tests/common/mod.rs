@@ -27,6 +27,23 @@ pub(crate) fn run_in(dir: &std::path::Path, args: &[&str]) -> std::process::Outp
         .unwrap()
 }
 
+/// The arguments of `pir-server build` from `m.jsonl` (trusting `issuer.pub`) into `out` in
+/// the small test shape, then `more`.
+pub(crate) fn build_args<'a>(out: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "build",
+        "--mappings",
+        "m.jsonl",
+        "--trust",
+        "issuer.pub",
+        "--out",
+        out,
+        "--danger-test-params",
+    ];
+    args.extend_from_slice(more);
+    args
+}
+
 /// A snapshot of the small test shape in which only `mailto:bob@example.org` is present (at
 /// `chat.example`, signed by `issuer`), at `epoch`, with a salt of `salt` bytes.
 pub(crate) fn bob_snapshot(issuer: &IssuerKey, epoch: u64, salt: u8) -> Snapshot {
