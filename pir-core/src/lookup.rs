@@ -1,20 +1,31 @@
 //! The client side of a private lookup.
 //!
 //! ```text
-//! LookupClient::query(cpi)  -> PendingLookup { query bytes }      (one PIR query, always)
-//!       server: Snapshot::answer(keys, query bytes) -> response bytes
-//! LookupClient::decode(pending, response) -> LookupResult           (verified mappings)
+//! LookupClient::blind(cpis)           -> [Blinded] { element }        (one element per CPI)
+//!       evaluator: OprfKey::evaluate_blinded(elements) -> Evaluation  (elements + one proof)
+//! LookupClient::finalize(blinded, evaluation) -> [Evaluated]          (proof checked against
+//!                                                                       the layout's OPRF key)
+//! LookupClient::query(evaluated)      -> PendingLookup { query bytes } (one PIR query, always)
+//!       server: Database::answer(keys, query bytes) -> response bytes
+//! pending.decode(client, response)    -> LookupResult                  (opened and verified)
 //! ```
 //!
-//! Nothing sent depends on the CPI except the encrypted query itself: absent CPIs cost exactly
-//! the same query as present ones.
+//! Nothing sent depends on the CPI except the blinded element (uniformly random to the
+//! evaluator) and the encrypted query: absent and opted-out CPIs cost exactly the same messages
+//! as present ones.
 
 use sha2::{Digest, Sha256};
 
+use rand::{CryptoRng, RngCore};
+
 use crate::{
     error::{CoreError, Result},
-    identity::{Cpi, IssuerId, Mapping, TrustStore},
-    keyword::{Location, LookupConfig, bucket},
+    identity::{Cpi, IssuerId, Mapping, OptOut, TrustStore},
+    keyword::{
+        EntrySecrets, LookupConfig, bucket,
+        entry::{self, Item},
+    },
+    oprf::{self, Blinded, Evaluated, Evaluation},
     pir::{self, ClientSecret, SchemeParams},
 };
 
@@ -99,12 +110,12 @@ impl ClientKeys {
 }
 
 /// A query waiting for its response: made only by [`LookupClient::query`], used up by
-/// [`LookupClient::decode`], so a response is always decoded for the CPI and location its query
-/// was made for.
+/// [`PendingLookup::decode`], so a response is always opened with the keys of the CPI its
+/// query was made for.
 #[derive(Debug)]
 pub struct PendingLookup {
     cpi: Cpi,
-    location: Location,
+    secrets: EntrySecrets,
     query: Vec<u8>,
 }
 
@@ -118,6 +129,12 @@ impl PendingLookup {
     pub fn cpi(&self) -> &Cpi {
         &self.cpi
     }
+
+    /// Decrypts `response`, opens this CPI's sealed record in the bucket and verifies every
+    /// statement in it against `client`'s trust store at time `now`.
+    pub fn decode(self, client: &LookupClient, response: &[u8], now: u64) -> Result<LookupResult> {
+        client.decode(self, response, now)
+    }
 }
 
 /// The verified outcome of a lookup.
@@ -125,12 +142,15 @@ impl PendingLookup {
 pub struct LookupResult {
     /// The CPI looked up.
     pub cpi: Cpi,
-    /// Its verified, currently valid mappings; empty when not found.
+    /// Its verified, currently valid mappings; empty when not found or opted out.
     pub mappings: Vec<Mapping>,
-    /// Genuine mappings left out because they are outside their validity window at `now`.
+    /// A verified, currently valid opt-out: the CPI is not discoverable (its mappings, if a
+    /// server sent any beside it, are not reported).
+    pub opt_out: Option<OptOut>,
+    /// Genuine statements left out because they are outside their validity window at `now`.
     pub outside_validity: usize,
-    /// Mappings left out because their issuer is not in the trust store, by issuer (one entry
-    /// per mapping): trusting that issuer would show them.
+    /// Statements left out because their issuer is not in the trust store, by issuer (one
+    /// entry per statement): trusting that issuer would show them.
     pub untrusted: Vec<IssuerId>,
 }
 
@@ -138,6 +158,11 @@ impl LookupResult {
     /// True when at least one valid mapping was found.
     pub fn found(&self) -> bool {
         !self.mappings.is_empty()
+    }
+
+    /// True when the CPI opted out of discovery.
+    pub fn opted_out(&self) -> bool {
+        self.opt_out.is_some()
     }
 
     /// The MSP of each found mapping, in the order of `mappings`.
@@ -192,59 +217,76 @@ impl LookupClient {
         Ok(())
     }
 
-    /// Encrypts the query for a CPI.
-    pub fn query(&self, cpi: &Cpi) -> Result<PendingLookup> {
-        let location = self.config.layout().locate(cpi);
+    /// Blinds each CPI for the evaluator (`Discovery/Evaluate`): one element per CPI, uniformly
+    /// random to whoever sees it.
+    pub fn blind<R: RngCore + CryptoRng>(&self, cpis: &[Cpi], rng: &mut R) -> Result<Vec<Blinded>> {
+        cpis.iter().map(|c| Blinded::new(c, rng)).collect()
+    }
+
+    /// Checks the evaluator's proof against the snapshot's OPRF public key and unblinds: the
+    /// CPIs with their OPRF outputs, ready for [`LookupClient::query`].
+    pub fn finalize(&self, blinded: &[Blinded], evaluation: &Evaluation) -> Result<Vec<Evaluated>> {
+        oprf::finalize(blinded, evaluation, &self.config.layout().oprf_key)
+    }
+
+    /// The PIR query for an evaluated CPI's bucket.
+    pub fn query(&self, evaluated: &Evaluated) -> Result<PendingLookup> {
+        let secrets = self.config.layout().locate(evaluated.output());
         let query = pir::query(
             self.config.scheme(),
             &self.keys.secret,
-            location.bucket.0 as usize,
+            secrets.location().bucket.0 as usize,
         )?;
         Ok(PendingLookup {
-            cpi: cpi.clone(),
-            location,
+            cpi: evaluated.cpi().clone(),
+            secrets,
             query,
         })
     }
 
-    /// Decrypts a response and verifies the CPI's entries at time `now` (unix seconds).
-    ///
-    /// An entry for this CPI whose signatures do not verify makes the whole lookup fail: the
-    /// server or the snapshot is lying, and the caller must know.
-    pub fn decode(
-        &self,
-        pending: PendingLookup,
-        response: &[u8],
-        now: u64,
-    ) -> Result<LookupResult> {
+    /// Decrypts `response` to the CPI's bucket, opens the CPI's sealed record in it and
+    /// verifies every statement at time `now`. A record that does not open or decode, or a
+    /// statement whose signature fails under a trusted issuer, is an error: the server or the
+    /// snapshot is lying. No record is "not found".
+    pub fn decode(&self, pending: PendingLookup, response: &[u8], now: u64) -> Result<LookupResult> {
         let item = pir::decode(self.config.scheme(), &self.keys.secret, response)?;
-        let mut mappings = Vec::new();
-        let mut outside_validity = 0;
-        let mut untrusted = Vec::new();
-        for (tag, compact) in bucket::decode_bucket(&item)? {
-            if tag != pending.location.tag {
-                continue;
-            }
-            let m = bucket::decode_compact(&pending.cpi, compact)?;
+        let layout = self.config.layout();
+        let slots = bucket::decode_bucket(&item, layout.slot_len())?;
+        let items = match entry::open_record(&pending.secrets, &slots, layout.slot_bytes as usize)?
+        {
+            Some(record) => entry::decode_record(&pending.cpi, &record)?,
+            None => Vec::new(),
+        };
+        let mut result = LookupResult {
+            cpi: pending.cpi,
+            mappings: Vec::new(),
+            opt_out: None,
+            outside_validity: 0,
+            untrusted: Vec::new(),
+        };
+        for item in items {
             // An issuer the caller does not trust is the caller's choice, not a lie: skip and
-            // count its mappings. Any other failure means the server or snapshot is lying.
-            match m.verify_signatures(&self.trust) {
+            // count its statements. Any other failure means the server or snapshot is lying.
+            let (verified, in_window) = match &item {
+                Item::Mapping(m) => (m.verify_signatures(&self.trust), m.check_window(now).is_ok()),
+                Item::OptOut(o) => (o.verify_signature(&self.trust), o.in_window(now)),
+            };
+            match verified {
                 Err(CoreError::UnknownIssuer(issuer)) => {
-                    untrusted.push(issuer);
+                    result.untrusted.push(issuer);
                     continue;
                 }
                 other => other?,
             }
-            match m.check_window(now) {
-                Ok(()) => mappings.push(m),
-                Err(_) => outside_validity += 1,
+            match (item, in_window) {
+                (_, false) => result.outside_validity += 1,
+                (Item::Mapping(m), true) => result.mappings.push(m),
+                (Item::OptOut(o), true) => result.opt_out = result.opt_out.or(Some(o)),
             }
         }
-        Ok(LookupResult {
-            cpi: pending.cpi,
-            mappings,
-            outside_validity,
-            untrusted,
-        })
+        if result.opt_out.is_some() {
+            result.mappings.clear();
+        }
+        Ok(result)
     }
 }

@@ -7,8 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
 use crate::{
-    BuildOptions, Cpi, DpKey, DpKeys, EvalKeys, IssuerKey, LookupClient, Mapping, MappingFields,
-    SchemeFields, SchemeParams, SigningKey, Snapshot, TrustStore,
+    BuildOptions, Cpi, DpKey, DpKeys, EvalKeys, IssuerKey, LookupClient, LookupResult, Mapping,
+    MappingFields, SchemeFields, SchemeParams, SigningKey, Snapshot, TrustStore,
+    identity::OptOut,
+    oprf::{Evaluated, OprfKey},
 };
 
 /// Which PIR message `err` found malformed, if it is [`crate::CoreError::PirBytes`].
@@ -23,7 +25,7 @@ pub fn malformed(err: &crate::CoreError) -> Option<crate::error::PirMessage> {
 pub const NOW: u64 = 1_800_000_000;
 
 /// The fixed issuer every fixture mapping is signed by (it also signed the committed
-/// `tests/fixtures/tiny-v1.pirsnap`).
+/// `tests/fixtures/tiny-v2.pirsnap`).
 pub fn issuer() -> IssuerKey {
     IssuerKey::from_seed(&[11; 32])
 }
@@ -41,6 +43,34 @@ pub fn dp_key() -> DpKey {
 /// The DP keys holding exactly `key`.
 pub fn dp_keys_of(key: &DpKey) -> DpKeys {
     DpKeys::parse(&key.to_public_text()).unwrap()
+}
+
+/// The fixed OPRF key every fixture snapshot is keyed by (RFC 9497 `DeriveKeyPair`).
+pub fn oprf_key() -> OprfKey {
+    OprfKey::derive(&[0x0f; 32], b"pir-discovery test OPRF key").unwrap()
+}
+
+/// Evaluates `cpis` under `key` the way a client does: blinded, evaluated in one batch with a
+/// proof, the proof checked and the outputs unblinded.
+pub fn evaluate_with(key: &OprfKey, cpis: &[Cpi]) -> Vec<Evaluated> {
+    let mut rng = rand::thread_rng();
+    let blinded: Vec<_> = cpis
+        .iter()
+        .map(|c| crate::oprf::Blinded::new(c, &mut rng).unwrap())
+        .collect();
+    let elements: Vec<_> = blinded.iter().map(|b| *b.element()).collect();
+    let evaluation = key.evaluate_blinded(&mut rng, &elements).unwrap();
+    crate::oprf::finalize(&blinded, &evaluation, &key.public()).unwrap()
+}
+
+/// [`evaluate_with`] under [`oprf_key`], one CPI.
+pub fn evaluate(cpi: &Cpi) -> Evaluated {
+    evaluate_with(&oprf_key(), std::slice::from_ref(cpi)).remove(0)
+}
+
+/// An opt-out for `cpi` signed by [`issuer`], valid 1000 s either side of [`NOW`].
+pub fn opt_out(cpi: &str) -> OptOut {
+    OptOut::sign(Cpi::parse(cpi).unwrap(), NOW - 1000, NOW + 1000, &issuer()).unwrap()
 }
 
 /// A fixed user key (self-signed consent).
@@ -175,12 +205,33 @@ pub fn build_options(scheme: SchemeParams, epoch: u64) -> BuildOptions {
         now: NOW,
         salt: Some([9; 32]),
         scheme: Some(scheme),
+        slot_bytes: None,
     }
 }
 
 /// A snapshot of `mappings` (trusted by [`trust`]) with `opts`.
 pub fn build_with(mappings: Vec<Mapping>, opts: &BuildOptions) -> Snapshot {
-    Snapshot::build(mappings, &trust(), opts).unwrap().0
+    Snapshot::build(mappings, &trust(), &oprf_key(), opts)
+        .unwrap()
+        .0
+}
+
+/// A snapshot of `mappings` and `opt_outs` (trusted by [`trust`]) with `opts`.
+pub fn build_records(mappings: Vec<Mapping>, opt_outs: Vec<OptOut>, opts: &BuildOptions) -> Snapshot {
+    let trust = trust();
+    let input = crate::snapshot::BuildInput {
+        mappings: mappings
+            .into_iter()
+            .map(|m| crate::VerifiedMapping::new(m, &trust).unwrap())
+            .collect(),
+        opt_outs: opt_outs
+            .into_iter()
+            .map(|o| crate::identity::VerifiedOptOut::new(o, &trust).unwrap())
+            .collect(),
+    };
+    Snapshot::build_verified(input, &oprf_key(), opts, &|_, _| {})
+        .unwrap()
+        .0
 }
 
 /// The tiny snapshot of [`sample_mappings`], epoch 1.
@@ -200,20 +251,28 @@ pub fn read_bytes(bytes: &[u8]) -> crate::Result<Snapshot> {
     Snapshot::read_from(bytes, bytes.len() as u64)
 }
 
-/// A private lookup in process with a fresh client trusting `trust`: the verified mappings'
-/// (MSP, PSI), sorted.
+/// A private lookup in process with a fresh client trusting `trust`: the whole result.
+pub fn lookup_result(
+    snapshot: &Snapshot,
+    trust: TrustStore,
+    cpi: &str,
+    now: u64,
+) -> crate::Result<LookupResult> {
+    let client = LookupClient::new(snapshot.config(), trust)?;
+    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes())?;
+    let pending = client.query(&evaluate(&Cpi::parse(cpi)?))?;
+    let response = snapshot.database().answer(&keys, pending.query())?;
+    pending.decode(&client, &response, now)
+}
+
+/// [`lookup_result`]'s verified mappings as (MSP, PSI), sorted.
 pub fn lookup_with(
     snapshot: &Snapshot,
     trust: TrustStore,
     cpi: &str,
     now: u64,
 ) -> crate::Result<Vec<(String, Option<String>)>> {
-    let client = LookupClient::new(snapshot.config(), trust)?;
-    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes())?;
-    let pending = client.query(&Cpi::parse(cpi)?)?;
-    let response = snapshot.database().answer(&keys, pending.query())?;
-    let mut found: Vec<_> = client
-        .decode(pending, &response, now)?
+    let mut found: Vec<_> = lookup_result(snapshot, trust, cpi, now)?
         .mappings
         .into_iter()
         .map(|m| (m.fields.msp, m.fields.psi))
@@ -231,8 +290,8 @@ pub fn msps(snapshot: &Snapshot, cpi: &str, now: u64) -> Vec<String> {
         .collect()
 }
 
-/// The mappings of the committed fixture `pir-core/tests/fixtures/tiny-v1.pirsnap`.
-pub fn fixture_v1_mappings() -> Vec<Mapping> {
+/// The mappings of the committed fixture `pir-core/tests/fixtures/tiny-v2.pirsnap`.
+pub fn fixture_v2_mappings() -> Vec<Mapping> {
     [
         (
             "tel:+14155550100",
@@ -248,13 +307,19 @@ pub fn fixture_v1_mappings() -> Vec<Mapping> {
 }
 
 /// Creation time of the committed fixture.
-pub const FIXTURE_V1_CREATED_AT: u64 = 1_767_225_600;
+pub const FIXTURE_V2_CREATED_AT: u64 = 1_767_225_600;
 
-/// Today's builder on the committed fixture's input: epoch 3, salt `[9; 32]`, [`tiny_scheme`].
-pub fn fixture_v1_snapshot() -> Snapshot {
+/// The opt-out of the committed fixture: `tel:+14155550199`, valid for ever.
+pub fn fixture_v2_opt_out() -> OptOut {
+    OptOut::sign(Cpi::parse("tel:+14155550199").unwrap(), 0, u64::MAX, &issuer()).unwrap()
+}
+
+/// Today's builder on the committed fixture's input: epoch 3, salt `[9; 32]`, [`tiny_scheme`],
+/// keyed by [`oprf_key`].
+pub fn fixture_v2_snapshot() -> Snapshot {
     let opts = BuildOptions {
-        now: FIXTURE_V1_CREATED_AT,
+        now: FIXTURE_V2_CREATED_AT,
         ..build_options(tiny_scheme(), 3)
     };
-    build_with(fixture_v1_mappings(), &opts)
+    build_records(fixture_v2_mappings(), vec![fixture_v2_opt_out()], &opts)
 }

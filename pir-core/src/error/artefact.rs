@@ -52,9 +52,21 @@ pub enum BucketError {
     /// Flags this version does not know.
     #[error("unknown entry flags {0:#x}")]
     UnknownFlags(u8),
-    /// Bytes after the last field of an entry.
+    /// Bytes after the last field of an entry, or padding that is not zero.
     #[error("trailing bytes in entry")]
     TrailingBytes,
+    /// A record whose length is impossible for its bucket.
+    #[error("record length out of range")]
+    RecordLength,
+    /// A record whose later slot is not in its bucket.
+    #[error("a slot of the record is missing from its bucket")]
+    MissingSlot,
+    /// A statement kind this version does not know.
+    #[error("unknown statement kind {0}")]
+    UnknownKind(u8),
+    /// Two slots of one bucket with the same tag.
+    #[error("two slots share a tag")]
+    DuplicateTag,
 }
 
 /// Why a snapshot file was refused.
@@ -72,7 +84,15 @@ pub enum SnapshotError {
     #[error("not a snapshot file (bad magic)")]
     BadMagic,
     /// Another format version.
-    #[error("format version {found}, this build reads version {supported}")]
+    #[error(
+        "format version {found}, this build reads version {supported}{}",
+        if *found < *supported {
+            "; version 1 snapshots stored entries under a public hash: rebuild it from the \
+             mappings with `build --oprf-key`"
+        } else {
+            ""
+        }
+    )]
     Version {
         /// The file's.
         found: u32,
@@ -279,6 +299,15 @@ pub enum LayoutError {
         /// Bytes given.
         got: usize,
     },
+    /// A slot size outside the supported range.
+    #[error("slot size {got} is outside 16..=4096 bytes")]
+    SlotBytes {
+        /// The size given.
+        got: u32,
+    },
+    /// An OPRF public key that is not a canonical ristretto255 element.
+    #[error("the OPRF public key is not a valid ristretto255 element")]
+    OprfKey,
 }
 
 /// Why buckets do not fit their items.

@@ -221,6 +221,13 @@ pub enum KeyError {
     /// A secret key file holding more than one key.
     #[error("more than one key in a secret key file")]
     SeveralSecrets,
+    /// Not the DP's OPRF secret key file.
+    #[error(
+        "not an OPRF secret key file ({0}): expected one -----BEGIN {label}----- block as \
+         `pir-server oprf-keygen` writes",
+        label = crate::oprf::SECRET_KEY_LABEL
+    )]
+    NotOprfSecret(&'static str),
 }
 
 /// Why the oblivious PRF refused a key, an element, a proof or a batch.

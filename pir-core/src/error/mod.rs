@@ -187,6 +187,15 @@ pub enum CoreError {
     /// planted by whoever served it.
     #[error("an entry for this CPI does not decrypt under its key (damaged or forged)")]
     SealedEntry,
+    /// The OPRF key given is not the one the snapshot's layout was built with.
+    #[error(
+        "the OPRF key given is not the snapshot's (its header names public key {expected}): \
+         give the key the snapshot was built with, or rebuild with the new key"
+    )]
+    OprfKeyMismatch {
+        /// The snapshot's OPRF public key, hex.
+        expected: String,
+    },
 
     // ---- bugs -----------------------------------------------------------------------------------
     /// A broken invariant, named. Always a bug here or in a dependency.
@@ -266,7 +275,8 @@ impl CoreError {
             | Self::TooLargeForPresets { .. }
             | Self::BucketOverflow(_)
             | Self::KeysForOtherParams
-            | Self::EpochUnchanged { .. } => ErrorClass::Misuse,
+            | Self::EpochUnchanged { .. }
+            | Self::OprfKeyMismatch { .. } => ErrorClass::Misuse,
             Self::Internal(_) => ErrorClass::Bug,
         }
     }

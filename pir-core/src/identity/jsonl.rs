@@ -16,6 +16,7 @@ use super::{
     cpi::{Cpi, normalise_domain},
     keys::IssuerId,
     mapping::{Mapping, MappingFields, UserConsent},
+    opt_out::OptOut,
 };
 use crate::error::{CoreError, FieldError, Result};
 
@@ -46,6 +47,8 @@ fn bin<const N: usize>(field: &'static str, text: &str) -> Result<[u8; N]> {
 /// `{"remove": {"cpi": ..., "msp": ...}}` (without `msp`, every mapping of the CPI goes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeltaLine {
+    /// An opt-out: the CPI's mappings go and the opt-out takes their place.
+    OptOut(Box<OptOut>),
     /// Insert, or replace the mapping for the same CPI and MSP. Not yet verified.
     Upsert(Box<Mapping>),
     /// Remove.
@@ -76,6 +79,9 @@ impl DeltaLine {
     pub fn from_json_line(line: &str) -> Result<Self> {
         let value: serde_json::Value =
             serde_json::from_str(line).map_err(CoreError::MalformedJson)?;
+        if value.get("opt_out").is_some() {
+            return OptOut::from_json_value(value).map(|o| Self::OptOut(Box::new(o)));
+        }
         if value.get("remove").is_none() {
             return Mapping::from_json_line(line).map(|m| Self::Upsert(Box::new(m)));
         }
@@ -91,6 +97,87 @@ impl DeltaLine {
             cpi: Cpi::parse(&raw.remove.cpi)?,
             msp,
         })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptOutLine {
+    opt_out: OptOutBody,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptOutBody {
+    cpi: String,
+    not_before: u64,
+    not_after: u64,
+    issuer: String,
+    sig: String,
+}
+
+/// One line of a mapping file (the build's input): a signed mapping, or an opt-out
+/// `{"opt_out": {"cpi", "not_before", "not_after", "issuer", "sig"}}`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecordLine {
+    /// A signed mapping.
+    Mapping(Box<Mapping>),
+    /// A signed opt-out.
+    OptOut(Box<OptOut>),
+}
+
+impl RecordLine {
+    /// Parses one line of a mapping file.
+    pub fn from_json_line(line: &str) -> Result<Self> {
+        let value: serde_json::Value =
+            serde_json::from_str(line).map_err(CoreError::MalformedJson)?;
+        if value.get("opt_out").is_some() {
+            return OptOut::from_json_value(value).map(|o| Self::OptOut(Box::new(o)));
+        }
+        Mapping::from_json_line(line).map(|m| Self::Mapping(Box::new(m)))
+    }
+
+    /// The line's JSON form.
+    pub fn to_json_line(&self) -> String {
+        match self {
+            Self::Mapping(m) => m.to_json_line(),
+            Self::OptOut(o) => o.to_json_line(),
+        }
+    }
+}
+
+impl OptOut {
+    fn from_json_value(value: serde_json::Value) -> Result<Self> {
+        let raw: OptOutLine = serde_json::from_value(value).map_err(CoreError::MalformedJson)?;
+        let body = raw.opt_out;
+        if body.not_before > body.not_after {
+            return Err(CoreError::field("not_before", FieldError::WindowReversed));
+        }
+        Ok(Self {
+            cpi: Cpi::parse(&body.cpi)?,
+            not_before: body.not_before,
+            not_after: body.not_after,
+            issuer: IssuerId(bin("issuer", &body.issuer)?),
+            issuer_sig: bin("sig", &body.sig)?,
+        })
+    }
+
+    /// The JSON Lines form, `{"opt_out": {..}}`.
+    #[allow(
+        clippy::expect_used,
+        reason = "a struct of strings and integers serialises"
+    )]
+    pub fn to_json_line(&self) -> String {
+        let line = OptOutLine {
+            opt_out: OptOutBody {
+                cpi: self.cpi.to_string(),
+                not_before: self.not_before,
+                not_after: self.not_after,
+                issuer: b64::encode(&self.issuer.0),
+                sig: b64::encode(&self.issuer_sig),
+            },
+        };
+        serde_json::to_string(&line).expect("OptOutLine serialises")
     }
 }
 
@@ -225,5 +312,26 @@ mod tests {
         ] {
             assert!(DeltaLine::from_json_line(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn opt_out_lines_round_trip_in_mapping_and_delta_files() {
+        let issuer = IssuerKey::from_seed(&[1; 32]);
+        let o = OptOut::sign(Cpi::parse("tel:+14155550100").unwrap(), 5, 6, &issuer).unwrap();
+        let line = o.to_json_line();
+        assert!(line.starts_with(r#"{"opt_out":{"cpi":"tel:+14155550100""#), "{line}");
+        assert_eq!(
+            RecordLine::from_json_line(&line).unwrap(),
+            RecordLine::OptOut(Box::new(o.clone()))
+        );
+        assert_eq!(
+            DeltaLine::from_json_line(&line).unwrap(),
+            DeltaLine::OptOut(Box::new(o))
+        );
+        let err = RecordLine::from_json_line(&line.replace("\"sig\"", "\"sgi\"")).unwrap_err();
+        assert!(matches!(&err, CoreError::MalformedJson(e) if e.is_data()), "{err}");
+        let err = RecordLine::from_json_line(&line.replace("\"not_before\":5", "\"not_before\":7"))
+            .unwrap_err();
+        assert!(matches!(err, CoreError::InvalidField { field: "not_before", .. }));
     }
 }

@@ -13,9 +13,10 @@ mod cpi;
 mod jsonl;
 mod keys;
 mod mapping;
+mod opt_out;
 
 pub use cpi::{Cpi, CpiWarning, CpiWarnings, MAX_CPI_LEN};
-pub use jsonl::DeltaLine;
+pub use jsonl::{DeltaLine, RecordLine};
 pub use keys::{
     DpKey, DpKeys, ISSUER_ID_CONTEXT, IssuerId, IssuerKey, KeyRole, TrustStore, decode_public_key,
 };
@@ -23,3 +24,4 @@ pub use mapping::{
     ISSUER_SIG_CONTEXT, MAPPING_FORMAT_VERSION, MAX_CONTEXT_LEN, MAX_PSI_LEN, Mapping,
     MappingFields, USER_SIG_CONTEXT, UserConsent, VerifiedMapping, canonical_body,
 };
+pub use opt_out::{OPT_OUT_FORMAT_VERSION, OPT_OUT_SIG_CONTEXT, OptOut, VerifiedOptOut};

@@ -1,8 +1,8 @@
-//! The plaintext of one bucket: the entries of every CPI that hashes there.
+//! The bytes of one bucket (one PIR item), and the compact form of a mapping inside a record.
 //!
 //! ```text
-//! bucket  = count:u16le || entry * count || zero padding to the item size
-//! entry   = tag[8] || len:u16le || compact[len]
+//! bucket  = count:u16le || slot * count (sorted by tag) || zero padding to the item size
+//! slot    = tag[8] || sealed[slot_bytes + 16]                 (entry.rs)
 //! compact = flags:u8 (1 psi, 2 context, 4 user consent)
 //!           || msp_len:u8 || msp || [psi_len:u8 || psi] || [ctx_len:u8 || context]
 //!           || not_before:u64le || not_after:u64le || issuer[8] || issuer_sig[64]
@@ -21,8 +21,6 @@ use crate::{
 
 /// Bytes a bucket spends before its entries.
 pub(crate) const BUCKET_HEADER_BYTES: usize = 2;
-/// Bytes an entry spends besides its compact mapping.
-pub(crate) const ENTRY_OVERHEAD_BYTES: usize = 8 + 2;
 
 const FLAG_PSI: u8 = 1;
 const FLAG_CONTEXT: u8 = 2;
@@ -118,80 +116,50 @@ fn parse_compact(cpi: &Cpi, bytes: &[u8]) -> Result<Mapping, BucketError> {
     })
 }
 
-/// Bytes an entry holding this compact mapping takes in a bucket.
-pub(crate) fn entry_len(compact_len: usize) -> usize {
-    ENTRY_OVERHEAD_BYTES + compact_len
-}
-
-/// Writes a bucket's entries into `out` (an item, already zeroed). Fails if they do not fit.
-///
-/// Entries must come sorted by (tag, compact bytes): the order is then a function of the
-/// bucket's content alone, so an update and a full build of the same mappings agree byte for
-/// byte.
+/// Writes `slots` (each `slot_len` bytes with its tag, in the order given) into `out`, one
+/// item: refused if they do not fit.
 pub(crate) fn encode_bucket<'a>(
-    entries: impl ExactSizeIterator<Item = (Tag, &'a [u8])>,
+    slots: impl ExactSizeIterator<Item = (Tag, &'a [u8])>,
+    slot_len: usize,
     out: &mut [u8],
 ) -> Result<()> {
-    let count = entries.len();
+    let count = slots.len();
     let count16 =
         u16::try_from(count).map_err(|_| CoreError::BucketOverflow(Overflow::Entries { count }))?;
-    let mut pos = BUCKET_HEADER_BYTES;
     let item_bytes = out.len();
-    let too_small = || CoreError::BucketOverflow(Overflow::Bytes { item_bytes });
-    if out.len() < pos {
-        return Err(too_small());
+    if BUCKET_HEADER_BYTES + count * slot_len > item_bytes {
+        return Err(CoreError::BucketOverflow(Overflow::Bytes { item_bytes }));
     }
     out[..2].copy_from_slice(&count16.to_le_bytes());
-    for (tag, compact) in entries {
-        let len = u16::try_from(compact.len())
-            .map_err(|_| CoreError::Internal("entry longer than 64 KiB"))?;
-        let end = pos + entry_len(compact.len());
-        if end > out.len() {
-            return Err(too_small());
+    let mut pos = BUCKET_HEADER_BYTES;
+    for (tag, sealed) in slots {
+        if 8 + sealed.len() != slot_len {
+            return Err(CoreError::Internal("a sealed slot of the wrong length"));
         }
         out[pos..pos + 8].copy_from_slice(&tag.0);
-        out[pos + 8..pos + 10].copy_from_slice(&len.to_le_bytes());
-        out[pos + 10..end].copy_from_slice(compact);
-        pos = end;
+        out[pos + 8..pos + slot_len].copy_from_slice(sealed);
+        pos += slot_len;
     }
     Ok(())
 }
 
-/// Splits a bucket into (tag, compact mapping) entries.
-pub(crate) fn decode_bucket(item: &[u8]) -> Result<Vec<(Tag, &[u8])>, BucketError> {
+/// The slots of one item: (tag, sealed chunk) each. Refuses a count the item cannot hold and
+/// two slots with one tag.
+pub(crate) fn decode_bucket(item: &[u8], slot_len: usize) -> Result<Vec<(Tag, &[u8])>, BucketError> {
     let mut r = Reader::new(item);
-    let count = r.u16()?;
-    let mut entries = Vec::with_capacity(count as usize);
+    let count = r.u16()? as usize;
+    if slot_len < 8 || count * slot_len > r.rest().len() {
+        return Err(BucketError::Truncated);
+    }
+    let mut slots = Vec::with_capacity(count);
     for _ in 0..count {
         let tag = Tag(r.array()?);
-        let len = r.u16()? as usize;
-        entries.push((tag, r.take(len)?));
+        slots.push((tag, r.take(slot_len - 8)?));
     }
-    Ok(entries)
-}
-
-/// The MSP and `not_after` of a compact mapping, read without its CPI.
-pub(crate) fn compact_msp_and_expiry(bytes: &[u8]) -> Result<(&[u8], u64), BucketError> {
-    let mut r = Reader::new(bytes);
-    let flags = r.u8()?;
-    let msp_len = r.u8()? as usize;
-    let msp = r.take(msp_len)?;
-    for flag in [FLAG_PSI, FLAG_CONTEXT] {
-        if flags & flag != 0 {
-            let len = r.u8()? as usize;
-            r.take(len)?;
-        }
-    }
-    let _not_before = r.u64()?;
-    Ok((msp, r.u64()?))
-}
-
-/// What a bucket holds: entries, distinct tags (CPIs), and bytes of entries.
-pub(crate) fn bucket_stats(item: &[u8]) -> Result<(u64, u64, u64)> {
-    let entries = decode_bucket(item)?;
-    let mut tags: Vec<Tag> = entries.iter().map(|(t, _)| *t).collect();
+    let mut tags: Vec<Tag> = slots.iter().map(|(t, _)| *t).collect();
     tags.sort_unstable();
-    tags.dedup();
-    let bytes = entries.iter().map(|(_, c)| entry_len(c.len()) as u64).sum();
-    Ok((entries.len() as u64, tags.len() as u64, bytes))
+    if tags.windows(2).any(|w| w[0] == w[1]) {
+        return Err(BucketError::DuplicateTag);
+    }
+    Ok(slots)
 }

@@ -8,6 +8,7 @@
 //! tag    =        HKDF-Expand(prk, "tag"         || salt, 8)
 //! key    =        HKDF-Expand(prk, "entry-key"   || salt, 32)
 //! nonce  =        HKDF-Expand(prk, "entry-nonce" || salt, 12)
+//! tag_i, nonce_i = the same with info "tag" || salt || u32le(i), i >= 1        slot i
 //! entry  = AES-256-GCM-SIV(key, nonce, plaintext, associated data = tag)     RFC 8452
 //! ```
 //!
@@ -40,11 +41,17 @@ pub const SEAL_OVERHEAD: usize = 16;
 
 /// What a CPI's OPRF output gives under one layout: where its entries are and the key that
 /// opens them. Holds key material: `Debug` shows only the location.
+///
+/// A CPI's record fills one or more fixed-size slots (`keyword::entry`). Slot 0 uses `tag` and
+/// `nonce` above; slot `i >= 1` uses `tag_i` and `nonce_i`, the same labels with `u32le(i)`
+/// appended to the info after the salt, so a CPI's slots cannot be linked to each other.
 #[derive(Clone)]
 pub struct EntrySecrets {
     location: Location,
     key: [u8; 32],
     nonce: [u8; 12],
+    prk: Hkdf<Sha256>,
+    salt: [u8; 32],
 }
 
 /// The shard a CPI belongs to among `shards` (the same for every build and layout).
@@ -67,37 +74,75 @@ impl EntrySecrets {
             },
             key: expand::<32>(&prk, b"entry-key", salt),
             nonce: expand::<12>(&prk, b"entry-nonce", salt),
+            prk,
+            salt: *salt,
         }
     }
 
-    /// The CPI's bucket and tag.
+    /// The CPI's bucket and the tag of its first slot.
     pub fn location(&self) -> Location {
         self.location
     }
 
+    /// The tag of the CPI's slot `index`.
+    pub fn slot_tag(&self, index: u32) -> Tag {
+        match index {
+            0 => self.location.tag,
+            i => Tag(self.expand_slot::<8>(b"tag", i)),
+        }
+    }
+
+    fn slot_nonce(&self, index: u32) -> [u8; 12] {
+        match index {
+            0 => self.nonce,
+            i => self.expand_slot::<12>(b"entry-nonce", i),
+        }
+    }
+
+    fn expand_slot<const N: usize>(&self, label: &[u8], index: u32) -> [u8; N] {
+        let mut out = [0u8; N];
+        let info: [&[u8]; 3] = [label, &self.salt, &index.to_le_bytes()];
+        // HKDF-SHA256 gives up to 8160 bytes; N is at most 12 here.
+        if self.prk.expand_multi_info(&info, &mut out).is_err() {
+            unreachable!("an HKDF-SHA256 output of {N} bytes");
+        }
+        out
+    }
+
     /// Encrypts and authenticates `plaintext` (the CPI's compact mappings), bound to its tag.
-    /// The result is [`SEAL_OVERHEAD`] bytes longer.
+    /// The result is [`SEAL_OVERHEAD`] bytes longer. The same as `seal_slot(0, ..)`.
     pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
-        self.cipher()
-            .encrypt(
-                Nonce::from_slice(&self.nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &self.location.tag.0,
-                },
-            )
-            .map_err(|_| CoreError::Internal("AES-GCM-SIV refused a plaintext"))
+        self.seal_slot(0, plaintext)
     }
 
     /// Decrypts an entry sealed by [`EntrySecrets::seal`]; anything else (another CPI's entry, a
     /// flipped bit, random bytes) is [`CoreError::SealedEntry`].
     pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>> {
+        self.open_slot(0, sealed)
+    }
+
+    /// Seals the chunk of slot `index`, bound to that slot's tag and nonce.
+    pub fn seal_slot(&self, index: u32, plaintext: &[u8]) -> Result<Vec<u8>> {
+        self.cipher()
+            .encrypt(
+                Nonce::from_slice(&self.slot_nonce(index)),
+                Payload {
+                    msg: plaintext,
+                    aad: &self.slot_tag(index).0,
+                },
+            )
+            .map_err(|_| CoreError::Internal("AES-GCM-SIV refused a plaintext"))
+    }
+
+    /// Opens the chunk of slot `index`; anything not sealed for that slot of this CPI is
+    /// [`CoreError::SealedEntry`].
+    pub fn open_slot(&self, index: u32, sealed: &[u8]) -> Result<Vec<u8>> {
         self.cipher()
             .decrypt(
-                Nonce::from_slice(&self.nonce),
+                Nonce::from_slice(&self.slot_nonce(index)),
                 Payload {
                     msg: sealed,
-                    aad: &self.location.tag.0,
+                    aad: &self.slot_tag(index).0,
                 },
             )
             .map_err(|_| CoreError::SealedEntry)

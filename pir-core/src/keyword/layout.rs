@@ -1,34 +1,34 @@
-//! The keyword layout: which bucket (PIR item) holds a CPI, and the short tag that tells its
-//! entries apart from other CPIs' in that bucket.
+//! The keyword layout: the parameters that place a CPI's entries in a snapshot, given the CPI's
+//! OPRF output `y` (layout version 2, `docs/mapping-format.md` §8).
 //!
-//! One function, [`KeywordLayout::locate`], used by the builder and the client alike:
-//!
-//! ```text
-//! h      = SHA-256("pir-discovery/keyword/v1\0" || salt[32] || cpi)
-//! bucket = (u64_le(h[0..8]) * num_buckets) >> 64        (128-bit integer product)
-//! tag    = h[8..16]
-//! ```
-//!
-//! Integer maths only, so every platform and language agrees; the answers are pinned in
-//! `test_vectors/keyword_layout.json`.
+//! One function, [`KeywordLayout::locate`], used by the builder, the updater and the client
+//! alike: it gives the CPI's bucket, its slot tags and the key that opens its sealed record
+//! ([`super::derive`]). Without `y`, which only the DP's OPRF key gives, nothing in a bucket can
+//! be attributed to a CPI.
 
 use bincode::{Decode, Encode};
-use sha2::{Digest, Sha256};
 
+use super::derive::EntrySecrets;
 use crate::{
     error::{CoreError, LayoutError, Result},
-    identity::Cpi,
+    oprf::{OprfOutput, OprfPublicKey},
 };
 
-/// Version of the keyword-to-bucket function.
-pub const LAYOUT_VERSION: u32 = 1;
-const LAYOUT_CONTEXT: &[u8] = b"pir-discovery/keyword/v1\0";
+/// Version of the keyword layout: 2, keyed by the DP's oblivious PRF. Version 1 (a public salted
+/// hash of the CPI) is no longer built or read: it let anyone attribute every entry.
+pub const LAYOUT_VERSION: u32 = 2;
+
+/// Bytes a slot adds to its chunk of a record: the tag and the AEAD's authentication tag.
+pub const SLOT_OVERHEAD: usize = 8 + super::derive::SEAL_OVERHEAD;
+
+/// Smallest and largest chunk of a record a slot may hold.
+pub const SLOT_BYTES_RANGE: std::ops::RangeInclusive<u32> = 16..=4096;
 
 /// Index of a bucket, which is also the index of the PIR item that holds it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BucketIndex(pub u32);
 
-/// Short per-CPI tag that marks a CPI's entries inside its bucket.
+/// Marks one slot of a CPI's record inside its bucket (pseudorandom without the CPI's `y`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Tag(pub [u8; 8]);
 
@@ -37,39 +37,49 @@ pub struct Tag(pub [u8; 8]);
 pub struct Location {
     /// Its bucket.
     pub bucket: BucketIndex,
-    /// Its tag within the bucket.
+    /// The tag of its first slot within the bucket.
     pub tag: Tag,
 }
 
-/// The parameters of the keyword-to-bucket function for one snapshot.
+/// What a snapshot publishes about its layout, in its header and in `GetConfig`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
 pub struct KeywordLayout {
-    /// [`LAYOUT_VERSION`] when built.
+    /// [`LAYOUT_VERSION`].
     pub version: u32,
-    /// Per-snapshot hashing salt.
+    /// Chosen per build: a new build moves every CPI and changes every key.
     pub salt: [u8; 32],
-    /// Number of buckets (equal to the number of PIR items).
+    /// Buckets, one per PIR item.
     pub num_buckets: u32,
+    /// Bytes of a record a slot holds (a slot takes [`SLOT_OVERHEAD`] more).
+    pub slot_bytes: u32,
+    /// The DP's OPRF public key: every `y` a client uses is proven against it.
+    pub oprf_key: OprfPublicKey,
 }
 
 impl KeywordLayout {
-    /// A layout of the current version.
-    pub fn new(salt: [u8; 32], num_buckets: u32) -> Result<Self> {
+    /// A layout of the current version, checked.
+    pub fn new(
+        salt: [u8; 32],
+        num_buckets: u32,
+        slot_bytes: u32,
+        oprf_key: OprfPublicKey,
+    ) -> Result<Self> {
         let layout = Self {
             version: LAYOUT_VERSION,
             salt,
             num_buckets,
+            slot_bytes,
+            oprf_key,
         };
         layout.validate()?;
         Ok(layout)
     }
 
-    /// Checks the version and bucket count.
+    /// Checks a layout read from elsewhere (a header, the wire).
     pub fn validate(&self) -> Result<()> {
         self.check().map_err(CoreError::Layout)
     }
 
-    /// [`KeywordLayout::validate`], with the bare reason.
     pub(crate) fn check(&self) -> Result<(), LayoutError> {
         if self.version != LAYOUT_VERSION {
             return Err(LayoutError::Version {
@@ -80,25 +90,21 @@ impl KeywordLayout {
         if self.num_buckets == 0 {
             return Err(LayoutError::ZeroBuckets);
         }
+        if !SLOT_BYTES_RANGE.contains(&self.slot_bytes) {
+            return Err(LayoutError::SlotBytes {
+                got: self.slot_bytes,
+            });
+        }
         Ok(())
     }
 
-    /// The bucket and tag of a CPI.
-    pub fn locate(&self, cpi: &Cpi) -> Location {
-        let h = Sha256::new()
-            .chain_update(LAYOUT_CONTEXT)
-            .chain_update(self.salt)
-            .chain_update(cpi.as_bytes())
-            .finalize();
-        let mut word = [0u8; 8];
-        word.copy_from_slice(&h[..8]);
-        let x = u64::from_le_bytes(word) as u128;
-        let bucket = ((x * self.num_buckets as u128) >> 64) as u32;
-        let mut tag = [0u8; 8];
-        tag.copy_from_slice(&h[8..16]);
-        Location {
-            bucket: BucketIndex(bucket),
-            tag: Tag(tag),
-        }
+    /// Bytes one slot takes in a bucket.
+    pub fn slot_len(&self) -> usize {
+        self.slot_bytes as usize + SLOT_OVERHEAD
+    }
+
+    /// The bucket, slot tags and entry key of the CPI whose OPRF output is `y`.
+    pub fn locate(&self, y: &OprfOutput) -> EntrySecrets {
+        EntrySecrets::derive(y, &self.salt, self.num_buckets)
     }
 }

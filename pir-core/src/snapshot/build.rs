@@ -1,4 +1,5 @@
-//! Building a snapshot from signed mappings: verify, deduplicate, lay out, encode.
+//! Building a snapshot from signed statements: verify, deduplicate, key each CPI by its OPRF
+//! output, seal its record into slots, lay the slots out in buckets, encode.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -9,11 +10,13 @@ use sha2::{Digest, Sha256};
 use super::{Snapshot, header::SnapshotHeader};
 use crate::{
     error::{CoreError, Overflow, Result},
-    identity::{Cpi, Mapping, TrustStore, VerifiedMapping},
+    identity::{Cpi, IssuerId, Mapping, TrustStore, VerifiedMapping, VerifiedOptOut},
     keyword::{
-        KeywordLayout, Tag,
+        KeywordLayout, SLOT_BYTES_RANGE, SLOT_OVERHEAD, Tag,
         bucket::{self, BUCKET_HEADER_BYTES},
+        entry::{self, Item},
     },
+    oprf::{OprfKey, OprfOutput},
     pir::{Database, SchemeParams},
 };
 
@@ -29,32 +32,56 @@ pub struct BuildOptions {
     pub now: u64,
     /// Fixed salt (reproducible builds); random when `None`.
     pub salt: Option<[u8; 32]>,
-    /// Fixed scheme parameters; the smallest fitting vetted preset when `None`.
+    /// Fixed scheme; the smallest vetted preset that fits when `None`.
     pub scheme: Option<SchemeParams>,
+    /// Fixed slot size (bytes of a record per slot); the size that wastes least when `None`.
+    pub slot_bytes: Option<u32>,
+}
+
+/// Signed statements to build from, each checked against a trust store.
+#[derive(Clone, Debug, Default)]
+pub struct BuildInput {
+    /// Mappings, in file order (a later one replaces an earlier one for the same CPI and MSP).
+    pub mappings: Vec<VerifiedMapping>,
+    /// Opt-outs, in file order. A CPI with an opt-out is stored with its opt-outs only.
+    pub opt_outs: Vec<VerifiedOptOut>,
 }
 
 /// What a build did.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BuildReport {
-    /// Mappings in the input.
+    /// Mappings given.
     pub input_mappings: usize,
-    /// Mappings dropped because `not_after` had passed.
+    /// Opt-outs given.
+    pub input_opt_outs: usize,
+    /// Mappings and opt-outs dropped because they had expired.
     pub expired_dropped: usize,
-    /// Mappings that replaced an earlier one for the same CPI and MSP.
+    /// Mappings and opt-outs replaced by a later one for the same CPI and MSP (issuer).
     pub duplicates_replaced: usize,
+    /// Mappings not stored because their CPI opted out.
+    pub suppressed_by_opt_out: usize,
     /// Mappings stored.
     pub stored_mappings: usize,
-    /// Salts tried before one fitted.
+    /// Opt-outs stored.
+    pub stored_opt_outs: usize,
+    /// Bytes of a record each slot holds.
+    pub slot_bytes: u32,
+    /// Salts tried (over all sizes).
     pub layout_attempts: u32,
     /// Record bytes over database capacity.
     pub packing_efficiency: f64,
 }
 
-struct Entry {
-    tag: Tag,
-    compact: Vec<u8>,
+/// One CPI ready to lay out: its OPRF output and its record.
+struct Keyed {
+    cpi: Cpi,
+    y: OprfOutput,
+    record: Vec<u8>,
+    mappings: usize,
+    opt_outs: usize,
 }
 
+/// The salt of attempt `attempt` (0 is the base salt).
 fn derive_salt(base: &[u8; 32], attempt: u32) -> [u8; 32] {
     if attempt == 0 {
         return *base;
@@ -67,25 +94,32 @@ fn derive_salt(base: &[u8; 32], attempt: u32) -> [u8; 32] {
         .into()
 }
 
+/// The slot size, a multiple of 16 up to `max`, that stores `records` in the fewest bytes
+/// (ties go to the larger slot: fewer slots to search).
+fn choose_slot_bytes(records: &[Keyed], max: u32) -> u32 {
+    let lens: Vec<usize> = records.iter().map(|k| k.record.len()).collect();
+    (SLOT_BYTES_RANGE.start().div_ceil(16)..=max.min(512) / 16)
+        .map(|m| m * 16)
+        .min_by_key(|&p| {
+            let p = p as usize;
+            let total: usize = lens
+                .iter()
+                .map(|&l| entry::slots_for(l, p) * (p + SLOT_OVERHEAD))
+                .sum();
+            (total, usize::MAX - p)
+        })
+        .unwrap_or(*SLOT_BYTES_RANGE.start())
+}
+
 impl Snapshot {
-    /// Builds a snapshot: verifies every mapping, drops expired ones, keeps the last mapping for
-    /// each (CPI, MSP), lays buckets out and preprocesses the database.
+    /// Verifies every mapping against `trust`, then builds as [`Snapshot::build_verified`].
     pub fn build(
         mappings: Vec<Mapping>,
         trust: &TrustStore,
+        oprf: &OprfKey,
         opts: &BuildOptions,
     ) -> Result<(Self, BuildReport)> {
-        Self::build_with_progress(mappings, trust, opts, &|_, _| {})
-    }
-
-    /// [`Snapshot::build`], reporting `(items encoded, items in all)` to `progress`.
-    pub fn build_with_progress(
-        mappings: Vec<Mapping>,
-        trust: &TrustStore,
-        opts: &BuildOptions,
-        progress: &(dyn Fn(usize, usize) + Sync),
-    ) -> Result<(Self, BuildReport)> {
-        let verified = mappings
+        let mappings = mappings
             .into_par_iter()
             .enumerate()
             .map(|(index, m)| {
@@ -95,44 +129,83 @@ impl Snapshot {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        Self::build_verified(verified, opts, progress)
+        let input = BuildInput {
+            mappings,
+            opt_outs: Vec::new(),
+        };
+        Self::build_verified(input, oprf, opts, &|_, _| {})
     }
 
-    /// Builds from mappings already verified (see [`Snapshot::build`] for what happens).
+    /// Builds a snapshot keyed by `oprf` (the DP's OPRF key): expired statements are dropped,
+    /// later ones replace earlier ones, a CPI with an opt-out keeps only its opt-outs; each
+    /// CPI's record is sealed under keys from its OPRF output; the smallest shape that fits is
+    /// chosen unless `opts.scheme` fixes it; if a bucket overflows, other salts are tried.
+    /// `progress(done, total)` reports the NTT's progress.
     pub fn build_verified(
-        mappings: Vec<VerifiedMapping>,
+        input: BuildInput,
+        oprf: &OprfKey,
         opts: &BuildOptions,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<(Self, BuildReport)> {
-        let input_mappings = mappings.len();
-        // Last mapping wins for each (CPI, MSP); expired ones go.
+        let input_mappings = input.mappings.len();
+        let input_opt_outs = input.opt_outs.len();
         let mut expired_dropped = 0;
-        let mut by_key: HashMap<(Cpi, String), Mapping> = HashMap::new();
-        for m in mappings.into_iter().map(VerifiedMapping::into_inner) {
+        let mut by_msp: HashMap<(Cpi, String), Mapping> = HashMap::new();
+        for m in input.mappings.into_iter().map(VerifiedMapping::into_inner) {
             if m.fields.not_after < opts.now {
                 expired_dropped += 1;
                 continue;
             }
-            by_key.insert((m.fields.cpi.clone(), m.fields.msp.clone()), m);
+            by_msp.insert((m.fields.cpi.clone(), m.fields.msp.clone()), m);
         }
-        let kept = input_mappings - expired_dropped;
-        let duplicates_replaced = kept - by_key.len();
-        let mut by_cpi: BTreeMap<Cpi, Vec<Mapping>> = BTreeMap::new();
-        for ((cpi, _), m) in by_key {
-            by_cpi.entry(cpi).or_default().push(m);
+        let mut by_issuer = HashMap::new();
+        for o in input.opt_outs.into_iter().map(VerifiedOptOut::into_inner) {
+            if o.not_after < opts.now {
+                expired_dropped += 1;
+                continue;
+            }
+            by_issuer.insert((o.cpi.clone(), o.issuer), o);
         }
-        let stored_mappings = kept - duplicates_replaced;
-        let groups: Vec<(Cpi, Vec<Vec<u8>>)> = by_cpi
+        let duplicates_replaced =
+            input_mappings + input_opt_outs - expired_dropped - by_msp.len() - by_issuer.len();
+
+        let mut by_cpi: BTreeMap<Cpi, (Vec<Mapping>, Vec<(IssuerId, Item)>)> = BTreeMap::new();
+        for ((cpi, _), m) in by_msp {
+            by_cpi.entry(cpi).or_default().0.push(m);
+        }
+        for ((cpi, issuer), o) in by_issuer {
+            by_cpi.entry(cpi).or_default().1.push((issuer, Item::OptOut(o)));
+        }
+        let mut suppressed_by_opt_out = 0;
+        let groups: Vec<(Cpi, Vec<Item>, usize)> = by_cpi
             .into_iter()
-            .map(|(cpi, mut ms)| {
-                ms.sort_by(|a, b| a.fields.msp.cmp(&b.fields.msp));
-                (cpi, ms.iter().map(bucket::encode_compact).collect())
+            .map(|(cpi, (mut ms, mut os))| {
+                if os.is_empty() {
+                    ms.sort_by(|a, b| a.fields.msp.cmp(&b.fields.msp));
+                    let n = ms.len();
+                    (cpi, ms.into_iter().map(Item::Mapping).collect(), n)
+                } else {
+                    suppressed_by_opt_out += ms.len();
+                    os.sort_by_key(|(issuer, _)| *issuer);
+                    (cpi, os.into_iter().map(|(_, o)| o).collect(), 0)
+                }
             })
             .collect();
-        let record_bytes: u64 = groups
-            .iter()
-            .flat_map(|(_, es)| es.iter().map(|c| bucket::entry_len(c.len()) as u64))
-            .sum();
+        let keyed: Vec<Keyed> = groups
+            .into_par_iter()
+            .map(|(cpi, items, mappings)| {
+                Ok(Keyed {
+                    y: oprf.evaluate(&cpi)?,
+                    record: entry::encode_record(&items)?,
+                    opt_outs: items.len() - mappings,
+                    mappings,
+                    cpi,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let stored_mappings: usize = keyed.iter().map(|k| k.mappings).sum();
+        let stored_opt_outs: usize = keyed.iter().map(|k| k.opt_outs).sum();
+        let record_bytes: u64 = keyed.iter().map(|k| k.record.len() as u64).sum();
 
         let candidates: Vec<SchemeParams> = match opts.scheme {
             Some(s) => vec![s],
@@ -148,17 +221,25 @@ impl Snapshot {
         for scheme in candidates {
             scheme.validate()?;
             let item_bytes = scheme.item_bytes as usize;
-            if let Some((cpi, es)) = groups.iter().find(|(_, es)| {
-                BUCKET_HEADER_BYTES + es.iter().map(|c| bucket::entry_len(c.len())).sum::<usize>()
-                    > item_bytes
-            }) {
+            let max_slot = (item_bytes.saturating_sub(BUCKET_HEADER_BYTES + SLOT_OVERHEAD)) as u32;
+            let slot_bytes = match opts.slot_bytes {
+                Some(p) => p,
+                None => choose_slot_bytes(&keyed, max_slot),
+            };
+            let slot_len = slot_bytes as usize + SLOT_OVERHEAD;
+            let slots_of = |k: &Keyed| entry::slots_for(k.record.len(), slot_bytes as usize);
+            if let Some(k) = keyed
+                .iter()
+                .find(|k| BUCKET_HEADER_BYTES + slots_of(k) * slot_len > item_bytes)
+            {
                 return Err(CoreError::BucketOverflow(Overflow::OneCpi {
-                    cpi: cpi.clone(),
-                    mappings: es.len(),
+                    cpi: k.cpi.clone(),
+                    mappings: k.mappings + k.opt_outs,
                     item_bytes,
                 }));
             }
-            if record_bytes + (scheme.num_items() * BUCKET_HEADER_BYTES) as u64
+            let slot_count: usize = keyed.iter().map(slots_of).sum();
+            if (slot_count * slot_len + scheme.num_items() * BUCKET_HEADER_BYTES) as u64
                 > scheme.capacity_bytes()
             {
                 continue;
@@ -168,40 +249,45 @@ impl Snapshot {
                 let layout = KeywordLayout::new(
                     derive_salt(&base_salt, attempt),
                     scheme.num_items() as u32,
+                    slot_bytes,
+                    oprf.public(),
                 )?;
-                let located: Vec<(usize, Tag)> = groups
+                let sealed: Vec<(usize, Vec<(Tag, Vec<u8>)>)> = keyed
                     .par_iter()
-                    .map(|(cpi, _)| {
-                        let l = layout.locate(cpi);
-                        (l.bucket.0 as usize, l.tag)
+                    .map(|k| {
+                        let secrets = layout.locate(&k.y);
+                        let slots = entry::seal_record(&secrets, &k.record, slot_bytes as usize)?;
+                        Ok((secrets.location().bucket.0 as usize, slots))
                     })
-                    .collect();
-                let mut load = vec![BUCKET_HEADER_BYTES; scheme.num_items()];
-                for ((b, _), (_, es)) in located.iter().zip(&groups) {
-                    load[*b] += es.iter().map(|c| bucket::entry_len(c.len())).sum::<usize>();
+                    .collect::<Result<_>>()?;
+                let mut buckets: Vec<Vec<(Tag, Vec<u8>)>> =
+                    (0..scheme.num_items()).map(|_| Vec::new()).collect();
+                for (b, slots) in sealed {
+                    buckets[b].extend(slots);
                 }
-                let max = load.iter().copied().max().unwrap_or(0);
-                if max > item_bytes {
-                    tracing::debug!(attempt, max, item_bytes, "bucket overflow, retrying");
-                    last_overflow = Some((max, item_bytes, scheme.num_items()));
+                let fullest = buckets.iter().map(Vec::len).max().unwrap_or(0);
+                let needs = BUCKET_HEADER_BYTES + fullest * slot_len;
+                // Slot order within a bucket is by tag: it says nothing about which CPI a slot
+                // belongs to. Two equal tags in one bucket (about 2^-64 a pair) need a new salt.
+                buckets.par_iter_mut().for_each(|b| b.sort_unstable());
+                let clash = buckets
+                    .iter()
+                    .any(|b| b.windows(2).any(|w| w[0].0 == w[1].0));
+                if needs > item_bytes || clash {
+                    tracing::debug!(attempt, needs, item_bytes, clash, "layout refused, retrying");
+                    last_overflow = Some((needs, item_bytes, scheme.num_items()));
                     continue;
                 }
-                let mut buckets: Vec<Vec<Entry>> =
-                    (0..scheme.num_items()).map(|_| Vec::new()).collect();
-                for ((b, tag), (_, es)) in located.into_iter().zip(groups) {
-                    buckets[b].extend(es.into_iter().map(|compact| Entry { tag, compact }));
-                }
-                buckets.par_iter_mut().for_each(|b| {
-                    b.sort_unstable_by(|x, y| (x.tag, &x.compact).cmp(&(y.tag, &y.compact)))
-                });
                 let header = SnapshotHeader {
                     scheme,
                     layout,
                     epoch: opts.epoch,
                     created_at: opts.now,
-                    mapping_count: 0,
-                    cpi_count: 0,
-                    record_bytes: 0,
+                    mapping_count: stored_mappings as u64,
+                    opt_out_count: stored_opt_outs as u64,
+                    cpi_count: keyed.len() as u64,
+                    slot_count: slot_count as u64,
+                    record_bytes,
                     base: None,
                     plaintext_checksum: [0; 32],
                     db_checksum: [0; 32],
@@ -210,9 +296,13 @@ impl Snapshot {
                 let snapshot = Self::encode(header, &buckets, progress)?;
                 let report = BuildReport {
                     input_mappings,
+                    input_opt_outs,
                     expired_dropped,
                     duplicates_replaced,
+                    suppressed_by_opt_out,
                     stored_mappings,
+                    stored_opt_outs,
+                    slot_bytes,
                     layout_attempts: attempts,
                     packing_efficiency: snapshot.header.packing_efficiency(),
                 };
@@ -239,17 +329,22 @@ impl Snapshot {
 
     fn encode(
         header: SnapshotHeader,
-        buckets: &[Vec<Entry>],
+        buckets: &[Vec<(Tag, Vec<u8>)>],
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
         let scheme = header.scheme;
+        let slot_len = header.layout.slot_len();
         let item_bytes = scheme.item_bytes as usize;
         let mut plaintext = vec![0u8; scheme.num_items() * item_bytes];
         plaintext
             .par_chunks_mut(item_bytes)
             .zip(buckets)
-            .try_for_each(|(item, entries)| {
-                bucket::encode_bucket(entries.iter().map(|e| (e.tag, e.compact.as_slice())), item)
+            .try_for_each(|(item, slots)| {
+                bucket::encode_bucket(
+                    slots.iter().map(|(t, s)| (*t, s.as_slice())),
+                    slot_len,
+                    item,
+                )
             })?;
         let mut db = Database::zeroed(scheme);
         let all: Vec<usize> = (0..scheme.num_items()).collect();

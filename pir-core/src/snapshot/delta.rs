@@ -1,6 +1,15 @@
-//! Updates: a delta of signed mappings and removals re-encodes only the items it changes.
+//! Updates: a delta of signed statements and removals re-encodes only the items it changes.
+//!
+//! The DP computes each named CPI's OPRF output itself, opens that CPI's record, applies the
+//! delta's operations in order and seals the new record into the same bucket. Records of CPIs
+//! the delta does not name stay sealed and untouched: an update cannot read them, so their
+//! expired statements stay until the next full build (clients ignore them: they are outside
+//! their validity window).
 
-use std::{collections::BTreeMap, io::Read};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    io::Read,
+};
 
 use rayon::prelude::*;
 
@@ -10,18 +19,24 @@ use super::{
     header::{SnapshotHeader, encode_header},
 };
 use crate::{
-    error::{CoreError, Overflow, Result, SnapshotError},
-    identity::{Cpi, VerifiedMapping},
-    keyword::{Tag, bucket},
+    error::{BucketError, CoreError, Overflow, Result, SnapshotError},
+    identity::{Cpi, VerifiedMapping, VerifiedOptOut},
+    keyword::{
+        Tag, bucket,
+        entry::{self, Item},
+    },
+    oprf::OprfKey,
     pir,
 };
 
 /// One change of a delta.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum DeltaOp {
-    /// Insert the mapping, or replace the one for the same CPI and MSP.
+    /// Insert the mapping, or replace the one for the same CPI and MSP; the CPI's opt-outs go.
     Upsert(Box<VerifiedMapping>),
-    /// Remove the CPI's mapping at `msp`, or all its mappings when `msp` is `None`.
+    /// Store the opt-out (replacing one from the same issuer); the CPI's mappings go.
+    OptOut(Box<VerifiedOptOut>),
+    /// Remove the CPI's mapping at `msp`, or everything stored for it when `msp` is `None`.
     Remove {
         /// The CPI.
         cpi: Cpi,
@@ -34,6 +49,7 @@ impl DeltaOp {
     fn cpi(&self) -> &Cpi {
         match self {
             Self::Upsert(m) => &m.mapping().fields.cpi,
+            Self::OptOut(o) => &o.opt_out().cpi,
             Self::Remove { cpi, .. } => cpi,
         }
     }
@@ -53,106 +69,200 @@ pub struct UpdateOptions {
 pub struct UpdateReport {
     /// Mappings inserted or replaced.
     pub upserts: usize,
-    /// Mappings removed by removal operations.
+    /// Opt-outs stored.
+    pub opt_outs: usize,
+    /// Mappings and opt-outs removed by removals, or replaced by an opt-out or a mapping of
+    /// the other kind.
     pub removed: usize,
     /// Removals that matched nothing.
     pub removals_unmatched: usize,
-    /// Mappings dropped because `not_after` had passed (old or new).
+    /// Statements of the CPIs the delta names dropped because `not_after` had passed.
     pub expired_dropped: usize,
     /// PIR items re-encoded.
     pub items_reencoded: usize,
 }
 
+/// Counts of one record, to keep the header's totals.
+#[derive(Default)]
+struct Tally {
+    mappings: u64,
+    opt_outs: u64,
+    slots: u64,
+    bytes: u64,
+    cpis: u64,
+}
+
+impl Tally {
+    fn of(items: &[Item], record_len: usize, slot_bytes: usize) -> Self {
+        if items.is_empty() {
+            return Self::default();
+        }
+        let mappings = items
+            .iter()
+            .filter(|i| matches!(i, Item::Mapping(_)))
+            .count() as u64;
+        Self {
+            mappings,
+            opt_outs: items.len() as u64 - mappings,
+            slots: entry::slots_for(record_len, slot_bytes) as u64,
+            bytes: record_len as u64,
+            cpis: 1,
+        }
+    }
+}
+
+/// Applies one operation to a CPI's items.
+fn apply(items: &mut Vec<Item>, op: DeltaOp, now: u64, report: &mut UpdateReport) {
+    let before = items.len();
+    match op {
+        DeltaOp::Remove { msp, .. } => {
+            items.retain(|i| match (i, &msp) {
+                (_, None) => false,
+                (Item::Mapping(m), Some(msp)) => m.fields.msp != *msp,
+                (Item::OptOut(_), Some(_)) => true,
+            });
+            report.removed += before - items.len();
+            if items.len() == before {
+                report.removals_unmatched += 1;
+            }
+        }
+        DeltaOp::Upsert(m) => {
+            let m = m.into_inner();
+            let opt_outs = items
+                .iter()
+                .filter(|i| matches!(i, Item::OptOut(_)))
+                .count();
+            items.retain(|i| match i {
+                Item::Mapping(old) => old.fields.msp != m.fields.msp,
+                Item::OptOut(_) => false,
+            });
+            // Replacing the mapping for the same MSP is an upsert; the opt-outs it ends are
+            // removals.
+            report.removed += opt_outs;
+            if m.fields.not_after < now {
+                report.expired_dropped += 1;
+            } else {
+                let at = items
+                    .iter()
+                    .position(|i| matches!(i, Item::Mapping(o) if o.fields.msp > m.fields.msp))
+                    .unwrap_or(items.len());
+                items.insert(at, Item::Mapping(m));
+                report.upserts += 1;
+            }
+        }
+        DeltaOp::OptOut(o) => {
+            let o = o.into_inner();
+            items.retain(|i| match i {
+                Item::Mapping(_) => false,
+                Item::OptOut(old) => old.issuer != o.issuer,
+            });
+            report.removed += before - items.len();
+            if o.not_after < now {
+                report.expired_dropped += 1;
+            } else {
+                let at = items
+                    .iter()
+                    .position(|i| matches!(i, Item::OptOut(old) if old.issuer > o.issuer))
+                    .unwrap_or(items.len());
+                items.insert(at, Item::OptOut(o));
+                report.opt_outs += 1;
+            }
+        }
+    }
+}
+
 impl Snapshot {
-    /// Applies a delta: only the items whose buckets change are re-encoded (Spiral's NTT is
-    /// per item); layout and scheme parameters stay, so clients' keys stay valid. Expired
-    /// mappings anywhere are dropped. The result equals a full build of the updated mapping set
-    /// with the same layout, parameters, epoch and time. A signature is dropped: sign again.
+    /// Applies `ops` in order and returns the new snapshot at `opts.epoch`. `oprf` must be the
+    /// key the snapshot was built with (its public key is in the layout). Only the items whose
+    /// buckets change are re-encoded; the layout, parameters and clients' keys stay valid.
     pub fn update(
         mut self,
         ops: Vec<DeltaOp>,
+        oprf: &OprfKey,
         opts: &UpdateOptions,
     ) -> Result<(Self, UpdateReport)> {
         if opts.epoch == self.header.epoch {
             return Err(CoreError::EpochUnchanged { epoch: opts.epoch });
         }
         let layout = self.header.layout;
-        let item_bytes = self.header.scheme.item_bytes as usize;
-        let mut touched: BTreeMap<usize, Vec<(Tag, DeltaOp)>> = BTreeMap::new();
-        for op in ops {
-            let loc = layout.locate(op.cpi());
-            touched
-                .entry(loc.bucket.0 as usize)
-                .or_default()
-                .push((loc.tag, op));
+        if oprf.public() != layout.oprf_key {
+            return Err(CoreError::OprfKeyMismatch {
+                expected: layout.oprf_key.to_string(),
+            });
         }
-        // Buckets holding expired entries change too.
-        let now = opts.now;
-        let expired: Vec<usize> = self
-            .plaintext
-            .par_chunks(item_bytes)
-            .enumerate()
-            .filter_map(|(i, item)| {
-                let entries = bucket::decode_bucket(item).ok()?;
-                entries
-                    .iter()
-                    .any(|(_, c)| matches!(bucket::compact_msp_and_expiry(c), Ok((_, na)) if na < now))
-                    .then_some(i)
-            })
-            .collect();
-        for i in expired {
-            touched.entry(i).or_default();
+        let item_bytes = self.header.scheme.item_bytes as usize;
+        let slot_bytes = layout.slot_bytes as usize;
+        let slot_len = layout.slot_len();
+        let mut by_cpi: BTreeMap<Cpi, Vec<DeltaOp>> = BTreeMap::new();
+        for op in ops {
+            by_cpi.entry(op.cpi().clone()).or_default().push(op);
+        }
+        let located = by_cpi
+            .into_par_iter()
+            .map(|(cpi, ops)| Ok((layout.locate(&oprf.evaluate(&cpi)?), cpi, ops)))
+            .collect::<Result<Vec<_>>>()?;
+        let mut touched: BTreeMap<usize, Vec<_>> = BTreeMap::new();
+        for (secrets, cpi, ops) in located {
+            touched
+                .entry(secrets.location().bucket.0 as usize)
+                .or_default()
+                .push((secrets, cpi, ops));
         }
 
         let mut report = UpdateReport::default();
-        for (&index, ops) in &touched {
+        let now = opts.now;
+        let h = &mut self.header;
+        for (&index, cpis) in &mut touched {
             let item = &mut self.plaintext[index * item_bytes..(index + 1) * item_bytes];
-            let mut entries: Vec<(Tag, Vec<u8>)> = bucket::decode_bucket(item)?
+            let mut slots: Vec<(Tag, Vec<u8>)> = bucket::decode_bucket(item, slot_len)?
                 .into_iter()
-                .map(|(t, c)| (t, c.to_vec()))
+                .map(|(t, s)| (t, s.to_vec()))
                 .collect();
-            let before = entries.len();
-            entries.retain(
-                |(_, c)| matches!(bucket::compact_msp_and_expiry(c), Ok((_, na)) if na >= now),
-            );
-            report.expired_dropped += before - entries.len();
-            let msp_is = |c: &[u8], msp: &str| matches!(bucket::compact_msp_and_expiry(c), Ok((m, _)) if m == msp.as_bytes());
-            for (tag, op) in ops {
-                match op {
-                    DeltaOp::Remove { msp, .. } => {
-                        let before = entries.len();
-                        entries.retain(|(t, c)| {
-                            t != tag || msp.as_deref().is_some_and(|m| !msp_is(c, m))
-                        });
-                        let removed = before - entries.len();
-                        report.removed += removed;
-                        if removed == 0 {
-                            report.removals_unmatched += 1;
-                        }
-                    }
-                    DeltaOp::Upsert(m) => {
-                        let m = m.mapping();
-                        entries.retain(|(t, c)| t != tag || !msp_is(c, &m.fields.msp));
-                        if m.fields.not_after < now {
-                            report.expired_dropped += 1;
-                        } else {
-                            entries.push((*tag, bucket::encode_compact(m)));
-                            report.upserts += 1;
-                        }
-                    }
+            for (secrets, cpi, ops) in cpis.drain(..) {
+                let view: Vec<(Tag, &[u8])> =
+                    slots.iter().map(|(t, s)| (*t, s.as_slice())).collect();
+                let (mut items, old_len) = match entry::open_record(&secrets, &view, slot_bytes)? {
+                    Some(record) => (entry::decode_record(&cpi, &record)?, record.len()),
+                    None => (Vec::new(), 0),
+                };
+                let old = Tally::of(&items, old_len, slot_bytes);
+                let old_tags: BTreeSet<Tag> =
+                    entry::slot_tags(&secrets, old.slots as usize).collect();
+                slots.retain(|(t, _)| !old_tags.contains(t));
+                let before = items.len();
+                items.retain(|i| i.not_after() >= now);
+                report.expired_dropped += before - items.len();
+                for op in ops {
+                    apply(&mut items, op, now, &mut report);
                 }
+                let record = entry::encode_record(&items)?;
+                let new = Tally::of(&items, record.len(), slot_bytes);
+                if !items.is_empty() {
+                    slots.extend(entry::seal_record(&secrets, &record, slot_bytes)?);
+                }
+                h.mapping_count = h.mapping_count - old.mappings + new.mappings;
+                h.opt_out_count = h.opt_out_count - old.opt_outs + new.opt_outs;
+                h.slot_count = h.slot_count - old.slots + new.slots;
+                h.record_bytes = h.record_bytes - old.bytes + new.bytes;
+                h.cpi_count = h.cpi_count - old.cpis + new.cpis;
             }
-            entries.sort_unstable();
+            slots.sort_unstable();
+            if slots.windows(2).any(|w| w[0].0 == w[1].0) {
+                return Err(BucketError::DuplicateTag.into());
+            }
             item.fill(0);
-            bucket::encode_bucket(entries.iter().map(|(t, c)| (*t, c.as_slice())), item).map_err(
-                |e| match e {
-                    CoreError::BucketOverflow(_) => CoreError::BucketOverflow(Overflow::Delta {
-                        bucket: index,
-                        item_bytes,
-                    }),
-                    other => other,
-                },
-            )?;
+            bucket::encode_bucket(
+                slots.iter().map(|(t, s)| (*t, s.as_slice())),
+                slot_len,
+                item,
+            )
+            .map_err(|e| match e {
+                CoreError::BucketOverflow(_) => CoreError::BucketOverflow(Overflow::Delta {
+                    bucket: index,
+                    item_bytes,
+                }),
+                other => other,
+            })?;
         }
         let indices: Vec<usize> = touched.keys().copied().collect();
         report.items_reencoded = indices.len();
@@ -176,8 +286,6 @@ impl Snapshot {
         Ok((self, report))
     }
 
-    /// A delta's payload: its item indices, their buckets, and their words (recomputed from the
-    /// buckets: the NTT is a function of them).
     pub(super) fn delta_payload(&self) -> Result<DeltaPayload> {
         let n = self.header.scheme.item_bytes as usize;
         let indices: Vec<usize> = self.delta_items.iter().copied().collect();

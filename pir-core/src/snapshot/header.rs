@@ -40,9 +40,14 @@ pub struct SnapshotHeader {
     pub created_at: u64,
     /// Mappings stored.
     pub mapping_count: u64,
-    /// Distinct CPIs stored.
+    /// Opt-outs stored.
+    pub opt_out_count: u64,
+    /// Distinct CPIs stored (with mappings or an opt-out).
     pub cpi_count: u64,
-    /// Bytes of bucket entries (tags, lengths and compact mappings).
+    /// Slots filled, in all buckets.
+    pub slot_count: u64,
+    /// Bytes of the CPIs' records before padding and sealing: what the database holds that a
+    /// client can use.
     pub record_bytes: u64,
     /// For a delta file: the full snapshot it applies to. `None` for a full file.
     pub base: Option<BaseRef>,

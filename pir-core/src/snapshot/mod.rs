@@ -26,9 +26,7 @@ mod sign;
 
 use std::collections::BTreeSet;
 
-use rayon::prelude::*;
-
-pub use build::{BuildOptions, BuildReport};
+pub use build::{BuildInput, BuildOptions, BuildReport};
 pub use delta::{DeltaOp, UpdateOptions, UpdateReport};
 pub use file::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
 pub use header::{BaseRef, DpSignature, SnapshotHeader};
@@ -38,7 +36,7 @@ use header::encode_header;
 
 use crate::{
     error::{CoreError, Result},
-    keyword::{LookupConfig, bucket},
+    keyword::LookupConfig,
     pir::{Database, MessageSizes},
 };
 
@@ -80,18 +78,10 @@ impl Snapshot {
         }
     }
 
-    /// Recomputes the header's counts and checksum from the content (after any change to it).
+    /// Recomputes the header's checksums from the content (after any change to it; the counts
+    /// are kept by whoever changed it, since sealed buckets cannot be counted without keys).
     /// A signature no longer covers the new header and is dropped.
     fn seal(&mut self) -> Result<()> {
-        let item_bytes = self.header.scheme.item_bytes as usize;
-        let (mappings, cpis, bytes) = self
-            .plaintext
-            .par_chunks(item_bytes)
-            .map(bucket::bucket_stats)
-            .try_reduce(|| (0, 0, 0), |a, b| Ok((a.0 + b.0, a.1 + b.1, a.2 + b.2)))?;
-        self.header.mapping_count = mappings;
-        self.header.cpi_count = cpis;
-        self.header.record_bytes = bytes;
         self.sealed_delta = None;
         let (plain, words) = if self.header.base.is_some() {
             let payload = self.delta_payload()?;

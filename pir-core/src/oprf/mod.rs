@@ -17,6 +17,10 @@
 //! The input is the CPI's canonical text (`tel:+14155550100`), exactly the bytes the mapping
 //! format signs; RFC 9497's context string already separates this use from any other.
 
+mod key_file;
+
+pub use key_file::SECRET_KEY_LABEL;
+
 use rand::{CryptoRng, RngCore};
 use voprf::{BlindedElement, EvaluationElement, Group, Proof, VoprfClient, VoprfServer};
 
@@ -57,9 +61,60 @@ impl std::fmt::Debug for OprfOutput {
     }
 }
 
+/// A CPI with its OPRF output, as a client obtains it: only [`finalize`] makes one, after
+/// checking the evaluator's proof, so a lookup cannot pair a CPI with another CPI's output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Evaluated {
+    cpi: Cpi,
+    output: OprfOutput,
+}
+
+impl Evaluated {
+    /// The CPI.
+    pub fn cpi(&self) -> &Cpi {
+        &self.cpi
+    }
+
+    /// Its OPRF output.
+    pub fn output(&self) -> &OprfOutput {
+        &self.output
+    }
+}
+
+impl std::fmt::Debug for Evaluated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Evaluated")
+            .field("cpi", &self.cpi)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The DP's OPRF public key, a ristretto255 element (checked: canonical, not the identity).
-#[derive(Clone, Copy, PartialEq, Eq)]
+/// Its bincode form (in the snapshot header's layout) is the 32 bytes, checked on decoding.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct OprfPublicKey([u8; ELEMENT_BYTES]);
+
+impl bincode::Encode for OprfPublicKey {
+    fn encode<E: bincode::enc::Encoder>(
+        &self,
+        encoder: &mut E,
+    ) -> std::result::Result<(), bincode::error::EncodeError> {
+        self.0.encode(encoder)
+    }
+}
+
+impl<Context> bincode::Decode<Context> for OprfPublicKey {
+    fn decode<D: bincode::de::Decoder<Context = Context>>(
+        decoder: &mut D,
+    ) -> std::result::Result<Self, bincode::error::DecodeError> {
+        let bytes = <[u8; ELEMENT_BYTES]>::decode(decoder)?;
+        Self::from_bytes(&bytes).map_err(|_| {
+            bincode::error::DecodeError::Other("OPRF public key is not a canonical element")
+        })
+    }
+}
+
+bincode::impl_borrow_decode!(OprfPublicKey);
 
 impl OprfPublicKey {
     /// Parses a serialised public key.
@@ -87,6 +142,13 @@ impl OprfPublicKey {
 impl std::fmt::Debug for OprfPublicKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "OprfPublicKey({})", hex_prefix(&self.0))
+    }
+}
+
+impl std::fmt::Display for OprfPublicKey {
+    /// Lower-case hex of the 32 bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
 }
 
@@ -241,13 +303,14 @@ impl std::fmt::Debug for Blinded {
     }
 }
 
-/// Checks the evaluator's proof against `public` and unblinds every element: the OPRF outputs
-/// of the blinded CPIs, in order. Any mismatch (count, encoding, proof) refuses the whole batch.
+/// Checks the evaluator's proof against `public` and unblinds every element: the blinded CPIs
+/// with their OPRF outputs, in order. Any mismatch (count, encoding, proof) refuses the whole
+/// batch.
 pub fn finalize(
     blinded: &[Blinded],
     evaluation: &Evaluation,
     public: &OprfPublicKey,
-) -> Result<Vec<OprfOutput>> {
+) -> Result<Vec<Evaluated>> {
     if evaluation.elements.len() != blinded.len() {
         return Err(OprfError::Count {
             expected: blinded.len(),
@@ -273,7 +336,14 @@ pub fn finalize(
                 _ => OprfError::BatchSize,
             })?;
     outputs
-        .map(|o| o.map(|o| output(&o)).map_err(|_| OprfError::Input.into()))
+        .zip(blinded)
+        .map(|(o, b)| {
+            o.map(|o| Evaluated {
+                cpi: b.cpi.clone(),
+                output: output(&o),
+            })
+            .map_err(|_| OprfError::Input.into())
+        })
         .collect()
 }
 
@@ -419,7 +489,8 @@ mod tests {
         let evaluation = key.evaluate_blinded(&mut rng, &elements).unwrap();
         let outputs = finalize(&blinded, &evaluation, &key.public()).unwrap();
         for (cpi, y) in cpis().iter().zip(&outputs) {
-            assert_eq!(*y, key.evaluate(cpi).unwrap());
+            assert_eq!(y.cpi(), cpi);
+            assert_eq!(*y.output(), key.evaluate(cpi).unwrap());
         }
         // Blinding is randomised: the same CPI blinds differently each time.
         let again = Blinded::new(&cpis()[0], &mut rng).unwrap();
