@@ -229,8 +229,16 @@ impl LookupClient {
         oprf::finalize(blinded, evaluation, &self.config.layout().oprf_key)
     }
 
-    /// The PIR query for an evaluated CPI's bucket.
+    /// The PIR query for an evaluated CPI's bucket. Refused if the evaluation was proven under
+    /// another OPRF key than this configuration's (the DP rotated its key since): evaluate
+    /// again.
     pub fn query(&self, evaluated: &Evaluated) -> Result<PendingLookup> {
+        let layout_key = self.config.layout().oprf_key;
+        if *evaluated.key() != layout_key {
+            return Err(CoreError::OprfKeyMismatch {
+                expected: layout_key.to_string(),
+            });
+        }
         let secrets = self.config.layout().locate(evaluated.output());
         let query = pir::query(
             self.config.scheme(),

@@ -32,6 +32,9 @@ type HmacSha256 = Hmac<Sha256>;
 const KEY_LABEL: &[u8] = b"pir-discovery/query-mac-key/v1\0";
 /// The label every MAC'd transcript starts with.
 const TAG_LABEL: &[u8] = b"pir-discovery/query-mac/v1\0";
+/// The label of an Evaluate request's transcript, whose epoch field is always 0 (an evaluation
+/// does not depend on the snapshot): a query's MAC never stands for an evaluation's.
+const EVALUATE_TAG_LABEL: &[u8] = b"pir-discovery/evaluate-mac/v1\0";
 
 /// Bytes of a mac key and of a MAC.
 pub const QUERY_MAC_BYTES: usize = 32;
@@ -81,9 +84,15 @@ impl QueryMacKey {
         self.0
     }
 
-    fn transcript(&self, key_id: &KeyId, epoch: u64, queries: &[impl AsRef<[u8]>]) -> HmacSha256 {
+    fn transcript(
+        &self,
+        label: &[u8],
+        key_id: &KeyId,
+        epoch: u64,
+        queries: &[impl AsRef<[u8]>],
+    ) -> HmacSha256 {
         let mut mac = hmac(&self.0);
-        mac.update(TAG_LABEL);
+        mac.update(label);
         mac.update(&key_id.0);
         mac.update(&epoch.to_le_bytes());
         mac.update(&(queries.len() as u64).to_le_bytes());
@@ -102,7 +111,7 @@ impl QueryMacKey {
         epoch: u64,
         queries: &[impl AsRef<[u8]>],
     ) -> [u8; QUERY_MAC_BYTES] {
-        self.transcript(key_id, epoch, queries)
+        self.transcript(TAG_LABEL, key_id, epoch, queries)
             .finalize()
             .into_bytes()
             .into()
@@ -116,7 +125,32 @@ impl QueryMacKey {
         queries: &[impl AsRef<[u8]>],
         tag: &[u8],
     ) -> bool {
-        self.transcript(key_id, epoch, queries)
+        self.transcript(TAG_LABEL, key_id, epoch, queries)
+            .verify_slice(tag)
+            .is_ok()
+    }
+
+    /// The MAC of an Evaluate request: the key id and every blinded element, under a label of
+    /// its own.
+    pub fn tag_evaluation(
+        &self,
+        key_id: &KeyId,
+        elements: &[impl AsRef<[u8]>],
+    ) -> [u8; QUERY_MAC_BYTES] {
+        self.transcript(EVALUATE_TAG_LABEL, key_id, 0, elements)
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    /// Checks an Evaluate request's MAC in constant time.
+    pub fn verify_evaluation(
+        &self,
+        key_id: &KeyId,
+        elements: &[impl AsRef<[u8]>],
+        tag: &[u8],
+    ) -> bool {
+        self.transcript(EVALUATE_TAG_LABEL, key_id, 0, elements)
             .verify_slice(tag)
             .is_ok()
     }
@@ -137,6 +171,18 @@ mod tests {
         // Not the seed itself: the mac key given to a server reveals nothing of the secret keys.
         assert_ne!(key(1).to_bytes(), [1; 32]);
         assert_eq!(QueryMacKey::from_bytes(key(1).to_bytes()), key(1));
+    }
+
+    #[test]
+    fn an_evaluation_tag_is_not_a_query_tag() {
+        let k = key(3);
+        let id = KeyId([9; 32]);
+        let elements = [[5u8; 32], [6; 32]];
+        let tag = k.tag_evaluation(&id, &elements);
+        assert!(k.verify_evaluation(&id, &elements, &tag));
+        assert!(!k.verify(&id, 0, &elements, &tag));
+        assert!(!k.verify_evaluation(&id, &[[5u8; 32]], &tag));
+        assert!(!k.verify_evaluation(&id, &elements, &k.tag(&id, 0, &elements)));
     }
 
     #[test]

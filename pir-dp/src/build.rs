@@ -3,8 +3,9 @@
 use std::{fmt, path::PathBuf, time::Instant};
 
 use pir_core::{
-    BuildOptions, SchemeParams, Snapshot, SnapshotHeader, identity::CpiWarnings,
-    snapshot::BuildReport,
+    BuildOptions, SchemeParams, Snapshot, SnapshotHeader,
+    identity::CpiWarnings,
+    snapshot::{BuildInput, BuildReport},
 };
 use serde::Serialize;
 
@@ -13,7 +14,7 @@ use crate::{
     error::DpError,
     human::{Bytes, Percent, Secs},
     jsonl::{read_mappings_shown, refuse_or_skip},
-    keys::{read_dp_key, read_trust},
+    keys::{read_dp_key, read_oprf_key, read_trust},
     paths::check_out_dir,
     progress::{count_on, spinner},
     report,
@@ -43,6 +44,10 @@ pub struct BuildArgs {
     pub progress: bool,
     /// Sign the snapshot with this DP key.
     pub dp_key: Option<PathBuf>,
+    /// The DP's OPRF secret key (`--oprf-key`): every CPI's place and entry key come from it.
+    pub oprf_key: PathBuf,
+    /// Bytes of a record per slot (`--slot-bytes`); the size that wastes least when `None`.
+    pub slot_bytes: Option<u32>,
 }
 
 /// What `build` did. Displays as `pir-server build` reports it.
@@ -75,15 +80,21 @@ impl fmt::Display for BuildSummary {
         }
         write!(
             f,
-            "built {} in {}: {} mappings stored ({} read, {} expired dropped, {} replaced), \
-             {} items, packing efficiency {}, {}",
+            "built {} in {}: {} mappings and {} opt-outs stored ({} + {} read, {} expired \
+             dropped, {} replaced, {} withheld by opt-outs), {} items, {} slots of {} bytes, \
+             packing efficiency {}, {}",
             self.out.display(),
             Secs(self.build_secs),
             r.stored_mappings,
+            r.stored_opt_outs,
             r.input_mappings,
+            r.input_opt_outs,
             r.expired_dropped,
             r.duplicates_replaced,
+            r.suppressed_by_opt_out,
             self.header.scheme.num_items(),
+            self.header.slot_count,
+            r.slot_bytes,
             Percent(r.packing_efficiency),
             Bytes(self.file_bytes)
         )?;
@@ -111,19 +122,30 @@ pub fn build(args: &BuildArgs) -> Result<BuildSummary, DpError> {
     )?;
     let trust = read_trust(&args.trust)?;
     let dp_key = args.dp_key.as_deref().map(read_dp_key).transpose()?;
+    let oprf_key = read_oprf_key(&args.oprf_key)?;
     let read = read_mappings_shown(&args.mappings, &trust, args.progress)?;
     let skipped_invalid = refuse_or_skip(&args.mappings, read.invalid, args.skip_invalid)?;
-    let cpi_warnings = CpiWarnings::collect(read.mappings.iter().map(|m| &m.mapping().fields.cpi));
+    let cpi_warnings = CpiWarnings::collect(
+        read.mappings
+            .iter()
+            .map(|m| &m.mapping().fields.cpi)
+            .chain(read.opt_outs.iter().map(|o| &o.opt_out().cpi)),
+    );
     let opts = BuildOptions {
         epoch,
         now,
         salt: None,
         scheme: args.scheme,
+        slot_bytes: args.slot_bytes,
+    };
+    let input = BuildInput {
+        mappings: read.mappings,
+        opt_outs: read.opt_outs,
     };
     let start = Instant::now();
     // Laying out has no count; the items to encode are known once the shape is chosen.
-    let bar = spinner(args.progress, "laying out");
-    let (snapshot, report) = Snapshot::build_verified(read.mappings, &opts, &|done, total| {
+    let bar = spinner(args.progress, "keying and laying out");
+    let (snapshot, report) = Snapshot::build_verified(input, &oprf_key, &opts, &|done, total| {
         bar.set_message("encoding");
         count_on(&bar, total as u64);
         bar.set_position(done as u64);

@@ -94,6 +94,7 @@ impl fmt::Display for Description {
         }
         line("created at", Time(h.created_at).to_string())?;
         line("mappings", h.mapping_count.to_string())?;
+        line("opt-outs", h.opt_out_count.to_string())?;
         line("distinct CPIs", h.cpi_count.to_string())?;
         line(
             "shape",
@@ -124,7 +125,18 @@ impl fmt::Display for Description {
         )?;
         line(
             "keyword layout",
-            format!("v{}, {} buckets", h.layout.version, h.layout.num_buckets),
+            format!(
+                "v{}, {} buckets, {} slots of {} B (+{} B tag and seal each)",
+                h.layout.version,
+                h.layout.num_buckets,
+                h.slot_count,
+                h.layout.slot_bytes,
+                pir_core::keyword::SLOT_OVERHEAD
+            ),
+        )?;
+        line(
+            "OPRF key",
+            format!("{} {}", pir_core::oprf::SUITE_NAME, h.layout.oprf_key),
         )?;
         line("record bytes", Bytes(h.record_bytes).to_string())?;
         line("capacity", Bytes(s.capacity_bytes()).to_string())?;

@@ -7,7 +7,9 @@ use std::{
 };
 
 use pir_core::{
-    CoreError, Mapping, TrustStore, VerifiedMapping, identity::DeltaLine, snapshot::DeltaOp,
+    CoreError, Mapping, TrustStore, VerifiedMapping,
+    identity::{DeltaLine, RecordLine, VerifiedOptOut},
+    snapshot::DeltaOp,
 };
 use rayon::prelude::*;
 
@@ -41,10 +43,13 @@ pub(crate) fn write_jsonl_shown(
     Ok(())
 }
 
-/// Mappings read from a JSON Lines file, each verified; failures listed by line number.
+/// Mappings and opt-outs read from a JSON Lines file, each verified; failures listed by line
+/// number.
 pub struct ReadMappings {
-    /// The valid mappings.
+    /// The valid mappings, in file order.
     pub mappings: Vec<VerifiedMapping>,
+    /// The valid opt-outs, in file order.
+    pub opt_outs: Vec<VerifiedOptOut>,
     /// Each invalid line, in file order.
     pub invalid: Vec<InvalidLine>,
 }
@@ -93,13 +98,34 @@ pub(crate) fn read_mappings_shown(
     trust: &TrustStore,
     show: bool,
 ) -> Result<ReadMappings, DpError> {
-    let (mappings, invalid) = read_lines(path, show, |line| {
-        Mapping::from_json_line(line).and_then(|m| VerifiedMapping::new(m, trust))
+    let (records, invalid) = read_lines(path, show, |line| {
+        Ok(match RecordLine::from_json_line(line)? {
+            RecordLine::Mapping(m) => Record::Mapping(VerifiedMapping::new(*m, trust)?),
+            RecordLine::OptOut(o) => Record::OptOut(VerifiedOptOut::new(*o, trust)?),
+        })
     })?;
-    Ok(ReadMappings { mappings, invalid })
+    let (mut mappings, mut opt_outs) = (Vec::with_capacity(records.len()), Vec::new());
+    for r in records {
+        match r {
+            Record::Mapping(m) => mappings.push(m),
+            Record::OptOut(o) => opt_outs.push(o),
+        }
+    }
+    Ok(ReadMappings {
+        mappings,
+        opt_outs,
+        invalid,
+    })
 }
 
-/// Reads and verifies every line of a delta file: signed mappings (upserts) and removals.
+/// One verified line of a mapping file.
+enum Record {
+    Mapping(VerifiedMapping),
+    OptOut(VerifiedOptOut),
+}
+
+/// Reads and verifies every line of a delta file: signed mappings (upserts), opt-outs and
+/// removals.
 pub fn read_delta(
     path: &Path,
     trust: &TrustStore,
@@ -116,6 +142,7 @@ pub(crate) fn read_delta_shown(
     read_lines(path, show, |line| {
         Ok(match DeltaLine::from_json_line(line)? {
             DeltaLine::Upsert(m) => DeltaOp::Upsert(Box::new(VerifiedMapping::new(*m, trust)?)),
+            DeltaLine::OptOut(o) => DeltaOp::OptOut(Box::new(VerifiedOptOut::new(*o, trust)?)),
             DeltaLine::Remove { cpi, msp } => DeltaOp::Remove { cpi, msp },
         })
     })

@@ -1,11 +1,13 @@
-//! Ed25519 key files (an issuer's or the DP's): the owner-only secret (PKCS#8 PEM) and the
-//! public key beside it (SPKI PEM), and reading them for the flags that name them.
+//! Key files: Ed25519 keys (an issuer's or the DP's: the owner-only secret, PKCS#8 PEM, and the
+//! public key beside it, SPKI PEM) and the DP's OPRF secret key, and reading them for the flags
+//! that name them.
 
 use std::path::{Path, PathBuf};
 
 use pir_core::{
     CoreError, DpKey, DpKeys, IssuerKey, TrustStore,
     fs::{Existing, write_atomic_with},
+    oprf::OprfKey,
 };
 
 use crate::{
@@ -72,6 +74,19 @@ fn write_pair(out: &Path, overwrite: bool, secret: &str, public: &str) -> Result
     pir_core::fs::write_atomic(&path, 0o644, error, |w| {
         std::io::Write::write_all(w, public.as_bytes()).map_err(|e| error(&path, e))
     })
+}
+
+/// Generates the DP's OPRF key (RFC 9497 VOPRF, ristretto255-SHA512): the secret at `out`
+/// (mode 0600). Its public key goes into every snapshot built with it; there is no public file.
+pub fn oprf_keygen(out: &Path, overwrite: bool) -> Result<OprfKey, DpError> {
+    let key = OprfKey::generate(&mut rand::rngs::OsRng)?;
+    write_private(out, &key.to_secret_text(), overwrite)?;
+    Ok(key)
+}
+
+/// Reads the DP's OPRF secret key file, given with `--oprf-key`.
+pub fn read_oprf_key(path: &Path) -> Result<OprfKey, DpError> {
+    Ok(OprfKey::from_file(path).map_err(|e| e.with_flag("--oprf-key"))?)
 }
 
 /// Reads an issuer's secret key file, given with `--issuer-key` (refused when group or others

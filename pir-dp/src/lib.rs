@@ -39,8 +39,8 @@ pub use error::{DpError, InvalidLine, IoOp};
 pub use inspect::{Description, Origin, VettedPreset, describe, inspect};
 pub use jsonl::{ReadMappings, read_delta, read_mappings, write_jsonl};
 pub use keys::{
-    dp_keygen, issuer_keygen, public_key_path, read_dp_key, read_dp_pub, read_issuer_key,
-    read_trust, write_private,
+    dp_keygen, issuer_keygen, oprf_keygen, public_key_path, read_dp_key, read_dp_pub,
+    read_issuer_key, read_oprf_key, read_trust, write_private,
 };
 pub use progress::progress_bar;
 pub use report::Report;

@@ -57,12 +57,17 @@ struct HeaderOut<'a> {
     epoch: u64,
     created_at: u64,
     mapping_count: u64,
+    opt_out_count: u64,
     cpi_count: u64,
+    slot_count: u64,
     record_bytes: u64,
     items: usize,
     scheme: &'a SchemeParams,
     layout_version: u32,
     num_buckets: u32,
+    slot_bytes: u32,
+    oprf_suite: &'static str,
+    oprf_public_key: String,
     base: Option<BaseOut<'a>>,
     plaintext_checksum: String,
     db_checksum: String,
@@ -75,12 +80,17 @@ pub(crate) fn header<S: Serializer>(h: &SnapshotHeader, s: S) -> Result<S::Ok, S
         epoch: h.epoch,
         created_at: h.created_at,
         mapping_count: h.mapping_count,
+        opt_out_count: h.opt_out_count,
         cpi_count: h.cpi_count,
+        slot_count: h.slot_count,
         record_bytes: h.record_bytes,
         items: h.scheme.num_items(),
         scheme: &h.scheme,
         layout_version: h.layout.version,
         num_buckets: h.layout.num_buckets,
+        slot_bytes: h.layout.slot_bytes,
+        oprf_suite: pir_core::oprf::SUITE_NAME,
+        oprf_public_key: h.layout.oprf_key.to_string(),
         base: h.base.as_ref().map(|b| BaseOut {
             file: &b.file,
             epoch: b.epoch,
@@ -98,9 +108,13 @@ pub(crate) fn header<S: Serializer>(h: &SnapshotHeader, s: S) -> Result<S::Ok, S
 #[derive(Serialize)]
 struct BuildReportOut {
     input_mappings: usize,
+    input_opt_outs: usize,
     expired_dropped: usize,
     duplicates_replaced: usize,
+    suppressed_by_opt_out: usize,
     stored_mappings: usize,
+    stored_opt_outs: usize,
+    slot_bytes: u32,
     layout_attempts: u32,
     packing_efficiency: f64,
 }
@@ -109,9 +123,13 @@ struct BuildReportOut {
 pub(crate) fn build_report<S: Serializer>(r: &BuildReport, s: S) -> Result<S::Ok, S::Error> {
     BuildReportOut {
         input_mappings: r.input_mappings,
+        input_opt_outs: r.input_opt_outs,
         expired_dropped: r.expired_dropped,
         duplicates_replaced: r.duplicates_replaced,
+        suppressed_by_opt_out: r.suppressed_by_opt_out,
         stored_mappings: r.stored_mappings,
+        stored_opt_outs: r.stored_opt_outs,
+        slot_bytes: r.slot_bytes,
         layout_attempts: r.layout_attempts,
         packing_efficiency: r.packing_efficiency,
     }
@@ -150,6 +168,7 @@ pub(crate) fn cpi_warnings<S: Serializer>(w: &CpiWarnings, s: S) -> Result<S::Ok
 #[derive(Serialize)]
 struct UpdateReportOut {
     upserts: usize,
+    opt_outs: usize,
     removed: usize,
     removals_unmatched: usize,
     expired_dropped: usize,
@@ -160,6 +179,7 @@ struct UpdateReportOut {
 pub(crate) fn update_report<S: Serializer>(r: &UpdateReport, s: S) -> Result<S::Ok, S::Error> {
     UpdateReportOut {
         upserts: r.upserts,
+        opt_outs: r.opt_outs,
         removed: r.removed,
         removals_unmatched: r.removals_unmatched,
         expired_dropped: r.expired_dropped,

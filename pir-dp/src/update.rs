@@ -14,7 +14,7 @@ use crate::{
     error::DpError,
     human::Secs,
     jsonl::{read_delta_shown, refuse_or_skip},
-    keys::{read_dp_key, read_dp_pub, read_trust},
+    keys::{read_dp_key, read_dp_pub, read_oprf_key, read_trust},
     paths::{base_beside, check_out_dir, same_dir, same_file},
     progress::{load_snapshot, spinner},
     report,
@@ -41,6 +41,8 @@ pub struct UpdateArgs {
     pub dp_key: Option<PathBuf>,
     /// Write a self-contained full snapshot instead of a delta of the old one.
     pub full: bool,
+    /// The DP's OPRF secret key the snapshot was built with (`--oprf-key`).
+    pub oprf_key: PathBuf,
 }
 
 /// How `pir-server update` runs beyond what [`UpdateArgs`] computes.
@@ -85,9 +87,9 @@ impl fmt::Display for UpdateSummary {
         let r = &self.report;
         write!(
             f,
-            "updated epoch {} -> {} into {} ({}): {} operations ({} upserts, {} removed, {} removals \
-             matched nothing, {} expired dropped), {} of {} items re-encoded; load {}, \
-             apply {}, write {}",
+            "updated epoch {} -> {} into {} ({}): {} operations ({} upserts, {} opt-outs, {} removed, \
+             {} removals matched nothing, {} expired dropped), {} of {} items re-encoded; load \
+             {}, apply {}, write {}",
             self.old_epoch,
             self.header.epoch,
             self.out.display(),
@@ -98,6 +100,7 @@ impl fmt::Display for UpdateSummary {
             },
             self.operations,
             r.upserts,
+            r.opt_outs,
             r.removed,
             r.removals_unmatched,
             r.expired_dropped,
@@ -161,6 +164,12 @@ pub fn update_with(args: &UpdateArgs, run: &UpdateRun) -> Result<UpdateSummary, 
     )?;
     let trust = read_trust(&args.trust)?;
     let dp_key = args.dp_key.as_deref().map(read_dp_key).transpose()?;
+    let oprf_key = read_oprf_key(&args.oprf_key)?;
+    if oprf_key.public() != base.layout.oprf_key {
+        return Err(DpError::Core(pir_core::CoreError::OprfKeyMismatch {
+            expected: base.layout.oprf_key.to_string(),
+        }));
+    }
     let (ops, invalid) = read_delta_shown(&args.delta, &trust, run.progress)?;
     let skipped_invalid = refuse_or_skip(&args.delta, invalid, args.skip_invalid)?;
     let t = Instant::now();
@@ -185,7 +194,7 @@ pub fn update_with(args: &UpdateArgs, run: &UpdateRun) -> Result<UpdateSummary, 
     let operations = ops.len();
     let t = Instant::now();
     let bar = spinner(run.progress, &format!("applying {operations} operations"));
-    let applied = old.update(ops, &opts).and_then(|(mut new, report)| {
+    let applied = old.update(ops, &oprf_key, &opts).and_then(|(mut new, report)| {
         if args.full && new.is_delta() {
             new.compact()?;
         }

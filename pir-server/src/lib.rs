@@ -31,6 +31,7 @@ mod admin;
 mod answerer;
 mod descriptors;
 mod error;
+mod evaluator;
 mod http;
 mod identity;
 mod keycache;

@@ -19,7 +19,7 @@ use pir_core::KeyId;
 
 use crate::error::{RateLimited, ServerError};
 
-type KeyedLimiter<K> = governor::DefaultKeyedRateLimiter<K>;
+pub(crate) type KeyedLimiter<K> = governor::DefaultKeyedRateLimiter<K>;
 type DirectLimiter = governor::DefaultDirectRateLimiter;
 
 /// A bucket of `burst` tokens refilled at `per_hour` (at least 1); `None` when `burst` is 0.
@@ -145,7 +145,7 @@ fn refused(outcome: Outcome, who: RateLimited) -> Result<(), ServerError> {
 }
 
 /// Takes `n` tokens for `key`, or says who is over their rate.
-fn take<K: Clone + Eq + std::hash::Hash>(
+pub(crate) fn take<K: Clone + Eq + std::hash::Hash>(
     limiter: &Option<KeyedLimiter<K>>,
     key: &K,
     n: usize,
@@ -158,7 +158,7 @@ fn take<K: Clone + Eq + std::hash::Hash>(
 }
 
 /// Takes `n` tokens of a limiter without keys.
-fn take_direct(
+pub(crate) fn take_direct(
     limiter: &Option<DirectLimiter>,
     n: usize,
     who: RateLimited,

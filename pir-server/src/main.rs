@@ -54,6 +54,11 @@ struct OutputArgs {
     /// Sign the snapshot with this DP key.
     #[arg(long)]
     dp_key: Option<PathBuf>,
+    /// The DP's OPRF secret key (from `oprf-keygen`): each CPI's bucket, tags and entry key
+    /// come from its OPRF output under this key. An update needs the key the snapshot was
+    /// built with; a new key means a full build.
+    #[arg(long)]
+    oprf_key: PathBuf,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -73,7 +78,8 @@ enum Command {
         /// The snapshot to start from.
         #[arg(long)]
         snapshot: PathBuf,
-        /// Delta file: JSON Lines of signed mappings and {"remove": {"cpi": ..., "msp": ...}}.
+        /// Delta file: JSON Lines of signed mappings, signed opt-outs ({"opt_out": {...}}) and
+        /// removals ({"remove": {"cpi": ..., "msp": ...}}).
         #[arg(long)]
         delta: PathBuf,
         #[command(flatten)]
@@ -104,6 +110,17 @@ enum Command {
     },
     /// Generate a DP signing key (owner-only file) and its public key beside it (.pub).
     DpKeygen {
+        /// Secret key file to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Overwrite an existing key file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Generate the DP's OPRF key (RFC 9497 VOPRF, ristretto255-SHA512) in an owner-only file.
+    /// Its public key is written into every snapshot built with it; give the file only to
+    /// `build`, `update` and the server that answers evaluations (`serve --oprf-key`).
+    OprfKeygen {
         /// Secret key file to create.
         #[arg(long)]
         out: PathBuf,
@@ -324,6 +341,7 @@ fn run(command: Command) -> Result<(), CliError> {
                 epoch: output.epoch,
                 dp_key: output.dp_key,
                 full,
+                oprf_key: output.oprf_key,
             };
             let run = pir_dp::UpdateRun {
                 dp_pub,
@@ -343,6 +361,15 @@ fn run(command: Command) -> Result<(), CliError> {
         Command::IssuerKeygen { out, force } => {
             let id = pir_dp::issuer_keygen(&out, force)?.id();
             key_written(id, &out);
+            Ok(())
+        }
+        Command::OprfKeygen { out, force } => {
+            let key = pir_dp::oprf_keygen(&out, force)?;
+            println!(
+                "wrote {} (mode 0600): OPRF public key {}",
+                out.display(),
+                key.public()
+            );
             Ok(())
         }
         Command::DpKeygen { out, force } => {
@@ -385,6 +412,8 @@ fn run(command: Command) -> Result<(), CliError> {
                 scheme: danger_test_params.then(SchemeParams::danger_test_only_small),
                 progress: true,
                 dp_key: output.dp_key,
+                oprf_key: output.oprf_key,
+                slot_bytes: None,
             })?;
             Ok(pir_dp::Report::print(&summary, report.json)?)
         }

@@ -12,6 +12,8 @@ use crate::procstat::ProcStat;
 pub(crate) struct Metrics {
     registry: Registry,
     pub(crate) lookups: IntCounter,
+    /// OPRF evaluations answered (each one CPI a client can locate).
+    pub(crate) evaluations: IntCounter,
     pub(crate) answer_seconds: Histogram,
     pub(crate) in_progress: IntGauge,
     pub(crate) batch_queries: Histogram,
@@ -31,6 +33,13 @@ impl Metrics {
     pub(crate) fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let lookups = IntCounter::new("pir_lookups_total", "PIR queries answered")?;
+        let evaluations = IntCounter::new(
+            "pir_evaluations_total",
+            "OPRF evaluations answered (blinded CPIs evaluated; refusals are in \
+             pir_limit_refusals_total as evaluation_key_rate, evaluation_peer_rate, \
+             global_evaluation_rate, evaluate_mac)",
+        )?;
+        registry.register(Box::new(evaluations.clone()))?;
         let answer_seconds = Histogram::with_opts(
             HistogramOpts::new(
                 "pir_answer_seconds",
@@ -69,7 +78,8 @@ impl Metrics {
                 "pir_limit_refusals_total",
                 "Requests refused by a limit, by the limit: key_rate, peer_rate, \
                  registration_rate, global_registration_rate, eviction_rate, query_mac, pending, \
-                 queries_per_request, message_size, key_cache, request_timeout",
+                 queries_per_request, message_size, key_cache, request_timeout, \
+                 evaluation_key_rate, evaluation_peer_rate, global_evaluation_rate, evaluate_mac",
             ),
             &["limit"],
         )?;
@@ -102,6 +112,7 @@ impl Metrics {
         Ok(Self {
             registry,
             lookups,
+            evaluations,
             answer_seconds,
             in_progress,
             batch_queries,

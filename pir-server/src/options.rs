@@ -64,6 +64,14 @@ pub struct ServeOptions {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Registrations hashed and parsed at once, off the async runtime; more wait their turn.
     pub registration_workers: usize,
+    /// OPRF evaluations of one registered key (each is one CPI a client can locate); `None`
+    /// is unlimited.
+    pub per_key_evaluations: Option<RateLimit>,
+    /// OPRF evaluations from one peer network; `None` is unlimited.
+    pub per_peer_evaluations: Option<RateLimit>,
+    /// OPRF evaluations a second from all peers together: what bounds enumeration however many
+    /// keys and networks it uses. `None` is unlimited.
+    pub global_evaluations_per_second: Option<u32>,
 }
 
 impl Default for ServeOptions {
@@ -97,6 +105,19 @@ impl Default for ServeOptions {
             key_evictions_per_minute: Some(20),
             trusted_proxies: Vec::new(),
             registration_workers: 2,
+            // A lookup is one evaluation and one query: the same budgets as queries.
+            per_key_evaluations: Some(RateLimit {
+                burst: 200,
+                per_hour: 720,
+            }),
+            per_peer_evaluations: Some(RateLimit {
+                burst: 1000,
+                per_hour: 3600,
+            }),
+            // About 5% of one core at ~80 us an element; at 50 lookups per user a day, 200 a
+            // second serves about 350,000 users, and enumerating a 10-million-number region
+            // takes at least 14 hours of the whole budget.
+            global_evaluations_per_second: Some(200),
             transport: TransportOptions::default(),
         }
     }

@@ -19,7 +19,7 @@ use std::{
     fmt, future::Future, net::SocketAddr, path::PathBuf, pin::Pin, sync::Arc, time::Duration,
 };
 
-use pir_core::{CoreError, DpKeys};
+use pir_core::{CoreError, DpKeys, oprf::OprfKey};
 use tokio::{
     net::TcpListener,
     sync::{mpsc, watch},
@@ -52,6 +52,9 @@ pub struct ServeConfig {
     pub options: ServeOptions,
     /// Refuse snapshots (at start and on reload) not signed by a key in this file.
     pub dp_pub: Option<PathBuf>,
+    /// The DP's OPRF secret key file: answer evaluations with it (and refuse snapshots keyed by
+    /// another OPRF key). Without it the server is a PIR host only.
+    pub oprf_key: Option<PathBuf>,
     /// Address of the Admin service, started only with `admin_token_file`.
     pub admin_listen: SocketAddr,
     /// File holding the admin bearer token.
@@ -146,6 +149,10 @@ pub enum ProcessError {
     /// The DP key file does not parse (the error names the flag and the file).
     #[error("{0}")]
     DpPub(CoreError),
+    /// The OPRF key file does not parse or is readable by others (the error names the flag
+    /// and the file).
+    #[error("{0}")]
+    OprfKey(CoreError),
     /// A system call failed.
     #[error("{step}: {source}")]
     Io {
@@ -240,6 +247,7 @@ impl Signals {
 pub struct Process {
     config: ServeConfig,
     dp_keys: Option<DpKeys>,
+    oprf_key: Option<OprfKey>,
     admin_token: Option<AdminToken>,
     identity: Option<TlsIdentity>,
     snapshot_bytes: u64,
@@ -264,6 +272,12 @@ impl Process {
             .map(DpKeys::from_file)
             .transpose()
             .map_err(|e| ProcessError::DpPub(e.with_flag("--dp-pub")))?;
+        let oprf_key = config
+            .oprf_key
+            .as_deref()
+            .map(OprfKey::from_file)
+            .transpose()
+            .map_err(|e| ProcessError::OprfKey(e.with_flag("--oprf-key")))?;
         let admin_token = config
             .admin_token_file
             .as_deref()
@@ -290,6 +304,7 @@ impl Process {
         Ok(Self {
             config,
             dp_keys,
+            oprf_key,
             admin_token,
             identity,
             snapshot_bytes: meta.len(),
@@ -514,7 +529,8 @@ async fn serve_loaded(
         loaded = loading.load() => loaded?,
         _ = stopped(stop_rx) => return Ok(None),
     };
-    let service = DiscoveryService::new(snapshot, config.options.clone())?;
+    let service =
+        DiscoveryService::new(snapshot, config.options.clone(), process.oprf_key.clone())?;
     service.record_load(took);
     let epoch = service.epoch();
     readiness.loaded(service.clone()).await;

@@ -40,6 +40,12 @@ pub(crate) struct ServeArgs {
     /// Refuse snapshots (at start and on reload) not signed by a key in this file.
     #[arg(long, env = "PIR_DP_PUB")]
     dp_pub: Option<PathBuf>,
+    /// The DP's OPRF secret key (from `oprf-keygen`, mode 0600): answer `Discovery/Evaluate`
+    /// with it. Without it the server is a PIR host only, holding nothing that opens the
+    /// snapshot's entries; clients then ask the DP's evaluator. Snapshots keyed by another OPRF
+    /// key are refused.
+    #[arg(long, env = "PIR_OPRF_KEY")]
+    oprf_key: Option<PathBuf>,
     /// Address of the Admin service (hot reload). Only started with --admin-token-file.
     #[arg(long, default_value = "127.0.0.1:50052", env = "PIR_ADMIN_LISTEN")]
     admin_listen: SocketAddr,
@@ -81,6 +87,32 @@ pub(crate) struct ServeArgs {
         env = "PIR_REGISTRATION_RATE"
     )]
     registration_rate: RateArg,
+    /// OPRF evaluations (each one CPI a client can locate) per registered key: BURST/PER_HOUR,
+    /// or `off`.
+    #[arg(
+        long,
+        default_value_t = RateArg(ServeOptions::default().per_key_evaluations),
+        value_parser = parse_rate,
+        env = "PIR_KEY_EVALUATION_RATE"
+    )]
+    key_evaluation_rate: RateArg,
+    /// OPRF evaluations per peer network: BURST/PER_HOUR, or `off`.
+    #[arg(
+        long,
+        default_value_t = RateArg(ServeOptions::default().per_peer_evaluations),
+        value_parser = parse_rate,
+        env = "PIR_PEER_EVALUATION_RATE"
+    )]
+    peer_evaluation_rate: RateArg,
+    /// OPRF evaluations per second from all peers together, or `off`: the bound on how fast
+    /// anyone can enumerate CPIs, whatever keys and networks they use.
+    #[arg(
+        long,
+        default_value_t = CountArg(ServeOptions::default().global_evaluations_per_second),
+        value_parser = parse_count,
+        env = "PIR_GLOBAL_EVALUATION_RATE"
+    )]
+    global_evaluation_rate: CountArg,
     // ---- limits that many addresses cannot multiply (issue 15, items 3 and 11) ---------------
     /// Per-peer limits count IPv4 peers by networks of this prefix length (32: each address).
     #[arg(
@@ -201,6 +233,7 @@ impl ServeArgs {
             snapshot: self.snapshot,
             listen: self.listen,
             dp_pub: self.dp_pub,
+            oprf_key: self.oprf_key,
             admin_listen: self.admin_listen,
             admin_token_file: self.admin_token_file,
             metrics_listen: self.metrics_listen,
@@ -236,6 +269,9 @@ impl ServeArgs {
             key_evictions_per_minute: self.key_eviction_rate.0,
             trusted_proxies: self.trusted_proxy.clone(),
             registration_workers: self.registration_workers,
+            per_key_evaluations: self.key_evaluation_rate.0,
+            per_peer_evaluations: self.peer_evaluation_rate.0,
+            global_evaluations_per_second: self.global_evaluation_rate.0,
         }
     }
 

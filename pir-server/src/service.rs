@@ -13,6 +13,9 @@
 //! RegisterKeys: registration worker (semaphore) ─▶ off the runtime: sizes, mac key, id hash ─▶
 //!        already registered? ─▶ peer network's, then the server's registration tokens ─▶
 //!        eviction tokens (if the cache must make room) ─▶ off the runtime: parse ─▶ cache
+//! Evaluate: holds the OPRF key? ─▶ shape (count, key id, mac, element lengths) ─▶ registered
+//!        key ─▶ MAC ─▶ peer network's, key's, then the server's evaluation tokens ─▶ off the
+//!        runtime: evaluate and prove (evaluator.rs)
 //! ```
 //!
 //! Each check is cheaper than the next and nothing is charged before the checks that can refuse
@@ -30,12 +33,12 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use pir_core::{EvalKeys, Snapshot};
+use pir_core::{EvalKeys, Snapshot, oprf::OprfKey};
 use pir_proto::{
-    QueryIn, RegisterKeysIn,
+    EvaluateIn, QueryIn, RegisterKeysIn,
     v1::{
-        self, GetConfigRequest, GetConfigResponse, QueryRequest, QueryResponse,
-        RegisterKeysRequest, RegisterKeysResponse,
+        self, EvaluateRequest, EvaluateResponse, GetConfigRequest, GetConfigResponse,
+        QueryRequest, QueryResponse, RegisterKeysRequest, RegisterKeysResponse,
         discovery_server::{Discovery, DiscoveryServer},
     },
 };
@@ -47,6 +50,7 @@ use crate::options::TestHooks;
 use crate::{
     answerer::Answerer,
     error::{QueryAuthError, ServerError},
+    evaluator::Evaluator,
     keycache::{KeyCache, Registered, estimated_cost},
     limits::{self, Limiters, Quotas},
     metrics::Metrics,
@@ -77,7 +81,20 @@ struct Served {
 }
 
 impl Served {
-    fn new(snapshot: Snapshot, opts: &ServeOptions) -> Result<Self, ServerError> {
+    fn new(
+        snapshot: Snapshot,
+        opts: &ServeOptions,
+        evaluator: Option<&Evaluator>,
+    ) -> Result<Self, ServerError> {
+        // Evaluations under one key and entries sealed under another would find nothing.
+        if let Some(evaluator) = evaluator
+            && evaluator.public() != snapshot.header().layout.oprf_key
+        {
+            return Err(ServerError::OprfKeyMismatch {
+                snapshot: snapshot.header().layout.oprf_key.to_string(),
+                served: evaluator.public().to_string(),
+            });
+        }
         let limits = v1::Limits {
             max_queries_per_request: opts.max_queries_per_request,
             max_message_bytes: opts.max_message_bytes as u64,
@@ -103,6 +120,8 @@ struct State {
     peers: PeerPolicy,
     /// Registrations hashed or parsed at once (`registration_workers`).
     registration_workers: Arc<Semaphore>,
+    /// The DP's OPRF key and its limits, when this server answers evaluations.
+    evaluator: Option<Evaluator>,
     metrics: Metrics,
     requests: AtomicU64,
 }
@@ -114,9 +133,15 @@ pub struct DiscoveryService {
 }
 
 impl DiscoveryService {
-    /// A service answering over `snapshot`.
-    pub fn new(snapshot: Snapshot, opts: ServeOptions) -> Result<Self, ServerError> {
-        Self::with_answerer(snapshot, opts, Answerer::start)
+    /// A service answering PIR queries over `snapshot`, and OPRF evaluations when given the
+    /// DP's OPRF key (which must be the one `snapshot` is keyed by). Without the key it is a PIR
+    /// host only: `Evaluate` is UNIMPLEMENTED.
+    pub fn new(
+        snapshot: Snapshot,
+        opts: ServeOptions,
+        oprf_key: Option<OprfKey>,
+    ) -> Result<Self, ServerError> {
+        Self::with_answerer(snapshot, opts, oprf_key, Answerer::start)
     }
 
     /// [`DiscoveryService::new`], with faults injected as `hooks` say (feature `test-hooks`).
@@ -124,9 +149,10 @@ impl DiscoveryService {
     pub fn with_test_hooks(
         snapshot: Snapshot,
         opts: ServeOptions,
+        oprf_key: Option<OprfKey>,
         hooks: TestHooks,
     ) -> Result<Self, ServerError> {
-        Self::with_answerer(snapshot, opts, |opts, metrics| {
+        Self::with_answerer(snapshot, opts, oprf_key, |opts, metrics| {
             Answerer::start_with_hooks(opts, metrics, &hooks)
         })
     }
@@ -134,9 +160,11 @@ impl DiscoveryService {
     fn with_answerer(
         snapshot: Snapshot,
         opts: ServeOptions,
+        oprf_key: Option<OprfKey>,
         start: impl FnOnce(&ServeOptions, &Metrics) -> Result<Answerer, ServerError>,
     ) -> Result<Self, ServerError> {
-        let served = Served::new(snapshot, &opts)?;
+        let evaluator = oprf_key.map(|k| Evaluator::new(k, &opts));
+        let served = Served::new(snapshot, &opts, evaluator.as_ref())?;
         let metrics = Metrics::new().map_err(|e| ServerError::Internal(format!("metrics: {e}")))?;
         metrics.epoch.set(served.config.epoch as i64);
         let answerer = start(&opts, &metrics)?;
@@ -152,6 +180,7 @@ impl DiscoveryService {
                     opts.peer_prefix_v6,
                 ),
                 registration_workers: Arc::new(Semaphore::new(opts.registration_workers.max(1))),
+                evaluator,
                 metrics,
                 requests: AtomicU64::new(0),
                 opts,
@@ -172,7 +201,7 @@ impl DiscoveryService {
         &self,
         snapshot: Snapshot,
     ) -> Result<std::sync::Weak<Snapshot>, ServerError> {
-        let served = Served::new(snapshot, &self.state.opts)?;
+        let served = Served::new(snapshot, &self.state.opts, self.state.evaluator.as_ref())?;
         let epoch = served.config.epoch;
         let retired = self.state.served.swap(Arc::new(served));
         self.state.metrics.epoch.set(epoch as i64);
@@ -259,6 +288,9 @@ impl DiscoveryService {
             .is_multiple_of(4096)
         {
             self.state.limiters.retain_recent();
+            if let Some(evaluator) = &self.state.evaluator {
+                evaluator.retain_recent();
+            }
         }
     }
 
@@ -404,6 +436,37 @@ impl DiscoveryService {
     }
 
     /// The peer network a request is charged to (behind a trusted proxy, the client's).
+    async fn evaluate(
+        &self,
+        peer: Option<IpAddr>,
+        req: EvaluateRequest,
+    ) -> Result<EvaluateResponse, ServerError> {
+        self.housekeeping();
+        let evaluator = self
+            .state
+            .evaluator
+            .as_ref()
+            .ok_or(ServerError::NoEvaluator)?;
+        let req = EvaluateIn::parse(req, self.state.opts.max_queries_per_request)?;
+        let id = req.key_id();
+        // Any registered key will do: an evaluation does not depend on the snapshot.
+        let registered = self
+            .state
+            .keys
+            .get(&id)
+            .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
+        if !registered
+            .mac_key
+            .verify_evaluation(&id, req.blinded(), req.mac())
+        {
+            return Err(ServerError::QueryAuth(QueryAuthError::BadEvaluationMac(id)));
+        }
+        let n = req.blinded().len();
+        let evaluation = evaluator.evaluate(peer, &id, req.into_blinded()).await?;
+        self.state.metrics.evaluations.inc_by(n as u64);
+        Ok(EvaluateResponse::from(evaluation))
+    }
+
     fn peer_of<T>(&self, req: &Request<T>) -> Option<IpAddr> {
         self.state
             .peers
@@ -465,6 +528,18 @@ impl Discovery for DiscoveryService {
         let peer = self.peer_of(&req);
         self.timed("RegisterKeys", self.register(peer, req.into_inner()))
             .await
+    }
+
+    async fn evaluate(
+        &self,
+        req: Request<EvaluateRequest>,
+    ) -> Result<Response<EvaluateResponse>, Status> {
+        let peer = self.peer_of(&req);
+        self.timed(
+            "Evaluate",
+            DiscoveryService::evaluate(self, peer, req.into_inner()),
+        )
+        .await
     }
 
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {

@@ -15,7 +15,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-use pir_core::Snapshot;
+use pir_core::{Snapshot, oprf::OprfKey};
 use pir_proto::v1::{
     GetConfigRequest, GetConfigResponse, QueryRequest, QueryResponse, RegisterKeysRequest,
     RegisterKeysResponse,
@@ -245,13 +245,15 @@ pub struct RunningServer {
 }
 
 impl RunningServer {
-    /// Binds `addr` (port 0 picks a free port) and starts serving `snapshot` in plaintext.
+    /// Binds `addr` (port 0 picks a free port) and starts serving `snapshot` in plaintext,
+    /// answering evaluations when given the DP's OPRF key.
     pub async fn start(
         snapshot: Snapshot,
         addr: SocketAddr,
         opts: ServeOptions,
+        oprf_key: Option<OprfKey>,
     ) -> Result<Self, ServerError> {
-        Self::start_tls(snapshot, addr, opts, None).await
+        Self::start_tls(snapshot, addr, opts, oprf_key, None).await
     }
 
     /// [`RunningServer::start`], over TLS when `identity` is given.
@@ -259,9 +261,11 @@ impl RunningServer {
         snapshot: Snapshot,
         addr: SocketAddr,
         opts: ServeOptions,
+        oprf_key: Option<OprfKey>,
         identity: Option<Identity>,
     ) -> Result<Self, ServerError> {
-        Self::start_service(DiscoveryService::new(snapshot, opts)?, addr, identity).await
+        let service = DiscoveryService::new(snapshot, opts, oprf_key)?;
+        Self::start_service(service, addr, identity).await
     }
 
     /// [`RunningServer::start`], with faults injected as `hooks` say (feature `test-hooks`).
@@ -270,9 +274,10 @@ impl RunningServer {
         snapshot: Snapshot,
         addr: SocketAddr,
         opts: ServeOptions,
+        oprf_key: Option<OprfKey>,
         hooks: TestHooks,
     ) -> Result<Self, ServerError> {
-        let service = DiscoveryService::with_test_hooks(snapshot, opts, hooks)?;
+        let service = DiscoveryService::with_test_hooks(snapshot, opts, oprf_key, hooks)?;
         Self::start_service(service, addr, None).await
     }
 

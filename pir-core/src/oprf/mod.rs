@@ -67,6 +67,7 @@ impl std::fmt::Debug for OprfOutput {
 pub struct Evaluated {
     cpi: Cpi,
     output: OprfOutput,
+    key: OprfPublicKey,
 }
 
 impl Evaluated {
@@ -78,6 +79,12 @@ impl Evaluated {
     /// Its OPRF output.
     pub fn output(&self) -> &OprfOutput {
         &self.output
+    }
+
+    /// The public key the evaluation was proven under: the output locates the CPI only in
+    /// snapshots keyed by it.
+    pub fn key(&self) -> &OprfPublicKey {
+        &self.key
     }
 }
 
@@ -341,6 +348,7 @@ pub fn finalize(
             o.map(|o| Evaluated {
                 cpi: b.cpi.clone(),
                 output: output(&o),
+                key: *public,
             })
             .map_err(|_| OprfError::Input.into())
         })
