@@ -1,7 +1,8 @@
 //! `pir-server demo`: the whole flow on loopback, through the real gRPC client.
 //!
-//! issuer key -> synthetic signed mappings -> snapshot -> server on 127.0.0.1 -> private lookups
-//! of present and absent CPIs -> every answer checked against the input -> exit.
+//! issuer and OPRF keys -> synthetic signed mappings and an opt-out -> snapshot keyed by the
+//! OPRF -> server (PIR host and evaluator) on 127.0.0.1 -> private lookups of present, absent and
+//! opted-out CPIs -> every answer checked against the input -> exit.
 
 #![allow(clippy::print_stdout)]
 
@@ -13,10 +14,24 @@ use std::{
 };
 
 use pir_client::{ClientOptions, PirClient, human_bytes, outcome_text};
-use pir_core::{Cpi, Mapping, Snapshot, TrustStore};
+use pir_core::{Cpi, Mapping, Snapshot, TrustStore, identity::OptOut};
 use pir_server::{RunningServer, ServeOptions, ServerError};
 
 use crate::CliError;
+
+/// The CPI whose user opted out of discovery (should a synthetic mapping use it, the opt-out
+/// withholds that mapping, and the demo expects it withheld).
+const OPTED_OUT: &str = "tel:+1 (415) 555-0199";
+
+fn append_line(path: &std::path::Path, line: &str) -> Result<(), ServerError> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| ServerError::io(format!("appending to {}", path.display()), e))?;
+    writeln!(file, "{line}")
+        .map_err(|e| ServerError::io(format!("appending to {}", path.display()), e))
+}
 
 fn secs(start: Instant) -> String {
     format!("{:.2} s", start.elapsed().as_secs_f64())
@@ -90,10 +105,23 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
         pir_dp::public_key_path(&key_path).display()
     );
 
+    let oprf_path = dir.join("oprf.key");
+    let oprf_key = pir_dp::oprf_keygen(&oprf_path, true)?;
+    println!(
+        "   OPRF key {} (owner-only; RFC 9497 VOPRF, ristretto255-SHA512), public key {}",
+        oprf_path.display(),
+        oprf_key.public()
+    );
+
     let t_synth = Instant::now();
-    let mappings = pir_dp::synth(count, &issuer, 7, pir_core::unix_now())?;
+    let now = pir_core::unix_now();
+    let mappings = pir_dp::synth(count, &issuer, 7, now)?;
     let mappings_path = dir.join("mappings.jsonl");
     pir_dp::write_jsonl(&mappings_path, &mappings)?;
+    // One user who asked not to be discoverable: the issuer signs an opt-out for the CPI.
+    let opted_out = Cpi::parse(OPTED_OUT)?;
+    let opt_out = OptOut::sign(opted_out.clone(), now - 60, now + 365 * 86_400, &issuer)?;
+    append_line(&mappings_path, &opt_out.to_json_line())?;
     let mut by_cpi: BTreeMap<Cpi, BTreeSet<String>> = BTreeMap::new();
     for m in &mappings {
         by_cpi
@@ -101,10 +129,12 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
             .or_default()
             .insert(m.fields.msp.clone());
     }
+    by_cpi.remove(&opted_out);
     println!(
-        "2. {} signed synthetic mappings for {} CPIs -> {} ({})",
+        "2. {} signed synthetic mappings for {} CPIs, and an opt-out for {} -> {} ({})",
         mappings.len(),
         by_cpi.len(),
+        opted_out,
         mappings_path.display(),
         secs(t_synth)
     );
@@ -120,13 +150,18 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
         scheme: None,
         progress: false,
         dp_key: None,
+        oprf_key: oprf_path.clone(),
+        slot_bytes: None,
     })?;
     let h = &summary.header;
     println!(
-        "3. snapshot {}: {} items x {} B, packing efficiency {:.3}, {} on disk ({:.2} s to build)",
+        "3. snapshot {}: {} items x {} B, {} sealed slots of {} B, packing efficiency {:.3}, {} \
+         on disk ({:.2} s to build)",
         snapshot_path.display(),
         h.scheme.num_items(),
         h.scheme.item_bytes,
+        h.slot_count,
+        h.layout.slot_bytes,
         summary.report.packing_efficiency,
         human_bytes(summary.file_bytes),
         summary.build_secs
@@ -144,8 +179,12 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
         tokio::runtime::Runtime::new().map_err(|e| ServerError::io("starting the runtime", e))?;
     let served: Result<(), ServerError> = runtime.block_on(async move {
         let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
-        let server = RunningServer::start(snapshot, addr, ServeOptions::default()).await?;
-        println!("5. serving pir.v1 on {}", server.url());
+        let server =
+            RunningServer::start(snapshot, addr, ServeOptions::default(), Some(oprf_key)).await?;
+        println!(
+            "5. serving pir.v1 on {} (PIR queries, and OPRF evaluations with the DP's key)",
+            server.url()
+        );
 
         let trust = TrustStore::from_file(&pir_dp::public_key_path(&key_path))?;
         let t_connect = Instant::now();
@@ -161,9 +200,13 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
             human_bytes(sizes.response as u64)
         );
 
-        println!("7. private lookups (the server learns neither the CPI nor the outcome):\n");
+        println!(
+            "7. private lookups, one blinded evaluation and one PIR query each (the server \
+             learns neither the CPI nor the outcome):\n"
+        );
         let (mut total_ms, mut sent, mut received) = (0.0, 0, 0);
-        let cpis = pick_cpis(&by_cpi, &mappings);
+        let mut cpis = pick_cpis(&by_cpi, &mappings);
+        cpis.push(opted_out.clone());
         for cpi in &cpis {
             let outcome = client
                 .lookup(cpi)
@@ -180,6 +223,13 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
                 .map(String::from)
                 .collect();
             let want = by_cpi.get(cpi).cloned().unwrap_or_default();
+            if outcome.result.opted_out() != (*cpi == opted_out) {
+                return Err(ServerError::Internal(format!(
+                    "{cpi}: opted out {}, expected {}",
+                    outcome.result.opted_out(),
+                    *cpi == opted_out
+                )));
+            }
             if got != want {
                 return Err(ServerError::Internal(format!(
                     "{cpi}: got {got:?}, expected {want:?}"
