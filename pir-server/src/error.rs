@@ -8,8 +8,8 @@ use std::path::PathBuf;
 
 use pir_core::{CoreError, ErrorClass};
 use pir_proto::{
-    QueryError, REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY, RETRY_AFTER_MS_KEY,
-    RegisterKeysError,
+    EvaluateError, QueryError, REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY,
+    RETRY_AFTER_MS_KEY, RegisterKeysError,
 };
 use tonic::{Code, Status, metadata::MetadataValue};
 
@@ -75,6 +75,12 @@ pub enum ServerError {
     /// The process has bound its ports but not finished loading its snapshot.
     #[error("the server is still loading its snapshot; retry shortly")]
     Loading,
+    /// Evaluate on a server started without `--oprf-key` (a PIR host only).
+    #[error(
+        "this server holds no OPRF key and answers no evaluations: ask the DP's evaluator \
+         (pir-client --evaluator URL)"
+    )]
+    NoEvaluator,
 
     // ---- a snapshot offered for serving --------------------------------------------------------
     /// A snapshot refused by policy: not signed by a trusted DP key.
@@ -109,6 +115,18 @@ pub enum ServerError {
          after {0:?}; retry once they finish"
     )]
     PreviousSnapshotInUse(std::time::Duration),
+    /// A snapshot keyed by another OPRF key than the one this server evaluates with.
+    #[error(
+        "refused: the snapshot is keyed by OPRF public key {snapshot}, but this server \
+         evaluates with {served} (--oprf-key): its clients would find nothing; serve it with \
+         its own key, or build it with this one"
+    )]
+    OprfKeyMismatch {
+        /// The snapshot's OPRF public key, hex.
+        snapshot: String,
+        /// This server's, hex.
+        served: String,
+    },
 
     // ---- wrapped -------------------------------------------------------------------------------
     /// An engine error.
@@ -144,6 +162,12 @@ pub enum RateLimited {
     GlobalRegistrations,
     /// Evictions from a full key cache (`--key-eviction-rate`).
     Evictions,
+    /// OPRF evaluations of one registered key (`--key-evaluation-rate`).
+    EvaluationsOfKey,
+    /// OPRF evaluations from one peer network (`--peer-evaluation-rate`).
+    EvaluationsOfPeer,
+    /// OPRF evaluations from all peers together (`--global-evaluation-rate`).
+    GlobalEvaluations,
 }
 
 /// Why a request failed the proof of possession on queries.
@@ -155,6 +179,9 @@ pub enum QueryAuthError {
     /// Keys registered again with another mac key than they were registered with.
     #[error("keys {0} are registered with another query mac key")]
     OtherMacKey(pir_core::KeyId),
+    /// An Evaluate request's MAC is not the one the registered mac key makes.
+    #[error("the evaluation's mac does not verify under the mac key registered with key id {0}")]
+    BadEvaluationMac(pir_core::KeyId),
 }
 
 /// The words of the message: "rate limit of this key exceeded".
@@ -166,6 +193,9 @@ impl std::fmt::Display for RateLimited {
             Self::Registrations => "peer (registrations)",
             Self::GlobalRegistrations => "server (key registrations from all peers)",
             Self::Evictions => "key cache (evictions: it is full)",
+            Self::EvaluationsOfKey => "key (OPRF evaluations)",
+            Self::EvaluationsOfPeer => "peer (OPRF evaluations)",
+            Self::GlobalEvaluations => "server (OPRF evaluations from all peers)",
         })
     }
 }
@@ -192,6 +222,7 @@ impl ServerError {
             Self::DeadlineExceeded(_) => "deadline",
             Self::Overloaded(_) => "overloaded",
             Self::Loading => "loading",
+            Self::NoEvaluator => "no_evaluator",
             Self::KeyCacheTooSmall { .. } => "key_cache_too_small",
             Self::Core(e) if e.is_bad_input() => "malformed",
             Self::Internal(_) => "internal",
@@ -199,6 +230,7 @@ impl ServerError {
             Self::ClientTooOld(_) => "client_too_old",
             Self::Refused { .. }
             | Self::EpochNotRising { .. }
+            | Self::OprfKeyMismatch { .. }
             | Self::PreviousSnapshotInUse(_)
             | Self::Core(_)
             | Self::Io { .. }
@@ -224,6 +256,8 @@ pub enum MalformedRequest {
     /// The key registration.
     #[error(transparent)]
     Keys(RegisterKeysError),
+    #[error(transparent)]
+    Evaluate(EvaluateError),
 }
 
 impl ServerError {
@@ -251,6 +285,19 @@ impl ServerError {
                 who: RateLimited::Evictions,
                 ..
             } => "eviction_rate",
+            Self::RateLimited {
+                who: RateLimited::EvaluationsOfKey,
+                ..
+            } => "evaluation_key_rate",
+            Self::RateLimited {
+                who: RateLimited::EvaluationsOfPeer,
+                ..
+            } => "evaluation_peer_rate",
+            Self::RateLimited {
+                who: RateLimited::GlobalEvaluations,
+                ..
+            } => "global_evaluation_rate",
+            Self::QueryAuth(QueryAuthError::BadEvaluationMac(_)) => "evaluate_mac",
             Self::QueryAuth(_) | Self::ClientTooOld(_) => "query_mac",
             Self::Overloaded(_) => "pending",
             Self::TooManyQueries { .. } => "queries_per_request",
@@ -270,6 +317,20 @@ impl From<QueryError> for ServerError {
             QueryError::NoQueries
             | QueryError::KeyIdLength { .. }
             | QueryError::MacLength { .. } => Self::Malformed(MalformedRequest::Query(e)),
+        }
+    }
+}
+
+impl From<EvaluateError> for ServerError {
+    fn from(e: EvaluateError) -> Self {
+        match e {
+            EvaluateError::TooMany { got, max } => Self::TooManyQueries { got, max },
+            EvaluateError::NoElements
+            | EvaluateError::KeyIdLength { .. }
+            | EvaluateError::MacLength { .. }
+            | EvaluateError::ElementLength { .. } => {
+                Self::Malformed(MalformedRequest::Evaluate(e))
+            }
         }
     }
 }
@@ -328,6 +389,7 @@ impl From<ServerError> for Status {
             | ServerError::KeyCacheTooSmall { .. } => Status::resource_exhausted(msg),
             ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
             ServerError::Loading => Status::unavailable(msg),
+            ServerError::NoEvaluator => Status::unimplemented(msg),
             ServerError::AdminTokenRequired | ServerError::QueryAuth(_) => {
                 Status::unauthenticated(msg)
             }
@@ -341,9 +403,9 @@ impl From<ServerError> for Status {
                 ErrorClass::BadInput => Status::invalid_argument(msg),
                 ErrorClass::Misuse | ErrorClass::Environment | ErrorClass::Bug => internal(&msg),
             },
-            ServerError::Refused { .. } | ServerError::EpochNotRising { .. } => {
-                Status::failed_precondition(msg)
-            }
+            ServerError::Refused { .. }
+            | ServerError::EpochNotRising { .. }
+            | ServerError::OprfKeyMismatch { .. } => Status::failed_precondition(msg),
             ServerError::PreviousSnapshotInUse(_) => Status::unavailable(msg),
             ServerError::Io { .. } | ServerError::Transport(_) | ServerError::Internal(_) => {
                 internal(&msg)
