@@ -1,7 +1,7 @@
 //! `pir-proto`: the `pir.v1` gRPC protocol.
 //!
 //! Generated types live in [`v1`]; conversions to and from `pir-core` types live in one place
-//! (`convert.rs`), as `TryFrom` impls or, where a check needs what the receiver knows, `parse`
+//! (`convert/`), as `TryFrom` impls or, where a check needs what the receiver knows, `parse`
 //! constructors. Wire messages are not trusted: converting them validates, into types that carry
 //! what was checked ([`ConfigIn`], [`AnswerIn`], [`QueryIn`], [`RegisterKeysIn`]).
 
