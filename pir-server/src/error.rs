@@ -81,6 +81,14 @@ pub enum ServerError {
          (pir-client --evaluator URL)"
     )]
     NoEvaluator,
+    /// A request body the listener refused before its handler finished.
+    #[error("{}", refusal.message(path))]
+    RequestBody {
+        /// The request's path (a gRPC method's).
+        path: String,
+        /// Which of the listener's limits it broke.
+        refusal: BodyRefusal,
+    },
 
     // ---- a snapshot offered for serving --------------------------------------------------------
     /// A snapshot refused by policy: not signed by a trusted DP key.
@@ -170,6 +178,65 @@ pub enum RateLimited {
     GlobalEvaluations,
 }
 
+/// Why the listener refused a request's body: each of the transport's limits on one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyRefusal {
+    /// Its body is larger than its method allows.
+    TooLarge {
+        /// The method's limit, bytes (gRPC framing included).
+        limit: usize,
+    },
+    /// Its body did not arrive whole in time.
+    Stalled {
+        /// The time it had from its headers.
+        timeout: std::time::Duration,
+    },
+    /// The in-flight byte budget is spent.
+    Budget {
+        /// The budget, bytes.
+        budget: usize,
+    },
+}
+
+impl BodyRefusal {
+    /// The `limit` label of `pir_limit_refusals_total` it counts under.
+    pub fn limit(self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "message_size",
+            Self::Stalled { .. } => "request_body_timeout",
+            Self::Budget { .. } => "in_flight_bytes",
+        }
+    }
+
+    /// What the client is told of a refused request to `path`.
+    pub(crate) fn message(self, path: &str) -> String {
+        match self {
+            Self::TooLarge { limit } => format!(
+                "request body larger than the {limit} bytes {path} allows under the served \
+                 parameters"
+            ),
+            Self::Stalled { timeout } => format!(
+                "request body not received whole within {} of its headers; dropped",
+                humantime::format_duration(timeout)
+            ),
+            Self::Budget { budget } => format!(
+                "server busy: request bodies in flight hold the whole budget of {} MiB; retry \
+                 later",
+                budget >> 20
+            ),
+        }
+    }
+}
+
+/// The handler sees a refused body fail with this, its path unknown there.
+impl std::fmt::Display for BodyRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message("this method"))
+    }
+}
+
+impl std::error::Error for BodyRefusal {}
+
 /// Why a request failed the proof of possession on queries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum QueryAuthError {
@@ -228,6 +295,7 @@ impl ServerError {
             Self::Internal(_) => "internal",
             Self::AdminTokenRequired | Self::QueryAuth(_) => "unauthenticated",
             Self::ClientTooOld(_) => "client_too_old",
+            Self::RequestBody { .. } => "request_body",
             Self::Refused { .. }
             | Self::EpochNotRising { .. }
             | Self::OprfKeyMismatch { .. }
@@ -303,6 +371,7 @@ impl ServerError {
             Self::TooManyQueries { .. } => "queries_per_request",
             Self::KeyCacheTooSmall { .. } => "key_cache",
             Self::DeadlineExceeded(_) => "request_timeout",
+            Self::RequestBody { refusal, .. } => refusal.limit(),
             _ => return None,
         })
     }
@@ -387,7 +456,12 @@ impl From<ServerError> for Status {
             | ServerError::Overloaded(_)
             | ServerError::RateLimited { .. }
             | ServerError::KeyCacheTooSmall { .. } => Status::resource_exhausted(msg),
-            ServerError::DeadlineExceeded(_) => Status::deadline_exceeded(msg),
+            ServerError::DeadlineExceeded(_)
+            | ServerError::RequestBody {
+                refusal: BodyRefusal::Stalled { .. },
+                ..
+            } => Status::deadline_exceeded(msg),
+            ServerError::RequestBody { .. } => Status::resource_exhausted(msg),
             ServerError::Loading => Status::unavailable(msg),
             ServerError::NoEvaluator => Status::unimplemented(msg),
             ServerError::AdminTokenRequired | ServerError::QueryAuth(_) => {
@@ -655,6 +729,48 @@ mod tests {
             ),
         ];
         check(cases);
+    }
+
+    /// The listener's refusals of a request body keep the codes and messages they had when the
+    /// listener made their statuses itself, and count under their limits' labels.
+    #[test]
+    fn body_refusals_keep_their_status_message_and_limit() {
+        let at = |refusal| ServerError::RequestBody {
+            path: "/pir.v1.Discovery/Query".into(),
+            refusal,
+        };
+        let cases = [
+            (
+                BodyRefusal::TooLarge { limit: 100 },
+                Code::ResourceExhausted,
+                "request body larger than the 100 bytes /pir.v1.Discovery/Query allows under the \
+                 served parameters",
+                "message_size",
+            ),
+            (
+                BodyRefusal::Stalled {
+                    timeout: Duration::from_secs(10),
+                },
+                Code::DeadlineExceeded,
+                "request body not received whole within 10s of its headers; dropped",
+                "request_body_timeout",
+            ),
+            (
+                BodyRefusal::Budget { budget: 64 << 20 },
+                Code::ResourceExhausted,
+                "server busy: request bodies in flight hold the whole budget of 64 MiB; retry \
+                 later",
+                "in_flight_bytes",
+            ),
+        ];
+        for (refusal, code, message, limit) in cases {
+            assert_eq!(at(refusal).limit(), Some(limit));
+            check(vec![(at(refusal), code, None, message)]);
+        }
+        assert_eq!(
+            BodyRefusal::TooLarge { limit: 100 }.to_string(),
+            "request body larger than the 100 bytes this method allows under the served parameters"
+        );
     }
 
     /// Each limit is named by the label the refusal counter uses; other errors name none.

@@ -52,7 +52,7 @@ mod tls;
 mod transport;
 
 pub use admin::{AdminToken, serve_admin};
-pub use error::{MalformedRequest, QueryAuthError, RateLimited, ServerError};
+pub use error::{BodyRefusal, MalformedRequest, QueryAuthError, RateLimited, ServerError};
 pub use http::serve_metrics;
 pub use identity::Identity;
 /// The network type of [`ServeOptions::trusted_proxies`].

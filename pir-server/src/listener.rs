@@ -37,7 +37,10 @@ use tokio_rustls::TlsAcceptor;
 use tonic::transport::server::TcpConnectInfo;
 use tower::ServiceExt;
 
-use crate::{error::ServerError, options::TransportOptions};
+use crate::{
+    error::{BodyRefusal, ServerError},
+    options::TransportOptions,
+};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -460,83 +463,37 @@ where
     }
 }
 
-/// Why a request was refused before its handler finished.
-#[derive(Clone, Copy, Debug)]
-enum Refusal {
-    /// Its body is larger than its method allows.
-    TooLarge { limit: usize },
-    /// Its body did not arrive whole in time.
-    Stalled { timeout: Duration },
-    /// The in-flight byte budget is spent.
-    Budget { budget: usize },
-}
-
-impl Refusal {
-    fn label(self) -> &'static str {
-        match self {
-            Self::TooLarge { .. } => "message_size",
-            Self::Stalled { .. } => "request_body_timeout",
-            Self::Budget { .. } => "in_flight_bytes",
-        }
-    }
-
-    fn message(self, path: &str) -> String {
-        match self {
-            Self::TooLarge { limit } => format!(
-                "request body larger than the {limit} bytes {path} allows under the served \
-                 parameters"
-            ),
-            Self::Stalled { timeout } => format!(
-                "request body not received whole within {} of its headers; dropped",
-                humantime::format_duration(timeout)
-            ),
-            Self::Budget { budget } => format!(
-                "server busy: request bodies in flight hold the whole budget of {} MiB; retry \
-                 later",
-                budget >> 20
-            ),
-        }
-    }
-
-    fn response<B: Default>(self, protocol: Protocol, path: &str) -> Response<B> {
-        let message = self.message(path);
-        match protocol {
-            Protocol::Grpc => match self {
-                Self::Stalled { .. } => tonic::Status::deadline_exceeded(message),
-                _ => tonic::Status::resource_exhausted(message),
-            }
-            .into_http(),
-            Protocol::Http1 => {
-                let mut response = Response::new(B::default());
-                *response.status_mut() = match self {
-                    Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                    Self::Stalled { .. } => StatusCode::REQUEST_TIMEOUT,
-                    Self::Budget { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                };
-                response
-            }
+/// The response refusing a request to `path` for `why`: in gRPC the status [`ServerError`]
+/// makes of it, in HTTP/1 the status code alone.
+fn refusal_response<B: Default>(why: BodyRefusal, protocol: Protocol, path: &str) -> Response<B> {
+    match protocol {
+        Protocol::Grpc => tonic::Status::from(ServerError::RequestBody {
+            path: path.to_owned(),
+            refusal: why,
+        })
+        .into_http(),
+        Protocol::Http1 => {
+            let mut response = Response::new(B::default());
+            *response.status_mut() = match why {
+                BodyRefusal::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+                BodyRefusal::Stalled { .. } => StatusCode::REQUEST_TIMEOUT,
+                BodyRefusal::Budget { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            response
         }
     }
 }
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.message("this method"))
-    }
-}
-
-impl std::error::Error for Refusal {}
 
 /// What a request's body and its response future share: why it was refused, if it was, and
 /// the in-flight bytes its body holds (released when both are done).
 #[derive(Default)]
 struct Shared {
-    refusal: OnceLock<Refusal>,
+    refusal: OnceLock<BodyRefusal>,
     held: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 impl Shared {
-    fn refuse(&self, why: Refusal) -> Refusal {
+    fn refuse(&self, why: BodyRefusal) -> BodyRefusal {
         *self.refusal.get_or_init(|| why)
     }
 
@@ -573,10 +530,10 @@ pub(crate) struct Limited {
 
 impl Limited {
     /// Charges a data frame of `n` bytes, or says why it may not be taken.
-    fn charge(&mut self, data: &[u8]) -> Result<(), Refusal> {
+    fn charge(&mut self, data: &[u8]) -> Result<(), BodyRefusal> {
         self.received = self.received.saturating_add(data.len());
         if self.received > self.limit {
-            return Err(Refusal::TooLarge { limit: self.limit });
+            return Err(BodyRefusal::TooLarge { limit: self.limit });
         }
         // The gRPC length prefix (flag byte, u32 length) of the first message.
         if self.prefix.len() < 5 {
@@ -585,7 +542,7 @@ impl Limited {
             if let [_, a, b, c, d] = self.prefix[..] {
                 let declared = u32::from_be_bytes([a, b, c, d]) as usize;
                 if declared.saturating_add(5) > self.limit {
-                    return Err(Refusal::TooLarge { limit: self.limit });
+                    return Err(BodyRefusal::TooLarge { limit: self.limit });
                 }
             }
         }
@@ -595,13 +552,13 @@ impl Limited {
                 self.shared.hold(permit);
                 Ok(())
             }
-            Err(_) => Err(Refusal::Budget {
+            Err(_) => Err(BodyRefusal::Budget {
                 budget: self.budget_bytes,
             }),
         }
     }
 
-    fn fail(&mut self, why: Refusal) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn fail(&mut self, why: BodyRefusal) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let why = self.shared.refuse(why);
         // What this body held is released now, not when the handler lets go of it.
         self.shared.release();
@@ -626,7 +583,7 @@ impl Body for Limited {
             && deadline.as_mut().poll(cx).is_ready()
         {
             let timeout = this.timeout;
-            return this.fail(Refusal::Stalled { timeout });
+            return this.fail(BodyRefusal::Stalled { timeout });
         }
         let frame = match ready!(Pin::new(&mut this.inner).poll_frame(cx)) {
             None => {
@@ -737,11 +694,13 @@ where
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > limit) {
-            let why = Refusal::TooLarge { limit };
-            self.policy.refused(why.label());
-            return Box::pin(std::future::ready(counted(
-                why.response(self.protocol, &path),
-            )));
+            let why = BodyRefusal::TooLarge { limit };
+            self.policy.refused(why.limit());
+            return Box::pin(std::future::ready(counted(refusal_response(
+                why,
+                self.protocol,
+                &path,
+            ))));
         }
         req.extensions_mut().insert(self.info.clone());
         let opts = &self.limits.opts;
@@ -764,9 +723,9 @@ where
             let Ok(response) = answer.await;
             let response = match shared.refusal.get() {
                 Some(why) => {
-                    policy.refused(why.label());
+                    policy.refused(why.limit());
                     tracing::debug!(path, refusal = %why.message(&path), "request refused");
-                    why.response(protocol, &path)
+                    refusal_response(*why, protocol, &path)
                 }
                 None => response,
             };

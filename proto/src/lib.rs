@@ -1,9 +1,10 @@
 //! `pir-proto`: the `pir.v1` gRPC protocol.
 //!
 //! Generated types live in [`v1`]; conversions to and from `pir-core` types live in one place
-//! (`convert.rs`), as `TryFrom` impls or, where a check needs what the receiver knows, `parse`
+//! (`convert/`), as `TryFrom` impls or, where a check needs what the receiver knows, `parse`
 //! constructors. Wire messages are not trusted: converting them validates, into types that carry
-//! what was checked ([`ConfigIn`], [`AnswerIn`], [`QueryIn`], [`RegisterKeysIn`]).
+//! what was checked ([`ConfigIn`], [`AnswerIn`], [`EvaluationIn`], [`QueryIn`],
+//! [`RegisterKeysIn`], [`EvaluateIn`]).
 
 // Outside tests, a panic must name the invariant that makes it impossible.
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -20,8 +21,8 @@ pub mod v1 {
 }
 
 pub use convert::{
-    AnswerError, AnswerIn, ConfigIn, ConvertError, QueryError, QueryIn, RegisterKeysError,
-    RegisterKeysIn, ReportedSizes,
+    AnswerError, AnswerIn, ConfigIn, ConvertError, EvaluateError, EvaluateIn, EvaluationError,
+    EvaluationIn, QueryError, QueryIn, RegisterKeysError, RegisterKeysIn, ReportedSizes,
 };
 
 /// Encoded `FileDescriptorSet` of `pir.v1`, for gRPC server reflection.

@@ -1,0 +1,100 @@
+//! Checking a configuration before it is used: vetted parameters whose messages fit, and with
+//! DP keys a signed snapshot header, neither older than nor a fork of the newest one verified.
+
+use pir_core::{DpKeys, SchemeParams};
+use pir_proto::ConfigIn;
+
+use super::options::ClientOptions;
+use crate::{
+    error::{ClientError, ParamsRefusal, Result, SnapshotRefusal},
+    keyfile::{KeyFile, SeenSnapshot},
+};
+
+/// Checks a configuration a client is about to use: its parameters, and with DP keys its
+/// snapshot. Returns the snapshot to remember (`seen` unchanged without DP keys).
+pub(super) fn accept(
+    config: &ConfigIn,
+    options: &ClientOptions,
+    seen: Option<&SeenSnapshot>,
+    key_file: Option<&KeyFile>,
+) -> Result<Option<SeenSnapshot>> {
+    if let Some(dp_keys) = &options.dp_keys {
+        let verified = verify_snapshot(config, dp_keys, seen, key_file)?;
+        check_params(config.lookup().scheme(), options)?;
+        return Ok(Some(verified));
+    }
+    check_params(config.lookup().scheme(), options)?;
+    Ok(seen.copied())
+}
+
+/// Checks a configuration's snapshot header against the DP keys, and against the newest
+/// snapshot verified before (`seen`): the snapshot to remember once it is accepted.
+pub(super) fn verify_snapshot(
+    config: &ConfigIn,
+    dp_keys: &DpKeys,
+    seen: Option<&SeenSnapshot>,
+    key_file: Option<&KeyFile>,
+) -> Result<SeenSnapshot> {
+    let refused = ClientError::SnapshotRefused;
+    let (Some(header), Some(hash)) = (config.header(), config.header_hash()) else {
+        return Err(refused(SnapshotRefusal::NoHeader));
+    };
+    header
+        .verify_signature(dp_keys)
+        .map_err(|e| refused(SnapshotRefusal::Signature(e)))?;
+    let offered = SeenSnapshot {
+        epoch: header.epoch,
+        header_hash: hash,
+    };
+    let key_file = || key_file.map(|f| f.path().to_path_buf());
+    match seen {
+        Some(seen) if offered.epoch < seen.epoch => Err(refused(SnapshotRefusal::Rollback {
+            offered: offered.epoch,
+            seen: seen.epoch,
+            key_file: key_file(),
+        })),
+        Some(seen) if offered.epoch == seen.epoch && offered.header_hash != seen.header_hash => {
+            Err(refused(SnapshotRefusal::Fork {
+                epoch: offered.epoch,
+                offered: short_hash(&offered.header_hash),
+                seen: short_hash(&seen.header_hash),
+                key_file: key_file(),
+            }))
+        }
+        _ => Ok(offered),
+    }
+}
+
+/// The first 8 bytes of a hash, in hex: enough to tell two headers apart in a message.
+fn short_hash(hash: &[u8; 32]) -> String {
+    hash[..8].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Refuses parameters that are not vetted (unless allowed) and any whose messages exceed the
+/// client's limit, before a key is made for them.
+fn check_params(params: &SchemeParams, options: &ClientOptions) -> Result<()> {
+    let refused = |reason| ClientError::RefusedParams {
+        params: params.to_string(),
+        reason,
+    };
+    if !options.allow_custom_params && params.as_vetted().is_none() {
+        return Err(refused(ParamsRefusal::NotVetted));
+    }
+    let sizes = params.message_sizes()?;
+    let limit = options.max_message_bytes as u64;
+    for (what, bytes) in [
+        ("public keys", sizes.public_keys),
+        ("queries", sizes.query),
+        ("responses", sizes.response),
+    ] {
+        // A message of `bytes` plus its protobuf field header must fit.
+        if bytes as u64 + 16 > limit {
+            return Err(refused(ParamsRefusal::TooLarge {
+                what,
+                bytes: bytes as u64,
+                limit,
+            }));
+        }
+    }
+    Ok(())
+}
