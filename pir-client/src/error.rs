@@ -134,6 +134,32 @@ pub enum ClientError {
         /// What went wrong.
         source: CoreError,
     },
+    /// The evaluator's answer does not prove it used the snapshot's OPRF key: its outputs
+    /// would locate nothing, or the wrong entries.
+    #[error(
+        "the OPRF evaluation was refused: {source} (the evaluator and the snapshot's header \
+         disagree on the DP's OPRF key)"
+    )]
+    Evaluation {
+        /// What failed (a proof, a count, an element).
+        source: CoreError,
+    },
+    /// The server answers no evaluations: it is a PIR host only.
+    #[error(
+        "the server answers no OPRF evaluations ({message}); give --evaluator URL, the DP's evaluator"
+    )]
+    NoEvaluator {
+        /// The server's words.
+        message: String,
+    },
+    /// Every CPI of a batch whose evaluation failed gets this, naming the failure.
+    #[error("lookup of {cpi}: its batch's evaluation failed: {reason}")]
+    BatchEvaluation {
+        /// The CPI looked up (normalised).
+        cpi: String,
+        /// The batch's error, as text (one error, reported for each CPI of the batch).
+        reason: String,
+    },
     /// An error from `pir-core` outside a lookup (key generation, query encryption, trust file).
     #[error(transparent)]
     Core(#[from] CoreError),

@@ -46,6 +46,11 @@ struct ServerArgs {
     /// (plaintext) only to a loopback address unless --insecure-plaintext.
     #[arg(long, value_name = "URL")]
     server: String,
+    /// The DP's OPRF evaluator (same forms as --server), when --server is a PIR host that does
+    /// not hold the OPRF key. Default: --server evaluates too. The keys are registered with
+    /// both.
+    #[arg(long, value_name = "URL")]
+    evaluator: Option<String>,
     /// Seconds to wait for the connection.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     connect_timeout: u64,
@@ -93,6 +98,7 @@ impl ServerArgs {
             dp_keys,
             insecure_plaintext: self.insecure_plaintext,
             allow_custom_params: self.allow_custom_params,
+            evaluator: self.evaluator.clone(),
             ..ClientOptions::new(trust)
         })
     }

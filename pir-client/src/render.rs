@@ -9,18 +9,26 @@ use crate::{ClientError, client::LookupOutcome};
 /// One lookup as a JSON object, the `--json` line of `pir-client lookup`:
 ///
 /// ```json
-/// {"cpi": "tel:+14155550100", "found": true,
+/// {"cpi": "tel:+14155550100", "found": true, "opted_out": false,
 ///  "mappings": [{"msp": "chat.example", "psi": "@alice:chat.example", "context": null,
 ///                "not_before": 1700000000, "not_after": 1800000000}],
 ///  "bytes_sent": 123456, "bytes_received": 54321, "millis": 87.5}
 /// ```
 ///
 /// `cpi` is normalised, `psi` and `context` are `null` when absent, times are unix seconds.
+/// `opted_out` is true when the CPI's user opted out of discovery (an issuer-signed opt-out):
+/// then `found` is false and `opt_out` gives the opt-out's issuer and validity.
 pub fn outcome_json(outcome: &LookupOutcome) -> Value {
     let r = &outcome.result;
     json!({
         "cpi": r.cpi.as_str(),
         "found": r.found(),
+        "opted_out": r.opted_out(),
+        "opt_out": r.opt_out.as_ref().map(|o| json!({
+            "issuer": o.issuer.to_string(),
+            "not_before": o.not_before,
+            "not_after": o.not_after,
+        })),
         "mappings": r.mappings.iter().map(mapping_json).collect::<Vec<_>>(),
         "outside_validity": r.outside_validity,
         "untrusted_issuers": r.untrusted.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -69,7 +77,15 @@ pub fn outcome_text(outcome: &LookupOutcome) -> String {
         human_bytes(outcome.bytes_received),
         outcome.millis
     );
-    let mut out = if r.found() {
+    let mut out = if let Some(o) = &r.opt_out {
+        format!(
+            "{}: opted out of discovery, signed by issuer {} (valid {} to {}) ({cost})",
+            r.cpi,
+            o.issuer,
+            timestamp(o.not_before),
+            timestamp(o.not_after)
+        )
+    } else if r.found() {
         let n = r.mappings.len();
         let s = if n == 1 { "" } else { "s" };
         format!("{}: {n} mapping{s} ({cost})", r.cpi)
@@ -128,6 +144,9 @@ pub fn info_json(info: &ConfigIn) -> Value {
         "layout": {
             "version": c.layout().version,
             "num_buckets": c.layout().num_buckets,
+            "slot_bytes": c.layout().slot_bytes,
+            "oprf_suite": pir_core::oprf::SUITE_NAME,
+            "oprf_public_key": c.layout().oprf_key.to_string(),
         },
         "sizes": {
             "public_keys": sizes.public_keys,
@@ -183,9 +202,11 @@ pub fn info_text(info: &ConfigIn) -> String {
         ),
         format!("scheme:             {s}"),
         format!(
-            "layout:             version {}, {} buckets",
+            "layout:             version {}, {} buckets, slots of {} B, OPRF key {}",
             c.layout().version,
-            c.layout().num_buckets
+            c.layout().num_buckets,
+            c.layout().slot_bytes,
+            c.layout().oprf_key
         ),
         format!(
             "sizes:              public keys {}, query {}, response {}",
@@ -261,6 +282,7 @@ mod tests {
             result: LookupResult {
                 cpi: Cpi::parse("tel:+1 (415) 555-0100").unwrap(),
                 mappings,
+                opt_out: None,
                 outside_validity: 0,
                 untrusted: Vec::new(),
             },
@@ -281,6 +303,8 @@ mod tests {
             json!({
                 "cpi": "tel:+14155550100",
                 "found": true,
+                "opted_out": false,
+                "opt_out": null,
                 "mappings": [
                     {"msp": "chat.example", "psi": "@alice:chat.example", "context": "work",
                      "not_before": 1_700_000_000u64, "not_after": 1_800_000_000u64},
@@ -305,6 +329,8 @@ mod tests {
         let mut expected = vec![
             "cpi",
             "found",
+            "opted_out",
+            "opt_out",
             "mappings",
             "bytes_sent",
             "bytes_received",
@@ -338,6 +364,31 @@ mod tests {
         );
         let text = outcome_text(&outcome(vec![]));
         assert!(text.starts_with("tel:+14155550100: not found"), "{text}");
+    }
+
+    #[test]
+    fn an_opt_out_is_shown_as_such_in_text_and_json() {
+        let issuer = IssuerKey::from_seed(&[3; 32]);
+        let cpi = Cpi::parse("tel:+1 (415) 555-0100").unwrap();
+        let mut o = outcome(vec![]);
+        o.result.opt_out = Some(
+            pir_core::identity::OptOut::sign(cpi, 1_700_000_000, 1_800_000_000, &issuer).unwrap(),
+        );
+        let text = outcome_text(&o);
+        assert!(
+            text.starts_with(&format!(
+                "tel:+14155550100: opted out of discovery, signed by issuer {}",
+                issuer.id()
+            )),
+            "{text}"
+        );
+        assert!(!text.contains("not found"), "{text}");
+        let v = outcome_json(&o);
+        assert_eq!(v["opted_out"], json!(true));
+        assert_eq!(v["found"], json!(false));
+        assert_eq!(v["opt_out"]["issuer"], json!(issuer.id().to_string()));
+        assert_eq!(v["opt_out"]["not_after"], json!(1_800_000_000u64));
+        assert_eq!(outcome_json(&outcome(vec![]))["opted_out"], json!(false));
     }
 
     #[test]

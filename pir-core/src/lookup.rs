@@ -256,7 +256,12 @@ impl LookupClient {
     /// verifies every statement at time `now`. A record that does not open or decode, or a
     /// statement whose signature fails under a trusted issuer, is an error: the server or the
     /// snapshot is lying. No record is "not found".
-    pub fn decode(&self, pending: PendingLookup, response: &[u8], now: u64) -> Result<LookupResult> {
+    pub fn decode(
+        &self,
+        pending: PendingLookup,
+        response: &[u8],
+        now: u64,
+    ) -> Result<LookupResult> {
         let item = pir::decode(self.config.scheme(), &self.keys.secret, response)?;
         let layout = self.config.layout();
         let slots = bucket::decode_bucket(&item, layout.slot_len())?;
@@ -276,7 +281,10 @@ impl LookupClient {
             // An issuer the caller does not trust is the caller's choice, not a lie: skip and
             // count its statements. Any other failure means the server or snapshot is lying.
             let (verified, in_window) = match &item {
-                Item::Mapping(m) => (m.verify_signatures(&self.trust), m.check_window(now).is_ok()),
+                Item::Mapping(m) => (
+                    m.verify_signatures(&self.trust),
+                    m.check_window(now).is_ok(),
+                ),
                 Item::OptOut(o) => (o.verify_signature(&self.trust), o.in_window(now)),
             };
             match verified {

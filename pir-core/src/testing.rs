@@ -217,7 +217,11 @@ pub fn build_with(mappings: Vec<Mapping>, opts: &BuildOptions) -> Snapshot {
 }
 
 /// A snapshot of `mappings` and `opt_outs` (trusted by [`trust`]) with `opts`.
-pub fn build_records(mappings: Vec<Mapping>, opt_outs: Vec<OptOut>, opts: &BuildOptions) -> Snapshot {
+pub fn build_records(
+    mappings: Vec<Mapping>,
+    opt_outs: Vec<OptOut>,
+    opts: &BuildOptions,
+) -> Snapshot {
     let trust = trust();
     let input = crate::snapshot::BuildInput {
         mappings: mappings
@@ -311,7 +315,13 @@ pub const FIXTURE_V2_CREATED_AT: u64 = 1_767_225_600;
 
 /// The opt-out of the committed fixture: `tel:+14155550199`, valid for ever.
 pub fn fixture_v2_opt_out() -> OptOut {
-    OptOut::sign(Cpi::parse("tel:+14155550199").unwrap(), 0, u64::MAX, &issuer()).unwrap()
+    OptOut::sign(
+        Cpi::parse("tel:+14155550199").unwrap(),
+        0,
+        u64::MAX,
+        &issuer(),
+    )
+    .unwrap()
 }
 
 /// Today's builder on the committed fixture's input: epoch 3, salt `[9; 32]`, [`tiny_scheme`],

@@ -194,15 +194,17 @@ pub fn update_with(args: &UpdateArgs, run: &UpdateRun) -> Result<UpdateSummary, 
     let operations = ops.len();
     let t = Instant::now();
     let bar = spinner(run.progress, &format!("applying {operations} operations"));
-    let applied = old.update(ops, &oprf_key, &opts).and_then(|(mut new, report)| {
-        if args.full && new.is_delta() {
-            new.compact()?;
-        }
-        if let Some(key) = &dp_key {
-            new.sign(key)?;
-        }
-        Ok((new, report))
-    });
+    let applied = old
+        .update(ops, &oprf_key, &opts)
+        .and_then(|(mut new, report)| {
+            if args.full && new.is_delta() {
+                new.compact()?;
+            }
+            if let Some(key) = &dp_key {
+                new.sign(key)?;
+            }
+            Ok((new, report))
+        });
     bar.finish_and_clear();
     let (new, report) = applied?;
     let apply_secs = t.elapsed().as_secs_f64();

@@ -324,6 +324,7 @@ pub enum MalformedRequest {
     /// The key registration.
     #[error(transparent)]
     Keys(RegisterKeysError),
+    /// The evaluation request.
     #[error(transparent)]
     Evaluate(EvaluateError),
 }
@@ -397,9 +398,7 @@ impl From<EvaluateError> for ServerError {
             EvaluateError::NoElements
             | EvaluateError::KeyIdLength { .. }
             | EvaluateError::MacLength { .. }
-            | EvaluateError::ElementLength { .. } => {
-                Self::Malformed(MalformedRequest::Evaluate(e))
-            }
+            | EvaluateError::ElementLength { .. } => Self::Malformed(MalformedRequest::Evaluate(e)),
         }
     }
 }

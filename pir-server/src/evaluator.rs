@@ -15,7 +15,6 @@
 
 use std::{net::IpAddr, sync::Arc};
 
-use governor::Quota;
 use pir_core::{KeyId, oprf::OprfKey};
 
 use crate::{
@@ -33,12 +32,12 @@ pub(crate) struct EvaluationLimits {
 
 impl EvaluationLimits {
     fn new(opts: &ServeOptions) -> Self {
-        let quota =
-            |rate: Option<crate::options::RateLimit>| rate.and_then(|r| limits::quota(r.burst, r.per_hour));
-        let keyed = |q: Option<Quota>| q.map(governor::RateLimiter::keyed);
+        let quota = |rate: Option<crate::options::RateLimit>| {
+            rate.and_then(|r| limits::quota(r.burst, r.per_hour))
+        };
         Self {
-            per_key: keyed(quota(opts.per_key_evaluations)),
-            per_peer: keyed(quota(opts.per_peer_evaluations)),
+            per_key: quota(opts.per_key_evaluations).map(governor::RateLimiter::keyed),
+            per_peer: quota(opts.per_peer_evaluations).map(governor::RateLimiter::keyed),
             global: opts
                 .global_evaluations_per_second
                 .and_then(limits::per_second)
@@ -96,12 +95,10 @@ impl Evaluator {
     ) -> Result<pir_core::oprf::Evaluation, ServerError> {
         self.limits.charge(peer, key_id, blinded.len())?;
         let key = self.key.clone();
-        tokio::task::spawn_blocking(move || {
-            key.evaluate_blinded(&mut rand::rngs::OsRng, &blinded)
-        })
-        .await
-        .map_err(|_| ServerError::Internal("an evaluation panicked or was cancelled".into()))?
-        .map_err(ServerError::from)
+        tokio::task::spawn_blocking(move || key.evaluate_blinded(&mut rand::rngs::OsRng, &blinded))
+            .await
+            .map_err(|_| ServerError::Internal("an evaluation panicked or was cancelled".into()))?
+            .map_err(ServerError::from)
     }
 
     /// Forgets idle limiter state.

@@ -37,8 +37,8 @@ use pir_core::{EvalKeys, Snapshot, oprf::OprfKey};
 use pir_proto::{
     EvaluateIn, QueryIn, RegisterKeysIn,
     v1::{
-        self, EvaluateRequest, EvaluateResponse, GetConfigRequest, GetConfigResponse,
-        QueryRequest, QueryResponse, RegisterKeysRequest, RegisterKeysResponse,
+        self, EvaluateRequest, EvaluateResponse, GetConfigRequest, GetConfigResponse, QueryRequest,
+        QueryResponse, RegisterKeysRequest, RegisterKeysResponse,
         discovery_server::{Discovery, DiscoveryServer},
     },
 };

@@ -17,8 +17,8 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 
 use pir_core::{Snapshot, oprf::OprfKey};
 use pir_proto::v1::{
-    GetConfigRequest, GetConfigResponse, QueryRequest, QueryResponse, RegisterKeysRequest,
-    RegisterKeysResponse,
+    EvaluateRequest, EvaluateResponse, GetConfigRequest, GetConfigResponse, QueryRequest,
+    QueryResponse, RegisterKeysRequest, RegisterKeysResponse,
     discovery_server::{Discovery, DiscoveryServer},
 };
 use tokio::net::TcpListener;
@@ -73,7 +73,7 @@ const PER_QUERY_SLACK: usize = 16;
 
 /// The main port's body limits, sized from the snapshot being served (so they follow a
 /// reload): RegisterKeys its public keys, Query at most `max_queries_per_request` queries,
-/// GetConfig, health and reflection a little; never more than `--max-message-mib`.
+/// Evaluate as many 32-byte elements, GetConfig, health and reflection a little; never more than `--max-message-mib`.
 struct Sized {
     readiness: Readiness,
     max_message_bytes: usize,
@@ -95,6 +95,9 @@ impl Policy for Sized {
             ("/pir.v1.Discovery/Query", Some(sizes)) => self
                 .max_queries
                 .saturating_mul(sizes.query.saturating_add(PER_QUERY_SLACK)),
+            ("/pir.v1.Discovery/Evaluate", _) => self
+                .max_queries
+                .saturating_mul(pir_core::oprf::ELEMENT_BYTES + PER_QUERY_SLACK),
             ("/pir.v1.Discovery/GetConfig", _) => return Self::SMALL,
             _ => 0,
         };
@@ -199,6 +202,13 @@ impl Discovery for Pending {
 
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {
         Discovery::query(self.service()?, req).await
+    }
+
+    async fn evaluate(
+        &self,
+        req: Request<EvaluateRequest>,
+    ) -> Result<Response<EvaluateResponse>, Status> {
+        Discovery::evaluate(self.service()?, req).await
     }
 }
 

@@ -79,7 +79,7 @@ pub(super) fn read_reply(
 }
 
 /// The `pir-reason` of a FAILED_PRECONDITION status, if any.
-fn reason(status: &tonic::Status) -> Option<&str> {
+pub(super) fn reason(status: &tonic::Status) -> Option<&str> {
     if status.code() != tonic::Code::FailedPrecondition {
         return None;
     }

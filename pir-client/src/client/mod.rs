@@ -4,11 +4,17 @@
 //! connect:  GetConfig ──▶ config (validated; vetted parameters; with DP keys: the signed header,
 //!                         no rollback)
 //!           keys: key file (same parameters), or generate (+ save) ──▶ RegisterKeys
-//! lookup:   Query(key id, epoch, [query]) ──▶ [answer] ──▶ decrypt + verify
+//! lookup:   Evaluate(key id, [blinded CPI], mac) ──▶ [evaluated], proof ──▶ y per CPI
+//!             (every CPI of the batch, before any query; see evaluate.rs)
+//!           Query(key id, epoch, [query]) ──▶ [answer] ──▶ open the CPI's record + verify
 //!             FAILED_PRECONDITION pir-reason: unknown-key ──▶ RegisterKeys, retry
 //!             FAILED_PRECONDITION pir-reason: stale-epoch ──▶ GetConfig, re-key if the
 //!             or an answer of another snapshot                parameters changed, retry
 //! ```
+//!
+//! Evaluations go to the server itself, or to the DP's evaluator when
+//! [`ClientOptions::evaluator`] names one (the keys are registered there too: evaluations are
+//! charged to them).
 //!
 //! Healing is bounded: a lookup makes at most [`MAX_ATTEMPTS`] Query calls. Retries depend only
 //! on the server's state, never on the CPI, and each retry is a fresh encryption. Every RPC has
@@ -24,11 +30,13 @@
 //! of them uses this one: `options.rs` ([`ClientOptions`] and the defaults), `rpc.rs` (every
 //! RPC under its deadline, its bytes counted), `connect.rs` (the channel, TLS, the first
 //! GetConfig), `check.rs` (the configuration's parameters and, with DP keys, its signed
-//! header), `keys.rs` (generating and registering keys), `lookup.rs` (what a Query came back
-//! with, how to heal, decoding once the batch is sent).
+//! header), `keys.rs` (generating and registering keys), `evaluate.rs` (the blinded OPRF
+//! evaluation), `lookup.rs` (what a Query came back with, how to heal, decoding once the batch
+//! is sent).
 
 mod check;
 mod connect;
+mod evaluate;
 mod keys;
 mod lookup;
 mod options;
@@ -36,7 +44,7 @@ mod rpc;
 
 use std::{sync::Arc, time::Instant};
 
-use pir_core::{ClientKeys, Cpi, KeyId, LookupClient, TrustStore};
+use pir_core::{ClientKeys, Cpi, KeyId, LookupClient, TrustStore, oprf::Evaluated};
 use pir_proto::{
     ConfigIn,
     v1::{self, discovery_client::DiscoveryClient},
@@ -49,6 +57,7 @@ use crate::{
 };
 use check::{accept, verify_snapshot};
 use connect::open;
+use evaluate::{Evaluations, evaluate};
 use keys::generate_keys;
 use lookup::{Answered, Heal, Reply, read_reply};
 use rpc::{Wire, get_config, request, within};
@@ -63,6 +72,8 @@ pub use options::{ClientOptions, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_TIME
 pub struct PirClient {
     url: String,
     grpc: DiscoveryClient<Channel>,
+    /// The DP's evaluator, when it is not this server (`options.evaluator`).
+    evaluator: Option<DiscoveryClient<Channel>>,
     config: ConfigIn,
     /// Shared with the answers of a batch in flight: see [`Answered`].
     lookup: Arc<LookupClient>,
@@ -115,9 +126,29 @@ impl PirClient {
             file.write(&keys, seen.as_ref())?;
         }
         let lookup = LookupClient::with_keys(*config.lookup(), keys, options.trust.clone())?;
+        let evaluator = match &options.evaluator {
+            Some(evaluator_url) => {
+                let (evaluator, evaluator_config) =
+                    open(evaluator_url, &options, &mut wire).await?;
+                let (ours, theirs) = (
+                    config.lookup().layout().oprf_key,
+                    evaluator_config.lookup().layout().oprf_key,
+                );
+                if ours != theirs {
+                    return Err(ClientError::BadConfig(format!(
+                        "the evaluator {evaluator_url} serves a snapshot keyed by OPRF key \
+                         {theirs}, the server {url} one keyed by {ours}: they are not the same \
+                         DP's"
+                    )));
+                }
+                Some(evaluator)
+            }
+            None => None,
+        };
         let mut client = Self {
             url: url.to_owned(),
             grpc,
+            evaluator,
             config,
             lookup: Arc::new(lookup),
             trust: options.trust.clone(),
@@ -127,6 +158,10 @@ impl PirClient {
         };
         if !reused {
             client.register(&mut wire).await?;
+        }
+        if client.evaluator.is_some() {
+            // Evaluations are charged to the keys: the evaluator must know them too.
+            client.register_with_evaluator(&mut wire).await?;
         }
         tracing::debug!(
             url,
@@ -155,19 +190,30 @@ impl PirClient {
             .unwrap_or_else(|| Err(ClientError::Internal("one CPI, one outcome".into())))
     }
 
-    /// Looks up several CPIs, one query each, in order, and reports each one's outcome.
+    /// Looks up several CPIs, one evaluation and one query each, in order, and reports each
+    /// one's outcome.
     ///
-    /// Every query of the batch is sent, and each is answered, before any answer is decrypted
+    /// Every CPI is evaluated first (in requests of at most the server's batch limit), then
+    /// every query of the batch is sent, and each is answered, before any answer is decrypted
     /// or verified, so the number, order, sizes and timing of the requests do not depend on
     /// what an answer holds or whether it verifies. A failure (an answer that does not verify,
     /// an RPC the server refused) is that CPI's `Err` and the others still go out: a malicious
     /// server that plants a bad entry under one CPI's tag sees the same requests whether or not
-    /// that CPI was asked. Callers that decide what to send next from these results should keep
-    /// the same rule: act on a batch's results only once it is complete.
+    /// that CPI was asked. (A failed evaluation fails its whole request's CPIs, whose queries
+    /// are then not sent: the evaluator cannot tell which CPIs it was given, so what it learns
+    /// from that is its own doing.) Callers that decide what to send next from these results
+    /// should keep the same rule: act on a batch's results only once it is complete.
     pub async fn lookup_many(&mut self, cpis: &[Cpi]) -> Vec<Result<LookupOutcome>> {
+        let evaluated = self.evaluate_all(cpis).await;
         let mut answered = Vec::with_capacity(cpis.len());
-        for cpi in cpis {
-            answered.push(self.exchange(cpi).await);
+        for (cpi, evaluated) in cpis.iter().zip(evaluated) {
+            answered.push(match evaluated {
+                Ok((evaluated, wire)) => self.exchange(&evaluated, wire).await,
+                Err(reason) => Err(ClientError::BatchEvaluation {
+                    cpi: cpi.to_string(),
+                    reason,
+                }),
+            });
         }
         answered
             .into_iter()
@@ -175,15 +221,69 @@ impl PirClient {
             .collect()
     }
 
-    /// Sends one CPI's query (healing as needed) and returns its answer, undecoded.
-    async fn exchange(&mut self, cpi: &Cpi) -> Result<Answered> {
+    /// Evaluates every CPI, in requests of at most the server's batch limit: each CPI with its
+    /// share of its request's bytes, or its request's error.
+    async fn evaluate_all(
+        &mut self,
+        cpis: &[Cpi],
+    ) -> Vec<std::result::Result<(Evaluated, Wire), String>> {
+        let per_request = self.config.max_queries_per_request().max(1) as usize;
+        let mut out = Vec::with_capacity(cpis.len());
+        for chunk in cpis.chunks(per_request) {
+            let mut wire = Wire::default();
+            match self.evaluate_chunk(chunk, &mut wire).await {
+                Ok(evaluated) => {
+                    let n = chunk.len() as u64;
+                    let share = Wire {
+                        sent: wire.sent.div_ceil(n),
+                        received: wire.received.div_ceil(n),
+                    };
+                    out.extend(evaluated.into_iter().map(|e| Ok((e, share))));
+                }
+                Err(e) => out.extend(chunk.iter().map(|_| Err(e.to_string()))),
+            }
+        }
+        out
+    }
+
+    /// Evaluates one request's CPIs, healing an unknown key and a stale configuration.
+    async fn evaluate_chunk(&mut self, cpis: &[Cpi], wire: &mut Wire) -> Result<Vec<Evaluated>> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let deadline = self.options.request_timeout;
+            let lookup = Arc::clone(&self.lookup);
+            let grpc = self.evaluator.as_mut().unwrap_or(&mut self.grpc);
+            let heal = match evaluate(grpc, &lookup, cpis, deadline, wire).await? {
+                Evaluations::Done(evaluated) => return Ok(evaluated),
+                Evaluations::Heal(heal) => heal,
+            };
+            match heal {
+                Heal::Register(e) | Heal::Refresh(e) if attempt >= MAX_ATTEMPTS => return Err(e),
+                Heal::Register(_) => {
+                    tracing::info!(key_id = %self.key_id(), "evaluator does not know our keys");
+                    if self.evaluator.is_some() {
+                        self.register_with_evaluator(wire).await?;
+                    } else {
+                        self.register(wire).await?;
+                    }
+                }
+                Heal::Refresh(_) => {
+                    tracing::info!("evaluation not proven under our snapshot's key: refreshing");
+                    self.refresh_counted(wire).await?;
+                }
+            }
+        }
+    }
+
+    /// Sends one evaluated CPI's query (healing as needed) and returns its answer, undecoded.
+    async fn exchange(&mut self, evaluated: &Evaluated, mut wire: Wire) -> Result<Answered> {
         let started = Instant::now();
-        let mut wire = Wire::default();
         let mut attempt = 0;
         loop {
             attempt += 1;
             let decoder = Arc::clone(&self.lookup);
-            let pending = decoder.query(cpi)?;
+            let pending = decoder.query(evaluated)?;
             // With the proof of possession: a MAC under the mac key registered with the keys.
             let message = v1::QueryRequest::authenticated(
                 decoder.keys(),
@@ -285,6 +385,14 @@ impl PirClient {
             wire,
         )
         .await
+    }
+
+    async fn register_with_evaluator(&mut self, wire: &mut Wire) -> Result<()> {
+        let deadline = self.options.request_timeout;
+        let Some(evaluator) = self.evaluator.as_mut() else {
+            return Ok(());
+        };
+        keys::register(evaluator, self.lookup.keys(), &self.config, deadline, wire).await
     }
 
     async fn refresh_counted(&mut self, wire: &mut Wire) -> Result<()> {

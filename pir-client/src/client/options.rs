@@ -51,6 +51,10 @@ pub struct ClientOptions {
     /// with one key set; a new set starts a new, unlinked history, at the cost of one key
     /// upload. What the file remembers of verified snapshots is kept.
     pub rotate_keys: bool,
+    /// The DP's evaluator (`--evaluator URL`), when the server is a PIR host without the OPRF
+    /// key. `None` asks the server itself. The keys are registered with both; the evaluator's
+    /// snapshot must be keyed by the same OPRF key as the server's.
+    pub evaluator: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -69,6 +73,7 @@ impl Default for ClientOptions {
             allow_custom_params: false,
             insecure_plaintext: false,
             rotate_keys: false,
+            evaluator: None,
         }
     }
 }

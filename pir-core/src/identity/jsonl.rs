@@ -319,7 +319,10 @@ mod tests {
         let issuer = IssuerKey::from_seed(&[1; 32]);
         let o = OptOut::sign(Cpi::parse("tel:+14155550100").unwrap(), 5, 6, &issuer).unwrap();
         let line = o.to_json_line();
-        assert!(line.starts_with(r#"{"opt_out":{"cpi":"tel:+14155550100""#), "{line}");
+        assert!(
+            line.starts_with(r#"{"opt_out":{"cpi":"tel:+14155550100""#),
+            "{line}"
+        );
         assert_eq!(
             RecordLine::from_json_line(&line).unwrap(),
             RecordLine::OptOut(Box::new(o.clone()))
@@ -329,9 +332,18 @@ mod tests {
             DeltaLine::OptOut(Box::new(o))
         );
         let err = RecordLine::from_json_line(&line.replace("\"sig\"", "\"sgi\"")).unwrap_err();
-        assert!(matches!(&err, CoreError::MalformedJson(e) if e.is_data()), "{err}");
+        assert!(
+            matches!(&err, CoreError::MalformedJson(e) if e.is_data()),
+            "{err}"
+        );
         let err = RecordLine::from_json_line(&line.replace("\"not_before\":5", "\"not_before\":7"))
             .unwrap_err();
-        assert!(matches!(err, CoreError::InvalidField { field: "not_before", .. }));
+        assert!(matches!(
+            err,
+            CoreError::InvalidField {
+                field: "not_before",
+                ..
+            }
+        ));
     }
 }

@@ -145,7 +145,10 @@ pub(crate) fn encode_bucket<'a>(
 
 /// The slots of one item: (tag, sealed chunk) each. Refuses a count the item cannot hold and
 /// two slots with one tag.
-pub(crate) fn decode_bucket(item: &[u8], slot_len: usize) -> Result<Vec<(Tag, &[u8])>, BucketError> {
+pub(crate) fn decode_bucket(
+    item: &[u8],
+    slot_len: usize,
+) -> Result<Vec<(Tag, &[u8])>, BucketError> {
     let mut r = Reader::new(item);
     let count = r.u16()? as usize;
     if slot_len < 8 || count * slot_len > r.rest().len() {

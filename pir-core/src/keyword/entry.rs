@@ -206,7 +206,10 @@ mod tests {
         let cpi = Cpi::parse("tel:+14155550100").unwrap();
         let items = items(&cpi);
         let record = encode_record(&items).unwrap();
-        assert_eq!(u32::from_le_bytes(record[..4].try_into().unwrap()) as usize, record.len());
+        assert_eq!(
+            u32::from_le_bytes(record[..4].try_into().unwrap()) as usize,
+            record.len()
+        );
         let secrets = EntrySecrets::derive(&OprfOutput([4; 64]), &[5; 32], 8);
         let slots = seal_record(&secrets, &record, 64).unwrap();
         assert_eq!(slots.len(), record.len().div_ceil(64));

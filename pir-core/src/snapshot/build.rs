@@ -174,7 +174,11 @@ impl Snapshot {
             by_cpi.entry(cpi).or_default().0.push(m);
         }
         for ((cpi, issuer), o) in by_issuer {
-            by_cpi.entry(cpi).or_default().1.push((issuer, Item::OptOut(o)));
+            by_cpi
+                .entry(cpi)
+                .or_default()
+                .1
+                .push((issuer, Item::OptOut(o)));
         }
         let mut suppressed_by_opt_out = 0;
         let groups: Vec<(Cpi, Vec<Item>, usize)> = by_cpi
@@ -274,7 +278,13 @@ impl Snapshot {
                     .iter()
                     .any(|b| b.windows(2).any(|w| w[0].0 == w[1].0));
                 if needs > item_bytes || clash {
-                    tracing::debug!(attempt, needs, item_bytes, clash, "layout refused, retrying");
+                    tracing::debug!(
+                        attempt,
+                        needs,
+                        item_bytes,
+                        clash,
+                        "layout refused, retrying"
+                    );
                     last_overflow = Some((needs, item_bytes, scheme.num_items()));
                     continue;
                 }

@@ -80,8 +80,12 @@ impl EvaluateIn {
             .iter()
             .enumerate()
             .map(|(index, e)| {
-                <[u8; ELEMENT_BYTES]>::try_from(e.as_slice())
-                    .map_err(|_| EvaluateError::ElementLength { index, got: e.len() })
+                <[u8; ELEMENT_BYTES]>::try_from(e.as_slice()).map_err(|_| {
+                    EvaluateError::ElementLength {
+                        index,
+                        got: e.len(),
+                    }
+                })
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
@@ -167,8 +171,12 @@ impl EvaluationIn {
             .iter()
             .enumerate()
             .map(|(index, e)| {
-                <[u8; ELEMENT_BYTES]>::try_from(e.as_slice())
-                    .map_err(|_| EvaluationError::ElementLength { index, got: e.len() })
+                <[u8; ELEMENT_BYTES]>::try_from(e.as_slice()).map_err(|_| {
+                    EvaluationError::ElementLength {
+                        index,
+                        got: e.len(),
+                    }
+                })
             })
             .collect::<Result<_, _>>()?;
         let proof = <[u8; PROOF_BYTES]>::try_from(resp.proof.as_slice()).map_err(|_| {

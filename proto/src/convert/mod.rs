@@ -27,6 +27,6 @@ mod evaluate;
 mod params;
 mod server;
 
-pub use evaluate::{EvaluateError, EvaluateIn, EvaluationError, EvaluationIn};
 pub use client::{AnswerError, AnswerIn, ConfigIn, ConvertError, ReportedSizes};
+pub use evaluate::{EvaluateError, EvaluateIn, EvaluationError, EvaluationIn};
 pub use server::{QueryError, QueryIn, RegisterKeysError, RegisterKeysIn};

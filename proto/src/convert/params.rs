@@ -1,8 +1,7 @@
 //! The scheme parameters and the keyword layout, both ways: both sides of the wire send them.
 
 use pir_core::{
-    CoreError, KeywordLayout, SchemeFields, SchemeParams, error::LayoutError,
-    oprf::OprfPublicKey,
+    CoreError, KeywordLayout, SchemeFields, SchemeParams, error::LayoutError, oprf::OprfPublicKey,
 };
 
 use crate::v1;
