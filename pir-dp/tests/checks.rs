@@ -297,6 +297,59 @@ fn human_reports_write_times_in_rfc3339_and_sizes_in_one_format() {
     let built = tools::build(&s.build_args("again.pirsnap", Some(7)))
         .unwrap()
         .to_string();
-    assert!(built.contains(" s: 300 mappings stored"), "{built}");
+    assert!(
+        built.contains(" s: 300 mappings and 0 opt-outs stored"),
+        "{built}"
+    );
     assert!(built.ends_with("%, 18.0 MiB"), "{built}");
+}
+
+/// Opt-out lines are read from mapping and delta files; `update` refuses an OPRF key the
+/// snapshot was not built with, and the key file is refused when others may read it.
+#[test]
+fn opt_outs_and_the_oprf_key_file() {
+    let s = Setup::new(40);
+    let issuer = pir_core::IssuerKey::from_file(&s.path("issuer.key")).unwrap();
+    let now = pir_core::unix_now();
+    let opt_out = |cpi: &str| {
+        pir_core::identity::OptOut::sign(pir_core::Cpi::parse(cpi).unwrap(), 0, now + 1000, &issuer)
+            .unwrap()
+            .to_json_line()
+    };
+    let mut text = std::fs::read_to_string(s.path("m.jsonl")).unwrap();
+    text.push_str(&opt_out("tel:+14155550199"));
+    text.push('\n');
+    std::fs::write(s.path("m.jsonl"), text).unwrap();
+    let built = s.build("db.pirsnap", Some(3)).unwrap();
+    assert_eq!(built.report.input_opt_outs, 1);
+    assert_eq!(built.report.stored_opt_outs, 1);
+    assert_eq!(built.header.opt_out_count, 1);
+    assert_eq!(built.header.mapping_count, 40);
+
+    // A delta's opt-out line is applied.
+    std::fs::write(s.path("delta.jsonl"), opt_out("tel:+14155550198") + "\n").unwrap();
+    let updated = tools::update(&s.update_args("db.pirsnap", "d1.pirsnap", Some(4))).unwrap();
+    assert_eq!(updated.report.opt_outs, 1);
+    assert_eq!(updated.header.opt_out_count, 2);
+
+    // Another OPRF key: every CPI would land elsewhere, so the update is refused.
+    let other = s.path("other-oprf.key");
+    tools::oprf_keygen(&other, false).unwrap();
+    let err = tools::update(&tools::UpdateArgs {
+        oprf_key: other,
+        ..s.update_args("db.pirsnap", "d2.pirsnap", Some(5))
+    })
+    .unwrap_err();
+    assert!(
+        matches!(err, DpError::Core(CoreError::OprfKeyMismatch { .. })),
+        "{err}"
+    );
+    assert!(!s.path("d2.pirsnap").exists());
+
+    // A key file others may read is refused, naming the flag.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(s.path("oprf.key"), std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = s.build("again.pirsnap", Some(9)).unwrap_err().to_string();
+    assert!(err.contains("--oprf-key"), "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
 }

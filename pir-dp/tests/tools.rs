@@ -1,6 +1,8 @@
 //! The DP's tooling: keys, synthetic mappings, line-numbered validation, build, update, verify,
 //! inspect.
 
+mod common;
+
 use std::{collections::BTreeMap, os::unix::fs::PermissionsExt};
 
 use pir_core::{CoreError, Cpi, Mapping, SchemeParams, Snapshot, TrustStore};
@@ -68,6 +70,8 @@ fn keygen_synth_build_inspect() {
         scheme: Some(SchemeParams::danger_test_only_small()),
         progress: false,
         dp_key: None,
+        oprf_key: common::oprf_key(dir.path()),
+        slot_bytes: None,
     };
     let err = tools::build(&args).unwrap_err();
     let DpError::InvalidLines { file, lines } = &err else {
@@ -114,7 +118,7 @@ fn keygen_synth_build_inspect() {
         "{shown}"
     );
     assert!(
-        shown.contains(": 597 mappings stored (597 read, "),
+        shown.contains(": 597 mappings and 0 opt-outs stored (597 + 0 read, "),
         "{shown}"
     );
     let json = serde_json::to_value(&summary).unwrap();
@@ -132,6 +136,8 @@ fn keygen_synth_build_inspect() {
         "NOT a vetted preset",
         "packing efficiency",
         "public keys",
+        "slots of 144 B",
+        "OPRF key               ristretto255-SHA512 ",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
     }
@@ -139,6 +145,12 @@ fn keygen_synth_build_inspect() {
     assert_eq!(json["header"]["epoch"], 9);
     assert!(json["vetted"].is_null());
     assert!(json["message_sizes"]["query"].as_u64().unwrap() > 0);
+    let oprf = pir_core::oprf::OprfKey::from_file(&common::oprf_key(dir.path())).unwrap();
+    assert_eq!(
+        json["header"]["oprf_public_key"],
+        oprf.public().to_string(),
+        "the snapshot names the key it was built with"
+    );
     // A damaged file is refused by inspect too.
     std::fs::write(&out, b"PIRSNAP\0garbage").unwrap();
     assert!(tools::inspect(&out).is_err());
@@ -175,6 +187,8 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         scheme: Some(SchemeParams::danger_test_only_small()),
         progress: false,
         dp_key: Some(dp_key.clone()),
+        oprf_key: common::oprf_key(dir.path()),
+        slot_bytes: None,
     })
     .unwrap();
     tools::verify(&old, Some(&tools::public_key_path(&dp_key)), false).unwrap();
@@ -191,6 +205,7 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     std::fs::write(&delta, lines.join("\n")).unwrap();
     let new = dir.path().join("new.pirsnap");
     let args = tools::UpdateArgs {
+        oprf_key: common::oprf_key(dir.path()),
         snapshot: old.clone(),
         delta,
         trust: tools::public_key_path(&key),
@@ -263,6 +278,7 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     );
     // A full rewrite is self-contained.
     let full_args = tools::UpdateArgs {
+        oprf_key: common::oprf_key(dir.path()),
         snapshot: new.clone(),
         delta: dir.path().join("empty.jsonl"),
         trust: tools::public_key_path(&key),
@@ -301,6 +317,7 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     // A delta is written beside the snapshot it applies to.
     let elsewhere = tempfile::tempdir().unwrap();
     let err = tools::update(&tools::UpdateArgs {
+        oprf_key: common::oprf_key(dir.path()),
         snapshot: new.clone(),
         delta: dir.path().join("empty.jsonl"),
         trust: tools::public_key_path(&key),
@@ -354,6 +371,8 @@ fn build_reports_cpis_with_a_warning() {
             scheme: Some(SchemeParams::danger_test_only_small()),
             progress: false,
             dp_key: None,
+            oprf_key: common::oprf_key(dir.path()),
+            slot_bytes: None,
         })
         .unwrap()
     };

@@ -12,12 +12,19 @@ pub fn config_header() -> SnapshotHeader {
     let scheme = SchemeParams::danger_test_only_small();
     SnapshotHeader {
         scheme,
-        layout: KeywordLayout::new([7; 32], scheme.num_items() as u32)
-            .expect("the small shape's layout is valid"),
+        layout: KeywordLayout::new(
+            [7; 32],
+            scheme.num_items() as u32,
+            144,
+            pir_core::testing::oprf_key().public(),
+        )
+        .expect("the small shape's layout is valid"),
         epoch: 9,
         created_at: 1_700_000_000,
         mapping_count: 205,
+        opt_out_count: 2,
         cpi_count: 203,
+        slot_count: 240,
         record_bytes: 25_800,
         base: None,
         plaintext_checksum: [1; 32],

@@ -4,7 +4,7 @@
 // Each test file is its own crate and uses some of these helpers only.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use pir_core::{SchemeParams, Snapshot};
 use pir_dp as tools;
@@ -24,6 +24,7 @@ impl Setup {
         let issuer = tools::issuer_keygen(&s.path("issuer.key"), false).unwrap();
         tools::dp_keygen(&s.path("dp.key"), false).unwrap();
         tools::dp_keygen(&s.path("other.key"), false).unwrap();
+        oprf_key(s.dir.path());
         let mappings = tools::synth(count, &issuer, 4, pir_core::unix_now()).unwrap();
         tools::write_jsonl(&s.path("m.jsonl"), &mappings).unwrap();
         tools::write_jsonl(&s.path("delta.jsonl"), &mappings[..3]).unwrap();
@@ -55,6 +56,8 @@ impl Setup {
             scheme: Some(SchemeParams::danger_test_only_small()),
             progress: false,
             dp_key: None,
+            oprf_key: self.path("oprf.key"),
+            slot_bytes: None,
         }
     }
 
@@ -74,6 +77,7 @@ impl Setup {
             epoch,
             dp_key: None,
             full: false,
+            oprf_key: self.path("oprf.key"),
         }
     }
 
@@ -84,4 +88,13 @@ impl Setup {
     pub(crate) fn salt_of(&self, name: &str) -> [u8; 32] {
         Snapshot::read_header(&self.path(name)).unwrap().layout.salt
     }
+}
+
+/// The DP's OPRF key file `oprf.key` in `dir`, made on first use.
+pub(crate) fn oprf_key(dir: &Path) -> PathBuf {
+    let path = dir.join("oprf.key");
+    if !path.exists() {
+        tools::oprf_keygen(&path, false).unwrap();
+    }
+    path
 }

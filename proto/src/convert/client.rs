@@ -496,7 +496,8 @@ mod tests {
     /// Every field a header also states must say what the header says.
     #[test]
     fn config_refuses_fields_its_header_contradicts() {
-        let other_layout = KeywordLayout::new([8; 32], 256).unwrap();
+        let other_layout =
+            KeywordLayout::new([8; 32], 256, 144, pir_core::testing::oprf_key().public()).unwrap();
         let tiny = SchemeParams::try_from(SchemeFields {
             nu_1: 2,
             nu_2: 1,
@@ -521,7 +522,16 @@ mod tests {
             (
                 v1::GetConfigResponse {
                     scheme: Some((&tiny).into()),
-                    layout: Some((&KeywordLayout::new([7; 32], 8).unwrap()).into()),
+                    layout: Some(
+                        (&KeywordLayout::new(
+                            [7; 32],
+                            8,
+                            144,
+                            pir_core::testing::oprf_key().public(),
+                        )
+                        .unwrap())
+                            .into(),
+                    ),
                     ..config()
                 },
                 "scheme",
