@@ -72,6 +72,11 @@ pub struct BuildReport {
     pub packing_efficiency: f64,
 }
 
+/// A CPI's statements before keying: its mappings, and its opt-outs by issuer.
+type Statements = (Vec<Mapping>, Vec<(IssuerId, Item)>);
+/// A record's sealed slots, (tag, sealed chunk) each.
+type Slots = Vec<(Tag, Vec<u8>)>;
+
 /// One CPI ready to lay out: its OPRF output and its record.
 struct Keyed {
     cpi: Cpi,
@@ -169,7 +174,7 @@ impl Snapshot {
         let duplicates_replaced =
             input_mappings + input_opt_outs - expired_dropped - by_msp.len() - by_issuer.len();
 
-        let mut by_cpi: BTreeMap<Cpi, (Vec<Mapping>, Vec<(IssuerId, Item)>)> = BTreeMap::new();
+        let mut by_cpi: BTreeMap<Cpi, Statements> = BTreeMap::new();
         for ((cpi, _), m) in by_msp {
             by_cpi.entry(cpi).or_default().0.push(m);
         }
@@ -256,7 +261,7 @@ impl Snapshot {
                     slot_bytes,
                     oprf.public(),
                 )?;
-                let sealed: Vec<(usize, Vec<(Tag, Vec<u8>)>)> = keyed
+                let sealed: Vec<(usize, Slots)> = keyed
                     .par_iter()
                     .map(|k| {
                         let secrets = layout.locate(&k.y);
@@ -264,7 +269,7 @@ impl Snapshot {
                         Ok((secrets.location().bucket.0 as usize, slots))
                     })
                     .collect::<Result<_>>()?;
-                let mut buckets: Vec<Vec<(Tag, Vec<u8>)>> =
+                let mut buckets: Vec<Slots> =
                     (0..scheme.num_items()).map(|_| Vec::new()).collect();
                 for (b, slots) in sealed {
                     buckets[b].extend(slots);
@@ -339,7 +344,7 @@ impl Snapshot {
 
     fn encode(
         header: SnapshotHeader,
-        buckets: &[Vec<(Tag, Vec<u8>)>],
+        buckets: &[Slots],
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
         let scheme = header.scheme;
