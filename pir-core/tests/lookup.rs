@@ -2,7 +2,7 @@
 
 use pir_core::{
     BuildOptions, CoreError, Cpi, EvalKeys, LookupClient, Mapping, Snapshot, TrustStore,
-    error::{OprfError, PirMessage},
+    error::{LayoutError, OprfError, PirMessage},
     identity::OptOut,
     keyword::EntrySecrets,
     oprf::{Evaluated, OprfKey},
@@ -123,6 +123,36 @@ fn builder_refuses_a_mapping_that_does_not_verify() {
         matches!(err, CoreError::InvalidMapping { index: 3, .. }),
         "{err}"
     );
+}
+
+/// A slot size outside 16..=4096 is refused as such before anything is built, with mappings
+/// or without (0 used to divide by zero while counting slots, and a size beyond the item was
+/// reported as a CPI overflowing its bucket). The bounds themselves build.
+#[test]
+fn builder_refuses_slot_sizes_out_of_range() {
+    for mappings in [sample(), Vec::new()] {
+        for got in [0u32, 8, 15, 4097, 9000, u32::MAX] {
+            let opts = BuildOptions {
+                slot_bytes: Some(got),
+                ..opts()
+            };
+            let err = Snapshot::build(mappings.clone(), &trust(), &oprf_key(), &opts).unwrap_err();
+            assert!(
+                matches!(err, CoreError::Layout(LayoutError::SlotBytes { got: g }) if g == got),
+                "{got}: {err}"
+            );
+        }
+    }
+    // Three CPIs: with 4096-byte slots (one per record), two in one 8 KiB bucket do not fit.
+    let few = sample()[..5].to_vec();
+    for slot_bytes in [16, 4096] {
+        let opts = BuildOptions {
+            slot_bytes: Some(slot_bytes),
+            ..opts()
+        };
+        let (snapshot, _) = Snapshot::build(few.clone(), &trust(), &oprf_key(), &opts).unwrap();
+        assert_eq!(snapshot.header().layout.slot_bytes, slot_bytes);
+    }
 }
 
 /// Rewrites `cpi`'s record in its bucket in place, as a host holding the CPI's OPRF output (the
