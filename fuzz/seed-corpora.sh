@@ -5,14 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")"
 core=../pir-core
 vectors=$core/test_vectors/mapping_signatures.json
-layout=$core/test_vectors/keyword_layout.json
+cpis=$core/test_vectors/cpi_normalisation.json
+keyword=$core/test_vectors/keyword_v2.json
 
 mkdir -p corpus/snapshot_reader corpus/mapping_json corpus/compact_entry corpus/text_parsers \
     corpus/query_and_keys
-cp "$core/tests/fixtures/tiny-v1.pirsnap" corpus/snapshot_reader/tiny-v1.pirsnap
+cp "$core/tests/fixtures/tiny-v2.pirsnap" corpus/snapshot_reader/tiny-v2.pirsnap
 
 i=0
-jq -r '.cases[].json_line, .verification_cases[].json_line' "$vectors" | while IFS= read -r line; do
+{ jq -r '.cases[].json_line, .verification_cases[].json_line' "$vectors"; jq -r '.records[].statements[]' "$keyword"; } | while IFS= read -r line; do
     printf '%s' "$line" > "corpus/mapping_json/vector-$i.json"
     i=$((i + 1))
 done
@@ -21,15 +22,23 @@ printf '%s' '{"remove":{"cpi":"tel:+14155550100","msp":"chat.example"}}' > corpu
 i=0
 jq -r '.cases[].compact_entry_hex' "$vectors" | while IFS= read -r hex; do
     printf '%s' "$hex" | xxd -r -p > "corpus/compact_entry/vector-$i.bin"
-    # The same entry inside a one-entry bucket: count, tag, length, entry.
-    len=$(( ${#hex} / 2 ))
-    printf '0100%s%02x%02x%s' 0011223344556677 $((len & 255)) $((len >> 8)) "$hex" \
-        | xxd -r -p > "corpus/compact_entry/bucket-$i.bin"
+    # The same mapping framed as a one-item record: u32le(len), u16le(1), kind 0, u16le(ilen).
+    ilen=$(( ${#hex} / 2 ))
+    len=$(( ilen + 9 ))
+    printf '%02x%02x%02x%02x0100' $((len & 255)) $(((len >> 8) & 255)) $(((len >> 16) & 255)) \
+        $((len >> 24)) | xxd -r -p > "corpus/compact_entry/record-$i.bin"
+    printf '00%02x%02x%s' $((ilen & 255)) $((ilen >> 8)) "$hex" | xxd -r -p \
+        >> "corpus/compact_entry/record-$i.bin"
+    i=$((i + 1))
+done
+i=0
+jq -r '.records[].record' "$keyword" | while IFS= read -r hex; do
+    printf '%s' "$hex" | xxd -r -p > "corpus/compact_entry/keyword-record-$i.bin"
     i=$((i + 1))
 done
 
 i=0
-{ jq -r '.cases[].cpi_input, .cases[].cpi' "$layout"; jq -r '.cases[].input.cpi // empty, .cases[].issuer_public_key_b64url' "$vectors"; } \
+{ jq -r '.cases[].input' "$cpis"; jq -r '.vectors[].cpi' "$keyword"; jq -r '.cases[].input.cpi // empty, .cases[].issuer_public_key_b64url' "$vectors"; } \
     | sort -u | while IFS= read -r text; do
     printf '%s' "$text" > "corpus/text_parsers/seed-$i.txt"
     i=$((i + 1))

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use pir_core::{
     ClientKeys, Cpi, EvalKeys, LookupClient, MessageSizes, PendingLookup, SchemeParams, Snapshot,
+    oprf::Evaluated,
     testing::{self, NOW},
 };
 /// The ring's ciphertext modulus q: every word of keys and queries must be below it.
@@ -28,6 +29,8 @@ struct World {
     public_keys: Vec<u8>,
     server_keys: EvalKeys,
     client: LookupClient,
+    /// The looked-up CPI with its OPRF output under the fixture's DP key.
+    evaluated: Evaluated,
     pending: PendingLookup,
     response: Vec<u8>,
 }
@@ -37,21 +40,20 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let params = testing::tiny_scheme();
         let trust = testing::trust();
-        let snapshot = testing::fixture_v1_snapshot();
+        let snapshot = testing::fixture_v2_snapshot();
         let keys = ClientKeys::generate(&params).expect("keygen");
         let public_keys = keys.public_bytes().to_vec();
         let server_keys = EvalKeys::parse(&params, &public_keys).expect("own keys parse");
         let client = LookupClient::with_keys(snapshot.config(), keys, trust).expect("client");
-        let pending = client
-            .query(&Cpi::parse("tel:+14155550100").expect("valid CPI"))
-            .expect("query");
+        let evaluated = testing::evaluate(&Cpi::parse("tel:+14155550100").expect("valid CPI"));
+        let pending = client.query(&evaluated).expect("query");
         let response = snapshot
             .database()
             .answer(&server_keys, pending.query())
             .expect("answer");
         assert_eq!(
             client
-                .decode(client.query(pending.cpi()).expect("query"), &response, NOW)
+                .decode(client.query(&evaluated).expect("query"), &response, NOW)
                 .expect("decode")
                 .mappings
                 .len(),
@@ -65,6 +67,7 @@ fn world() -> &'static World {
             public_keys,
             server_keys,
             client,
+            evaluated,
             pending,
             response,
         }
@@ -110,11 +113,9 @@ fuzz_target!(|data: &[u8]| {
     let answer = |query: &[u8]| {
         if let Ok(response) = w.snapshot.database().answer(&w.server_keys, query) {
             assert_eq!(response.len(), w.sizes.response);
-            let _ = w.client.decode(
-                w.client.query(w.pending.cpi()).expect("query"),
-                &response,
-                NOW,
-            );
+            let _ = w
+                .client
+                .decode(w.client.query(&w.evaluated).expect("query"), &response, NOW);
         }
     };
     match mode % 8 {
@@ -123,21 +124,21 @@ fuzz_target!(|data: &[u8]| {
             answer(body);
             let _ = w
                 .client
-                .decode(w.client.query(w.pending.cpi()).expect("query"), body, NOW);
+                .decode(w.client.query(&w.evaluated).expect("query"), body, NOW);
         }
         1 => answer(&tile(body, w.sizes.query)),
         2 => answer(&reduce(tile(body, w.sizes.query))),
         3 => answer(&damage(w.pending.query(), body)),
         4 => {
             let _ = w.client.decode(
-                w.client.query(w.pending.cpi()).expect("query"),
+                w.client.query(&w.evaluated).expect("query"),
                 &tile(body, w.sizes.response),
                 NOW,
             );
         }
         5 => {
             let _ = w.client.decode(
-                w.client.query(w.pending.cpi()).expect("query"),
+                w.client.query(&w.evaluated).expect("query"),
                 &damage(&w.response, body),
                 NOW,
             );
@@ -152,11 +153,9 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(keys) = EvalKeys::parse(&w.params, &keys)
                 && let Ok(response) = w.snapshot.database().answer(&keys, w.pending.query())
             {
-                let _ = w.client.decode(
-                    w.client.query(w.pending.cpi()).expect("query"),
-                    &response,
-                    NOW,
-                );
+                let _ =
+                    w.client
+                        .decode(w.client.query(&w.evaluated).expect("query"), &response, NOW);
             }
         }
     }

@@ -7,7 +7,10 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use pir_core::{Snapshot, snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC}};
+use pir_core::{
+    Snapshot,
+    snapshot::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC},
+};
 
 /// Preamble: magic (8), format version (4), header length (4).
 const PREAMBLE_LEN: usize = 16;

@@ -4,7 +4,7 @@ use pir_core::{
     BuildOptions, ClientKeys, Cpi, EvalKeys, LookupClient, SchemeFields, SchemeParams, Snapshot,
     TrustStore,
     error::PirMessage,
-    testing::{build_options, build_with, bulk_mappings, malformed, trust},
+    testing::{build_options, build_with, bulk_mappings, evaluate, malformed, trust},
 };
 
 fn setup(scheme: SchemeParams) -> (Snapshot, TrustStore) {
@@ -35,7 +35,10 @@ fn check(scheme: SchemeParams) {
     ];
     let pending: Vec<_> = lookups
         .iter()
-        .map(|(c, cpi)| (*c, clients[*c].query(&Cpi::parse(cpi).unwrap()).unwrap()))
+        .map(|(c, cpi)| {
+            let evaluated = evaluate(&Cpi::parse(cpi).unwrap());
+            (*c, clients[*c].query(&evaluated).unwrap())
+        })
         .collect();
     let batch: Vec<(&EvalKeys, &[u8])> = pending
         .iter()

@@ -2,9 +2,14 @@
 
 use pir_core::{
     BuildOptions, CoreError, Cpi, EvalKeys, LookupClient, Mapping, Snapshot, TrustStore,
-    error::PirMessage,
+    error::{LayoutError, OprfError, PirMessage},
+    identity::OptOut,
+    keyword::EntrySecrets,
+    oprf::{Evaluated, OprfKey},
+    snapshot::BuildReport,
     testing::{
-        NOW, malformed, mapping, mapping_valid, other_issuer, small_scheme, trust, user_key,
+        NOW, build_records, evaluate, evaluate_with, issuer, malformed, mapping, mapping_valid,
+        oprf_key, opt_out, other_issuer, small_scheme, trust, user_key,
     },
 };
 
@@ -37,19 +42,30 @@ fn sample() -> Vec<Mapping> {
     v
 }
 
-fn build(mappings: Vec<Mapping>) -> Snapshot {
-    let opts = BuildOptions {
+fn opts() -> BuildOptions {
+    BuildOptions {
         epoch: 7,
         now: NOW,
         salt: Some([1; 32]),
         scheme: Some(small_scheme()),
-    };
-    Snapshot::build(mappings, &trust(), &opts).unwrap().0
+        slot_bytes: None,
+    }
+}
+
+fn build(mappings: Vec<Mapping>) -> Snapshot {
+    Snapshot::build(mappings, &trust(), &oprf_key(), &opts())
+        .unwrap()
+        .0
+}
+
+/// The CPI with its OPRF output from the fixtures' DP key, as a client obtains it.
+fn evaluated(cpi: &str) -> Evaluated {
+    evaluate(&Cpi::parse(cpi).unwrap())
 }
 
 fn lookup(snapshot: &Snapshot, client: &LookupClient, cpi: &str) -> pir_core::Result<Vec<String>> {
     let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes())?;
-    let pending = client.query(&Cpi::parse(cpi)?)?;
+    let pending = client.query(&evaluate(&Cpi::parse(cpi)?))?;
     let response = snapshot.database().answer(&keys, pending.query())?;
     let result = client.decode(pending, &response, NOW)?;
     let mut msps: Vec<String> = result
@@ -89,23 +105,13 @@ fn found_not_found_and_several_msps() {
 }
 
 #[test]
-fn query_size_does_not_depend_on_the_cpi() {
-    let snapshot = build(sample());
-    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
-    let sizes = snapshot.message_sizes().unwrap();
-    for cpi in ["tel:+14155550100", "mailto:absent@example.com"] {
-        let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
-        assert_eq!(pending.query().len(), sizes.query);
-    }
-}
-
-#[test]
 fn builder_refuses_a_mapping_that_does_not_verify() {
     let mut mappings = sample();
     mappings[3].fields.msp = "evil.example".into();
     let err = Snapshot::build(
         mappings,
         &trust(),
+        &oprf_key(),
         &BuildOptions {
             now: NOW,
             scheme: Some(small_scheme()),
@@ -119,28 +125,145 @@ fn builder_refuses_a_mapping_that_does_not_verify() {
     );
 }
 
+/// A slot size outside 16..=4096 is refused as such before anything is built, with mappings
+/// or without (0 used to divide by zero while counting slots, and a size beyond the item was
+/// reported as a CPI overflowing its bucket). The bounds themselves build.
 #[test]
-fn mapping_tampered_after_building_is_rejected_by_the_client() {
+fn builder_refuses_slot_sizes_out_of_range() {
+    for mappings in [sample(), Vec::new()] {
+        for got in [0u32, 8, 15, 4097, 9000, u32::MAX] {
+            let opts = BuildOptions {
+                slot_bytes: Some(got),
+                ..opts()
+            };
+            let err = Snapshot::build(mappings.clone(), &trust(), &oprf_key(), &opts).unwrap_err();
+            assert!(
+                matches!(err, CoreError::Layout(LayoutError::SlotBytes { got: g }) if g == got),
+                "{got}: {err}"
+            );
+        }
+    }
+    // Three CPIs: with 4096-byte slots (one per record), two in one 8 KiB bucket do not fit.
+    let few = sample()[..5].to_vec();
+    for slot_bytes in [16, 4096] {
+        let opts = BuildOptions {
+            slot_bytes: Some(slot_bytes),
+            ..opts()
+        };
+        let (snapshot, _) = Snapshot::build(few.clone(), &trust(), &oprf_key(), &opts).unwrap();
+        assert_eq!(snapshot.header().layout.slot_bytes, slot_bytes);
+    }
+}
+
+/// Rewrites `cpi`'s record in its bucket in place, as a host holding the CPI's OPRF output (the
+/// DP itself, or whoever it evaluated the CPI for) could: each slot opened, `edit` applied to
+/// the whole record, each slot sealed again under its own tag and nonce.
+fn reseal_record(snapshot: &mut Snapshot, cpi: &str, edit: impl FnOnce(&mut Vec<u8>)) {
+    let layout = *snapshot.config().layout();
+    let secrets = layout.locate(evaluated(cpi).output());
+    let slot_len = layout.slot_len();
+    snapshot
+        .danger_overwrite_bucket(secrets.location().bucket.0 as usize, |item| {
+            let at = slot_positions(item, &secrets, slot_len);
+            let mut record: Vec<u8> = Vec::new();
+            for (i, &pos) in at.iter().enumerate() {
+                let sealed = &item[pos + 8..pos + slot_len];
+                record.extend(secrets.open_slot(i as u32, sealed).unwrap());
+            }
+            let padded = record.len();
+            edit(&mut record);
+            assert_eq!(record.len(), padded, "the edit keeps the record's slots");
+            for (i, (&pos, chunk)) in at
+                .iter()
+                .zip(record.chunks(layout.slot_bytes as usize))
+                .enumerate()
+            {
+                let sealed = secrets.seal_slot(i as u32, chunk).unwrap();
+                item[pos + 8..pos + slot_len].copy_from_slice(&sealed);
+            }
+        })
+        .unwrap();
+}
+
+/// Where each slot of a CPI's record starts in its bucket, slot 0 first.
+fn slot_positions(item: &[u8], secrets: &EntrySecrets, slot_len: usize) -> Vec<usize> {
+    let count = usize::from(u16::from_le_bytes([item[0], item[1]]));
+    let find = |i: u32| {
+        (0..count)
+            .map(|k| 2 + k * slot_len)
+            .find(|&pos| item[pos..pos + 8] == secrets.slot_tag(i).0)
+    };
+    (0..).map_while(find).collect()
+}
+
+/// The sealed bytes of a CPI's record are authenticated: a flipped bit, or another CPI's slot
+/// under this CPI's tag, fails the lookup instead of reading as absent.
+#[test]
+fn record_tampered_after_building_is_rejected_by_the_client() {
     let mut snapshot = build(sample());
-    let bob = Cpi::parse("mailto:bob@example.org").unwrap();
-    let bucket = snapshot.config().layout().locate(&bob).bucket.0 as usize;
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    let layout = *snapshot.config().layout();
+    let bob = layout.locate(evaluated("mailto:bob@example.org").output());
+    let bucket = bob.location().bucket.0 as usize;
     assert_eq!(
         lookup(&snapshot, &client, "mailto:bob@example.org").unwrap(),
         ["chat.example"]
     );
-    // A dishonest host rewrites "chat.example" to "chet.example" in Bob's bucket.
+    // The bucket holds the record sealed: no MSP in clear.
+    let item = snapshot.bucket(bucket).unwrap();
+    assert!(!item.windows(12).any(|w| w == b"chat.example"));
+    let at = slot_positions(item, &bob, layout.slot_len());
+    assert!(!at.is_empty());
+    // A dishonest host flips one bit of Bob's last slot.
+    snapshot
+        .danger_overwrite_bucket(bucket, |item| item[at[at.len() - 1] + 20] ^= 1)
+        .unwrap();
+    let err = lookup(&snapshot, &client, "mailto:bob@example.org").unwrap_err();
+    assert!(matches!(err, CoreError::SealedEntry), "{err}");
+
+    // Another CPI's first slot moved under Bob's tag: it does not open under Bob's key.
+    let mut snapshot = build(sample());
+    let other_cpi = (0..200)
+        .map(|i| format!("mailto:user{i}@example.net"))
+        .find(|c| layout.locate(evaluated(c).output()).location().bucket.0 as usize != bucket)
+        .unwrap();
+    let other = layout.locate(evaluated(&other_cpi).output());
+    let other_item = snapshot.bucket(other.location().bucket.0 as usize).unwrap();
+    let from = slot_positions(other_item, &other, layout.slot_len())[0];
+    let foreign = other_item[from + 8..from + layout.slot_len()].to_vec();
     snapshot
         .danger_overwrite_bucket(bucket, |item| {
-            let pos = item
-                .windows(12)
-                .position(|w| w == b"chat.example")
-                .expect("bucket holds bob's mapping");
-            item[pos + 2] = b'e';
+            let to = slot_positions(item, &bob, layout.slot_len())[0];
+            item[to + 8..to + layout.slot_len()].copy_from_slice(&foreign);
         })
         .unwrap();
     let err = lookup(&snapshot, &client, "mailto:bob@example.org").unwrap_err();
+    assert!(matches!(err, CoreError::SealedEntry), "{err}");
+}
+
+/// Whoever can seal a CPI's record still cannot make a client accept a mapping the issuer did
+/// not sign: "chat.example" rewritten to "chet.example" inside a correctly sealed record fails
+/// the issuer signature.
+#[test]
+fn mapping_rewritten_under_a_valid_seal_fails_its_signature() {
+    let mut snapshot = build(sample());
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    reseal_record(&mut snapshot, "mailto:bob@example.org", |record| {
+        let pos = record
+            .windows(12)
+            .position(|w| w == b"chat.example")
+            .expect("the opened record holds bob's mapping");
+        record[pos + 2] = b'e';
+    });
+    let err = lookup(&snapshot, &client, "mailto:bob@example.org").unwrap_err();
     assert!(matches!(err, CoreError::BadIssuerSignature), "{err}");
+    // An edit that changes nothing leaves the record as it was: the reseal itself is sound.
+    let mut snapshot = build(sample());
+    reseal_record(&mut snapshot, "mailto:bob@example.org", |_| {});
+    assert_eq!(
+        lookup(&snapshot, &client, "mailto:bob@example.org").unwrap(),
+        ["chat.example"]
+    );
 }
 
 /// A mapping from an issuer the client does not trust is skipped and counted by issuer, not
@@ -186,7 +309,7 @@ fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
         scheme: Some(small_scheme()),
         ..Default::default()
     };
-    let (snapshot, report) = Snapshot::build(mappings, &trust(), &opts).unwrap();
+    let (snapshot, report) = Snapshot::build(mappings, &trust(), &oprf_key(), &opts).unwrap();
     assert_eq!(report.expired_dropped, 1);
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
     assert!(
@@ -196,9 +319,7 @@ fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
     );
     // The user-consented mapping is valid NOW-10..NOW+10: a client clock past it filters it.
     let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes()).unwrap();
-    let pending = client
-        .query(&Cpi::parse("tel:+442079460958").unwrap())
-        .unwrap();
+    let pending = client.query(&evaluated("tel:+442079460958")).unwrap();
     let response = snapshot.database().answer(&keys, pending.query()).unwrap();
     let late = client.decode(pending, &response, NOW + 11).unwrap();
     assert!(!late.found());
@@ -211,9 +332,7 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
     let params = *snapshot.config().scheme();
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
     let keys = EvalKeys::parse(&params, client.keys().public_bytes()).unwrap();
-    let pending = client
-        .query(&Cpi::parse("tel:+14155550100").unwrap())
-        .unwrap();
+    let pending = client.query(&evaluated("tel:+14155550100")).unwrap();
 
     for bad in [
         Vec::new(),
@@ -247,7 +366,7 @@ fn lookup_at(
     now: u64,
 ) -> pir_core::LookupResult {
     let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes()).unwrap();
-    let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
+    let pending = client.query(&evaluated(cpi)).unwrap();
     let response = snapshot.database().answer(&keys, pending.query()).unwrap();
     client.decode(pending, &response, now).unwrap()
 }
@@ -287,8 +406,9 @@ fn builder_drops_expired_lines_before_the_last_line_wins() {
         now: NOW,
         salt: Some([3; 32]),
         scheme: Some(small_scheme()),
+        slot_bytes: None,
     };
-    let (snapshot, report) = Snapshot::build(mappings, &trust(), &opts).unwrap();
+    let (snapshot, report) = Snapshot::build(mappings, &trust(), &oprf_key(), &opts).unwrap();
     assert_eq!(report.input_mappings, 6);
     assert_eq!(report.expired_dropped, 1);
     assert_eq!(report.duplicates_replaced, 2);
@@ -388,4 +508,234 @@ fn internationalised_domains_are_built_and_found() {
         assert!(lookup_at(&snapshot, &client, typed, NOW).found(), "{typed}");
     }
     assert!(!lookup_at(&snapshot, &client, "mailto:JO@bücher.example", NOW).found());
+}
+
+// ---------------------------------------------------------------- opt-outs
+
+/// A build of `mappings` and `opt_outs`, all trusted, with its report.
+fn build_report(
+    mappings: Vec<Mapping>,
+    opt_outs: Vec<OptOut>,
+    opts: &BuildOptions,
+) -> (Snapshot, BuildReport) {
+    let input = pir_core::snapshot::BuildInput {
+        mappings: mappings
+            .into_iter()
+            .map(|m| pir_core::VerifiedMapping::new(m, &trust()).unwrap())
+            .collect(),
+        opt_outs: opt_outs
+            .into_iter()
+            .map(|o| pir_core::identity::VerifiedOptOut::new(o, &trust()).unwrap())
+            .collect(),
+    };
+    Snapshot::build_verified(input, &oprf_key(), opts, &|_, _| {}).unwrap()
+}
+
+/// An opted-out CPI is reported as such, with no mappings, and is told apart from an absent one;
+/// its mappings in the build's input are not stored at all.
+#[test]
+fn opted_out_cpis_differ_from_absent_ones_and_their_mappings_are_not_stored() {
+    let alice = "tel:+14155550100";
+    let (snapshot, report) = build_report(
+        sample(),
+        vec![opt_out(alice), opt_out("mailto:gone@example.org")],
+        &opts(),
+    );
+    assert_eq!(report.input_opt_outs, 2);
+    assert_eq!(report.suppressed_by_opt_out, 3, "alice's three mappings");
+    assert_eq!(report.stored_opt_outs, 2);
+    assert_eq!(report.stored_mappings, sample().len() - 3);
+    let h = snapshot.header();
+    assert_eq!(h.mapping_count as usize, sample().len() - 3);
+    assert_eq!(h.opt_out_count, 2);
+    // alice, bob, the +44 number and 200 bulk CPIs, plus the opt-out without mappings.
+    assert_eq!(h.cpi_count, 204);
+
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    let opted = lookup_at(&snapshot, &client, alice, NOW);
+    assert!(opted.opted_out() && !opted.found(), "{opted:?}");
+    assert!(opted.mappings.is_empty());
+    assert_eq!(opted.opt_out, Some(opt_out(alice)));
+    assert_eq!(opted.outside_validity, 0);
+    let gone = lookup_at(&snapshot, &client, "mailto:gone@example.org", NOW);
+    assert!(gone.opted_out() && !gone.found());
+    let absent = lookup_at(&snapshot, &client, "mailto:nobody@example.org", NOW);
+    assert!(!absent.found() && !absent.opted_out(), "{absent:?}");
+    assert_eq!((absent.outside_validity, absent.untrusted.len()), (0, 0));
+    let bob = lookup_at(&snapshot, &client, "mailto:bob@example.org", NOW);
+    assert!(bob.found() && !bob.opted_out());
+
+    // Once the opt-out's window is over, alice is not found either: the one statement stored
+    // for her is the opt-out, now outside its window. Her mappings were never stored.
+    let later = lookup_at(&snapshot, &client, alice, NOW + 1001);
+    assert!(!later.opted_out() && !later.found(), "{later:?}");
+    assert_eq!(later.outside_validity, 1);
+
+    // An opt-out from an issuer the client does not trust is counted, not obeyed.
+    let mut others = TrustStore::new();
+    others.add(other_issuer().verifying_key()).unwrap();
+    let doubting = LookupClient::new(snapshot.config(), others).unwrap();
+    let untrusted = lookup_at(&snapshot, &doubting, alice, NOW);
+    assert!(!untrusted.opted_out() && !untrusted.found());
+    assert_eq!(untrusted.untrusted, [issuer().id()]);
+}
+
+/// An opt-out that has expired by the build is dropped, and no longer suppresses anything.
+#[test]
+fn an_expired_opt_out_suppresses_nothing() {
+    let alice = "tel:+14155550100";
+    let expired = OptOut::sign(Cpi::parse(alice).unwrap(), 0, NOW - 1, &issuer()).unwrap();
+    let (snapshot, report) = build_report(sample(), vec![expired], &opts());
+    assert_eq!(report.expired_dropped, 1);
+    assert_eq!(report.suppressed_by_opt_out, 0);
+    assert_eq!(snapshot.header().opt_out_count, 0);
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    let result = lookup_at(&snapshot, &client, alice, NOW);
+    assert!(result.found() && !result.opted_out());
+    assert_eq!(result.mappings.len(), 3);
+}
+
+// ---------------------------------------------------------------- the OPRF evaluation
+
+/// `LookupClient::finalize` takes an evaluation only with a proof that it was made under the
+/// snapshot's OPRF key, for exactly these blinded elements.
+#[test]
+fn forged_evaluations_are_refused_by_finalize() {
+    let snapshot = build(sample());
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    let mut rng = rand::thread_rng();
+    let cpis: Vec<Cpi> = ["tel:+14155550100", "mailto:bob@example.org"]
+        .iter()
+        .map(|c| Cpi::parse(c).unwrap())
+        .collect();
+    let blinded = client.blind(&cpis, &mut rng).unwrap();
+    let elements: Vec<[u8; 32]> = blinded.iter().map(|b| *b.element()).collect();
+    let dp = oprf_key();
+    let genuine = dp.evaluate_blinded(&mut rng, &elements).unwrap();
+    let refused =
+        |evaluation: &pir_core::oprf::Evaluation| match client.finalize(&blinded, evaluation) {
+            Err(CoreError::Oprf(OprfError::Proof)) => true,
+            Err(other) => panic!("wrong error: {other}"),
+            Ok(_) => false,
+        };
+
+    // Evaluated, with a valid proof, under another key.
+    let other = OprfKey::derive(&[0x42; 32], b"another DP").unwrap();
+    let forged = other.evaluate_blinded(&mut rng, &elements).unwrap();
+    assert!(refused(&forged), "another key's evaluation");
+    // The genuine evaluation with a tampered proof (either scalar).
+    for at in [0, 17, 32, 50] {
+        let mut tampered = genuine.clone();
+        tampered.proof[at] ^= 0x01;
+        assert!(refused(&tampered), "proof byte {at} flipped");
+    }
+    // The genuine elements with another batch's proof, and another key's elements with the
+    // genuine proof.
+    let other_batch = dp.evaluate_blinded(&mut rng, &elements[..1]).unwrap();
+    let mut mixed = genuine.clone();
+    mixed.proof = other_batch.proof;
+    assert!(refused(&mixed), "another batch's proof");
+    let mut swapped = genuine.clone();
+    swapped.elements = forged.elements.clone();
+    assert!(refused(&swapped), "another key's elements");
+
+    // The genuine evaluation passes: its outputs are the DP's, and they find the mappings.
+    let evaluated = client.finalize(&blinded, &genuine).unwrap();
+    assert_eq!(evaluated[0].cpi(), &cpis[0]);
+    assert_eq!(evaluated[0].output(), &dp.evaluate(&cpis[0]).unwrap());
+    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes()).unwrap();
+    let pending = client.query(&evaluated[1]).unwrap();
+    let response = snapshot.database().answer(&keys, pending.query()).unwrap();
+    assert_eq!(
+        client.decode(pending, &response, NOW).unwrap().msps(),
+        ["chat.example"]
+    );
+    // What the check protects against: another key's output for a present CPI leads elsewhere,
+    // and the lookup quietly finds nothing.
+    let wrong = evaluate_with(&other, &cpis[1..]).remove(0);
+    let pending = client.query(&wrong).unwrap();
+    let response = snapshot.database().answer(&keys, pending.query()).unwrap();
+    let result = client.decode(pending, &response, NOW).unwrap();
+    assert!(!result.found() && !result.opted_out());
+}
+
+// ---------------------------------------------------------------- slots and uniformity
+
+/// A CPI whose record fills many small slots is found with every mapping through a real PIR
+/// lookup; the slots are spread over the bucket in tag order, not kept together.
+#[test]
+fn a_record_over_many_slots_round_trips_through_pir() {
+    let many = "tel:+14155550123";
+    let mut mappings = sample();
+    for i in 0..5 {
+        let psi = format!("@{}:msp{i}.example", "p".repeat(30 * i + 1));
+        mappings.push(mapping(many, &format!("msp{i}.example"), Some(&psi)));
+    }
+    let opts = BuildOptions {
+        slot_bytes: Some(32),
+        ..opts()
+    };
+    let (snapshot, report) = Snapshot::build(mappings, &trust(), &oprf_key(), &opts).unwrap();
+    assert_eq!(report.slot_bytes, 32);
+    let layout = *snapshot.config().layout();
+    assert_eq!(layout.slot_bytes, 32);
+    assert!(snapshot.header().slot_count >= 3 * snapshot.header().cpi_count);
+
+    let secrets = layout.locate(evaluated(many).output());
+    let item = snapshot
+        .bucket(secrets.location().bucket.0 as usize)
+        .unwrap();
+    let at = slot_positions(item, &secrets, layout.slot_len());
+    assert!(at.len() >= 15, "{} slots", at.len());
+    let mut sorted = at.clone();
+    sorted.sort_unstable();
+    assert_ne!(at, sorted, "slots in record order would link them");
+
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    let result = lookup_at(&snapshot, &client, many, NOW);
+    assert_eq!(result.mappings.len(), 5);
+    for (i, m) in result.mappings.iter().enumerate() {
+        assert_eq!(m.fields.msp, format!("msp{i}.example"));
+        assert_eq!(m.fields.psi.as_ref().unwrap().len(), 30 * i + 1 + 14);
+    }
+    assert_eq!(
+        lookup(&snapshot, &client, "tel:+1 (415) 555-0100").unwrap(),
+        ["chat.example", "ring.example", "talk.example"]
+    );
+}
+
+/// Present, absent and opted-out CPIs cost the same messages: one blinded element each, a
+/// query and a response of the shape's fixed sizes.
+#[test]
+fn messages_are_the_same_size_for_present_absent_and_opted_out_cpis() {
+    let snapshot = build_records(sample(), vec![opt_out("mailto:gone@example.org")], &opts());
+    let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes()).unwrap();
+    let sizes = snapshot.message_sizes().unwrap();
+    let cpis: Vec<Cpi> = [
+        "tel:+14155550100",
+        "mailto:absent@example.com",
+        "mailto:gone@example.org",
+    ]
+    .iter()
+    .map(|c| Cpi::parse(c).unwrap())
+    .collect();
+    let mut rng = rand::thread_rng();
+    let blinded = client.blind(&cpis, &mut rng).unwrap();
+    let elements: Vec<[u8; 32]> = blinded.iter().map(|b| *b.element()).collect();
+    let evaluation = oprf_key().evaluate_blinded(&mut rng, &elements).unwrap();
+    assert_eq!(evaluation.elements.len(), 3);
+    let evaluated = client.finalize(&blinded, &evaluation).unwrap();
+    let mut query_lens = Vec::new();
+    let mut outcomes = Vec::new();
+    for e in &evaluated {
+        let pending = client.query(e).unwrap();
+        query_lens.push(pending.query().len());
+        let response = snapshot.database().answer(&keys, pending.query()).unwrap();
+        assert_eq!(response.len(), sizes.response);
+        let r = client.decode(pending, &response, NOW).unwrap();
+        outcomes.push((r.found(), r.opted_out()));
+    }
+    assert_eq!(outcomes, [(true, false), (false, false), (false, true)]);
+    assert_eq!(query_lens, [sizes.query; 3]);
 }

@@ -1,23 +1,40 @@
-//! Snapshot files: round trip, refusal of damaged files, and format stability.
+//! Snapshot files: round trip, refusal of damaged files and of older formats, format stability,
+//! and what a snapshot's bytes do not show.
 
-use std::path::PathBuf;
+use std::{
+    collections::{BTreeSet, HashMap},
+    path::PathBuf,
+};
 
 use pir_core::{
-    CoreError, Snapshot,
+    BuildOptions, CoreError, Cpi, Mapping, Snapshot,
     error::SnapshotError,
+    fuzzing,
+    identity::OptOut,
+    keyword::{LAYOUT_VERSION, SLOT_OVERHEAD},
     snapshot::SNAPSHOT_FORMAT_VERSION,
     testing::{
-        FIXTURE_V1_CREATED_AT, NOW, file_bytes as to_bytes, fixture_v1_snapshot as build_fixture,
-        msps, read_bytes as read, tiny_scheme,
+        FIXTURE_V2_CREATED_AT, NOW, build_records, file_bytes as to_bytes,
+        fixture_v2_snapshot as build_fixture, issuer, lookup_result, mapping_valid, msps, oprf_key,
+        read_bytes as read, small_scheme, tiny_scheme, trust,
     },
 };
 
+fn fixture_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
 fn fixture_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-v1.pirsnap")
+    fixture_dir().join("tiny-v2.pirsnap")
+}
+
+/// The format 1 fixture, kept committed unchanged so that its refusal stays tested.
+fn v1_fixture_path() -> PathBuf {
+    fixture_dir().join("tiny-v1.pirsnap")
 }
 
 /// Regenerates the committed fixture. Only after a deliberate format version bump:
-/// `cargo test -p pir-core --test snapshot -- --ignored regenerate_fixture`
+/// `cargo test -p pir-core --release --test snapshot -- --ignored regenerate_fixture`
 #[test]
 #[ignore]
 fn regenerate_fixture() {
@@ -30,15 +47,21 @@ fn committed_fixture_keeps_loading_and_answering() {
     let snapshot = Snapshot::load(&fixture_path()).unwrap();
     let h = snapshot.header();
     assert_eq!(
-        SNAPSHOT_FORMAT_VERSION, 1,
+        SNAPSHOT_FORMAT_VERSION, 2,
         "bump the fixture with the version"
     );
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 2);
     assert_eq!(h.epoch, 3);
-    assert_eq!(h.created_at, FIXTURE_V1_CREATED_AT);
+    assert_eq!(h.created_at, FIXTURE_V2_CREATED_AT);
     assert_eq!(h.mapping_count, 3);
-    assert_eq!(h.cpi_count, 2);
+    assert_eq!(h.opt_out_count, 1);
+    assert_eq!(h.cpi_count, 3, "two CPIs with mappings, one opted out");
+    assert!(h.slot_count >= h.cpi_count, "{h:?}");
+    assert!(h.record_bytes > 0);
     assert_eq!(h.scheme, tiny_scheme());
+    assert_eq!(h.layout.version, LAYOUT_VERSION);
     assert_eq!(h.layout.salt, [9; 32]);
+    assert_eq!(h.layout.oprf_key, oprf_key().public());
     // Writing what was read gives the same bytes: the encoding is pinned both ways.
     assert_eq!(to_bytes(&snapshot), bytes);
     // And today's builder produces the same file from the same input.
@@ -51,7 +74,53 @@ fn committed_fixture_keeps_loading_and_answering() {
         msps(&snapshot, "mailto:carol@example.com", NOW),
         ["mail.example"]
     );
-    assert!(msps(&snapshot, "mailto:dave@example.com", NOW).is_empty());
+    let opted = lookup_result(&snapshot, trust(), "tel:+14155550199", NOW).unwrap();
+    assert!(opted.opted_out() && !opted.found(), "{opted:?}");
+    let absent = lookup_result(&snapshot, trust(), "mailto:dave@example.com", NOW).unwrap();
+    assert!(!absent.found() && !absent.opted_out(), "{absent:?}");
+}
+
+/// A format 1 file (entries under a public hash of the CPI) is refused by its version, with a
+/// message that says to rebuild, before anything of its content is used.
+#[test]
+fn format_1_files_are_refused_with_a_rebuild_hint() {
+    let bytes = std::fs::read(v1_fixture_path()).expect("the v1 fixture stays committed");
+    assert_eq!(&bytes[..8], b"PIRSNAP\0");
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 1);
+    for err in [
+        Snapshot::load(&v1_fixture_path()).unwrap_err(),
+        Snapshot::load_plaintext(&v1_fixture_path()).unwrap_err(),
+        Snapshot::read_header(&v1_fixture_path()).unwrap_err(),
+    ] {
+        match &err {
+            CoreError::Snapshot {
+                path: Some(p),
+                reason:
+                    SnapshotError::Version {
+                        found: 1,
+                        supported: 2,
+                    },
+            } if *p == v1_fixture_path() => {}
+            other => panic!("wrong error: {other}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains("rebuild"), "{message}");
+        assert!(message.contains("tiny-v1.pirsnap"), "{message}");
+    }
+    let err = read(&bytes).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            CoreError::Snapshot {
+                reason: SnapshotError::Version {
+                    found: 1,
+                    supported: 2
+                },
+                ..
+            }
+        ),
+        "{err}"
+    );
 }
 
 #[test]
@@ -70,6 +139,11 @@ fn file_round_trip() {
     assert_eq!(
         msps(&loaded, "mailto:carol@example.com", NOW),
         ["mail.example"]
+    );
+    assert!(
+        lookup_result(&loaded, trust(), "tel:+14155550199", NOW)
+            .unwrap()
+            .opted_out()
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -104,17 +178,23 @@ fn damaged_files_are_refused_with_a_clear_error() {
     bad[0] = b'X';
     expect_invalid(&bad, |e| matches!(e, E::BadMagic));
 
-    let mut bad = good.clone();
-    bad[8] = 2;
-    expect_invalid(&bad, |e| {
-        matches!(
-            e,
-            E::Version {
-                found: 2,
-                supported: 1
-            }
-        )
-    });
+    // An older and a newer version number on otherwise valid bytes.
+    for (version, older) in [(1u8, true), (3, false)] {
+        let mut bad = good.clone();
+        bad[8] = version;
+        let err = read(&bad).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                CoreError::Snapshot {
+                    reason: E::Version { found, supported: 2 },
+                    ..
+                } if *found == u32::from(version)
+            ),
+            "{err}"
+        );
+        assert_eq!(err.to_string().contains("rebuild"), older, "{err}");
+    }
 
     let mut bad = good.clone();
     bad[20] ^= 1;
@@ -131,4 +211,213 @@ fn damaged_files_are_refused_with_a_clear_error() {
     let mut bad = good.clone();
     bad[good.len() - 4] ^= 0x10;
     expect_invalid(&bad, |e| matches!(e, E::DatabaseChecksum));
+}
+
+// ---------------------------------------------------------------- what the bytes do not show
+
+/// Distinctive tokens, at least 8 bytes each: every CPI, MSP, PSI and context of the dump test
+/// contains one, so a token found nowhere means none of those strings is anywhere either.
+const TOKENS: [&str; 6] = [
+    "ZebraCorn",
+    "QuokkaVille",
+    "pangolins",
+    "NarwhalIsh",
+    "axolotls",
+    "WombatTy",
+];
+
+/// Mappings of `cpis` CPIs with 1 to 4 MSPs each, of varied lengths, with and without PSI and
+/// context: every text field carries a token of [`TOKENS`].
+fn distinctive_mappings(cpis: usize) -> Vec<Mapping> {
+    let window = (NOW - 1000, NOW + 1000);
+    let mut out = Vec::new();
+    for i in 0..cpis {
+        let cpi = if i % 3 == 0 {
+            // Spelled with upper case and separators: stored (and signed) normalised.
+            format!("tel:+1 (415) 7{:02}-{:04}", i % 100, 1000 + i)
+        } else {
+            format!("mailto:ZebraCorn.{i}@QuokkaVille{}.example", i % 7)
+        };
+        for j in 0..=(i % 4) {
+            let msp = format!("pangolins-{j}{}.example", "x".repeat(i % 11));
+            let psi = (j % 2 == 0).then(|| format!("@NarwhalIsh{i}:{msp}"));
+            let context = (i % 5 != 0).then(|| format!("axolotls-WombatTy-{}", i % 13));
+            out.push(mapping_valid(
+                &cpi,
+                &msp,
+                psi.as_deref(),
+                context.as_deref(),
+                window,
+                None,
+            ));
+        }
+    }
+    out
+}
+
+/// Every position in `haystack` where one of `needles` (each at least 8 bytes) starts, as
+/// (needle index, position). One pass over the haystack, however many needles.
+fn occurrences(haystack: &[u8], needles: &[Vec<u8>]) -> Vec<(usize, usize)> {
+    let mut by_prefix: HashMap<[u8; 8], Vec<usize>> = HashMap::new();
+    for (i, n) in needles.iter().enumerate() {
+        assert!(n.len() >= 8, "needle {i} is too short to search for");
+        by_prefix
+            .entry(n[..8].try_into().unwrap())
+            .or_default()
+            .push(i);
+    }
+    let mut found = Vec::new();
+    for (pos, window) in haystack.windows(8).enumerate() {
+        if let Some(candidates) = by_prefix.get(<&[u8; 8]>::try_from(window).unwrap()) {
+            for &i in candidates {
+                if haystack[pos..].starts_with(&needles[i]) {
+                    found.push((i, pos));
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A snapshot's buckets and file show no CPI, MSP, PSI or context, in any case and in no
+/// encoding the builder has for them (the compact mapping, its signature), and every bucket is
+/// a count of equally long slots: each slot belongs to one CPI's record and opens only under
+/// that CPI's key, wherever in its record it is and however long the record is.
+#[test]
+fn buckets_and_files_show_no_identifier_and_only_equal_slots() {
+    let mappings = distinctive_mappings(150);
+    assert!(mappings.len() >= 300, "{}", mappings.len());
+    let opt_outs: Vec<OptOut> = (0..5)
+        .map(|i| {
+            let cpi = Cpi::parse(&format!("mailto:ZebraCorn.optout{i}@QuokkaVille.example"));
+            OptOut::sign(cpi.unwrap(), NOW - 1000, NOW + 1000, &issuer()).unwrap()
+        })
+        .collect();
+    let opts = BuildOptions {
+        epoch: 1,
+        now: NOW,
+        salt: Some([2; 32]),
+        scheme: Some(small_scheme()),
+        slot_bytes: Some(48),
+    };
+    let snapshot = build_records(mappings.clone(), opt_outs.clone(), &opts);
+    let h = snapshot.header();
+    assert_eq!(h.mapping_count as usize, mappings.len());
+    assert_eq!(h.opt_out_count, 5);
+
+    // What must not appear: the tokens in every case, each CPI (normalised and as spelled,
+    // with its digits alone for numbers), and each mapping's compact form and signature.
+    let mut needles: Vec<Vec<u8>> = Vec::new();
+    for token in TOKENS {
+        for form in [
+            token.to_string(),
+            token.to_lowercase(),
+            token.to_uppercase(),
+        ] {
+            needles.push(form.into_bytes());
+        }
+    }
+    let mut cpis: BTreeSet<Cpi> = mappings.iter().map(|m| m.fields.cpi.clone()).collect();
+    cpis.extend(opt_outs.iter().map(|o| o.cpi.clone()));
+    for cpi in &cpis {
+        needles.push(cpi.as_str().as_bytes().to_vec());
+        needles.push(cpi.as_str().to_lowercase().into_bytes());
+        if let Some(digits) = cpi.as_str().strip_prefix("tel:+") {
+            needles.push(digits.as_bytes().to_vec());
+        }
+    }
+    for m in &mappings {
+        needles.push(fuzzing::encode_compact(m));
+        needles.push(m.issuer_sig.to_vec());
+    }
+    for o in &opt_outs {
+        needles.push(o.issuer_sig.to_vec());
+    }
+    // The search itself finds what is there: every needle in a plain listing of the input.
+    let mut listing: Vec<u8> = Vec::new();
+    for m in &mappings {
+        listing.extend(m.to_json_line().bytes());
+        listing.extend(m.to_json_line().to_lowercase().bytes());
+        listing.extend(m.to_json_line().to_uppercase().bytes());
+        listing.extend(fuzzing::encode_compact(m));
+        listing.extend(m.issuer_sig);
+    }
+    for o in &opt_outs {
+        listing.extend(o.to_json_line().bytes());
+        listing.extend(o.to_json_line().to_lowercase().bytes());
+        listing.extend(o.issuer_sig);
+    }
+    // Spellings the builder normalises away (an upper-case email domain) appear only as given.
+    listing.extend(TOKENS.join(" ").bytes());
+    let seen: BTreeSet<usize> = occurrences(&listing, &needles)
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    let missed: Vec<String> = (0..needles.len())
+        .filter(|i| !seen.contains(i))
+        .map(|i| String::from_utf8_lossy(&needles[i]).into_owned())
+        .collect();
+    assert!(missed.is_empty(), "the search misses needles: {missed:?}");
+
+    let file = to_bytes(&snapshot);
+    let item_bytes = h.scheme.item_bytes as usize;
+    let mut buckets = Vec::new();
+    for i in 0..h.scheme.num_items() {
+        buckets.extend_from_slice(snapshot.bucket(i).unwrap());
+    }
+    assert_eq!(buckets.len(), h.scheme.num_items() * item_bytes);
+    assert!(snapshot.bucket(h.scheme.num_items()).is_none());
+    for (what, bytes) in [("buckets", &buckets), ("file", &file)] {
+        let hits = occurrences(bytes, &needles);
+        assert!(
+            hits.is_empty(),
+            "{what} show {} needle(s), first {:?} at {}",
+            hits.len(),
+            String::from_utf8_lossy(&needles[hits[0].0]),
+            hits[0].1
+        );
+    }
+
+    // Every bucket: a count, then that many slots of one length, then zeros.
+    let layout = h.layout;
+    let slot_len = layout.slot_len();
+    assert_eq!(slot_len, 48 + SLOT_OVERHEAD);
+    let mut total = 0;
+    for i in 0..h.scheme.num_items() {
+        let item = snapshot.bucket(i).unwrap();
+        let count = usize::from(u16::from_le_bytes([item[0], item[1]]));
+        let end = 2 + count * slot_len;
+        assert!(end <= item_bytes, "bucket {i}");
+        assert!(item[end..].iter().all(|&b| b == 0), "bucket {i} padding");
+        let tags: Vec<&[u8]> = (0..count).map(|k| &item[2 + k * slot_len..][..8]).collect();
+        assert!(tags.windows(2).all(|w| w[0] < w[1]), "bucket {i}: by tag");
+        total += count;
+    }
+    assert_eq!(total as u64, h.slot_count);
+
+    // Each CPI's slots sit on slot boundaries of its bucket and open there: all the slots
+    // there are, so every slot is one of a record's and of the one length.
+    let mut records_per_slots: HashMap<usize, usize> = HashMap::new();
+    let mut accounted = 0;
+    for cpi in &cpis {
+        let secrets = layout.locate(&oprf_key().evaluate(cpi).unwrap());
+        let item = snapshot
+            .bucket(secrets.location().bucket.0 as usize)
+            .unwrap();
+        let count = usize::from(u16::from_le_bytes([item[0], item[1]]));
+        let slot_at = |tag: [u8; 8]| (0..count).find(|k| item[2 + k * slot_len..][..8] == tag);
+        let mut n = 0u32;
+        while let Some(k) = slot_at(secrets.slot_tag(n).0) {
+            let sealed = &item[2 + k * slot_len + 8..][..slot_len - 8];
+            let chunk = secrets.open_slot(n, sealed).unwrap();
+            assert_eq!(chunk.len(), 48, "{cpi}");
+            n += 1;
+        }
+        assert!(n >= 1, "{cpi} has no slot");
+        *records_per_slots.entry(n as usize).or_default() += 1;
+        accounted += n as usize;
+    }
+    assert_eq!(accounted, total, "slots that belong to no CPI");
+    // Records of different lengths, all in slots of the one length.
+    assert!(records_per_slots.len() >= 3, "{records_per_slots:?}");
 }

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::{Snapshot, header::SnapshotHeader};
 use crate::{
-    error::{CoreError, Overflow, Result},
+    error::{CoreError, LayoutError, Overflow, Result},
     identity::{Cpi, IssuerId, Mapping, TrustStore, VerifiedMapping, VerifiedOptOut},
     keyword::{
         KeywordLayout, SLOT_BYTES_RANGE, SLOT_OVERHEAD, Tag,
@@ -152,6 +152,13 @@ impl Snapshot {
         opts: &BuildOptions,
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<(Self, BuildReport)> {
+        // Checked before any use: a size of 0 would divide by zero when counting slots, and one
+        // too large would be reported as a CPI overflowing its bucket.
+        if let Some(got) = opts.slot_bytes
+            && !SLOT_BYTES_RANGE.contains(&got)
+        {
+            return Err(CoreError::Layout(LayoutError::SlotBytes { got }));
+        }
         let input_mappings = input.mappings.len();
         let input_opt_outs = input.opt_outs.len();
         let mut expired_dropped = 0;
