@@ -276,8 +276,7 @@ impl Snapshot {
                         Ok((secrets.location().bucket.0 as usize, slots))
                     })
                     .collect::<Result<_>>()?;
-                let mut buckets: Vec<Slots> =
-                    (0..scheme.num_items()).map(|_| Vec::new()).collect();
+                let mut buckets: Vec<Slots> = (0..scheme.num_items()).map(|_| Vec::new()).collect();
                 for (b, slots) in sealed {
                     buckets[b].extend(slots);
                 }
