@@ -152,11 +152,17 @@ fn apply(items: &mut Vec<Item>, op: DeltaOp, now: u64, report: &mut UpdateReport
         }
         DeltaOp::OptOut(o) => {
             let o = o.into_inner();
+            let mappings = items
+                .iter()
+                .filter(|i| matches!(i, Item::Mapping(_)))
+                .count();
             items.retain(|i| match i {
                 Item::Mapping(_) => false,
                 Item::OptOut(old) => old.issuer != o.issuer,
             });
-            report.removed += before - items.len();
+            // Replacing the same issuer's opt-out is an upsert, as for a mapping of the same
+            // MSP; the mappings it ends are removals.
+            report.removed += mappings;
             if o.not_after < now {
                 report.expired_dropped += 1;
             } else {
