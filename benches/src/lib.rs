@@ -2,6 +2,11 @@
 
 use std::time::Instant;
 
+use pir_core::{
+    Cpi, LookupClient,
+    oprf::{Evaluated, OprfKey},
+};
+
 mod server_process;
 
 pub use server_process::{
@@ -14,6 +19,21 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let start = Instant::now();
     let out = f();
     (out, start.elapsed().as_secs_f64())
+}
+
+/// The OPRF step of a lookup in process: `client` blinds `cpis`, `key` evaluates them in one
+/// batch with its proof, `client` checks the proof against its snapshot's OPRF public key and
+/// unblinds. What `pir_client::PirClient` does over `Discovery/Evaluate`, without the network.
+pub fn evaluate_in_process(
+    client: &LookupClient,
+    key: &OprfKey,
+    cpis: &[Cpi],
+) -> pir_core::Result<Vec<Evaluated>> {
+    let mut rng = rand::rngs::OsRng;
+    let blinded = client.blind(cpis, &mut rng)?;
+    let elements: Vec<_> = blinded.iter().map(|b| *b.element()).collect();
+    let evaluation = key.evaluate_blinded(&mut rng, &elements)?;
+    client.finalize(&blinded, &evaluation)
 }
 
 /// The median of some samples (the middle one; the mean of the two middle ones if even).

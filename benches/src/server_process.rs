@@ -2,13 +2,19 @@
 //!
 //! ```text
 //! parent                                   child (serve_until_stdin_closes)
-//!   spawn ───────────────────────────────>  load snapshot, start gRPC on 127.0.0.1:0
+//!   spawn (snapshot, OPRF key file) ─────>  load snapshot and key, start gRPC on 127.0.0.1:0
 //!   read line  <──────────────────────────  "http://127.0.0.1:PORT"
 //!   load over gRPC  <────────────────────>  answer
 //!   close stdin ─────────────────────────>  (EOF) read VmHWM, VmRSS, key cache bytes
 //!   read line  <──────────────────────────  {"peak_rss_bytes":..,"rss_bytes":..,"key_cache_bytes":..}
 //!   wait                                     stop, exit 0
 //! ```
+//!
+//! The child answers `Discovery/Evaluate` as well as `Query` (as `pir-server serve --oprf-key`
+//! does), so a lookup against it is the whole lookup: one evaluation, then one PIR query. It
+//! reads the DP's OPRF key from a file, which the parent passes by path: the key never goes
+//! through a pipe or the command line, and the file must be owner-only (mode 0600, as
+//! `pir_dp::oprf_keygen` writes it), as for the server itself.
 //!
 //! The child lives only as long as its stdin: if the parent dies, the pipe closes and the child
 //! reports and exits. [`ServerProcess`] kills it on drop if it was not [finished](ServerProcess::finish).
@@ -19,7 +25,7 @@ use std::{
     process::{Child, ChildStdout, Command, Stdio},
 };
 
-use pir_core::Snapshot;
+use pir_core::{Snapshot, oprf::OprfKey};
 use pir_server::{RunningServer, ServeOptions};
 use serde::{Deserialize, Serialize};
 
@@ -46,27 +52,36 @@ pub fn parse_proc_status(status: &str) -> Option<(u64, u64)> {
     Some((field("VmHWM:")?, field("VmRSS:")?))
 }
 
-/// Serving options for measurement: no per-key, per-peer or registration rate limits (the load
-/// generator is one peer with one key), everything else as in production.
+/// Serving options for measurement: no per-key, per-peer or registration rate limits and no
+/// evaluation limits (the load generator is one peer with one key), everything else as in
+/// production.
 pub fn unlimited_serve_options() -> ServeOptions {
     ServeOptions {
         per_key_rate: None,
         per_peer_rate: None,
         per_peer_registrations: None,
+        per_key_evaluations: None,
+        per_peer_evaluations: None,
+        global_evaluations_per_second: None,
         ..ServeOptions::default()
     }
 }
 
-/// The child's side: loads `snapshot`, serves it on 127.0.0.1 (a free port), prints its URL as
-/// one line on stdout, and when stdin reaches end of file prints one JSON [`ServerMemory`] line
-/// and returns.
-pub fn serve_until_stdin_closes(snapshot: &Path) -> Result<(), Box<dyn std::error::Error>> {
+/// The child's side: loads `snapshot` and the OPRF secret key file `oprf_key` (refused unless
+/// owner-only), serves both on 127.0.0.1 (a free port), prints its URL as one line on stdout,
+/// and when stdin reaches end of file prints one JSON [`ServerMemory`] line and returns.
+pub fn serve_until_stdin_closes(
+    snapshot: &Path,
+    oprf_key: &Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     let snapshot = Snapshot::load(snapshot)?;
+    let oprf_key = OprfKey::from_file(oprf_key)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let server = runtime.block_on(RunningServer::start(
         snapshot,
         ([127, 0, 0, 1], 0).into(),
         unlimited_serve_options(),
+        Some(oprf_key),
     ))?;
     let mut out = io::stdout().lock();
     writeln!(out, "{}", server.url())?;

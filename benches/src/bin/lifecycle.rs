@@ -35,6 +35,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let key = dir.join("issuer.key");
     let issuer = pir_dp::issuer_keygen(&key, true)?;
     let trust = pir_dp::public_key_path(&key);
+    // Owner-only (0600); build and update must use the same key.
+    let oprf_key = dir.join("oprf.key");
+    pir_dp::oprf_keygen(&oprf_key, true)?;
     let now = pir_core::unix_now();
 
     let mappings = pir_dp::synth(args.mappings, &issuer, 1, now)?;
@@ -86,6 +89,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             scheme: None,
             progress: false,
             dp_key: None,
+            oprf_key: oprf_key.clone(),
+            slot_bytes: None,
         })
     });
     let built = built?;
@@ -101,6 +106,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             epoch: Some(2),
             dp_key: None,
             full: false,
+            oprf_key: oprf_key.clone(),
         })
     });
     let updated = updated?;

@@ -4,7 +4,9 @@
 //! prints markdown tables (`--csv`, `--json` for machines: one row per mapping count, every
 //! column, keys as in the JSON). Every row measures, in one run:
 //!
-//! - in process: client query and decode; the engine's answer on 1 thread (with its phases:
+//! - in process: the OPRF evaluation (the DP's `evaluate_blinded` of one blinded CPI and of a
+//!   batch of `--batch`, and the client's blind + finalize with the proof check), client query
+//!   and decode; the engine's answer on 1 thread (with its phases:
 //!   expansion, first dimension, folding, packing) and on every core; a batch of `--batch`
 //!   queries; and spiral-rs's own `process_query` on the same database;
 //! - on a real server in a child process (this binary again, with a hidden `--serve-child`
@@ -12,6 +14,15 @@
 //!   lookup must find, decrypt and verify its mappings) for `--duration` seconds (default 20)
 //!   through `pir_client::bench`, giving sustained lookups/s and latency, then the server's
 //!   peak resident memory against snapshot plus key-cache bytes.
+//!
+//! - sizes: the snapshot, the keys, the raw query and response, and what one lookup puts on the
+//!   wire (protobuf plus gRPC's 5-byte framing of each message): its `Query` (one query) and its
+//!   `Evaluate` (one CPI), requests and responses;
+//! - the OPRF's share of the build: `OprfKey::evaluate` throughput on every core (as the build
+//!   runs it) over a sample of the CPIs, times the snapshot's CPI count, against the build time.
+//!
+//! A fourth table gives the evaluation's cost as a percentage of the PIR lookup's, from the same
+//! row. The server process answers `Evaluate` too, so its lookups/s are of whole lookups.
 //!
 //! Every row is also compared with one fixed reference, measured once per run: raw spiral-rs
 //! `process_query` on a 2^20 x 256 B database (the parameter-store 2^15 x 8 KiB entry: 32
@@ -23,13 +34,29 @@
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use clap::Parser;
-use pir_benches::{ServerMemory, ServerProcess, median, serve_until_stdin_closes, timed};
+use pir_benches::{
+    ServerMemory, ServerProcess, evaluate_in_process, median, serve_until_stdin_closes, timed,
+};
 use pir_client::{ClientOptions, bench::BenchReport};
 use pir_core::{
     BuildOptions, ClientKeys, Cpi, EvalKeys, IssuerKey, LookupClient, MappingFields, SchemeParams,
     Snapshot, TrustStore,
+    oprf::{OprfKey, OprfOutput},
 };
+use pir_proto::v1;
+use prost::Message;
+use rayon::prelude::*;
 use serde::Serialize;
+
+/// gRPC's length-prefixed framing of each message: a compression flag byte and a 4-byte length.
+const GRPC_FRAME_BYTES: usize = 5;
+
+/// Evaluations timed together per repetition of an OPRF timing (one is about 0.1 ms: too short
+/// to time alone).
+const OPRF_ROUNDS: usize = 32;
+
+/// CPIs at most that the build's OPRF share is estimated from.
+const OPRF_BUILD_SAMPLE: usize = 20_000;
 
 #[derive(Parser)]
 struct Args {
@@ -55,8 +82,16 @@ struct Args {
     #[arg(long)]
     json: bool,
     /// Internal: serve this snapshot for the parent sweep (see `pir_benches::ServerProcess`).
-    #[arg(long, hide = true, value_name = "SNAPSHOT")]
+    #[arg(
+        long,
+        hide = true,
+        value_name = "SNAPSHOT",
+        requires = "serve_oprf_key"
+    )]
     serve_child: Option<PathBuf>,
+    /// Internal: the OPRF secret key file (owner-only) the served snapshot was built with.
+    #[arg(long, hide = true, value_name = "FILE", requires = "serve_child")]
+    serve_oprf_key: Option<PathBuf>,
 }
 
 #[derive(Default, Serialize)]
@@ -67,13 +102,19 @@ struct Row {
     snapshot_bytes: u64,
     packing_efficiency: f64,
     build_s: f64,
+    build_oprf_s: f64,
     load_s: f64,
     public_key_bytes: usize,
     query_bytes: usize,
     response_bytes: usize,
+    query_wire_bytes: usize,
+    evaluate_wire_bytes: usize,
     client_query_ms: f64,
     client_decode_ms: f64,
+    eval_client_ms: f64,
     server_ms_1_thread: f64,
+    eval_server_ms: f64,
+    eval_server_ms_per_cpi_batched: f64,
     expand_ms: f64,
     first_dim_ms: f64,
     fold_ms: f64,
@@ -94,6 +135,11 @@ struct Row {
     ref_2_20_ms: f64,
     ref_2_20_lookups_per_s: f64,
     speedup_vs_ref_2_20: f64,
+    eval_server_pct: f64,
+    eval_server_pct_batched: f64,
+    eval_client_pct: f64,
+    evaluate_wire_pct: f64,
+    build_oprf_pct: f64,
 }
 
 fn ms(s: f64) -> f64 {
@@ -135,23 +181,27 @@ fn measure_reference(repeat: usize) -> Result<Reference, Box<dyn std::error::Err
         })
         .collect::<Result<Vec<_>, _>>()?;
     let now = pir_core::unix_now();
+    let oprf_key = OprfKey::generate(&mut rand::rngs::OsRng)?;
     let (snapshot, _) = Snapshot::build(
         mappings,
         &trust,
+        &oprf_key,
         &BuildOptions {
             epoch: 1,
             now,
             salt: Some([2; 32]),
             scheme: Some(scheme),
+            slot_bytes: None,
         },
     )?;
     let keys = ClientKeys::generate(&scheme)?;
     let server_keys = EvalKeys::parse(&scheme, keys.public_bytes())?;
     let client = LookupClient::with_keys(snapshot.config(), keys, trust)?;
+    let evaluated = evaluate_in_process(&client, &oprf_key, &cpis[3..4])?;
     let mut samples = Vec::new();
     for _ in 0..repeat {
         // Not timed; a pending lookup is used up by its decode.
-        let pending = client.query(&cpis[3])?;
+        let pending = client.query(&evaluated[0])?;
         let (answer, s) = timed(|| {
             snapshot
                 .database()
@@ -171,14 +221,20 @@ fn measure_reference(repeat: usize) -> Result<Reference, Box<dyn std::error::Err
 
 /// Serves `snapshot` from a child process and loads it with `pir_client::bench`, looking up
 /// `cpis` (the snapshot's own, so lookups find, decrypt and verify mappings as real ones do).
+/// The child also answers `Evaluate`, with the OPRF key in the owner-only file `oprf_key`.
 fn serve_and_load(
     snapshot: &std::path::Path,
+    oprf_key: &std::path::Path,
     trust: TrustStore,
     cpis: Vec<Cpi>,
     args: &Args,
 ) -> Result<(BenchReport, ServerMemory), Box<dyn std::error::Error>> {
     let mut command = Command::new(std::env::current_exe()?);
-    command.arg("--serve-child").arg(snapshot);
+    command
+        .arg("--serve-child")
+        .arg(snapshot)
+        .arg("--serve-oprf-key")
+        .arg(oprf_key);
     let server = ServerProcess::spawn(command)?;
     let dir = tempfile::tempdir()?;
     let options = ClientOptions {
@@ -235,6 +291,9 @@ fn measure(
     let mappings = pir_dp::synth(n, &issuer, 1, pir_core::unix_now())?;
     let raw_mapping_bytes: u64 = mappings.iter().map(|m| m.to_json_line().len() as u64).sum();
     let cpis: Vec<Cpi> = mappings.iter().map(|m| m.fields.cpi.clone()).collect();
+    // Owner-only (0600), as the server requires of it.
+    let oprf_path = dir.path().join("oprf.key");
+    let oprf_key = pir_dp::oprf_keygen(&oprf_path, true)?;
     let input = dir.path().join("m.jsonl");
     pir_dp::write_jsonl(&input, &mappings)?;
     drop(mappings);
@@ -250,9 +309,12 @@ fn measure(
             scheme: None,
             progress: false,
             dp_key: None,
+            oprf_key: oprf_path.clone(),
+            slot_bytes: None,
         })
     });
     let summary = summary?;
+    let build_oprf_s = oprf_build_share(&oprf_key, &cpis, summary.header.cpi_count, args.repeat)?;
     let (snapshot, load_s) = timed(|| Snapshot::load(&path));
     let snapshot = snapshot?;
     let scheme = *snapshot.config().scheme();
@@ -260,11 +322,17 @@ fn measure(
     let keys = ClientKeys::generate(&scheme)?;
     let server_keys = EvalKeys::parse(&scheme, keys.public_bytes())?;
     let client = LookupClient::with_keys(snapshot.config(), keys, trust.clone())?;
+    let eval = measure_evaluation(&client, &oprf_key, &cpis, args)?;
 
+    // The OPRF step of each lookup, not timed here: measure_evaluation times it.
+    let looked_up: Vec<Cpi> = (0..args.repeat.max(args.batch))
+        .map(|i| cpis[i * 7919 % cpis.len()].clone())
+        .collect();
+    let evaluated = evaluate_in_process(&client, &oprf_key, &looked_up)?;
     let mut query_s = Vec::new();
     let mut pendings = Vec::new();
-    for i in 0..args.repeat.max(args.batch) {
-        let (p, s) = timed(|| client.query(&cpis[i * 7919 % cpis.len()]));
+    for e in &evaluated {
+        let (p, s) = timed(|| client.query(e));
         pendings.push(p?);
         query_s.push(s);
     }
@@ -304,13 +372,14 @@ fn measure(
         }
         reference.push(s);
         // A pending lookup is used up by its decode: a fresh one, made outside the timing.
-        let fresh = client.query(one.cpi())?;
+        let fresh = client.query(&evaluated[0])?;
         let (found, s) = timed(|| client.decode(fresh, &a, pir_core::unix_now()));
         if !found?.found() {
             return Err("a present CPI was not found".into());
         }
         decode_s.push(s);
     }
+    let query_wire_bytes = query_wire_bytes(&snapshot, &client, one.query())?;
     let batch: Vec<(&EvalKeys, &[u8])> = pendings[..args.batch]
         .iter()
         .map(|p| (&server_keys, p.query()))
@@ -328,10 +397,13 @@ fn measure(
     let sample: Vec<Cpi> = (0..cpis.len().min(10_000))
         .map(|i| cpis[i * 7919 % cpis.len()].clone())
         .collect();
-    let (report, memory) = serve_and_load(&path, trust.clone(), sample, args)?;
+    let (report, memory) = serve_and_load(&path, &oprf_path, trust.clone(), sample, args)?;
     let [expand, first_dim, fold, pack] = phases.map(|p| ms(median(p)));
     let reference_s = median(reference);
     let per_lookup = median(batched);
+    let (client_query_ms, client_decode_ms) = (ms(median(query_s)), ms(median(decode_s)));
+    let server_ms_1_thread = ms(median(single1));
+    let pct = |part: f64, whole: f64| 100.0 * part / whole;
     Ok(Row {
         mappings: summary.report.stored_mappings,
         shape: format!("2^{} x {} B", scheme.nu_1 + scheme.nu_2, scheme.item_bytes),
@@ -339,13 +411,19 @@ fn measure(
         snapshot_bytes: summary.file_bytes,
         packing_efficiency: summary.report.packing_efficiency,
         build_s,
+        build_oprf_s,
         load_s,
         public_key_bytes: sizes.public_keys,
         query_bytes: sizes.query,
         response_bytes: sizes.response,
-        client_query_ms: ms(median(query_s)),
-        client_decode_ms: ms(median(decode_s)),
-        server_ms_1_thread: ms(median(single1)),
+        query_wire_bytes,
+        evaluate_wire_bytes: eval.wire_bytes,
+        client_query_ms,
+        client_decode_ms,
+        eval_client_ms: eval.client_ms,
+        server_ms_1_thread,
+        eval_server_ms: eval.server_ms,
+        eval_server_ms_per_cpi_batched: eval.server_ms_per_cpi_batched,
         expand_ms: expand,
         first_dim_ms: first_dim,
         fold_ms: fold,
@@ -367,7 +445,121 @@ fn measure(
         ref_2_20_ms: reference_2_20.ms,
         ref_2_20_lookups_per_s: reference_2_20.lookups_per_s,
         speedup_vs_ref_2_20: report.lookups_per_sec / reference_2_20.lookups_per_s,
+        eval_server_pct: pct(eval.server_ms, server_ms_1_thread),
+        eval_server_pct_batched: pct(eval.server_ms_per_cpi_batched, ms(per_lookup)),
+        eval_client_pct: pct(eval.client_ms, client_query_ms + client_decode_ms),
+        evaluate_wire_pct: pct(eval.wire_bytes as f64, query_wire_bytes as f64),
+        build_oprf_pct: pct(build_oprf_s, build_s),
     })
+}
+
+/// The OPRF step of one lookup, in process.
+struct EvaluationCost {
+    /// The evaluator's `evaluate_blinded` of one blinded CPI (with its proof), ms.
+    server_ms: f64,
+    /// The same for a batch of `--batch` blinded CPIs, per CPI, ms.
+    server_ms_per_cpi_batched: f64,
+    /// The client's blind and finalize (the proof checked) of one CPI, ms.
+    client_ms: f64,
+    /// `Evaluate` of one CPI on the wire: request and response, protobuf plus framing.
+    wire_bytes: usize,
+}
+
+/// Times the evaluation of one CPI (and of a batch of `--batch`) on each side, medians of
+/// `--repeat` repetitions of [`OPRF_ROUNDS`] evaluations each, on one thread.
+fn measure_evaluation(
+    client: &LookupClient,
+    key: &OprfKey,
+    cpis: &[Cpi],
+    args: &Args,
+) -> Result<EvaluationCost, Box<dyn std::error::Error>> {
+    let mut rng = rand::rngs::OsRng;
+    let cpi = |i: usize| &cpis[i * 104_729 % cpis.len()];
+    let mut server = Vec::new();
+    let mut batched = Vec::new();
+    let mut client_s = Vec::new();
+    for r in 0..args.repeat.max(1) {
+        let (mut server_s, mut client_r) = (0.0, 0.0);
+        for i in 0..OPRF_ROUNDS {
+            let one = std::slice::from_ref(cpi(r * OPRF_ROUNDS + i));
+            let (blinded, blind_s) = timed(|| client.blind(one, &mut rng));
+            let blinded = blinded?;
+            let elements = [*blinded[0].element()];
+            let (evaluation, s) = timed(|| key.evaluate_blinded(&mut rng, &elements));
+            let evaluation = evaluation?;
+            server_s += s;
+            let (evaluated, finalize_s) = timed(|| client.finalize(&blinded, &evaluation));
+            if evaluated?[0].cpi() != &one[0] {
+                return Err("the evaluation came back for another CPI".into());
+            }
+            client_r += blind_s + finalize_s;
+        }
+        server.push(server_s / OPRF_ROUNDS as f64);
+        client_s.push(client_r / OPRF_ROUNDS as f64);
+        let batch: Vec<Cpi> = (0..args.batch.max(1))
+            .map(|i| cpi(r * 31 + i).clone())
+            .collect();
+        let blinded = client.blind(&batch, &mut rng)?;
+        let elements: Vec<_> = blinded.iter().map(|b| *b.element()).collect();
+        let rounds = OPRF_ROUNDS.div_ceil(batch.len());
+        let (evaluations, s) = timed(|| {
+            (0..rounds)
+                .map(|_| key.evaluate_blinded(&mut rng, &elements))
+                .collect::<Result<Vec<_>, _>>()
+        });
+        client.finalize(&blinded, &evaluations?[0])?;
+        batched.push(s / (rounds * batch.len()) as f64);
+    }
+    // What one lookup's Evaluate puts on the wire.
+    let blinded = client.blind(std::slice::from_ref(&cpis[0]), &mut rng)?;
+    let elements = [*blinded[0].element()];
+    let request = v1::EvaluateRequest::authenticated(client.keys(), &elements);
+    let response = v1::EvaluateResponse::from(key.evaluate_blinded(&mut rng, &elements)?);
+    Ok(EvaluationCost {
+        server_ms: ms(median(server)),
+        server_ms_per_cpi_batched: ms(median(batched)),
+        client_ms: ms(median(client_s)),
+        wire_bytes: request.encoded_len() + response.encoded_len() + 2 * GRPC_FRAME_BYTES,
+    })
+}
+
+/// What one lookup's `Query` (one query) puts on the wire: the authenticated request and the
+/// response carrying `answer`-sized bytes, protobuf plus framing.
+fn query_wire_bytes(
+    snapshot: &Snapshot,
+    client: &LookupClient,
+    query: &[u8],
+) -> Result<usize, Box<dyn std::error::Error>> {
+    let config = v1::GetConfigResponse::for_snapshot(snapshot, v1::Limits::default())?;
+    let request =
+        v1::QueryRequest::authenticated(client.keys(), config.epoch, vec![query.to_vec()]);
+    let answer = vec![0u8; snapshot.message_sizes()?.response];
+    let response = v1::QueryResponse::for_config(&config, vec![answer]);
+    Ok(request.encoded_len() + response.encoded_len() + 2 * GRPC_FRAME_BYTES)
+}
+
+/// Seconds the build spends in the OPRF, estimated: `OprfKey::evaluate` on every core (as the
+/// build runs it) over up to [`OPRF_BUILD_SAMPLE`] of the CPIs (median of `repeat`), scaled to
+/// `cpi_count`.
+fn oprf_build_share(
+    key: &OprfKey,
+    cpis: &[Cpi],
+    cpi_count: u64,
+    repeat: usize,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let sample = &cpis[..cpis.len().min(OPRF_BUILD_SAMPLE)];
+    let mut per_cpi = Vec::new();
+    for _ in 0..repeat.max(1) {
+        let (outputs, s) = timed(|| {
+            sample
+                .par_iter()
+                .map(|c| key.evaluate(c))
+                .collect::<Result<Vec<OprfOutput>, _>>()
+        });
+        outputs?;
+        per_cpi.push(s / sample.len() as f64);
+    }
+    Ok(median(per_cpi) * cpi_count as f64)
 }
 
 /// One printed figure: exact in CSV, rounded in markdown.
@@ -385,6 +577,8 @@ enum Table {
     Sizes,
     InProcess,
     Serving,
+    /// The OPRF evaluation against the PIR lookup without it, same row.
+    Oprf,
 }
 
 struct Column {
@@ -424,13 +618,29 @@ fn columns() -> Vec<Column> {
         col!(snapshot_bytes, "snapshot B", Sizes, Int),
         col!(packing_efficiency, "packing", Sizes, Num 3),
         col!(build_s, "build s", Sizes, Num 2),
+        col!(build_oprf_s, "OPRF in build s (est.)", Sizes, Num 2),
         col!(load_s, "load s", Sizes, Num 2),
         col!(public_key_bytes, "public keys B", Sizes, Int),
         col!(query_bytes, "query B", Sizes, Int),
         col!(response_bytes, "response B", Sizes, Int),
+        col!(
+            query_wire_bytes,
+            "Query wire B (1 query, req + resp)",
+            Sizes,
+            Int
+        ),
+        col!(
+            evaluate_wire_bytes,
+            "Evaluate wire B (1 CPI, req + resp)",
+            Sizes,
+            Int
+        ),
         col!(client_query_ms, "client query ms", InProcess, Num 1),
         col!(client_decode_ms, "client decode ms", InProcess, Num 1),
+        col!(eval_client_ms, "eval client ms (blind + finalize)", InProcess, Num 3),
         col!(server_ms_1_thread, "server ms (1 thread)", InProcess, Num 0),
+        col!(eval_server_ms, "eval server ms (1 CPI)", InProcess, Num 3),
+        col!(eval_server_ms_per_cpi_batched, "eval server ms/CPI (batch)", InProcess, Num 3),
         col!(expand_ms, "expand ms", InProcess, Num 1),
         col!(first_dim_ms, "first dim ms", InProcess, Num 1),
         col!(fold_ms, "fold ms", InProcess, Num 1),
@@ -451,6 +661,11 @@ fn columns() -> Vec<Column> {
         col!(ref_2_20_ms, "spiral-rs 2^20x256B ms", Serving, Num 0),
         col!(ref_2_20_lookups_per_s, "spiral-rs 2^20x256B lookups/s", Serving, Num 2),
         col!(speedup_vs_ref_2_20, "speedup vs it", Serving, Num 2),
+        col!(eval_server_pct, "eval server % of PIR server (1 thread)", Oprf, Num 3),
+        col!(eval_server_pct_batched, "eval server % of PIR server (batch, per lookup)", Oprf, Num 3),
+        col!(eval_client_pct, "eval client % of PIR client (query + decode)", Oprf, Num 1),
+        col!(evaluate_wire_pct, "Evaluate wire % of Query wire", Oprf, Num 2),
+        col!(build_oprf_pct, "OPRF % of build (est.)", Oprf, Num 1),
     ]
 }
 
@@ -486,7 +701,11 @@ fn print_rows(rows: &[Row], args: &Args) -> Result<(), Box<dyn std::error::Error
         ),
         (
             Table::Serving,
-            "Server process under load, against raw spiral-rs on 2^20 x 256 B",
+            "Server process under load (each lookup: Evaluate, then Query), against raw spiral-rs on 2^20 x 256 B",
+        ),
+        (
+            Table::Oprf,
+            "OPRF evaluation against the PIR lookup without it (same rows): what it adds, %",
         ),
     ] {
         let shown: Vec<&Column> = columns
@@ -514,8 +733,8 @@ fn print_rows(rows: &[Row], args: &Args) -> Result<(), Box<dyn std::error::Error
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    if let Some(snapshot) = &args.serve_child {
-        return serve_until_stdin_closes(snapshot);
+    if let (Some(snapshot), Some(oprf_key)) = (&args.serve_child, &args.serve_oprf_key) {
+        return serve_until_stdin_closes(snapshot, oprf_key);
     }
     if args.concurrency == 0 || args.duration == 0 {
         return Err("--concurrency and --duration must be at least 1".into());

@@ -17,10 +17,10 @@
 #![allow(clippy::print_stdout)]
 
 use clap::Parser;
-use pir_benches::median;
+use pir_benches::{evaluate_in_process, median};
 use pir_core::{
     BuildOptions, ClientKeys, Cpi, EvalKeys, IssuerKey, LookupClient, Mapping, MappingFields,
-    SchemeFields, SchemeParams, Snapshot, TrustStore,
+    SchemeFields, SchemeParams, Snapshot, TrustStore, oprf::OprfKey,
 };
 
 #[derive(Parser)]
@@ -153,15 +153,20 @@ fn measure(p: &SchemeParams, repeat: usize) -> Result<Measured, Box<dyn std::err
         now: pir_core::unix_now(),
         salt: Some([3; 32]),
         scheme: Some(*p),
+        slot_bytes: None,
     };
-    let snapshot = Snapshot::build(input, &trust, &opts)?.0;
+    // The OPRF only places CPIs; the answer's cost does not depend on the key.
+    let oprf_key = OprfKey::derive(&[3; 32], b"pir-benches tune")?;
+    let snapshot = Snapshot::build(input, &trust, &oprf_key, &opts)?.0;
     let keys = ClientKeys::generate(p)?;
     let server_keys = EvalKeys::parse(p, keys.public_bytes())?;
     let client = LookupClient::with_keys(snapshot.config(), keys, trust)?;
+    let looked_up = (0..repeat.max(1)).map(cpi).collect::<Result<Vec<_>, _>>()?;
+    let evaluated = evaluate_in_process(&client, &oprf_key, &looked_up)?;
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
     let mut phases = Vec::new();
-    for i in 0..repeat.max(1) {
-        let pending = client.query(&cpi(i)?)?;
+    for e in &evaluated {
+        let pending = client.query(e)?;
         let batch = [(&server_keys, pending.query())];
         let (answers, ph) = pool.install(|| snapshot.database().answer_batch_timed(&batch))?;
         let answer = answers.first().ok_or("no answer")?;
