@@ -61,8 +61,11 @@ impl User {
         Self { rpc, client }
     }
 
+    /// A query for `cpi(i)`, its OPRF step done in process (batching is about queries).
     fn pending(&self, i: usize) -> PendingLookup {
-        self.client.query(&cpi(i)).unwrap()
+        self.client
+            .query(&pir_core::testing::evaluate(&cpi(i)))
+            .unwrap()
     }
 
     fn request(&self, queries: Vec<Vec<u8>>) -> QueryRequest {

@@ -6,7 +6,7 @@ mod common;
 
 use std::{path::Path, process::Output};
 
-use common::{build_args, run_in as run};
+use common::{OPRF_KEY_FILE, build_args, run_in as run};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
@@ -29,12 +29,13 @@ fn expect(dir: &Path, args: &[&str], code: i32) -> Output {
     o
 }
 
-/// A directory with keys (issuer, DP, another DP), 300 synthetic mappings, a 3-line delta and
-/// `db.pirsnap` built from them and signed by the DP key.
+/// A directory with keys (issuer, DP, another DP, the OPRF key), 300 synthetic mappings, a
+/// 3-line delta and `db.pirsnap` built from them and signed by the DP key.
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     expect(d, &["issuer-keygen", "--out", "issuer.key"], 0);
+    expect(d, &["oprf-keygen", "--out", OPRF_KEY_FILE], 0);
     expect(d, &["dp-keygen", "--out", "dp.key"], 0);
     expect(d, &["dp-keygen", "--out", "other.key"], 0);
     let synth = [
@@ -63,6 +64,8 @@ fn update_args<'a>(snapshot: &'a str, out: &'a str, more: &[&'a str]) -> Vec<&'a
         "delta.jsonl",
         "--trust",
         "issuer.pub",
+        "--oprf-key",
+        OPRF_KEY_FILE,
         "--out",
         out,
     ];

@@ -1,4 +1,5 @@
-//! The real server on a loopback port, spoken to over gRPC.
+//! The real server on a loopback port, spoken to over gRPC: every lookup's OPRF step goes through
+//! its `Discovery/Evaluate`.
 
 mod common;
 
@@ -34,7 +35,8 @@ async fn lookup(
     key_id: &[u8],
     cpi: &str,
 ) -> Vec<String> {
-    let pending = client.query(&Cpi::parse(cpi).unwrap()).unwrap();
+    let evaluated = common::evaluate(rpc, client, &[Cpi::parse(cpi).unwrap()]).await;
+    let pending = client.query(&evaluated[0]).unwrap();
     assert_eq!(key_id, client.keys().id().0);
     let request = QueryRequest::authenticated(
         client.keys(),
@@ -80,11 +82,18 @@ async fn lookups_over_grpc_and_every_refusal_has_its_code() {
             .is_empty()
     );
 
-    let good = client
-        .query(&Cpi::parse("tel:+14155550100").unwrap())
-        .unwrap()
-        .query()
-        .to_vec();
+    // The CPIs the refusals and the batch below need, evaluated in batches of the server's
+    // limit of two.
+    let cpi = |c: &str| Cpi::parse(c).unwrap();
+    let pair = [cpi("tel:+14155550100"), cpi("mailto:x@example.org")];
+    let [alice, absent]: [_; 2] = common::evaluate(&mut rpc, &client, &pair)
+        .await
+        .try_into()
+        .unwrap();
+    let bob = common::evaluate(&mut rpc, &client, &[cpi("mailto:bob@example.org")])
+        .await
+        .remove(0);
+    let good = client.query(&alice).unwrap().query().to_vec();
     // Authenticated when made with the client's own key id.
     let request = |queries: Vec<Vec<u8>>, epoch: u64, key_id: &[u8]| {
         let mut req = QueryRequest {
@@ -147,12 +156,8 @@ async fn lookups_over_grpc_and_every_refusal_has_its_code() {
     assert_eq!(err.code(), Code::ResourceExhausted);
 
     // A batch answers in order.
-    let absent = client
-        .query(&Cpi::parse("mailto:x@example.org").unwrap())
-        .unwrap();
-    let bob = client
-        .query(&Cpi::parse("mailto:bob@example.org").unwrap())
-        .unwrap();
+    let absent = client.query(&absent).unwrap();
+    let bob = client.query(&bob).unwrap();
     let answers = rpc
         .query(request(
             vec![absent.query().to_vec(), bob.query().to_vec()],
@@ -206,8 +211,10 @@ async fn registering_is_idempotent_and_eviction_is_bounded_by_memory() {
         lookup(&mut rpc, &b, &b_id, "mailto:bob@example.org").await,
         ["chat.example"]
     );
+    // a's keys are gone, so its OPRF step is done in process (an Evaluate would be refused
+    // as unknown-key too).
     let q = a
-        .query(&Cpi::parse("mailto:bob@example.org").unwrap())
+        .query(&common::evaluated("mailto:bob@example.org"))
         .unwrap();
     let mut request = QueryRequest {
         epoch: 1,

@@ -26,7 +26,7 @@ async fn start(opts: ServeOptions) -> RunningServer {
 async fn register(rpc: &mut DiscoveryClient<Channel>) -> (ClientKeys, Vec<u8>) {
     let (client, _) = common::register(rpc).await;
     let q = client
-        .query(&Cpi::parse("mailto:bob@example.org").unwrap())
+        .query(&common::evaluated("mailto:bob@example.org"))
         .unwrap()
         .query()
         .to_vec();
@@ -200,10 +200,15 @@ async fn tls_end_to_end() {
     let ca = dir.path().join("ca.pem");
     std::fs::write(&ca, ca_pem).unwrap();
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server =
-        RunningServer::start_tls(snapshot(), addr, ServeOptions::default(), Some(identity))
-            .await
-            .unwrap();
+    let server = RunningServer::start_tls(
+        snapshot(),
+        addr,
+        ServeOptions::default(),
+        Some(pir_core::testing::oprf_key()),
+        Some(identity),
+    )
+    .await
+    .unwrap();
     assert!(server.url().starts_with("https://localhost:"));
 
     let options = ClientOptions {

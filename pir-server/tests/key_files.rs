@@ -51,12 +51,13 @@ fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// Issuer and DP keys, 20 synthetic mappings and a signed snapshot of them.
+/// Issuer, DP and OPRF keys, 20 synthetic mappings and a signed snapshot of them.
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     ok(d, &["issuer-keygen", "--out", "issuer.key"]);
     ok(d, &["dp-keygen", "--out", "dp.key"]);
+    ok(d, &["oprf-keygen", "--out", common::OPRF_KEY_FILE]);
     ok(
         d,
         &[
@@ -293,6 +294,8 @@ fn each_flag_refuses_the_other_kind_of_key_file_by_name() {
         "m.jsonl",
         "--trust",
         "issuer.pub",
+        "--oprf-key",
+        common::OPRF_KEY_FILE,
         "--out",
         "new.pirsnap",
         "--full",

@@ -51,9 +51,12 @@ fn keys() -> ClientKeys {
     ClientKeys::generate(&SchemeParams::danger_test_only_small()).unwrap()
 }
 
+/// A query for Bob, its OPRF step done in process (these limits are the queries').
 fn bob(client: &LookupClient) -> Vec<u8> {
     client
-        .query(&Cpi::parse("mailto:bob@example.org").unwrap())
+        .query(&pir_core::testing::evaluate(
+            &Cpi::parse("mailto:bob@example.org").unwrap(),
+        ))
         .unwrap()
         .query()
         .to_vec()

@@ -83,7 +83,9 @@ async fn honest_clients_are_served_while_hostile_ones_are_refused() {
         ..ServeOptions::default()
     };
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let server = RunningServer::start(snapshot(), addr, opts).await.unwrap();
+    let server = RunningServer::start(snapshot(), addr, opts, Some(pir_core::testing::oprf_key()))
+        .await
+        .unwrap();
     let url = server.url();
     let rss_before = current_rss_mib();
     let tally = Arc::new(Mutex::new(Tally::default()));

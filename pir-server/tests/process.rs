@@ -29,17 +29,20 @@ fn loopback() -> SocketAddr {
 }
 
 /// A config serving `dir/db.pirsnap` (epoch 1) on free loopback ports, with the Admin service,
-/// the HTTP endpoint and a pid file.
+/// the HTTP endpoint, a pid file and the fixture OPRF key (`dir/oprf.key`).
 fn config(dir: &Path) -> ServeConfig {
     let path = dir.join("db.pirsnap");
     snapshot(1).write(&path).unwrap();
     let token = dir.join("token");
     pir_core::testing::write_secret(&token, format!("{TOKEN}\n"));
+    let oprf_key = dir.join(common::OPRF_KEY_FILE);
+    common::write_oprf_key(&oprf_key);
     ServeConfig {
         snapshot: path,
         listen: loopback(),
         options: ServeOptions::default(),
         dp_pub: None,
+        oprf_key: Some(oprf_key),
         admin_listen: loopback(),
         admin_token_file: Some(token),
         metrics_listen: Some(loopback()),

@@ -32,9 +32,14 @@ fn snapshot(epoch: u64) -> Snapshot {
 
 async fn start() -> RunningServer {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    RunningServer::start(snapshot(1), addr, ServeOptions::default())
-        .await
-        .unwrap()
+    RunningServer::start(
+        snapshot(1),
+        addr,
+        ServeOptions::default(),
+        Some(pir_core::testing::oprf_key()),
+    )
+    .await
+    .unwrap()
 }
 
 fn write(dir: &Path, name: &str, s: &Snapshot) -> std::path::PathBuf {
@@ -221,6 +226,8 @@ async fn admin_reload_needs_the_token() {
 async fn sighup_reloads_and_sigterm_exits_cleanly() {
     let dir = tempfile::tempdir().unwrap();
     let path = write(dir.path(), "db.pirsnap", &snapshot(1));
+    let oprf = dir.path().join(common::OPRF_KEY_FILE);
+    common::write_oprf_key(&oprf);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -230,6 +237,8 @@ async fn sighup_reloads_and_sigterm_exits_cleanly() {
         .args(["serve", "--snapshot"])
         .arg(&path)
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .arg("--oprf-key")
+        .arg(&oprf)
         .env("RUST_LOG", "warn")
         .spawn()
         .unwrap();

@@ -14,7 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pir_core::testing::{dp_key, issuer, trust};
+use pir_core::testing::{dp_key, issuer, oprf_key, trust};
 use pir_core::{
     BuildOptions, Cpi, MappingFields, SchemeFields, SchemeParams, Snapshot, UpdateOptions,
 };
@@ -53,12 +53,15 @@ fn build(scheme: SchemeParams, epoch: u64, salt: u8) -> Snapshot {
         now: 1_800_000_000,
         salt: Some([salt; 32]),
         scheme: Some(scheme),
+        slot_bytes: None,
     };
     let mappings = vec![
         m("tel:+14155550100", "chat.example"),
         m("mailto:bob@example.org", "talk.example"),
     ];
-    Snapshot::build(mappings, &trust(), &opts).unwrap().0
+    Snapshot::build(mappings, &trust(), &oprf_key(), &opts)
+        .unwrap()
+        .0
 }
 
 /// A directory of large snapshots (2,048 items, about 144 MiB each) at epochs 10 to 21, all
@@ -81,7 +84,7 @@ fn large() -> &'static (tempfile::TempDir, u64) {
                     epoch,
                     now: 1_800_000_000,
                 };
-                s = s.update(Vec::new(), &opts).unwrap().0;
+                s = s.update(Vec::new(), &oprf_key(), &opts).unwrap().0;
             }
             s.sign(&dp_key()).unwrap();
             s.write(&dir.path().join(format!("e{epoch}.pirsnap")))
@@ -111,7 +114,8 @@ fn forge_signature(from: &Path, to: &Path) {
     std::fs::write(to, bytes).unwrap();
 }
 
-/// A `pir-server serve` child with the Admin service on, killed when dropped.
+/// A `pir-server serve` child with the Admin service on, answering evaluations with the
+/// fixture OPRF key (every snapshot here is keyed by it), killed when dropped.
 struct Server {
     child: tokio::process::Child,
     url: String,
@@ -126,6 +130,8 @@ impl Server {
         let token = dir.path().join("admin.token");
         std::fs::write(&token, TOKEN).unwrap();
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let oprf = dir.path().join(common::OPRF_KEY_FILE);
+        common::write_oprf_key(&oprf);
         let (listen, admin, metrics) = (free_port(), free_port(), free_port());
         let child = tokio::process::Command::new(BIN)
             .args(["serve", "--snapshot"])
@@ -135,6 +141,8 @@ impl Server {
             .args(["--metrics-listen", &metrics.to_string()])
             .arg("--admin-token-file")
             .arg(&token)
+            .arg("--oprf-key")
+            .arg(&oprf)
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

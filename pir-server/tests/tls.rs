@@ -296,12 +296,17 @@ fn the_process_refuses_a_bad_identity_before_binding() {
     );
 }
 
+/// Serves `snapshot` on `listen`, answering evaluations with the fixture OPRF key (written
+/// beside the snapshot).
 fn config(snapshot: PathBuf, listen: SocketAddr) -> ServeConfig {
+    let oprf_key = snapshot.with_file_name(common::OPRF_KEY_FILE);
+    common::write_oprf_key(&oprf_key);
     ServeConfig {
         snapshot,
         listen,
         options: ServeOptions::default(),
         dp_pub: None,
+        oprf_key: Some(oprf_key),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
         admin_token_file: None,
         metrics_listen: None,

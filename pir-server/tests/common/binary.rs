@@ -26,7 +26,8 @@ fn free_port() -> SocketAddr {
     l.local_addr().unwrap()
 }
 
-/// A running `pir-server serve` of the small test shape (Bob present), its metrics port on.
+/// A running `pir-server serve` of the small test shape (Bob present), its metrics port on,
+/// answering evaluations with the fixture OPRF key (`--oprf-key`).
 pub(crate) struct Served {
     child: Child,
     /// The Discovery port.
@@ -47,6 +48,8 @@ impl Served {
             .write(&snapshot)
             .unwrap();
         let (addr, metrics) = (free_port(), free_port());
+        let oprf_key = dir.path().join(super::OPRF_KEY_FILE);
+        super::write_oprf_key(&oprf_key);
         let log = dir.path().join("serve.log");
         let mut cmd = match wrapper.split_first() {
             Some((first, rest)) => {
@@ -62,6 +65,8 @@ impl Served {
             .arg(addr.to_string())
             .arg("--metrics-listen")
             .arg(metrics.to_string())
+            .arg("--oprf-key")
+            .arg(&oprf_key)
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
             .stdin(Stdio::null())

@@ -10,8 +10,14 @@ use std::net::SocketAddr;
 use pir_core::{
     BuildOptions, Cpi, IssuerKey, LookupClient, Mapping, MappingFields, SchemeParams, Snapshot,
     TrustStore,
+    oprf::{Evaluated, OprfKey},
 };
-use pir_proto::v1::{GetConfigRequest, RegisterKeysRequest, discovery_client::DiscoveryClient};
+use pir_proto::{
+    EvaluationIn,
+    v1::{
+        EvaluateRequest, GetConfigRequest, RegisterKeysRequest, discovery_client::DiscoveryClient,
+    },
+};
 use pir_server::{RunningServer, ServeOptions, TestHooks};
 use tonic::transport::Channel;
 
@@ -27,8 +33,18 @@ pub(crate) fn run_in(dir: &std::path::Path, args: &[&str]) -> std::process::Outp
         .unwrap()
 }
 
-/// The arguments of `pir-server build` from `m.jsonl` (trusting `issuer.pub`) into `out` in
-/// the small test shape, then `more`.
+/// The OPRF key file every CLI test directory holds (`oprf-keygen --out oprf.key`, or
+/// [`write_oprf_key`]): what `build`, `update` and `serve --oprf-key` are given.
+pub(crate) const OPRF_KEY_FILE: &str = "oprf.key";
+
+/// Writes the fixture OPRF key ([`pir_core::testing::oprf_key`], the one in-process snapshots
+/// are keyed by) to `path`, owner-only as a secret must be to be read.
+pub(crate) fn write_oprf_key(path: &std::path::Path) {
+    pir_core::testing::write_secret(path, pir_core::testing::oprf_key().to_secret_text());
+}
+
+/// The arguments of `pir-server build` from `m.jsonl` (trusting `issuer.pub`, keyed by
+/// `oprf.key`) into `out` in the small test shape, then `more`.
 pub(crate) fn build_args<'a>(out: &'a str, more: &[&'a str]) -> Vec<&'a str> {
     let mut args = vec![
         "build",
@@ -36,6 +52,8 @@ pub(crate) fn build_args<'a>(out: &'a str, more: &[&'a str]) -> Vec<&'a str> {
         "m.jsonl",
         "--trust",
         "issuer.pub",
+        "--oprf-key",
+        OPRF_KEY_FILE,
         "--out",
         out,
         "--danger-test-params",
@@ -45,7 +63,8 @@ pub(crate) fn build_args<'a>(out: &'a str, more: &[&'a str]) -> Vec<&'a str> {
 }
 
 /// A snapshot of the small test shape in which only `mailto:bob@example.org` is present (at
-/// `chat.example`, signed by `issuer`), at `epoch`, with a salt of `salt` bytes.
+/// `chat.example`, signed by `issuer`), at `epoch`, with a salt of `salt` bytes, keyed by the
+/// fixture OPRF key.
 pub(crate) fn bob_snapshot(issuer: &IssuerKey, epoch: u64, salt: u8) -> Snapshot {
     let m = MappingFields::new(
         Cpi::parse("mailto:bob@example.org").unwrap(),
@@ -63,9 +82,12 @@ pub(crate) fn bob_snapshot(issuer: &IssuerKey, epoch: u64, salt: u8) -> Snapshot
         now: 1_800_000_000,
         salt: Some([salt; 32]),
         scheme: Some(SchemeParams::danger_test_only_small()),
+        slot_bytes: None,
     };
     let trust = TrustStore::parse(&issuer.to_public_text()).unwrap();
-    Snapshot::build(vec![m], &trust, &opts).unwrap().0
+    Snapshot::build(vec![m], &trust, &pir_core::testing::oprf_key(), &opts)
+        .unwrap()
+        .0
 }
 
 /// `cpi` at `msp`, signed by the fixture issuer, valid for ever.
@@ -77,7 +99,7 @@ pub(crate) fn forever(cpi: &str, msp: &str) -> Mapping {
 }
 
 /// A snapshot of `mappings` (signed by the fixture issuer) in the small test shape, at `epoch`,
-/// with a salt of `salt` bytes.
+/// with a salt of `salt` bytes, keyed by the fixture OPRF key.
 pub(crate) fn small_snapshot(mappings: Vec<Mapping>, epoch: u64, salt: u8) -> Snapshot {
     let opts = BuildOptions {
         salt: Some([salt; 32]),
@@ -112,6 +134,31 @@ pub(crate) async fn register(rpc: &mut DiscoveryClient<Channel>) -> (LookupClien
     (client, id)
 }
 
+/// `cpis` evaluated through the server's `Discovery/Evaluate` over `rpc`, as a client does it:
+/// blinded, sent with the MAC of `client`'s registered keys, the response checked for shape and
+/// its proof against the configuration's OPRF public key, unblinded.
+pub(crate) async fn evaluate(
+    rpc: &mut DiscoveryClient<Channel>,
+    client: &LookupClient,
+    cpis: &[Cpi],
+) -> Vec<Evaluated> {
+    let blinded = client.blind(cpis, &mut rand::rngs::OsRng).unwrap();
+    let elements: Vec<_> = blinded.iter().map(|b| *b.element()).collect();
+    let response = rpc
+        .evaluate(EvaluateRequest::authenticated(client.keys(), &elements))
+        .await
+        .unwrap()
+        .into_inner();
+    let evaluation = EvaluationIn::parse(response, cpis.len()).unwrap();
+    client.finalize(&blinded, evaluation.evaluation()).unwrap()
+}
+
+/// `cpi` evaluated in process under the fixture OPRF key, for tests about something other than
+/// the evaluation (their servers serve snapshots keyed by that key).
+pub(crate) fn evaluated(cpi: &str) -> Evaluated {
+    pir_core::testing::evaluate(&Cpi::parse(cpi).unwrap())
+}
+
 /// The epoch the plaintext server at `url` serves, if it answers `GetConfig`.
 pub(crate) async fn serving_epoch(url: String) -> Option<u64> {
     let mut rpc = DiscoveryClient::connect(url).await.ok()?;
@@ -124,10 +171,22 @@ pub(crate) async fn serving_epoch(url: String) -> Option<u64> {
     )
 }
 
-/// Serves `snapshot` on a free loopback port.
+/// Serves `snapshot` on a free loopback port, answering evaluations with the fixture OPRF key.
 pub(crate) async fn start_on(snapshot: Snapshot, opts: ServeOptions) -> RunningServer {
+    start_keyed_on(snapshot, opts, Some(pir_core::testing::oprf_key())).await
+}
+
+/// Serves `snapshot` on a free loopback port, answering evaluations with `oprf_key`, or as a
+/// PIR host only (Evaluate UNIMPLEMENTED) without one.
+pub(crate) async fn start_keyed_on(
+    snapshot: Snapshot,
+    opts: ServeOptions,
+    oprf_key: Option<OprfKey>,
+) -> RunningServer {
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    RunningServer::start(snapshot, addr, opts).await.unwrap()
+    RunningServer::start(snapshot, addr, opts, oprf_key)
+        .await
+        .unwrap()
 }
 
 /// Serves `snapshot` on a free loopback port, with default options and a query starting with
@@ -137,9 +196,15 @@ pub(crate) async fn start_panicking_on(snapshot: Snapshot, marker: &[u8]) -> Run
     let hooks = TestHooks {
         danger_panic_marker: Some(marker.to_vec()),
     };
-    RunningServer::start_with_test_hooks(snapshot, addr, ServeOptions::default(), hooks)
-        .await
-        .unwrap()
+    RunningServer::start_with_test_hooks(
+        snapshot,
+        addr,
+        ServeOptions::default(),
+        Some(pir_core::testing::oprf_key()),
+        hooks,
+    )
+    .await
+    .unwrap()
 }
 
 /// A raw gRPC client of `server`, with room for public keys and batches (64 MiB messages).
