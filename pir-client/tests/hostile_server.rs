@@ -1,12 +1,14 @@
 //! The client against a malicious Discovery server: a tonic service in the test that wraps real
 //! `DiscoveryService`s and tampers with what they say (replays an older or another signed
-//! configuration, serves planted entries, offers unvetted or heavy parameters, never answers)
-//! while it records every request it sees.
+//! configuration, serves planted entries, answers evaluations that are not the DP's, offers
+//! unvetted or heavy parameters, never answers) while it records every request it sees.
 //!
 //! What each test shows: the client refuses rollbacks (an older epoch, or another header of the
 //! epoch it verified), reports a planted entry as that one CPI's failure while its requests
-//! stay the same as when the target is not asked, refuses parameters it should not run, and
-//! gives up on answers that never come with a clear error.
+//! stay the same as when the target is not asked, refuses an OPRF evaluation whose proof does
+//! not hold under the snapshot's key and then sends no query for that batch, sends the same
+//! requests whether its CPIs are present, absent or opted out, refuses parameters it should not
+//! run, and gives up on answers that never come with a clear error.
 
 use std::{
     net::SocketAddr,
@@ -20,13 +22,19 @@ use pir_client::{
 };
 use pir_core::{
     BuildOptions, CoreError, Cpi, DpKey, Mapping, SchemeParams, Snapshot,
-    testing::{dp_key, dp_keys_of, mapping_valid, tiny_scheme, trust},
+    error::OprfError,
+    identity::OptOut,
+    oprf::{ELEMENT_BYTES, OprfKey},
+    testing::{
+        build_records, dp_key, dp_keys_of, evaluate, issuer, mapping_valid, oprf_key, tiny_scheme,
+        trust,
+    },
 };
 use pir_proto::{
     REASON_KEY, REASON_STALE_EPOCH,
     v1::{
-        self, GetConfigRequest, GetConfigResponse, QueryRequest, QueryResponse,
-        RegisterKeysRequest, RegisterKeysResponse,
+        self, EvaluateRequest, EvaluateResponse, GetConfigRequest, GetConfigResponse, QueryRequest,
+        QueryResponse, RegisterKeysRequest, RegisterKeysResponse,
         discovery_server::{Discovery, DiscoveryServer},
     },
 };
@@ -61,8 +69,11 @@ fn snapshot(epoch: u64, salt: u8, signer: Option<&DpKey>) -> Snapshot {
         now: pir_core::unix_now(),
         salt: Some([salt; 32]),
         scheme: Some(tiny_scheme()),
+        slot_bytes: None,
     };
-    let mut s = Snapshot::build(mappings, &trust(), &opts).unwrap().0;
+    let mut s = Snapshot::build(mappings, &trust(), &oprf_key(), &opts)
+        .unwrap()
+        .0;
     if let Some(key) = signer {
         s.sign(key).unwrap();
     }
@@ -100,13 +111,26 @@ fn dp_options(key_file: &Path) -> ClientOptions {
 
 // --------------------------------------------------------------------- the hostile server
 
-/// One request as the server saw it: the RPC, the message's encoded size, and for a query
-/// request the size of each query in it.
+/// One request as the server saw it: the RPC, the message's encoded size, and the size of each
+/// query of a Query request or each blinded element of an Evaluate request.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Seen {
     rpc: &'static str,
     bytes: usize,
-    queries: Vec<usize>,
+    parts: Vec<usize>,
+}
+
+/// How the hostile server answers an Evaluate request instead of passing it to the DP's key.
+#[derive(Clone)]
+enum Forged {
+    /// Evaluates with a key of its own: a valid proof, for another public key than the
+    /// snapshot's.
+    OtherKey(OprfKey),
+    /// The real evaluation with one bit of its proof flipped.
+    FlippedProof,
+    /// The real evaluation with its first two elements swapped (each CPI would get another
+    /// CPI's output).
+    Swapped,
 }
 
 /// What the hostile server does instead of telling the truth.
@@ -120,6 +144,9 @@ struct Tamper {
     stall_queries: bool,
     /// GetConfig is never answered.
     stall_config: bool,
+    /// Evaluations are forged so, for the next `forged_evaluations` Evaluate requests.
+    forge: Option<Forged>,
+    forged_evaluations: u32,
 }
 
 #[derive(Clone)]
@@ -139,11 +166,28 @@ impl Hostile {
         }
     }
 
-    fn record(&self, rpc: &'static str, message: &impl Message, queries: Vec<usize>) {
+    /// [`Hostile::new`] over a real service started with `opts`.
+    fn with_options(snapshot: Snapshot, opts: ServeOptions) -> Self {
+        Self {
+            backend: Arc::new(Mutex::new(service_with(snapshot, opts))),
+            tamper: Arc::default(),
+            log: Arc::default(),
+        }
+    }
+
+    fn record(&self, rpc: &'static str, message: &impl Message, parts: Vec<usize>) {
         self.log.lock().unwrap().push(Seen {
             rpc,
             bytes: message.encoded_len(),
-            queries,
+            parts,
+        });
+    }
+
+    /// Forges the next `count` evaluations as `forged` says.
+    fn forge(&self, forged: Forged, count: u32) {
+        self.set(|t| {
+            t.forge = Some(forged);
+            t.forged_evaluations = count;
         });
     }
 
@@ -179,8 +223,13 @@ impl Hostile {
     }
 }
 
+/// The DP's real service over `snapshot`, holding the fixture OPRF key (it answers evaluations).
 fn service(snapshot: Snapshot) -> DiscoveryService {
-    DiscoveryService::new(snapshot, ServeOptions::default()).unwrap()
+    service_with(snapshot, ServeOptions::default())
+}
+
+fn service_with(snapshot: Snapshot, opts: ServeOptions) -> DiscoveryService {
+    DiscoveryService::new(snapshot, opts, Some(oprf_key())).unwrap()
 }
 
 #[tonic::async_trait]
@@ -229,6 +278,48 @@ impl Discovery for Hostile {
             return Err(status);
         }
         Discovery::query(&self.backend(), req).await
+    }
+
+    async fn evaluate(
+        &self,
+        req: Request<EvaluateRequest>,
+    ) -> Result<Response<EvaluateResponse>, Status> {
+        let sizes = req.get_ref().blinded.iter().map(Vec::len).collect();
+        self.record("Evaluate", req.get_ref(), sizes);
+        let forge = {
+            let mut t = self.tamper.lock().unwrap();
+            match t.forge.clone() {
+                Some(forged) if t.forged_evaluations > 0 => {
+                    t.forged_evaluations -= 1;
+                    Some(forged)
+                }
+                _ => None,
+            }
+        };
+        let blinded: Vec<[u8; ELEMENT_BYTES]> = req
+            .get_ref()
+            .blinded
+            .iter()
+            .map(|b| b.as_slice().try_into().unwrap())
+            .collect();
+        let mut response = match &forge {
+            // A server of its own key answers without asking the DP's.
+            Some(Forged::OtherKey(key)) => {
+                let evaluation = key
+                    .evaluate_blinded(&mut rand::rngs::OsRng, &blinded)
+                    .unwrap();
+                return Ok(Response::new(evaluation.into()));
+            }
+            _ => Discovery::evaluate(&self.backend(), req)
+                .await?
+                .into_inner(),
+        };
+        match forge {
+            Some(Forged::FlippedProof) => response.proof[0] ^= 1,
+            Some(Forged::Swapped) => response.evaluated.swap(0, 1),
+            _ => {}
+        }
+        Ok(Response::new(response))
     }
 }
 
@@ -419,6 +510,48 @@ async fn a_same_epoch_snapshot_with_another_salt_is_followed_not_misread() {
 
 // ------------------------------------------------------------------------- planted entry
 
+/// The bucket of `cpi` in `snapshot` (found with the fixture OPRF key, as only the DP can).
+fn bucket_of(snapshot: &Snapshot, cpi: &Cpi) -> usize {
+    let layout = *snapshot.config().layout();
+    layout.locate(evaluate(cpi).output()).location().bucket.0 as usize
+}
+
+/// Rewrites `target`'s sealed record in `snapshot` as a server holding the OPRF key could: the
+/// slot holding "chat.example" is opened, made to say "chet.example" and sealed again, so the
+/// record opens but the issuer's signature no longer covers its mapping. Returns the bucket.
+fn plant(snapshot: &mut Snapshot, target: &Cpi) -> usize {
+    let layout = *snapshot.config().layout();
+    let secrets = layout.locate(evaluate(target).output());
+    let bucket = secrets.location().bucket.0 as usize;
+    let slot_len = layout.slot_len();
+    snapshot
+        .danger_overwrite_bucket(bucket, |item| {
+            // A bucket: u16le(count), then `count` slots of the tag (8 bytes) and its chunk.
+            let count = u16::from_le_bytes([item[0], item[1]]) as usize;
+            let mut planted = false;
+            for index in 0..count as u32 {
+                let tag = secrets.slot_tag(index).0;
+                let Some(at) = (0..count)
+                    .map(|k| 2 + k * slot_len)
+                    .find(|&at| item[at..at + 8] == tag)
+                else {
+                    break;
+                };
+                let sealed = &mut item[at + 8..at + slot_len];
+                let mut chunk = secrets.open_slot(index, sealed).unwrap();
+                if let Some(pos) = chunk.windows(12).position(|w| w == b"chat.example") {
+                    chunk[pos + 2] = b'e';
+                    sealed.copy_from_slice(&secrets.seal_slot(index, &chunk).unwrap());
+                    planted = true;
+                    break;
+                }
+            }
+            assert!(planted, "the target's record holds a chat.example mapping");
+        })
+        .unwrap();
+    bucket
+}
+
 /// A server that plants an entry failing verification under a target CPI's tag learns nothing
 /// from the client's requests: the batch with the target and a batch without it send the same
 /// requests (count, order, sizes), the target's lookup alone fails, and the others succeed.
@@ -426,21 +559,12 @@ async fn a_same_epoch_snapshot_with_another_salt_is_followed_not_misread() {
 async fn a_planted_entry_fails_its_cpi_alone_and_changes_no_request() {
     let mut planted = snapshot(1, 1, None);
     let target = cpi(BOB);
-    let bucket = planted.config().layout().locate(&target).bucket.0 as usize;
     // Bob's mapping says "chat.example"; the server makes it "chet.example" (the issuer's
     // signature no longer covers it).
-    planted
-        .danger_overwrite_bucket(bucket, |item| {
-            let pos = item
-                .windows(12)
-                .position(|w| w == b"chat.example")
-                .expect("the bucket holds a chat.example mapping");
-            item[pos + 2] = b'e';
-        })
-        .unwrap();
+    let bucket = plant(&mut planted, &target);
     let other_in_bucket = [ALICE, CAROL]
         .into_iter()
-        .any(|c| planted.config().layout().locate(&cpi(c)).bucket.0 as usize == bucket);
+        .any(|c| bucket_of(&planted, &cpi(c)) == bucket);
     assert!(
         !other_in_bucket,
         "the fixture's salt must keep the target alone in its bucket"
@@ -468,14 +592,289 @@ async fn a_planted_entry_fails_its_cpi_alone_and_changes_no_request() {
     let seen_without = hostile.take_log();
     assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
 
-    assert_eq!(seen_with.len(), 3, "{seen_with:?}");
-    assert!(seen_with.iter().all(|s| s.rpc == "Query"), "{seen_with:?}");
+    // One evaluation of the three CPIs, then their three queries.
+    let rpcs: Vec<&str> = seen_with.iter().map(|s| s.rpc).collect();
+    assert_eq!(
+        rpcs,
+        ["Evaluate", "Query", "Query", "Query"],
+        "{seen_with:?}"
+    );
+    assert_eq!(seen_with[0].parts, [ELEMENT_BYTES; 3]);
     assert_eq!(seen_with, seen_without);
     // A batch where the target comes first still sends everything after it.
     let target_first = [target.clone(), cpi(ALICE), cpi(CAROL)];
     let outcomes = client.lookup_many(&target_first).await;
     assert!(outcomes[0].is_err() && outcomes[1].is_ok() && outcomes[2].is_ok());
     assert_eq!(hostile.take_log(), seen_without);
+    task.abort();
+}
+
+// ---------------------------------------------------------------------- forged evaluations
+
+/// Another OPRF key than the DP's: what a server that evaluates on its own uses.
+fn stranger_oprf_key() -> OprfKey {
+    OprfKey::derive(&[0x5a; 32], b"not the DP's OPRF key").unwrap()
+}
+
+/// The RPCs of a log, in order.
+fn rpcs(log: &[Seen]) -> Vec<&'static str> {
+    log.iter().map(|s| s.rpc).collect()
+}
+
+/// What a lookup refused for its batch's evaluation says: the proof did not verify under the
+/// snapshot's OPRF key.
+fn refused_proof(outcome: &pir_client::Result<pir_client::LookupOutcome>, cpi: &Cpi) {
+    let proof = ClientError::Evaluation {
+        source: CoreError::Oprf(OprfError::Proof),
+    };
+    match outcome {
+        Err(ClientError::BatchEvaluation { cpi: got, reason }) => {
+            assert_eq!(got, cpi.as_str());
+            assert_eq!(*reason, proof.to_string());
+        }
+        other => panic!("{cpi}: expected a refused evaluation, got {other:?}"),
+    }
+}
+
+/// An evaluation whose proof does not hold under the snapshot's OPRF key (evaluated with
+/// another key, a flipped proof bit, two outputs swapped) is refused; the client asks for the
+/// configuration again in case the DP rotated its key, tries at most `MAX_ATTEMPTS` times, and
+/// sends no query for the CPIs of that evaluation. Once the server stops forging, lookups work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_evaluation_is_refused_and_no_query_follows() {
+    let hostile = Hostile::new(snapshot(1, 1, None));
+    let (url, task) = hostile.serve().await;
+    let mut client = PirClient::connect(&url, options()).await.unwrap();
+    hostile.take_log();
+    // Every attempt: the evaluation, refused, then the configuration, fetched again.
+    let mut refused = Vec::new();
+    for _ in 1..pir_client::MAX_ATTEMPTS {
+        refused.extend(["Evaluate", "GetConfig"]);
+    }
+    refused.push("Evaluate");
+
+    for forged in [Forged::OtherKey(stranger_oprf_key()), Forged::FlippedProof] {
+        hostile.forge(forged, u32::MAX);
+        let alice = cpi(ALICE);
+        refused_proof(&client.lookup(&alice).await, &alice);
+        assert_eq!(rpcs(&hostile.take_log()), refused);
+    }
+    // Swapped outputs, in a batch: every CPI of it is refused, none is queried.
+    hostile.forge(Forged::Swapped, u32::MAX);
+    let batch = [cpi(ALICE), cpi(BOB), cpi("tel:+14155550199")];
+    let outcomes = client.lookup_many(&batch).await;
+    for (outcome, cpi) in outcomes.iter().zip(&batch) {
+        refused_proof(outcome, cpi);
+    }
+    let log = hostile.take_log();
+    assert_eq!(rpcs(&log), refused);
+    assert!(
+        log.iter()
+            .all(|s| s.rpc != "Evaluate" || s.parts.len() == 3)
+    );
+
+    // An honest server again: the same client finds what is there.
+    hostile.set(|t| t.forge = None);
+    let outcomes = client.lookup_many(&batch).await;
+    assert!(outcomes[0].as_ref().unwrap().result.found());
+    assert!(outcomes[1].as_ref().unwrap().result.found());
+    assert!(!outcomes[2].as_ref().unwrap().result.found());
+    assert_eq!(
+        rpcs(&hostile.take_log()),
+        ["Evaluate", "Query", "Query", "Query"]
+    );
+    task.abort();
+}
+
+/// A refused evaluation fails its own request's CPIs only: with a batch limit of 2, the first
+/// two CPIs' evaluation is forged (every attempt) and they get no query, while the third CPI's
+/// evaluation, a request of its own, is honest and its query goes out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_evaluation_sends_no_query_for_its_own_cpis() {
+    let two_per_request = ServeOptions {
+        max_queries_per_request: 2,
+        ..ServeOptions::default()
+    };
+    let hostile = Hostile::with_options(snapshot(1, 1, None), two_per_request);
+    let (url, task) = hostile.serve().await;
+    let mut client = PirClient::connect(&url, options()).await.unwrap();
+    hostile.take_log();
+    hostile.forge(Forged::FlippedProof, pir_client::MAX_ATTEMPTS);
+    let batch = [cpi(ALICE), cpi(BOB), cpi(CAROL)];
+    let outcomes = client.lookup_many(&batch).await;
+    refused_proof(&outcomes[0], &batch[0]);
+    refused_proof(&outcomes[1], &batch[1]);
+    assert_eq!(
+        outcomes[2].as_ref().unwrap().result.msps(),
+        ["mail.example"]
+    );
+    let log = hostile.take_log();
+    let shape: Vec<(&str, usize)> = log.iter().map(|s| (s.rpc, s.parts.len())).collect();
+    assert_eq!(
+        shape,
+        [
+            ("Evaluate", 2),
+            ("GetConfig", 0),
+            ("Evaluate", 2),
+            ("GetConfig", 0),
+            ("Evaluate", 2),
+            ("Evaluate", 1),
+            ("Query", 1),
+        ]
+    );
+    task.abort();
+}
+
+/// A server evaluating with a key of its own that also names that key in its configuration
+/// (without the DP's header, which says otherwise) is refused by a client with the DP's keys.
+/// Without them, as documented, the client takes the configuration as stated: the proofs then
+/// hold, and the snapshot's CPIs, sealed under the DP's key, come back "not found" (a server
+/// can omit, never forge).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_claiming_its_own_oprf_key_is_caught_by_the_dp_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let stranger = stranger_oprf_key();
+    let hostile = Hostile::new(signed(1, 1));
+    let mut lying = config_of(&signed(1, 1));
+    lying.layout.as_mut().unwrap().oprf_public_key = stranger.public().to_bytes().to_vec();
+    // Kept, the genuine header would contradict the layout: every client refuses that.
+    let with_header = lying.clone();
+    lying.snapshot_header.clear();
+    hostile.set(|t| t.config = Some(with_header));
+    let (url, task) = hostile.serve().await;
+    let err = PirClient::connect(&url, options()).await.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::InvalidServerConfig(pir_proto::ConvertError::HeaderMismatch {
+                field: "layout"
+            })
+        ),
+        "{err:?}"
+    );
+    hostile.set(|t| t.config = Some(lying));
+    let err = PirClient::connect(&url, dp_options(&dir.path().join("client.keys")))
+        .await
+        .unwrap_err();
+    assert!(matches!(refusal(err), SnapshotRefusal::NoHeader));
+
+    let mut unprotected = PirClient::connect(&url, options()).await.unwrap();
+    hostile.forge(Forged::OtherKey(stranger), u32::MAX);
+    for outcome in unprotected.lookup_many(&[cpi(ALICE), cpi(BOB)]).await {
+        let outcome = outcome.unwrap();
+        assert!(!outcome.result.found(), "{outcome:?}");
+    }
+    task.abort();
+}
+
+// ------------------------------------------------------------------------ uniform traffic
+
+const DAVE: &str = "tel:+14155550142";
+const ERIN: &str = "mailto:erin@example.net";
+
+/// A signed opt-out of `cpi`, valid for ever (the client checks it against the real clock).
+fn opted_out(cpi: &str) -> OptOut {
+    OptOut::sign(self::cpi(cpi), 0, u64::MAX, &issuer()).unwrap()
+}
+
+/// Alice at two MSPs, Bob and Carol at one each, Dave and Erin opted out.
+fn with_opt_outs() -> Snapshot {
+    let mappings = vec![
+        mapping(ALICE, "chat.example"),
+        mapping(ALICE, "talk.example"),
+        mapping(BOB, "chat.example"),
+        mapping(CAROL, "mail.example"),
+    ];
+    let opts = BuildOptions {
+        epoch: 1,
+        now: pir_core::unix_now(),
+        salt: Some([4; 32]),
+        scheme: Some(tiny_scheme()),
+        slot_bytes: None,
+    };
+    build_records(mappings, vec![opted_out(DAVE), opted_out(ERIN)], &opts)
+}
+
+/// What the server sees of a batch of three lookups does not depend on what the CPIs are:
+/// present (one or two MSPs), absent, opted out or a mix send the same requests, in the same
+/// order, of the same sizes (with a batch limit of 2: two evaluations, of two CPIs and of one,
+/// then the three queries), and cost the client the same bytes. One lookup alone likewise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_the_same_for_present_absent_and_opted_out_cpis() {
+    let two_per_request = ServeOptions {
+        max_queries_per_request: 2,
+        ..ServeOptions::default()
+    };
+    let hostile = Hostile::with_options(with_opt_outs(), two_per_request);
+    let (url, task) = hostile.serve().await;
+    let mut client = PirClient::connect(&url, options()).await.unwrap();
+    hostile.take_log();
+
+    let batches = [
+        [ALICE, BOB, CAROL],
+        [
+            "tel:+14155550199",
+            "mailto:nobody@example.org",
+            "tel:+442079460000",
+        ],
+        [DAVE, ERIN, DAVE],
+        [ERIN, "tel:+14155550199", ALICE],
+    ];
+    let mut logs = Vec::new();
+    let mut costs = Vec::new();
+    for batch in batches {
+        let cpis: Vec<Cpi> = batch.into_iter().map(cpi).collect();
+        let outcomes: Vec<_> = client
+            .lookup_many(&cpis)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
+        for (outcome, name) in outcomes.iter().zip(batch) {
+            let r = &outcome.result;
+            match name {
+                ALICE => assert_eq!(r.msps(), ["chat.example", "talk.example"]),
+                BOB => assert_eq!(r.msps(), ["chat.example"]),
+                CAROL => assert_eq!(r.msps(), ["mail.example"]),
+                DAVE | ERIN => assert!(r.opted_out() && !r.found(), "{name}: {r:?}"),
+                _ => assert!(!r.opted_out() && !r.found(), "{name}: {r:?}"),
+            }
+            costs.push((outcome.bytes_sent, outcome.bytes_received));
+        }
+        logs.push(hostile.take_log());
+    }
+    let query_bytes = tiny_scheme().message_sizes().unwrap().query;
+    let shape: Vec<(&str, Vec<usize>)> = logs[0].iter().map(|s| (s.rpc, s.parts.clone())).collect();
+    assert_eq!(
+        shape,
+        [
+            ("Evaluate", vec![ELEMENT_BYTES; 2]),
+            ("Evaluate", vec![ELEMENT_BYTES; 1]),
+            ("Query", vec![query_bytes]),
+            ("Query", vec![query_bytes]),
+            ("Query", vec![query_bytes]),
+        ]
+    );
+    for (log, batch) in logs.iter().zip(batches) {
+        assert_eq!(*log, logs[0], "{batch:?}");
+    }
+    // Each lookup's share of its evaluation differs with its request's size, not with its CPI.
+    for (i, cost) in costs.iter().enumerate() {
+        assert_eq!(*cost, costs[i % 3], "lookup {i}");
+    }
+
+    let mut singles = Vec::new();
+    for name in [ALICE, "tel:+14155550199", DAVE] {
+        let outcome = client.lookup(&cpi(name)).await.unwrap();
+        singles.push((
+            hostile.take_log(),
+            outcome.bytes_sent,
+            outcome.bytes_received,
+        ));
+    }
+    assert_eq!(rpcs(&singles[0].0), ["Evaluate", "Query"]);
+    assert_eq!(singles[1], singles[0]);
+    assert_eq!(singles[2], singles[0]);
     task.abort();
 }
 
@@ -529,10 +928,17 @@ async fn unvetted_and_heavy_parameters_are_refused_before_any_key_is_made() {
 
     // A vetted preset passes the check (it is only refused here for the test's message limit).
     let vetted = SchemeParams::vetted_presets().next().unwrap().params;
-    let mut config = config_of(&snapshot(1, 1, None));
+    let tiny = snapshot(1, 1, None);
+    let mut config = config_of(&tiny);
     config.scheme = Some((&vetted).into());
-    config.layout =
-        Some((&pir_core::KeywordLayout::new([1; 32], vetted.num_items() as u32).unwrap()).into());
+    let layout = pir_core::KeywordLayout::new(
+        [1; 32],
+        vetted.num_items() as u32,
+        tiny.config().layout().slot_bytes,
+        oprf_key().public(),
+    )
+    .unwrap();
+    config.layout = Some((&layout).into());
     config.snapshot_header.clear();
     hostile.set(|t| t.config = Some(config));
     let tight = ClientOptions {
