@@ -2,10 +2,11 @@
 
 Everything a second gRPC implementation can check without Spiral key generation: the standard
 health service, server reflection through grpcio's stock v1alpha client (each port listing only
-what it serves), `GetConfig` decoded with stubs generated here from `proto/proto/pir/v1/pir.proto`,
-the documented error codes and `pir-reason` trailers for bad requests, the message size limit,
-the HTTP probes, TLS with a `pir-server tls-selfsigned` certificate, and a graceful shutdown on
-SIGTERM (exit code 0).
+what it serves), `GetConfig` decoded with stubs generated here from `proto/proto/pir/v1/pir.proto`
+(with the DP's OPRF public key that `oprf-keygen` printed), the documented error codes and
+`pir-reason` trailers for bad `Query`, `RegisterKeys` and `Evaluate` requests, `Evaluate` on a PIR
+host without the OPRF key, the message size limit, the HTTP probes, TLS with a
+`pir-server tls-selfsigned` certificate, and a graceful shutdown on SIGTERM (exit code 0).
 
 Run from the repository root:
 
@@ -62,6 +63,11 @@ CLIENT_OPTIONS = [
 # The test-only parameters of `build --danger-test-params` (SchemeParams::danger_test_only_small).
 TEST_PARAMS = {"n": 2, "nu_1": 6, "nu_2": 2, "p": 256, "item_bytes": 8192}
 TEST_QUERY_BYTES = 16416
+# Keyword layout v2: every CPI is placed by the DP's VOPRF (RFC 9497, ristretto255-SHA512).
+LAYOUT_VERSION = 2
+ELEMENT_BYTES = 32  # a blinded or evaluated ristretto255 element, and the OPRF public key
+MAC_BYTES = 32  # HMAC-SHA256
+KEY_ID_BYTES = 32
 
 
 # ---- helpers ------------------------------------------------------------------------------------
@@ -111,6 +117,17 @@ def _expect_error(call, request, code: grpc.StatusCode) -> grpc.RpcError:
     err = info.value
     assert err.code() == code, _describe(err)
     return err
+
+
+def _oprf_keygen(exe: str, cwd: Path, out: str = "oprf.key") -> bytes:
+    """`pir-server oprf-keygen --out OUT`: the owner-only key file, and the public key it prints."""
+    proc = _run([exe, "oprf-keygen", "--out", out], cwd)
+    assert (cwd / out).stat().st_mode & 0o077 == 0, "the OPRF key is owner-only"
+    marker = "OPRF public key "
+    assert marker in proc.stdout, proc.stdout
+    public = bytes.fromhex(proc.stdout.split(marker, 1)[1].split()[0])
+    assert len(public) == ELEMENT_BYTES, proc.stdout
+    return public
 
 
 def _health(channel: grpc.Channel, service: str) -> int:
@@ -179,6 +196,7 @@ class Server:
     process: subprocess.Popen
     workdir: Path
     log: Path
+    oprf_public_key: bytes
 
 
 @pytest.fixture(scope="module")
@@ -186,6 +204,7 @@ def server(server_binary: Path, tmp_path_factory):
     work = tmp_path_factory.mktemp("pir-server")
     exe = str(server_binary)
     _run([exe, "issuer-keygen", "--out", "issuer.key"], work)
+    oprf_public_key = _oprf_keygen(exe, work)
     _run(
         [exe, "synth", "--count", str(MAPPINGS), "--issuer-key", "issuer.key",
          "--out", "m.jsonl", "--seed", "3"],
@@ -193,7 +212,7 @@ def server(server_binary: Path, tmp_path_factory):
     )
     _run(
         [exe, "build", "--mappings", "m.jsonl", "--trust", "issuer.pub",
-         "--out", "db.pirsnap", "--danger-test-params"],
+         "--oprf-key", "oprf.key", "--out", "db.pirsnap", "--danger-test-params"],
         work,
     )
 
@@ -208,6 +227,7 @@ def server(server_binary: Path, tmp_path_factory):
     with open(log, "wb") as log_file:
         process = subprocess.Popen(
             [exe, "serve", "--snapshot", "db.pirsnap", "--listen", address,
+             "--oprf-key", "oprf.key",
              "--admin-token-file", "admin.token", "--admin-listen", admin_address,
              "--metrics-listen", http_address],
             cwd=work,
@@ -222,7 +242,7 @@ def server(server_binary: Path, tmp_path_factory):
     try:
         _wait_serving(idle, process, log)
         yield Server(address=address, admin_address=admin_address, http_address=http_address,
-                     process=process, workdir=work, log=log)
+                     process=process, workdir=work, log=log, oprf_public_key=oprf_public_key)
 
         if process.poll() is not None:
             pytest.fail(f"pir-server died during the tests with {process.returncode}\n"
@@ -302,7 +322,11 @@ def test_reflection_v1alpha_on_the_main_port(channel):
     # The descriptors resolve too, so generic clients can build requests.
     pool = DescriptorPool(db)
     discovery = pool.FindServiceByName("pir.v1.Discovery")
-    assert {m.name for m in discovery.methods} == {"GetConfig", "RegisterKeys", "Query"}
+    methods = {m.name: m for m in discovery.methods}
+    assert set(methods) == {"GetConfig", "RegisterKeys", "Query", "Evaluate"}
+    evaluate = methods["Evaluate"]
+    assert evaluate.input_type.full_name == "pir.v1.EvaluateRequest"
+    assert evaluate.output_type.full_name == "pir.v1.EvaluateResponse"
 
 
 def test_reflection_v1alpha_on_the_admin_port(server):
@@ -326,17 +350,22 @@ def test_http_probes_and_metrics(server):
     status, text = _http(server, "/metrics")
     assert status == 200
     for name in ("process_resident_memory_bytes", "process_cpu_seconds_total",
-                 "process_open_fds", "pir_build_info{", "pir_snapshot_load_seconds"):
+                 "process_open_fds", "pir_build_info{", "pir_snapshot_load_seconds",
+                 "pir_evaluations_total"):
         assert name in text, name
 
 
-def test_get_config(config):
+def test_get_config(server, config):
     assert config.epoch > 0
     scheme = config.scheme
     for field, expected in TEST_PARAMS.items():
         assert getattr(scheme, field) == expected, f"scheme.{field}"
     assert config.layout.num_buckets == 2 ** (scheme.nu_1 + scheme.nu_2) == 256
     assert len(config.layout.salt) > 0
+    assert config.layout.version == LAYOUT_VERSION
+    assert config.layout.slot_bytes > 0
+    # The public part of the key `build --oprf-key` was given, as `oprf-keygen` printed it.
+    assert config.layout.oprf_public_key == server.oprf_public_key
     assert config.sizes.query == TEST_QUERY_BYTES
     assert config.sizes.public_keys > 0
     assert config.sizes.response > 0
@@ -430,6 +459,57 @@ def test_register_keys_without_a_mac_key_is_told_to_upgrade(pir, discovery, conf
     assert _reason(err) is None, _describe(err)
 
 
+def _evaluate(pir, *, key_id: bytes | None = None, blinded: list[bytes] | None = None,
+              mac: bytes | None = None):
+    """An Evaluate request, well-formed unless a field is given: a random key id (registered
+    by nobody), one random 32-byte element, a random 32-byte MAC."""
+    return pir.pb2.EvaluateRequest(
+        key_id=secrets.token_bytes(KEY_ID_BYTES) if key_id is None else key_id,
+        blinded=[secrets.token_bytes(ELEMENT_BYTES)] if blinded is None else blinded,
+        mac=secrets.token_bytes(MAC_BYTES) if mac is None else mac,
+    )
+
+
+@pytest.mark.parametrize(
+    "fields, says",
+    [
+        ({"blinded": []}, "no blinded element"),
+        ({"blinded": [secrets.token_bytes(ELEMENT_BYTES - 1)]}, "element 0 is 31 bytes"),
+        ({"blinded": [secrets.token_bytes(ELEMENT_BYTES)] * 2
+          + [secrets.token_bytes(ELEMENT_BYTES + 1)]}, "element 2 is 33 bytes"),
+        ({"key_id": secrets.token_bytes(5)}, "key id is 5 bytes"),
+        ({"mac": b""}, "mac is 0 bytes"),
+        ({"mac": secrets.token_bytes(MAC_BYTES - 1)}, "mac is 31 bytes"),
+    ],
+    ids=["no-elements", "31-byte-element", "33-byte-third-element", "short-key-id",
+         "missing-mac", "short-mac"],
+)
+def test_evaluate_malformed(pir, discovery, fields, says):
+    # Checked for shape before the key is looked up: INVALID_ARGUMENT, no pir-reason.
+    err = _expect_error(discovery.Evaluate, _evaluate(pir, **fields),
+                        grpc.StatusCode.INVALID_ARGUMENT)
+    assert says in err.details(), _describe(err)
+    assert _reason(err) is None, _describe(err)
+
+
+def test_evaluate_unknown_key(pir, discovery):
+    # Well-formed, from a key nobody registered: the client is told to register (and heal).
+    err = _expect_error(discovery.Evaluate, _evaluate(pir), grpc.StatusCode.FAILED_PRECONDITION)
+    assert _reason(err) == "unknown-key", _describe(err)
+
+
+def test_evaluate_too_many_elements(pir, discovery):
+    # More elements than max_queries_per_request: refused before the key is looked up.
+    blinded = [secrets.token_bytes(ELEMENT_BYTES) for _ in range(SERVER_MAX_QUERIES + 1)]
+    err = _expect_error(discovery.Evaluate, _evaluate(pir, blinded=blinded),
+                        grpc.StatusCode.RESOURCE_EXHAUSTED)
+    assert _reason(err) is None, _describe(err)
+    # Exactly the limit is not too many: the request gets as far as the (unknown) key.
+    at_limit = _expect_error(discovery.Evaluate, _evaluate(pir, blinded=blinded[:-1]),
+                             grpc.StatusCode.FAILED_PRECONDITION)
+    assert _reason(at_limit) == "unknown-key", _describe(at_limit)
+
+
 def test_oversized_message(pir, discovery):
     # 40 MiB > the server's 32 MiB limit; the client is allowed to send it (CLIENT_OPTIONS).
     # RESOURCE_EXHAUSTED, as gRPC specifies (tonic's own OUT_OF_RANGE is rewritten by the server).
@@ -441,15 +521,17 @@ def test_oversized_message(pir, discovery):
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, _describe(err)
 
 
-def test_tls_with_a_selfsigned_certificate(server_binary: Path, tmp_path):
+def test_tls_with_a_selfsigned_certificate(pir, server_binary: Path, tmp_path):
     """`tls-selfsigned` makes an identity that gRPC Core (BoringSSL) accepts as a server's, with
-    the certificate itself or, with --ca-out, the CA as the only root."""
+    the certificate itself or, with --ca-out, the CA as the only root. Served without
+    --oprf-key, the server is a PIR host only: Evaluate is UNIMPLEMENTED, naming --evaluator."""
     exe = str(server_binary)
     _run([exe, "issuer-keygen", "--out", "issuer.key"], tmp_path)
+    _oprf_keygen(exe, tmp_path)
     _run([exe, "synth", "--count", "10", "--issuer-key", "issuer.key", "--out", "m.jsonl"],
          tmp_path)
-    _run([exe, "build", "--mappings", "m.jsonl", "--trust", "issuer.pub", "--out", "db.pirsnap",
-          "--danger-test-params"], tmp_path)
+    _run([exe, "build", "--mappings", "m.jsonl", "--trust", "issuer.pub", "--oprf-key",
+          "oprf.key", "--out", "db.pirsnap", "--danger-test-params"], tmp_path)
     for name, extra in (("leaf", []), ("issued", ["--ca-out", "ca.pem"])):
         _run([exe, "tls-selfsigned", "--host", "localhost", "--cert-out", f"{name}.pem",
               "--key-out", f"{name}.key", *extra], tmp_path)
@@ -468,6 +550,10 @@ def test_tls_with_a_selfsigned_certificate(server_binary: Path, tmp_path):
             with grpc.secure_channel(f"localhost:{port}", credentials) as secure:
                 _wait_serving(secure, process, log)
                 assert _health(secure, "pir.v1.Discovery") == health_pb2.HealthCheckResponse.SERVING
+                host = pir.grpc.DiscoveryStub(secure)
+                err = _expect_error(host.Evaluate, _evaluate(pir),
+                                    grpc.StatusCode.UNIMPLEMENTED)
+                assert "--evaluator" in err.details(), _describe(err)
         finally:
             process.send_signal(signal.SIGTERM)
             assert process.wait(timeout=SHUTDOWN_TIMEOUT_S) == 0, _tail(log)
