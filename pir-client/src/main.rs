@@ -426,6 +426,44 @@ mod tests {
         assert!(args.server.options(TrustStore::new()).is_err());
     }
 
+    /// `--evaluator` is a server flag of every subcommand: it reaches the options as given, and
+    /// without it the server evaluates too.
+    #[test]
+    fn the_evaluator_flag_reaches_the_options() {
+        let cli = lookup_cli(&["tel:+14155550100"]).unwrap();
+        let Command::Lookup(args) = cli.command else {
+            panic!("expected lookup");
+        };
+        assert_eq!(
+            args.server.options(TrustStore::new()).unwrap().evaluator,
+            None
+        );
+        for command in ["lookup", "info", "bench"] {
+            let mut argv = vec![
+                "pir-client",
+                command,
+                "--server",
+                "http://127.0.0.1:1",
+                "--evaluator",
+                "https://evaluator.example:50051",
+            ];
+            if command == "lookup" {
+                argv.extend(["--trust", "t.pub", "tel:+14155550100"]);
+            }
+            let server = match Cli::try_parse_from(argv).unwrap().command {
+                Command::Lookup(args) => args.server,
+                Command::Info(args) => args.server,
+                Command::Bench(args) => args.server,
+            };
+            let options = server.options(TrustStore::new()).unwrap();
+            assert_eq!(
+                options.evaluator.as_deref(),
+                Some("https://evaluator.example:50051"),
+                "{command}"
+            );
+        }
+    }
+
     #[test]
     fn invalid_cpi_is_a_clear_usage_error() {
         let err = lookup_cli(&["4155550100"]).unwrap_err();
