@@ -94,6 +94,15 @@ fn key_files_are_pem_and_their_secrets_owner_only() {
         assert!(text.contains("\n-----BEGIN PUBLIC KEY-----\n"), "{text}");
         assert_eq!(mode(&d.join(public)), 0o644);
     }
+    // The OPRF key: a secret, in its own PEM block, and no public file beside it (its public
+    // key goes into every snapshot instead).
+    let text = fs::read_to_string(d.join("oprf.key")).unwrap();
+    assert!(
+        text.contains("\n-----BEGIN PIR DISCOVERY OPRF SECRET KEY-----\n"),
+        "{text}"
+    );
+    assert_eq!(mode(&d.join("oprf.key")), 0o600);
+    assert!(!d.join("oprf.pub").exists());
     // Mapping files and snapshots are not for everyone either.
     assert_eq!(mode(&d.join("m.jsonl")), 0o640);
     assert_eq!(mode(&d.join("db.pirsnap")), 0o640);
@@ -114,7 +123,11 @@ fn key_files_are_pem_and_their_secrets_owner_only() {
 fn force_writes_a_fresh_owner_only_file_and_never_through_a_symlink() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    for keygen in ["issuer-keygen", "dp-keygen"] {
+    for (keygen, label) in [
+        ("issuer-keygen", "PRIVATE KEY"),
+        ("dp-keygen", "PRIVATE KEY"),
+        ("oprf-keygen", "OPRF SECRET KEY"),
+    ] {
         // Over a world-writable file: the new secret is 0600, not the old file's 0666.
         fs::write(d.join("open.key"), "old").unwrap();
         chmod(&d.join("open.key"), 0o666);
@@ -123,7 +136,8 @@ fn force_writes_a_fresh_owner_only_file_and_never_through_a_symlink() {
         assert!(
             fs::read_to_string(d.join("open.key"))
                 .unwrap()
-                .contains("PRIVATE KEY")
+                .contains(label),
+            "{keygen}"
         );
 
         // Onto a symlink: the link is replaced by the key; its target is left alone.
@@ -194,6 +208,25 @@ fn secrets_that_others_may_read_are_refused_with_the_remedy() {
             format!("error: --dp-key dp.key: {}", hint("dp.key", m))
         );
         chmod(&d.join("dp.key"), 0o600);
+
+        // The OPRF key: refused by build, and by serve at start (issue 12).
+        chmod(&d.join("oprf.key"), m);
+        let refused = format!("error: --oprf-key oprf.key: {}", hint("oprf.key", m));
+        assert_eq!(fails(d, &build(&[])), refused);
+        let stderr = fails(
+            d,
+            &[
+                "serve",
+                "--snapshot",
+                "db.pirsnap",
+                "--listen",
+                "127.0.0.1:0",
+                "--oprf-key",
+                "oprf.key",
+            ],
+        );
+        assert!(stderr.ends_with(&refused), "{stderr}");
+        chmod(&d.join("oprf.key"), 0o600);
     }
 
     // The server's secrets: the TLS private key and the admin token.
@@ -336,6 +369,16 @@ fn each_flag_refuses_the_other_kind_of_key_file_by_name() {
         stderr.ends_with(&secret_for_public("--dp-pub", "dp.key", "dp-keygen")),
         "{stderr}"
     );
+    // The OPRF key flag takes neither a signing key nor a public key.
+    for file in ["dp.key", "issuer.pub"] {
+        let stderr = fails(d, &with(&build(&[]), "--oprf-key", file));
+        assert!(
+            stderr.starts_with(&format!(
+                "error: --oprf-key {file}: not an OPRF secret key file"
+            )) && stderr.contains("`pir-server oprf-keygen`"),
+            "{stderr}"
+        );
+    }
     // The right files still work.
     ok(d, &["verify", "db.pirsnap", "--dp-pub", "dp.pub"]);
 }
