@@ -92,6 +92,7 @@ fn systemd_notify_pid_file_and_environment_configuration() {
         .unwrap();
     let (listen, http) = (free_port(), free_port());
     let pid_file = dir.path().join("pir-server.pid");
+    common::write_oprf_key(&dir.path().join(common::OPRF_KEY_FILE));
 
     // Every setting from the environment, as a unit file's Environment= lines give them.
     let child = pir_server(dir.path())
@@ -101,6 +102,7 @@ fn systemd_notify_pid_file_and_environment_configuration() {
         .env("PIR_METRICS_LISTEN", http.to_string())
         .env("PIR_PID_FILE", &pid_file)
         .env("PIR_REQUEST_TIMEOUT", "2m")
+        .env("PIR_OPRF_KEY", common::OPRF_KEY_FILE)
         .env("NOTIFY_SOCKET", &socket_path)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -125,6 +127,17 @@ fn systemd_notify_pid_file_and_environment_configuration() {
             (200, "ready\n".into())
         );
         assert_eq!(common::health(listen, "pir.v1.Discovery").await, Some(1));
+        // PIR_OPRF_KEY was read: Evaluate is answered (an empty request is refused for its
+        // shape), not UNIMPLEMENTED as on a PIR host without the key.
+        let mut rpc =
+            pir_proto::v1::discovery_client::DiscoveryClient::connect(format!("http://{listen}"))
+                .await
+                .unwrap();
+        let err = rpc
+            .evaluate(pir_proto::v1::EvaluateRequest::default())
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
     });
 
     // SIGHUP: RELOADING=1 (with the monotonic time notify-reload wants), then READY=1. The

@@ -413,13 +413,36 @@ fn start_up_refusals_name_their_flag() {
     }
 
     let err = Process::prepare(ServeConfig {
-        dp_pub: Some(missing),
+        dp_pub: Some(missing.clone()),
         ..config(dir.path())
     })
     .err()
     .unwrap();
     assert!(matches!(err, ProcessError::DpPub(_)), "{err}");
     assert!(err.to_string().starts_with("--dp-pub "), "{err}");
+
+    // The OPRF key: missing, or readable by others.
+    let open_key = dir.path().join("open-oprf.key");
+    common::write_oprf_key(&open_key);
+    std::fs::set_permissions(
+        &open_key,
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    for (file, says) in [
+        (missing, "No such file"),
+        (open_key, "group or others may access (mode 0640)"),
+    ] {
+        let err = Process::prepare(ServeConfig {
+            oprf_key: Some(file),
+            ..config(dir.path())
+        })
+        .err()
+        .unwrap();
+        assert!(matches!(err, ProcessError::OprfKey(_)), "{err}");
+        assert!(err.to_string().starts_with("--oprf-key "), "{err}");
+        assert!(err.to_string().contains(says), "{err}");
+    }
 }
 
 /// The services reflection `version` lists at `addr`, sorted.
