@@ -152,13 +152,15 @@ pub enum ClientError {
         /// The server's words.
         message: String,
     },
-    /// Every CPI of a batch whose evaluation failed gets this, naming the failure.
-    #[error("lookup of {cpi}: its batch's evaluation failed: {reason}")]
+    /// Every CPI of a batch whose evaluation failed gets this, with the batch's error (shared
+    /// by its CPIs): match on `source` for what failed; [`ClientError::status`] and
+    /// [`ClientError::retry_after`] look through it.
+    #[error("lookup of {cpi}: its batch's evaluation failed: {source}")]
     BatchEvaluation {
         /// The CPI looked up (normalised).
         cpi: String,
-        /// The batch's error, as text (one error, reported for each CPI of the batch).
-        reason: String,
+        /// The batch's error.
+        source: std::sync::Arc<ClientError>,
     },
     /// An error from `pir-core` outside a lookup (key generation, query encryption, trust file).
     #[error(transparent)]
@@ -391,6 +393,7 @@ impl ClientError {
     pub fn status(&self) -> Option<&tonic::Status> {
         match self {
             Self::Rpc { status, .. } => Some(status),
+            Self::BatchEvaluation { source, .. } => source.status(),
             _ => None,
         }
     }

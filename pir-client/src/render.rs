@@ -58,7 +58,7 @@ pub fn error_json(cpi: &Cpi, error: &ClientError) -> Value {
 pub fn error_text(cpi: &Cpi, error: &ClientError) -> String {
     match error {
         // Already "lookup of CPI: ...".
-        ClientError::Lookup { .. } => error.to_string(),
+        ClientError::Lookup { .. } | ClientError::BatchEvaluation { .. } => error.to_string(),
         _ => format!("{cpi}: {error}"),
     }
 }

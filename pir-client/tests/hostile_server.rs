@@ -628,9 +628,18 @@ fn refused_proof(outcome: &pir_client::Result<pir_client::LookupOutcome>, cpi: &
         source: CoreError::Oprf(OprfError::Proof),
     };
     match outcome {
-        Err(ClientError::BatchEvaluation { cpi: got, reason }) => {
+        Err(ClientError::BatchEvaluation { cpi: got, source }) => {
             assert_eq!(got, cpi.as_str());
-            assert_eq!(*reason, proof.to_string());
+            assert!(
+                matches!(
+                    **source,
+                    ClientError::Evaluation {
+                        source: CoreError::Oprf(OprfError::Proof)
+                    }
+                ),
+                "{source}"
+            );
+            assert_eq!(source.to_string(), proof.to_string());
         }
         other => panic!("{cpi}: expected a refused evaluation, got {other:?}"),
     }

@@ -377,8 +377,13 @@ async fn a_key_less_host_alone_names_the_evaluator_option() {
     let cpis = [cpi(ALICE), cpi(NOBODY)];
     for (outcome, cpi) in client.lookup_many(&cpis).await.into_iter().zip(&cpis) {
         match outcome {
-            Err(ClientError::BatchEvaluation { cpi: got, reason }) => {
+            Err(ClientError::BatchEvaluation { cpi: got, source }) => {
                 assert_eq!(got, cpi.as_str());
+                assert!(
+                    matches!(*source, ClientError::NoEvaluator { .. }),
+                    "{source}"
+                );
+                let reason = source.to_string();
                 assert!(
                     reason.starts_with("the server answers no OPRF evaluations (")
                         && reason.ends_with("give --evaluator URL, the DP's evaluator"),
@@ -436,11 +441,34 @@ async fn the_cli_takes_an_evaluator() {
     for name in [ALICE, NOBODY] {
         let line = stderr
             .lines()
-            .find(|l| l.starts_with(&format!("error: {name}: ")))
+            .find(|l| l.starts_with(&format!("error: lookup of {name}: ")))
             .unwrap_or_else(|| panic!("no error line for {name}:\n{stderr}"));
         assert!(line.contains("give --evaluator URL"), "{line}");
+        // The CPI is named once.
+        assert_eq!(line.matches(name).count(), 1, "{line}");
     }
     assert!(stderr.contains("error: 2 of 2 lookups failed"), "{stderr}");
     host.stop().await.unwrap();
     evaluator.stop().await.unwrap();
+}
+
+/// Evaluations are split by the evaluator's own batch limit, not the PIR host's: an evaluator
+/// that takes one element a request still serves a batch of every CPI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evaluations_follow_the_evaluators_batch_limit() {
+    let host = start(snapshot(), None).await;
+    let one_at_a_time = ServeOptions {
+        max_queries_per_request: 1,
+        ..ServeOptions::default()
+    };
+    let evaluator = start_with(snapshot(), one_at_a_time, Some(oprf_key())).await;
+    let mut split = PirClient::connect(&host.url(), with_evaluator(&evaluator.url()))
+        .await
+        .unwrap();
+    let outcomes = look_up_all(&mut split).await;
+    assert_eq!(outcomes.len(), ALL.len());
+    assert_eq!(
+        counter(&evaluator, "pir_evaluations_total"),
+        ALL.len() as u64
+    );
 }

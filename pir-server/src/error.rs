@@ -40,6 +40,15 @@ pub enum ServerError {
         /// The limit.
         max: u32,
     },
+    /// Too many blinded elements in one evaluation (the same limit as queries: a lookup is one
+    /// of each).
+    #[error("{got} blinded elements in one evaluation; at most {max}")]
+    TooManyElements {
+        /// Elements sent.
+        got: usize,
+        /// The limit (`--max-queries-per-request`).
+        max: u32,
+    },
     /// A key or peer is over its rate limit.
     #[error("rate limit of this {who} exceeded; {}", retry_hint(*.retry_after))]
     RateLimited {
@@ -285,6 +294,7 @@ impl ServerError {
             Self::UnknownKey(_) => "unknown_key",
             Self::StaleEpoch { .. } => "stale_epoch",
             Self::TooManyQueries { .. } => "too_many_queries",
+            Self::TooManyElements { .. } => "too_many_elements",
             Self::RateLimited { .. } => "rate_limited",
             Self::DeadlineExceeded(_) => "deadline",
             Self::Overloaded(_) => "overloaded",
@@ -369,7 +379,7 @@ impl ServerError {
             Self::QueryAuth(QueryAuthError::BadEvaluationMac(_)) => "evaluate_mac",
             Self::QueryAuth(_) | Self::ClientTooOld(_) => "query_mac",
             Self::Overloaded(_) => "pending",
-            Self::TooManyQueries { .. } => "queries_per_request",
+            Self::TooManyQueries { .. } | Self::TooManyElements { .. } => "queries_per_request",
             Self::KeyCacheTooSmall { .. } => "key_cache",
             Self::DeadlineExceeded(_) => "request_timeout",
             Self::RequestBody { refusal, .. } => refusal.limit(),
@@ -394,7 +404,7 @@ impl From<QueryError> for ServerError {
 impl From<EvaluateError> for ServerError {
     fn from(e: EvaluateError) -> Self {
         match e {
-            EvaluateError::TooMany { got, max } => Self::TooManyQueries { got, max },
+            EvaluateError::TooMany { got, max } => Self::TooManyElements { got, max },
             EvaluateError::NoElements
             | EvaluateError::KeyIdLength { .. }
             | EvaluateError::MacLength { .. }
@@ -452,6 +462,7 @@ impl From<ServerError> for Status {
                 status
             }
             ServerError::TooManyQueries { .. }
+            | ServerError::TooManyElements { .. }
             | ServerError::Overloaded(_)
             | ServerError::RateLimited { .. }
             | ServerError::KeyCacheTooSmall { .. } => Status::resource_exhausted(msg),

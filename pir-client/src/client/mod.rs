@@ -74,6 +74,8 @@ pub struct PirClient {
     grpc: DiscoveryClient<Channel>,
     /// The DP's evaluator, when it is not this server (`options.evaluator`).
     evaluator: Option<DiscoveryClient<Channel>>,
+    /// Most elements the evaluator takes in one request (its `max_queries_per_request`).
+    evaluator_batch: u32,
     config: ConfigIn,
     /// Shared with the answers of a batch in flight: see [`Answered`].
     lookup: Arc<LookupClient>,
@@ -141,14 +143,19 @@ impl PirClient {
                          DP's"
                     )));
                 }
-                Some(evaluator)
+                Some((evaluator, evaluator_config.max_queries_per_request()))
             }
             None => None,
         };
+        let evaluator_batch = evaluator
+            .as_ref()
+            .map_or(config.max_queries_per_request(), |(_, batch)| *batch);
+        let evaluator = evaluator.map(|(grpc, _)| grpc);
         let mut client = Self {
             url: url.to_owned(),
             grpc,
             evaluator,
+            evaluator_batch,
             config,
             lookup: Arc::new(lookup),
             trust: options.trust.clone(),
@@ -209,9 +216,9 @@ impl PirClient {
         for (cpi, evaluated) in cpis.iter().zip(evaluated) {
             answered.push(match evaluated {
                 Ok((evaluated, wire)) => self.exchange(&evaluated, wire).await,
-                Err(reason) => Err(ClientError::BatchEvaluation {
+                Err(source) => Err(ClientError::BatchEvaluation {
                     cpi: cpi.to_string(),
-                    reason,
+                    source,
                 }),
             });
         }
@@ -226,8 +233,8 @@ impl PirClient {
     async fn evaluate_all(
         &mut self,
         cpis: &[Cpi],
-    ) -> Vec<std::result::Result<(Evaluated, Wire), String>> {
-        let per_request = self.config.max_queries_per_request().max(1) as usize;
+    ) -> Vec<std::result::Result<(Evaluated, Wire), Arc<ClientError>>> {
+        let per_request = self.evaluator_batch.max(1) as usize;
         let mut out = Vec::with_capacity(cpis.len());
         for chunk in cpis.chunks(per_request) {
             let mut wire = Wire::default();
@@ -240,7 +247,10 @@ impl PirClient {
                     };
                     out.extend(evaluated.into_iter().map(|e| Ok((e, share))));
                 }
-                Err(e) => out.extend(chunk.iter().map(|_| Err(e.to_string()))),
+                Err(e) => {
+                    let e = Arc::new(e);
+                    out.extend(chunk.iter().map(|_| Err(Arc::clone(&e))));
+                }
             }
         }
         out
@@ -387,6 +397,13 @@ impl PirClient {
         .await
     }
 
+    /// The server's new batch limit bounds evaluations too, when it is the evaluator.
+    fn follow_batch_limit(&mut self, config: &ConfigIn) {
+        if self.evaluator.is_none() {
+            self.evaluator_batch = config.max_queries_per_request();
+        }
+    }
+
     async fn register_with_evaluator(&mut self, wire: &mut Wire) -> Result<()> {
         let deadline = self.options.request_timeout;
         let Some(evaluator) = self.evaluator.as_mut() else {
@@ -419,6 +436,7 @@ impl PirClient {
             lookup.set_config(*config.lookup())?;
             self.remember(seen, lookup.keys())?;
             self.lookup = Arc::new(lookup);
+            self.follow_batch_limit(&config);
             self.config = config;
             return Ok(());
         }
@@ -438,6 +456,7 @@ impl PirClient {
         }
         self.seen = seen;
         self.lookup = Arc::new(lookup);
+        self.follow_batch_limit(&config);
         self.config = config;
         // Keys from the key file may be registered already, but the server just changed its
         // database: registering is idempotent and saves a failed query.
