@@ -694,6 +694,10 @@ async fn every_bad_evaluate_request_is_refused_with_its_code() {
     }
     let err = refused(evaluate_request(&client, 3)).await;
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(
+        err.message(),
+        "3 blinded elements in one evaluation; at most 2"
+    );
     assert_eq!(refusals(&server, "queries_per_request"), 1.0);
     assert_eq!(metric(&server, "pir_evaluations_total"), 0.0);
 
