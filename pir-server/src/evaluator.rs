@@ -9,8 +9,8 @@
 //!
 //! ```text
 //! Evaluate: evaluator present? ─▶ shape (count, key id, mac, element lengths) ─▶ registered
-//!           key ─▶ MAC (service.rs) ─▶ peer network's, key's, then the server's tokens ─▶
-//!           off the runtime: evaluate, prove
+//!           key ─▶ MAC (service.rs) ─▶ every element a valid encoding ─▶ peer network's,
+//!           key's, then the server's tokens ─▶ off the runtime: evaluate, prove
 //! ```
 
 use std::{net::IpAddr, sync::Arc};
@@ -93,6 +93,8 @@ impl Evaluator {
         key_id: &KeyId,
         blinded: Vec<[u8; pir_core::oprf::ELEMENT_BYTES]>,
     ) -> Result<pir_core::oprf::Evaluation, ServerError> {
+        // Invalid elements are refused before any token is spent on them.
+        pir_core::oprf::check_blinded(&blinded)?;
         self.limits.charge(peer, key_id, blinded.len())?;
         let key = self.key.clone();
         tokio::task::spawn_blocking(move || key.evaluate_blinded(&mut rand::rngs::OsRng, &blinded))

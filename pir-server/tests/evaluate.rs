@@ -946,3 +946,36 @@ async fn the_serve_process_refuses_a_snapshot_keyed_by_another_oprf_key() {
     stop.send(()).unwrap();
     common::stopped(process).await;
 }
+
+/// An element that is no valid encoding is refused before any token is charged: requests of
+/// invalid elements, however many, leave the key's whole budget for valid ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_elements_spend_no_evaluation_tokens() {
+    let server = common::start_on(
+        snapshot(1),
+        ServeOptions {
+            per_key_evaluations: Some(RateLimit {
+                burst: 2,
+                per_hour: 1,
+            }),
+            ..unlimited()
+        },
+    )
+    .await;
+    let mut rpc = common::connect(&server).await;
+    let (client, _) = common::register(&mut rpc).await;
+    for bad in invalid_elements() {
+        for _ in 0..3 {
+            let request = EvaluateRequest::authenticated(client.keys(), &[bad, bad]);
+            let err = rpc.evaluate(request).await.unwrap_err();
+            assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+        }
+    }
+    rpc.evaluate(evaluate_request(&client, 2)).await.unwrap();
+    let err = rpc
+        .evaluate(evaluate_request(&client, 1))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert_eq!(refusals(&server, "evaluation_key_rate"), 1.0);
+}

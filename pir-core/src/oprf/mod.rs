@@ -243,6 +243,19 @@ impl OprfKey {
     }
 }
 
+/// Checks that every blinded element is a valid encoding (canonical, not the identity),
+/// naming the first that is not: what [`OprfKey::evaluate_blinded`] would refuse, checked
+/// without the key, so an evaluator can refuse bad input before charging anything.
+pub fn check_blinded(blinded: &[[u8; ELEMENT_BYTES]]) -> Result<()> {
+    if blinded.is_empty() {
+        return Err(OprfError::EmptyBatch.into());
+    }
+    for (index, b) in blinded.iter().enumerate() {
+        BlindedElement::<Suite>::deserialize(b).map_err(|_| OprfError::Element { index })?;
+    }
+    Ok(())
+}
+
 impl std::fmt::Debug for OprfKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OprfKey")
