@@ -670,12 +670,8 @@ struct ConnService<S> {
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for ConnService<S>
 where
-    // Spelt out (not `Handler<B>`): `B` must be fixed by `S`'s response type.
-    S: tower::Service<Request<Limited>, Response = Response<B>, Error = Infallible>
-        + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    // `Handler<B>` alone leaves `B` free in this impl: `S`'s response type must fix it.
+    S: Handler<B> + tower::Service<Request<Limited>, Response = Response<B>>,
     B: ResponseBody,
 {
     type Response = Response<Counted<B>>;
