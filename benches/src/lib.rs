@@ -1,6 +1,6 @@
 //! Measurement helpers shared by the benches and tools of `pir-benches`.
 
-use std::time::Instant;
+use std::{path::Path, time::Instant};
 
 mod server_process;
 
@@ -14,6 +14,27 @@ pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let start = Instant::now();
     let out = f();
     (out, start.elapsed().as_secs_f64())
+}
+
+/// Builds the mappings file `mappings`, trusting the issuer keys in `trust`, into `out`, as the
+/// tools measure a build: epoch 1, unsigned, the smallest vetted shape that fits, no progress
+/// bar.
+pub fn build_unsigned(
+    mappings: &Path,
+    trust: &Path,
+    out: &Path,
+) -> Result<pir_dp::BuildSummary, pir_dp::DpError> {
+    pir_dp::build(&pir_dp::BuildArgs {
+        mappings: mappings.to_path_buf(),
+        trust: trust.to_path_buf(),
+        out: out.to_path_buf(),
+        skip_invalid: false,
+        epoch: Some(1),
+        replaces: None,
+        scheme: None,
+        progress: false,
+        dp_key: None,
+    })
 }
 
 /// The median of some samples (the middle one; the mean of the two middle ones if even).

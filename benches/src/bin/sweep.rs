@@ -23,7 +23,9 @@
 use std::{path::PathBuf, process::Command, time::Duration};
 
 use clap::Parser;
-use pir_benches::{ServerMemory, ServerProcess, median, serve_until_stdin_closes, timed};
+use pir_benches::{
+    ServerMemory, ServerProcess, build_unsigned, median, serve_until_stdin_closes, timed,
+};
 use pir_client::{ClientOptions, bench::BenchReport};
 use pir_core::{
     BuildOptions, ClientKeys, Cpi, EvalKeys, IssuerKey, LookupClient, MappingFields, SchemeParams,
@@ -239,19 +241,8 @@ fn measure(
     pir_dp::write_jsonl(&input, &mappings)?;
     drop(mappings);
     let path = dir.path().join("db.pirsnap");
-    let (summary, build_s) = timed(|| {
-        pir_dp::build(&pir_dp::BuildArgs {
-            mappings: input.clone(),
-            trust: pir_dp::public_key_path(&key),
-            out: path.clone(),
-            skip_invalid: false,
-            epoch: Some(1),
-            replaces: None,
-            scheme: None,
-            progress: false,
-            dp_key: None,
-        })
-    });
+    let (summary, build_s) =
+        timed(|| build_unsigned(&input, &pir_dp::public_key_path(&key), &path));
     let summary = summary?;
     let (snapshot, load_s) = timed(|| Snapshot::load(&path));
     let snapshot = snapshot?;
