@@ -20,7 +20,7 @@ use pir_client::{
 };
 use pir_core::{
     BuildOptions, CoreError, Cpi, DpKey, Mapping, SchemeParams, Snapshot,
-    testing::{dp_key, dp_keys_of, mapping_valid, tiny_scheme, trust},
+    testing::{dp_key, dp_keys_of, mapping_valid, tamper_chat_example, tiny_scheme, trust},
 };
 use pir_proto::{
     REASON_KEY, REASON_STALE_EPOCH,
@@ -429,15 +429,7 @@ async fn a_planted_entry_fails_its_cpi_alone_and_changes_no_request() {
     let bucket = planted.config().layout().locate(&target).bucket.0 as usize;
     // Bob's mapping says "chat.example"; the server makes it "chet.example" (the issuer's
     // signature no longer covers it).
-    planted
-        .danger_overwrite_bucket(bucket, |item| {
-            let pos = item
-                .windows(12)
-                .position(|w| w == b"chat.example")
-                .expect("the bucket holds a chat.example mapping");
-            item[pos + 2] = b'e';
-        })
-        .unwrap();
+    tamper_chat_example(&mut planted, bucket);
     let other_in_bucket = [ALICE, CAROL]
         .into_iter()
         .any(|c| planted.config().layout().locate(&cpi(c)).bucket.0 as usize == bucket);

@@ -188,6 +188,20 @@ pub fn tiny_snapshot() -> Snapshot {
     build_with(sample_mappings(), &build_options(tiny_scheme(), 1))
 }
 
+/// Rewrites the first `chat.example` in `bucket` of `snapshot` to `chet.example`, as a
+/// dishonest host would: the entry still decodes, but its issuer's signature no longer covers it.
+pub fn tamper_chat_example(snapshot: &mut Snapshot, bucket: usize) {
+    snapshot
+        .danger_overwrite_bucket(bucket, |item| {
+            let pos = item
+                .windows(12)
+                .position(|w| w == b"chat.example")
+                .expect("the bucket holds a chat.example mapping");
+            item[pos + 2] = b'e';
+        })
+        .unwrap();
+}
+
 /// A snapshot's file bytes.
 pub fn file_bytes(snapshot: &Snapshot) -> Vec<u8> {
     let mut v = Vec::new();

@@ -4,7 +4,8 @@ use pir_core::{
     BuildOptions, CoreError, Cpi, EvalKeys, LookupClient, Mapping, Snapshot, TrustStore,
     error::PirMessage,
     testing::{
-        NOW, malformed, mapping, mapping_valid, other_issuer, small_scheme, trust, user_key,
+        NOW, malformed, mapping, mapping_valid, other_issuer, small_scheme, tamper_chat_example,
+        trust, user_key,
     },
 };
 
@@ -130,15 +131,7 @@ fn mapping_tampered_after_building_is_rejected_by_the_client() {
         ["chat.example"]
     );
     // A dishonest host rewrites "chat.example" to "chet.example" in Bob's bucket.
-    snapshot
-        .danger_overwrite_bucket(bucket, |item| {
-            let pos = item
-                .windows(12)
-                .position(|w| w == b"chat.example")
-                .expect("bucket holds bob's mapping");
-            item[pos + 2] = b'e';
-        })
-        .unwrap();
+    tamper_chat_example(&mut snapshot, bucket);
     let err = lookup(&snapshot, &client, "mailto:bob@example.org").unwrap_err();
     assert!(matches!(err, CoreError::BadIssuerSignature), "{err}");
 }
