@@ -1,6 +1,6 @@
 //! Measurement helpers shared by the benches and tools of `pir-benches`.
 
-use std::time::Instant;
+use std::{path::Path, time::Instant};
 
 use pir_core::{
     Cpi, LookupClient,
@@ -34,6 +34,30 @@ pub fn evaluate_in_process(
     let elements: Vec<_> = blinded.iter().map(|b| *b.element()).collect();
     let evaluation = key.evaluate_blinded(&mut rng, &elements)?;
     client.finalize(&blinded, &evaluation)
+}
+
+/// Builds the mappings file `mappings`, trusting the issuer keys in `trust` and keyed by the
+/// OPRF key file `oprf_key`, into `out`, as the tools measure a build: epoch 1, unsigned, the
+/// smallest vetted shape that fits, no progress bar.
+pub fn build_unsigned(
+    mappings: &Path,
+    trust: &Path,
+    oprf_key: &Path,
+    out: &Path,
+) -> Result<pir_dp::BuildSummary, pir_dp::DpError> {
+    pir_dp::build(&pir_dp::BuildArgs {
+        mappings: mappings.to_path_buf(),
+        trust: trust.to_path_buf(),
+        out: out.to_path_buf(),
+        skip_invalid: false,
+        epoch: Some(1),
+        replaces: None,
+        scheme: None,
+        progress: false,
+        dp_key: None,
+        oprf_key: oprf_key.to_path_buf(),
+        slot_bytes: None,
+    })
 }
 
 /// The median of some samples (the middle one; the mean of the two middle ones if even).

@@ -1,5 +1,5 @@
 //! The transport around the Discovery service: the main port's services (health and reflection
-//! beside it), plaintext or TLS, on a bounded listener (`listener.rs`) whose body limits follow
+//! beside it), plaintext or TLS, on a bounded listener (`listener/`) whose body limits follow
 //! the served snapshot's message sizes; and [`RunningServer`], such a server on a background
 //! task.
 //!

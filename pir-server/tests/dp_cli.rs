@@ -6,7 +6,7 @@ mod common;
 
 use std::{path::Path, process::Output};
 
-use common::{OPRF_KEY_FILE, build_args, run_in as run};
+use common::{OPRF_KEY_FILE, build_args, run_in as run, synth_args};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
@@ -38,16 +38,7 @@ fn setup() -> tempfile::TempDir {
     expect(d, &["oprf-keygen", "--out", OPRF_KEY_FILE], 0);
     expect(d, &["dp-keygen", "--out", "dp.key"], 0);
     expect(d, &["dp-keygen", "--out", "other.key"], 0);
-    let synth = [
-        "synth",
-        "--count",
-        "300",
-        "--issuer-key",
-        "issuer.key",
-        "--out",
-        "m.jsonl",
-    ];
-    expect(d, &synth, 0);
+    expect(d, &synth_args("300", "issuer.key", "m.jsonl"), 0);
     let text = std::fs::read_to_string(d.join("m.jsonl")).unwrap();
     let delta: Vec<&str> = text.lines().take(3).collect();
     std::fs::write(d.join("delta.jsonl"), delta.join("\n")).unwrap();
@@ -200,19 +191,7 @@ fn output_off_a_terminal_has_no_escape_codes() {
         expect(d, &["verify", "db.pirsnap", "--dp-pub", "dp.pub"], 0),
         expect(d, &["verify", "u.pirsnap"], 0),
         expect(d, &["inspect", "u.pirsnap"], 0),
-        expect(
-            d,
-            &[
-                "synth",
-                "--count",
-                "50",
-                "--issuer-key",
-                "issuer.key",
-                "--out",
-                "s.jsonl",
-            ],
-            0,
-        ),
+        expect(d, &synth_args("50", "issuer.key", "s.jsonl"), 0),
     ];
     for o in &runs {
         for text in [stdout(o), stderr(o)] {

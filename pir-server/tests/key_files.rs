@@ -58,18 +58,7 @@ fn setup() -> tempfile::TempDir {
     ok(d, &["issuer-keygen", "--out", "issuer.key"]);
     ok(d, &["dp-keygen", "--out", "dp.key"]);
     ok(d, &["oprf-keygen", "--out", common::OPRF_KEY_FILE]);
-    ok(
-        d,
-        &[
-            "synth",
-            "--count",
-            "20",
-            "--issuer-key",
-            "issuer.key",
-            "--out",
-            "m.jsonl",
-        ],
-    );
+    ok(d, &common::synth_args("20", "issuer.key", "m.jsonl"));
     ok(d, &build(&["--dp-key", "dp.key"]));
     dir
 }
@@ -183,18 +172,7 @@ fn secrets_that_others_may_read_are_refused_with_the_remedy() {
     };
     for m in [0o644, 0o640] {
         chmod(&d.join("issuer.key"), m);
-        let stderr = fails(
-            d,
-            &[
-                "synth",
-                "--count",
-                "1",
-                "--issuer-key",
-                "issuer.key",
-                "--out",
-                "x.jsonl",
-            ],
-        );
+        let stderr = fails(d, &common::synth_args("1", "issuer.key", "x.jsonl"));
         assert_eq!(
             stderr,
             format!("error: --issuer-key issuer.key: {}", hint("issuer.key", m))
@@ -230,18 +208,7 @@ fn secrets_that_others_may_read_are_refused_with_the_remedy() {
     }
 
     // The server's secrets: the TLS private key and the admin token.
-    ok(
-        d,
-        &[
-            "tls-selfsigned",
-            "--host",
-            "localhost",
-            "--cert-out",
-            "c.pem",
-            "--key-out",
-            "k.pem",
-        ],
-    );
+    ok(d, &common::SELFSIGNED_ARGS);
     fs::write(d.join("token"), "0123456789abcdef0123\n").unwrap();
     chmod(&d.join("token"), 0o600);
     let serve = [
@@ -293,15 +260,7 @@ fn each_flag_refuses_the_other_kind_of_key_file_by_name() {
              be handed out; give the public key file (.pub) that {keygen} wrote beside it\n"
         )
     };
-    let synth = [
-        "synth",
-        "--count",
-        "1",
-        "--issuer-key",
-        "issuer.key",
-        "--out",
-        "x.jsonl",
-    ];
+    let synth = common::synth_args("1", "issuer.key", "x.jsonl");
     assert_eq!(
         fails(d, &with(&synth, "--issuer-key", "issuer.pub")),
         public_for_secret("--issuer-key", "issuer.pub", "issuer-keygen")
@@ -399,18 +358,7 @@ fn old_one_line_key_files_are_refused_with_the_way_out() {
         "# pir-discovery issuer key 8nbv3nJMd6w\nirLpY2VCF6Qb9iAoQ9uGCZvHrPtNFlLdrFI6fPf-eX0\n",
     )
     .unwrap();
-    let stderr = fails(
-        d,
-        &[
-            "synth",
-            "--count",
-            "1",
-            "--issuer-key",
-            "old.key",
-            "--out",
-            "x.jsonl",
-        ],
-    );
+    let stderr = fails(d, &common::synth_args("1", "old.key", "x.jsonl"));
     assert!(
         stderr.starts_with(
             "error: --issuer-key old.key: line 1: this is a key file of the old one-line form"

@@ -33,6 +33,16 @@ fn unlimited() -> ServeOptions {
     }
 }
 
+/// A server of [`snapshot`] under `opts`.
+async fn start(opts: ServeOptions) -> RunningServer {
+    common::start_on(snapshot(), opts).await
+}
+
+/// A limit of `burst` at once and then, within a test, no more (one token an hour).
+fn at_most(burst: u32) -> Option<RateLimit> {
+    Some(RateLimit { burst, per_hour: 1 })
+}
+
 fn loopback_proxy() -> Vec<IpNet> {
     vec!["127.0.0.1/32".parse().unwrap(), "::1/128".parse().unwrap()]
 }
@@ -84,17 +94,11 @@ fn metric(server: &RunningServer, line: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ipv6_clients_behind_a_trusted_proxy_are_counted_by_their_slash_64() {
-    let server = common::start_on(
-        snapshot(),
-        ServeOptions {
-            per_peer_rate: Some(RateLimit {
-                burst: 2,
-                per_hour: 1,
-            }),
-            trusted_proxies: loopback_proxy(),
-            ..unlimited()
-        },
-    )
+    let server = start(ServeOptions {
+        per_peer_rate: at_most(2),
+        trusted_proxies: loopback_proxy(),
+        ..unlimited()
+    })
     .await;
     let mut rpc = rpc(&server).await;
     let client = lookup_client(&mut rpc).await;
@@ -132,16 +136,10 @@ async fn ipv6_clients_behind_a_trusted_proxy_are_counted_by_their_slash_64() {
 
     // Without --trusted-proxy the header is the client's word: ignored, every request is the
     // loopback peer's, whatever it claims.
-    let server = common::start_on(
-        snapshot(),
-        ServeOptions {
-            per_peer_rate: Some(RateLimit {
-                burst: 2,
-                per_hour: 1,
-            }),
-            ..unlimited()
-        },
-    )
+    let server = start(ServeOptions {
+        per_peer_rate: at_most(2),
+        ..unlimited()
+    })
     .await;
     let mut rpc = common::connect(&server).await;
     let client = lookup_client(&mut rpc).await;
@@ -158,19 +156,13 @@ async fn ipv6_clients_behind_a_trusted_proxy_are_counted_by_their_slash_64() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registrations_are_limited_for_the_whole_server() {
-    let server = common::start_on(
-        snapshot(),
-        ServeOptions {
-            // Each address may register once; the server, three a second.
-            per_peer_registrations: Some(RateLimit {
-                burst: 1,
-                per_hour: 1,
-            }),
-            global_registrations_per_second: Some(3),
-            trusted_proxies: loopback_proxy(),
-            ..unlimited()
-        },
-    )
+    let server = start(ServeOptions {
+        // Each address may register once; the server, three a second.
+        per_peer_registrations: at_most(1),
+        global_registrations_per_second: Some(3),
+        trusted_proxies: loopback_proxy(),
+        ..unlimited()
+    })
     .await;
     let mut rpc = rpc(&server).await;
     let all: Vec<ClientKeys> = (0..4).map(|_| keys()).collect();
@@ -229,18 +221,12 @@ async fn registrations_to_evict(
         .unwrap()
         .public_keys as u64
         * 4;
-    let server = common::start_on(
-        snapshot(),
-        ServeOptions {
-            key_cache_bytes: slots * one + one / 2,
-            per_peer_registrations: Some(RateLimit {
-                burst: 1,
-                per_hour: 1,
-            }),
-            trusted_proxies: loopback_proxy(),
-            ..opts
-        },
-    )
+    let server = start(ServeOptions {
+        key_cache_bytes: slots * one + one / 2,
+        per_peer_registrations: at_most(1),
+        trusted_proxies: loopback_proxy(),
+        ..opts
+    })
     .await;
     let mut rpc = rpc(&server).await;
     // The cache full: others registered before the victim, and the victim just used its keys.
@@ -320,17 +306,11 @@ async fn evictions_are_rationed_so_no_number_of_addresses_flushes_the_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_refused_as_overloaded_spends_no_tokens() {
     // 24 slots (queries) and 24 tokens per key.
-    let server = common::start_on(
-        snapshot(),
-        ServeOptions {
-            max_pending_answers: 24,
-            per_key_rate: Some(RateLimit {
-                burst: 24,
-                per_hour: 1,
-            }),
-            ..unlimited()
-        },
-    )
+    let server = start(ServeOptions {
+        max_pending_answers: 24,
+        per_key_rate: at_most(24),
+        ..unlimited()
+    })
     .await;
     let mut rpc = rpc(&server).await;
     let (blocker, user) = (lookup_client(&mut rpc).await, lookup_client(&mut rpc).await);
@@ -386,16 +366,10 @@ async fn a_request_refused_as_overloaded_spends_no_tokens() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn queries_need_the_mac_of_the_registered_mac_key() {
-    let server = common::start_on(
-        snapshot(),
-        ServeOptions {
-            per_key_rate: Some(RateLimit {
-                burst: 2,
-                per_hour: 1,
-            }),
-            ..unlimited()
-        },
-    )
+    let server = start(ServeOptions {
+        per_key_rate: at_most(2),
+        ..unlimited()
+    })
     .await;
     let mut rpc = rpc(&server).await;
     let victim = lookup_client(&mut rpc).await;

@@ -274,18 +274,7 @@ fn completions_and_man_pages_name_the_subcommands() {
 fn tls_selfsigned_and_a_bad_certificate_from_the_command_line() {
     let dir = tempfile::tempdir().unwrap();
     write_snapshot(dir.path());
-    let made = stdout_of(
-        dir.path(),
-        &[
-            "tls-selfsigned",
-            "--host",
-            "localhost",
-            "--cert-out",
-            "c.pem",
-            "--key-out",
-            "k.pem",
-        ],
-    );
+    let made = stdout_of(dir.path(), &common::SELFSIGNED_ARGS);
     assert!(made.contains("clients trust c.pem"), "{made}");
     std::fs::write(dir.path().join("garbage.pem"), "hello\n").unwrap();
     let out = pir_server(dir.path())

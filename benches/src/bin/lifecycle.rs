@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 
 use clap::Parser;
-use pir_benches::{median, timed};
+use pir_benches::{build_unsigned, median, timed};
 use pir_core::Snapshot;
 
 #[derive(Parser)]
@@ -78,21 +78,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(mappings);
 
     let old = dir.join("old.pirsnap");
-    let (built, build_s) = timed(|| {
-        pir_dp::build(&pir_dp::BuildArgs {
-            mappings: input.clone(),
-            trust: trust.clone(),
-            out: old.clone(),
-            skip_invalid: false,
-            epoch: Some(1),
-            replaces: None,
-            scheme: None,
-            progress: false,
-            dp_key: None,
-            oprf_key: oprf_key.clone(),
-            slot_bytes: None,
-        })
-    });
+    let (built, build_s) = timed(|| build_unsigned(&input, &trust, &oprf_key, &old));
     let built = built?;
 
     let new = dir.join("new.pirsnap");

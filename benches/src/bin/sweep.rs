@@ -35,7 +35,8 @@ use std::{path::PathBuf, process::Command, time::Duration};
 
 use clap::Parser;
 use pir_benches::{
-    ServerMemory, ServerProcess, evaluate_in_process, median, serve_until_stdin_closes, timed,
+    ServerMemory, ServerProcess, build_unsigned, evaluate_in_process, median,
+    serve_until_stdin_closes, timed,
 };
 use pir_client::{ClientOptions, bench::BenchReport};
 use pir_core::{
@@ -298,21 +299,8 @@ fn measure(
     pir_dp::write_jsonl(&input, &mappings)?;
     drop(mappings);
     let path = dir.path().join("db.pirsnap");
-    let (summary, build_s) = timed(|| {
-        pir_dp::build(&pir_dp::BuildArgs {
-            mappings: input.clone(),
-            trust: pir_dp::public_key_path(&key),
-            out: path.clone(),
-            skip_invalid: false,
-            epoch: Some(1),
-            replaces: None,
-            scheme: None,
-            progress: false,
-            dp_key: None,
-            oprf_key: oprf_path.clone(),
-            slot_bytes: None,
-        })
-    });
+    let (summary, build_s) =
+        timed(|| build_unsigned(&input, &pir_dp::public_key_path(&key), &oprf_path, &path));
     let summary = summary?;
     let build_oprf_s = oprf_build_share(&oprf_key, &cpis, summary.header.cpi_count, args.repeat)?;
     let (snapshot, load_s) = timed(|| Snapshot::load(&path));

@@ -62,6 +62,32 @@ pub(crate) fn build_args<'a>(out: &'a str, more: &[&'a str]) -> Vec<&'a str> {
     args
 }
 
+/// The arguments of `pir-server synth` writing `count` mappings signed with `issuer_key` to
+/// `out`.
+pub(crate) fn synth_args<'a>(count: &'a str, issuer_key: &'a str, out: &'a str) -> [&'a str; 7] {
+    [
+        "synth",
+        "--count",
+        count,
+        "--issuer-key",
+        issuer_key,
+        "--out",
+        out,
+    ]
+}
+
+/// The arguments of `pir-server tls-selfsigned` writing a certificate for `localhost` to
+/// `c.pem` and its key to `k.pem`.
+pub(crate) const SELFSIGNED_ARGS: [&str; 7] = [
+    "tls-selfsigned",
+    "--host",
+    "localhost",
+    "--cert-out",
+    "c.pem",
+    "--key-out",
+    "k.pem",
+];
+
 /// A snapshot of the small test shape in which only `mailto:bob@example.org` is present (at
 /// `chat.example`, signed by `issuer`), at `epoch`, with a salt of `salt` bytes, keyed by the
 /// fixture OPRF key.
