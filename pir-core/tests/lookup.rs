@@ -650,13 +650,13 @@ fn forged_evaluations_are_refused_by_finalize() {
         client.decode(pending, &response, NOW).unwrap().msps(),
         ["chat.example"]
     );
-    // What the check protects against: another key's output for a present CPI leads elsewhere,
-    // and the lookup quietly finds nothing.
+    // What the check protects against: another key's output for a present CPI would lead
+    // elsewhere and quietly find nothing, so an evaluation proven under another key than the
+    // snapshot's is refused before any query is made from it.
     let wrong = evaluate_with(&other, &cpis[1..]).remove(0);
-    let pending = client.query(&wrong).unwrap();
-    let response = snapshot.database().answer(&keys, pending.query()).unwrap();
-    let result = client.decode(pending, &response, NOW).unwrap();
-    assert!(!result.found() && !result.opted_out());
+    assert_ne!(wrong.output(), evaluated[1].output());
+    let err = client.query(&wrong).unwrap_err();
+    assert!(matches!(err, CoreError::OprfKeyMismatch { .. }), "{err}");
 }
 
 // ---------------------------------------------------------------- slots and uniformity
