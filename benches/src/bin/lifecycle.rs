@@ -121,7 +121,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!("| step | seconds | ratio |");
     println!("| --- | ---: | --- |");
-    println!("| full build (read + verify + layout + NTT + write) | {build_s:.2} | 1 |");
+    println!(
+        "| full build (read + verify + OPRF keying + layout + NTT + write) | {build_s:.2} | 1 |"
+    );
     println!(
         "| update, {} operations, written as a delta of {:.0} MiB ({} items re-encoded; read buckets {:.2} + apply {:.2} + write {:.2}) | {update_s:.2} | build / update = {:.1}x |",
         updated.operations,
