@@ -445,15 +445,7 @@ async fn rollbacks_and_forged_headers_are_refused() {
     let err = PirClient::connect(&url, dp_options(&key_file))
         .await
         .unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            ClientError::InvalidServerConfig(pir_proto::ConvertError::HeaderMismatch {
-                field: "layout"
-            })
-        ),
-        "{err:?}"
-    );
+    assert_layout_mismatch(&err);
 
     // No header at all (a server that does not send one) cannot be checked.
     let mut bare = config_of(&current);
@@ -752,15 +744,7 @@ async fn a_server_claiming_its_own_oprf_key_is_caught_by_the_dp_header() {
     hostile.set(|t| t.config = Some(with_header));
     let (url, task) = hostile.serve().await;
     let err = PirClient::connect(&url, options()).await.unwrap_err();
-    assert!(
-        matches!(
-            &err,
-            ClientError::InvalidServerConfig(pir_proto::ConvertError::HeaderMismatch {
-                field: "layout"
-            })
-        ),
-        "{err:?}"
-    );
+    assert_layout_mismatch(&err);
     hostile.set(|t| t.config = Some(lying));
     let err = PirClient::connect(&url, dp_options(&dir.path().join("client.keys")))
         .await
@@ -1041,4 +1025,17 @@ async fn answers_that_never_come_hit_the_deadline() {
         "{stderr}"
     );
     task.abort();
+}
+
+/// `err` refuses a configuration whose layout differs from the DP-signed header's.
+fn assert_layout_mismatch(err: &ClientError) {
+    assert!(
+        matches!(
+            err,
+            ClientError::InvalidServerConfig(pir_proto::ConvertError::HeaderMismatch {
+                field: "layout"
+            })
+        ),
+        "{err:?}"
+    );
 }

@@ -15,6 +15,8 @@
 //! and AEAD with the `hkdf` and `aes-gcm-siv` crates, and every record from its statements'
 //! JSON lines, following the documented recipes and formats only.
 
+mod documented;
+
 use std::path::PathBuf;
 
 use aes_gcm_siv::{
@@ -22,7 +24,6 @@ use aes_gcm_siv::{
     aead::{Aead, KeyInit, Payload},
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use hkdf::Hkdf;
 use pir_core::{
     BuildOptions, Cpi, Snapshot, VerifiedMapping, fuzzing,
     identity::{OptOut, RecordLine, VerifiedOptOut},
@@ -32,7 +33,6 @@ use pir_core::{
     testing::{issuer, mapping_valid, tiny_scheme, trust},
 };
 use serde::{Deserialize, Serialize};
-use sha2::Sha256;
 use voprf::{Group, Ristretto255, VoprfServer};
 
 const FILE: &str = "keyword_v2.json";
@@ -129,21 +129,8 @@ fn unhex(text: &str) -> Vec<u8> {
     hex::decode(text).unwrap()
 }
 
-/// HKDF-Expand of the documented recipe, computed here rather than by the implementation:
-/// info `label || salt`, then `u32le(slot)` for slot 1 and later.
-fn documented_slot(y: &[u8], label: &[u8], salt: &[u8], slot: u32, len: usize) -> Vec<u8> {
-    let prk = Hkdf::<Sha256>::new(Some(b"pir-discovery/keyword/v2"), y);
-    let mut info = [label, salt].concat();
-    if slot >= 1 {
-        info.extend_from_slice(&slot.to_le_bytes());
-    }
-    let mut out = vec![0u8; len];
-    prk.expand(&info, &mut out).unwrap();
-    out
-}
-
 fn documented(y: &[u8], label: &[u8], salt: &[u8], len: usize) -> Vec<u8> {
-    documented_slot(y, label, salt, 0, len)
+    documented::expand(y, label, salt, 0, len)
 }
 
 fn aead(key: &[u8], nonce: &[u8], msg: &[u8], aad: &[u8]) -> Vec<u8> {
@@ -176,8 +163,15 @@ fn generate_vectors(key: &OprfKey) -> Vec<Vector> {
             let y = key.evaluate(&Cpi::parse(cpi).unwrap()).unwrap();
             let secrets = EntrySecrets::derive(&y, &salt, num_buckets);
             let plaintext = format!("compact mappings of {cpi}");
-            let nonce =
-                |i| hex::encode(documented_slot(y.as_bytes(), b"entry-nonce", &salt, i, 12));
+            let nonce = |i| {
+                hex::encode(documented::expand(
+                    y.as_bytes(),
+                    b"entry-nonce",
+                    &salt,
+                    i,
+                    12,
+                ))
+            };
             Vector {
                 cpi: cpi.into(),
                 oprf_output: hex::encode(y.as_bytes()),
@@ -285,7 +279,7 @@ fn generate_records(key: &OprfKey) -> Vec<RecordVector> {
                 slots.push(SlotVector {
                     index: i,
                     tag: hex::encode(tag.0),
-                    nonce: hex::encode(documented_slot(
+                    nonce: hex::encode(documented::expand(
                         y.as_bytes(),
                         b"entry-nonce",
                         &layout.salt,
@@ -411,8 +405,8 @@ fn the_committed_vectors_follow_the_documented_recipe() {
         assert_eq!(hex::encode(aead(&key, &nonce, &plaintext, &tag)), v.sealed);
 
         // Slots 1 and 2: distinct from slot 0 and from each other.
-        let tag_1 = documented_slot(&y, b"tag", &salt, 1, 8);
-        let nonce_1 = documented_slot(&y, b"entry-nonce", &salt, 1, 12);
+        let tag_1 = documented::expand(&y, b"tag", &salt, 1, 8);
+        let nonce_1 = documented::expand(&y, b"entry-nonce", &salt, 1, 12);
         assert_eq!(hex::encode(&tag_1), v.tag_1, "{}", v.cpi);
         assert_eq!(hex::encode(&nonce_1), v.entry_nonce_1, "{}", v.cpi);
         assert_eq!(
@@ -420,11 +414,11 @@ fn the_committed_vectors_follow_the_documented_recipe() {
             v.sealed_1
         );
         assert_eq!(
-            hex::encode(documented_slot(&y, b"tag", &salt, 2, 8)),
+            hex::encode(documented::expand(&y, b"tag", &salt, 2, 8)),
             v.tag_2
         );
         assert_eq!(
-            hex::encode(documented_slot(&y, b"entry-nonce", &salt, 2, 12)),
+            hex::encode(documented::expand(&y, b"entry-nonce", &salt, 2, 12)),
             v.entry_nonce_2
         );
         let tags = [&v.tag, &v.tag_1, &v.tag_2];
@@ -477,8 +471,8 @@ fn the_committed_vectors_follow_the_documented_recipe() {
         for (i, (slot, chunk)) in r.slots.iter().zip(record.chunks(slot_bytes)).enumerate() {
             let i = i as u32;
             assert_eq!(slot.index, i, "{name}");
-            let tag = documented_slot(&y, b"tag", &salt, i, 8);
-            let nonce = documented_slot(&y, b"entry-nonce", &salt, i, 12);
+            let tag = documented::expand(&y, b"tag", &salt, i, 8);
+            let nonce = documented::expand(&y, b"entry-nonce", &salt, i, 12);
             assert_eq!(hex::encode(&tag), slot.tag, "{name} slot {i}");
             assert_eq!(hex::encode(&nonce), slot.nonce, "{name} slot {i}");
             assert_eq!(hex::encode(chunk), slot.chunk, "{name} slot {i}");

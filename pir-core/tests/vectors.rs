@@ -15,6 +15,8 @@
 //! documented record, slot and bucket formats (`src/keyword/{derive,entry,bucket}.rs`) with
 //! HKDF and AES-GCM-SIV directly.
 
+mod documented;
+
 use std::path::PathBuf;
 
 use aes_gcm_siv::{
@@ -23,7 +25,6 @@ use aes_gcm_siv::{
 };
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
-use hkdf::Hkdf;
 use pir_core::{
     BuildOptions, CoreError, Cpi, IssuerKey, Mapping, MappingFields, Snapshot, TrustStore,
     identity::{
@@ -260,23 +261,13 @@ fn doc_compact_entry(case: &MappingCase) -> Vec<u8> {
     out
 }
 
-/// HKDF-SHA256 of keyword layout version 2 as documented (`src/keyword/derive.rs`): salt
-/// `"pir-discovery/keyword/v2"`, IKM `y`, info `label || layout salt`, and `|| u32le(slot)`
-/// after it for a CPI's slot 1 and later.
-fn doc_expand(y: &[u8], label: &[u8], salt: &[u8], slot: u32, len: usize) -> Vec<u8> {
-    let prk = Hkdf::<Sha256>::new(Some(b"pir-discovery/keyword/v2"), y);
-    let mut info = [label, salt].concat();
-    if slot >= 1 {
-        info.extend_from_slice(&slot.to_le_bytes());
-    }
-    let mut out = vec![0u8; len];
-    prk.expand(&info, &mut out).unwrap();
-    out
-}
-
 /// The bucket of the CPI whose OPRF output is `y`: `(u64le(bucket bytes) * num_buckets) >> 64`.
 fn doc_bucket(y: &[u8], salt: &[u8], num_buckets: u32) -> usize {
-    let x = u64::from_le_bytes(doc_expand(y, b"bucket", salt, 0, 8).try_into().unwrap());
+    let x = u64::from_le_bytes(
+        documented::expand(y, b"bucket", salt, 0, 8)
+            .try_into()
+            .unwrap(),
+    );
     ((u128::from(x) * u128::from(num_buckets)) >> 64) as usize
 }
 
@@ -295,11 +286,13 @@ fn doc_open_record(item: &[u8], y: &[u8], salt: &[u8], slot_bytes: usize) -> Vec
         item[2 + count * slot_len..].iter().all(|&b| b == 0),
         "bucket padding is zero"
     );
-    let key: [u8; 32] = doc_expand(y, b"entry-key", salt, 0, 32).try_into().unwrap();
+    let key: [u8; 32] = documented::expand(y, b"entry-key", salt, 0, 32)
+        .try_into()
+        .unwrap();
     let cipher = Aes256GcmSiv::new(&key.into());
     let open = |i: u32| {
-        let tag = doc_expand(y, b"tag", salt, i, 8);
-        let nonce = doc_expand(y, b"entry-nonce", salt, i, 12);
+        let tag = documented::expand(y, b"tag", salt, i, 8);
+        let nonce = documented::expand(y, b"entry-nonce", salt, i, 12);
         let found: Vec<&[u8]> = slots
             .iter()
             .filter(|(t, _)| *t == tag.as_slice())

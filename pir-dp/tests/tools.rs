@@ -317,15 +317,9 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
     // A delta is written beside the snapshot it applies to.
     let elsewhere = tempfile::tempdir().unwrap();
     let err = tools::update(&tools::UpdateArgs {
-        oprf_key: common::oprf_key(dir.path()),
-        snapshot: new.clone(),
-        delta: dir.path().join("empty.jsonl"),
-        trust: tools::public_key_path(&key),
         out: elsewhere.path().join("delta.pirsnap"),
-        skip_invalid: false,
-        epoch: None,
-        dp_key: None,
         full: false,
+        ..full_args
     })
     .unwrap_err();
     assert!(matches!(err, DpError::DeltaNotBeside { .. }), "{err}");

@@ -6,7 +6,7 @@ mod common;
 
 use std::{path::Path, process::Output};
 
-use common::{OPRF_KEY_FILE, build_args, run_in as run, synth_args};
+use common::{OPRF_KEY_FILE, build_args, run_in as run, synth_args, update_args};
 
 fn stdout(o: &Output) -> String {
     String::from_utf8(o.stdout.clone()).unwrap()
@@ -44,24 +44,6 @@ fn setup() -> tempfile::TempDir {
     std::fs::write(d.join("delta.jsonl"), delta.join("\n")).unwrap();
     expect(d, &build_args("db.pirsnap", &["--dp-key", "dp.key"]), 0);
     dir
-}
-
-fn update_args<'a>(snapshot: &'a str, out: &'a str, more: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "update",
-        "--snapshot",
-        snapshot,
-        "--delta",
-        "delta.jsonl",
-        "--trust",
-        "issuer.pub",
-        "--oprf-key",
-        OPRF_KEY_FILE,
-        "--out",
-        out,
-    ];
-    args.extend_from_slice(more);
-    args
 }
 
 /// Exactly one JSON object on one line of stdout, nothing on stderr.

@@ -5,6 +5,8 @@
 
 mod common;
 
+use common::{signals, unlimited};
+
 use std::{path::Path, time::Duration};
 
 use pir_client::{ClientOptions, PirClient};
@@ -22,7 +24,7 @@ use pir_proto::{
 };
 use pir_server::{
     RateLimit, RunningServer, ServeOptions, ServerError,
-    process::{Process, ProcessError, ServeConfig, Signals},
+    process::{Process, ProcessError, ServeConfig},
 };
 use prost::Message;
 use tonic::{Code, Request, Status, transport::Channel};
@@ -84,21 +86,6 @@ fn snapshot(epoch: u64) -> Snapshot {
 /// Another OPRF key than the fixture's.
 fn other_key() -> OprfKey {
     OprfKey::derive(&[0x42; 32], b"another DP's OPRF key").unwrap()
-}
-
-/// Every limit off, the evaluations' included, so that each test turns on what it looks at.
-fn unlimited() -> ServeOptions {
-    ServeOptions {
-        per_key_rate: None,
-        per_peer_rate: None,
-        per_peer_registrations: None,
-        global_registrations_per_second: None,
-        key_evictions_per_minute: None,
-        per_key_evaluations: None,
-        per_peer_evaluations: None,
-        global_evaluations_per_second: None,
-        ..ServeOptions::default()
-    }
 }
 
 /// A metric's value in the server's text, 0 when absent.
@@ -847,17 +834,6 @@ async fn the_serve_process_refuses_a_snapshot_keyed_by_another_oprf_key() {
     testing::write_secret(&wrong_key, other_key().to_secret_text());
     let token = d.join("token");
     testing::write_secret(&token, format!("{TOKEN}\n"));
-    let signals = || {
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let (reload, reloads) = tokio::sync::mpsc::channel(1);
-        let signals = Signals::new(
-            async {
-                let _ = stopped.await;
-            },
-            reloads,
-        );
-        (stop, reload, signals)
-    };
 
     // At start: the process ends with the refusal.
     let listening = Process::prepare(serve_config(&served, &wrong_key, &token))

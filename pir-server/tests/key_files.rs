@@ -191,18 +191,7 @@ fn secrets_that_others_may_read_are_refused_with_the_remedy() {
         chmod(&d.join("oprf.key"), m);
         let refused = format!("error: --oprf-key oprf.key: {}", hint("oprf.key", m));
         assert_eq!(fails(d, &build(&[])), refused);
-        let stderr = fails(
-            d,
-            &[
-                "serve",
-                "--snapshot",
-                "db.pirsnap",
-                "--listen",
-                "127.0.0.1:0",
-                "--oprf-key",
-                "oprf.key",
-            ],
-        );
+        let stderr = fails(d, &serve_with("--oprf-key", "oprf.key"));
         assert!(stderr.ends_with(&refused), "{stderr}");
         chmod(&d.join("oprf.key"), 0o600);
     }
@@ -312,18 +301,7 @@ fn each_flag_refuses_the_other_kind_of_key_file_by_name() {
         fails(d, &["verify", "db.pirsnap", "--dp-pub", "dp.key"]),
         secret_for_public("--dp-pub", "dp.key", "dp-keygen")
     );
-    let stderr = fails(
-        d,
-        &[
-            "serve",
-            "--snapshot",
-            "db.pirsnap",
-            "--listen",
-            "127.0.0.1:0",
-            "--dp-pub",
-            "dp.key",
-        ],
-    );
+    let stderr = fails(d, &serve_with("--dp-pub", "dp.key"));
     assert!(
         stderr.ends_with(&secret_for_public("--dp-pub", "dp.key", "dp-keygen")),
         "{stderr}"
@@ -402,4 +380,18 @@ fn a_non_canonical_issuer_key_is_refused() {
         stderr.contains("non-canonical Ed25519 public key"),
         "{stderr}"
     );
+}
+
+/// `serve` of `db.pirsnap` on a free loopback port, with `flag file`: what the start-up
+/// checks of a key file are run with.
+fn serve_with<'a>(flag: &'a str, file: &'a str) -> [&'a str; 7] {
+    [
+        "serve",
+        "--snapshot",
+        "db.pirsnap",
+        "--listen",
+        "127.0.0.1:0",
+        flag,
+        file,
+    ]
 }

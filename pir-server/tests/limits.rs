@@ -15,22 +15,10 @@ use pir_proto::v1::{
 use pir_server::{IpNet, RateLimit, RunningServer, ServeOptions};
 use tonic::{Code, Request, transport::Channel};
 
-use common::connect as rpc;
+use common::{connect as rpc, unlimited};
 
 fn snapshot() -> Snapshot {
     common::bob_snapshot(&issuer(), 1, 1)
-}
-
-/// Every limit off, so that each test turns on only what it looks at.
-fn unlimited() -> ServeOptions {
-    ServeOptions {
-        per_key_rate: None,
-        per_peer_rate: None,
-        per_peer_registrations: None,
-        global_registrations_per_second: None,
-        key_evictions_per_minute: None,
-        ..ServeOptions::default()
-    }
 }
 
 /// A server of [`snapshot`] under `opts`.

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::signals;
+
 use std::{net::SocketAddr, path::Path, time::Duration};
 
 use pir_core::Snapshot;
@@ -12,7 +14,7 @@ use pir_proto::v1::{
 };
 use pir_server::{
     ServeOptions,
-    process::{Process, ProcessError, ServeConfig, Signals},
+    process::{Process, ProcessError, ServeConfig},
 };
 use tonic::Code;
 
@@ -51,23 +53,6 @@ fn config(dir: &Path) -> ServeConfig {
         pid_file: Some(dir.join("pir-server.pid")),
         shutdown_delay: Duration::ZERO,
     }
-}
-
-/// Signals driven by the test: send on the first to stop, on the second to reload.
-fn signals() -> (
-    tokio::sync::oneshot::Sender<()>,
-    tokio::sync::mpsc::Sender<()>,
-    Signals,
-) {
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let (reload, reloads) = tokio::sync::mpsc::channel(1);
-    let signals = Signals::new(
-        async {
-            let _ = stopped.await;
-        },
-        reloads,
-    );
-    (stop, reload, signals)
 }
 
 async fn epoch(addr: SocketAddr) -> Option<u64> {

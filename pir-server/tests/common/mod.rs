@@ -43,6 +43,59 @@ pub(crate) fn write_oprf_key(path: &std::path::Path) {
     pir_core::testing::write_secret(path, pir_core::testing::oprf_key().to_secret_text());
 }
 
+/// The arguments of `pir-server update` of `snapshot` with `delta.jsonl` (trusting
+/// `issuer.pub`, keyed by `oprf.key`) into `out`, then `more`.
+pub(crate) fn update_args<'a>(snapshot: &'a str, out: &'a str, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "update",
+        "--snapshot",
+        snapshot,
+        "--delta",
+        "delta.jsonl",
+        "--trust",
+        "issuer.pub",
+        "--oprf-key",
+        OPRF_KEY_FILE,
+        "--out",
+        out,
+    ];
+    args.extend_from_slice(more);
+    args
+}
+
+/// Every rate limit off, the evaluations' included, so that each test turns on only what it
+/// looks at.
+pub(crate) fn unlimited() -> ServeOptions {
+    ServeOptions {
+        per_key_rate: None,
+        per_peer_rate: None,
+        per_peer_registrations: None,
+        global_registrations_per_second: None,
+        key_evictions_per_minute: None,
+        per_key_evaluations: None,
+        per_peer_evaluations: None,
+        global_evaluations_per_second: None,
+        ..ServeOptions::default()
+    }
+}
+
+/// Signals driven by the test: send on the first to stop, on the second to reload.
+pub(crate) fn signals() -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::sync::mpsc::Sender<()>,
+    pir_server::process::Signals,
+) {
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    let signals = pir_server::process::Signals::new(
+        async {
+            let _ = stopped.await;
+        },
+        reloads,
+    );
+    (stop, reload, signals)
+}
+
 /// The arguments of `pir-server build` from `m.jsonl` (trusting `issuer.pub`, keyed by
 /// `oprf.key`) into `out` in the small test shape, then `more`.
 pub(crate) fn build_args<'a>(out: &'a str, more: &[&'a str]) -> Vec<&'a str> {
