@@ -40,7 +40,7 @@ fn world() -> &'static World {
     WORLD.get_or_init(|| {
         let params = testing::tiny_scheme();
         let trust = testing::trust();
-        let snapshot = testing::fixture_v2_snapshot();
+        let snapshot = testing::fixture_snapshot();
         let keys = ClientKeys::generate(&params).expect("keygen");
         let public_keys = keys.public_bytes().to_vec();
         let server_keys = EvalKeys::parse(&params, &public_keys).expect("own keys parse");

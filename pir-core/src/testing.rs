@@ -25,7 +25,7 @@ pub fn malformed(err: &crate::CoreError) -> Option<crate::error::PirMessage> {
 pub const NOW: u64 = 1_800_000_000;
 
 /// The fixed issuer every fixture mapping is signed by (it also signed the committed
-/// `tests/fixtures/tiny-v2.pirsnap`).
+/// `tests/fixtures/tiny-v3.pirsnap`).
 pub fn issuer() -> IssuerKey {
     IssuerKey::from_seed(&[11; 32])
 }
@@ -216,14 +216,13 @@ pub fn build_with(mappings: Vec<Mapping>, opts: &BuildOptions) -> Snapshot {
         .0
 }
 
-/// A snapshot of `mappings` and `opt_outs` (trusted by [`trust`]) with `opts`.
-pub fn build_records(
+/// `mappings` and `opt_outs`, verified against [`trust`].
+pub fn verified_input(
     mappings: Vec<Mapping>,
     opt_outs: Vec<OptOut>,
-    opts: &BuildOptions,
-) -> Snapshot {
+) -> crate::snapshot::BuildInput {
     let trust = trust();
-    let input = crate::snapshot::BuildInput {
+    crate::snapshot::BuildInput {
         mappings: mappings
             .into_iter()
             .map(|m| crate::VerifiedMapping::new(m, &trust).unwrap())
@@ -232,10 +231,37 @@ pub fn build_records(
             .into_iter()
             .map(|o| crate::identity::VerifiedOptOut::new(o, &trust).unwrap())
             .collect(),
-    };
-    Snapshot::build_verified(input, &oprf_key(), opts, &|_, _| {})
-        .unwrap()
-        .0
+    }
+}
+
+/// A snapshot of `mappings` and `opt_outs` (trusted by [`trust`]) with `opts`.
+pub fn build_records(
+    mappings: Vec<Mapping>,
+    opt_outs: Vec<OptOut>,
+    opts: &BuildOptions,
+) -> Snapshot {
+    Snapshot::build_verified(
+        verified_input(mappings, opt_outs),
+        &oprf_key(),
+        opts,
+        &|_, _| {},
+    )
+    .unwrap()
+    .0
+}
+
+/// Every shard of `count` built from `mappings` (trusted by [`trust`]) with `opts`.
+pub fn build_shards(mappings: Vec<Mapping>, opts: &BuildOptions, count: u32) -> Vec<Snapshot> {
+    let plan = crate::snapshot::ShardedBuild::plan(
+        verified_input(mappings, Vec::new()),
+        &oprf_key(),
+        opts,
+        count,
+    )
+    .unwrap();
+    (0..count)
+        .map(|i| plan.encode(i, &|_, _| {}).unwrap().0)
+        .collect()
 }
 
 /// The tiny snapshot of [`sample_mappings`], epoch 1.
@@ -294,8 +320,8 @@ pub fn msps(snapshot: &Snapshot, cpi: &str, now: u64) -> Vec<String> {
         .collect()
 }
 
-/// The mappings of the committed fixture `pir-core/tests/fixtures/tiny-v2.pirsnap`.
-pub fn fixture_v2_mappings() -> Vec<Mapping> {
+/// The mappings of the committed fixture `pir-core/tests/fixtures/tiny-v3.pirsnap`.
+pub fn fixture_mappings() -> Vec<Mapping> {
     [
         (
             "tel:+14155550100",
@@ -311,10 +337,10 @@ pub fn fixture_v2_mappings() -> Vec<Mapping> {
 }
 
 /// Creation time of the committed fixture.
-pub const FIXTURE_V2_CREATED_AT: u64 = 1_767_225_600;
+pub const FIXTURE_CREATED_AT: u64 = 1_767_225_600;
 
 /// The opt-out of the committed fixture: `tel:+14155550199`, valid for ever.
-pub fn fixture_v2_opt_out() -> OptOut {
+pub fn fixture_opt_out() -> OptOut {
     OptOut::sign(
         Cpi::parse("tel:+14155550199").unwrap(),
         0,
@@ -326,10 +352,10 @@ pub fn fixture_v2_opt_out() -> OptOut {
 
 /// Today's builder on the committed fixture's input: epoch 3, salt `[9; 32]`, [`tiny_scheme`],
 /// keyed by [`oprf_key`].
-pub fn fixture_v2_snapshot() -> Snapshot {
+pub fn fixture_snapshot() -> Snapshot {
     let opts = BuildOptions {
-        now: FIXTURE_V2_CREATED_AT,
+        now: FIXTURE_CREATED_AT,
         ..build_options(tiny_scheme(), 3)
     };
-    build_records(fixture_v2_mappings(), vec![fixture_v2_opt_out()], &opts)
+    build_records(fixture_mappings(), vec![fixture_opt_out()], &opts)
 }

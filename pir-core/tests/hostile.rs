@@ -112,7 +112,7 @@ fn world() -> &'static World {
 fn fixture() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     BYTES.get_or_init(|| {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-v2.pirsnap");
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-v3.pirsnap");
         std::fs::read(path).expect("fixture is committed")
     })
 }

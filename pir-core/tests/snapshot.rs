@@ -11,11 +11,11 @@ use pir_core::{
     error::SnapshotError,
     fuzzing,
     identity::OptOut,
-    keyword::{LAYOUT_VERSION, SLOT_OVERHEAD},
+    keyword::{LAYOUT_VERSION, SLOT_OVERHEAD, ShardPosition},
     snapshot::SNAPSHOT_FORMAT_VERSION,
     testing::{
-        FIXTURE_V2_CREATED_AT, NOW, build_records, file_bytes as to_bytes,
-        fixture_v2_snapshot as build_fixture, issuer, lookup_result, mapping_valid, msps, oprf_key,
+        FIXTURE_CREATED_AT, NOW, build_records, file_bytes as to_bytes,
+        fixture_snapshot as build_fixture, issuer, lookup_result, mapping_valid, msps, oprf_key,
         read_bytes as read, small_scheme, tiny_scheme, trust,
     },
 };
@@ -25,12 +25,12 @@ fn fixture_dir() -> PathBuf {
 }
 
 fn fixture_path() -> PathBuf {
-    fixture_dir().join("tiny-v2.pirsnap")
+    fixture_dir().join("tiny-v3.pirsnap")
 }
 
-/// The format 1 fixture, kept committed unchanged so that its refusal stays tested.
-fn v1_fixture_path() -> PathBuf {
-    fixture_dir().join("tiny-v1.pirsnap")
+/// The format 1 and 2 fixtures, kept committed unchanged so that their refusal stays tested.
+fn old_fixture_path(version: u32) -> PathBuf {
+    fixture_dir().join(format!("tiny-v{version}.pirsnap"))
 }
 
 /// Regenerates the committed fixture. Only after a deliberate format version bump:
@@ -47,12 +47,12 @@ fn committed_fixture_keeps_loading_and_answering() {
     let snapshot = Snapshot::load(&fixture_path()).unwrap();
     let h = snapshot.header();
     assert_eq!(
-        SNAPSHOT_FORMAT_VERSION, 2,
+        SNAPSHOT_FORMAT_VERSION, 3,
         "bump the fixture with the version"
     );
-    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 2);
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 3);
     assert_eq!(h.epoch, 3);
-    assert_eq!(h.created_at, FIXTURE_V2_CREATED_AT);
+    assert_eq!(h.created_at, FIXTURE_CREATED_AT);
     assert_eq!(h.mapping_count, 3);
     assert_eq!(h.opt_out_count, 1);
     assert_eq!(h.cpi_count, 3, "two CPIs with mappings, one opted out");
@@ -62,6 +62,7 @@ fn committed_fixture_keeps_loading_and_answering() {
     assert_eq!(h.layout.version, LAYOUT_VERSION);
     assert_eq!(h.layout.salt, [9; 32]);
     assert_eq!(h.layout.oprf_key, oprf_key().public());
+    assert_eq!(h.layout.shard, ShardPosition::SINGLE);
     // Writing what was read gives the same bytes: the encoding is pinned both ways.
     assert_eq!(to_bytes(&snapshot), bytes);
     // And today's builder produces the same file from the same input.
@@ -80,47 +81,54 @@ fn committed_fixture_keeps_loading_and_answering() {
     assert!(!absent.found() && !absent.opted_out(), "{absent:?}");
 }
 
-/// A format 1 file (entries under a public hash of the CPI) is refused by its version, with a
-/// message that says to rebuild, before anything of its content is used.
+/// A format 1 file (entries under a public hash of the CPI) and a format 2 file (no shard
+/// position) are refused by their version, with a message that says to rebuild, before
+/// anything of their content is used.
 #[test]
-fn format_1_files_are_refused_with_a_rebuild_hint() {
-    let bytes = std::fs::read(v1_fixture_path()).expect("the v1 fixture stays committed");
-    assert_eq!(&bytes[..8], b"PIRSNAP\0");
-    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 1);
-    for err in [
-        Snapshot::load(&v1_fixture_path()).unwrap_err(),
-        Snapshot::load_plaintext(&v1_fixture_path()).unwrap_err(),
-        Snapshot::read_header(&v1_fixture_path()).unwrap_err(),
-    ] {
-        match &err {
-            CoreError::Snapshot {
-                path: Some(p),
-                reason:
-                    SnapshotError::Version {
-                        found: 1,
-                        supported: 2,
-                    },
-            } if *p == v1_fixture_path() => {}
-            other => panic!("wrong error: {other}"),
-        }
-        let message = err.to_string();
-        assert!(message.contains("rebuild"), "{message}");
-        assert!(message.contains("tiny-v1.pirsnap"), "{message}");
-    }
-    let err = read(&bytes).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            CoreError::Snapshot {
-                reason: SnapshotError::Version {
-                    found: 1,
-                    supported: 2
-                },
-                ..
+fn older_formats_are_refused_with_a_rebuild_hint() {
+    for version in [1, 2] {
+        let path = old_fixture_path(version);
+        let bytes = std::fs::read(&path).expect("the old fixtures stay committed");
+        assert_eq!(&bytes[..8], b"PIRSNAP\0");
+        assert_eq!(
+            u32::from_le_bytes(bytes[8..12].try_into().unwrap()),
+            version
+        );
+        for err in [
+            Snapshot::load(&path).unwrap_err(),
+            Snapshot::load_plaintext(&path).unwrap_err(),
+            Snapshot::read_header(&path).unwrap_err(),
+        ] {
+            match &err {
+                CoreError::Snapshot {
+                    path: Some(p),
+                    reason:
+                        SnapshotError::Version {
+                            found,
+                            supported: SNAPSHOT_FORMAT_VERSION,
+                        },
+                } if *p == path && *found == version => {}
+                other => panic!("wrong error: {other}"),
             }
-        ),
-        "{err}"
-    );
+            let message = err.to_string();
+            assert!(message.contains("rebuild"), "{message}");
+            assert!(
+                message.contains(&format!("tiny-v{version}.pirsnap")),
+                "{message}"
+            );
+        }
+        let err = read(&bytes).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                CoreError::Snapshot {
+                    reason: SnapshotError::Version { found, supported: SNAPSHOT_FORMAT_VERSION },
+                    ..
+                } if found == version
+            ),
+            "{err}"
+        );
+    }
 }
 
 #[test]
@@ -179,7 +187,7 @@ fn damaged_files_are_refused_with_a_clear_error() {
     expect_invalid(&bad, |e| matches!(e, E::BadMagic));
 
     // An older and a newer version number on otherwise valid bytes.
-    for (version, older) in [(1u8, true), (3, false)] {
+    for (version, older) in [(1u8, true), (2, true), (4, false)] {
         let mut bad = good.clone();
         bad[8] = version;
         let err = read(&bad).unwrap_err();
@@ -187,7 +195,7 @@ fn damaged_files_are_refused_with_a_clear_error() {
             matches!(
                 &err,
                 CoreError::Snapshot {
-                    reason: E::Version { found, supported: 2 },
+                    reason: E::Version { found, supported: SNAPSHOT_FORMAT_VERSION },
                     ..
                 } if *found == u32::from(version)
             ),

@@ -40,7 +40,7 @@ const OPTED: &str = "tel:+14155550199";
 
 /// The opt-out of [`OPTED`], valid for ever (the client library looks up at the real time).
 fn opt_out() -> pir_core::identity::OptOut {
-    let o = testing::fixture_v2_opt_out();
+    let o = testing::fixture_opt_out();
     assert_eq!(o.cpi, cpi(OPTED));
     o
 }

@@ -87,8 +87,8 @@ pub enum SnapshotError {
     #[error(
         "format version {found}, this build reads version {supported}{}",
         if *found < *supported {
-            "; version 1 snapshots stored entries under a public hash: rebuild it from the \
-             mappings with `build --oprf-key`"
+            "; rebuild it from the mappings with `build --oprf-key` (version 1 stored \
+             entries under a public hash; version 2 did not record its shard)"
         } else {
             ""
         }
@@ -293,6 +293,14 @@ pub enum LayoutError {
     /// No buckets.
     #[error("zero buckets")]
     ZeroBuckets,
+    /// A shard index not below the shard count, or a count of 0 or beyond the limit.
+    #[error("shard {index} of {count}: the index must be below the count, and the count 1 to 2^20")]
+    Shard {
+        /// The index.
+        index: u32,
+        /// The count.
+        count: u32,
+    },
     /// A salt that is not 32 bytes.
     #[error("layout salt is {got} bytes, expected 32")]
     SaltLength {
@@ -377,4 +385,107 @@ impl From<BucketError> for CoreError {
     fn from(e: BucketError) -> Self {
         Self::Bucket(e)
     }
+}
+
+/// Why a shard manifest was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    /// Not a regular file.
+    #[error("not a regular file")]
+    NotRegularFile,
+    /// The first bytes are not the magic.
+    #[error("not a shard manifest (bad magic)")]
+    BadMagic,
+    /// Another format version.
+    #[error("manifest format version {found}, this build reads version {supported}")]
+    Version {
+        /// The file's.
+        found: u32,
+        /// This build's.
+        supported: u32,
+    },
+    /// Shorter than its length field says.
+    #[error("truncated")]
+    Truncated,
+    /// Longer than its length field says.
+    #[error("bytes after the manifest")]
+    TrailingBytes,
+    /// Beyond the size limit.
+    #[error("larger than a manifest may be")]
+    Length,
+    /// The body does not decode.
+    #[error("undecodable body: {0}")]
+    Decode(String),
+    /// No shard files.
+    #[error("no shards: build them first with `build --shards N` (files shard-NNNNN.pirsnap)")]
+    NoShards,
+    /// Shards of directories with different shard counts.
+    #[error("{file} is a shard of {found}, others are shards of {expected}")]
+    ShardCounts {
+        /// The odd file.
+        file: String,
+        /// Its count.
+        found: u32,
+        /// The others'.
+        expected: u32,
+    },
+    /// A shard with another scheme or OPRF key than the others.
+    #[error(
+        "{file} has another scheme or OPRF key than the other shards: build every shard from one input with the same flags"
+    )]
+    ShardShape {
+        /// The odd file.
+        file: String,
+    },
+    /// Two files claim one shard.
+    #[error("two files are shard {index}: {} and {}", files[0], files[1])]
+    DuplicateShard {
+        /// The shard.
+        index: u32,
+        /// The two files.
+        files: [String; 2],
+    },
+    /// Shards not found.
+    #[error("{} of {count} shards missing (first: {:?}): build them with `build --shards {count} --shard-index I`", missing.len(), &missing[..missing.len().min(8)])]
+    MissingShards {
+        /// Shards in the directory.
+        count: u32,
+        /// Indices not found.
+        missing: Vec<u32>,
+    },
+    /// A shard's file name with a directory in it.
+    #[error("shard file name {name:?} is not a plain file name")]
+    FileName {
+        /// The name.
+        name: String,
+    },
+    /// A shard newer than its manifest.
+    #[error("shard {file} has epoch {epoch}, above the manifest's {manifest}")]
+    ShardEpoch {
+        /// The shard's file.
+        file: String,
+        /// Its epoch.
+        epoch: u64,
+        /// The manifest's.
+        manifest: u64,
+    },
+    /// A shard index beyond the manifest's.
+    #[error("no shard {index}: the manifest has {count}")]
+    NoSuchShard {
+        /// The index asked for.
+        index: u32,
+        /// Shards in the manifest.
+        count: u32,
+    },
+    /// A shard file that is not the one the manifest names.
+    #[error(
+        "shard {index}'s snapshot is not the {file} this manifest names (another build or a changed file)"
+    )]
+    ShardDiffers {
+        /// The shard.
+        index: u32,
+        /// The file the manifest names.
+        file: String,
+    },
 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use crate::identity::IssuerId;
+use crate::identity::{Cpi, IssuerId};
 
 /// Everything that can go wrong in `pir-core`.
 ///
@@ -112,6 +112,27 @@ pub enum CoreError {
         path: Option<PathBuf>,
         /// What is wrong with it.
         reason: SnapshotError,
+    },
+    /// A shard manifest that is not one, is truncated, corrupted, of another version, or does
+    /// not match its shards.
+    #[error("invalid shard manifest: {}{reason}", at_path(path))]
+    Manifest {
+        /// The file (or directory, when assembling), when read from one.
+        path: Option<PathBuf>,
+        /// What is wrong with it.
+        reason: ManifestError,
+    },
+    /// An update names a CPI that another shard holds.
+    #[error(
+        "{cpi} belongs to shard {belongs}, not to this snapshot ({shard}): update a sharded directory through its manifest"
+    )]
+    WrongShard {
+        /// The CPI.
+        cpi: Cpi,
+        /// The snapshot's shard.
+        shard: crate::keyword::ShardPosition,
+        /// The shard the CPI belongs to.
+        belongs: u32,
     },
     /// A snapshot without the DP signature that was required.
     #[error("snapshot is not signed by a DP key")]
@@ -261,6 +282,8 @@ impl CoreError {
             | Self::PirBytes { .. }
             | Self::Bucket(_)
             | Self::Snapshot { .. }
+            | Self::Manifest { .. }
+            | Self::WrongShard { .. }
             | Self::UnsignedSnapshot
             | Self::UnknownDpKey(_)
             | Self::BadSnapshotSignature
@@ -309,6 +332,10 @@ impl CoreError {
         Self::Snapshot { path: None, reason }
     }
 
+    pub(crate) fn manifest(reason: ManifestError) -> Self {
+        Self::Manifest { path: None, reason }
+    }
+
     pub(crate) fn pir_bytes(message: PirMessage, reason: PirBytesError) -> Self {
         Self::PirBytes { message, reason }
     }
@@ -332,6 +359,10 @@ impl CoreError {
                 path: Some(file.to_owned()),
                 reason,
             },
+            Self::Manifest { path: None, reason } => Self::Manifest {
+                path: Some(file.to_owned()),
+                reason,
+            },
             Self::MalformedKey {
                 path: None,
                 line,
@@ -351,7 +382,8 @@ mod artefact;
 mod input;
 
 pub use artefact::{
-    BucketError, LayoutError, Overflow, ParamsError, PirBytesError, PirMessage, SnapshotError,
+    BucketError, LayoutError, ManifestError, Overflow, ParamsError, PirBytesError, PirMessage,
+    SnapshotError,
 };
 pub use input::{B64Error, CpiError, DomainError, FieldError, KeyError, OprfError};
 

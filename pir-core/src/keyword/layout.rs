@@ -8,7 +8,7 @@
 
 use bincode::{Decode, Encode};
 
-use super::derive::EntrySecrets;
+use super::derive::{EntrySecrets, shard_of};
 use crate::{
     error::{CoreError, LayoutError, Result},
     oprf::{OprfOutput, OprfPublicKey},
@@ -54,10 +54,63 @@ pub struct KeywordLayout {
     pub slot_bytes: u32,
     /// The DP's OPRF public key: every `y` a client uses is proven against it.
     pub oprf_key: OprfPublicKey,
+    /// Which shard of the DP's directory this snapshot holds (0 of 1 when not sharded).
+    pub shard: ShardPosition,
+}
+
+/// A snapshot's place among the shards of a directory: a CPI whose OPRF output `y` gives
+/// [`shard_of`]`(y, count) == index` is stored in this shard or nowhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct ShardPosition {
+    /// This shard's index, below `count`.
+    pub index: u32,
+    /// Shards in the directory.
+    pub count: u32,
+}
+
+impl ShardPosition {
+    /// An unsharded directory: one shard holds every CPI.
+    pub const SINGLE: Self = Self { index: 0, count: 1 };
+
+    /// Largest number of shards a directory may have.
+    pub const MAX_COUNT: u32 = 1 << 20;
+
+    /// Shard `index` of `count`, checked.
+    pub fn new(index: u32, count: u32) -> Result<Self> {
+        let shard = Self { index, count };
+        shard.check().map_err(CoreError::Layout)?;
+        Ok(shard)
+    }
+
+    pub(crate) fn check(&self) -> Result<(), LayoutError> {
+        if self.count == 0 || self.count > Self::MAX_COUNT || self.index >= self.count {
+            return Err(LayoutError::Shard {
+                index: self.index,
+                count: self.count,
+            });
+        }
+        Ok(())
+    }
+
+    /// True when the CPI whose OPRF output is `y` belongs to this shard.
+    pub fn holds(&self, y: &OprfOutput) -> bool {
+        shard_of(y, self.count) == self.index
+    }
+
+    /// True for a directory of more than one shard.
+    pub fn is_sharded(&self) -> bool {
+        self.count > 1
+    }
+}
+
+impl std::fmt::Display for ShardPosition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "shard {} of {}", self.index, self.count)
+    }
 }
 
 impl KeywordLayout {
-    /// A layout of the current version, checked.
+    /// A layout of the current version for an unsharded directory, checked.
     pub fn new(
         salt: [u8; 32],
         num_buckets: u32,
@@ -70,9 +123,15 @@ impl KeywordLayout {
             num_buckets,
             slot_bytes,
             oprf_key,
+            shard: ShardPosition::SINGLE,
         };
         layout.validate()?;
         Ok(layout)
+    }
+
+    /// This layout for shard `shard` of a directory.
+    pub fn in_shard(self, shard: ShardPosition) -> Self {
+        Self { shard, ..self }
     }
 
     /// Checks a layout read from elsewhere (a header, the wire).
@@ -95,7 +154,7 @@ impl KeywordLayout {
                 got: self.slot_bytes,
             });
         }
-        Ok(())
+        self.shard.check()
     }
 
     /// Bytes one slot takes in a bucket.

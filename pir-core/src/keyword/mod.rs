@@ -10,5 +10,6 @@ mod layout;
 pub use config::LookupConfig;
 pub use derive::{EntrySecrets, shard_of};
 pub use layout::{
-    BucketIndex, KeywordLayout, LAYOUT_VERSION, Location, SLOT_BYTES_RANGE, SLOT_OVERHEAD, Tag,
+    BucketIndex, KeywordLayout, LAYOUT_VERSION, Location, SLOT_BYTES_RANGE, SLOT_OVERHEAD,
+    ShardPosition, Tag,
 };

@@ -45,8 +45,24 @@ pub enum DeltaOp {
     },
 }
 
+/// Splits `ops` by the shard of their CPI among `count` shards (keeping their order within a
+/// shard): the ops of shard `i` at index `i`.
+pub fn split_by_shard(ops: Vec<DeltaOp>, oprf: &OprfKey, count: u32) -> Result<Vec<Vec<DeltaOp>>> {
+    crate::keyword::ShardPosition::new(0, count)?;
+    let shards = ops
+        .par_iter()
+        .map(|op| Ok(crate::keyword::shard_of(&oprf.evaluate(op.cpi())?, count)))
+        .collect::<Result<Vec<u32>>>()?;
+    let mut split: Vec<Vec<DeltaOp>> = vec![Vec::new(); count as usize];
+    for (op, shard) in ops.into_iter().zip(shards) {
+        split[shard as usize].push(op);
+    }
+    Ok(split)
+}
+
 impl DeltaOp {
-    fn cpi(&self) -> &Cpi {
+    /// The CPI this operation changes.
+    pub fn cpi(&self) -> &Cpi {
         match self {
             Self::Upsert(m) => &m.mapping().fields.cpi,
             Self::OptOut(o) => &o.opt_out().cpi,
@@ -205,7 +221,18 @@ impl Snapshot {
         }
         let located = by_cpi
             .into_par_iter()
-            .map(|(cpi, ops)| Ok((layout.locate(&oprf.evaluate(&cpi)?), cpi, ops)))
+            .map(|(cpi, ops)| {
+                let y = oprf.evaluate(&cpi)?;
+                // A CPI stored in another shard could never be found there.
+                if !layout.shard.holds(&y) {
+                    return Err(CoreError::WrongShard {
+                        cpi,
+                        shard: layout.shard,
+                        belongs: crate::keyword::shard_of(&y, layout.shard.count),
+                    });
+                }
+                Ok((layout.locate(&y), cpi, ops))
+            })
             .collect::<Result<Vec<_>>>()?;
         let mut touched: BTreeMap<usize, Vec<_>> = BTreeMap::new();
         for (secrets, cpi, ops) in located {

@@ -19,7 +19,7 @@ use crate::{
 /// First bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PIRSNAP\0";
 /// Version of the file format this build reads and writes.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 
 impl Snapshot {
     /// Writes the snapshot to `path` (through a temporary file, renamed into place), mode 0640:

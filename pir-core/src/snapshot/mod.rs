@@ -22,14 +22,19 @@ mod build;
 mod delta;
 mod file;
 mod header;
+mod manifest;
 mod sign;
 
 use std::collections::BTreeSet;
 
-pub use build::{BuildInput, BuildOptions, BuildReport};
-pub use delta::{DeltaOp, UpdateOptions, UpdateReport};
+pub use build::{BuildInput, BuildOptions, BuildReport, ShardedBuild};
+pub use delta::{DeltaOp, UpdateOptions, UpdateReport, split_by_shard};
 pub use file::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
 pub use header::{BaseRef, DpSignature, SnapshotHeader};
+pub use manifest::{
+    MANIFEST_FILE_NAME, MANIFEST_FORMAT_VERSION, MANIFEST_MAGIC, Manifest, ShardEntry,
+    shard_file_name,
+};
 
 use file::words_checksum;
 use header::encode_header;

@@ -1,7 +1,8 @@
 //! The scheme parameters and the keyword layout, both ways: both sides of the wire send them.
 
 use pir_core::{
-    CoreError, KeywordLayout, SchemeFields, SchemeParams, error::LayoutError, oprf::OprfPublicKey,
+    CoreError, KeywordLayout, SchemeFields, SchemeParams, error::LayoutError,
+    keyword::ShardPosition, oprf::OprfPublicKey,
 };
 
 use crate::v1;
@@ -49,6 +50,8 @@ impl From<&KeywordLayout> for v1::KeywordLayout {
             num_buckets: l.num_buckets,
             slot_bytes: l.slot_bytes,
             oprf_public_key: l.oprf_key.to_bytes().to_vec(),
+            shard_index: l.shard.index,
+            shard_count: l.shard.count,
         }
     }
 }
@@ -69,6 +72,10 @@ impl TryFrom<&v1::KeywordLayout> for KeywordLayout {
             num_buckets: l.num_buckets,
             slot_bytes: l.slot_bytes,
             oprf_key,
+            shard: ShardPosition {
+                index: l.shard_index,
+                count: l.shard_count,
+            },
         };
         layout.validate()?;
         Ok(layout)
