@@ -1,10 +1,17 @@
 //! `build`: validate every line of a mappings file, build a snapshot, sign it, write it.
 
-use std::{fmt, path::PathBuf, time::Instant};
+use std::{
+    fmt,
+    path::{Path, PathBuf},
+    time::Instant,
+};
+
+use indicatif::ProgressBar;
 
 use pir_core::{
     BuildOptions, SchemeParams, Snapshot, SnapshotHeader,
-    identity::CpiWarnings,
+    identity::{CpiWarnings, DpKey},
+    oprf::OprfKey,
     snapshot::{BuildInput, BuildReport},
 };
 use serde::Serialize;
@@ -120,6 +127,50 @@ pub fn build(args: &BuildArgs) -> Result<BuildSummary, DpError> {
         now,
         Floor::existing_out(&args.out).into_iter().chain(replaces),
     )?;
+    let read = read_input(args)?;
+    let opts = read.options(args, epoch, now);
+    let start = Instant::now();
+    // Laying out has no count; the items to encode are known once the shape is chosen.
+    let bar = spinner(args.progress, "keying and laying out");
+    let (snapshot, report) =
+        Snapshot::build_verified(read.input, &read.oprf_key, &opts, &encoding_on(&bar))?;
+    bar.finish_and_clear();
+    let (snapshot, file_bytes) =
+        sign_and_write(snapshot, read.dp_key.as_ref(), &args.out, args.progress)?;
+    Ok(BuildSummary {
+        out: args.out.clone(),
+        skipped_invalid: read.skipped_invalid,
+        cpi_warnings: read.cpi_warnings,
+        report,
+        header: snapshot.header().clone(),
+        build_secs: start.elapsed().as_secs_f64(),
+        file_bytes,
+    })
+}
+
+/// What a build reads before it builds: keys and the verified input.
+pub(crate) struct ReadInput {
+    pub(crate) input: BuildInput,
+    pub(crate) skipped_invalid: usize,
+    pub(crate) cpi_warnings: CpiWarnings,
+    pub(crate) dp_key: Option<DpKey>,
+    pub(crate) oprf_key: OprfKey,
+}
+
+impl ReadInput {
+    pub(crate) fn options(&self, args: &BuildArgs, epoch: u64, now: u64) -> BuildOptions {
+        BuildOptions {
+            epoch,
+            now,
+            salt: None,
+            scheme: args.scheme,
+            slot_bytes: args.slot_bytes,
+        }
+    }
+}
+
+/// Reads the keys and every line of `args.mappings`, refusing (or skipping) invalid ones.
+pub(crate) fn read_input(args: &BuildArgs) -> Result<ReadInput, DpError> {
     let trust = read_trust(&args.trust)?;
     let dp_key = args.dp_key.as_deref().map(read_dp_key).transpose()?;
     let oprf_key = read_oprf_key(&args.oprf_key)?;
@@ -131,42 +182,41 @@ pub fn build(args: &BuildArgs) -> Result<BuildSummary, DpError> {
             .map(|m| &m.mapping().fields.cpi)
             .chain(read.opt_outs.iter().map(|o| &o.opt_out().cpi)),
     );
-    let opts = BuildOptions {
-        epoch,
-        now,
-        salt: None,
-        scheme: args.scheme,
-        slot_bytes: args.slot_bytes,
-    };
-    let input = BuildInput {
-        mappings: read.mappings,
-        opt_outs: read.opt_outs,
-    };
-    let start = Instant::now();
-    // Laying out has no count; the items to encode are known once the shape is chosen.
-    let bar = spinner(args.progress, "keying and laying out");
-    let (snapshot, report) = Snapshot::build_verified(input, &oprf_key, &opts, &|done, total| {
+    Ok(ReadInput {
+        input: BuildInput {
+            mappings: read.mappings,
+            opt_outs: read.opt_outs,
+        },
+        skipped_invalid,
+        cpi_warnings,
+        dp_key,
+        oprf_key,
+    })
+}
+
+/// A progress callback that turns `bar` into the NTT's progress.
+pub(crate) fn encoding_on(bar: &ProgressBar) -> impl Fn(usize, usize) + Sync + '_ {
+    |done, total| {
         bar.set_message("encoding");
-        count_on(&bar, total as u64);
+        count_on(bar, total as u64);
         bar.set_position(done as u64);
-    })?;
-    bar.finish_and_clear();
-    let mut snapshot = snapshot;
-    if let Some(key) = &dp_key {
+    }
+}
+
+/// Signs `snapshot` with `dp_key` (if any) and writes it to `out`; returns it and its size.
+pub(crate) fn sign_and_write(
+    mut snapshot: Snapshot,
+    dp_key: Option<&DpKey>,
+    out: &Path,
+    progress: bool,
+) -> Result<(Snapshot, u64), DpError> {
+    if let Some(key) = dp_key {
         snapshot.sign(key)?;
     }
-    let bar = spinner(args.progress, &format!("writing {}", args.out.display()));
-    let written = snapshot.write(&args.out);
+    let bar = spinner(progress, &format!("writing {}", out.display()));
+    let written = snapshot.write(out);
     bar.finish_and_clear();
     written?;
     let file_bytes = snapshot.file_len()?;
-    Ok(BuildSummary {
-        out: args.out.clone(),
-        skipped_invalid,
-        cpi_warnings,
-        report,
-        header: snapshot.header().clone(),
-        build_secs: start.elapsed().as_secs_f64(),
-        file_bytes,
-    })
+    Ok((snapshot, file_bytes))
 }

@@ -109,6 +109,13 @@ pub enum DpError {
         /// The snapshot the update starts from.
         snapshot: PathBuf,
     },
+    /// `build --shard-index` without `--epoch`: every machine building a shard of one directory
+    /// must use the same epoch, or the shards will not make one manifest.
+    #[error(
+        "build --shard-index needs --epoch: every shard of one build must have the same epoch \
+         (and --shards), or their manifest cannot be assembled"
+    )]
+    ShardIndexNeedsEpoch,
 
     /// An engine error (key and trust files, snapshot files, building, updating).
     #[error(transparent)]
@@ -124,6 +131,7 @@ impl DpError {
             Self::Core(e) => matches!(
                 e,
                 CoreError::Snapshot { .. }
+                    | CoreError::Manifest { .. }
                     | CoreError::UnsignedSnapshot
                     | CoreError::UnknownDpKey(_)
                     | CoreError::BadSnapshotSignature

@@ -13,7 +13,8 @@
 //!
 //! Where each job lives: keys and key files in `keys.rs`, synthetic mappings in `synth.rs`,
 //! reading and writing JSON Lines (with line numbers) in `jsonl.rs`, `build.rs`, `update.rs`,
-//! `verify.rs`, `inspect.rs`, the rule that epochs only rise in `epochs.rs`, where outputs may
+//! `verify.rs`, `inspect.rs`, sharded directories (`build --shards`, `manifest`, `update
+//! --manifest`) in `shards.rs`, the rule that epochs only rise in `epochs.rs`, where outputs may
 //! go in `paths.rs`, progress bars (and loading a snapshot behind one) in `progress.rs`, the text form of times and sizes in `human.rs`, the
 //! JSON form of reports in `report.rs`, and the one error type in `error.rs`.
 
@@ -29,6 +30,7 @@ mod keys;
 mod paths;
 mod progress;
 mod report;
+mod shards;
 mod synth;
 mod update;
 mod verify;
@@ -44,6 +46,11 @@ pub use keys::{
 };
 pub use progress::progress_bar;
 pub use report::Report;
+pub use shards::{
+    ManifestArgs, ManifestDescription, ManifestSummary, ShardLine, ShardSummary, ShardUpdate,
+    ShardedBuildArgs, ShardedBuildSummary, ShardedUpdateArgs, ShardedUpdateSummary,
+    assemble_manifest, build_sharded, inspect_manifest, is_manifest, update_sharded,
+};
 pub use synth::{SynthArgs, SynthSummary, synth, synth_to_file};
 pub use update::{UpdateArgs, UpdateRun, UpdateSummary, update, update_with};
 pub use verify::{DpSignature, Verified, verify};

@@ -66,6 +66,8 @@ struct HeaderOut<'a> {
     layout_version: u32,
     num_buckets: u32,
     slot_bytes: u32,
+    shard_index: u32,
+    shard_count: u32,
     oprf_suite: &'static str,
     oprf_public_key: String,
     base: Option<BaseOut<'a>>,
@@ -89,6 +91,8 @@ pub(crate) fn header<S: Serializer>(h: &SnapshotHeader, s: S) -> Result<S::Ok, S
         layout_version: h.layout.version,
         num_buckets: h.layout.num_buckets,
         slot_bytes: h.layout.slot_bytes,
+        shard_index: h.layout.shard.index,
+        shard_count: h.layout.shard.count,
         oprf_suite: pir_core::oprf::SUITE_NAME,
         oprf_public_key: h.layout.oprf_key.to_string(),
         base: h.base.as_ref().map(|b| BaseOut {

@@ -40,7 +40,8 @@ struct OutputArgs {
     /// Trusted issuer public keys: one or more SPKI PEM blocks (issuers' .pub files).
     #[arg(long)]
     trust: PathBuf,
-    /// Output snapshot.
+    /// Output snapshot (with `build --shards`: the directory of the shards and manifest; with
+    /// `update --manifest`: the new manifest, which may be the old one's path).
     #[arg(long)]
     out: PathBuf,
     /// Leave out invalid lines instead of failing.
@@ -74,10 +75,16 @@ enum Command {
     /// Apply a delta (signed mappings to insert or replace, removals) to a snapshot, re-encoding
     /// only the items that change. Layout and parameters stay, so clients' keys stay valid.
     #[command(after_help = EXIT_CODES)]
+    #[command(group = clap::ArgGroup::new("base").required(true).args(["snapshot", "manifest"]))]
     Update {
         /// The snapshot to start from.
         #[arg(long)]
-        snapshot: PathBuf,
+        snapshot: Option<PathBuf>,
+        /// The manifest of a sharded directory to update instead: the delta is split by shard,
+        /// only the shards it names are rewritten (as shard-NNNNN.eEPOCH.pirsnap beside the
+        /// old ones), and a new manifest is written to --out.
+        #[arg(long, conflicts_with = "snapshot")]
+        manifest: Option<PathBuf>,
         /// Delta file: JSON Lines of signed mappings, signed opt-outs ({"opt_out": {...}}) and
         /// removals ({"remove": {"cpi": ..., "msp": ...}}).
         #[arg(long)]
@@ -167,13 +174,41 @@ enum Command {
         /// Use the small test-only shape (NOT vetted; for experiments).
         #[arg(long)]
         danger_test_params: bool,
+        /// Split the directory into this many shards by each CPI's OPRF output: --out is then a
+        /// directory that receives shard-NNNNN.pirsnap files (one scheme for all, so one client
+        /// key set fits every shard) and manifest.pirman, signed with --dp-key.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1 << 20))]
+        shards: Option<u32>,
+        /// Build only this shard (from the whole input), e.g. on one machine of many (a
+        /// Kubernetes Indexed Job); needs --epoch, the same on every machine. Assemble the
+        /// manifest with `manifest` once every shard is built.
+        #[arg(long, requires = "shards")]
+        shard_index: Option<u32>,
         #[command(flatten)]
         report: ReportArgs,
     },
-    /// Describe a snapshot file from its header: shape, parameters, sizes, packing efficiency.
+    /// Assemble and sign the manifest of a sharded directory whose shards were built apart
+    /// (`build --shards N --shard-index I`): checks that DIR holds every shard 0..N-1 exactly
+    /// once, of one scheme and OPRF key, and writes DIR/manifest.pirman.
+    #[command(after_help = EXIT_CODES)]
+    Manifest {
+        /// The directory of shard-NNNNN.pirsnap files.
+        #[arg(long)]
+        dir: PathBuf,
+        /// Sign the manifest with this DP key (servers and clients with --dp-pub need it).
+        #[arg(long)]
+        dp_key: Option<PathBuf>,
+        /// Where to write it (default: DIR/manifest.pirman).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        report: ReportArgs,
+    },
+    /// Describe a snapshot file from its header (shape, parameters, sizes, packing
+    /// efficiency), or a shard manifest (its shards, epochs and counts).
     #[command(after_help = EXIT_CODES)]
     Inspect {
-        /// The snapshot file.
+        /// The snapshot or manifest file.
         snapshot: PathBuf,
         #[command(flatten)]
         report: ReportArgs,
@@ -325,15 +360,40 @@ fn run(command: Command) -> Result<(), CliError> {
     match command {
         Command::Serve(args) => Ok(pir_server::process::run(args.config())?),
         Command::Update {
+            manifest: Some(manifest),
+            delta,
+            output,
+            full,
+            dp_pub,
+            report,
+            ..
+        } => {
+            let summary = pir_dp::update_sharded(&pir_dp::ShardedUpdateArgs {
+                manifest,
+                delta,
+                trust: output.trust,
+                oprf_key: output.oprf_key,
+                out: Some(output.out),
+                epoch: output.epoch,
+                dp_key: output.dp_key,
+                dp_pub,
+                skip_invalid: output.skip_invalid,
+                full,
+                progress: true,
+            })?;
+            Ok(pir_dp::Report::print(&summary, report.json)?)
+        }
+        Command::Update {
             snapshot,
             delta,
             output,
             full,
             dp_pub,
             report,
+            ..
         } => {
             let args = pir_dp::UpdateArgs {
-                snapshot,
+                snapshot: snapshot.unwrap_or_default(),
                 delta,
                 trust: output.trust,
                 out: output.out,
@@ -400,9 +460,11 @@ fn run(command: Command) -> Result<(), CliError> {
             output,
             replaces,
             danger_test_params,
+            shards,
+            shard_index,
             report,
         } => {
-            let summary = pir_dp::build(&pir_dp::BuildArgs {
+            let args = pir_dp::BuildArgs {
                 mappings,
                 trust: output.trust,
                 out: output.out,
@@ -414,12 +476,36 @@ fn run(command: Command) -> Result<(), CliError> {
                 dp_key: output.dp_key,
                 oprf_key: output.oprf_key,
                 slot_bytes: None,
-            })?;
+            };
+            match shards {
+                Some(shards) => {
+                    let summary = pir_dp::build_sharded(&pir_dp::ShardedBuildArgs {
+                        build: args,
+                        shards,
+                        shard_index,
+                    })?;
+                    Ok(pir_dp::Report::print(&summary, report.json)?)
+                }
+                None => Ok(pir_dp::Report::print(&pir_dp::build(&args)?, report.json)?),
+            }
+        }
+        Command::Manifest {
+            dir,
+            dp_key,
+            out,
+            report,
+        } => {
+            let summary = pir_dp::assemble_manifest(&pir_dp::ManifestArgs { dir, dp_key, out })?;
             Ok(pir_dp::Report::print(&summary, report.json)?)
         }
         Command::Inspect { snapshot, report } => {
-            let description = pir_dp::inspect(&snapshot)?;
-            pir_dp::Report::print(&description, report.json)?;
+            if pir_dp::is_manifest(&snapshot) {
+                let description = pir_dp::inspect_manifest(&snapshot)?;
+                pir_dp::Report::print(&description, report.json)?;
+            } else {
+                let description = pir_dp::inspect(&snapshot)?;
+                pir_dp::Report::print(&description, report.json)?;
+            }
             Ok(())
         }
         Command::TlsSelfsigned {
