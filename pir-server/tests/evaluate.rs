@@ -239,7 +239,7 @@ async fn lookups_through_evaluate_cost_the_same_whatever_the_cpi() {
         testing::oprf_key().public()
     );
     let config = rpc
-        .get_config(GetConfigRequest {})
+        .get_config(GetConfigRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -333,7 +333,7 @@ async fn a_host_without_the_oprf_key_answers_queries_but_no_evaluations() {
         common::connect(&host).await,
     );
     let get_config = |mut rpc: DiscoveryClient<Channel>| async move {
-        rpc.get_config(GetConfigRequest {})
+        rpc.get_config(GetConfigRequest::default())
             .await
             .unwrap()
             .into_inner()

@@ -37,7 +37,7 @@ fn loopback_proxy() -> Vec<IpNet> {
 
 async fn lookup_client(rpc: &mut DiscoveryClient<Channel>) -> LookupClient {
     let config = rpc
-        .get_config(GetConfigRequest {})
+        .get_config(GetConfigRequest::default())
         .await
         .unwrap()
         .into_inner();

@@ -191,7 +191,10 @@ async fn not_ready_while_loading_nor_once_stopping() {
     let mut rpc = DiscoveryClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
-    let err = rpc.get_config(GetConfigRequest {}).await.unwrap_err();
+    let err = rpc
+        .get_config(GetConfigRequest::default())
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unavailable, "{err:?}");
     assert!(err.message().contains("loading"), "{err:?}");
     let text = common::scrape_metrics(http).await;
@@ -229,7 +232,7 @@ async fn not_ready_while_loading_nor_once_stopping() {
         (503, "shutting down\n".into())
     );
     assert_eq!(
-        rpc.get_config(GetConfigRequest {})
+        rpc.get_config(GetConfigRequest::default())
             .await
             .unwrap()
             .into_inner()

@@ -186,7 +186,7 @@ impl Server {
     async fn salt(&self) -> Vec<u8> {
         let mut rpc = DiscoveryClient::connect(self.url.clone()).await.unwrap();
         let config = rpc
-            .get_config(GetConfigRequest {})
+            .get_config(GetConfigRequest::default())
             .await
             .unwrap()
             .into_inner();

@@ -95,7 +95,7 @@ pub(super) async fn get_config(
     deadline: Option<Duration>,
     wire: &mut Wire,
 ) -> Result<ConfigIn> {
-    let message = v1::GetConfigRequest {};
+    let message = v1::GetConfigRequest::default();
     wire.send(&message);
     let response = within(
         "GetConfig",

@@ -190,7 +190,7 @@ pub(crate) fn small_snapshot(mappings: Vec<Mapping>, epoch: u64, salt: u8) -> Sn
 /// The server's configuration, fetched over `rpc` and checked.
 pub(crate) async fn config(rpc: &mut DiscoveryClient<Channel>) -> pir_proto::ConfigIn {
     let config = rpc
-        .get_config(GetConfigRequest {})
+        .get_config(GetConfigRequest::default())
         .await
         .unwrap()
         .into_inner();
@@ -242,7 +242,7 @@ pub(crate) fn evaluated(cpi: &str) -> Evaluated {
 pub(crate) async fn serving_epoch(url: String) -> Option<u64> {
     let mut rpc = DiscoveryClient::connect(url).await.ok()?;
     Some(
-        rpc.get_config(GetConfigRequest {})
+        rpc.get_config(GetConfigRequest::default())
             .await
             .ok()?
             .into_inner()

@@ -2,7 +2,10 @@
 //! result ([`ConfigIn`] from a `GetConfigResponse`, [`AnswerIn`] from a `QueryResponse`), and
 //! the requests it builds (a key registration, an authenticated query).
 
-use pir_core::{ClientKeys, CoreError, KeywordLayout, LookupConfig, SchemeParams, SnapshotHeader};
+use pir_core::{
+    ClientKeys, CoreError, KeywordLayout, LookupConfig, SchemeParams, SnapshotHeader,
+    snapshot::Manifest,
+};
 
 use crate::v1;
 
@@ -28,6 +31,13 @@ pub enum ConvertError {
         /// The field's name.
         field: &'static str,
     },
+    /// The shard manifest does not decode, or the shard described is not the one it names.
+    #[error("shard manifest: {0}")]
+    Manifest(#[source] CoreError),
+    /// A sharded snapshot's configuration without its manifest or header, or served shards
+    /// that the manifest does not have.
+    #[error("sharded configuration: {0}")]
+    Shards(&'static str),
 }
 
 /// A `GetConfigResponse` from the wire, validated into what a client needs.
@@ -40,6 +50,9 @@ pub struct ConfigIn {
     /// The snapshot header the fields were checked against, and its hash; `None` from a server
     /// that sends none.
     header: Option<(SnapshotHeader, [u8; 32])>,
+    /// The DP's manifest of a sharded directory, which names the header above.
+    manifest: Option<Manifest>,
+    served_shards: Vec<u32>,
     max_queries_per_request: u32,
     max_message_bytes: u64,
     sizes: ReportedSizes,
@@ -116,6 +129,17 @@ impl ConfigIn {
     pub fn header_hash(&self) -> Option<[u8; 32]> {
         self.header.as_ref().map(|(_, hash)| *hash)
     }
+
+    /// The manifest of the sharded directory this shard belongs to (checked to name this
+    /// shard's header; its DP signature is for the receiver to check). `None` unsharded.
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+
+    /// The shards the endpoint answers for (`[0]` for an unsharded snapshot).
+    pub fn served_shards(&self) -> &[u32] {
+        &self.served_shards
+    }
 }
 
 impl From<v1::MessageSizes> for ReportedSizes {
@@ -161,9 +185,43 @@ impl TryFrom<v1::GetConfigResponse> for ConfigIn {
             let hash = SnapshotHeader::hash_bytes(&raw.snapshot_header);
             Some((header, hash))
         };
+        let manifest = if raw.manifest.is_empty() {
+            if layout.shard.is_sharded() {
+                return Err(ConvertError::Shards(
+                    "a shard's configuration without its manifest",
+                ));
+            }
+            None
+        } else {
+            let manifest = Manifest::from_bytes(&raw.manifest).map_err(ConvertError::Manifest)?;
+            let Some((header, _)) = &header else {
+                return Err(ConvertError::Shards(
+                    "a manifest without the shard's header",
+                ));
+            };
+            manifest
+                .check_shard(layout.shard.index, header)
+                .map_err(ConvertError::Manifest)?;
+            Some(manifest)
+        };
+        let count = layout.shard.count;
+        let mut served_shards = raw.served_shards;
+        if served_shards.is_empty() {
+            served_shards.push(layout.shard.index);
+        }
+        if served_shards.iter().any(|&s| s >= count)
+            || !served_shards.is_sorted_by(|a, b| a < b)
+            || !served_shards.contains(&layout.shard.index)
+        {
+            return Err(ConvertError::Shards(
+                "served shards not ascending below the count, or without the one described",
+            ));
+        }
         Ok(Self {
             lookup,
             header,
+            manifest,
+            served_shards,
             max_queries_per_request: limits.max_queries_per_request.max(1),
             max_message_bytes: limits.max_message_bytes,
             sizes: raw.sizes.map(ReportedSizes::from).unwrap_or_default(),

@@ -48,6 +48,7 @@ pub enum QueryError {
 pub struct QueryIn {
     key_id: KeyId,
     epoch: u64,
+    shard: u32,
     queries: Vec<Vec<u8>>,
     mac: Option<[u8; QUERY_MAC_BYTES]>,
 }
@@ -85,9 +86,15 @@ impl QueryIn {
         Ok(Self {
             key_id,
             epoch: req.epoch,
+            shard: req.shard,
             queries: req.queries,
             mac,
         })
+    }
+
+    /// The shard queried (0 unsharded).
+    pub fn shard(&self) -> u32 {
+        self.shard
     }
 
     /// The request's MAC; `None` from a client too old to send one.
@@ -239,7 +246,19 @@ impl v1::GetConfigResponse {
             created_at: h.created_at,
             packing_efficiency: h.packing_efficiency(),
             snapshot_header: h.to_bytes()?,
+            manifest: Vec::new(),
+            served_shards: vec![h.layout.shard.index],
         })
+    }
+
+    /// This configuration as one shard of a sharded directory: with the manifest's bytes and
+    /// the shards the endpoint serves.
+    pub fn in_directory(self, manifest: Vec<u8>, served_shards: Vec<u32>) -> Self {
+        Self {
+            manifest,
+            served_shards,
+            ..self
+        }
     }
 }
 
