@@ -90,6 +90,16 @@ pub enum ServerError {
          (pir-client --evaluator URL)"
     )]
     NoEvaluator,
+    /// A GetConfig or Query for a shard this process does not serve.
+    #[error(
+        "shard {shard} is not served here (this endpoint serves shards {served:?}): ask that shard's endpoints"
+    )]
+    ShardNotServed {
+        /// The shard asked for.
+        shard: u32,
+        /// The shards served here.
+        served: Vec<u32>,
+    },
     /// A request body the listener refused before its handler finished.
     #[error("{}", refusal.message(path))]
     RequestBody {
@@ -132,6 +142,14 @@ pub enum ServerError {
          after {0:?}; retry once they finish"
     )]
     PreviousSnapshotInUse(std::time::Duration),
+    /// `--shards` names a shard the manifest does not have.
+    #[error("--shards names shard {index}, but the manifest has {count} (0 to {})", count.saturating_sub(1))]
+    NoSuchShard {
+        /// The index named.
+        index: u32,
+        /// Shards in the manifest.
+        count: u32,
+    },
     /// A snapshot keyed by another OPRF key than the one this server evaluates with.
     #[error(
         "refused: the snapshot is keyed by OPRF public key {snapshot}, but this server \
@@ -300,6 +318,7 @@ impl ServerError {
             Self::Overloaded(_) => "overloaded",
             Self::Loading => "loading",
             Self::NoEvaluator => "no_evaluator",
+            Self::ShardNotServed { .. } => "shard_not_served",
             Self::KeyCacheTooSmall { .. } => "key_cache_too_small",
             Self::Core(e) if e.is_bad_input() => "malformed",
             Self::Internal(_) => "internal",
@@ -309,6 +328,7 @@ impl ServerError {
             Self::Refused { .. }
             | Self::EpochNotRising { .. }
             | Self::OprfKeyMismatch { .. }
+            | Self::NoSuchShard { .. }
             | Self::PreviousSnapshotInUse(_)
             | Self::Core(_)
             | Self::Io { .. }
@@ -474,6 +494,7 @@ impl From<ServerError> for Status {
             ServerError::RequestBody { .. } => Status::resource_exhausted(msg),
             ServerError::Loading => Status::unavailable(msg),
             ServerError::NoEvaluator => Status::unimplemented(msg),
+            ServerError::ShardNotServed { .. } => Status::not_found(msg),
             ServerError::AdminTokenRequired | ServerError::QueryAuth(_) => {
                 Status::unauthenticated(msg)
             }
@@ -489,7 +510,8 @@ impl From<ServerError> for Status {
             },
             ServerError::Refused { .. }
             | ServerError::EpochNotRising { .. }
-            | ServerError::OprfKeyMismatch { .. } => Status::failed_precondition(msg),
+            | ServerError::OprfKeyMismatch { .. }
+            | ServerError::NoSuchShard { .. } => Status::failed_precondition(msg),
             ServerError::PreviousSnapshotInUse(_) => Status::unavailable(msg),
             ServerError::Io { .. } | ServerError::Transport(_) | ServerError::Internal(_) => {
                 internal(&msg)

@@ -30,6 +30,7 @@
 mod admin;
 mod answerer;
 mod descriptors;
+mod directory;
 mod error;
 mod evaluator;
 mod http;
@@ -52,6 +53,7 @@ mod tls;
 mod transport;
 
 pub use admin::{AdminToken, serve_admin};
+pub use directory::{Directory, ManifestRef, ShardSelection};
 pub use error::{BodyRefusal, MalformedRequest, QueryAuthError, RateLimited, ServerError};
 pub use http::serve_metrics;
 pub use identity::Identity;

@@ -44,8 +44,11 @@ use crate::{
 /// Everything `pir-server serve` is told on its command line.
 #[derive(Clone, Debug)]
 pub struct ServeConfig {
-    /// The snapshot file (also what a reload without a path reads).
+    /// The snapshot file (also what a reload without a path reads); with `shards`, the
+    /// manifest of a sharded directory.
     pub snapshot: PathBuf,
+    /// For a sharded directory (`--manifest`): which of its shards to serve (`--shards`).
+    pub shards: Option<crate::ShardSelection>,
     /// Address of the Discovery service.
     pub listen: SocketAddr,
     /// The server's limits.
@@ -292,7 +295,12 @@ impl Process {
                 })
             })
             .transpose()?;
-        let snapshot_error = |e| ProcessError::file("--snapshot", &config.snapshot, e);
+        let flag = if config.shards.is_some() {
+            "--manifest"
+        } else {
+            "--snapshot"
+        };
+        let snapshot_error = |e| ProcessError::file(flag, &config.snapshot, e);
         let file = std::fs::File::open(&config.snapshot).map_err(snapshot_error)?;
         let meta = file.metadata().map_err(snapshot_error)?;
         if meta.is_dir() {
@@ -479,6 +487,7 @@ impl Listening {
         let loading = Loading {
             path: config.snapshot.clone(),
             bytes: self.process.snapshot_bytes,
+            shards: config.shards.clone(),
             dp_keys: self.process.dp_keys.take(),
             #[cfg(feature = "test-hooks")]
             hold: self.hold_loading.take(),
@@ -543,7 +552,10 @@ async fn serve_loaded(
         );
     }
 
-    let reloader = Reloader::new(service, config.snapshot.clone(), dp_keys);
+    let mut reloader = Reloader::new(service, config.snapshot.clone(), dp_keys);
+    if let Some(shards) = &config.shards {
+        reloader = reloader.for_shards(shards.clone());
+    }
     let reload_reloader = reloader.clone();
     tokio::spawn(async move {
         while reload.recv().await.is_some() {

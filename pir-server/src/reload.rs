@@ -20,24 +20,45 @@
 
 use std::{
     path::{Path, PathBuf},
-    sync::{Arc, Weak},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use pir_core::{DpKeys, Snapshot, SnapshotHeader};
 use tokio::sync::{Mutex, oneshot};
 
-use crate::{error::ServerError, notify, service::DiscoveryService};
+use crate::{
+    directory::{Directory, ShardSelection},
+    error::ServerError,
+    notify,
+    service::{DiscoveryService, Retired},
+};
 
 /// Loads snapshot files, checks them, and installs them into a running service.
 #[derive(Clone)]
 pub struct Reloader {
     service: DiscoveryService,
     path: PathBuf,
+    /// For a sharded directory (`path` is its manifest): the shards served.
+    shards: Option<ShardSelection>,
     dp_keys: Option<Arc<DpKeys>>,
     // One reload at a time: each holds a whole database in memory while loading. Guards the
-    // snapshot the last reload replaced, which must be gone before another loads.
-    lock: Arc<Mutex<Weak<Snapshot>>>,
+    // snapshots the last reload replaced, which must be gone before another loads.
+    lock: Arc<Mutex<Retired>>,
+}
+
+/// Loads what `path` holds: the snapshot, or with `shards` the manifest and those of its
+/// shards (see `directory.rs`), refusing an epoch not above `serving`, if given.
+pub(crate) fn load_served(
+    path: &Path,
+    shards: Option<&ShardSelection>,
+    dp_keys: Option<&DpKeys>,
+    serving: Option<u64>,
+) -> Result<Directory, ServerError> {
+    match shards {
+        Some(selection) => Directory::load_sharded(path, selection, dp_keys, serving),
+        None => load_rising(path, dp_keys, serving).map(Directory::from),
+    }
 }
 
 /// Loads a snapshot file and, when DP keys are given, refuses it unless one of them signed it.
@@ -82,8 +103,18 @@ impl Reloader {
         Self {
             service,
             path,
+            shards: None,
             dp_keys: dp_keys.map(Arc::new),
             lock: Arc::default(),
+        }
+    }
+
+    /// This reloader for a sharded directory: `path` is its manifest, and each reload loads
+    /// the new manifest and these of its shards, installed together.
+    pub fn for_shards(self, shards: ShardSelection) -> Self {
+        Self {
+            shards: Some(shards),
+            ..self
         }
     }
 
@@ -123,10 +154,10 @@ impl Reloader {
     }
 
     /// Waits (bounded) until the snapshot the last reload replaced is freed.
-    async fn wait_retired(&self, retired: &Weak<Snapshot>) -> Result<(), ServerError> {
+    async fn wait_retired(&self, retired: &Retired) -> Result<(), ServerError> {
         let bound = self.service.options().request_timeout + RETIRE_GRACE;
         let start = Instant::now();
-        while retired.strong_count() > 0 {
+        while retired.in_use() {
             if start.elapsed() > bound {
                 return Err(ServerError::PreviousSnapshotInUse(bound));
             }
@@ -139,7 +170,7 @@ impl Reloader {
         &self,
         path: Option<PathBuf>,
         force: bool,
-        retired: &mut Weak<Snapshot>,
+        retired: &mut Retired,
     ) -> Result<(u64, u64), ServerError> {
         let start = Instant::now();
         let path = path.unwrap_or_else(|| self.path.clone());
@@ -147,12 +178,15 @@ impl Reloader {
         let loaded = match self.wait_retired(retired).await {
             Ok(()) => {
                 let keys = self.dp_keys.clone();
+                let shards = self.shards.clone();
                 // Only reloads install, one at a time: this stays the served epoch until then.
                 let serving = (!force).then(|| self.service.epoch());
-                tokio::task::spawn_blocking(move || load_rising(&path, keys.as_deref(), serving))
-                    .await
-                    .map_err(|e| ServerError::Internal(format!("reload task: {e}")))
-                    .and_then(|r| r)
+                tokio::task::spawn_blocking(move || {
+                    load_served(&path, shards.as_ref(), keys.as_deref(), serving)
+                })
+                .await
+                .map_err(|e| ServerError::Internal(format!("reload task: {e}")))
+                .and_then(|r| r)
             }
             Err(e) => Err(e),
         };
@@ -200,6 +234,8 @@ impl Reloader {
 pub(crate) struct Loading {
     pub(crate) path: PathBuf,
     pub(crate) bytes: u64,
+    /// For a sharded directory (`path` is its manifest): the shards to load.
+    pub(crate) shards: Option<ShardSelection>,
     pub(crate) dp_keys: Option<DpKeys>,
     #[cfg(feature = "test-hooks")]
     pub(crate) hold: Option<std::sync::mpsc::Receiver<()>>,
@@ -208,10 +244,11 @@ pub(crate) struct Loading {
 impl Loading {
     /// Loads and checks the snapshot (the DP signature with the keys); returns it with the
     /// keys and the time it took.
-    pub(crate) async fn load(self) -> Result<(Snapshot, Option<DpKeys>, Duration), ServerError> {
+    pub(crate) async fn load(self) -> Result<(Directory, Option<DpKeys>, Duration), ServerError> {
         let Self {
             path,
             bytes,
+            shards,
             dp_keys,
             #[cfg(feature = "test-hooks")]
             hold,
@@ -232,7 +269,7 @@ impl Loading {
                     let _ = hold.recv();
                 }
                 let start = Instant::now();
-                let loaded = load_checked(&path, dp_keys.as_ref());
+                let loaded = load_served(&path, shards.as_ref(), dp_keys.as_ref(), None);
                 let _ = tx.send(loaded.map(|s| (s, dp_keys, start.elapsed())));
             })
             .map_err(|e| ServerError::io("starting the loading thread", e))?;
@@ -249,17 +286,16 @@ impl Loading {
                 ),
             }
         };
-        let (snapshot, dp_keys, took) =
+        let (directory, dp_keys, took) =
             loaded.map_err(|_| ServerError::Internal("the loading thread panicked".into()))??;
-        let h = snapshot.header();
         tracing::info!(
-            epoch = h.epoch,
-            mappings = h.mapping_count,
-            items = h.scheme.num_items(),
-            signed = h.signature.is_some(),
+            epoch = directory.epoch(),
+            mappings = directory.mapping_count(),
+            shards = ?directory.shards.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            sharded = directory.manifest.is_some(),
             seconds = took.as_secs_f64(),
             "snapshot loaded"
         );
-        Ok((snapshot, dp_keys, took))
+        Ok((directory, dp_keys, took))
     }
 }

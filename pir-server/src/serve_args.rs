@@ -14,8 +14,18 @@ use pir_server::{
 #[derive(Args)]
 pub(crate) struct ServeArgs {
     /// The snapshot file.
-    #[arg(long, env = "PIR_SNAPSHOT")]
-    snapshot: PathBuf,
+    #[arg(long, env = "PIR_SNAPSHOT", required_unless_present = "manifest")]
+    snapshot: Option<PathBuf>,
+    /// Serve shards of a sharded directory (`build --shards`): its manifest.pirman, whose DP
+    /// signature --dp-pub checks; each shard file must be the one it names. A reload (SIGHUP,
+    /// Admin) reads the manifest again and swaps the manifest and its shards together.
+    #[arg(long, env = "PIR_MANIFEST", conflicts_with = "snapshot")]
+    manifest: Option<PathBuf>,
+    /// Which shards of --manifest this process answers queries for: `all`, indices and ranges
+    /// (`0-3`, `2`, `0,2-3`), or `none` (a process that only answers OPRF evaluations, with
+    /// --oprf-key, and GetConfig).
+    #[arg(long, env = "PIR_SHARDS", requires = "manifest", default_value = "all")]
+    shards: pir_server::ShardSelection,
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:50051", env = "PIR_LISTEN")]
     listen: SocketAddr,
@@ -230,7 +240,8 @@ impl ServeArgs {
     pub(crate) fn config(self) -> ServeConfig {
         ServeConfig {
             options: self.options(),
-            snapshot: self.snapshot,
+            shards: self.manifest.is_some().then_some(self.shards),
+            snapshot: self.manifest.or(self.snapshot).unwrap_or_default(),
             listen: self.listen,
             dp_pub: self.dp_pub,
             oprf_key: self.oprf_key,

@@ -49,6 +49,7 @@ use tonic::{Request, Response, Status};
 use crate::options::TestHooks;
 use crate::{
     answerer::Answerer,
+    directory::Directory,
     error::{QueryAuthError, ServerError},
     evaluator::Evaluator,
     keycache::{KeyCache, Registered, estimated_cost},
@@ -72,42 +73,116 @@ fn limiters(opts: &ServeOptions) -> Limiters {
     })
 }
 
+/// What is served: the shards (one, unsharded) with their configurations, swapped as one.
 struct Served {
-    snapshot: Arc<Snapshot>,
-    config: GetConfigResponse,
+    shards: std::collections::BTreeMap<u32, ServedShard>,
+    /// GetConfig without a shard: the first shard served (or the described one).
+    default_config: GetConfigResponse,
+    /// The manifest's epoch, or the one snapshot's.
+    epoch: u64,
+    scheme: pir_core::SchemeParams,
     public_key_bytes: usize,
     // The transport sizes its per-method body limits from these (transport, issue 15).
     sizes: pir_core::MessageSizes,
 }
 
+struct ServedShard {
+    snapshot: Arc<Snapshot>,
+    config: GetConfigResponse,
+}
+
 impl Served {
     fn new(
-        snapshot: Snapshot,
+        directory: Directory,
         opts: &ServeOptions,
         evaluator: Option<&Evaluator>,
     ) -> Result<Self, ServerError> {
-        // Evaluations under one key and entries sealed under another would find nothing.
-        if let Some(evaluator) = evaluator
-            && evaluator.public() != snapshot.header().layout.oprf_key
-        {
-            return Err(ServerError::OprfKeyMismatch {
-                snapshot: snapshot.header().layout.oprf_key.to_string(),
-                served: evaluator.public().to_string(),
-            });
-        }
         let limits = v1::Limits {
             max_queries_per_request: opts.max_queries_per_request,
             max_message_bytes: opts.max_message_bytes as u64,
         };
-        let config = GetConfigResponse::for_snapshot(&snapshot, limits)?;
-        let sizes = snapshot.message_sizes()?;
-        let public_key_bytes = sizes.public_keys;
+        let served_list: Vec<u32> = directory.shards.iter().map(|(i, _)| *i).collect();
+        let in_directory = |config: GetConfigResponse| match &directory.manifest {
+            Some(m) => config.in_directory(m.bytes.clone(), served_list.clone()),
+            None => config,
+        };
+        // Evaluations under one key and entries sealed under another would find nothing.
+        let check_key = |h: &pir_core::SnapshotHeader| match evaluator {
+            Some(evaluator) if evaluator.public() != h.layout.oprf_key => {
+                Err(ServerError::OprfKeyMismatch {
+                    snapshot: h.layout.oprf_key.to_string(),
+                    served: evaluator.public().to_string(),
+                })
+            }
+            _ => Ok(()),
+        };
+        let mut shards = std::collections::BTreeMap::new();
+        for (index, snapshot) in &directory.shards {
+            check_key(snapshot.header())?;
+            let config = in_directory(GetConfigResponse::for_snapshot(snapshot, limits)?);
+            shards.insert(
+                *index,
+                ServedShard {
+                    snapshot: snapshot.clone(),
+                    config,
+                },
+            );
+        }
+        let (default_config, header) = match (shards.values().next(), &directory.described) {
+            (Some(first), _) => (first.config.clone(), first.snapshot.header().clone()),
+            (None, Some((_, header))) => {
+                check_key(header)?;
+                (
+                    in_directory(GetConfigResponse::for_header(header, limits)?),
+                    header.clone(),
+                )
+            }
+            (None, None) => {
+                return Err(ServerError::Internal(
+                    "a directory with nothing to serve".into(),
+                ));
+            }
+        };
+        let sizes = header.scheme.message_sizes()?;
         Ok(Self {
-            snapshot: Arc::new(snapshot),
-            config,
-            public_key_bytes,
+            shards,
+            default_config,
+            epoch: directory.epoch(),
+            scheme: header.scheme,
+            public_key_bytes: sizes.public_keys,
             sizes,
         })
+    }
+
+    /// The shard a request names, if served here.
+    fn shard(&self, index: u32) -> Result<&ServedShard, ServerError> {
+        self.shards
+            .get(&index)
+            .ok_or_else(|| ServerError::ShardNotServed {
+                shard: index,
+                served: self.shards.keys().copied().collect(),
+            })
+    }
+
+    /// The snapshots served, to know when a replaced set is freed.
+    fn retired(&self) -> Retired {
+        Retired(
+            self.shards
+                .values()
+                .map(|s| Arc::downgrade(&s.snapshot))
+                .collect(),
+        )
+    }
+}
+
+/// The snapshots a reload replaced: freed once the requests still on them finish.
+#[derive(Debug, Default)]
+pub(crate) struct Retired(Vec<std::sync::Weak<Snapshot>>);
+
+impl Retired {
+    /// True while a request still holds one of them.
+    pub(crate) fn in_use(&self) -> bool {
+        self.0.iter().any(|w| w.strong_count() > 0)
     }
 }
 
@@ -137,36 +212,36 @@ impl DiscoveryService {
     /// DP's OPRF key (which must be the one `snapshot` is keyed by). Without the key it is a PIR
     /// host only: `Evaluate` is UNIMPLEMENTED.
     pub fn new(
-        snapshot: Snapshot,
+        served: impl Into<Directory>,
         opts: ServeOptions,
         oprf_key: Option<OprfKey>,
     ) -> Result<Self, ServerError> {
-        Self::with_answerer(snapshot, opts, oprf_key, Answerer::start)
+        Self::with_answerer(served.into(), opts, oprf_key, Answerer::start)
     }
 
     /// [`DiscoveryService::new`], with faults injected as `hooks` say (feature `test-hooks`).
     #[cfg(feature = "test-hooks")]
     pub fn with_test_hooks(
-        snapshot: Snapshot,
+        served: impl Into<Directory>,
         opts: ServeOptions,
         oprf_key: Option<OprfKey>,
         hooks: TestHooks,
     ) -> Result<Self, ServerError> {
-        Self::with_answerer(snapshot, opts, oprf_key, |opts, metrics| {
+        Self::with_answerer(served.into(), opts, oprf_key, |opts, metrics| {
             Answerer::start_with_hooks(opts, metrics, &hooks)
         })
     }
 
     fn with_answerer(
-        snapshot: Snapshot,
+        directory: Directory,
         opts: ServeOptions,
         oprf_key: Option<OprfKey>,
         start: impl FnOnce(&ServeOptions, &Metrics) -> Result<Answerer, ServerError>,
     ) -> Result<Self, ServerError> {
         let evaluator = oprf_key.map(|k| Evaluator::new(k, &opts));
-        let served = Served::new(snapshot, &opts, evaluator.as_ref())?;
+        let served = Served::new(directory, &opts, evaluator.as_ref())?;
         let metrics = Metrics::new().map_err(|e| ServerError::Internal(format!("metrics: {e}")))?;
-        metrics.epoch.set(served.config.epoch as i64);
+        metrics.epoch.set(served.epoch as i64);
         let answerer = start(&opts, &metrics)?;
         Ok(Self {
             state: Arc::new(State {
@@ -190,28 +265,31 @@ impl DiscoveryService {
 
     /// Replaces the served snapshot atomically. Requests in flight finish on the one they
     /// started with; clients on the old epoch get FAILED_PRECONDITION and refresh.
-    pub fn install(&self, snapshot: Snapshot) -> Result<(), ServerError> {
-        self.install_retiring(snapshot).map(drop)
+    pub fn install(&self, served: impl Into<Directory>) -> Result<(), ServerError> {
+        self.install_retiring(served.into()).map(drop)
     }
 
     /// [`DiscoveryService::install`], returning a weak handle on the snapshot replaced: it is
     /// freed once the requests in flight on it finish (the reloader waits for that before it
     /// loads another, so that at most two are ever resident).
-    pub(crate) fn install_retiring(
-        &self,
-        snapshot: Snapshot,
-    ) -> Result<std::sync::Weak<Snapshot>, ServerError> {
-        let served = Served::new(snapshot, &self.state.opts, self.state.evaluator.as_ref())?;
-        let epoch = served.config.epoch;
+    pub(crate) fn install_retiring(&self, directory: Directory) -> Result<Retired, ServerError> {
+        let served = Served::new(directory, &self.state.opts, self.state.evaluator.as_ref())?;
+        let epoch = served.epoch;
+        let shards = served.shards.len();
         let retired = self.state.served.swap(Arc::new(served));
         self.state.metrics.epoch.set(epoch as i64);
-        tracing::info!(epoch, "snapshot installed");
-        Ok(Arc::downgrade(&retired.snapshot))
+        tracing::info!(epoch, shards, "snapshot installed");
+        Ok(retired.retired())
     }
 
-    /// The epoch being served.
+    /// The epoch being served (the manifest's, for shards of a sharded directory).
     pub fn epoch(&self) -> u64 {
-        self.state.served.load().config.epoch
+        self.state.served.load().epoch
+    }
+
+    /// The shards this process answers queries for (`[0]` for one unsharded snapshot).
+    pub fn served_shards(&self) -> Vec<u32> {
+        self.state.served.load().shards.keys().copied().collect()
     }
 
     /// Whether the answering thread is running (false only after a bug killed it: every Query
@@ -324,7 +402,7 @@ impl DiscoveryService {
             .await?
             .map_err(ServerError::from)?;
         let id = req.key_id();
-        let scheme = served.snapshot.header().scheme;
+        let scheme = served.scheme;
         if let Some(existing) = self.state.keys.get(&id)
             && *existing.keys.params() == scheme
         {
@@ -379,7 +457,8 @@ impl DiscoveryService {
     ) -> Result<QueryResponse, ServerError> {
         self.housekeeping();
         let served = self.state.served.load_full();
-        let epoch = served.config.epoch;
+        let shard = served.shard(req.shard)?;
+        let epoch = shard.config.epoch;
         // The epoch before the request's shape: a client on an old snapshot hears that first,
         // whatever else is wrong with its request.
         if req.epoch != epoch {
@@ -389,7 +468,7 @@ impl DiscoveryService {
             });
         }
         let req = QueryIn::parse(req, self.state.opts.max_queries_per_request)?;
-        let scheme = served.snapshot.header().scheme;
+        let scheme = served.scheme;
         // At the door: a query that answering would refuse is refused now, before it takes a
         // slot or a token, so it can never fail (and split) a batch of honest requests.
         for query in req.queries() {
@@ -426,13 +505,13 @@ impl DiscoveryService {
             .answerer
             .answer(
                 slot,
-                served.snapshot.clone(),
+                shard.snapshot.clone(),
                 registered.keys,
                 req.into_queries(),
             )
             .await?;
         self.state.metrics.lookups.inc_by(n as u64);
-        Ok(QueryResponse::for_config(&served.config, answers))
+        Ok(QueryResponse::for_config(&shard.config, answers))
     }
 
     /// The peer network a request is charged to (behind a trusted proxy, the client's).
@@ -516,9 +595,27 @@ impl DiscoveryService {
 impl Discovery for DiscoveryService {
     async fn get_config(
         &self,
-        _req: Request<GetConfigRequest>,
+        req: Request<GetConfigRequest>,
     ) -> Result<Response<GetConfigResponse>, Status> {
-        Ok(Response::new(self.state.served.load().config.clone()))
+        let served = self.state.served.load();
+        match req.into_inner().shard {
+            None => Ok(Response::new(served.default_config.clone())),
+            Some(i) => match served.shard(i) {
+                Ok(shard) => Ok(Response::new(shard.config.clone())),
+                // The shard a process without shards describes (evaluation only).
+                Err(_)
+                    if served.shards.is_empty()
+                        && served
+                            .default_config
+                            .layout
+                            .as_ref()
+                            .is_some_and(|l| l.shard_index == i) =>
+                {
+                    Ok(Response::new(served.default_config.clone()))
+                }
+                Err(e) => Err(Status::from(e)),
+            },
+        }
     }
 
     async fn register_keys(

@@ -258,7 +258,7 @@ impl RunningServer {
     /// Binds `addr` (port 0 picks a free port) and starts serving `snapshot` in plaintext,
     /// answering evaluations when given the DP's OPRF key.
     pub async fn start(
-        snapshot: Snapshot,
+        snapshot: impl Into<crate::Directory>,
         addr: SocketAddr,
         opts: ServeOptions,
         oprf_key: Option<OprfKey>,
@@ -268,7 +268,7 @@ impl RunningServer {
 
     /// [`RunningServer::start`], over TLS when `identity` is given.
     pub async fn start_tls(
-        snapshot: Snapshot,
+        snapshot: impl Into<crate::Directory>,
         addr: SocketAddr,
         opts: ServeOptions,
         oprf_key: Option<OprfKey>,
@@ -281,7 +281,7 @@ impl RunningServer {
     /// [`RunningServer::start`], with faults injected as `hooks` say (feature `test-hooks`).
     #[cfg(feature = "test-hooks")]
     pub async fn start_with_test_hooks(
-        snapshot: Snapshot,
+        snapshot: impl Into<crate::Directory>,
         addr: SocketAddr,
         opts: ServeOptions,
         oprf_key: Option<OprfKey>,

@@ -57,5 +57,7 @@ pub fn config_response() -> v1::GetConfigResponse {
         created_at: 1_700_000_000,
         packing_efficiency: 0.0123,
         snapshot_header: header.to_bytes().expect("a header always encodes"),
+        manifest: Vec::new(),
+        served_shards: vec![0],
     }
 }

@@ -229,8 +229,12 @@ impl std::fmt::Debug for RegisterKeysIn {
 impl v1::GetConfigResponse {
     /// The configuration of a snapshot served with these limits.
     pub fn for_snapshot(snapshot: &Snapshot, limits: v1::Limits) -> Result<Self, CoreError> {
-        let h = snapshot.header();
-        let sizes = snapshot.message_sizes()?;
+        Self::for_header(snapshot.header(), limits)
+    }
+
+    /// [`Self::for_snapshot`] from a snapshot's header alone.
+    pub fn for_header(h: &SnapshotHeader, limits: v1::Limits) -> Result<Self, CoreError> {
+        let sizes = h.scheme.message_sizes()?;
         Ok(Self {
             epoch: h.epoch,
             scheme: Some((&h.scheme).into()),
