@@ -15,7 +15,7 @@
 
 use std::{future::Future, net::SocketAddr, sync::Arc};
 
-use pir_core::{Snapshot, oprf::OprfKey};
+use pir_core::oprf::OprfKey;
 use pir_proto::v1::{
     EvaluateRequest, EvaluateResponse, GetConfigRequest, GetConfigResponse, QueryRequest,
     QueryResponse, RegisterKeysRequest, RegisterKeysResponse,

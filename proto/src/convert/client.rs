@@ -136,7 +136,8 @@ impl ConfigIn {
         self.manifest.as_ref()
     }
 
-    /// The shards the endpoint answers for (`[0]` for an unsharded snapshot).
+    /// The shards the endpoint answers queries for (`[0]` for an unsharded snapshot; none for
+    /// a process of a sharded directory that only answers evaluations).
     pub fn served_shards(&self) -> &[u32] {
         &self.served_shards
     }
@@ -206,12 +207,14 @@ impl TryFrom<v1::GetConfigResponse> for ConfigIn {
         };
         let count = layout.shard.count;
         let mut served_shards = raw.served_shards;
-        if served_shards.is_empty() {
+        // An unsharded server that names no shard serves its one; a shard server that names
+        // none answers evaluations only.
+        if served_shards.is_empty() && manifest.is_none() {
             served_shards.push(layout.shard.index);
         }
         if served_shards.iter().any(|&s| s >= count)
             || !served_shards.is_sorted_by(|a, b| a < b)
-            || !served_shards.contains(&layout.shard.index)
+            || !(served_shards.is_empty() || served_shards.contains(&layout.shard.index))
         {
             return Err(ConvertError::Shards(
                 "served shards not ascending below the count, or without the one described",
