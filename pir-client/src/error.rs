@@ -62,6 +62,23 @@ pub enum ClientError {
         url: String,
     },
 
+    /// A shard map that does not read or lacks a shard of the directory.
+    #[error(transparent)]
+    ShardMap(#[from] crate::shard_map::ShardMapError),
+    /// A [`PirClient`](crate::PirClient) pointed at one shard of a sharded directory: it
+    /// would report the other shards' CPIs as absent.
+    #[error(
+        "the server serves shard {shard} of a directory of {count} shards: look up through a \
+         ShardedClient (the pir-client CLI does), naming the shards' endpoints with \
+         --shard-endpoints or --shard-map unless this server serves them all"
+    )]
+    ShardedDirectory {
+        /// The shard the server described.
+        shard: u32,
+        /// Shards in the directory.
+        count: u32,
+    },
+
     // ---- transport and server -----------------------------------------------------------------
     /// An RPC got no answer in time.
     #[error(
@@ -109,6 +126,25 @@ pub enum ClientError {
         url: String,
         /// The transport error.
         source: tonic::transport::Error,
+    },
+    /// Every replica tried for one query of a shard failed (or refused what it serves), within
+    /// [`ClientOptions::shard_attempts`](crate::ClientOptions::shard_attempts).
+    #[error("shard {shard}: no replica answered ({})", tried.join("; "))]
+    ShardUnavailable {
+        /// The shard.
+        shard: u32,
+        /// Each attempt: the replica's URL and what went wrong, in order.
+        tried: Vec<String>,
+    },
+    /// A shard endpoint that serves something else than the manifest's shard.
+    #[error("shard {shard} at {url}: {reason}")]
+    ShardRefused {
+        /// The shard asked for.
+        shard: u32,
+        /// The endpoint.
+        url: String,
+        /// What it serves instead.
+        reason: ShardRefusal,
     },
     /// The server answered an RPC with an error status.
     #[error("{rpc} failed: {}", status_text(status))]
@@ -208,6 +244,9 @@ pub enum SnapshotRefusal {
          this client?)"
     )]
     NoHeader,
+    /// The shard manifest is unsigned, signed by another key, or its signature does not verify.
+    #[error("its shard manifest does not verify against --dp-pub: {0}")]
+    ManifestSignature(#[source] CoreError),
     /// The header is unsigned, signed by another key, or its signature does not verify.
     #[error("its header does not verify against --dp-pub: {0}")]
     Signature(#[source] CoreError),
@@ -241,6 +280,54 @@ pub enum SnapshotRefusal {
         seen: String,
         /// Where it is remembered, if in a key file.
         key_file: Option<PathBuf>,
+    },
+}
+
+/// Why a shard endpoint was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ShardRefusal {
+    /// The endpoint connected to does not serve this shard, and no shard map names one.
+    #[error(
+        "is not served there: name the shards' endpoints with --shard-endpoints or --shard-map \
+         (ClientOptions::shard_map)"
+    )]
+    NotServed,
+    /// It describes another shard than the one asked for.
+    #[error("describes shard {got} instead")]
+    OtherShard {
+        /// The shard it described.
+        got: u32,
+    },
+    /// It serves an unsharded snapshot.
+    #[error("serves no shard manifest (an unsharded snapshot)")]
+    NoManifest,
+    /// Its manifest is older than one this client has seen.
+    #[error("serves manifest epoch {offered}, older than epoch {seen} already seen")]
+    OlderManifest {
+        /// Its manifest's epoch.
+        offered: u64,
+        /// The newest seen.
+        seen: u64,
+    },
+    /// Another manifest of the epoch this client follows.
+    #[error(
+        "serves another manifest of epoch {epoch} than the one seen: the DP signed two, or the \
+         endpoint forged one"
+    )]
+    ManifestFork {
+        /// The epoch of both.
+        epoch: u64,
+    },
+    /// A newer manifest of another shape (shard count, scheme or OPRF key): the directory was
+    /// rebuilt; connect again.
+    #[error(
+        "serves a newer manifest (epoch {epoch}) of another shard count, scheme or OPRF key: \
+         the directory was rebuilt, connect again"
+    )]
+    Rebuilt {
+        /// Its manifest's epoch.
+        epoch: u64,
     },
 }
 

@@ -61,14 +61,16 @@ mod client;
 mod error;
 mod keyfile;
 mod render;
+mod shard_map;
 
 pub use address::{AddressError, ServerAddress};
 pub use client::{
-    ClientOptions, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_TIMEOUT, LookupOutcome, MAX_ATTEMPTS,
-    PirClient, fetch_config,
+    ClientOptions, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHARD_ATTEMPTS,
+    LookupOutcome, MAX_ATTEMPTS, PirClient, ShardPrivacy, ShardedClient, fetch_config,
 };
 pub use error::{
-    CertificateProblem, ClientError, ParamsRefusal, Result, SnapshotRefusal, code_name,
+    CertificateProblem, ClientError, ParamsRefusal, Result, ShardRefusal, SnapshotRefusal,
+    code_name,
 };
 pub use keyfile::{
     KEY_FILE_MAGIC, KEY_FILE_VERSION, KeyFile, KeyFileContents, SeenSnapshot, StoredKeys,
@@ -77,6 +79,7 @@ pub use render::{
     error_json, error_text, human_bytes, info_json, info_text, outcome_json, outcome_text,
     timestamp,
 };
+pub use shard_map::{SHARD_PLACEHOLDER, ShardMap, ShardMapError};
 
 /// Re-exported: the validated server configuration [`PirClient::info`] returns, and the message
 /// sizes it reports.

@@ -10,7 +10,7 @@ use std::{
 };
 
 use clap::{Args, Parser, Subcommand};
-use pir_client::{ClientOptions, PirClient};
+use pir_client::{ClientOptions, ShardMap, ShardPrivacy, ShardedClient};
 use pir_core::{CoreError, Cpi, DpKeys, TrustStore};
 use tracing_subscriber::EnvFilter;
 
@@ -104,10 +104,63 @@ impl ServerArgs {
     }
 }
 
+/// How lookups reach a sharded directory's shards (unused against an unsharded server).
+#[derive(Debug, Args)]
+struct ShardArgs {
+    /// URL of every shard's endpoint, `{i}` standing for the shard's index, e.g.
+    /// 'https://pir-shard-{i}.discovery.svc:50051' (a name that resolves to all the shard's
+    /// replicas); repeat for replicas at other names. Default: --server serves every shard.
+    #[arg(long, value_name = "PATTERN", conflicts_with = "shard_map")]
+    shard_endpoints: Vec<String>,
+    /// File naming each shard's endpoints, one line per shard: `INDEX URL [URL...]` (several
+    /// URLs: replicas), `#` comments.
+    #[arg(long, value_name = "FILE")]
+    shard_map: Option<PathBuf>,
+    /// shard: each CPI is queried in its own shard only, and the servers learn which shard
+    /// (log2 of the shard count bits of the CPI's OPRF output, not the CPI); all-shards: each
+    /// CPI is queried in every shard (shard-count times the cost), nothing learnt from routing.
+    #[arg(long, value_name = "MODE", default_value_t = ShardPrivacy::Shard)]
+    shard_privacy: ShardPrivacy,
+    /// In shard mode, pad a batch with cover queries so that every shard gets as many queries
+    /// as the busiest one; without it the servers see how many of the batch's CPIs fall in
+    /// each shard.
+    #[arg(long)]
+    pad_shards: bool,
+    /// Most attempts of one query across its shard's replicas (an unavailable replica is
+    /// left for the next).
+    #[arg(long, value_name = "N", default_value_t = pir_client::DEFAULT_SHARD_ATTEMPTS,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    shard_attempts: u32,
+}
+
+impl ShardArgs {
+    /// `options` with these flags; a shard map that does not read is an error naming it.
+    fn apply(&self, options: ClientOptions) -> Result<ClientOptions, ExitCode> {
+        let fail = |e: pir_client::ShardMapError| {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        };
+        let shard_map = match (&self.shard_map, self.shard_endpoints.is_empty()) {
+            (Some(path), _) => Some(ShardMap::from_file(path).map_err(fail)?),
+            (None, false) => Some(ShardMap::patterns(self.shard_endpoints.clone()).map_err(fail)?),
+            (None, true) => None,
+        };
+        Ok(ClientOptions {
+            shard_map,
+            shard_privacy: self.shard_privacy,
+            pad_shards: self.pad_shards,
+            shard_attempts: self.shard_attempts,
+            ..options
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 struct LookupArgs {
     #[command(flatten)]
     server: ServerArgs,
+    #[command(flatten)]
+    shards: ShardArgs,
     /// Trusted issuer public keys: one or more SPKI PEM blocks (issuers' .pub files).
     #[arg(long, value_name = "FILE")]
     trust: PathBuf,
@@ -196,19 +249,19 @@ async fn lookup(args: LookupArgs) -> Result<ExitCode, ExitCode> {
         eprintln!("error: {}", e.with_flag("--trust"));
         ExitCode::FAILURE
     })?;
-    let options = ClientOptions {
+    let options = args.shards.apply(ClientOptions {
         key_file: args.key_file.clone(),
         rotate_keys: args.rotate_keys,
         ..args.server.options(trust)?
-    };
-    let mut client = PirClient::connect(&args.server.server, options)
+    })?;
+    let mut client = ShardedClient::connect(&args.server.server, options)
         .await
         .map_err(|e| {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         })?;
     let mut failed = 0usize;
-    // Every query goes out before any answer is verified (see PirClient::lookup_many).
+    // Every query goes out before any answer is verified (see ShardedClient::lookup_many).
     let outcomes = client.lookup_many(&args.cpis).await;
     for (cpi, outcome) in args.cpis.iter().zip(outcomes) {
         match outcome {
@@ -461,6 +514,77 @@ mod tests {
                 Some("https://evaluator.example:50051"),
                 "{command}"
             );
+        }
+    }
+
+    /// The shard flags reach the options: a pattern or a map file, the privacy mode, padding
+    /// and the attempts; by default `shard` mode, no padding, 3 attempts, no map.
+    #[test]
+    fn the_shard_flags_reach_the_options() {
+        let options = |extra: &[&str]| {
+            let mut argv = vec!["pir-client", "lookup", "--server", "http://127.0.0.1:1"];
+            argv.extend(extra);
+            argv.extend(["--trust", "t.pub", "tel:+14155550100"]);
+            let Command::Lookup(args) = Cli::try_parse_from(argv)?.command else {
+                panic!("expected lookup");
+            };
+            Ok::<_, clap::Error>(
+                args.shards
+                    .apply(args.server.options(TrustStore::new()).unwrap()),
+            )
+        };
+        let default = options(&[]).unwrap().unwrap();
+        assert_eq!(default.shard_map, None);
+        assert_eq!(default.shard_privacy, ShardPrivacy::Shard);
+        assert!(!default.pad_shards);
+        assert_eq!(default.shard_attempts, 3);
+        let set = options(&[
+            "--shard-endpoints",
+            "http://s{i}.svc:50051",
+            "--shard-privacy",
+            "all-shards",
+            "--pad-shards",
+            "--shard-attempts",
+            "5",
+        ])
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            set.shard_map,
+            Some(ShardMap::Patterns(vec!["http://s{i}.svc:50051".into()]))
+        );
+        assert_eq!(set.shard_privacy, ShardPrivacy::AllShards);
+        assert!(set.pad_shards);
+        assert_eq!(set.shard_attempts, 5);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shards.map");
+        std::fs::write(
+            &path,
+            "0 http://127.0.0.1:1\n1 http://127.0.0.1:2 http://127.0.0.1:3\n",
+        )
+        .unwrap();
+        let mapped = options(&["--shard-map", path.to_str().unwrap()])
+            .unwrap()
+            .unwrap();
+        let map = mapped.shard_map.unwrap();
+        assert_eq!(map.replicas(1, 2).unwrap().len(), 2);
+        // A pattern without {i}, a map that does not read: errors, not panics.
+        assert!(
+            options(&["--shard-endpoints", "http://one:1"])
+                .unwrap()
+                .is_err()
+        );
+        assert!(
+            options(&["--shard-map", "/nonexistent/map"])
+                .unwrap()
+                .is_err()
+        );
+        for bad in [
+            &["--shard-privacy", "none"][..],
+            &["--shard-attempts", "0"],
+            &["--shard-map", "m", "--shard-endpoints", "http://s{i}:1"],
+        ] {
+            assert!(options(bad).is_err(), "{bad:?}");
         }
     }
 

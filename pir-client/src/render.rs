@@ -165,6 +165,15 @@ pub fn info_json(info: &ConfigIn) -> Value {
             "header_hash": info.header_hash().map(|h| hex(&h)),
             "signed_by": signer(info),
         },
+        "directory": info.manifest().map(|m| json!({
+            "shard": c.layout().shard.index,
+            "shards": m.count(),
+            "served_shards": info.served_shards(),
+            "manifest_epoch": m.epoch,
+            "mapping_count": m.mapping_count(),
+            "manifest_signed_by": m.signature.as_ref()
+                .map(|sig| pir_core::identity::IssuerId(sig.key_id).to_string()),
+        })),
     })
 }
 
@@ -188,7 +197,7 @@ pub fn info_text(info: &ConfigIn) -> String {
     } else {
         human_bytes(info.max_message_bytes())
     };
-    [
+    let mut lines = vec![
         format!(
             "epoch:              {} (built {})",
             c.epoch(),
@@ -243,8 +252,26 @@ pub fn info_text(info: &ConfigIn) -> String {
                 (Some(h), Some(id)) => format!("header {}, signed by DP key {id}", hex(&h[..8])),
             }
         ),
-    ]
-    .join("\n")
+    ];
+    if let Some(m) = info.manifest() {
+        lines.push(format!(
+            "directory:          shard {} of {} (this endpoint serves {:?}), manifest epoch {}, \
+             {} mappings in all, {}",
+            c.layout().shard.index,
+            m.count(),
+            info.served_shards(),
+            m.epoch,
+            m.mapping_count(),
+            match &m.signature {
+                Some(sig) => format!(
+                    "signed by DP key {}",
+                    pir_core::identity::IssuerId(sig.key_id)
+                ),
+                None => "not signed by a DP".to_owned(),
+            }
+        ));
+    }
+    lines.join("\n")
 }
 
 /// Bytes with a binary unit: `512 B`, `110.2 KiB`, `8.6 MiB`.

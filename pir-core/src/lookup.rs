@@ -252,6 +252,16 @@ impl LookupClient {
         })
     }
 
+    /// A cover query: a fresh encryption of a uniformly random bucket's index, of the same
+    /// size and made with the same keys as [`LookupClient::query`]'s, so that nobody without
+    /// the secret key tells the two apart. For a sharded client that pads a shard's share of a
+    /// batch, or queries the shards a CPI is not in; its answer is never decoded.
+    pub fn cover_query<R: RngCore + CryptoRng>(&self, rng: &mut R) -> Result<Vec<u8>> {
+        let buckets = self.config.layout().num_buckets.max(1);
+        let bucket = (rng.next_u64() % u64::from(buckets)) as usize;
+        pir::query(self.config.scheme(), &self.keys.secret, bucket)
+    }
+
     /// Decrypts `response` to the CPI's bucket, opens the CPI's sealed record in it and
     /// verifies every statement at time `now`. A record that does not open or decode, or a
     /// statement whose signature fails under a trusted issuer, is an error: the server or the

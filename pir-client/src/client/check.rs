@@ -18,6 +18,14 @@ pub(super) fn accept(
     seen: Option<&SeenSnapshot>,
     key_file: Option<&KeyFile>,
 ) -> Result<Option<SeenSnapshot>> {
+    let shard = config.lookup().layout().shard;
+    if shard.is_sharded() {
+        // Querying one shard of many would report the other shards' CPIs as absent.
+        return Err(ClientError::ShardedDirectory {
+            shard: shard.index,
+            count: shard.count,
+        });
+    }
     if let Some(dp_keys) = &options.dp_keys {
         let verified = verify_snapshot(config, dp_keys, seen, key_file)?;
         check_params(config.lookup().scheme(), options)?;
@@ -46,6 +54,17 @@ pub(super) fn verify_snapshot(
         epoch: header.epoch,
         header_hash: hash,
     };
+    not_older(offered, seen, key_file)
+}
+
+/// Refuses `offered` when it is older than the newest version verified before (`seen`), or
+/// another one of that epoch: the version to remember once it is accepted.
+pub(super) fn not_older(
+    offered: SeenSnapshot,
+    seen: Option<&SeenSnapshot>,
+    key_file: Option<&KeyFile>,
+) -> Result<SeenSnapshot> {
+    let refused = ClientError::SnapshotRefused;
     let key_file = || key_file.map(|f| f.path().to_path_buf());
     match seen {
         Some(seen) if offered.epoch < seen.epoch => Err(refused(SnapshotRefusal::Rollback {
@@ -72,7 +91,7 @@ fn short_hash(hash: &[u8; 32]) -> String {
 
 /// Refuses parameters that are not vetted (unless allowed) and any whose messages exceed the
 /// client's limit, before a key is made for them.
-fn check_params(params: &SchemeParams, options: &ClientOptions) -> Result<()> {
+pub(super) fn check_params(params: &SchemeParams, options: &ClientOptions) -> Result<()> {
     let refused = |reason| ClientError::RefusedParams {
         params: params.to_string(),
         reason,

@@ -17,10 +17,12 @@ use crate::{
 };
 
 /// Opens a channel to `url` (`http://host:port` or `https://`; a bare `host:port` means
-/// `https://`) and fetches the server's configuration over it.
+/// `https://`) and fetches the server's configuration over it (of `shard`, or of the first
+/// shard the server serves).
 pub(super) async fn open(
     url: &str,
     options: &ClientOptions,
+    shard: Option<u32>,
     wire: &mut Wire,
 ) -> Result<(DiscoveryClient<Channel>, ConfigIn)> {
     let address = ServerAddress::parse(url).map_err(|reason| ClientError::InvalidAddress {
@@ -74,7 +76,7 @@ pub(super) async fn open(
     let mut grpc = DiscoveryClient::new(channel)
         .max_encoding_message_size(options.max_message_bytes)
         .max_decoding_message_size(options.max_message_bytes);
-    let config = match get_config(&mut grpc, options.request_timeout, wire).await {
+    let config = match get_config(&mut grpc, shard, options.request_timeout, wire).await {
         Ok(config) => config,
         // The first RPC is where a plaintext client meets a TLS port: it fails in the
         // transport, in one of several ways depending on timing. Ask the port itself.

@@ -41,6 +41,7 @@ mod keys;
 mod lookup;
 mod options;
 mod rpc;
+mod sharded;
 
 use std::{sync::Arc, time::Instant};
 
@@ -63,7 +64,11 @@ use lookup::{Answered, Heal, Reply, read_reply};
 use rpc::{Wire, get_config, request, within};
 
 pub use lookup::{LookupOutcome, MAX_ATTEMPTS};
-pub use options::{ClientOptions, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_TIMEOUT};
+pub use options::{
+    ClientOptions, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SHARD_ATTEMPTS,
+    ShardPrivacy,
+};
+pub use sharded::ShardedClient;
 
 /// A connection to a discovery server, with registered keys, that makes private lookups.
 ///
@@ -98,7 +103,18 @@ impl PirClient {
     /// keys are generated, saved and registered.
     pub async fn connect(url: &str, options: ClientOptions) -> Result<Self> {
         let mut wire = Wire::default();
-        let (grpc, config) = open(url, &options, &mut wire).await?;
+        let (grpc, config) = open(url, &options, None, &mut wire).await?;
+        Self::connected(url, grpc, config, options, wire).await
+    }
+
+    /// [`Self::connect`] once the channel is open and the first configuration fetched.
+    async fn connected(
+        url: &str,
+        grpc: DiscoveryClient<Channel>,
+        config: ConfigIn,
+        options: ClientOptions,
+        mut wire: Wire,
+    ) -> Result<Self> {
         let key_file = options.key_file.clone().map(KeyFile::new);
         let stored = match &key_file {
             Some(file) => file.load()?,
@@ -131,7 +147,7 @@ impl PirClient {
         let evaluator = match &options.evaluator {
             Some(evaluator_url) => {
                 let (evaluator, evaluator_config) =
-                    open(evaluator_url, &options, &mut wire).await?;
+                    open(evaluator_url, &options, None, &mut wire).await?;
                 let (ours, theirs) = (
                     config.lookup().layout().oprf_key,
                     evaluator_config.lookup().layout().oprf_key,
@@ -350,6 +366,7 @@ impl PirClient {
     pub async fn info(&mut self) -> Result<ConfigIn> {
         let config = get_config(
             &mut self.grpc,
+            None,
             self.options.request_timeout,
             &mut Wire::default(),
         )
@@ -413,7 +430,7 @@ impl PirClient {
     }
 
     async fn refresh_counted(&mut self, wire: &mut Wire) -> Result<()> {
-        let config = get_config(&mut self.grpc, self.options.request_timeout, wire).await?;
+        let config = get_config(&mut self.grpc, None, self.options.request_timeout, wire).await?;
         let seen = accept(
             &config,
             &self.options,
@@ -481,7 +498,7 @@ impl PirClient {
 /// nothing is read or written). Parameters are not checked against the vetted presets here:
 /// showing them is harmless, and [`PirClient::connect`] refuses them.
 pub async fn fetch_config(url: &str, options: &ClientOptions) -> Result<ConfigIn> {
-    let (_, config) = open(url, options, &mut Wire::default()).await?;
+    let (_, config) = open(url, options, None, &mut Wire::default()).await?;
     if let Some(dp_keys) = &options.dp_keys {
         verify_snapshot(&config, dp_keys, None, None)?;
     }

@@ -5,11 +5,52 @@ use std::{path::PathBuf, time::Duration};
 
 use pir_core::{DpKeys, TrustStore};
 
+use crate::shard_map::ShardMap;
+
 /// Default limit on one gRPC message, both ways: public keys are up to about 9 MB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 << 20;
 /// Default deadline of every RPC: a query's answer scans the whole database (about a second
 /// at a million mappings, more while the server is busy), far below this.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Default bound on the Query attempts one query of a sharded lookup makes across its shard's
+/// replicas (each on another replica, with a fresh encryption).
+pub const DEFAULT_SHARD_ATTEMPTS: u32 = 3;
+
+/// What the routing of a sharded lookup tells the servers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ShardPrivacy {
+    /// Each CPI's query goes to its own shard only: the servers learn which shard, that is
+    /// log2(N) bits of the CPI's OPRF output (a CPI's shard, not the CPI; as Apple's PIR
+    /// service does for its shards). Without [`ClientOptions::pad_shards`], a batch also shows
+    /// how many of its CPIs fall in each shard.
+    #[default]
+    Shard,
+    /// Each CPI is queried in every shard and only its own shard's answer is decoded: N times
+    /// the queries, nothing learnt from routing.
+    AllShards,
+}
+
+impl std::fmt::Display for ShardPrivacy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Shard => "shard",
+            Self::AllShards => "all-shards",
+        })
+    }
+}
+
+impl std::str::FromStr for ShardPrivacy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "shard" => Ok(Self::Shard),
+            "all-shards" => Ok(Self::AllShards),
+            _ => Err(format!(
+                "unknown shard privacy mode {s:?}: use shard or all-shards"
+            )),
+        }
+    }
+}
 
 /// How a [`PirClient`](crate::PirClient) connects and what it trusts.
 #[derive(Clone, Debug)]
@@ -55,12 +96,28 @@ pub struct ClientOptions {
     /// key. `None` asks the server itself. The keys are registered with both; the evaluator's
     /// snapshot must be keyed by the same OPRF key as the server's.
     pub evaluator: Option<String>,
+    /// How to reach each shard of a sharded directory (`--shard-endpoints`, `--shard-map`),
+    /// for a [`ShardedClient`](crate::ShardedClient). `None`: every shard through the endpoint
+    /// it connects to, which must then serve them all.
+    pub shard_map: Option<ShardMap>,
+    /// What a sharded lookup's routing tells the servers (`--shard-privacy`).
+    pub shard_privacy: ShardPrivacy,
+    /// In [`ShardPrivacy::Shard`] mode, pad every batch with cover queries so that every
+    /// shard receives as many queries as the batch's busiest shard (`--pad-shards`): the
+    /// per-shard counts then tell nothing. Without it, they tell how many of the batch's CPIs
+    /// fall in each shard. (Every shard always gets every CPI in `AllShards` mode.)
+    pub pad_shards: bool,
+    /// Most Query attempts one query of a sharded lookup makes across its shard's replicas
+    /// (`--shard-attempts`): a replica that is unreachable, UNAVAILABLE, past the deadline or
+    /// refused is left for the next one. At least 1.
+    pub shard_attempts: u32,
 }
 
 impl Default for ClientOptions {
     /// No trusted issuer (every found mapping then fails verification), no key file, a 10 s
     /// connect timeout, a 30 s deadline per RPC, 64 MiB messages, no DP keys, vetted
-    /// parameters only, plaintext only to loopback.
+    /// parameters only, plaintext only to loopback; sharded: every shard through the first
+    /// endpoint, `shard` privacy without padding, 3 attempts per query.
     fn default() -> Self {
         Self {
             trust: TrustStore::new(),
@@ -74,6 +131,10 @@ impl Default for ClientOptions {
             insecure_plaintext: false,
             rotate_keys: false,
             evaluator: None,
+            shard_map: None,
+            shard_privacy: ShardPrivacy::Shard,
+            pad_shards: false,
+            shard_attempts: DEFAULT_SHARD_ATTEMPTS,
         }
     }
 }

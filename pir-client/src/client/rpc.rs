@@ -89,13 +89,14 @@ fn timed_out(status: &tonic::Status, deadline_passed: bool) -> bool {
 }
 
 /// Fetches the server's configuration, validated (not yet checked against what the client
-/// accepts).
+/// accepts): of shard `shard` of a sharded directory, or of the first shard the server serves.
 pub(super) async fn get_config(
     grpc: &mut DiscoveryClient<Channel>,
+    shard: Option<u32>,
     deadline: Option<Duration>,
     wire: &mut Wire,
 ) -> Result<ConfigIn> {
-    let message = v1::GetConfigRequest::default();
+    let message = v1::GetConfigRequest { shard };
     wire.send(&message);
     let response = within(
         "GetConfig",
