@@ -147,7 +147,12 @@ pub fn build_sharded(args: &ShardedBuildArgs) -> Result<ShardedBuildSummary, DpE
     if !dir.is_dir() {
         // The directory is made (its parent must exist), as a file's would be.
         crate::paths::check_out_dir(dir)?;
-        std::fs::create_dir(dir).map_err(|e| DpError::io(IoOp::Creating, dir, e))?;
+        // Machines building shards of one directory at once may race to make it.
+        match std::fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => {}
+            Err(e) => return Err(DpError::io(IoOp::Creating, dir, e)),
+        }
     }
     let now = pir_core::unix_now();
     let manifest_path = dir.join(MANIFEST_FILE_NAME);
