@@ -95,8 +95,8 @@ async fn the_readme_dp_flow_runs_as_written() {
     let blocks = flow_blocks();
     assert_eq!(
         blocks.len(),
-        2,
-        "the flow has a build-and-serve block and an update block"
+        3,
+        "the flow has a build-and-serve block, an update block and a sharded block"
     );
     // The first block builds the binaries; the test already has them.
     let first = blocks[0]
@@ -138,4 +138,76 @@ async fn the_readme_dp_flow_runs_as_written() {
         "db.pirsnap is still the full snapshot"
     );
     assert_eq!(base.header().epoch, first_epoch);
+
+    // The sharded directory: built whole and shard by shard, served by three processes on
+    // free ports, then updated.
+    let mut sharded = blocks[2].clone();
+    let mut urls = Vec::new();
+    for (port, admin) in [(50061, 50071), (50062, 50072), (50063, 50073)] {
+        let free = |_| {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (listen, admin_listen) = (free(port), free(admin));
+        sharded = sharded
+            .replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{listen}"))
+            .replace(&format!("127.0.0.1:{admin}"), &format!("127.0.0.1:{admin_listen}"));
+        urls.push(format!("http://127.0.0.1:{listen}"));
+    }
+    let _stops = ["shards-a.pid", "shards-b.pid", "evaluator.pid"]
+        .map(|p| StopServer(dir.path().join(p)));
+    run_block(dir.path(), &sharded, &log);
+    let manifest_path = dir.path().join("shards/manifest.pirman");
+    let manifest = pir_core::snapshot::Manifest::load(&manifest_path).unwrap();
+    assert_eq!(manifest.count(), 4);
+    let apart = pir_core::snapshot::Manifest::load(&dir.path().join("shards-b/manifest.pirman"))
+        .unwrap();
+    assert_eq!((apart.count(), apart.epoch), (4, 1_800_000_000));
+    assert_eq!(apart.mapping_count(), base.header().mapping_count, "every mapping once");
+    let mut served = Vec::new();
+    for url in &urls {
+        wait_for(url, &log, |_| true).await;
+        let config = fetch_config(url, &ClientOptions::default()).await.unwrap();
+        let m = config.manifest().expect("a shard server sends its manifest");
+        // Loaded before or after the update wrote the new manifest.
+        assert!(m.epoch <= manifest.epoch);
+        served.push(config.served_shards().to_vec());
+    }
+    assert_eq!(served, [vec![0, 1], vec![2, 3], vec![]]);
+    // The update rewrote only the shards its delta names, and a reload serves the new manifest.
+    let changed = manifest
+        .shards
+        .iter()
+        .filter(|s| s.epoch == manifest.epoch)
+        .count();
+    assert!((1..=4).contains(&changed), "{changed}");
+    for pid in ["shards-a.pid", "shards-b.pid", "evaluator.pid"] {
+        let pid = std::fs::read_to_string(dir.path().join(pid)).unwrap();
+        let status = Command::new("kill").args(["-HUP", pid.trim()]).status().unwrap();
+        assert!(status.success());
+    }
+    for url in &urls {
+        wait_for_manifest(url, &log, manifest.epoch).await;
+    }
+}
+
+/// Polls a shard server until it serves the manifest of `epoch`, for at most a minute.
+async fn wait_for_manifest(url: &str, log: &Path, epoch: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(config) = fetch_config(url, &ClientOptions::default()).await
+            && config.manifest().is_some_and(|m| m.epoch == epoch)
+        {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not serve manifest epoch {epoch} in a minute; log:\n{}",
+            std::fs::read_to_string(log).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
