@@ -72,6 +72,15 @@ impl Inner {
     }
 }
 
+/// Which registrations [`KeyCache::resolve`] takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wanted {
+    /// Only keys for the parameters served (a query).
+    Params,
+    /// Keys for any parameters, if cached (an evaluation).
+    AnyParams,
+}
+
 /// A byte-bounded LRU map from key id to registrations.
 pub(crate) struct KeyCache {
     budget: u64,
@@ -165,21 +174,27 @@ impl KeyCache {
     /// The registration of `id` for `scheme` while it lasts: from the cache, else from `store`
     /// (parsed off the runtime, after `make_room` agreed to the evictions it needs). `None`
     /// when it is not registered, expired, for other parameters, or the store cannot say.
+    /// `Wanted::AnyParams` takes a cached registration for any parameters (an evaluation does
+    /// not depend on them); the store's must be for `scheme`, which it is parsed with.
     pub(crate) async fn resolve(
         &self,
         store: &KeyStore,
         id: &KeyId,
-        scheme: SchemeParams,
+        (scheme, wanted): (SchemeParams, Wanted),
         make_room: impl Fn(usize) -> Result<(), ServerError>,
     ) -> Result<Option<Registered>, ServerError> {
-        if let Some(found) = self.cached(store, id, scheme).await {
+        let cached_scheme = match wanted {
+            Wanted::Params => Some(scheme),
+            Wanted::AnyParams => None,
+        };
+        if let Some(found) = self.cached(store, id, cached_scheme).await {
             return Ok(found);
         }
         let lock = self.fetching_lock().entry(*id).or_default().clone();
         let result = {
             let _fetching = lock.lock().await;
             // Another miss may have fetched it while this one waited.
-            match self.cached(store, id, scheme).await {
+            match self.cached(store, id, cached_scheme).await {
                 Some(found) => Ok(found),
                 None => self.fetch(store, id, scheme, make_room).await,
             }
@@ -205,9 +220,11 @@ impl KeyCache {
         &self,
         store: &KeyStore,
         id: &KeyId,
-        scheme: SchemeParams,
+        scheme: Option<SchemeParams>,
     ) -> Option<Option<Registered>> {
-        let found = self.get(id).filter(|r| *r.keys.params() == scheme)?;
+        let found = self
+            .get(id)
+            .filter(|r| scheme.is_none_or(|s| *r.keys.params() == s))?;
         if found.expires_at > SystemTime::now() {
             return Some(Some(found));
         }

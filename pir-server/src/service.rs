@@ -54,7 +54,7 @@ use crate::{
     answerer::Answerer,
     error::{QueryAuthError, ServerError},
     evaluator::Evaluator,
-    keycache::{KeyCache, Registered, estimated_cost},
+    keycache::{KeyCache, Registered, Wanted, estimated_cost},
     keystore::{KeyStore, Record},
     limits::{self, Limiters, Quotas},
     metrics::Metrics,
@@ -493,9 +493,18 @@ impl DiscoveryService {
         id: &KeyId,
         scheme: SchemeParams,
     ) -> Result<Option<Registered>, ServerError> {
+        self.resolve(id, scheme, Wanted::Params).await
+    }
+
+    async fn resolve(
+        &self,
+        id: &KeyId,
+        scheme: SchemeParams,
+        wanted: Wanted,
+    ) -> Result<Option<Registered>, ServerError> {
         self.state
             .keys
-            .resolve(&self.state.store, id, scheme, |n| {
+            .resolve(&self.state.store, id, (scheme, wanted), |n| {
                 self.state.limiters.evictions(n)
             })
             .await
@@ -600,11 +609,11 @@ impl DiscoveryService {
             .ok_or(ServerError::NoEvaluator)?;
         let req = EvaluateIn::parse(req, self.state.opts.max_queries_per_request)?;
         let id = req.key_id();
-        // Keys for the served parameters: an evaluation does not depend on the snapshot, but
-        // the evaluator serves the same shape as the hosts its clients query.
+        // Any registered key will do: an evaluation does not depend on the snapshot (keys not
+        // cached are loaded from the store for the parameters served).
         let scheme = self.state.served.load().snapshot.header().scheme;
         let registered = self
-            .registered(&id, scheme)
+            .resolve(&id, scheme, Wanted::AnyParams)
             .await?
             .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
         if !registered
