@@ -595,6 +595,17 @@ mod tests {
                 "the server is still loading its snapshot; retry shortly",
             ),
             (
+                // What failed stays in the log: the client hears which store, and to retry.
+                ServerError::KeyStore(KeyStoreError::unavailable(
+                    "redis",
+                    "Connection refused (os error 111) at 10.0.0.5:6379",
+                )),
+                Code::Unavailable,
+                None,
+                "the key store (redis) is unavailable: keys cannot be registered or renewed now; \
+                 retry later",
+            ),
+            (
                 ServerError::DeadlineExceeded(Duration::from_secs(1)),
                 Code::DeadlineExceeded,
                 None,

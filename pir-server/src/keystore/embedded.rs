@@ -24,6 +24,21 @@ fn failed(e: impl std::fmt::Display) -> KeyStoreError {
     KeyStoreError::unavailable("embedded", e)
 }
 
+/// A redb error as its message (redb's own error type is large to carry around).
+struct DbError(String);
+
+impl<E: Into<redb::Error>> From<E> for DbError {
+    fn from(e: E) -> Self {
+        Self(e.into().to_string())
+    }
+}
+
+impl std::fmt::Display for DbError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 pub(super) struct Embedded {
     db: Arc<Database>,
 }
@@ -63,7 +78,7 @@ impl Embedded {
     /// Runs `work` on the database off the async runtime (redb blocks on disk).
     async fn blocking<T: Send + 'static>(
         &self,
-        work: impl FnOnce(&Database) -> Result<T, redb::Error> + Send + 'static,
+        work: impl FnOnce(&Database) -> Result<T, DbError> + Send + 'static,
     ) -> Result<T, KeyStoreError> {
         let db = self.db.clone();
         tokio::task::spawn_blocking(move || work(&db))
@@ -78,7 +93,7 @@ fn live(
     table: &impl ReadableTable<&'static [u8], u64>,
     id: &KeyId,
     now: u64,
-) -> Result<Option<u64>, redb::Error> {
+) -> Result<Option<u64>, DbError> {
     Ok(table
         .get(id.0.as_slice())?
         .map(|e| e.value())
