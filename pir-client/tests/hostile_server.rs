@@ -34,7 +34,8 @@ use pir_proto::{
     REASON_KEY, REASON_STALE_EPOCH,
     v1::{
         self, EvaluateRequest, EvaluateResponse, GetConfigRequest, GetConfigResponse, QueryRequest,
-        QueryResponse, RegisterKeysRequest, RegisterKeysResponse,
+        QueryResponse, RegisterKeysRequest, RegisterKeysResponse, RenewKeysRequest,
+        RenewKeysResponse,
         discovery_server::{Discovery, DiscoveryServer},
     },
 };
@@ -258,6 +259,14 @@ impl Discovery for Hostile {
     ) -> Result<Response<RegisterKeysResponse>, Status> {
         self.record("RegisterKeys", req.get_ref(), Vec::new());
         Discovery::register_keys(&self.backend(), req).await
+    }
+
+    async fn renew_keys(
+        &self,
+        req: Request<RenewKeysRequest>,
+    ) -> Result<Response<RenewKeysResponse>, Status> {
+        self.record("RenewKeys", req.get_ref(), Vec::new());
+        Discovery::renew_keys(&self.backend(), req).await
     }
 
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {

@@ -578,3 +578,60 @@ async fn bench_reports_its_first_error() {
     assert!(first.contains("RESOURCE_EXHAUSTED"), "{first}");
     server.stop().await.unwrap();
 }
+
+/// `name{labels}`'s value in the server's metrics, 0 if never counted.
+fn counted(server: &RunningServer, line: &str) -> u64 {
+    server
+        .service()
+        .metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_registration_is_renewed_before_it_expires_and_registered_again_once_it_has() {
+    use std::time::{Duration, SystemTime};
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with(ServeOptions {
+        key_store: pir_server::KeyStoreSpec::File(dir.path().join("keys.redb")),
+        key_ttl: Duration::from_secs(4),
+        ..ServeOptions::default()
+    })
+    .await;
+    let inserts = "pir_key_store_operations_total{backend=\"embedded\",op=\"insert\"}";
+    let renewals = "pir_key_store_operations_total{backend=\"embedded\",op=\"renew\"}";
+    let mut client = connect(&server).await;
+    let first = client.registered_until().unwrap();
+    let ahead = first.duration_since(SystemTime::now()).unwrap();
+    assert!(
+        ahead > Duration::from_secs(2) && ahead <= Duration::from_secs(4),
+        "{ahead:?}"
+    );
+    assert_eq!(
+        (counted(&server, inserts), counted(&server, renewals)),
+        (1, 0)
+    );
+
+    // Within the first half: nothing to renew.
+    client.lookup(&cpi("tel:+14155550100")).await.unwrap();
+    assert_eq!(counted(&server, renewals), 0);
+    // Past half its lifetime, the next lookup renews it, without uploading the keys.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let found = client.lookup(&cpi("tel:+14155550100")).await.unwrap();
+    assert_eq!(msps(&found), ["chat.example", "talk.example"]);
+    assert_eq!(
+        (counted(&server, inserts), counted(&server, renewals)),
+        (1, 1)
+    );
+    let renewed = client.registered_until().unwrap();
+    assert!(renewed > first, "{renewed:?} after {first:?}");
+
+    // Left to expire: the server forgets the keys, and the client registers them again.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
+    let healed = client.lookup(&cpi("tel:+14155550100")).await.unwrap();
+    assert_eq!(msps(&healed), ["chat.example", "talk.example"]);
+    assert_eq!(counted(&server, inserts), 2);
+    assert!(client.registered_until().unwrap() > renewed);
+    server.stop().await.unwrap();
+}

@@ -35,6 +35,9 @@ const TAG_LABEL: &[u8] = b"pir-discovery/query-mac/v1\0";
 /// The label of an Evaluate request's transcript, whose epoch field is always 0 (an evaluation
 /// does not depend on the snapshot): a query's MAC never stands for an evaluation's.
 const EVALUATE_TAG_LABEL: &[u8] = b"pir-discovery/evaluate-mac/v1\0";
+/// The label of a RenewKeys request's transcript (epoch 0, no elements): proof that the renewer
+/// holds the keys, so that a key id alone cannot keep a registration alive.
+const RENEW_TAG_LABEL: &[u8] = b"pir-discovery/renew-mac/v1\0";
 
 /// Bytes of a mac key and of a MAC.
 pub const QUERY_MAC_BYTES: usize = 32;
@@ -154,6 +157,22 @@ impl QueryMacKey {
             .verify_slice(tag)
             .is_ok()
     }
+
+    /// The MAC of a RenewKeys request: the key id, under a label of its own. A recorded one can
+    /// be replayed, which only keeps the owner's registration alive as the owner asked.
+    pub fn tag_renewal(&self, key_id: &KeyId) -> [u8; QUERY_MAC_BYTES] {
+        self.transcript(RENEW_TAG_LABEL, key_id, 0, &[] as &[&[u8]])
+            .finalize()
+            .into_bytes()
+            .into()
+    }
+
+    /// Checks a RenewKeys request's MAC in constant time.
+    pub fn verify_renewal(&self, key_id: &KeyId, tag: &[u8]) -> bool {
+        self.transcript(RENEW_TAG_LABEL, key_id, 0, &[] as &[&[u8]])
+            .verify_slice(tag)
+            .is_ok()
+    }
 }
 
 #[cfg(test)]
@@ -183,6 +202,20 @@ mod tests {
         assert!(!k.verify(&id, 0, &elements, &tag));
         assert!(!k.verify_evaluation(&id, &[[5u8; 32]], &tag));
         assert!(!k.verify_evaluation(&id, &elements, &k.tag(&id, 0, &elements)));
+    }
+
+    #[test]
+    fn a_renewal_tag_is_neither_a_query_nor_an_evaluation_tag() {
+        let k = key(3);
+        let id = KeyId([9; 32]);
+        let tag = k.tag_renewal(&id);
+        assert!(k.verify_renewal(&id, &tag));
+        assert!(!k.verify_renewal(&KeyId([8; 32]), &tag), "another key id");
+        assert!(!key(4).verify_renewal(&id, &tag), "another key");
+        let none: [&[u8]; 0] = [];
+        assert!(!k.verify(&id, 0, &none, &tag));
+        assert!(!k.verify_evaluation(&id, &none, &tag));
+        assert!(!k.verify_renewal(&id, &k.tag(&id, 0, &none)));
     }
 
     #[test]

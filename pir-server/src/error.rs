@@ -9,8 +9,10 @@ use std::path::PathBuf;
 use pir_core::{CoreError, ErrorClass};
 use pir_proto::{
     EvaluateError, QueryError, REASON_KEY, REASON_STALE_EPOCH, REASON_UNKNOWN_KEY,
-    RETRY_AFTER_MS_KEY, RegisterKeysError,
+    RETRY_AFTER_MS_KEY, RegisterKeysError, RenewKeysError,
 };
+
+use crate::keystore::KeyStoreError;
 use tonic::{Code, Status, metadata::MetadataValue};
 
 /// Everything that can go wrong serving: a request, a reload, the transport.
@@ -78,6 +80,14 @@ pub enum ServerError {
         /// The cache's budget.
         budget: u64,
     },
+    /// The key store (Redis, the embedded file) cannot be asked: registrations and renewals
+    /// are refused until it is back (what failed is logged, not sent).
+    #[error(
+        "the key store ({}) is unavailable: keys cannot be registered or renewed now; retry \
+         later",
+        .0.backend()
+    )]
+    KeyStore(KeyStoreError),
     /// Every answer slot is busy.
     #[error("overloaded: {0} answers in progress; retry later")]
     Overloaded(usize),
@@ -276,6 +286,9 @@ pub enum QueryAuthError {
     /// An Evaluate request's MAC is not the one the registered mac key makes.
     #[error("the evaluation's mac does not verify under the mac key registered with key id {0}")]
     BadEvaluationMac(pir_core::KeyId),
+    /// A RenewKeys request's MAC is not the one the registered mac key makes.
+    #[error("the renewal's mac does not verify under the mac key registered with key id {0}")]
+    BadRenewalMac(pir_core::KeyId),
 }
 
 /// The words of the message: "rate limit of this key exceeded".
@@ -320,6 +333,7 @@ impl ServerError {
             Self::NoEvaluator => "no_evaluator",
             Self::ShardNotServed { .. } => "shard_not_served",
             Self::KeyCacheTooSmall { .. } => "key_cache_too_small",
+            Self::KeyStore(_) => "key_store",
             Self::Core(e) if e.is_bad_input() => "malformed",
             Self::Internal(_) => "internal",
             Self::AdminTokenRequired | Self::QueryAuth(_) => "unauthenticated",
@@ -357,6 +371,15 @@ pub enum MalformedRequest {
     /// The evaluation request.
     #[error(transparent)]
     Evaluate(EvaluateError),
+    /// The renewal request.
+    #[error(transparent)]
+    Renew(RenewKeysError),
+}
+
+impl From<RenewKeysError> for ServerError {
+    fn from(e: RenewKeysError) -> Self {
+        Self::Malformed(MalformedRequest::Renew(e))
+    }
 }
 
 impl ServerError {
@@ -492,7 +515,7 @@ impl From<ServerError> for Status {
                 ..
             } => Status::deadline_exceeded(msg),
             ServerError::RequestBody { .. } => Status::resource_exhausted(msg),
-            ServerError::Loading => Status::unavailable(msg),
+            ServerError::Loading | ServerError::KeyStore(_) => Status::unavailable(msg),
             ServerError::NoEvaluator => Status::unimplemented(msg),
             ServerError::ShardNotServed { .. } => Status::not_found(msg),
             ServerError::AdminTokenRequired | ServerError::QueryAuth(_) => {
@@ -592,6 +615,17 @@ mod tests {
                 Code::Unavailable,
                 None,
                 "the server is still loading its snapshot; retry shortly",
+            ),
+            (
+                // What failed stays in the log: the client hears which store, and to retry.
+                ServerError::KeyStore(KeyStoreError::unavailable(
+                    "redis",
+                    "Connection refused (os error 111) at 10.0.0.5:6379",
+                )),
+                Code::Unavailable,
+                None,
+                "the key store (redis) is unavailable: keys cannot be registered or renewed now; \
+                 retry later",
             ),
             (
                 ServerError::DeadlineExceeded(Duration::from_secs(1)),

@@ -5,19 +5,34 @@
 //! cache counts bytes, not entries. An evicted client gets FAILED_PRECONDITION with reason
 //! `unknown-key` and registers again by itself. Evictions can be rationed (the eviction rate in
 //! `limits.rs`): a registration that needs room asks first how many entries it would evict.
+//!
+//! The cache sits in front of the key store (`keystore/`): an entry lasts until its
+//! registration expires, and a miss ([`KeyCache::resolve`]) reads the store, checks the record
+//! (the parameters served, `KeyId::of` its bytes), parses it off the async runtime and caches
+//! it. Concurrent misses of one key wait for the first (a per-key lock), so it is parsed once.
+//! A store that fails makes the key unknown here (the client registers again), never an error
+//! of its own.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::SystemTime,
 };
 
-use pir_core::{EvalKeys, KeyId, QueryMacKey};
+use pir_core::{EvalKeys, KeyId, QueryMacKey, SchemeParams};
 
-/// One client's registration: its keys, and the key its queries' MACs are made with.
+use crate::{
+    error::ServerError,
+    keystore::{Fetch, KeyStore},
+};
+
+/// One client's registration: its keys, the key its queries' MACs are made with, and when the
+/// registration expires.
 #[derive(Clone)]
 pub(crate) struct Registered {
     pub(crate) keys: Arc<EvalKeys>,
     pub(crate) mac_key: QueryMacKey,
+    pub(crate) expires_at: SystemTime,
 }
 
 struct Entry {
@@ -57,10 +72,21 @@ impl Inner {
     }
 }
 
+/// Which registrations [`KeyCache::resolve`] takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Wanted {
+    /// Only keys for the parameters served (a query).
+    Params,
+    /// Keys for any parameters, if cached (an evaluation).
+    AnyParams,
+}
+
 /// A byte-bounded LRU map from key id to registrations.
 pub(crate) struct KeyCache {
     budget: u64,
     inner: Mutex<Inner>,
+    /// A lock per key being fetched from the store, so that concurrent misses parse it once.
+    fetching: Mutex<HashMap<KeyId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// Server-side bytes of deserialised keys whose wire form is `wire_len` bytes: the NTT form
@@ -75,6 +101,7 @@ impl KeyCache {
         Self {
             budget,
             inner: Mutex::default(),
+            fetching: Mutex::default(),
         }
     }
 
@@ -129,6 +156,150 @@ impl KeyCache {
         true
     }
 
+    /// Records that `id`'s registration now lasts until `expires_at`.
+    pub(crate) fn set_expiry(&self, id: &KeyId, expires_at: SystemTime) {
+        if let Some(e) = self.lock().map.get_mut(id) {
+            e.registered.expires_at = expires_at;
+        }
+    }
+
+    /// Forgets `id` (its registration expired).
+    pub(crate) fn remove(&self, id: &KeyId) {
+        let mut inner = self.lock();
+        if let Some(e) = inner.map.remove(id) {
+            inner.used -= e.cost;
+        }
+    }
+
+    /// The registration of `id` for `scheme` while it lasts: from the cache, else from `store`
+    /// (parsed off the runtime, after `make_room` agreed to the evictions it needs). `None`
+    /// when it is not registered, expired, for other parameters, or the store cannot say.
+    /// `Wanted::AnyParams` takes a cached registration for any parameters (an evaluation does
+    /// not depend on them); the store's must be for `scheme`, which it is parsed with.
+    pub(crate) async fn resolve(
+        &self,
+        store: &KeyStore,
+        id: &KeyId,
+        (scheme, wanted): (SchemeParams, Wanted),
+        make_room: impl Fn(usize) -> Result<(), ServerError>,
+    ) -> Result<Option<Registered>, ServerError> {
+        let cached_scheme = match wanted {
+            Wanted::Params => Some(scheme),
+            Wanted::AnyParams => None,
+        };
+        if let Some(found) = self.cached(store, id, cached_scheme).await {
+            return Ok(found);
+        }
+        let lock = self.fetching_lock().entry(*id).or_default().clone();
+        let result = {
+            let _fetching = lock.lock().await;
+            // Another miss may have fetched it while this one waited.
+            match self.cached(store, id, cached_scheme).await {
+                Some(found) => Ok(found),
+                None => self.fetch(store, id, scheme, make_room).await,
+            }
+        };
+        let mut fetching = self.fetching_lock();
+        // The map's and this one's: nobody else waits on it.
+        if Arc::strong_count(&lock) == 2 {
+            fetching.remove(id);
+        }
+        result
+    }
+
+    fn fetching_lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<KeyId, Arc<tokio::sync::Mutex<()>>>> {
+        self.fetching.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What the cache says of `id`: `Some(Some(..))` a live registration, `Some(None)` one that
+    /// expired everywhere, `None` nothing cached. An entry past its expiry asks the store
+    /// whether another replica renewed it.
+    async fn cached(
+        &self,
+        store: &KeyStore,
+        id: &KeyId,
+        scheme: Option<SchemeParams>,
+    ) -> Option<Option<Registered>> {
+        let found = self
+            .get(id)
+            .filter(|r| scheme.is_none_or(|s| *r.keys.params() == s))?;
+        if found.expires_at > SystemTime::now() {
+            return Some(Some(found));
+        }
+        match store.expiry(id).await {
+            Ok(Some(until)) if until > SystemTime::now() => {
+                self.set_expiry(id, until);
+                Some(Some(Registered {
+                    expires_at: until,
+                    ..found
+                }))
+            }
+            Ok(_) => {
+                self.remove(id);
+                Some(None)
+            }
+            // Expired here and the store cannot say otherwise: unknown, the client registers.
+            Err(_) => Some(None),
+        }
+    }
+
+    async fn fetch(
+        &self,
+        store: &KeyStore,
+        id: &KeyId,
+        scheme: SchemeParams,
+        make_room: impl Fn(usize) -> Result<(), ServerError>,
+    ) -> Result<Option<Registered>, ServerError> {
+        let (record, expires_at) = match store.get(id).await {
+            Ok(Some(found)) if found.0.scheme == scheme => found,
+            Ok(_) => {
+                store.count_fetch(Fetch::Absent);
+                return Ok(None);
+            }
+            Err(_) => {
+                store.count_fetch(Fetch::Failed);
+                return Ok(None);
+            }
+        };
+        let cost = estimated_cost(record.public_keys.len());
+        make_room(self.evictions_needed(id, cost))?;
+        let (want, bytes) = (*id, record.public_keys);
+        let parsed = tokio::task::spawn_blocking(move || {
+            // The store is trusted no more than the wire: the bytes must be the keys they are
+            // filed under.
+            (KeyId::of(&bytes) == want).then(|| EvalKeys::parse(&scheme, &bytes))
+        })
+        .await;
+        let keys = match parsed {
+            Ok(Some(Ok(keys))) => keys,
+            outcome => {
+                tracing::warn!(
+                    key_id = %id,
+                    mismatched = matches!(outcome, Ok(None)),
+                    "a stored registration is not the keys it is filed under, or does not parse"
+                );
+                store.count_fetch(Fetch::Failed);
+                return Ok(None);
+            }
+        };
+        let registered = Registered {
+            keys: Arc::new(keys),
+            mac_key: record.mac_key,
+            expires_at,
+        };
+        if !self.insert(*id, registered.clone(), cost) {
+            return Err(ServerError::KeyCacheTooSmall {
+                cost,
+                budget: self.budget,
+            });
+        }
+        store.count_fetch(Fetch::Loaded);
+        tracing::debug!(key_id = %id, "registered keys loaded from the key store");
+        Ok(Some(registered))
+    }
+
     /// Whether keys `id` are registered, without counting as a use.
     pub(crate) fn contains(&self, id: &KeyId) -> bool {
         self.lock().map.contains_key(id)
@@ -161,6 +332,7 @@ mod tests {
         Registered {
             keys: Arc::new(EvalKeys::parse(&scheme, client.public_bytes()).unwrap()),
             mac_key: client.query_mac_key(),
+            expires_at: SystemTime::now() + std::time::Duration::from_secs(60),
         }
     }
 

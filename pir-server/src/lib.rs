@@ -14,7 +14,8 @@
 //! ├─▶ readiness  loading, ready, stopping: gRPC health and the probes ─▶ service
 //! └─▶ service    pir.v1.Discovery: epoch, key, size and rate checks, then
 //!     ├─▶ answerer   one thread answering the queued queries in batches over the database
-//!     ├─▶ keycache   registered client keys, bounded by bytes
+//!     ├─▶ keycache   registered client keys, bounded by bytes; misses read the key store
+//!     │   └─▶ keystore   registrations beyond the process: memory, embedded (redb), Redis
 //!     ├─▶ limits     rate limiters: per key, per peer network, global
 //!     ├─▶ peer       who a request is from: trusted proxies' headers, /64 (IPv6) networks
 //!     └─▶ options (limits and their defaults), metrics (the registry ─▶ procstat: /proc/self)
@@ -36,6 +37,7 @@ mod evaluator;
 mod http;
 mod identity;
 mod keycache;
+mod keystore;
 mod limits;
 mod listener;
 mod metrics;
@@ -59,9 +61,10 @@ pub use http::serve_metrics;
 pub use identity::Identity;
 /// The network type of [`ServeOptions::trusted_proxies`].
 pub use ipnet::IpNet;
+pub use keystore::{KeyStore, KeyStoreError};
 #[cfg(feature = "test-hooks")]
 pub use options::TestHooks;
-pub use options::{RateLimit, ServeOptions, TransportOptions};
+pub use options::{KeyStoreSpec, RateLimit, ServeOptions, TransportOptions};
 pub use reload::{Reloader, load_checked};
 pub use selfsigned::{SelfSigned, SelfSignedError, SelfSignedRequest, tls_selfsigned};
 pub use service::DiscoveryService;

@@ -8,6 +8,11 @@
 //! key cache per minute, so that no number of addresses can flush every registered client at
 //! once: once the eviction budget is spent, a registration that needs room is refused and the
 //! clients already registered keep working.
+//!
+//! With a key store that keeps shared counters (Redis), the two registration limits are counted
+//! there instead, for every replica together ([`Limiters::registration_tokens`]); when it
+//! cannot be asked, registrations are refused (fail closed). Query, evaluation and eviction
+//! limits stay per process: they guard this process's CPU and key cache.
 
 use std::{net::IpAddr, num::NonZeroU32, time::Duration};
 
@@ -17,7 +22,11 @@ use governor::{
 };
 use pir_core::KeyId;
 
-use crate::error::{RateLimited, ServerError};
+use crate::{
+    error::{RateLimited, ServerError},
+    keystore::{KeyStore, SharedRate, Taken},
+    options::RateLimit,
+};
 
 pub(crate) type KeyedLimiter<K> = governor::DefaultKeyedRateLimiter<K>;
 type DirectLimiter = governor::DefaultDirectRateLimiter;
@@ -46,6 +55,25 @@ pub(crate) struct Limiters {
     registrations: Option<KeyedLimiter<IpAddr>>,
     global_registrations: Option<DirectLimiter>,
     evictions: Option<DirectLimiter>,
+    /// The registration limits as a shared store counts them.
+    shared_registrations: Option<SharedRate>,
+    shared_global_registrations: Option<SharedRate>,
+}
+
+/// The shared bucket of [`quota`]'s: a token every `3600 / per_hour` seconds, `burst` at once.
+pub(crate) fn shared_quota(rate: RateLimit) -> Option<SharedRate> {
+    (rate.burst > 0).then(|| SharedRate {
+        interval: Duration::from_secs_f64(3600.0 / f64::from(rate.per_hour.max(1))),
+        burst: rate.burst,
+    })
+}
+
+/// The shared bucket of [`per_second`]'s.
+pub(crate) fn shared_per_second(n: u32) -> Option<SharedRate> {
+    (n > 0).then(|| SharedRate {
+        interval: Duration::from_secs_f64(1.0 / f64::from(n)),
+        burst: n,
+    })
 }
 
 /// The quotas of [`Limiters::new`]; `None` is unlimited.
@@ -60,6 +88,10 @@ pub(crate) struct Quotas {
     pub(crate) global_registrations: Option<Quota>,
     /// Evictions from the key cache.
     pub(crate) evictions: Option<Quota>,
+    /// Key registrations per peer network, when a shared store counts them.
+    pub(crate) shared_registrations: Option<SharedRate>,
+    /// Key registrations of all peers, when a shared store counts them.
+    pub(crate) shared_global_registrations: Option<SharedRate>,
 }
 
 impl Limiters {
@@ -70,7 +102,57 @@ impl Limiters {
             registrations: q.registrations.map(governor::RateLimiter::keyed),
             global_registrations: q.global_registrations.map(governor::RateLimiter::direct),
             evictions: q.evictions.map(governor::RateLimiter::direct),
+            shared_registrations: q.shared_registrations,
+            shared_global_registrations: q.shared_global_registrations,
         }
+    }
+
+    /// Takes a registration token of peer network `peer` (when known), then one of the
+    /// server's: in `store` when it keeps shared counters (for every replica together), else
+    /// in this process. A store that cannot be asked refuses the registration.
+    pub(crate) async fn registration_tokens(
+        &self,
+        store: &KeyStore,
+        peer: Option<IpAddr>,
+    ) -> Result<(), ServerError> {
+        let shared = |name: String, rate: Option<SharedRate>, who| async move {
+            let Some(rate) = rate else {
+                return Ok(Some(()));
+            };
+            match store
+                .take(&name, rate)
+                .await
+                .map_err(ServerError::KeyStore)?
+            {
+                None => Ok(None),
+                Some(Taken::Granted) => Ok(Some(())),
+                Some(Taken::Refused(wait)) => Err(ServerError::RateLimited {
+                    who,
+                    retry_after: Some(wait),
+                }),
+            }
+        };
+        if let Some(peer) = peer {
+            let name = format!("registrations:peer:{peer}");
+            if shared(name, self.shared_registrations, RateLimited::Registrations)
+                .await?
+                .is_none()
+            {
+                self.registration_of_peer(&peer)?;
+            }
+        }
+        let name = "registrations:global".to_owned();
+        if shared(
+            name,
+            self.shared_global_registrations,
+            RateLimited::GlobalRegistrations,
+        )
+        .await?
+        .is_none()
+        {
+            self.registration()?;
+        }
+        Ok(())
     }
 
     /// Takes `n` query tokens of registered key `id`.
@@ -180,6 +262,8 @@ mod tests {
             registrations: None,
             global_registrations: per_second(global),
             evictions: per_minute(evictions),
+            shared_registrations: None,
+            shared_global_registrations: None,
         })
     }
 

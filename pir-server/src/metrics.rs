@@ -30,6 +30,11 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
+    /// Adds metrics kept elsewhere (the key store's) to this registry.
+    pub(crate) fn register(&self, collector: Box<dyn Collector>) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     pub(crate) fn new() -> Result<Self, prometheus::Error> {
         let registry = Registry::new();
         let lookups = IntCounter::new("pir_lookups_total", "PIR queries answered")?;

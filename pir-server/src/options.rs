@@ -1,6 +1,6 @@
 //! What a running server may do: its limits, each with a safe default.
 
-use std::{fmt, time::Duration};
+use std::{fmt, path::PathBuf, time::Duration};
 
 /// A token bucket: up to `burst` at once, refilled at `per_hour`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -72,6 +72,80 @@ pub struct ServeOptions {
     /// OPRF evaluations a second from all peers together: what bounds enumeration however many
     /// keys and networks it uses. `None` is unlimited.
     pub global_evaluations_per_second: Option<u32>,
+
+    // ---- registered keys beyond this process (issue 13, part 4) -------------------------------
+    /// Where registrations are kept besides the key cache: this process's memory (the library's
+    /// default), a file (the CLI's default: [`KeyStoreSpec::DEFAULT_FILE_NAME`] beside the
+    /// snapshot), or Redis shared by replicas.
+    pub key_store: KeyStoreSpec,
+    /// How long a registration lasts unless the client renews it (`RenewKeys`).
+    pub key_ttl: Duration,
+}
+
+/// Where registered keys are stored (`serve --key-store`).
+#[derive(Clone, PartialEq, Eq)]
+pub enum KeyStoreSpec {
+    /// In this process only: lost at exit, not shared.
+    Memory,
+    /// An embedded database (redb) at this path, owner-only: survives restarts.
+    File(PathBuf),
+    /// A Redis or Valkey server (`redis://` or `rediss://` URL): shared by every replica, and
+    /// the registration rate limits with it.
+    Redis(String),
+}
+
+impl KeyStoreSpec {
+    /// The CLI's embedded store, in the snapshot's directory unless `--key-store` says.
+    pub const DEFAULT_FILE_NAME: &'static str = "pir-keys.redb";
+
+    /// `memory`, a `redis://` or `rediss://` URL, or else a file path.
+    pub fn parse(value: &str) -> Result<Self, String> {
+        let value = value.trim();
+        if value.is_empty() {
+            return Err("empty: give memory, a file path, or a redis:// URL".into());
+        }
+        if value == "memory" {
+            return Ok(Self::Memory);
+        }
+        if value.starts_with("redis://") || value.starts_with("rediss://") {
+            return Ok(Self::Redis(value.to_owned()));
+        }
+        if value.contains("://") {
+            return Err(format!(
+                "{}: only redis:// and rediss:// URLs are key stores",
+                redacted(value)
+            ));
+        }
+        Ok(Self::File(PathBuf::from(value)))
+    }
+}
+
+/// A URL with its password (`user:password@`) hidden.
+fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// As the flag takes it, a Redis URL's credentials hidden (it is logged).
+impl fmt::Display for KeyStoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Redis(url) => f.write_str(&redacted(url)),
+        }
+    }
+}
+
+/// The Display form: a Redis password never reaches a log through `?options`.
+impl fmt::Debug for KeyStoreSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyStoreSpec({self})")
+    }
 }
 
 impl Default for ServeOptions {
@@ -119,6 +193,11 @@ impl Default for ServeOptions {
             // takes at least 14 hours of the whole budget.
             global_evaluations_per_second: Some(200),
             transport: TransportOptions::default(),
+            // The library's servers (tests, embedding) keep keys in memory; `pir-server serve`
+            // defaults to a file (see `KeyStoreSpec::DEFAULT_FILE_NAME`).
+            key_store: KeyStoreSpec::Memory,
+            // A day: a client that looks something up daily never uploads its keys again.
+            key_ttl: Duration::from_secs(24 * 3600),
         }
     }
 }
@@ -202,6 +281,31 @@ impl Default for TransportOptions {
             tls_handshake_timeout: Duration::from_secs(10),
             in_flight_request_bytes: 256 << 20,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_store_is_memory_a_redis_url_or_a_path_and_never_shows_a_password() {
+        assert_eq!(KeyStoreSpec::parse("memory"), Ok(KeyStoreSpec::Memory));
+        assert_eq!(
+            KeyStoreSpec::parse("/var/lib/pir/keys.redb"),
+            Ok(KeyStoreSpec::File("/var/lib/pir/keys.redb".into()))
+        );
+        let url = "rediss://pir:s3cret@redis.internal:6380/0";
+        let spec = KeyStoreSpec::parse(url).unwrap();
+        assert_eq!(spec, KeyStoreSpec::Redis(url.into()));
+        assert_eq!(spec.to_string(), "rediss://***@redis.internal:6380/0");
+        assert!(!format!("{spec:?}").contains("s3cret"));
+        assert!(
+            KeyStoreSpec::parse("http://x:y@host")
+                .unwrap_err()
+                .contains("***@host")
+        );
+        assert!(KeyStoreSpec::parse(" ").is_err());
     }
 }
 

@@ -31,6 +31,7 @@ use crate::{
     descriptors::{NoFile, raise_nofile_limit},
     error::ServerError,
     http::serve_http,
+    keystore::{KeyStore, KeyStoreError},
     listener::Limits,
     notify::{self, PidFile},
     options::ServeOptions,
@@ -156,6 +157,14 @@ pub enum ProcessError {
     /// and the file).
     #[error("{0}")]
     OprfKey(CoreError),
+    /// The key store could not be opened or does not answer.
+    #[error("--key-store {store}: {source}")]
+    KeyStore {
+        /// The store as the flag named it (a Redis password hidden).
+        store: String,
+        /// Why.
+        source: KeyStoreError,
+    },
     /// A system call failed.
     #[error("{step}: {source}")]
     Io {
@@ -342,6 +351,7 @@ impl Process {
             Some(addr) => Some(bind("--metrics-listen", addr).await?),
             None => None,
         };
+        let key_store = open_key_store(&config.options).await?;
         let pid_file = config
             .pid_file
             .as_deref()
@@ -352,6 +362,7 @@ impl Process {
             listener,
             admin,
             http,
+            key_store,
             _pid_file: pid_file,
             #[cfg(feature = "test-hooks")]
             hold_loading: None,
@@ -359,9 +370,37 @@ impl Process {
     }
 }
 
+/// The key store `options` name, opened and answering, or the refusal naming `--key-store`.
+async fn open_key_store(options: &ServeOptions) -> Result<KeyStore, ProcessError> {
+    let refused = |source| ProcessError::KeyStore {
+        store: options.key_store.to_string(),
+        source,
+    };
+    // Opening the embedded file reads and may write it: off the runtime.
+    let opened = options.clone();
+    let handle = tokio::runtime::Handle::current();
+    let store = tokio::task::spawn_blocking(move || {
+        // A Redis store's connection manager is made within the runtime.
+        let _runtime = handle.enter();
+        KeyStore::open(&opened)
+    })
+    .await
+    .map_err(|e| ServerError::Internal(format!("opening the key store: {e}")))?
+    .map_err(refused)?;
+    store.check().await.map_err(refused)?;
+    tracing::info!(
+        backend = store.kind(),
+        store = %options.key_store,
+        ttl = %humantime::format_duration(options.key_ttl),
+        "key store"
+    );
+    Ok(store)
+}
+
 /// A bound server process, not yet accepting connections.
 pub struct Listening {
     process: Process,
+    key_store: KeyStore,
     listener: (TcpListener, SocketAddr),
     admin: Option<(TcpListener, SocketAddr, AdminToken)>,
     http: Option<(TcpListener, SocketAddr)>,
@@ -495,6 +534,7 @@ impl Listening {
         let admin = self.admin.take();
         let served = serve_loaded(
             &self.process,
+            self.key_store.clone(),
             loading,
             &readiness,
             (admin, limits),
@@ -527,6 +567,7 @@ type Task = JoinHandle<Result<(), ServerError>>;
 /// the Admin service, whose task it returns.
 async fn serve_loaded(
     process: &Process,
+    key_store: KeyStore,
     loading: Loading,
     readiness: &Readiness,
     (admin, limits): (Option<(TcpListener, SocketAddr, AdminToken)>, Limits),
@@ -538,8 +579,12 @@ async fn serve_loaded(
         loaded = loading.load() => loaded?,
         _ = stopped(stop_rx) => return Ok(None),
     };
-    let service =
-        DiscoveryService::new(snapshot, config.options.clone(), process.oprf_key.clone())?;
+    let service = DiscoveryService::with_key_store(
+        snapshot,
+        config.options.clone(),
+        process.oprf_key.clone(),
+        key_store,
+    )?;
     service.record_load(took);
     let epoch = service.epoch();
     readiness.loaded(service.clone()).await;

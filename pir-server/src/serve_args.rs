@@ -4,7 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Args;
 use pir_server::{
-    RateLimit, ServeOptions, TransportOptions,
+    KeyStoreSpec, RateLimit, ServeOptions, TransportOptions,
     process::{ServeConfig, TlsFiles},
 };
 
@@ -230,6 +230,17 @@ pub(crate) struct ServeArgs {
     /// Longest a TLS handshake may take.
     #[arg(long, default_value_t = TransportOptions::default().tls_handshake_timeout.into(), value_parser = positive_duration, env = "PIR_TLS_HANDSHAKE_TIMEOUT")]
     tls_handshake_timeout: humantime::Duration,
+    /// Where registered client keys are kept, so that they survive a restart and are shared
+    /// by replicas: a file path (an embedded database, created owner-only), `memory` (this
+    /// process only), or a `redis://` or `rediss://` URL (Redis or Valkey, shared by every
+    /// replica with the registration rate limits). Default: `pir-keys.redb` in the
+    /// snapshot's directory.
+    #[arg(long, value_parser = KeyStoreSpec::parse, env = "PIR_KEY_STORE")]
+    key_store: Option<KeyStoreSpec>,
+    /// How long a registration lasts unless the client renews it (clients renew by themselves
+    /// with RenewKeys, without uploading their keys again).
+    #[arg(long, default_value_t = ServeOptions::default().key_ttl.into(), value_parser = positive_duration, env = "PIR_KEY_TTL")]
+    key_ttl: humantime::Duration,
     /// Request body bytes held at once over all requests, MiB; past it RESOURCE_EXHAUSTED.
     #[arg(long, default_value_t = (TransportOptions::default().in_flight_request_bytes >> 20) as u64, value_parser = clap::value_parser!(u64).range(1..), env = "PIR_IN_FLIGHT_REQUEST_MIB")]
     in_flight_request_mib: u64,
@@ -283,6 +294,17 @@ impl ServeArgs {
             per_key_evaluations: self.key_evaluation_rate.0,
             per_peer_evaluations: self.peer_evaluation_rate.0,
             global_evaluations_per_second: self.global_evaluation_rate.0,
+            key_store: self.key_store.clone().unwrap_or_else(|| {
+                KeyStoreSpec::File(
+                    self.manifest
+                        .as_ref()
+                        .or(self.snapshot.as_ref())
+                        .and_then(|p| p.parent())
+                        .unwrap_or(std::path::Path::new(""))
+                        .join(KeyStoreSpec::DEFAULT_FILE_NAME),
+                )
+            }),
+            key_ttl: self.key_ttl.into(),
         }
     }
 
@@ -431,7 +453,48 @@ mod tests {
         let Command::Serve(args) = cli.command else {
             panic!("not serve");
         };
-        assert_eq!(args.options(), ServeOptions::default());
+        // The one default of its own: registrations on disk beside the snapshot (the library
+        // keeps them in memory).
+        assert_eq!(
+            args.options(),
+            ServeOptions {
+                key_store: KeyStoreSpec::File("pir-keys.redb".into()),
+                ..ServeOptions::default()
+            }
+        );
+    }
+
+    #[test]
+    fn the_key_store_is_beside_the_snapshot_unless_named() {
+        let args = serve(&["--key-ttl", "90m"]).unwrap();
+        assert_eq!(args.options().key_ttl, Duration::from_secs(90 * 60));
+        let cli = Cli::try_parse_from(["pir-server", "serve", "--snapshot", "/srv/pir/db.pirsnap"])
+            .unwrap();
+        let Command::Serve(args) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(
+            args.options().key_store,
+            KeyStoreSpec::File("/srv/pir/pir-keys.redb".into())
+        );
+        for (value, want) in [
+            ("memory", KeyStoreSpec::Memory),
+            (
+                "/var/lib/pir/keys.redb",
+                KeyStoreSpec::File("/var/lib/pir/keys.redb".into()),
+            ),
+            (
+                "redis://10.0.0.5:6379/0",
+                KeyStoreSpec::Redis("redis://10.0.0.5:6379/0".into()),
+            ),
+        ] {
+            let args = serve(&["--key-store", value]).unwrap();
+            assert_eq!(args.options().key_store, want, "{value}");
+        }
+        for (flag, bad) in [("--key-store", "http://x"), ("--key-ttl", "0s")] {
+            let err = serve(&[flag, bad]).err().unwrap().to_string();
+            assert!(err.contains(flag), "{err}");
+        }
     }
 
     #[test]

@@ -11,8 +11,10 @@
 //!        the modulus) ─▶ registered key ─▶ MAC (constant time) ─▶ slots ─▶ peer network's and
 //!        key's tokens ─▶ queue
 //! RegisterKeys: registration worker (semaphore) ─▶ off the runtime: sizes, mac key, id hash ─▶
-//!        already registered? ─▶ peer network's, then the server's registration tokens ─▶
-//!        eviction tokens (if the cache must make room) ─▶ off the runtime: parse ─▶ cache
+//!        already registered (cache, else key store)? same mac key: renew ─▶ peer network's,
+//!        then the server's registration tokens (shared with Redis) ─▶ eviction tokens (if the
+//!        cache must make room) ─▶ off the runtime: parse ─▶ key store (write-through) ─▶ cache
+//! RenewKeys: shape ─▶ registered key (cache, else key store) ─▶ MAC ─▶ key store renews
 //! Evaluate: holds the OPRF key? ─▶ shape (count, key id, mac, element lengths) ─▶ registered
 //!        key ─▶ MAC ─▶ peer network's, key's, then the server's evaluation tokens ─▶ off the
 //!        runtime: evaluate and prove (evaluator.rs)
@@ -29,16 +31,17 @@ use std::{
         Arc,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use arc_swap::ArcSwap;
-use pir_core::{EvalKeys, Snapshot, oprf::OprfKey};
+use pir_core::{EvalKeys, KeyId, SchemeParams, Snapshot, oprf::OprfKey};
 use pir_proto::{
-    EvaluateIn, QueryIn, RegisterKeysIn,
+    EvaluateIn, QueryIn, RegisterKeysIn, RenewKeysIn,
     v1::{
         self, EvaluateRequest, EvaluateResponse, GetConfigRequest, GetConfigResponse, QueryRequest,
-        QueryResponse, RegisterKeysRequest, RegisterKeysResponse,
+        QueryResponse, RegisterKeysRequest, RegisterKeysResponse, RenewKeysRequest,
+        RenewKeysResponse,
         discovery_server::{Discovery, DiscoveryServer},
     },
 };
@@ -52,7 +55,8 @@ use crate::{
     directory::Directory,
     error::{QueryAuthError, ServerError},
     evaluator::Evaluator,
-    keycache::{KeyCache, Registered, estimated_cost},
+    keycache::{KeyCache, Registered, Wanted, estimated_cost},
+    keystore::{KeyStore, Record},
     limits::{self, Limiters, Quotas},
     metrics::Metrics,
     options::{RateLimit, ServeOptions},
@@ -70,6 +74,10 @@ fn limiters(opts: &ServeOptions) -> Limiters {
             .global_registrations_per_second
             .and_then(limits::per_second),
         evictions: opts.key_evictions_per_minute.and_then(limits::per_minute),
+        shared_registrations: opts.per_peer_registrations.and_then(limits::shared_quota),
+        shared_global_registrations: opts
+            .global_registrations_per_second
+            .and_then(limits::shared_per_second),
     })
 }
 
@@ -189,6 +197,8 @@ impl Retired {
 struct State {
     served: ArcSwap<Served>,
     keys: KeyCache,
+    /// Where registrations outlive the cache (and this process, and are shared, by backend).
+    store: KeyStore,
     opts: ServeOptions,
     answerer: Answerer,
     limiters: Limiters,
@@ -211,12 +221,28 @@ impl DiscoveryService {
     /// A service answering PIR queries over `snapshot`, and OPRF evaluations when given the
     /// DP's OPRF key (which must be the one `snapshot` is keyed by). Without the key it is a PIR
     /// host only: `Evaluate` is UNIMPLEMENTED.
+    ///
+    /// Registrations are kept in the key store `opts.key_store` names, opened here (a Redis
+    /// store connects on first use: call within a tokio runtime). A process that opened its
+    /// store already (to refuse an unreachable one at start) gives it to
+    /// [`DiscoveryService::with_key_store`].
     pub fn new(
         served: impl Into<Directory>,
         opts: ServeOptions,
         oprf_key: Option<OprfKey>,
     ) -> Result<Self, ServerError> {
-        Self::with_answerer(served.into(), opts, oprf_key, Answerer::start)
+        let store = open_store(&opts)?;
+        Self::with_answerer(served.into(), opts, oprf_key, store, Answerer::start)
+    }
+
+    /// [`DiscoveryService::new`] keeping registrations in `store` (its TTL is the store's).
+    pub fn with_key_store(
+        served: impl Into<Directory>,
+        opts: ServeOptions,
+        oprf_key: Option<OprfKey>,
+        store: KeyStore,
+    ) -> Result<Self, ServerError> {
+        Self::with_answerer(served.into(), opts, oprf_key, store, Answerer::start)
     }
 
     /// [`DiscoveryService::new`], with faults injected as `hooks` say (feature `test-hooks`).
@@ -227,7 +253,8 @@ impl DiscoveryService {
         oprf_key: Option<OprfKey>,
         hooks: TestHooks,
     ) -> Result<Self, ServerError> {
-        Self::with_answerer(served.into(), opts, oprf_key, |opts, metrics| {
+        let store = open_store(&opts)?;
+        Self::with_answerer(served.into(), opts, oprf_key, store, |opts, metrics| {
             Answerer::start_with_hooks(opts, metrics, &hooks)
         })
     }
@@ -236,17 +263,24 @@ impl DiscoveryService {
         directory: Directory,
         opts: ServeOptions,
         oprf_key: Option<OprfKey>,
+        store: KeyStore,
         start: impl FnOnce(&ServeOptions, &Metrics) -> Result<Answerer, ServerError>,
     ) -> Result<Self, ServerError> {
         let evaluator = oprf_key.map(|k| Evaluator::new(k, &opts));
         let served = Served::new(directory, &opts, evaluator.as_ref())?;
         let metrics = Metrics::new().map_err(|e| ServerError::Internal(format!("metrics: {e}")))?;
+        for collector in store.collectors() {
+            metrics
+                .register(collector)
+                .map_err(|e| ServerError::Internal(format!("metrics: {e}")))?;
+        }
         metrics.epoch.set(served.epoch as i64);
         let answerer = start(&opts, &metrics)?;
         Ok(Self {
             state: Arc::new(State {
                 served: ArcSwap::from_pointee(served),
                 keys: KeyCache::new(opts.key_cache_bytes),
+                store,
                 answerer,
                 limiters: limiters(&opts),
                 peers: PeerPolicy::new(
@@ -313,9 +347,17 @@ impl DiscoveryService {
         self.state.keys.used_bytes()
     }
 
-    /// Forgets every registered key (clients heal by registering again).
+    /// Forgets every registered key this process holds: the cache, and a memory key store
+    /// (clients heal by registering again). A persistent or shared store keeps its
+    /// registrations: the next request loads them again.
     pub fn evict_all_keys(&self) {
         self.state.keys.clear();
+        self.state.store.clear_memory();
+    }
+
+    /// The key store registrations are kept in.
+    pub fn key_store(&self) -> &KeyStore {
+        &self.state.store
     }
 
     /// The metrics in Prometheus text format.
@@ -403,22 +445,13 @@ impl DiscoveryService {
             .map_err(ServerError::from)?;
         let id = req.key_id();
         let scheme = served.scheme;
-        if let Some(existing) = self.state.keys.get(&id)
-            && *existing.keys.params() == scheme
-        {
-            // The mac key is the first registration's: nobody else can take over the budget of
-            // keys they saw, by registering them again with a mac key of their own.
-            if existing.mac_key != *req.query_mac_key() {
-                return Err(ServerError::QueryAuth(QueryAuthError::OtherMacKey(id)));
-            }
-            return Ok(RegisterKeysResponse {
-                key_id: id.0.to_vec(),
-            });
+        if let Some(expires_at) = self.registered_already(&req, scheme).await? {
+            return Ok(RegisterKeysResponse::registered(id, expires_at));
         }
-        if let Some(peer) = peer {
-            self.state.limiters.registration_of_peer(&peer)?;
-        }
-        self.state.limiters.registration()?;
+        self.state
+            .limiters
+            .registration_tokens(&self.state.store, peer)
+            .await?;
         let cost = estimated_cost(req.public_keys().len());
         if cost > self.state.opts.key_cache_bytes {
             return Err(ServerError::KeyCacheTooSmall {
@@ -431,12 +464,29 @@ impl DiscoveryService {
         self.state
             .limiters
             .evictions(self.state.keys.evictions_needed(&id, cost))?;
-        let mac_key = req.query_mac_key().clone();
-        let bytes = req.into_public_keys();
+        let record = Record {
+            scheme,
+            mac_key: req.query_mac_key().clone(),
+            public_keys: req.into_public_keys(),
+        };
+        let bytes = record.public_keys.clone();
         let keys = off_runtime(move || EvalKeys::parse(&scheme, &bytes)).await??;
+        // Write-through, only once the keys parse: the store never holds what is not keys.
+        let expires_at = match self
+            .state
+            .store
+            .insert(&id, &record)
+            .await
+            .map_err(ServerError::KeyStore)?
+        {
+            Some(expires_at) => expires_at,
+            // Registered meanwhile (another replica, a concurrent request): the first stays.
+            None => self.renew_stored(&id, &record.mac_key, scheme).await?,
+        };
         let registered = Registered {
             keys: Arc::new(keys),
-            mac_key,
+            mac_key: record.mac_key,
+            expires_at,
         };
         if !self.state.keys.insert(id, registered, cost) {
             return Err(ServerError::KeyCacheTooSmall {
@@ -445,9 +495,121 @@ impl DiscoveryService {
             });
         }
         tracing::info!(key_id = %id, "keys registered");
-        Ok(RegisterKeysResponse {
-            key_id: id.0.to_vec(),
-        })
+        Ok(RegisterKeysResponse::registered(id, expires_at))
+    }
+
+    /// The new expiry of keys registered already, here or in the key store (a registration
+    /// again renews them, free of rate-limit tokens); `None` when they are not.
+    ///
+    /// The mac key is the first registration's: nobody else can take over the budget of keys
+    /// they saw, by registering them again with a mac key of their own.
+    async fn registered_already(
+        &self,
+        req: &RegisterKeysIn,
+        scheme: SchemeParams,
+    ) -> Result<Option<SystemTime>, ServerError> {
+        let id = req.key_id();
+        let Some(existing) = self.registered(&id, scheme).await? else {
+            return Ok(None);
+        };
+        if existing.mac_key != *req.query_mac_key() {
+            return Err(ServerError::QueryAuth(QueryAuthError::OtherMacKey(id)));
+        }
+        let store = &self.state.store;
+        let expires_at = match store.renew(&id).await.map_err(ServerError::KeyStore)? {
+            Some(t) => t,
+            // Cached here but gone from the store (Redis restarted): the keys are at hand.
+            None => {
+                let record = Record {
+                    scheme,
+                    mac_key: existing.mac_key.clone(),
+                    public_keys: req.public_keys().to_vec(),
+                };
+                match store
+                    .insert(&id, &record)
+                    .await
+                    .map_err(ServerError::KeyStore)?
+                {
+                    Some(t) => t,
+                    None => self.renew_stored(&id, &existing.mac_key, scheme).await?,
+                }
+            }
+        };
+        self.state.keys.set_expiry(&id, expires_at);
+        Ok(Some(expires_at))
+    }
+
+    /// Renews keys another registration stored first, if theirs is the same mac key.
+    async fn renew_stored(
+        &self,
+        id: &KeyId,
+        mac_key: &pir_core::QueryMacKey,
+        scheme: SchemeParams,
+    ) -> Result<SystemTime, ServerError> {
+        let store = &self.state.store;
+        match store.get(id).await.map_err(ServerError::KeyStore)? {
+            Some((stored, _)) if stored.scheme == scheme && stored.mac_key != *mac_key => {
+                Err(ServerError::QueryAuth(QueryAuthError::OtherMacKey(*id)))
+            }
+            _ => store
+                .renew(id)
+                .await
+                .map_err(ServerError::KeyStore)?
+                .ok_or_else(|| {
+                    ServerError::KeyStore(crate::keystore::KeyStoreError::unavailable(
+                        store.kind(),
+                        "a registration vanished while being stored",
+                    ))
+                }),
+        }
+    }
+
+    /// The registration of `id` for `scheme` while it lasts: from the cache, else loaded from
+    /// the key store (the evictions that takes are rationed as a registration's are).
+    async fn registered(
+        &self,
+        id: &KeyId,
+        scheme: SchemeParams,
+    ) -> Result<Option<Registered>, ServerError> {
+        self.resolve(id, scheme, Wanted::Params).await
+    }
+
+    async fn resolve(
+        &self,
+        id: &KeyId,
+        scheme: SchemeParams,
+        wanted: Wanted,
+    ) -> Result<Option<Registered>, ServerError> {
+        self.state
+            .keys
+            .resolve(&self.state.store, id, (scheme, wanted), |n| {
+                self.state.limiters.evictions(n)
+            })
+            .await
+    }
+
+    async fn renew(&self, req: RenewKeysRequest) -> Result<RenewKeysResponse, ServerError> {
+        self.housekeeping();
+        let req = RenewKeysIn::try_from(req)?;
+        let id = req.key_id();
+        let scheme = self.state.served.load().scheme;
+        let registered = self
+            .registered(&id, scheme)
+            .await?
+            .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
+        if !registered.mac_key.verify_renewal(&id, req.mac()) {
+            return Err(ServerError::QueryAuth(QueryAuthError::BadRenewalMac(id)));
+        }
+        let expires_at = self
+            .state
+            .store
+            .renew(&id)
+            .await
+            .map_err(ServerError::KeyStore)?
+            // Cached here, gone from the store: registering again stores it.
+            .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
+        self.state.keys.set_expiry(&id, expires_at);
+        Ok(RenewKeysResponse::until(expires_at))
     }
 
     async fn query(
@@ -476,10 +638,8 @@ impl DiscoveryService {
         }
         let id = req.key_id();
         let registered = self
-            .state
-            .keys
-            .get(&id)
-            .filter(|r| *r.keys.params() == scheme)
+            .registered(&id, scheme)
+            .await?
             .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
         let Some(mac) = req.mac() else {
             return Err(ServerError::ClientTooOld(
@@ -528,11 +688,12 @@ impl DiscoveryService {
             .ok_or(ServerError::NoEvaluator)?;
         let req = EvaluateIn::parse(req, self.state.opts.max_queries_per_request)?;
         let id = req.key_id();
-        // Any registered key will do: an evaluation does not depend on the snapshot.
+        // Any registered key will do: an evaluation does not depend on the snapshot (keys not
+        // cached are loaded from the store for the parameters served).
+        let scheme = self.state.served.load().scheme;
         let registered = self
-            .state
-            .keys
-            .get(&id)
+            .resolve(&id, scheme, Wanted::AnyParams)
+            .await?
             .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
         if !registered
             .mac_key
@@ -551,6 +712,11 @@ impl DiscoveryService {
             .peers
             .peer_of(req.remote_addr().map(|a| a.ip()), req.metadata())
     }
+}
+
+/// The key store `opts` name.
+fn open_store(opts: &ServeOptions) -> Result<KeyStore, ServerError> {
+    KeyStore::open(opts).map_err(ServerError::KeyStore)
 }
 
 /// Runs CPU work on tokio's blocking pool, so the runtime's threads keep serving.
@@ -625,6 +791,13 @@ impl Discovery for DiscoveryService {
         let peer = self.peer_of(&req);
         self.timed("RegisterKeys", self.register(peer, req.into_inner()))
             .await
+    }
+
+    async fn renew_keys(
+        &self,
+        req: Request<RenewKeysRequest>,
+    ) -> Result<Response<RenewKeysResponse>, Status> {
+        self.timed("RenewKeys", self.renew(req.into_inner())).await
     }
 
     async fn evaluate(

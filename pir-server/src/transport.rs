@@ -18,7 +18,7 @@ use std::{future::Future, net::SocketAddr, sync::Arc};
 use pir_core::oprf::OprfKey;
 use pir_proto::v1::{
     EvaluateRequest, EvaluateResponse, GetConfigRequest, GetConfigResponse, QueryRequest,
-    QueryResponse, RegisterKeysRequest, RegisterKeysResponse,
+    QueryResponse, RegisterKeysRequest, RegisterKeysResponse, RenewKeysRequest, RenewKeysResponse,
     discovery_server::{Discovery, DiscoveryServer},
 };
 use tokio::net::TcpListener;
@@ -98,7 +98,9 @@ impl Policy for Sized {
             ("/pir.v1.Discovery/Evaluate", _) => self
                 .max_queries
                 .saturating_mul(pir_core::oprf::ELEMENT_BYTES + PER_QUERY_SLACK),
-            ("/pir.v1.Discovery/GetConfig", _) => return Self::SMALL,
+            ("/pir.v1.Discovery/GetConfig" | "/pir.v1.Discovery/RenewKeys", _) => {
+                return Self::SMALL;
+            }
             _ => 0,
         };
         // 5 bytes of gRPC framing.
@@ -198,6 +200,13 @@ impl Discovery for Pending {
         req: Request<RegisterKeysRequest>,
     ) -> Result<Response<RegisterKeysResponse>, Status> {
         self.service()?.register_keys(req).await
+    }
+
+    async fn renew_keys(
+        &self,
+        req: Request<RenewKeysRequest>,
+    ) -> Result<Response<RenewKeysResponse>, Status> {
+        self.service()?.renew_keys(req).await
     }
 
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {

@@ -143,6 +143,9 @@ impl Server {
             .arg(&token)
             .arg("--oprf-key")
             .arg(&oprf)
+            // Several servers serve the one large snapshot at once: the default store beside
+            // it is one process's (its file is locked).
+            .args(["--key-store", "memory"])
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())

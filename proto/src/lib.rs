@@ -22,7 +22,8 @@ pub mod v1 {
 
 pub use convert::{
     AnswerError, AnswerIn, ConfigIn, ConvertError, EvaluateError, EvaluateIn, EvaluationError,
-    EvaluationIn, QueryError, QueryIn, RegisterKeysError, RegisterKeysIn, ReportedSizes,
+    EvaluationIn, Expiry, QueryError, QueryIn, RegisterKeysError, RegisterKeysIn, RenewKeysError,
+    RenewKeysIn, ReportedSizes,
 };
 
 /// Encoded `FileDescriptorSet` of `pir.v1`, for gRPC server reflection.

@@ -1,16 +1,21 @@
-//! The client's keys: generated off the runtime, registered with the server.
+//! The client's keys: generated off the runtime, registered with the server, and kept
+//! registered: a registration expires (the server says when), and is renewed with `RenewKeys`
+//! (a key id and a MAC, not megabytes of keys) once half its lifetime has passed.
 
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pir_core::{ClientKeys, KeyId, SchemeParams};
+use pir_core::{ClientKeys, KeyId, SchemeParams, human::Time};
 use pir_proto::{
-    ConfigIn,
+    ConfigIn, Expiry, REASON_UNKNOWN_KEY,
     v1::{self, discovery_client::DiscoveryClient},
 };
 use prost::Message;
 use tonic::transport::Channel;
 
-use super::rpc::{GRPC_FRAME_BYTES, Wire, request, within};
+use super::{
+    lookup::reason,
+    rpc::{GRPC_FRAME_BYTES, Wire, request, within},
+};
 use crate::error::{ClientError, Result};
 
 /// Generates keys off the async runtime's worker threads (it takes hundreds of milliseconds).
@@ -28,15 +33,111 @@ pub(super) async fn generate_keys(params: SchemeParams) -> Result<ClientKeys> {
     Ok(keys)
 }
 
+/// What the client knows of a registration's lifetime with one server.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) enum Lease {
+    /// Not known: keys from the key file, perhaps registered by an earlier run. Renewing
+    /// tells (and registers them when the server does not know them).
+    #[default]
+    Unknown,
+    /// Registered until `expires_at`; renewed from `renew_at` on, half-way.
+    Until {
+        expires_at: SystemTime,
+        renew_at: SystemTime,
+    },
+    /// The server states no expiry (it keeps keys until it evicts them): nothing to renew.
+    Forever,
+}
+
+impl Lease {
+    /// The lease a registration or renewal answered with `expiry` gives, from now.
+    pub(super) fn granted(expiry: Option<Expiry>) -> Self {
+        let Some(expiry) = expiry else {
+            return Self::Forever;
+        };
+        let now = SystemTime::now();
+        let left = expiry.at().duration_since(now).unwrap_or_default();
+        Self::Until {
+            expires_at: expiry.at(),
+            renew_at: now + left / 2,
+        }
+    }
+
+    /// Whether to renew now.
+    pub(super) fn due(&self) -> bool {
+        match self {
+            Self::Unknown => true,
+            Self::Until { renew_at, .. } => SystemTime::now() >= *renew_at,
+            Self::Forever => false,
+        }
+    }
+
+    /// When the registration expires, if known.
+    pub(super) fn expires_at(&self) -> Option<SystemTime> {
+        match self {
+            Self::Until { expires_at, .. } => Some(*expires_at),
+            Self::Unknown | Self::Forever => None,
+        }
+    }
+}
+
+/// What a renewal came back with.
+pub(super) enum Renewal {
+    /// Renewed: the new lease.
+    Renewed(Lease),
+    /// The server does not know the keys (never registered, expired, evicted): register.
+    Unknown,
+    /// A server from before renewals: its registrations do not expire.
+    Unsupported,
+}
+
+/// Renews the registration of `keys` (a key id and a MAC: a few dozen bytes).
+pub(super) async fn renew(
+    grpc: &mut DiscoveryClient<Channel>,
+    keys: &ClientKeys,
+    deadline: Option<Duration>,
+    wire: &mut Wire,
+) -> Result<Renewal> {
+    let message = v1::RenewKeysRequest::authenticated(keys);
+    wire.send(&message);
+    let reply = within(
+        "RenewKeys",
+        deadline,
+        grpc.renew_keys(request(message, deadline)),
+    )
+    .await?;
+    match reply {
+        Ok(response) => {
+            wire.receive(&response);
+            let lease = Lease::granted(Expiry::of_renewal(&response));
+            log_lease(keys.id(), "renewed keys", lease);
+            Ok(Renewal::Renewed(lease))
+        }
+        Err(status) if reason(&status) == Some(REASON_UNKNOWN_KEY) => Ok(Renewal::Unknown),
+        Err(status) if status.code() == tonic::Code::Unimplemented => Ok(Renewal::Unsupported),
+        Err(status) => Err(ClientError::rpc("RenewKeys", status)),
+    }
+}
+
+fn log_lease(id: KeyId, what: &'static str, lease: Lease) {
+    match lease.expires_at() {
+        Some(at) => {
+            let unix = at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            tracing::info!(key_id = %id, expires_at = %Time(unix), "{what}");
+        }
+        None => tracing::info!(key_id = %id, "{what} (no expiry stated)"),
+    }
+}
+
 /// Registers `keys` with the server whose configuration is `config`; refused before anything is
-/// sent when their message exceeds the server's stated limit.
+/// sent when their message exceeds the server's stated limit. Returns the registration's lease.
 pub(super) async fn register(
     grpc: &mut DiscoveryClient<Channel>,
     keys: &ClientKeys,
     config: &ConfigIn,
     deadline: Option<Duration>,
     wire: &mut Wire,
-) -> Result<()> {
+) -> Result<Lease> {
     let message = v1::RegisterKeysRequest::for_keys(keys);
     let size = message.encoded_len() as u64 + GRPC_FRAME_BYTES;
     let server_limit = config.max_message_bytes();
@@ -62,7 +163,9 @@ pub(super) async fn register(
         )));
     }
     tracing::debug!(key_id = %keys.id(), bytes = size, "registered keys");
-    Ok(())
+    let lease = Lease::granted(Expiry::of_registration(&response));
+    log_lease(keys.id(), "registered keys", lease);
+    Ok(lease)
 }
 
 /// A key id from the wire as [`KeyId`] displays, or its length when it is not one.

@@ -59,7 +59,7 @@ use crate::{
 use check::{accept, verify_snapshot};
 use connect::open;
 use evaluate::{Evaluations, evaluate};
-use keys::generate_keys;
+use keys::{Lease, Renewal, generate_keys};
 use lookup::{Answered, Heal, Reply, read_reply};
 use rpc::{Wire, get_config, request, within};
 
@@ -90,6 +90,9 @@ pub struct PirClient {
     options: ClientOptions,
     /// The newest snapshot verified against the DP keys (with `options.dp_keys` only).
     seen: Option<SeenSnapshot>,
+    /// How long the keys stay registered with the server, and with the evaluator.
+    lease: Lease,
+    evaluator_lease: Lease,
 }
 
 impl PirClient {
@@ -178,6 +181,8 @@ impl PirClient {
             key_file,
             options,
             seen,
+            lease: Lease::Unknown,
+            evaluator_lease: Lease::Unknown,
         };
         if !reused {
             client.register(&mut wire).await?;
@@ -227,6 +232,7 @@ impl PirClient {
     /// from that is its own doing.) Callers that decide what to send next from these results
     /// should keep the same rule: act on a batch's results only once it is complete.
     pub async fn lookup_many(&mut self, cpis: &[Cpi]) -> Vec<Result<LookupOutcome>> {
+        self.keep_registered().await;
         let evaluated = self.evaluate_all(cpis).await;
         let mut answered = Vec::with_capacity(cpis.len());
         for (cpi, evaluated) in cpis.iter().zip(evaluated) {
@@ -402,16 +408,61 @@ impl PirClient {
         &self.url
     }
 
+    /// When the keys' registration with the server expires, as it last said (`None` before
+    /// it said, or when it states none). The client renews it by itself before then.
+    pub fn registered_until(&self) -> Option<std::time::SystemTime> {
+        self.lease.expires_at()
+    }
+
+    /// Renews the keys' registrations that are due (half their lifetime passed, or not known
+    /// yet), and registers keys a server no longer knows. Failures are only logged: the lookup
+    /// that follows heals or reports them itself.
+    async fn keep_registered(&mut self) {
+        let deadline = self.options.request_timeout;
+        let mut wire = Wire::default();
+        if self.lease.due() {
+            let renewal =
+                keys::renew(&mut self.grpc, self.lookup.keys(), deadline, &mut wire).await;
+            match renewal {
+                Ok(Renewal::Renewed(lease)) => self.lease = lease,
+                Ok(Renewal::Unsupported) => self.lease = Lease::Forever,
+                Ok(Renewal::Unknown) => {
+                    if let Err(e) = self.register(&mut wire).await {
+                        tracing::warn!(error = %e, "registering keys again failed");
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "renewing the keys' registration failed"),
+            }
+        }
+        if self.evaluator_lease.due()
+            && let Some(evaluator) = self.evaluator.as_mut()
+        {
+            match keys::renew(evaluator, self.lookup.keys(), deadline, &mut wire).await {
+                Ok(Renewal::Renewed(lease)) => self.evaluator_lease = lease,
+                Ok(Renewal::Unsupported) => self.evaluator_lease = Lease::Forever,
+                Ok(Renewal::Unknown) => {
+                    if let Err(e) = self.register_with_evaluator(&mut wire).await {
+                        tracing::warn!(error = %e, "registering keys with the evaluator failed");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "renewing the evaluator's registration failed")
+                }
+            }
+        }
+    }
+
     async fn register(&mut self, wire: &mut Wire) -> Result<()> {
         let deadline = self.options.request_timeout;
-        keys::register(
+        self.lease = keys::register(
             &mut self.grpc,
             self.lookup.keys(),
             &self.config,
             deadline,
             wire,
         )
-        .await
+        .await?;
+        Ok(())
     }
 
     /// The server's new batch limit bounds evaluations too, when it is the evaluator.
@@ -426,7 +477,9 @@ impl PirClient {
         let Some(evaluator) = self.evaluator.as_mut() else {
             return Ok(());
         };
-        keys::register(evaluator, self.lookup.keys(), &self.config, deadline, wire).await
+        self.evaluator_lease =
+            keys::register(evaluator, self.lookup.keys(), &self.config, deadline, wire).await?;
+        Ok(())
     }
 
     async fn refresh_counted(&mut self, wire: &mut Wire) -> Result<()> {

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub(crate) mod binary;
+pub(crate) mod redis;
 
 use std::net::SocketAddr;
 
@@ -230,6 +231,38 @@ pub(crate) async fn evaluate(
         .into_inner();
     let evaluation = EvaluationIn::parse(response, cpis.len()).unwrap();
     client.finalize(&blinded, evaluation.evaluation()).unwrap()
+}
+
+/// A private lookup of `cpi` over `rpc` with `client`'s keys (evaluated through the server,
+/// then queried), decoded and verified: the MSPs found, sorted, or the status refusing it.
+pub(crate) async fn try_lookup(
+    rpc: &mut DiscoveryClient<Channel>,
+    client: &LookupClient,
+    cpi: &str,
+) -> Result<Vec<String>, tonic::Status> {
+    let blinded = client
+        .blind(&[Cpi::parse(cpi).unwrap()], &mut rand::rngs::OsRng)
+        .unwrap();
+    let elements: Vec<_> = blinded.iter().map(|b| *b.element()).collect();
+    let response = rpc
+        .evaluate(EvaluateRequest::authenticated(client.keys(), &elements))
+        .await?
+        .into_inner();
+    let evaluation = EvaluationIn::parse(response, 1).unwrap();
+    let evaluated = client.finalize(&blinded, evaluation.evaluation()).unwrap();
+    let pending = client.query(&evaluated[0]).unwrap();
+    let request = pir_proto::v1::QueryRequest::authenticated(
+        client.keys(),
+        client.config().epoch(),
+        vec![pending.query().to_vec()],
+    );
+    let response = rpc.query(request).await?.into_inner();
+    let result = client
+        .decode(pending, &response.answers[0], 1_800_000_000)
+        .unwrap();
+    let mut msps: Vec<String> = result.msps().into_iter().map(String::from).collect();
+    msps.sort();
+    Ok(msps)
 }
 
 /// `cpi` evaluated in process under the fixture OPRF key, for tests about something other than

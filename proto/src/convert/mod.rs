@@ -13,6 +13,8 @@
 //! EvaluationIn::parse(resp, sent) ◀── EvaluateResponse ◀── From<Evaluation>
 //!             ─── QueryRequest ───────────────▶ QueryIn::parse(req, max queries)
 //! AnswerIn::<N>::parse(resp, epoch) ◀── QueryResponse
+//!             ─── RenewKeysRequest ───────────▶ RenewKeysIn::try_from(req)
+//! Expiry      ◀── Register/RenewKeysResponse ◀── ::registered(id, expiry), ::until(expiry)
 //! ```
 
 //!
@@ -20,13 +22,16 @@
 //! `server.rs` (what a server takes from the wire and the responses it builds), `params.rs`
 //! (the scheme parameters and the keyword layout, both ways, which both sides send), and
 //! `evaluate.rs` (`Evaluate`, both ways: the one exchange the evaluator and the PIR host may
-//! answer from different processes).
+//! answer from different processes), and `registration.rs` (a registration's expiry and
+//! `RenewKeys`, both ways).
 
 mod client;
 mod evaluate;
 mod params;
+mod registration;
 mod server;
 
 pub use client::{AnswerError, AnswerIn, ConfigIn, ConvertError, ReportedSizes};
 pub use evaluate::{EvaluateError, EvaluateIn, EvaluationError, EvaluationIn};
+pub use registration::{Expiry, RenewKeysError, RenewKeysIn};
 pub use server::{QueryError, QueryIn, RegisterKeysError, RegisterKeysIn};
