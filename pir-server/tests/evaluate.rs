@@ -805,6 +805,7 @@ fn serve_config(snapshot: &Path, oprf_key: &Path, token: &Path) -> ServeConfig {
     let loopback: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
     ServeConfig {
         snapshot: snapshot.to_path_buf(),
+        shards: None,
         listen: loopback,
         options: ServeOptions::default(),
         dp_pub: None,
