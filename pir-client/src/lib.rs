@@ -31,6 +31,10 @@
 //! trusted issuer keys before it is returned. The secret key stays in this process and, if a
 //! key file is configured, in that owner-only file.
 //!
+//! A directory split into shards is looked up with [`ShardedClient`] (what the CLI uses): it
+//! routes each CPI to its shard's replicas, by the DP-signed manifest, in the privacy mode of
+//! [`ClientOptions::shard_privacy`]; against an unsharded server it is a [`PirClient`].
+//!
 //! # Rules for callers
 //!
 //! - **Send every query of a batch, whatever the answers say.** A malicious server can plant an

@@ -32,7 +32,8 @@
 //! GetConfig), `check.rs` (the configuration's parameters and, with DP keys, its signed
 //! header), `keys.rs` (generating and registering keys), `evaluate.rs` (the blinded OPRF
 //! evaluation), `lookup.rs` (what a Query came back with, how to heal, decoding once the batch
-//! is sent).
+//! is sent). `sharded/` is [`ShardedClient`], which runs these steps per shard of a sharded
+//! directory and wraps a [`PirClient`] for an unsharded one.
 
 mod check;
 mod connect;
