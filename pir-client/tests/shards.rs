@@ -27,7 +27,7 @@ use pir_core::{
 };
 use pir_proto::v1::{
     EvaluateRequest, EvaluateResponse, GetConfigRequest, GetConfigResponse, QueryRequest,
-    QueryResponse, RegisterKeysRequest, RegisterKeysResponse,
+    QueryResponse, RegisterKeysRequest, RegisterKeysResponse, RenewKeysRequest, RenewKeysResponse,
     discovery_server::{Discovery, DiscoveryServer},
 };
 use pir_server::{Directory, DiscoveryService, ServeOptions, ShardSelection};
@@ -97,6 +97,13 @@ impl Discovery for Process {
         req: Request<RegisterKeysRequest>,
     ) -> Result<Response<RegisterKeysResponse>, Status> {
         self.backend.register_keys(req).await
+    }
+
+    async fn renew_keys(
+        &self,
+        req: Request<RenewKeysRequest>,
+    ) -> Result<Response<RenewKeysResponse>, Status> {
+        self.backend.renew_keys(req).await
     }
 
     async fn query(&self, req: Request<QueryRequest>) -> Result<Response<QueryResponse>, Status> {

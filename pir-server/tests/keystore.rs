@@ -371,6 +371,7 @@ fn serve_config(dir: &Path, key_store: KeyStoreSpec) -> ServeConfig {
     let loopback = "127.0.0.1:0".parse().unwrap();
     ServeConfig {
         snapshot: path,
+        shards: None,
         listen: loopback,
         options: with_store(key_store),
         dp_pub: None,

@@ -41,6 +41,7 @@ fn config(dir: &Path) -> ServeConfig {
     common::write_oprf_key(&oprf_key);
     ServeConfig {
         snapshot: path,
+        shards: None,
         listen: loopback(),
         options: ServeOptions::default(),
         dp_pub: None,

@@ -154,24 +154,33 @@ async fn the_readme_dp_flow_runs_as_written() {
         let (listen, admin_listen) = (free(port), free(admin));
         sharded = sharded
             .replace(&format!("127.0.0.1:{port}"), &format!("127.0.0.1:{listen}"))
-            .replace(&format!("127.0.0.1:{admin}"), &format!("127.0.0.1:{admin_listen}"));
+            .replace(
+                &format!("127.0.0.1:{admin}"),
+                &format!("127.0.0.1:{admin_listen}"),
+            );
         urls.push(format!("http://127.0.0.1:{listen}"));
     }
-    let _stops = ["shards-a.pid", "shards-b.pid", "evaluator.pid"]
-        .map(|p| StopServer(dir.path().join(p)));
+    let _stops =
+        ["shards-a.pid", "shards-b.pid", "evaluator.pid"].map(|p| StopServer(dir.path().join(p)));
     run_block(dir.path(), &sharded, &log);
     let manifest_path = dir.path().join("shards/manifest.pirman");
     let manifest = pir_core::snapshot::Manifest::load(&manifest_path).unwrap();
     assert_eq!(manifest.count(), 4);
-    let apart = pir_core::snapshot::Manifest::load(&dir.path().join("shards-b/manifest.pirman"))
-        .unwrap();
+    let apart =
+        pir_core::snapshot::Manifest::load(&dir.path().join("shards-b/manifest.pirman")).unwrap();
     assert_eq!((apart.count(), apart.epoch), (4, 1_800_000_000));
-    assert_eq!(apart.mapping_count(), base.header().mapping_count, "every mapping once");
+    assert_eq!(
+        apart.mapping_count(),
+        base.header().mapping_count,
+        "every mapping once"
+    );
     let mut served = Vec::new();
     for url in &urls {
         wait_for(url, &log, |_| true).await;
         let config = fetch_config(url, &ClientOptions::default()).await.unwrap();
-        let m = config.manifest().expect("a shard server sends its manifest");
+        let m = config
+            .manifest()
+            .expect("a shard server sends its manifest");
         // Loaded before or after the update wrote the new manifest.
         assert!(m.epoch <= manifest.epoch);
         served.push(config.served_shards().to_vec());
@@ -186,7 +195,10 @@ async fn the_readme_dp_flow_runs_as_written() {
     assert!((1..=4).contains(&changed), "{changed}");
     for pid in ["shards-a.pid", "shards-b.pid", "evaluator.pid"] {
         let pid = std::fs::read_to_string(dir.path().join(pid)).unwrap();
-        let status = Command::new("kill").args(["-HUP", pid.trim()]).status().unwrap();
+        let status = Command::new("kill")
+            .args(["-HUP", pid.trim()])
+            .status()
+            .unwrap();
         assert!(status.success());
     }
     for url in &urls {

@@ -303,6 +303,7 @@ fn config(snapshot: PathBuf, listen: SocketAddr) -> ServeConfig {
     common::write_oprf_key(&oprf_key);
     ServeConfig {
         snapshot,
+        shards: None,
         listen,
         options: ServeOptions::default(),
         dp_pub: None,

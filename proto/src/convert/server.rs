@@ -294,6 +294,7 @@ mod tests {
             epoch: 3,
             queries: vec![vec![1, 2, 3]; queries],
             mac: vec![6; 32],
+            shard: 2,
         }
     }
 
@@ -342,10 +343,11 @@ mod tests {
     }
 
     #[test]
-    fn query_carries_key_id_epoch_and_queries() {
+    fn query_carries_key_id_epoch_shard_and_queries() {
         let q = QueryIn::parse(query(32, 2), 2).unwrap();
         assert_eq!(q.key_id(), KeyId([5; 32]));
         assert_eq!(q.epoch(), 3);
+        assert_eq!(q.shard(), 2);
         assert_eq!(q.queries().len(), 2);
         assert_eq!(q.into_queries(), vec![vec![1, 2, 3]; 2]);
     }
