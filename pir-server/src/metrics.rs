@@ -19,6 +19,9 @@ pub(crate) struct Metrics {
     pub(crate) batch_queries: Histogram,
     pub(crate) batch_splits: IntCounter,
     pub(crate) rejections: IntCounterVec,
+    /// Discovery requests handled (GetConfig aside), by method and outcome (`ok`, `refused`):
+    /// which replicas a client registered with, which it queried.
+    pub(crate) requests: IntCounterVec,
     pub(crate) key_cache_entries: IntGauge,
     pub(crate) key_cache_bytes: IntGauge,
     pub(crate) epoch: IntGauge,
@@ -71,6 +74,14 @@ impl Metrics {
             Opts::new("pir_rejections_total", "Requests refused, by reason"),
             &["reason"],
         )?;
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "pir_requests_total",
+                "Discovery requests handled (RegisterKeys, RenewKeys, Evaluate, Query), by method \
+                 and outcome (ok, refused)",
+            ),
+            &["method", "outcome"],
+        )?;
         let key_cache_entries =
             IntGauge::new("pir_key_cache_entries", "Registered client key sets held")?;
         let key_cache_bytes = IntGauge::new(
@@ -102,6 +113,7 @@ impl Metrics {
         registry.register(Box::new(batch_queries.clone()))?;
         registry.register(Box::new(batch_splits.clone()))?;
         registry.register(Box::new(rejections.clone()))?;
+        registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(key_cache_entries.clone()))?;
         registry.register(Box::new(key_cache_bytes.clone()))?;
         registry.register(Box::new(epoch.clone()))?;
@@ -123,6 +135,7 @@ impl Metrics {
             batch_queries,
             batch_splits,
             rejections,
+            requests,
             key_cache_entries,
             key_cache_bytes,
             epoch,
@@ -131,6 +144,12 @@ impl Metrics {
             reload_failures,
             reload_epoch_refusals,
         })
+    }
+
+    /// Counts a Discovery request of `method` (`RegisterKeys`, ...) that was answered or not.
+    pub(crate) fn handled(&self, method: &str, ok: bool) {
+        let outcome = if ok { "ok" } else { "refused" };
+        self.requests.with_label_values(&[method, outcome]).inc();
     }
 
     pub(crate) fn reject(&self, reason: &str) {

@@ -743,6 +743,7 @@ impl DiscoveryService {
         let start = Instant::now();
         let result = work.await;
         let millis = start.elapsed().as_secs_f64() * 1e3;
+        self.state.metrics.handled(method, result.is_ok());
         match &result {
             Ok(_) => tracing::info!(method, millis, "ok"),
             Err(e) => {

@@ -200,6 +200,14 @@ async fn replicas_share_registrations_through_redis_and_heal_when_it_restarts() 
         ),
         0
     );
+    // Which replicas received RegisterKeys (answered or refused): A only.
+    let register_ok = "pir_requests_total{method=\"RegisterKeys\",outcome=\"ok\"}";
+    let register_refused = "pir_requests_total{method=\"RegisterKeys\",outcome=\"refused\"}";
+    assert_eq!((metric(&a, register_ok), metric(&b, register_ok)), (1, 0));
+    assert_eq!(
+        metric(&b, "pir_requests_total{method=\"Query\",outcome=\"ok\"}"),
+        1
+    );
     // Registering again at the other replica renews, and keeps the first mac key.
     let other_mac = RegisterKeysRequest {
         query_mac_key: vec![7; 32],
@@ -209,6 +217,7 @@ async fn replicas_share_registrations_through_redis_and_heal_when_it_restarts() 
         rpc_b.register_keys(other_mac).await.unwrap_err().code(),
         Code::Unauthenticated
     );
+    assert_eq!(metric(&b, register_refused), 1);
 
     // Redis restarts empty: a replica that never held the keys says they are unknown (the
     // client registers again), and once registered again every answer is right.
