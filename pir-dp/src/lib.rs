@@ -47,9 +47,10 @@ pub use keys::{
 pub use progress::progress_bar;
 pub use report::Report;
 pub use shards::{
-    ManifestArgs, ManifestDescription, ManifestSummary, ShardLine, ShardSummary, ShardUpdate,
-    ShardedBuildArgs, ShardedBuildSummary, ShardedUpdateArgs, ShardedUpdateSummary,
+    ManifestArgs, ManifestDescription, ManifestSummary, ManifestVerified, ShardLine, ShardSummary,
+    ShardUpdate, ShardedBuildArgs, ShardedBuildSummary, ShardedUpdateArgs, ShardedUpdateSummary,
     assemble_manifest, build_sharded, inspect_manifest, is_manifest, update_sharded,
+    verify_manifest,
 };
 pub use synth::{SynthArgs, SynthSummary, synth, synth_to_file};
 pub use update::{UpdateArgs, UpdateRun, UpdateSummary, update, update_with};

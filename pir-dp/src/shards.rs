@@ -586,3 +586,73 @@ pub fn inspect_manifest(path: &Path) -> Result<ManifestDescription, DpError> {
             .collect(),
     })
 }
+
+/// A manifest whose shards were all found intact and the ones it names.
+#[derive(Debug, Serialize)]
+pub struct ManifestVerified {
+    /// The manifest.
+    pub path: PathBuf,
+    /// Its epoch.
+    pub epoch: u64,
+    /// Shards checked.
+    pub shard_count: u32,
+    /// Whether its DP signature was checked against trusted keys.
+    pub dp_signature: crate::verify::DpSignature,
+}
+
+impl fmt::Display for ManifestVerified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: manifest of epoch {}; all {} shards intact (structure and checksums) and the \
+             ones it names; ",
+            self.path.display(),
+            self.epoch,
+            self.shard_count
+        )?;
+        f.write_str(match self.dp_signature {
+            crate::verify::DpSignature::Trusted => "signed by a trusted DP key",
+            crate::verify::DpSignature::NotChecked => {
+                "its signature was NOT checked (pass --dp-pub to check it)"
+            }
+        })
+    }
+}
+
+/// `pir-server verify MANIFEST`: the manifest's DP signature (with `dp_pub`), then every shard
+/// it names loaded completely (structure, checksums, a delta with its base) and checked to be
+/// the one it names.
+pub fn verify_manifest(
+    path: &Path,
+    dp_pub: Option<&Path>,
+    progress: bool,
+) -> Result<ManifestVerified, DpError> {
+    let m = Manifest::load(path)?;
+    let dp_signature = match dp_pub {
+        Some(dp_pub) => {
+            m.verify_signature(&read_dp_pub(dp_pub)?)
+                .map_err(|reason| DpError::Refused {
+                    path: path.to_path_buf(),
+                    reason: Box::new(reason),
+                    dp_pub: dp_pub.to_path_buf(),
+                })?;
+            crate::verify::DpSignature::Trusted
+        }
+        None => crate::verify::DpSignature::NotChecked,
+    };
+    for index in 0..m.count() {
+        let file =
+            m.shard_path(path, index)
+                .ok_or(DpError::Core(pir_core::CoreError::Internal(
+                    "every index below the count has a shard",
+                )))?;
+        let snapshot = load_snapshot(&file, true, progress)?;
+        m.check_shard(index, snapshot.header())?;
+    }
+    Ok(ManifestVerified {
+        path: path.to_path_buf(),
+        epoch: m.epoch,
+        shard_count: m.count(),
+        dp_signature,
+    })
+}

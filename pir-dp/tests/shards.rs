@@ -73,6 +73,23 @@ fn a_sharded_build_writes_every_shard_and_a_signed_manifest() {
         described.contains("shard 2: shard-00002.pirsnap"),
         "{described}"
     );
+    // verify checks the signature, then every shard completely.
+    let dp_pub = tools::public_key_path(&setup.path("dp.key"));
+    let verified = tools::verify_manifest(&path, Some(&dp_pub), false).unwrap();
+    assert_eq!(verified.shard_count, SHARDS);
+    assert!(verified.to_string().contains("signed by a trusted DP key"), "{verified}");
+    let other = tools::public_key_path(&setup.path("other.key"));
+    assert!(tools::verify_manifest(&path, Some(&other), false).unwrap_err().is_refusal());
+    let shard = setup.path("dir").join(shard_file_name(1));
+    let mut bytes = std::fs::read(&shard).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&shard, &bytes).unwrap();
+    let err = tools::verify_manifest(&path, Some(&dp_pub), false).unwrap_err();
+    assert!(err.is_refusal(), "{err}");
+    assert!(err.to_string().contains("shard-00001.pirsnap"), "{err}");
+    bytes[last] ^= 1;
+    std::fs::write(&shard, &bytes).unwrap();
     // A second build under the same epoch is refused: epochs only rise.
     let err = tools::build_sharded(&sharded(&setup, "dir", Some(40), None)).unwrap_err();
     assert!(matches!(err, DpError::EpochNotRising { .. }), "{err}");

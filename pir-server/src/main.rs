@@ -103,10 +103,11 @@ enum Command {
         report: ReportArgs,
     },
     /// Check a snapshot file completely (structure and checksums, a delta with its base) and,
-    /// with --dp-pub, its DP signature.
+    /// with --dp-pub, its DP signature; or a shard manifest: its signature, then every shard it
+    /// names, completely, and that each is the one it names.
     #[command(after_help = EXIT_CODES)]
     Verify {
-        /// The snapshot file.
+        /// The snapshot or manifest file.
         snapshot: PathBuf,
         /// Trusted DP public keys: refuse a snapshot not signed by one. Without it the signature
         /// is not checked (and the report says so).
@@ -415,6 +416,10 @@ fn run(command: Command) -> Result<(), CliError> {
             dp_pub,
             report,
         } => {
+            if pir_dp::is_manifest(&snapshot) {
+                let verified = pir_dp::verify_manifest(&snapshot, dp_pub.as_deref(), true)?;
+                return Ok(pir_dp::Report::print(&verified, report.json)?);
+            }
             let verified = pir_dp::verify(&snapshot, dp_pub.as_deref(), true)?;
             Ok(pir_dp::Report::print(&verified, report.json)?)
         }
