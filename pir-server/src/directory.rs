@@ -113,6 +113,11 @@ impl Directory {
         }
     }
 
+    /// The shards served, ascending.
+    pub fn served(&self) -> Vec<u32> {
+        self.shards.iter().map(|(i, _)| *i).collect()
+    }
+
     /// Mappings in the shards served.
     pub fn mapping_count(&self) -> u64 {
         self.shards
