@@ -136,6 +136,13 @@ pub enum ClientError {
         /// Each attempt: the replica's URL and what went wrong, in order.
         tried: Vec<String>,
     },
+    /// Every evaluator tried for one Evaluate request failed, within
+    /// [`ClientOptions::shard_attempts`](crate::ClientOptions::shard_attempts).
+    #[error("no evaluator answered ({})", tried.join("; "))]
+    EvaluatorsUnavailable {
+        /// Each attempt: the evaluator's URL and what went wrong, in order.
+        tried: Vec<String>,
+    },
     /// A shard endpoint that serves something else than the manifest's shard.
     #[error("shard {shard} at {url}: {reason}")]
     ShardRefused {

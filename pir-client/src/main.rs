@@ -48,9 +48,10 @@ struct ServerArgs {
     server: String,
     /// The DP's OPRF evaluator (same forms as --server), when --server is a PIR host that does
     /// not hold the OPRF key. Default: --server evaluates too. The keys are registered with
-    /// both.
+    /// both. Repeat for more evaluators, tried in order when one fails (unreachable,
+    /// UNAVAILABLE, past --timeout), each attempt blinded afresh.
     #[arg(long, value_name = "URL")]
-    evaluator: Option<String>,
+    evaluator: Vec<String>,
     /// Seconds to wait for the connection.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     connect_timeout: u64,
@@ -98,8 +99,7 @@ impl ServerArgs {
             dp_keys,
             insecure_plaintext: self.insecure_plaintext,
             allow_custom_params: self.allow_custom_params,
-            evaluator: self.evaluator.clone(),
-            ..ClientOptions::new(trust)
+            ..ClientOptions::new(trust).with_evaluators(self.evaluator.clone())
         })
     }
 }
@@ -479,8 +479,8 @@ mod tests {
         assert!(args.server.options(TrustStore::new()).is_err());
     }
 
-    /// `--evaluator` is a server flag of every subcommand: it reaches the options as given, and
-    /// without it the server evaluates too.
+    /// `--evaluator` is a server flag of every subcommand: it reaches the options as given (all
+    /// of them, in order, when repeated), and without it the server evaluates too.
     #[test]
     fn the_evaluator_flag_reaches_the_options() {
         let cli = lookup_cli(&["tel:+14155550100"]).unwrap();
@@ -515,6 +515,25 @@ mod tests {
                 "{command}"
             );
         }
+        // Repeated: every evaluator, in order.
+        let cli = Cli::try_parse_from([
+            "pir-client",
+            "info",
+            "--server",
+            "http://127.0.0.1:1",
+            "--evaluator",
+            "https://e1.example:50051",
+            "--evaluator",
+            "https://e2.example:50051",
+        ])
+        .unwrap();
+        let Command::Info(args) = cli.command else {
+            panic!("expected info");
+        };
+        assert_eq!(
+            args.server.options(TrustStore::new()).unwrap().evaluators(),
+            ["https://e1.example:50051", "https://e2.example:50051"]
+        );
     }
 
     /// The shard flags reach the options: a pattern or a map file, the privacy mode, padding

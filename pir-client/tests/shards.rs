@@ -6,14 +6,24 @@
 //! refused.
 //!
 //! Each process is a real `DiscoveryService` behind a wrapper that counts the queries of each
-//! shard it receives and, when told, passes another shard's configuration or answer off as the
-//! one asked for.
+//! shard it receives, its registrations and renewals, records the blinded elements it is asked
+//! to evaluate and, when told, passes another shard's configuration or answer off as the one
+//! asked for, or refuses registrations or evaluations as UNAVAILABLE (a key store or an
+//! evaluator that is down).
+//!
+//! Also: the keys' registrations are renewed before they expire at every endpoint (a short
+//! TTL), a replica whose re-registration fails is failed over, and evaluations fail over among
+//! several evaluators, blinded afresh, with an error naming them when none answers.
 
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
     path::Path,
-    sync::{Arc, Mutex},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use pir_client::{ClientError, ClientOptions, ShardMap, ShardPrivacy, ShardedClient};
@@ -72,6 +82,15 @@ struct Process {
     /// its own.
     swap_config: Arc<Mutex<Option<(u32, u32)>>>,
     swap_query: Arc<Mutex<Option<(u32, u32)>>>,
+    /// RegisterKeys and RenewKeys calls received (refused ones included).
+    registers: Arc<AtomicUsize>,
+    renewals: Arc<AtomicUsize>,
+    /// Refuse RegisterKeys as UNAVAILABLE (its key store down).
+    refuse_registrations: Arc<AtomicBool>,
+    /// The blinded elements of every Evaluate received, and whether to refuse it as
+    /// UNAVAILABLE once recorded.
+    blinded: Arc<Mutex<Vec<Vec<u8>>>>,
+    refuse_evaluations: Arc<AtomicBool>,
 }
 
 fn swapped(swap: &Mutex<Option<(u32, u32)>>, shard: u32) -> u32 {
@@ -96,6 +115,10 @@ impl Discovery for Process {
         &self,
         req: Request<RegisterKeysRequest>,
     ) -> Result<Response<RegisterKeysResponse>, Status> {
+        self.registers.fetch_add(1, Ordering::SeqCst);
+        if self.refuse_registrations.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("the key store (test) is unavailable"));
+        }
         self.backend.register_keys(req).await
     }
 
@@ -103,6 +126,7 @@ impl Discovery for Process {
         &self,
         req: Request<RenewKeysRequest>,
     ) -> Result<Response<RenewKeysResponse>, Status> {
+        self.renewals.fetch_add(1, Ordering::SeqCst);
         self.backend.renew_keys(req).await
     }
 
@@ -123,6 +147,13 @@ impl Discovery for Process {
         &self,
         req: Request<EvaluateRequest>,
     ) -> Result<Response<EvaluateResponse>, Status> {
+        self.blinded
+            .lock()
+            .unwrap()
+            .extend(req.get_ref().blinded.iter().cloned());
+        if self.refuse_evaluations.load(Ordering::SeqCst) {
+            return Err(Status::unavailable("evaluator overloaded (test)"));
+        }
         self.backend.evaluate(req).await
     }
 }
@@ -140,6 +171,14 @@ impl Running {
         self.process.queries.lock().unwrap().clone()
     }
 
+    fn registers(&self) -> usize {
+        self.process.registers.load(Ordering::SeqCst)
+    }
+
+    fn renewals(&self) -> usize {
+        self.process.renewals.load(Ordering::SeqCst)
+    }
+
     /// Stops serving and closes its connections.
     async fn kill(mut self) {
         let _ = self.kill.take().unwrap().send(());
@@ -150,6 +189,11 @@ impl Running {
 /// Serves `shards` of the directory in `dir` (its manifest checked against the DP key) on a
 /// loopback port, with the fixture OPRF key and no rate limits.
 async fn serve(dir: &Path, shards: &str, dp: &DpKey) -> Running {
+    serve_for(dir, shards, dp, ServeOptions::default().key_ttl).await
+}
+
+/// [`serve`], registrations lasting `key_ttl` (each process has a key store of its own).
+async fn serve_for(dir: &Path, shards: &str, dp: &DpKey, key_ttl: Duration) -> Running {
     let directory = Directory::load_sharded(
         &dir.join(MANIFEST_FILE_NAME),
         &shards.parse::<ShardSelection>().unwrap(),
@@ -165,6 +209,7 @@ async fn serve(dir: &Path, shards: &str, dp: &DpKey) -> Running {
         per_key_evaluations: None,
         per_peer_evaluations: None,
         global_evaluations_per_second: None,
+        key_ttl,
         ..ServeOptions::default()
     };
     let process = Process {
@@ -172,6 +217,11 @@ async fn serve(dir: &Path, shards: &str, dp: &DpKey) -> Running {
         queries: Arc::default(),
         swap_config: Arc::default(),
         swap_query: Arc::default(),
+        registers: Arc::default(),
+        renewals: Arc::default(),
+        refuse_registrations: Arc::default(),
+        blinded: Arc::default(),
+        refuse_evaluations: Arc::default(),
     };
     let addr: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let incoming = TcpIncoming::bind(addr).unwrap();
@@ -207,11 +257,16 @@ struct Deployment {
 }
 
 async fn deploy() -> Deployment {
+    deploy_for(ServeOptions::default().key_ttl).await
+}
+
+/// [`deploy`], registrations lasting `key_ttl`.
+async fn deploy_for(key_ttl: Duration) -> Deployment {
     let dir = tempfile::tempdir().unwrap();
     write_directory(dir.path(), &dp_key());
-    let a = serve(dir.path(), "0-1", &dp_key()).await;
-    let b = serve(dir.path(), "2-3", &dp_key()).await;
-    let c = serve(dir.path(), "1", &dp_key()).await;
+    let a = serve_for(dir.path(), "0-1", &dp_key(), key_ttl).await;
+    let b = serve_for(dir.path(), "2-3", &dp_key(), key_ttl).await;
+    let c = serve_for(dir.path(), "1", &dp_key(), key_ttl).await;
     let text = format!(
         "# shard replicas\n0 {a}\n1 {c} {a}\n2 {b}\n3 {b}\n",
         a = a.url,
@@ -494,4 +549,132 @@ async fn without_a_map_every_shard_must_be_served_by_the_endpoint() {
         matches!(err, ClientError::ShardedDirectory { count: 4, .. }),
         "{err}"
     );
+}
+
+/// With registrations lasting 3 s, a client looking up every shard for three lifetimes keeps
+/// its keys registered at every endpoint by renewing them (RenewKeys, before they expire):
+/// after the first registration at each process, none registers the keys again.
+#[tokio::test]
+async fn registrations_are_renewed_at_every_endpoint_before_they_expire() {
+    let ttl = Duration::from_secs(3);
+    let d = deploy_for(ttl).await;
+    let (cpis, present) = sample();
+    let mut client = ShardedClient::connect(&d.a.url, d.options()).await.unwrap();
+    // The first batch registers the keys wherever they are not known (each process has a
+    // store of its own): A at connect, B and C when they say unknown-key.
+    check_lookups(&mut client, &cpis, present).await;
+    let registered = [d.a.registers(), d.b.registers(), d.c.registers()];
+    assert_eq!(registered, [1, 1, 1]);
+    let started = Instant::now();
+    while started.elapsed() < 3 * ttl {
+        check_lookups(&mut client, &cpis, present).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        [d.a.registers(), d.b.registers(), d.c.registers()],
+        registered,
+        "no registration expired, so none was made again"
+    );
+    for (name, p) in [("A", &d.a), ("B", &d.b), ("C", &d.c)] {
+        assert!(p.renewals() >= 2, "{name} renewed {} times", p.renewals());
+    }
+}
+
+/// A replica that does not know the keys and fails to register them (its key store down:
+/// UNAVAILABLE) is left for the shard's other replica, which answers.
+#[tokio::test]
+async fn a_replica_whose_registration_fails_is_failed_over() {
+    let d = deploy().await;
+    // C, a replica of shard 1 that A's registration at connect does not reach, cannot register.
+    d.c.process
+        .refuse_registrations
+        .store(true, Ordering::SeqCst);
+    let mut client = ShardedClient::connect(&d.a.url, d.options()).await.unwrap();
+    let ones: Vec<Cpi> = (0..COUNT)
+        .map(cpi)
+        .filter(|c| home(c) == 1)
+        .take(4)
+        .collect();
+    assert!(ones.len() >= 2, "round-robin sends one of them to C first");
+    for _ in 0..2 {
+        check_lookups(&mut client, &ones, ones.len()).await;
+    }
+    assert!(d.c.registers() >= 1, "C was asked to register the keys");
+    assert_eq!(d.c.queries().get(&1), None, "C answered nothing");
+    // With C's store back, C registers them and takes its share.
+    d.c.process
+        .refuse_registrations
+        .store(false, Ordering::SeqCst);
+    check_lookups(&mut client, &ones, ones.len()).await;
+    assert!(d.c.queries().get(&1).copied().unwrap_or(0) > 0);
+}
+
+/// Evaluations fail over among evaluators: the first refusing (UNAVAILABLE) or dead, the
+/// second evaluates, with elements blinded afresh; with both dead, lookups fail naming both.
+#[tokio::test]
+async fn evaluations_fail_over_among_evaluators() {
+    let d = deploy().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_directory(dir.path(), &dp_key());
+    // Two evaluators of the same DP, serving no shard of theirs that the client queries.
+    let e1 = serve(dir.path(), "0", &dp_key()).await;
+    let e2 = serve(dir.path(), "0", &dp_key()).await;
+    let options = d
+        .options()
+        .with_evaluators([e1.url.clone(), e2.url.clone()]);
+    let mut client = ShardedClient::connect(&d.a.url, options).await.unwrap();
+    let (cpis, present) = sample();
+    check_lookups(&mut client, &cpis, present).await;
+    assert!(!e1.process.blinded.lock().unwrap().is_empty());
+    assert!(
+        e2.process.blinded.lock().unwrap().is_empty(),
+        "E1 answers while it can"
+    );
+
+    // E1 refuses once it has seen the elements: E2 gets elements blinded afresh.
+    e1.process.refuse_evaluations.store(true, Ordering::SeqCst);
+    let before = e1.process.blinded.lock().unwrap().len();
+    check_lookups(&mut client, &cpis, present).await;
+    let seen_by_e1: Vec<Vec<u8>> = e1.process.blinded.lock().unwrap()[before..].to_vec();
+    let seen_by_e2 = e2.process.blinded.lock().unwrap().clone();
+    assert_eq!(seen_by_e1.len(), cpis.len());
+    // E2 did not know the keys: it refused once (unknown-key), then evaluated after they were
+    // registered there. Every request, E1's and both of E2's, was blinded afresh.
+    assert_eq!(seen_by_e2.len(), 2 * cpis.len());
+    let distinct: std::collections::BTreeSet<&Vec<u8>> =
+        seen_by_e1.iter().chain(&seen_by_e2).collect();
+    assert_eq!(
+        distinct.len(),
+        seen_by_e1.len() + seen_by_e2.len(),
+        "a retry reuses no blinded element"
+    );
+    e1.process.refuse_evaluations.store(false, Ordering::SeqCst);
+
+    // E2, now the one evaluations go to, killed: E1 evaluates again; then E1 killed too.
+    let (e1_url, e2_url) = (e1.url.clone(), e2.url.clone());
+    let e1_blinded = Arc::clone(&e1.process.blinded);
+    let before = e1_blinded.lock().unwrap().len();
+    e2.kill().await;
+    for _ in 0..2 {
+        check_lookups(&mut client, &cpis, present).await;
+    }
+    assert_eq!(e1_blinded.lock().unwrap().len(), before + 2 * cpis.len());
+    e1.kill().await;
+    let outcomes = client.lookup_many(&cpis[..1]).await;
+    let err = outcomes[0].as_ref().unwrap_err();
+    let ClientError::BatchEvaluation { source, .. } = err else {
+        panic!("{err:?}");
+    };
+    let ClientError::EvaluatorsUnavailable { tried } = &**source else {
+        panic!("{source:?}");
+    };
+    assert_eq!(tried.len(), 3, "{tried:?}");
+    for url in [&e1_url, &e2_url] {
+        assert!(
+            tried.iter().any(|t| t.starts_with(url.as_str())),
+            "{tried:?}"
+        );
+    }
+    let text = err.to_string();
+    assert!(text.contains("no evaluator answered ("), "{text}");
 }

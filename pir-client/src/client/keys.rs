@@ -2,7 +2,10 @@
 //! registered: a registration expires (the server says when), and is renewed with `RenewKeys`
 //! (a key id and a MAC, not megabytes of keys) once half its lifetime has passed.
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
 use pir_core::{ClientKeys, KeyId, SchemeParams, human::Time};
 use pir_proto::{
@@ -116,6 +119,74 @@ pub(super) async fn renew(
         Err(status) if reason(&status) == Some(REASON_UNKNOWN_KEY) => Ok(Renewal::Unknown),
         Err(status) if status.code() == tonic::Code::Unimplemented => Ok(Renewal::Unsupported),
         Err(status) => Err(ClientError::rpc("RenewKeys", status)),
+    }
+}
+
+/// The endpoints that hold (or may hold) the keys' registration, by URL, each with its lease,
+/// renewed at each of them once due. Each endpoint is renewed, not one per key store: the
+/// client cannot tell which endpoints share a store, a renewal is a few dozen bytes, and an
+/// endpoint with a store of its own would otherwise let the keys expire there.
+#[derive(Debug, Default)]
+pub(super) struct Registrations {
+    held: BTreeMap<String, (DiscoveryClient<Channel>, Lease)>,
+}
+
+impl Registrations {
+    /// `url` registered (or renewed) the keys until `lease` says.
+    pub(super) fn registered(&mut self, url: &str, grpc: &DiscoveryClient<Channel>, lease: Lease) {
+        self.held.insert(url.to_owned(), (grpc.clone(), lease));
+    }
+
+    /// `url` accepted the keys (answered a query or an evaluation made with them): it holds a
+    /// registration, perhaps from an earlier run or another endpoint sharing its store; when
+    /// its lease is not known yet, the next renewal asks.
+    pub(super) fn accepted(&mut self, url: &str, grpc: &DiscoveryClient<Channel>) {
+        self.held
+            .entry(url.to_owned())
+            .or_insert_with(|| (grpc.clone(), Lease::Unknown));
+    }
+
+    /// Renews the registration at every endpoint whose lease is due. One that no longer knows
+    /// the keys, or cannot be reached, is forgotten: the next request there that says
+    /// `unknown-key` registers again (once, rather than at every endpoint of a shared store
+    /// that lost them), and the next one it answers tracks it again. Failures are only logged.
+    pub(super) async fn renew_due(
+        &mut self,
+        keys: &ClientKeys,
+        deadline: Option<Duration>,
+        wire: &mut Wire,
+    ) {
+        let due: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, (_, lease))| lease.due())
+            .map(|(url, _)| url.clone())
+            .collect();
+        for url in due {
+            let Some((grpc, _)) = self.held.get_mut(&url) else {
+                continue;
+            };
+            match renew(grpc, keys, deadline, wire).await {
+                Ok(Renewal::Renewed(lease)) => {
+                    if let Some((_, held)) = self.held.get_mut(&url) {
+                        *held = lease;
+                    }
+                }
+                Ok(Renewal::Unsupported) => {
+                    if let Some((_, held)) = self.held.get_mut(&url) {
+                        *held = Lease::Forever;
+                    }
+                }
+                Ok(Renewal::Unknown) => {
+                    tracing::info!(%url, "the endpoint no longer knows our keys");
+                    self.held.remove(&url);
+                }
+                Err(e) => {
+                    tracing::warn!(%url, error = %e, "renewing the keys' registration failed");
+                    self.held.remove(&url);
+                }
+            }
+        }
     }
 }
 

@@ -12,8 +12,9 @@
 //!             or an answer of another snapshot                parameters changed, retry
 //! ```
 //!
-//! Evaluations go to the server itself, or to the DP's evaluator when
-//! [`ClientOptions::evaluator`] names one (the keys are registered there too: evaluations are
+//! Evaluations go to the server itself, or to the DP's evaluators when
+//! [`ClientOptions::evaluators`] names some, failing over among them (`evaluators.rs`; the keys
+//! are registered there too, and renewed at each evaluator that holds them: evaluations are
 //! charged to them).
 //!
 //! Healing is bounded: a lookup makes at most [`MAX_ATTEMPTS`] Query calls. Retries depend only
@@ -30,14 +31,15 @@
 //! of them uses this one: `options.rs` ([`ClientOptions`] and the defaults), `rpc.rs` (every
 //! RPC under its deadline, its bytes counted), `connect.rs` (the channel, TLS, the first
 //! GetConfig), `check.rs` (the configuration's parameters and, with DP keys, its signed
-//! header), `keys.rs` (generating and registering keys), `evaluate.rs` (the blinded OPRF
-//! evaluation), `lookup.rs` (what a Query came back with, how to heal, decoding once the batch
+//! header), `keys.rs` (generating, registering and renewing keys), `evaluate.rs` (the blinded OPRF
+//! evaluation), `evaluators.rs` (failover among the DP's evaluators), `lookup.rs` (what a Query came back with, how to heal, decoding once the batch
 //! is sent). `sharded/` is [`ShardedClient`], which runs these steps per shard of a sharded
 //! directory and wraps a [`PirClient`] for an unsharded one.
 
 mod check;
 mod connect;
 mod evaluate;
+mod evaluators;
 mod keys;
 mod lookup;
 mod options;
@@ -60,7 +62,8 @@ use crate::{
 use check::{accept, verify_snapshot};
 use connect::open;
 use evaluate::{Evaluations, evaluate};
-use keys::{Lease, Renewal, generate_keys};
+use evaluators::{Evaluation, Evaluators};
+use keys::{Lease, Registrations, Renewal, generate_keys};
 use lookup::{Answered, Heal, Reply, read_reply};
 use rpc::{Wire, get_config, request, within};
 
@@ -78,10 +81,9 @@ pub use sharded::ShardedClient;
 pub struct PirClient {
     url: String,
     grpc: DiscoveryClient<Channel>,
-    /// The DP's evaluator, when it is not this server (`options.evaluator`).
-    evaluator: Option<DiscoveryClient<Channel>>,
-    /// Most elements the evaluator takes in one request (its `max_queries_per_request`).
-    evaluator_batch: u32,
+    /// The DP's evaluators, when it is not this server (`options.evaluators()`), with
+    /// failover among them.
+    evaluators: Option<Evaluators>,
     config: ConfigIn,
     /// Shared with the answers of a batch in flight: see [`Answered`].
     lookup: Arc<LookupClient>,
@@ -91,9 +93,9 @@ pub struct PirClient {
     options: ClientOptions,
     /// The newest snapshot verified against the DP keys (with `options.dp_keys` only).
     seen: Option<SeenSnapshot>,
-    /// How long the keys stay registered with the server, and with the evaluator.
+    /// How long the keys stay registered with the server, and with each evaluator.
     lease: Lease,
-    evaluator_lease: Lease,
+    evaluator_leases: Registrations,
 }
 
 impl PirClient {
@@ -148,34 +150,10 @@ impl PirClient {
             file.write(&keys, seen.as_ref())?;
         }
         let lookup = LookupClient::with_keys(*config.lookup(), keys, options.trust.clone())?;
-        let evaluator = match &options.evaluator {
-            Some(evaluator_url) => {
-                let (evaluator, evaluator_config) =
-                    open(evaluator_url, &options, None, &mut wire).await?;
-                let (ours, theirs) = (
-                    config.lookup().layout().oprf_key,
-                    evaluator_config.lookup().layout().oprf_key,
-                );
-                if ours != theirs {
-                    return Err(ClientError::BadConfig(format!(
-                        "the evaluator {evaluator_url} serves a snapshot keyed by OPRF key \
-                         {theirs}, the server {url} one keyed by {ours}: they are not the same \
-                         DP's"
-                    )));
-                }
-                Some((evaluator, evaluator_config.max_queries_per_request()))
-            }
-            None => None,
-        };
-        let evaluator_batch = evaluator
-            .as_ref()
-            .map_or(config.max_queries_per_request(), |(_, batch)| *batch);
-        let evaluator = evaluator.map(|(grpc, _)| grpc);
         let mut client = Self {
             url: url.to_owned(),
             grpc,
-            evaluator,
-            evaluator_batch,
+            evaluators: Evaluators::of(&options),
             config,
             lookup: Arc::new(lookup),
             trust: options.trust.clone(),
@@ -183,14 +161,23 @@ impl PirClient {
             options,
             seen,
             lease: Lease::Unknown,
-            evaluator_lease: Lease::Unknown,
+            evaluator_leases: Registrations::default(),
         };
         if !reused {
             client.register(&mut wire).await?;
         }
-        if client.evaluator.is_some() {
+        if let Some(evaluators) = &mut client.evaluators {
             // Evaluations are charged to the keys: the evaluator must know them too.
-            client.register_with_evaluator(&mut wire).await?;
+            let ours = client.config.lookup().layout().oprf_key;
+            evaluators
+                .connect(
+                    &client.lookup,
+                    &ours,
+                    &client.options,
+                    &mut client.evaluator_leases,
+                    &mut wire,
+                )
+                .await?;
         }
         tracing::debug!(
             url,
@@ -257,7 +244,12 @@ impl PirClient {
         &mut self,
         cpis: &[Cpi],
     ) -> Vec<std::result::Result<(Evaluated, Wire), Arc<ClientError>>> {
-        let per_request = self.evaluator_batch.max(1) as usize;
+        let per_request = match &self.evaluators {
+            Some(evaluators) => evaluators.batch(),
+            None => None,
+        }
+        .unwrap_or(self.config.max_queries_per_request())
+        .max(1) as usize;
         let mut out = Vec::with_capacity(cpis.len());
         for chunk in cpis.chunks(per_request) {
             let mut wire = Wire::default();
@@ -286,20 +278,30 @@ impl PirClient {
             attempt += 1;
             let deadline = self.options.request_timeout;
             let lookup = Arc::clone(&self.lookup);
-            let grpc = self.evaluator.as_mut().unwrap_or(&mut self.grpc);
-            let heal = match evaluate(grpc, &lookup, cpis, deadline, wire).await? {
-                Evaluations::Done(evaluated) => return Ok(evaluated),
-                Evaluations::Heal(heal) => heal,
+            let heal = match &mut self.evaluators {
+                // Failover among the evaluators, registering with them, is theirs.
+                Some(evaluators) => {
+                    let ours = self.config.lookup().layout().oprf_key;
+                    let options = &self.options;
+                    let leases = &mut self.evaluator_leases;
+                    match evaluators
+                        .evaluate(&lookup, cpis, &ours, options, leases, wire)
+                        .await?
+                    {
+                        Evaluation::Done(evaluated) => return Ok(evaluated),
+                        Evaluation::Refresh(e) => Heal::Refresh(e),
+                    }
+                }
+                None => match evaluate(&mut self.grpc, &lookup, cpis, deadline, wire).await? {
+                    Evaluations::Done(evaluated) => return Ok(evaluated),
+                    Evaluations::Heal(heal) => heal,
+                },
             };
             match heal {
                 Heal::Register(e) | Heal::Refresh(e) if attempt >= MAX_ATTEMPTS => return Err(e),
                 Heal::Register(_) => {
-                    tracing::info!(key_id = %self.key_id(), "evaluator does not know our keys");
-                    if self.evaluator.is_some() {
-                        self.register_with_evaluator(wire).await?;
-                    } else {
-                        self.register(wire).await?;
-                    }
+                    tracing::info!(key_id = %self.key_id(), "server does not know our keys");
+                    self.register(wire).await?;
                 }
                 Heal::Refresh(_) => {
                     tracing::info!("evaluation not proven under our snapshot's key: refreshing");
@@ -435,22 +437,10 @@ impl PirClient {
                 Err(e) => tracing::warn!(error = %e, "renewing the keys' registration failed"),
             }
         }
-        if self.evaluator_lease.due()
-            && let Some(evaluator) = self.evaluator.as_mut()
-        {
-            match keys::renew(evaluator, self.lookup.keys(), deadline, &mut wire).await {
-                Ok(Renewal::Renewed(lease)) => self.evaluator_lease = lease,
-                Ok(Renewal::Unsupported) => self.evaluator_lease = Lease::Forever,
-                Ok(Renewal::Unknown) => {
-                    if let Err(e) = self.register_with_evaluator(&mut wire).await {
-                        tracing::warn!(error = %e, "registering keys with the evaluator failed");
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "renewing the evaluator's registration failed")
-                }
-            }
-        }
+        // An evaluator that lost the keys registers them again on the next evaluation.
+        self.evaluator_leases
+            .renew_due(self.lookup.keys(), deadline, &mut wire)
+            .await;
     }
 
     async fn register(&mut self, wire: &mut Wire) -> Result<()> {
@@ -463,23 +453,6 @@ impl PirClient {
             wire,
         )
         .await?;
-        Ok(())
-    }
-
-    /// The server's new batch limit bounds evaluations too, when it is the evaluator.
-    fn follow_batch_limit(&mut self, config: &ConfigIn) {
-        if self.evaluator.is_none() {
-            self.evaluator_batch = config.max_queries_per_request();
-        }
-    }
-
-    async fn register_with_evaluator(&mut self, wire: &mut Wire) -> Result<()> {
-        let deadline = self.options.request_timeout;
-        let Some(evaluator) = self.evaluator.as_mut() else {
-            return Ok(());
-        };
-        self.evaluator_lease =
-            keys::register(evaluator, self.lookup.keys(), &self.config, deadline, wire).await?;
         Ok(())
     }
 
@@ -507,7 +480,6 @@ impl PirClient {
             lookup.set_config(*config.lookup())?;
             self.remember(seen, lookup.keys())?;
             self.lookup = Arc::new(lookup);
-            self.follow_batch_limit(&config);
             self.config = config;
             return Ok(());
         }
@@ -527,7 +499,6 @@ impl PirClient {
         }
         self.seen = seen;
         self.lookup = Arc::new(lookup);
-        self.follow_batch_limit(&config);
         self.config = config;
         // Keys from the key file may be registered already, but the server just changed its
         // database: registering is idempotent and saves a failed query.

@@ -96,6 +96,12 @@ pub struct ClientOptions {
     /// key. `None` asks the server itself. The keys are registered with both; the evaluator's
     /// snapshot must be keyed by the same OPRF key as the server's.
     pub evaluator: Option<String>,
+    /// More of the DP's evaluators (`--evaluator URL` repeated), tried in order after
+    /// [`Self::evaluator`] when it cannot be reached, answers UNAVAILABLE, passes the deadline,
+    /// answers no evaluations or fails to register the keys: at most [`Self::shard_attempts`]
+    /// attempts per Evaluate request, each with a fresh blinding. Each must be keyed by the same
+    /// OPRF key. See [`Self::evaluators`].
+    pub fallback_evaluators: Vec<String>,
     /// How to reach each shard of a sharded directory (`--shard-endpoints`, `--shard-map`),
     /// for a [`ShardedClient`](crate::ShardedClient). `None`: every shard through the endpoint
     /// it connects to, which must then serve them all.
@@ -108,8 +114,9 @@ pub struct ClientOptions {
     /// fall in each shard. (Every shard always gets every CPI in `AllShards` mode.)
     pub pad_shards: bool,
     /// Most Query attempts one query of a sharded lookup makes across its shard's replicas
-    /// (`--shard-attempts`): a replica that is unreachable, UNAVAILABLE, past the deadline or
-    /// refused is left for the next one. At least 1.
+    /// (`--shard-attempts`): a replica that is unreachable, UNAVAILABLE, past the deadline,
+    /// refused or failing to register the keys is left for the next one. At least 1. It bounds
+    /// the Evaluate attempts of a request across [`Self::evaluators`] the same way.
     pub shard_attempts: u32,
 }
 
@@ -131,6 +138,7 @@ impl Default for ClientOptions {
             insecure_plaintext: false,
             rotate_keys: false,
             evaluator: None,
+            fallback_evaluators: Vec::new(),
             shard_map: None,
             shard_privacy: ShardPrivacy::Shard,
             pad_shards: false,
@@ -155,6 +163,29 @@ impl ClientOptions {
             allow_custom_params: true,
             ..self
         }
+    }
+
+    /// These options, with evaluations going to `urls` in order (the first, then the next when
+    /// one fails): [`Self::evaluator`] the first, [`Self::fallback_evaluators`] the rest.
+    pub fn with_evaluators(self, urls: impl IntoIterator<Item = String>) -> Self {
+        let mut urls = urls.into_iter();
+        Self {
+            evaluator: urls.next(),
+            fallback_evaluators: urls.collect(),
+            ..self
+        }
+    }
+
+    /// Every evaluator, in the order they are tried: [`Self::evaluator`] then
+    /// [`Self::fallback_evaluators`], each once. Empty: the server evaluates.
+    pub fn evaluators(&self) -> Vec<String> {
+        let mut all: Vec<String> = Vec::new();
+        for url in self.evaluator.iter().chain(&self.fallback_evaluators) {
+            if !all.contains(url) {
+                all.push(url.clone());
+            }
+        }
+        all
     }
 
     /// These options, requiring snapshots signed by `dp_keys`: see [`Self::dp_keys`].

@@ -108,3 +108,41 @@ pub(super) async fn get_config(
     wire.receive(&response);
     ConfigIn::try_from(response).map_err(ClientError::InvalidServerConfig)
 }
+
+/// Whether an RPC's error means its replica is unavailable, so that another replica of the
+/// shard (or another evaluator) should be tried: no connection, a broken transport, UNAVAILABLE, or the deadline.
+pub(super) fn unavailable(e: &ClientError) -> bool {
+    match e {
+        ClientError::Transport { .. } | ClientError::Deadline { .. } => true,
+        ClientError::Rpc { status, .. } => unavailable_status(status),
+        _ => false,
+    }
+}
+
+/// UNAVAILABLE, or a status the client's own transport made (a connection that broke).
+pub(super) fn unavailable_status(status: &tonic::Status) -> bool {
+    status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unavailable_replicas_are_left_and_refusals_are_not() {
+        let rpc = |code| ClientError::rpc("Query", tonic::Status::new(code, "x"));
+        assert!(unavailable(&rpc(tonic::Code::Unavailable)));
+        assert!(unavailable(&ClientError::Deadline {
+            rpc: "Query",
+            after: std::time::Duration::from_secs(1)
+        }));
+        for code in [
+            tonic::Code::NotFound,
+            tonic::Code::ResourceExhausted,
+            tonic::Code::InvalidArgument,
+            tonic::Code::PermissionDenied,
+        ] {
+            assert!(!unavailable(&rpc(code)), "{code:?}");
+        }
+    }
+}

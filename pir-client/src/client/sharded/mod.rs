@@ -4,20 +4,29 @@
 //! connect:  GetConfig ──▶ the manifest (with DP keys: signed; never older than one seen)
 //!             no manifest: an unsharded server ──▶ a PirClient, unchanged
 //!           one key set for every shard (the manifest's scheme) ──▶ RegisterKeys there
-//! lookup:   Evaluate every CPI (once, before any query) ──▶ y ──▶ shard_of(y)
+//!             (and at the first evaluator that answers, with options.evaluators())
+//! lookup:   RenewKeys at every endpoint holding the keys whose lease is half gone
+//!           Evaluate every CPI (once, before any query) ──▶ y ──▶ shard_of(y)
+//!             at the first endpoint, or the evaluators with failover (evaluators.rs)
 //!           plan.rs: which query to which shard (privacy mode, padding), shuffled
 //!           per query: replica (round-robin) ──▶ GetConfig(shard) once: its manifest ours
 //!             (or newer: followed) and the shard asked for ──▶ Query(shard, epoch, [query])
 //!               unavailable ──▶ the next replica, a fresh encryption (shard_attempts)
-//!               unknown-key ──▶ RegisterKeys there; stale epoch, another snapshot ──▶
-//!               GetConfig(shard) again (MAX_ATTEMPTS)
+//!               unknown-key ──▶ RegisterKeys there (failed: the next replica);
+//!               stale epoch, another snapshot ──▶ GetConfig(shard) again (MAX_ATTEMPTS)
 //!           once every query is answered: decode each CPI's own shard's answer
 //! ```
 //!
 //! `directory.rs` accepts manifests and checks a shard endpoint's configuration against
 //! them, `replicas.rs` holds a shard's replicas and says which failures move to the next,
 //! `plan.rs` routes a batch. The steps of a query are `client/`'s own (`connect.rs`, `rpc.rs`,
-//! `keys.rs`, `evaluate.rs`, `lookup.rs`).
+//! `keys.rs`, `evaluate.rs`, `evaluators.rs`, `lookup.rs`).
+//!
+//! Registrations are renewed at every endpoint that holds them (registered there, or that
+//! answered with the keys), not once per key store: the client cannot tell which endpoints
+//! share a store, and a renewal is a few dozen bytes. An endpoint that no longer knows the
+//! keys, or fails to renew, is forgotten until it answers again; the next request there that
+//! says `unknown-key` registers once, rather than every endpoint of a store that lost them.
 
 mod directory;
 mod plan;
@@ -39,10 +48,11 @@ use super::{
     check::check_params,
     connect::open,
     evaluate::{Evaluations, evaluate},
-    keys::{self, generate_keys},
+    evaluators::{Evaluation, Evaluators},
+    keys::{self, Registrations, generate_keys},
     lookup::{Answered, Heal, LookupOutcome, MAX_ATTEMPTS, Reply, read_reply},
     options::ClientOptions,
-    rpc::{Wire, get_config, request, within},
+    rpc::{Wire, get_config, request, unavailable, unavailable_status, within},
 };
 use crate::{
     error::{ClientError, Result, ShardRefusal},
@@ -50,7 +60,7 @@ use crate::{
 };
 use directory::Offered;
 use plan::plan;
-use replicas::{Shard, ShardConfig, unavailable, unavailable_status};
+use replicas::{Shard, ShardConfig};
 
 /// A client of a directory that may be sharded: every lookup goes to the shard that holds the
 /// CPI (or to every shard, [`ShardPrivacy::AllShards`](crate::ShardPrivacy)), over the shard's
@@ -70,12 +80,14 @@ enum Inner {
 #[derive(Debug)]
 struct Directory {
     url: String,
-    /// The endpoint connected to: it evaluates (without `options.evaluator`) and the keys are
-    /// registered with it first.
+    /// The endpoint connected to: it evaluates (without `options.evaluators()`) and the keys
+    /// are registered with it first.
     first: DiscoveryClient<Channel>,
     first_config: ConfigIn,
-    /// The DP's evaluator, when it is not the first endpoint, and its configuration.
-    evaluator: Option<(DiscoveryClient<Channel>, ConfigIn)>,
+    /// The DP's evaluators, when the first endpoint does not evaluate, with failover.
+    evaluators: Option<Evaluators>,
+    /// Every endpoint that holds the keys' registration, renewed when due.
+    registrations: Registrations,
     /// The manifest followed, and its version (what the key file remembers with DP keys).
     manifest: Manifest,
     seen: SeenSnapshot,
@@ -242,27 +254,12 @@ impl Directory {
             }
             shards.push(shard);
         }
-        let evaluator = match &options.evaluator {
-            Some(evaluator_url) => {
-                let (grpc, config) = open(evaluator_url, &options, None, &mut wire).await?;
-                let theirs = config.lookup().layout().oprf_key;
-                if theirs != manifest.oprf_key {
-                    return Err(ClientError::BadConfig(format!(
-                        "the evaluator {evaluator_url} serves a snapshot keyed by OPRF key \
-                         {theirs}, the directory at {url} is keyed by {}: they are not the \
-                         same DP's",
-                        manifest.oprf_key
-                    )));
-                }
-                Some((grpc, config))
-            }
-            None => None,
-        };
         let mut directory = Self {
             url: url.to_owned(),
             first,
             first_config,
-            evaluator,
+            evaluators: Evaluators::of(&options),
+            registrations: Registrations::default(),
             manifest,
             seen,
             base: Arc::new(base),
@@ -273,8 +270,11 @@ impl Directory {
             options,
         };
         let deadline = directory.options.request_timeout;
-        if !reused {
-            keys::register(
+        if reused {
+            // Perhaps registered by an earlier run: the first renewal tells.
+            directory.registrations.accepted(url, &directory.first);
+        } else {
+            let lease = keys::register(
                 &mut directory.first,
                 &directory.keys,
                 &directory.first_config,
@@ -282,9 +282,22 @@ impl Directory {
                 &mut wire,
             )
             .await?;
+            directory
+                .registrations
+                .registered(url, &directory.first, lease);
         }
-        if let Some((grpc, config)) = &mut directory.evaluator {
-            keys::register(grpc, &directory.keys, config, deadline, &mut wire).await?;
+        if let Some(evaluators) = &mut directory.evaluators {
+            // Evaluations are charged to the keys: the evaluator must know them too.
+            let ours = directory.manifest.oprf_key;
+            evaluators
+                .connect(
+                    &directory.base,
+                    &ours,
+                    &directory.options,
+                    &mut directory.registrations,
+                    &mut wire,
+                )
+                .await?;
         }
         tracing::debug!(
             url,
@@ -299,6 +312,14 @@ impl Directory {
     }
 
     async fn lookup_many(&mut self, cpis: &[Cpi]) -> Vec<Result<LookupOutcome>> {
+        // Renewals depend on time only: a few dozen bytes per endpoint, half-way through.
+        self.registrations
+            .renew_due(
+                &self.keys,
+                self.options.request_timeout,
+                &mut Wire::default(),
+            )
+            .await;
         let evaluated = self.evaluate_all(cpis).await;
         let homes: Vec<Option<u32>> = evaluated
             .iter()
@@ -369,10 +390,11 @@ impl Directory {
         &mut self,
         cpis: &[Cpi],
     ) -> Vec<std::result::Result<(Evaluated, Wire), Arc<ClientError>>> {
-        let per_request = match &self.evaluator {
-            Some((_, config)) => config.max_queries_per_request(),
-            None => self.first_config.max_queries_per_request(),
-        };
+        let per_request = match &self.evaluators {
+            Some(evaluators) => evaluators.batch(),
+            None => None,
+        }
+        .unwrap_or(self.first_config.max_queries_per_request());
         let mut out = Vec::with_capacity(cpis.len());
         for chunk in cpis.chunks(per_request.max(1) as usize) {
             let mut wire = Wire::default();
@@ -395,22 +417,33 @@ impl Directory {
     }
 
     /// Evaluates one request's CPIs, registering the keys with an evaluator that does not
-    /// know them.
+    /// know them; with evaluators given, failing over among them.
     async fn evaluate_chunk(&mut self, cpis: &[Cpi], wire: &mut Wire) -> Result<Vec<Evaluated>> {
+        if let Some(evaluators) = &mut self.evaluators {
+            let ours = self.manifest.oprf_key;
+            let leases = &mut self.registrations;
+            return match evaluators
+                .evaluate(&self.base, cpis, &ours, &self.options, leases, wire)
+                .await?
+            {
+                Evaluation::Done(evaluated) => Ok(evaluated),
+                // As below: connecting again follows a rotated OPRF key.
+                Evaluation::Refresh(e) => Err(e),
+            };
+        }
         let deadline = self.options.request_timeout;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (grpc, config) = match &mut self.evaluator {
-                Some((grpc, config)) => (grpc, &*config),
-                None => (&mut self.first, &self.first_config),
-            };
+            let grpc = &mut self.first;
             match evaluate(grpc, &self.base, cpis, deadline, wire).await? {
                 Evaluations::Done(evaluated) => return Ok(evaluated),
                 Evaluations::Heal(Heal::Register(e)) if attempt >= MAX_ATTEMPTS => return Err(e),
                 Evaluations::Heal(Heal::Register(_)) => {
                     tracing::info!(key_id = %self.keys.id(), "evaluator does not know our keys");
-                    keys::register(grpc, &self.keys, config, deadline, wire).await?;
+                    let config = &self.first_config;
+                    let lease = keys::register(grpc, &self.keys, config, deadline, wire).await?;
+                    self.registrations.registered(&self.url, grpc, lease);
                 }
                 // Proven under another OPRF key than the manifest's: the DP rotated it, and
                 // the directory was rebuilt. Connecting again follows it.
@@ -484,6 +517,7 @@ impl Directory {
             }
             let heal = match read_reply(reply?, &config, wire)? {
                 Reply::Answer(answer) => {
+                    self.registrations.accepted(&url, &grpc);
                     return Ok(pending.map(|pending| Answered {
                         decoder: lookup,
                         pending,
@@ -498,7 +532,17 @@ impl Directory {
                 Heal::Register(e) | Heal::Refresh(e) if queries >= MAX_ATTEMPTS => return Err(e),
                 Heal::Register(_) => {
                     tracing::info!(shard, %url, "replica does not know our keys: registering");
-                    keys::register(&mut grpc, &self.keys, &config, deadline, wire).await?;
+                    match keys::register(&mut grpc, &self.keys, &config, deadline, wire).await {
+                        Ok(lease) => self.registrations.registered(&url, &grpc, lease),
+                        // Its key store may be down (UNAVAILABLE): another replica may know
+                        // the keys, or have a store that works.
+                        Err(e) => {
+                            tracing::info!(shard, %url, error = %e, "replica left for the next");
+                            tried.push(format!("{url}: {e}"));
+                            self.shards[s].replicas[replica].grpc = None;
+                            replica = self.shards[s].after(replica);
+                        }
+                    }
                 }
                 Heal::Refresh(_) => {
                     tracing::info!(shard, %url, "the shard's snapshot changed: refreshing");

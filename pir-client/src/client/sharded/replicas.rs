@@ -1,14 +1,12 @@
 //! One shard's replicas: their channels (opened when first used), the configuration of the
 //! shard in force, the round-robin that spreads queries over the replicas from a random
-//! start, and which failures leave a replica for the next one.
+//! start (which failures leave a replica for the next one: `rpc::unavailable`).
 
 use std::sync::Arc;
 
 use pir_core::LookupClient;
 use pir_proto::{ConfigIn, v1::discovery_client::DiscoveryClient};
 use tonic::transport::Channel;
-
-use crate::error::ClientError;
 
 /// One replica of a shard.
 #[derive(Debug)]
@@ -64,21 +62,6 @@ impl Shard {
     }
 }
 
-/// Whether an RPC's error means its replica is unavailable, so that another replica of the
-/// shard should be tried: no connection, a broken transport, UNAVAILABLE, or the deadline.
-pub(super) fn unavailable(e: &ClientError) -> bool {
-    match e {
-        ClientError::Transport { .. } | ClientError::Deadline { .. } => true,
-        ClientError::Rpc { status, .. } => unavailable_status(status),
-        _ => false,
-    }
-}
-
-/// UNAVAILABLE, or a status the client's own transport made (a connection that broke).
-pub(super) fn unavailable_status(status: &tonic::Status) -> bool {
-    status.code() == tonic::Code::Unavailable || std::error::Error::source(status).is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -88,23 +71,5 @@ mod tests {
         let mut shard = Shard::new(vec!["a".into(), "b".into(), "c".into()], 4);
         assert_eq!([shard.start(), shard.start(), shard.start()], [1, 2, 0]);
         assert_eq!([shard.after(1), shard.after(2)], [2, 0]);
-    }
-
-    #[test]
-    fn unavailable_replicas_are_left_and_refusals_are_not() {
-        let rpc = |code| ClientError::rpc("Query", tonic::Status::new(code, "x"));
-        assert!(unavailable(&rpc(tonic::Code::Unavailable)));
-        assert!(unavailable(&ClientError::Deadline {
-            rpc: "Query",
-            after: std::time::Duration::from_secs(1)
-        }));
-        for code in [
-            tonic::Code::NotFound,
-            tonic::Code::ResourceExhausted,
-            tonic::Code::InvalidArgument,
-            tonic::Code::PermissionDenied,
-        ] {
-            assert!(!unavailable(&rpc(code)), "{code:?}");
-        }
     }
 }
