@@ -77,9 +77,16 @@ fn a_sharded_build_writes_every_shard_and_a_signed_manifest() {
     let dp_pub = tools::public_key_path(&setup.path("dp.key"));
     let verified = tools::verify_manifest(&path, Some(&dp_pub), false).unwrap();
     assert_eq!(verified.shard_count, SHARDS);
-    assert!(verified.to_string().contains("signed by a trusted DP key"), "{verified}");
+    assert!(
+        verified.to_string().contains("signed by a trusted DP key"),
+        "{verified}"
+    );
     let other = tools::public_key_path(&setup.path("other.key"));
-    assert!(tools::verify_manifest(&path, Some(&other), false).unwrap_err().is_refusal());
+    assert!(
+        tools::verify_manifest(&path, Some(&other), false)
+            .unwrap_err()
+            .is_refusal()
+    );
     let shard = setup.path("dir").join(shard_file_name(1));
     let mut bytes = std::fs::read(&shard).unwrap();
     let last = bytes.len() - 1;

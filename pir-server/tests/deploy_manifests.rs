@@ -48,7 +48,12 @@ fn every_variable_the_manifests_set_is_one_serve_reads() {
             seen.insert(var);
         }
     }
-    for needed in ["PIR_MANIFEST", "PIR_SHARDS", "PIR_KEY_STORE", "PIR_OPRF_KEY"] {
+    for needed in [
+        "PIR_MANIFEST",
+        "PIR_SHARDS",
+        "PIR_KEY_STORE",
+        "PIR_OPRF_KEY",
+    ] {
         assert!(seen.contains(needed), "no manifest sets {needed}: {seen:?}");
     }
 }
@@ -79,7 +84,10 @@ fn every_flag_the_jobs_pass_is_one_their_subcommand_takes() {
             }
         }
     }
-    assert!(checked >= 6, "the build and manifest Jobs' flags ({checked})");
+    assert!(
+        checked >= 6,
+        "the build and manifest Jobs' flags ({checked})"
+    );
 }
 
 #[test]
