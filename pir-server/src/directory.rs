@@ -135,12 +135,13 @@ impl Directory {
         dp_keys: Option<&DpKeys>,
         serving: Option<u64>,
     ) -> Result<Self, ServerError> {
-        let bytes = std::fs::read(path)
-            .map_err(|e| ServerError::io(format!("reading the manifest {}", path.display()), e))?;
-        let manifest = Manifest::from_bytes(&bytes).map_err(|e| ServerError::Refused {
+        // A regular file of bounded size only (`Manifest::load`); its encoding is canonical, so
+        // the bytes GetConfig sends are the file's.
+        let manifest = Manifest::load(path).map_err(|e| ServerError::Refused {
             path: path.to_path_buf(),
             reason: e,
         })?;
+        let bytes = manifest.to_bytes()?;
         if let Some(keys) = dp_keys {
             manifest
                 .verify_signature(keys)

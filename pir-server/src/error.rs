@@ -152,6 +152,17 @@ pub enum ServerError {
          after {0:?}; retry once they finish"
     )]
     PreviousSnapshotInUse(std::time::Duration),
+    /// A shard of a sharded directory offered as a whole snapshot (`--snapshot`).
+    #[error(
+        "refused: the snapshot is shard {index} of {count} of a sharded directory: serve it with \
+         --manifest (its directory's manifest.pirman) --shards {index}"
+    )]
+    ShardWithoutManifest {
+        /// Its index.
+        index: u32,
+        /// Shards in its directory.
+        count: u32,
+    },
     /// `--shards` names a shard the manifest does not have.
     #[error("--shards names shard {index}, but the manifest has {count} (0 to {})", count.saturating_sub(1))]
     NoSuchShard {
@@ -343,6 +354,7 @@ impl ServerError {
             | Self::EpochNotRising { .. }
             | Self::OprfKeyMismatch { .. }
             | Self::NoSuchShard { .. }
+            | Self::ShardWithoutManifest { .. }
             | Self::PreviousSnapshotInUse(_)
             | Self::Core(_)
             | Self::Io { .. }
@@ -534,7 +546,8 @@ impl From<ServerError> for Status {
             ServerError::Refused { .. }
             | ServerError::EpochNotRising { .. }
             | ServerError::OprfKeyMismatch { .. }
-            | ServerError::NoSuchShard { .. } => Status::failed_precondition(msg),
+            | ServerError::NoSuchShard { .. }
+            | ServerError::ShardWithoutManifest { .. } => Status::failed_precondition(msg),
             ServerError::PreviousSnapshotInUse(_) => Status::unavailable(msg),
             ServerError::Io { .. } | ServerError::Transport(_) | ServerError::Internal(_) => {
                 internal(&msg)

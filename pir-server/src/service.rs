@@ -127,6 +127,15 @@ impl Served {
         let mut shards = std::collections::BTreeMap::new();
         for (index, snapshot) in &directory.shards {
             check_key(snapshot.header())?;
+            // One shard of many served alone would answer "not found" for the other shards'
+            // CPIs: it is served with its manifest, which clients route by.
+            let position = snapshot.header().layout.shard;
+            if directory.manifest.is_none() && position.is_sharded() {
+                return Err(ServerError::ShardWithoutManifest {
+                    index: position.index,
+                    count: position.count,
+                });
+            }
             let config = in_directory(GetConfigResponse::for_snapshot(snapshot, limits)?);
             shards.insert(
                 *index,

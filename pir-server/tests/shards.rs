@@ -243,8 +243,17 @@ fn shard_selections_parse_and_refuse_what_the_manifest_lacks() {
     )
     .unwrap_err();
     assert!(err.to_string().contains("--shards names shard 4"), "{err}");
-    // A shard file that is not the one the manifest names is refused before it is served.
+    // A shard served alone, as if it were the whole directory, is refused.
     let manifest = Manifest::load(&dir.path().join(MANIFEST_FILE_NAME)).unwrap();
+    let alone = pir_core::Snapshot::load(&dir.path().join(&manifest.shards[2].file)).unwrap();
+    let Err(err) = pir_server::DiscoveryService::new(alone, ServeOptions::default(), None) else {
+        panic!("a shard of four served as a whole directory");
+    };
+    assert!(err.to_string().contains("--manifest"), "{err}");
+    // A manifest that is not a regular file is refused, naming it.
+    let err = Directory::load_sharded(dir.path(), &selection("0"), None, None).unwrap_err();
+    assert!(matches!(err, ServerError::Refused { .. }), "{err}");
+    // A shard file that is not the one the manifest names is refused before it is served.
     let wrong = &dir.path().join(&manifest.shards[0].file);
     std::fs::copy(dir.path().join(&manifest.shards[1].file), wrong).unwrap();
     let err = Directory::load_sharded(
