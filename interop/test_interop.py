@@ -323,7 +323,7 @@ def test_reflection_v1alpha_on_the_main_port(channel):
     pool = DescriptorPool(db)
     discovery = pool.FindServiceByName("pir.v1.Discovery")
     methods = {m.name: m for m in discovery.methods}
-    assert set(methods) == {"GetConfig", "RegisterKeys", "Query", "Evaluate"}
+    assert set(methods) == {"GetConfig", "RegisterKeys", "RenewKeys", "Query", "Evaluate"}
     evaluate = methods["Evaluate"]
     assert evaluate.input_type.full_name == "pir.v1.EvaluateRequest"
     assert evaluate.output_type.full_name == "pir.v1.EvaluateResponse"
