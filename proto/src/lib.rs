@@ -20,6 +20,22 @@ pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/pir.v1.rs"));
 }
 
+/// Generated code for package `pir.issuer.v1`: the ID prover (issuer), which the MSP's client
+/// and the prover speak. Its fields are checked where they are used (`pir-issuer`), against the
+/// mapping format's own rules.
+#[rustfmt::skip]
+#[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+pub mod issuer_v1 {
+    include!(concat!(env!("OUT_DIR"), "/pir.issuer.v1.rs"));
+}
+
+/// Encoded `FileDescriptorSet` of `pir.issuer.v1`, for gRPC server reflection.
+pub const ISSUER_FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/pir_issuer_v1_descriptor.bin"));
+
+/// Trailer key of a wrong code: how many attempts the enrollment has left.
+pub const ATTEMPTS_LEFT_KEY: &str = "pir-attempts-left";
+
 pub use convert::{
     AnswerError, AnswerIn, ConfigIn, ConvertError, EvaluateError, EvaluateIn, EvaluationError,
     EvaluationIn, Expiry, QueryError, QueryIn, RegisterKeysError, RegisterKeysIn, RenewKeysError,

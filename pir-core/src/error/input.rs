@@ -167,6 +167,9 @@ pub enum KeyError {
     /// A secret key file without the key.
     #[error("empty key file")]
     Empty,
+    /// A file that must hold one public key holds several.
+    #[error("this file must hold exactly one public key")]
+    SeveralPublic,
     /// A public key encoding that is not canonical (its y coordinate not reduced below
     /// p = 2^255 - 19, or the sign of x = 0 set), which RFC 8032 section 5.1.3 requires a
     /// verifier to refuse.
@@ -189,7 +192,7 @@ pub enum KeyError {
     #[error(
         "this is a key file of the old one-line form (base64url), which is no longer read \
          because its secret and public files looked alike: key files are now PEM (PKCS#8 for \
-         secret keys, SPKI for public keys); make a new key pair with `pir-server {} --out \
+         secret keys, SPKI for public keys); make a new key pair with `{} --out \
          FILE` and give verifiers its new .pub (mappings or snapshots signed with the old key \
          must be signed again)",
         .0.keygen()

@@ -62,6 +62,9 @@ pub enum CoreError {
     /// The user's self-signature does not verify under the user key carried in the mapping.
     #[error("user self-signature does not verify")]
     BadUserSignature,
+    /// An MSP's request signature does not verify under the key registered for that MSP.
+    #[error("the MSP's request signature does not verify under its registered key")]
+    BadMspSignature,
     /// `now` is past the mapping's `not_after`.
     #[error("mapping expired at {} (now {})", crate::human::Time(*.not_after), crate::human::Time(*.now))]
     Expired {
@@ -276,6 +279,7 @@ impl CoreError {
             | Self::UnknownIssuer(_)
             | Self::BadIssuerSignature
             | Self::BadUserSignature
+            | Self::BadMspSignature
             | Self::Expired { .. }
             | Self::NotYetValid { .. }
             | Self::InvalidMapping { .. }

@@ -60,21 +60,37 @@ pub enum DeltaLine {
     },
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RemoveLine {
     remove: RemoveBody,
 }
 
-#[derive(Deserialize)]
+#[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RemoveBody {
     cpi: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     msp: Option<String>,
 }
 
 impl DeltaLine {
+    /// The line's JSON form, without a trailing newline: a mapping's or an opt-out's line as
+    /// in a mapping file, or `{"remove":{"cpi":…,"msp":…}}`.
+    pub fn to_json_line(&self) -> String {
+        match self {
+            Self::OptOut(o) => o.to_json_line(),
+            Self::Upsert(m) => m.to_json_line(),
+            Self::Remove { cpi, msp } => serde_json::to_string(&RemoveLine {
+                remove: RemoveBody {
+                    cpi: cpi.as_str().to_owned(),
+                    msp: msp.clone(),
+                },
+            })
+            .unwrap_or_else(|_| unreachable!("two strings always serialise")),
+        }
+    }
+
     /// Parses one line of a delta file.
     pub fn from_json_line(line: &str) -> Result<Self> {
         let value: serde_json::Value =
@@ -247,6 +263,17 @@ impl Mapping {
 mod tests {
     use super::*;
     use crate::identity::keys::IssuerKey;
+
+    #[test]
+    fn delta_lines_round_trip() {
+        for text in [
+            r#"{"remove":{"cpi":"tel:+14155550100","msp":"chat.example"}}"#,
+            r#"{"remove":{"cpi":"mailto:bob@example.org"}}"#,
+        ] {
+            let line = DeltaLine::from_json_line(text).unwrap();
+            assert_eq!(line.to_json_line(), text);
+        }
+    }
 
     #[test]
     fn json_round_trip_and_errors() {

@@ -54,14 +54,17 @@ pub enum KeyRole {
     Issuer,
     /// The Discovery Provider's key (signs snapshot headers).
     Dp,
+    /// An MSP's key (signs its requests to an ID prover).
+    Msp,
 }
 
 impl KeyRole {
-    /// The `pir-server` subcommand that writes this role's key files.
+    /// The command that writes this role's key files.
     pub fn keygen(self) -> &'static str {
         match self {
-            Self::Issuer => "issuer-keygen",
-            Self::Dp => "dp-keygen",
+            Self::Issuer => "pir-server issuer-keygen",
+            Self::Dp => "pir-server dp-keygen",
+            Self::Msp => "pir-client msp-keygen",
         }
     }
 
@@ -69,6 +72,7 @@ impl KeyRole {
         match self {
             Self::Issuer => "issuer",
             Self::Dp => "DP",
+            Self::Msp => "MSP",
         }
     }
 }
@@ -365,6 +369,17 @@ impl IssuerKey {
         self.signing.sign(message).to_bytes()
     }
 
+    /// A 32-byte secret for another use by the key's holder, derived from the seed with
+    /// HKDF-SHA256 under `label` (which names the use, `pir-discovery/...`): the ID prover keys
+    /// the MACs of its stored codes with one, so its state store alone reveals no code.
+    pub fn derive_secret(&self, label: &[u8]) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(None, &self.signing.to_bytes())
+            .expand(label, &mut out)
+            .unwrap_or_else(|_| unreachable!("32 bytes is within HKDF-SHA256's output bound"));
+        out
+    }
+
     /// The secret key file's text: a comment line, then the PKCS#8 PEM block.
     pub fn to_secret_text(&self) -> String {
         secret_text(&self.signing, KeyRole::Issuer)
@@ -438,6 +453,79 @@ impl DpKey {
     /// Signs arbitrary bytes (callers add their own domain separation).
     pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
         self.0.sign_raw(message)
+    }
+}
+
+/// An MSP's signing key: it signs the MSP's requests to an ID prover
+/// (`identity::msp_request`), never mappings or snapshots.
+///
+/// Its files have an issuer key's format; the role keeps them apart in errors.
+#[derive(Clone, Debug)]
+pub struct MspKey(IssuerKey);
+
+impl MspKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        Self(IssuerKey::generate())
+    }
+
+    /// From a 32-byte Ed25519 seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(IssuerKey::from_seed(seed))
+    }
+
+    /// Parses a secret key file's text; a public key file is refused as one.
+    pub fn parse_secret(text: &str) -> Result<Self> {
+        parse_secret_key(text, KeyRole::Msp).map(|k| Self(IssuerKey::from_signing_key(k)))
+    }
+
+    /// Reads a secret key file, refusing it when group or others may access it.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        read_secret_file(path, KeyRole::Msp).map(|k| Self(IssuerKey::from_signing_key(k)))
+    }
+
+    /// The key id.
+    pub fn id(&self) -> IssuerId {
+        self.0.id
+    }
+
+    /// The public key.
+    pub fn verifying_key(&self) -> VerifyingKey {
+        self.0.verifying_key()
+    }
+
+    /// The secret key file's text: a comment line, then the PKCS#8 PEM block.
+    pub fn to_secret_text(&self) -> String {
+        secret_text(&self.0.signing, KeyRole::Msp)
+    }
+
+    /// The public key file's text, which the ID prover keeps as `<msp domain>.pub`.
+    pub fn to_public_text(&self) -> String {
+        public_text(&self.verifying_key(), KeyRole::Msp)
+    }
+
+    /// Parses an MSP's public key file: exactly one `PUBLIC KEY` block.
+    pub fn parse_public(text: &str) -> Result<VerifyingKey> {
+        one_key(parse_public_keys(text, KeyRole::Msp)?)
+    }
+
+    /// Reads an MSP's public key file (exactly one key).
+    pub fn read_public(path: &Path) -> Result<VerifyingKey> {
+        read_public_file(path, KeyRole::Msp)
+            .and_then(|keys| one_key(keys).map_err(|e| e.in_file(path)))
+    }
+
+    /// Signs arbitrary bytes (callers add their own domain separation).
+    pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
+        self.0.sign_raw(message)
+    }
+}
+
+fn one_key(keys: TrustStore) -> Result<VerifyingKey> {
+    let mut all = keys.keys.into_values();
+    match (all.next(), all.next()) {
+        (Some(key), None) => Ok(key),
+        _ => Err(CoreError::key(KeyError::SeveralPublic)),
     }
 }
 
@@ -556,8 +644,20 @@ mod tests {
         );
         assert_eq!(
             r.to_string(),
-            "this is a public key (SPKI PEM); give the secret key file written by issuer-keygen"
+            "this is a public key (SPKI PEM); give the secret key file written by pir-server \
+             issuer-keygen"
         );
+        let msp = MspKey::from_seed(&[4; 32]);
+        let (_, r) = reason(MspKey::parse_secret(&msp.to_public_text()).unwrap_err());
+        assert_eq!(r, KeyError::PublicForSecret(KeyRole::Msp));
+        assert!(r.to_string().contains("pir-client msp-keygen"), "{r}");
+        assert_eq!(
+            MspKey::parse_public(&msp.to_public_text()).unwrap(),
+            msp.verifying_key()
+        );
+        let two = format!("{}{}", msp.to_public_text(), issuer.to_public_text());
+        let (_, r) = reason(MspKey::parse_public(&two).unwrap_err());
+        assert_eq!(r, KeyError::SeveralPublic);
         let (_, r) = reason(DpKey::parse_secret(&issuer.to_public_text()).unwrap_err());
         assert_eq!(r, KeyError::PublicForSecret(KeyRole::Dp));
         let (_, r) = reason(TrustStore::parse(&issuer.to_secret_text()).unwrap_err());

@@ -118,6 +118,43 @@ impl MappingFields {
     }
 }
 
+impl MappingFields {
+    /// The bytes a user signs to consent to this mapping from `issuer` under `user_key`
+    /// (`USER_SIG_CONTEXT || body`): what an ID prover hands the user's MSP before the mapping
+    /// exists.
+    pub fn user_signed_bytes(&self, issuer: &IssuerId, user_key: &[u8; 32]) -> Vec<u8> {
+        [
+            USER_SIG_CONTEXT,
+            &canonical_body(self, issuer, Some(user_key)),
+        ]
+        .concat()
+    }
+
+    /// Signs the fields with the issuer's key, carrying a consent the user signed elsewhere:
+    /// the user's signature over [`MappingFields::user_signed_bytes`] is verified first (strict
+    /// Ed25519; a non-canonical or weak key is refused), so an issued mapping never carries a
+    /// consent that does not verify.
+    pub fn sign_with_consent(self, issuer: &IssuerKey, consent: UserConsent) -> Result<Mapping> {
+        self.validate()?;
+        let user_key = super::keys::decode_public_key(&consent.key)
+            .map_err(|_| CoreError::BadUserSignature)?;
+        let body = canonical_body(&self, &issuer.id, Some(&consent.key));
+        user_key
+            .verify_strict(
+                &[USER_SIG_CONTEXT, &body].concat(),
+                &Signature::from_bytes(&consent.sig),
+            )
+            .map_err(|_| CoreError::BadUserSignature)?;
+        let issuer_sig = issuer.sign_raw(&[ISSUER_SIG_CONTEXT, &body].concat());
+        Ok(Mapping {
+            fields: self,
+            issuer: issuer.id,
+            issuer_sig,
+            user: Some(consent),
+        })
+    }
+}
+
 fn check_text(field: &'static str, value: Option<&str>, max: usize) -> Result<()> {
     match value {
         None => Ok(()),
@@ -299,6 +336,37 @@ mod tests {
             2_000,
         )
         .unwrap()
+    }
+
+    #[test]
+    fn a_consent_signed_elsewhere_is_the_same_mapping_and_is_checked_first() {
+        let issuer = IssuerKey::from_seed(&[7; 32]);
+        let user = SigningKey::from_bytes(&[9; 32]);
+        let key = user.verifying_key().to_bytes();
+        let bytes = fields().user_signed_bytes(&issuer.id(), &key);
+        let consent = UserConsent {
+            key,
+            sig: user.sign(&bytes).to_bytes(),
+        };
+        let issued = fields()
+            .sign_with_consent(&issuer, consent.clone())
+            .unwrap();
+        assert_eq!(issued, fields().sign(&issuer, Some(&user)).unwrap());
+
+        let mut other = fields();
+        other.context = None;
+        assert!(matches!(
+            other.sign_with_consent(&issuer, consent.clone()),
+            Err(CoreError::BadUserSignature)
+        ));
+        let forged = UserConsent {
+            key: SigningKey::from_bytes(&[8; 32]).verifying_key().to_bytes(),
+            sig: consent.sig,
+        };
+        assert!(matches!(
+            fields().sign_with_consent(&issuer, forged),
+            Err(CoreError::BadUserSignature)
+        ));
     }
 
     #[test]

@@ -13,15 +13,18 @@ mod cpi;
 mod jsonl;
 mod keys;
 mod mapping;
+mod msp_request;
 mod opt_out;
 
 pub use cpi::{Cpi, CpiWarning, CpiWarnings, MAX_CPI_LEN};
 pub use jsonl::{DeltaLine, RecordLine};
 pub use keys::{
-    DpKey, DpKeys, ISSUER_ID_CONTEXT, IssuerId, IssuerKey, KeyRole, TrustStore, decode_public_key,
+    DpKey, DpKeys, ISSUER_ID_CONTEXT, IssuerId, IssuerKey, KeyRole, MspKey, TrustStore,
+    decode_public_key,
 };
 pub use mapping::{
     ISSUER_SIG_CONTEXT, MAPPING_FORMAT_VERSION, MAX_CONTEXT_LEN, MAX_PSI_LEN, Mapping,
     MappingFields, USER_SIG_CONTEXT, UserConsent, VerifiedMapping, canonical_body,
 };
+pub use msp_request::{ENROLLMENT_ID_LEN, MSP_REQUEST_CONTEXT, MspRequest};
 pub use opt_out::{OPT_OUT_FORMAT_VERSION, OPT_OUT_SIG_CONTEXT, OptOut, VerifiedOptOut};
