@@ -56,6 +56,8 @@ pub enum KeyRole {
     Dp,
     /// An MSP's key (signs its requests to an ID prover).
     Msp,
+    /// A user's key (counter-signs their own mappings: the self-signature).
+    User,
 }
 
 impl KeyRole {
@@ -65,6 +67,7 @@ impl KeyRole {
             Self::Issuer => "pir-server issuer-keygen",
             Self::Dp => "pir-server dp-keygen",
             Self::Msp => "pir-client msp-keygen",
+            Self::User => "pir-client user-keygen",
         }
     }
 
@@ -73,6 +76,7 @@ impl KeyRole {
             Self::Issuer => "issuer",
             Self::Dp => "DP",
             Self::Msp => "MSP",
+            Self::User => "user",
         }
     }
 }
@@ -518,6 +522,57 @@ impl MspKey {
     /// Signs arbitrary bytes (callers add their own domain separation).
     pub(crate) fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
         self.0.sign_raw(message)
+    }
+}
+
+/// A user's own key: it counter-signs the user's mappings (the consent of
+/// `docs/mapping-format.md` section 4.2), nothing else.
+#[derive(Clone, Debug)]
+pub struct UserKey(IssuerKey);
+
+impl UserKey {
+    /// A fresh random key.
+    pub fn generate() -> Self {
+        Self(IssuerKey::generate())
+    }
+
+    /// From a 32-byte Ed25519 seed.
+    pub fn from_seed(seed: &[u8; 32]) -> Self {
+        Self(IssuerKey::from_seed(seed))
+    }
+
+    /// Parses a secret key file's text; a public key file is refused as one.
+    pub fn parse_secret(text: &str) -> Result<Self> {
+        parse_secret_key(text, KeyRole::User).map(|k| Self(IssuerKey::from_signing_key(k)))
+    }
+
+    /// Reads a secret key file, refusing it when group or others may access it.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        read_secret_file(path, KeyRole::User).map(|k| Self(IssuerKey::from_signing_key(k)))
+    }
+
+    /// The public key's 32 bytes, as a mapping's `user_key` carries them.
+    pub fn public_bytes(&self) -> [u8; 32] {
+        self.0.verifying_key().to_bytes()
+    }
+
+    /// The secret key file's text: a comment line, then the PKCS#8 PEM block.
+    pub fn to_secret_text(&self) -> String {
+        secret_text(&self.0.signing, KeyRole::User)
+    }
+
+    /// The public key file's text.
+    pub fn to_public_text(&self) -> String {
+        public_text(&self.0.verifying_key(), KeyRole::User)
+    }
+
+    /// Signs the consent bytes an ID prover handed over. They must be a mapping's user-signed
+    /// bytes (they start with `USER_SIG_CONTEXT`), so this key signs nothing else.
+    pub fn sign_consent(&self, user_signed_bytes: &[u8]) -> Result<[u8; 64]> {
+        if !user_signed_bytes.starts_with(super::mapping::USER_SIG_CONTEXT) {
+            return Err(CoreError::BadUserSignature);
+        }
+        Ok(self.0.sign_raw(user_signed_bytes))
     }
 }
 

@@ -19,7 +19,7 @@ mod opt_out;
 pub use cpi::{Cpi, CpiWarning, CpiWarnings, MAX_CPI_LEN};
 pub use jsonl::{DeltaLine, RecordLine};
 pub use keys::{
-    DpKey, DpKeys, ISSUER_ID_CONTEXT, IssuerId, IssuerKey, KeyRole, MspKey, TrustStore,
+    DpKey, DpKeys, ISSUER_ID_CONTEXT, IssuerId, IssuerKey, KeyRole, MspKey, TrustStore, UserKey,
     decode_public_key,
 };
 pub use mapping::{
