@@ -28,3 +28,10 @@ pub use mapping::{
 };
 pub use msp_request::{ENROLLMENT_ID_LEN, MSP_REQUEST_CONTEXT, MspRequest};
 pub use opt_out::{OPT_OUT_FORMAT_VERSION, OPT_OUT_SIG_CONTEXT, OptOut, VerifiedOptOut};
+
+/// Normalises an MSP's domain as a mapping's `msp` field is (`docs/mapping-format.md`, section
+/// 1.4): lower-case, no trailing dot, UTS-46 for internationalised names.
+pub fn normalise_msp(msp: &str) -> crate::error::Result<String> {
+    cpi::normalise_domain(msp)
+        .map_err(|r| crate::error::CoreError::field("msp", crate::error::FieldError::Domain(r)))
+}
