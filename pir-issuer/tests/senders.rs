@@ -2,23 +2,18 @@
 //! by `scripts/test`), an axum server for the SMS webhook, and a temporary file. Every wait is
 //! bounded; nothing leaves this machine.
 
+mod common;
+
 use std::{
-    net::{Ipv4Addr, SocketAddr, TcpListener as StdTcpListener, TcpStream},
+    net::Ipv4Addr,
     os::unix::fs::PermissionsExt,
-    path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
+    path::Path,
+    sync::Arc,
     time::{Duration, Instant},
 };
 
-use axum::{
-    Router,
-    body::Bytes,
-    extract::State,
-    http::{HeaderMap, StatusCode, header},
-    response::IntoResponse,
-    routing::post,
-};
+use axum::http::StatusCode;
+use common::{SmtpServer, free_port, header_value, quoted_printable, start_receiver};
 use pir_core::Cpi;
 use pir_issuer::sender::{
     CodeSender, FileSender, Notice, NoticeKind, SendError, SmtpSender, WebhookSender,
@@ -50,12 +45,6 @@ fn reminder_notice(cpi: &str) -> Notice {
     }
 }
 
-/// A port nothing listens on (an OS-chosen one, released).
-fn free_port() -> u16 {
-    let listener = StdTcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 fn failed_detail(result: Result<(), SendError>, channel: &str) -> String {
     match result {
         Err(SendError::Failed { channel: c, detail }) => {
@@ -67,133 +56,6 @@ fn failed_detail(result: Result<(), SendError>, channel: &str) -> String {
 }
 
 // ---- SMTP ---------------------------------------------------------------------------------
-
-/// The aiosmtpd child, killed when dropped (a failed assertion included).
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    maildir: tempfile::TempDir,
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl SmtpServer {
-    /// Starts `python3 -m aiosmtpd` with a Maildir handler and waits (10 s at most) until it
-    /// accepts connections.
-    fn start() -> SmtpServer {
-        let missing = "the SMTP test runs Python's aiosmtpd: run scripts/test, which installs it, \
-                       or `python3 -m pip install aiosmtpd==1.4.6`";
-        match Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-        {
-            Ok(status) if status.success() => {}
-            Ok(_) => panic!("python3 cannot import aiosmtpd: {missing}"),
-            Err(e) => panic!("python3 is not runnable ({e}): {missing}"),
-        }
-        let maildir = tempfile::tempdir().unwrap();
-        let mailbox = maildir.path().join("mail");
-        let port = free_port();
-        let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l"])
-            .arg(format!("127.0.0.1:{port}"))
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
-            .arg(&mailbox)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting aiosmtpd: {e}: {missing}"));
-        let mut server = SmtpServer {
-            child,
-            port,
-            maildir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_ok() {
-                return server;
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("aiosmtpd exited ({status}) before listening on {port}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "aiosmtpd did not listen on 127.0.0.1:{port} within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    /// The messages in the Maildir's `new/`, waiting (5 s at most) until there are `count`.
-    fn messages(&self, count: usize) -> Vec<String> {
-        let new = self.maildir.path().join("mail").join("new");
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let mut found: Vec<PathBuf> = std::fs::read_dir(&new)
-                .map(|dir| dir.map(|e| e.unwrap().path()).collect())
-                .unwrap_or_default();
-            if found.len() >= count {
-                found.sort();
-                return found
-                    .iter()
-                    .map(|p| std::fs::read_to_string(p).unwrap())
-                    .collect();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} messages in {} after 5 s, expected {count}",
-                found.len(),
-                new.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
-/// A message's header `name`, unfolded and trimmed.
-fn header_value(message: &str, name: &str) -> Option<String> {
-    let (head, _) = message.split_once("\n\n").unwrap_or((message, ""));
-    let unfolded = head
-        .replace("\r\n", "\n")
-        .replace("\n ", " ")
-        .replace("\n\t", " ");
-    unfolded.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name)
-            .then(|| value.trim().to_owned())
-    })
-}
-
-/// `body` decoded from quoted-printable (RFC 2045 6.7), as text.
-fn quoted_printable(body: &str) -> String {
-    let joined = body.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap();
-            out.push(u8::from_str_radix(hex, 16).unwrap());
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).unwrap()
-}
 
 #[tokio::test]
 async fn smtp_delivers_a_code_to_aiosmtpd() {
@@ -326,71 +188,6 @@ async fn smtp_refuses_a_tel_cpi() {
 }
 
 // ---- Webhook ------------------------------------------------------------------------------
-
-/// One request the receiver saw.
-#[derive(Clone, Debug)]
-struct Seen {
-    path: String,
-    authorization: Option<String>,
-    content_type: Option<String>,
-    body: serde_json::Value,
-}
-
-#[derive(Clone)]
-struct Receiver {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    /// The status every request is answered with.
-    status: StatusCode,
-    /// Whether the refusal's body echoes the request's text (a gateway that quotes its input).
-    echo: bool,
-}
-
-async fn receive(
-    State(receiver): State<Receiver>,
-    uri: axum::http::Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> impl IntoResponse {
-    let header =
-        |name: header::HeaderName| headers.get(name).map(|v| v.to_str().unwrap().to_owned());
-    let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let text = body["text"].as_str().unwrap_or_default().to_owned();
-    receiver.seen.lock().unwrap().push(Seen {
-        path: uri.path().to_owned(),
-        authorization: header(header::AUTHORIZATION),
-        content_type: header(header::CONTENT_TYPE),
-        body,
-    });
-    let answer = if receiver.echo {
-        format!("gateway down, could not send {text:?}")
-    } else {
-        "gateway down".to_owned()
-    };
-    let mut headers = HeaderMap::new();
-    if receiver.status.is_redirection() {
-        headers.insert(header::LOCATION, "/elsewhere".parse().unwrap());
-    }
-    (receiver.status, headers, answer)
-}
-
-/// An axum receiver on 127.0.0.1:0 answering `status`; its address and what it saw.
-async fn start_receiver(status: StatusCode, echo: bool) -> (SocketAddr, Arc<Mutex<Vec<Seen>>>) {
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let app = Router::new()
-        .route("/sms", post(receive))
-        .route("/elsewhere", post(receive))
-        .with_state(Receiver {
-            seen: seen.clone(),
-            status,
-            echo,
-        });
-    let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, seen)
-}
 
 #[tokio::test]
 async fn webhook_posts_json_with_the_bearer_token() {
