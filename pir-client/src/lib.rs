@@ -62,6 +62,7 @@
 mod address;
 pub mod bench;
 mod client;
+pub mod enroll;
 mod error;
 mod keyfile;
 mod render;

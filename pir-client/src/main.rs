@@ -1,6 +1,8 @@
 //! `pir-client`: private discovery lookups from the command line.
 //!
-//! Parses arguments and calls the library; logs go to stderr, results to stdout.
+//! Parses arguments and calls the library; logs go to stderr, results to stdout. Besides
+//! lookups, the MSP operator's side of enrollment with an ID prover (`msp-keygen`,
+//! `user-keygen`, `enroll start|complete|run|revoke`; `pir_client::enroll`).
 
 use std::{
     io::{self, Write},
@@ -10,13 +12,20 @@ use std::{
 };
 
 use clap::{Args, Parser, Subcommand};
-use pir_client::{ClientOptions, ShardMap, ShardPrivacy, ShardedClient};
-use pir_core::{CoreError, Cpi, DpKeys, TrustStore};
+use pir_client::{
+    ClientOptions, ShardMap, ShardPrivacy, ShardedClient,
+    enroll::{EnrollError, ProverClient, ProverOptions, Started},
+};
+use pir_core::{
+    CoreError, Cpi, DpKeys, Mapping, TrustStore,
+    identity::{MspKey, UserKey},
+};
 use tracing_subscriber::EnvFilter;
 
 /// What the exit status says, shown in `--help`.
 const EXIT_CODES: &str = "Exit codes: 0 every lookup answered (found or not); 1 a lookup failed \
-or the server could not be reached or used (bench: every lookup failed); 2 usage error.";
+or the server could not be reached or used (bench: every lookup failed; keygen and enroll: it \
+failed or the ID prover refused); 2 usage error.";
 
 /// Private discovery lookups: which messaging providers can reach a phone number or an email
 /// address, asked so that the server cannot tell which one.
@@ -38,6 +47,173 @@ enum Command {
     Info(InfoArgs),
     /// Load generator: concurrent clients look up random CPIs; prints lookups/s and latency.
     Bench(BenchArgs),
+    /// Generates the MSP's Ed25519 key, which signs its requests to an ID prover: the secret
+    /// (owner-only file) and its public key beside it (.pub), for the prover's operator.
+    MspKeygen(KeygenArgs),
+    /// Generates a user's Ed25519 key (secret and .pub), with which a user counter-signs their
+    /// mapping; for demonstrations and tests: a real user's key stays on their device.
+    UserKeygen(KeygenArgs),
+    /// Enrolls a CPI with an ID prover, which proves with a one-time code that the user holds
+    /// it and issues the signed mapping to this MSP; or revokes a mapping.
+    #[command(subcommand)]
+    Enroll(EnrollCommand),
+}
+
+#[derive(Debug, Args)]
+struct KeygenArgs {
+    /// Secret key file to create (mode 0600); the public key is written beside it, with the
+    /// extension .pub (mode 0644).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Overwrite an existing key file (the key in it is lost).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum EnrollCommand {
+    /// Starts an enrollment: the ID prover sends a one-time code to the CPI; the enrollment is
+    /// saved (--save) for `enroll complete`.
+    Start(StartArgs),
+    /// Completes a saved enrollment with the code the user received; prints the issued mapping
+    /// (one JSON line) or appends it to --out.
+    Complete(CompleteArgs),
+    /// Starts an enrollment, asks for the code on the terminal (again after a wrong one, while
+    /// attempts remain) and completes it.
+    Run(RunArgs),
+    /// Withdraws this MSP's mapping of a CPI: the prover records a removal for the DP.
+    Revoke(RevokeArgs),
+}
+
+/// How to reach the ID prover.
+#[derive(Debug, Args)]
+struct ProverArgs {
+    /// The ID prover's address: https://HOST:PORT, or HOST:PORT (TLS too); http://HOST:PORT
+    /// (plaintext) only to a loopback address unless --insecure-plaintext.
+    #[arg(long, value_name = "URL")]
+    issuer: String,
+    /// PEM CA certificate for an https:// prover (default: the system's roots).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Allow plaintext http:// to an address that is not loopback (anyone on the path could
+    /// pose as the prover, and read the CPIs and codes).
+    #[arg(long)]
+    insecure_plaintext: bool,
+    /// Seconds to wait for the connection, and for each answer from the prover (sending a code
+    /// takes it a mail or an SMS gateway's answer).
+    #[arg(long, value_name = "SECS", default_value_t = pir_client::DEFAULT_REQUEST_TIMEOUT.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    timeout: u64,
+}
+
+impl ProverArgs {
+    fn options(&self) -> ProverOptions {
+        let timeout = Duration::from_secs(self.timeout);
+        ProverOptions {
+            tls_ca: self.ca.clone(),
+            insecure_plaintext: self.insecure_plaintext,
+            connect_timeout: Some(timeout.min(pir_client::enroll::DEFAULT_CONNECT_TIMEOUT)),
+            request_timeout: Some(timeout),
+        }
+    }
+
+    async fn connect(&self) -> Result<ProverClient, ExitCode> {
+        ProverClient::connect(&self.issuer, &self.options())
+            .await
+            .map_err(|e| fail(&e))
+    }
+}
+
+/// The MSP that signs.
+#[derive(Debug, Args)]
+struct MspArgs {
+    /// The MSP's domain, e.g. chat.example: the prover holds its public key as
+    /// <DOMAIN>.pub in its --msp-keys directory, and the mapping names it.
+    #[arg(long, value_name = "DOMAIN")]
+    msp: String,
+    /// The MSP's secret key file, written by msp-keygen (mode 0600: refused when group or
+    /// others may read it).
+    #[arg(long, value_name = "FILE")]
+    msp_key: PathBuf,
+}
+
+/// The mapping asked for.
+#[derive(Debug, Args)]
+struct MappingArgs {
+    /// The CPI to enroll, where the prover sends the code: tel:+14155550100 (E.164) or
+    /// mailto:alice@example.com.
+    #[arg(long, value_name = "CPI", value_parser = parse_cpi)]
+    cpi: Cpi,
+    /// The user's identifier at the MSP (e.g. @alice:chat.example), carried in the mapping.
+    #[arg(long, value_name = "PSI")]
+    psi: Option<String>,
+    /// A context label carried in the mapping (e.g. work, personal).
+    #[arg(long, value_name = "LABEL")]
+    context: Option<String>,
+    /// The user's secret key file (from user-keygen): the mapping then carries the user's
+    /// consent, signed with it at completion.
+    #[arg(long, value_name = "FILE")]
+    user_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct StartArgs {
+    #[command(flatten)]
+    prover: ProverArgs,
+    #[command(flatten)]
+    msp: MspArgs,
+    #[command(flatten)]
+    mapping: MappingArgs,
+    /// Where to save the enrollment (JSON, mode 0600, replaced if it exists), which `enroll
+    /// complete --enrollment` reads.
+    #[arg(long, value_name = "FILE")]
+    save: PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct CompleteArgs {
+    #[command(flatten)]
+    prover: ProverArgs,
+    #[command(flatten)]
+    msp: MspArgs,
+    /// The enrollment file written by `enroll start --save`.
+    #[arg(long, value_name = "FILE")]
+    enrollment: PathBuf,
+    /// The code the user received (spaces and dashes are ignored by the prover).
+    #[arg(long, value_name = "CODE")]
+    code: String,
+    /// The user's secret key file, when the enrollment was started with --user-key.
+    #[arg(long, value_name = "FILE")]
+    user_key: Option<PathBuf>,
+    /// Append the mapping to this file (JSON Lines, created with mode 0640) instead of
+    /// printing it.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    #[command(flatten)]
+    prover: ProverArgs,
+    #[command(flatten)]
+    msp: MspArgs,
+    #[command(flatten)]
+    mapping: MappingArgs,
+    /// Append the mapping to this file (JSON Lines, created with mode 0640) instead of
+    /// printing it.
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RevokeArgs {
+    #[command(flatten)]
+    prover: ProverArgs,
+    #[command(flatten)]
+    msp: MspArgs,
+    /// The CPI whose mapping to this MSP is withdrawn.
+    #[arg(long, value_name = "CPI", value_parser = parse_cpi)]
+    cpi: Cpi,
 }
 
 #[derive(Debug, Args)]
@@ -244,6 +420,235 @@ fn emit(line: &str) -> Result<(), ExitCode> {
     }
 }
 
+/// Reports an error on stderr: the failure exit status.
+fn fail(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("error: {e}");
+    ExitCode::FAILURE
+}
+
+/// Reports an error about the file a flag named: `error: --save FILE: ...`.
+fn fail_flag(flag: &'static str) -> impl Fn(EnrollError) -> ExitCode {
+    move |e| match e {
+        EnrollError::File { .. } => fail(&format_args!("{flag} {e}")),
+        other => fail(&other),
+    }
+}
+
+/// The role of a key pair `keygen` writes.
+#[derive(Clone, Copy, Debug)]
+enum KeyRole {
+    Msp,
+    User,
+}
+
+fn keygen(args: &KeygenArgs, role: KeyRole) -> Result<ExitCode, ExitCode> {
+    let public = pir_client::enroll::public_key_path(&args.out);
+    let (out, public) = (args.out.display(), public.display());
+    match role {
+        KeyRole::Msp => {
+            let key = pir_client::enroll::msp_keygen(&args.out, args.force)
+                .map_err(fail_flag("--out"))?;
+            emit(&format!(
+                "MSP key {} written to {out} (mode 0600: keep it secret, give it with --msp-key)",
+                key.id()
+            ))?;
+            emit(&format!(
+                "public key written to {public}: give it to the ID prover's operator, who keeps \
+                 it as <msp-domain>.pub (e.g. chat.example.pub) in the prover's --msp-keys \
+                 directory"
+            ))?;
+        }
+        KeyRole::User => {
+            pir_client::enroll::user_keygen(&args.out, args.force).map_err(fail_flag("--out"))?;
+            emit(&format!(
+                "user key written to {out} (mode 0600; give it with --user-key) and its public \
+                 key to {public}; a real user's key stays on their device"
+            ))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The keys an enrollment command signs with: the MSP's, and the user's if given.
+fn read_keys(
+    msp: &MspArgs,
+    user_key: Option<&std::path::Path>,
+) -> Result<(MspKey, Option<UserKey>), ExitCode> {
+    let key = pir_client::enroll::read_msp_key(&msp.msp_key).map_err(|e| fail(&e))?;
+    let user = user_key
+        .map(pir_client::enroll::read_user_key)
+        .transpose()
+        .map_err(|e| fail(&e))?;
+    Ok((key, user))
+}
+
+/// What the prover said when it sent the code.
+fn code_sent(started: &Started) -> String {
+    format!(
+        "A code was sent to {}; it expires at {} ({} attempts)",
+        started.cpi(),
+        pir_client::timestamp(started.code_expires_at()),
+        started.attempts()
+    )
+}
+
+/// Prints the issued mapping's line, or appends it to `out`.
+fn issued(mapping: &Mapping, out: Option<&std::path::Path>) -> Result<(), ExitCode> {
+    match out {
+        None => emit(&mapping.to_json_line()),
+        Some(path) => {
+            pir_client::enroll::append_mapping(path, mapping).map_err(fail_flag("--out"))?;
+            emit(&format!(
+                "the mapping of {} to {} was appended to {}",
+                mapping.fields.cpi,
+                mapping.fields.msp,
+                path.display()
+            ))
+        }
+    }
+}
+
+async fn enroll(command: EnrollCommand) -> Result<ExitCode, ExitCode> {
+    match command {
+        EnrollCommand::Start(args) => enroll_start(args).await,
+        EnrollCommand::Complete(args) => enroll_complete(args).await,
+        EnrollCommand::Run(args) => enroll_run(args).await,
+        EnrollCommand::Revoke(args) => enroll_revoke(args).await,
+    }
+}
+
+async fn start(
+    prover: &ProverClient,
+    msp: &MspArgs,
+    key: &MspKey,
+    mapping: &MappingArgs,
+    user: Option<&UserKey>,
+) -> Result<Started, ExitCode> {
+    prover
+        .start(
+            &msp.msp,
+            key,
+            &mapping.cpi,
+            mapping.psi.as_deref(),
+            mapping.context.as_deref(),
+            user,
+        )
+        .await
+        .map_err(|e| fail(&e))
+}
+
+async fn enroll_start(args: StartArgs) -> Result<ExitCode, ExitCode> {
+    let (key, user) = read_keys(&args.msp, args.mapping.user_key.as_deref())?;
+    // Before the code goes out, so that the enrollment has somewhere to go.
+    pir_client::enroll::check_output_dir(&args.save).map_err(fail_flag("--save"))?;
+    let prover = args.prover.connect().await?;
+    let started = start(&prover, &args.msp, &key, &args.mapping, user.as_ref()).await?;
+    started.save(&args.save).map_err(fail_flag("--save"))?;
+    emit(&format!("{}.", code_sent(&started)))?;
+    let user_key = match &args.mapping.user_key {
+        Some(path) => format!(" --user-key {}", path.display()),
+        None => String::new(),
+    };
+    emit(&format!(
+        "Enrollment saved to {save}; complete it with: pir-client enroll complete --issuer {} \
+         --msp {} --msp-key {} --enrollment {save} --code CODE{user_key}",
+        prover.address(),
+        started.msp(),
+        args.msp.msp_key.display(),
+        save = args.save.display(),
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn enroll_complete(args: CompleteArgs) -> Result<ExitCode, ExitCode> {
+    let (key, user) = read_keys(&args.msp, args.user_key.as_deref())?;
+    let started = Started::load(&args.enrollment).map_err(fail_flag("--enrollment"))?;
+    if let Some(out) = &args.out {
+        pir_client::enroll::check_output_dir(out).map_err(fail_flag("--out"))?;
+    }
+    let prover = args.prover.connect().await?;
+    let mapping = prover
+        .complete(
+            &args.msp.msp,
+            &key,
+            &started,
+            args.code.trim(),
+            user.as_ref(),
+        )
+        .await
+        .map_err(|e| fail(&e))?;
+    issued(&mapping, args.out.as_deref())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads one line from stdin off the runtime; `None` at the end of input.
+async fn read_code() -> Result<Option<String>, ExitCode> {
+    let line = tokio::task::spawn_blocking(|| {
+        let mut line = String::new();
+        io::stdin()
+            .read_line(&mut line)
+            .map(|n| (n > 0).then_some(line))
+    })
+    .await
+    .map_err(|e| fail(&e))?
+    .map_err(|e| fail(&format_args!("reading the code from stdin: {e}")))?;
+    Ok(line.map(|l| l.trim().to_owned()))
+}
+
+async fn enroll_run(args: RunArgs) -> Result<ExitCode, ExitCode> {
+    let (key, user) = read_keys(&args.msp, args.mapping.user_key.as_deref())?;
+    if let Some(out) = &args.out {
+        pir_client::enroll::check_output_dir(out).map_err(fail_flag("--out"))?;
+    }
+    let prover = args.prover.connect().await?;
+    let started = start(&prover, &args.msp, &key, &args.mapping, user.as_ref()).await?;
+    eprintln!("{}; type it here:", code_sent(&started));
+    loop {
+        let Some(code) = read_code().await? else {
+            return Err(fail(&"no code was typed (end of input)"));
+        };
+        if code.is_empty() {
+            eprintln!("type the code sent to {}:", started.cpi());
+            continue;
+        }
+        match prover
+            .complete(&args.msp.msp, &key, &started, &code, user.as_ref())
+            .await
+        {
+            Ok(mapping) => {
+                issued(&mapping, args.out.as_deref())?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            // Asked again while attempts remain (or the prover did not say how many).
+            Err(e @ EnrollError::WrongCode { attempts_left }) if attempts_left != Some(0) => {
+                eprintln!("{e}; type it again:");
+            }
+            Err(e) => return Err(fail(&e)),
+        }
+    }
+}
+
+async fn enroll_revoke(args: RevokeArgs) -> Result<ExitCode, ExitCode> {
+    let (key, _) = read_keys(&args.msp, None)?;
+    let prover = args.prover.connect().await?;
+    let revoked = prover
+        .revoke(&args.msp.msp, &key, &args.cpi)
+        .await
+        .map_err(|e| fail(&e))?;
+    if revoked {
+        emit(&format!(
+            "the mapping of {} to {} was withdrawn",
+            args.cpi, args.msp.msp
+        ))?;
+    } else {
+        emit(&format!(
+            "the prover had issued no mapping of {} to {}; a removal was recorded anyway",
+            args.cpi, args.msp.msp
+        ))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 async fn lookup(args: LookupArgs) -> Result<ExitCode, ExitCode> {
     let trust = TrustStore::from_file(&args.trust).map_err(|e| {
         eprintln!("error: {}", e.with_flag("--trust"));
@@ -361,6 +766,9 @@ async fn main() -> ExitCode {
         Command::Lookup(args) => lookup(args).await,
         Command::Info(args) => info(args).await,
         Command::Bench(args) => bench(args).await,
+        Command::MspKeygen(args) => keygen(&args, KeyRole::Msp),
+        Command::UserKeygen(args) => keygen(&args, KeyRole::User),
+        Command::Enroll(command) => enroll(command).await,
     };
     result.unwrap_or_else(|code| code)
 }
@@ -507,6 +915,7 @@ mod tests {
                 Command::Lookup(args) => args.server,
                 Command::Info(args) => args.server,
                 Command::Bench(args) => args.server,
+                other => panic!("not a lookup command: {other:?}"),
             };
             let options = server.options(TrustStore::new()).unwrap();
             assert_eq!(
@@ -605,6 +1014,86 @@ mod tests {
         ] {
             assert!(options(bad).is_err(), "{bad:?}");
         }
+    }
+
+    /// The enroll subcommands' flags reach their arguments: the prover's with a deadline by
+    /// default, the CPI normalised, `run` without `--save`, `complete` with its code.
+    #[test]
+    fn the_enroll_flags_parse() {
+        let base = [
+            "--issuer",
+            "https://prover.example:50061",
+            "--msp",
+            "chat.example",
+            "--msp-key",
+            "msp.key",
+        ];
+        let parse = |sub: &str, extra: &[&str]| {
+            let mut argv = vec!["pir-client", "enroll", sub];
+            argv.extend(base);
+            argv.extend(extra);
+            Cli::try_parse_from(argv)
+        };
+        let cli = parse(
+            "start",
+            &["--cpi", "tel:+1 415 555 0100", "--save", "e.json"],
+        )
+        .unwrap();
+        let Command::Enroll(EnrollCommand::Start(args)) = cli.command else {
+            panic!("expected enroll start");
+        };
+        assert_eq!(args.mapping.cpi.as_str(), "tel:+14155550100");
+        let options = args.prover.options();
+        assert_eq!(options.request_timeout, Some(Duration::from_secs(30)));
+        assert_eq!(options.connect_timeout, Some(Duration::from_secs(10)));
+        assert!(!options.insecure_plaintext && options.tls_ca.is_none());
+        assert_eq!(
+            parse("start", &["--cpi", "tel:+14155550100"])
+                .unwrap_err()
+                .kind(),
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "start needs --save"
+        );
+        let err = parse("run", &["--cpi", "tel:+14155550100", "--save", "e.json"]).unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+        let cli = parse(
+            "run",
+            &[
+                "--cpi",
+                "mailto:Alice@Example.COM",
+                "--psi",
+                "@alice",
+                "--context",
+                "work",
+                "--user-key",
+                "user.key",
+                "--out",
+                "m.jsonl",
+                "--timeout",
+                "5",
+                "--insecure-plaintext",
+                "--ca",
+                "ca.pem",
+            ],
+        )
+        .unwrap();
+        let Command::Enroll(EnrollCommand::Run(args)) = cli.command else {
+            panic!("expected enroll run");
+        };
+        assert_eq!(args.mapping.cpi.as_str(), "mailto:Alice@example.com");
+        assert_eq!(args.mapping.psi.as_deref(), Some("@alice"));
+        let options = args.prover.options();
+        assert_eq!(options.request_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(options.connect_timeout, Some(Duration::from_secs(5)));
+        assert!(options.insecure_plaintext && options.tls_ca.is_some());
+        let cli = parse("complete", &["--enrollment", "e.json", "--code", "123 456"]).unwrap();
+        let Command::Enroll(EnrollCommand::Complete(args)) = cli.command else {
+            panic!("expected enroll complete");
+        };
+        assert_eq!(args.code, "123 456");
+        assert!(parse("complete", &["--enrollment", "e.json"]).is_err());
+        assert!(parse("revoke", &["--cpi", "tel:+14155550100"]).is_ok());
+        assert!(parse("revoke", &["--cpi", "tel:+14155550100", "--timeout", "0"]).is_err());
     }
 
     #[test]
