@@ -1,8 +1,9 @@
 //! `pir-server demo`: the whole flow on loopback, through the real gRPC client.
 //!
-//! issuer and OPRF keys -> synthetic signed mappings and an opt-out -> snapshot keyed by the
-//! OPRF -> server (PIR host and evaluator) on 127.0.0.1 -> private lookups of present, absent and
-//! opted-out CPIs -> every answer checked against the input -> exit.
+//! issuer and OPRF keys -> a handful of CPIs enrolled through the ID prover (the three-way
+//! handshake, codes by file) -> synthetic signed mappings and an opt-out -> snapshot keyed by the
+//! OPRF -> server (PIR host and evaluator) on 127.0.0.1 -> private lookups of enrolled, present,
+//! absent and opted-out CPIs -> every answer checked against the input -> exit.
 
 #![allow(clippy::print_stdout)]
 
@@ -13,8 +14,13 @@ use std::{
     time::Instant,
 };
 
-use pir_client::{ClientOptions, PirClient, human_bytes, outcome_text};
-use pir_core::{Cpi, Mapping, Snapshot, TrustStore, identity::OptOut};
+use pir_client::{
+    ClientOptions, PirClient,
+    enroll::{ProverClient, ProverOptions},
+    human_bytes, outcome_text,
+};
+use pir_core::{Cpi, IssuerKey, Mapping, Snapshot, TrustStore, identity::OptOut};
+use pir_issuer::sender::{CodeSender, FileSender, Senders};
 use pir_server::{RunningServer, ServeOptions, ServerError};
 
 use crate::CliError;
@@ -31,6 +37,129 @@ fn append_line(path: &std::path::Path, line: &str) -> Result<(), ServerError> {
         .map_err(|e| ServerError::io(format!("appending to {}", path.display()), e))?;
     writeln!(file, "{line}")
         .map_err(|e| ServerError::io(format!("appending to {}", path.display()), e))
+}
+
+/// The real-looking users the demo enrolls through the prover: CPI, MSP, PSI, and whether the
+/// user counter-signs with their own key.
+const ENROLLED: [(&str, &str, Option<&str>, bool); 4] = [
+    (
+        "tel:+1 (415) 555-2671",
+        "chat.example",
+        Some("@ada:chat.example"),
+        true,
+    ),
+    (
+        "mailto:ada.lovelace@example.org",
+        "mail.example",
+        None,
+        false,
+    ),
+    (
+        "tel:+44 20 7946 0321",
+        "chat.example",
+        Some("@grace:chat.example"),
+        false,
+    ),
+    ("mailto:grace@example.com", "talk.example", None, true),
+];
+
+fn failed(what: &str, e: impl std::fmt::Display) -> ServerError {
+    ServerError::Internal(format!("{what}: {e}"))
+}
+
+/// Step 2: an ID prover on loopback (the demo's issuer key signs, codes go to a file), three
+/// MSPs registered with it, and the handshake for each of [`ENROLLED`]; returns the mappings
+/// it issued, read back from its delta feed.
+async fn enroll(dir: &std::path::Path, issuer: IssuerKey) -> Result<Vec<Mapping>, ServerError> {
+    let msp_keys = dir.join("msps");
+    std::fs::create_dir_all(&msp_keys)
+        .map_err(|e| ServerError::io(format!("creating {}", msp_keys.display()), e))?;
+    let mut keys = BTreeMap::new();
+    for (_, msp, _, _) in ENROLLED {
+        if keys.contains_key(msp) {
+            continue;
+        }
+        // What an MSP runs (`pir-client msp-keygen`), and gives the prover its .pub.
+        let key_path = dir.join(format!("{msp}.key"));
+        let key = pir_client::enroll::msp_keygen(&key_path, true).map_err(|e| failed(msp, e))?;
+        let public = pir_client::enroll::public_key_path(&key_path);
+        let registered = msp_keys.join(format!("{msp}.pub"));
+        std::fs::copy(&public, &registered)
+            .map_err(|e| ServerError::io(format!("copying {}", public.display()), e))?;
+        keys.insert(msp, key);
+    }
+    let codes = dir.join("codes.jsonl");
+    let feed = dir.join("feed.jsonl");
+    let _ = std::fs::remove_file(&codes);
+    let _ = std::fs::remove_file(&feed);
+    let _ = std::fs::remove_file(dir.join("issuer-state.redb"));
+    let sender =
+        std::sync::Arc::new(FileSender::new(codes.clone())) as std::sync::Arc<dyn CodeSender>;
+    let prover = pir_issuer::start(pir_issuer::IssuerConfig {
+        listen: ([127, 0, 0, 1], 0).into(),
+        issuer_key: issuer,
+        msp_keys,
+        state: dir.join("issuer-state.redb"),
+        feed: feed.clone(),
+        name: "Demo Prover".into(),
+        senders: Senders {
+            email: Some(sender.clone()),
+            phone: Some(sender),
+        },
+        operator: None,
+        policy: pir_issuer::Policy::default(),
+        tls: None,
+        sweep_interval: std::time::Duration::from_secs(3600),
+    })
+    .await
+    .map_err(|e| failed("starting the ID prover", e))?;
+    let url = format!("http://{}", prover.addr());
+    let client = ProverClient::connect(&url, &ProverOptions::default())
+        .await
+        .map_err(|e| failed("connecting to the ID prover", e))?;
+    let t = Instant::now();
+    for (cpi, msp, psi, consent) in ENROLLED {
+        let cpi = Cpi::parse(cpi)?;
+        let user = if consent {
+            Some(pir_core::identity::UserKey::generate())
+        } else {
+            None
+        };
+        let started = client
+            .start(msp, &keys[msp], &cpi, psi, None, user.as_ref())
+            .await
+            .map_err(|e| failed(cpi.as_str(), e))?;
+        // The user reads the code (here: from the file sender) and gives it to their MSP.
+        let code = FileSender::latest_code(&codes, cpi.as_str())
+            .map_err(|e| ServerError::io(format!("reading {}", codes.display()), e))?
+            .ok_or_else(|| failed(cpi.as_str(), "no code was sent"))?;
+        client
+            .complete(msp, &keys[msp], &started, &code, user.as_ref())
+            .await
+            .map_err(|e| failed(cpi.as_str(), e))?;
+    }
+    let text = std::fs::read_to_string(&feed)
+        .map_err(|e| ServerError::io(format!("reading {}", feed.display()), e))?;
+    let mut issued = Vec::new();
+    for line in text.lines() {
+        if let pir_core::identity::DeltaLine::Upsert(m) =
+            pir_core::identity::DeltaLine::from_json_line(line)?
+        {
+            issued.push(*m);
+        }
+    }
+    println!(
+        "2. ID prover on {url}: {} CPIs enrolled through the three-way handshake (MSP signs \
+         the request, code to the user -> {}, MSP relays it, {} with the user's own \
+         signature), {:.0} ms each -> delta feed {}",
+        issued.len(),
+        codes.display(),
+        ENROLLED.iter().filter(|e| e.3).count(),
+        t.elapsed().as_secs_f64() * 1000.0 / ENROLLED.len() as f64,
+        feed.display()
+    );
+    prover.stop().await;
+    Ok(issued)
 }
 
 fn secs(start: Instant) -> String {
@@ -113,6 +242,10 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
         oprf_key.public()
     );
 
+    let runtime =
+        tokio::runtime::Runtime::new().map_err(|e| ServerError::io("starting the runtime", e))?;
+    let enrolled = runtime.block_on(enroll(&dir, issuer.clone()))?;
+
     let t_synth = Instant::now();
     let now = pir_core::unix_now();
     let mappings = pir_dp::synth(count, &issuer, 7, now)?;
@@ -122,8 +255,12 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
     let opted_out = Cpi::parse(OPTED_OUT)?;
     let opt_out = OptOut::sign(opted_out.clone(), now - 60, now + 365 * 86_400, &issuer)?;
     append_line(&mappings_path, &opt_out.to_json_line())?;
+    // The DP's input: its synthetic mappings, and what the prover issued (its delta feed).
+    for m in &enrolled {
+        append_line(&mappings_path, &m.to_json_line())?;
+    }
     let mut by_cpi: BTreeMap<Cpi, BTreeSet<String>> = BTreeMap::new();
-    for m in &mappings {
+    for m in mappings.iter().chain(&enrolled) {
         by_cpi
             .entry(m.fields.cpi.clone())
             .or_default()
@@ -131,10 +268,12 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
     }
     by_cpi.remove(&opted_out);
     println!(
-        "2. {} signed synthetic mappings for {} CPIs, and an opt-out for {} -> {} ({})",
+        "3. {} signed synthetic mappings, the {} enrolled ones and an opt-out for {}: {} CPIs \
+         -> {} ({})",
         mappings.len(),
-        by_cpi.len(),
+        enrolled.len(),
         opted_out,
+        by_cpi.len(),
         mappings_path.display(),
         secs(t_synth)
     );
@@ -155,7 +294,7 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
     })?;
     let h = &summary.header;
     println!(
-        "3. snapshot {}: {} items x {} B, {} sealed slots of {} B, packing efficiency {:.3}, {} \
+        "4. snapshot {}: {} items x {} B, {} sealed slots of {} B, packing efficiency {:.3}, {} \
          on disk ({:.2} s to build)",
         snapshot_path.display(),
         h.scheme.num_items(),
@@ -171,18 +310,16 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
     let snapshot = Snapshot::load(&snapshot_path)?;
     let sizes = snapshot.message_sizes()?;
     println!(
-        "4. snapshot loaded and checked ({}, no NTT redone)",
+        "5. snapshot loaded and checked ({}, no NTT redone)",
         secs(t_load)
     );
 
-    let runtime =
-        tokio::runtime::Runtime::new().map_err(|e| ServerError::io("starting the runtime", e))?;
     let served: Result<(), ServerError> = runtime.block_on(async move {
         let addr: SocketAddr = ([127, 0, 0, 1], 0).into();
         let server =
             RunningServer::start(snapshot, addr, ServeOptions::default(), Some(oprf_key)).await?;
         println!(
-            "5. serving pir.v1 on {} (PIR queries, and OPRF evaluations with the DP's key)",
+            "6. serving pir.v1 on {} (PIR queries, and OPRF evaluations with the DP's key)",
             server.url()
         );
 
@@ -192,7 +329,7 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
             .await
             .map_err(|e| ServerError::Internal(format!("client: {e}")))?;
         println!(
-            "6. client connected: keys generated and registered ({}); public keys {}, \
+            "7. client connected: keys generated and registered ({}); public keys {}, \
              query {}, response {}",
             secs(t_connect),
             human_bytes(sizes.public_keys as u64),
@@ -201,11 +338,17 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
         );
 
         println!(
-            "7. private lookups, one blinded evaluation and one PIR query each (the server \
+            "8. private lookups, one blinded evaluation and one PIR query each (the server \
              learns neither the CPI nor the outcome):\n"
         );
         let (mut total_ms, mut sent, mut received) = (0.0, 0, 0);
-        let mut cpis = pick_cpis(&by_cpi, &mappings);
+        let mut cpis: Vec<Cpi> = enrolled.iter().map(|m| m.fields.cpi.clone()).collect();
+        let synthetic: BTreeMap<Cpi, BTreeSet<String>> = by_cpi
+            .iter()
+            .filter(|(c, _)| !cpis.contains(c))
+            .map(|(c, m)| (c.clone(), m.clone()))
+            .collect();
+        cpis.extend(pick_cpis(&synthetic, &mappings));
         cpis.push(opted_out.clone());
         for cpi in &cpis {
             let outcome = client
