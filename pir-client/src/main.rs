@@ -83,6 +83,9 @@ enum EnrollCommand {
     Run(RunArgs),
     /// Withdraws this MSP's mapping of a CPI: the prover records a removal for the DP.
     Revoke(RevokeArgs),
+    /// The user withdraws their own mapping, signed with the user key it carries, without the
+    /// MSP: the prover records a removal for the DP.
+    Withdraw(WithdrawArgs),
 }
 
 /// How to reach the ID prover.
@@ -214,6 +217,21 @@ struct RevokeArgs {
     /// The CPI whose mapping to this MSP is withdrawn.
     #[arg(long, value_name = "CPI", value_parser = parse_cpi)]
     cpi: Cpi,
+}
+
+#[derive(Debug, Args)]
+struct WithdrawArgs {
+    #[command(flatten)]
+    prover: ProverArgs,
+    /// The MSP the mapping names.
+    #[arg(long, value_name = "DOMAIN")]
+    msp: String,
+    /// The CPI whose mapping is withdrawn.
+    #[arg(long, value_name = "CPI", value_parser = parse_cpi)]
+    cpi: Cpi,
+    /// The user's secret key file (from user-keygen): the key the mapping carries.
+    #[arg(long, value_name = "FILE")]
+    user_key: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -514,6 +532,7 @@ async fn enroll(command: EnrollCommand) -> Result<ExitCode, ExitCode> {
         EnrollCommand::Complete(args) => enroll_complete(args).await,
         EnrollCommand::Run(args) => enroll_run(args).await,
         EnrollCommand::Revoke(args) => enroll_revoke(args).await,
+        EnrollCommand::Withdraw(args) => enroll_withdraw(args).await,
     }
 }
 
@@ -646,6 +665,24 @@ async fn enroll_revoke(args: RevokeArgs) -> Result<ExitCode, ExitCode> {
             args.cpi, args.msp.msp
         ))?;
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn enroll_withdraw(args: WithdrawArgs) -> Result<ExitCode, ExitCode> {
+    let user = pir_client::enroll::read_user_key(&args.user_key).map_err(|e| fail(&e))?;
+    let prover = args.prover.connect().await?;
+    let withdrawn = prover
+        .withdraw(&args.msp, &args.cpi, &user)
+        .await
+        .map_err(|e| fail(&e))?;
+    emit(&if withdrawn {
+        format!("the mapping of {} to {} was withdrawn", args.cpi, args.msp)
+    } else {
+        format!(
+            "the mapping of {} to {} had already gone; a removal was recorded anyway",
+            args.cpi, args.msp
+        )
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -73,8 +73,14 @@ pub enum IssuerError {
     )]
     UserSignatureMissing,
     /// The user's signature does not verify.
-    #[error("the user's signature does not verify over the bytes StartEnrollment returned")]
+    #[error("the user's signature does not verify under the user key of the mapping")]
     BadUserSignature,
+    /// A user's withdrawal names no mapping this prover issued with a user key.
+    #[error(
+        "this prover issued no mapping of this CPI at this MSP that carries a user key: the \
+         user withdraws through the MSP or the prover's operator"
+    )]
+    NoUserKey,
     /// The code could not be sent.
     #[error("the code could not be sent: {0}")]
     Send(#[from] SendError),
@@ -107,6 +113,7 @@ impl From<IssuerError> for Status {
             | IssuerError::UnknownMsp(_)
             | IssuerError::BadSignature(_)
             | IssuerError::ClockSkew { .. }
+            | IssuerError::NoUserKey
             | IssuerError::NotOperator => Code::Unauthenticated,
             IssuerError::OtherMsp => Code::PermissionDenied,
             IssuerError::RateLimited { .. } => Code::ResourceExhausted,

@@ -368,6 +368,36 @@ impl State {
         Ok(CompleteEnrollmentResponse { mapping: line })
     }
 
+    /// Checks a user's withdrawal against the user key of the mapping this prover issued.
+    async fn verify_user(
+        &self,
+        cpi: &Cpi,
+        msp: &str,
+        signed: &pir_proto::issuer_v1::UserAuth,
+        now: u64,
+    ) -> Result<(), IssuerError> {
+        if signed.timestamp.abs_diff(now) > self.policy.max_clock_skew.as_secs() {
+            return Err(IssuerError::ClockSkew {
+                timestamp: signed.timestamp,
+                now,
+            });
+        }
+        let signature: [u8; 64] = signed
+            .signature
+            .as_slice()
+            .try_into()
+            .map_err(|_| IssuerError::field("user_auth.signature", "must be 64 bytes"))?;
+        let (key_cpi, key_msp) = (cpi.as_str().to_owned(), msp.to_owned());
+        let issued = blocking(&self.store, move |s| s.issued(&key_cpi, &key_msp)).await?;
+        let user_key = issued
+            .and_then(|i| pir_core::Mapping::from_json_line(&i.mapping).ok())
+            .and_then(|m| m.user)
+            .map(|u| u.key)
+            .ok_or(IssuerError::NoUserKey)?;
+        pir_core::identity::verify_withdrawal(&user_key, cpi, msp, signed.timestamp, &signature)
+            .map_err(|_| IssuerError::BadUserSignature)
+    }
+
     async fn revoke(
         &self,
         metadata: &tonic::metadata::MetadataMap,
@@ -376,30 +406,32 @@ impl State {
         let now = now();
         let cpi = Cpi::parse(&request.cpi).map_err(|e| IssuerError::field("cpi", e))?;
         let msp = normalise_msp(&request.msp).map_err(|e| IssuerError::field("msp", e))?;
-        match &request.auth {
-            Some(signed) => self.registry.verify(
-                &msp,
-                &MspRequest::Revoke { cpi: &cpi },
-                signed.timestamp,
-                &signed.signature,
-                now,
-                self.policy.max_clock_skew,
-            )?,
-            None => match &self.operator {
-                Some(token) if token.admits(metadata) => {}
+        let by = match (&request.auth, &request.user_auth) {
+            (Some(signed), _) => {
+                self.registry.verify(
+                    &msp,
+                    &MspRequest::Revoke { cpi: &cpi },
+                    signed.timestamp,
+                    &signed.signature,
+                    now,
+                    self.policy.max_clock_skew,
+                )?;
+                "msp"
+            }
+            (None, Some(signed)) => {
+                self.verify_user(&cpi, &msp, signed, now).await?;
+                "user"
+            }
+            (None, None) => match &self.operator {
+                Some(token) if token.admits(metadata) => "operator",
                 _ => return Err(IssuerError::NotOperator),
             },
-        }
+        };
         self.feed.append(&DeltaLine::Remove {
             cpi: cpi.clone(),
             msp: Some(msp.clone()),
         })?;
         let key = cpi.as_str().to_owned();
-        let by = if request.auth.is_some() {
-            "msp"
-        } else {
-            "operator"
-        };
         let revoked = blocking(&self.store, move |s| s.revoke(&key, &msp)).await?;
         tracing::info!(by, revoked, "mapping revoked");
         Ok(RevokeMappingResponse { revoked })

@@ -218,7 +218,6 @@ impl Store {
     }
 
     /// The issued mapping of `cpi` at `msp`, if any.
-    #[cfg(test)]
     pub(crate) fn issued(&self, cpi: &str, msp: &str) -> Result<Option<Issued>, StoreError> {
         let txn = self.db.begin_read().map_err(|e| self.error(e))?;
         let table = txn.open_table(ISSUED).map_err(|e| self.error(e))?;

@@ -213,7 +213,14 @@ async fn enrolled_mappings_are_built_updated_and_looked_up() {
     let alice = UserKey::generate();
     let tel = Cpi::parse(ALICE_TEL).unwrap();
     let started = msp_side
-        .start(CHAT, &chat, &tel, Some("@alice:chat.example"), Some("personal"), Some(&alice))
+        .start(
+            CHAT,
+            &chat,
+            &tel,
+            Some("@alice:chat.example"),
+            Some("personal"),
+            Some(&alice),
+        )
         .await
         .unwrap();
     let code = sms_code(&sms, 0, "+14155550170").await;
@@ -288,13 +295,19 @@ async fn enrolled_mappings_are_built_updated_and_looked_up() {
     assert_eq!(found[1], vec![MAIL]);
     assert_eq!(found[2], vec![CHAT]);
     assert!(found[3].is_empty(), "not enrolled yet");
-    assert!(!found[4].is_empty(), "the synthetic mappings are served beside");
+    assert!(
+        !found[4].is_empty(),
+        "the synthetic mappings are served beside"
+    );
     server.stop().await.unwrap();
 
     // Carol leaves chat.example; Bob enrolls. The DP applies the feed's new lines.
     assert!(msp_side.revoke(CHAT, &chat, &carol).await.unwrap());
     let bob = Cpi::parse(BOB_MAIL).unwrap();
-    let started = msp_side.start(MAIL, &mail, &bob, None, None, None).await.unwrap();
+    let started = msp_side
+        .start(MAIL, &mail, &bob, None, None, None)
+        .await
+        .unwrap();
     let code = mail_code(&smtp, 1, "bob.new@example.org");
     msp_side
         .complete(MAIL, &mail, &started, &code, None)
@@ -305,14 +318,24 @@ async fn enrolled_mappings_are_built_updated_and_looked_up() {
     std::fs::write(dp.path("delta.jsonl"), all[first.len()..].join("\n") + "\n").unwrap();
     let updated = dp.update("one.pirsnap", &dp.path("delta.jsonl"), "two.pirsnap");
     let server = serve(updated).await;
-    let found = lookup(&server, &dp.trust, &[ALICE_TEL, ALICE_MAIL, CAROL_TEL, BOB_MAIL]).await;
+    let found = lookup(
+        &server,
+        &dp.trust,
+        &[ALICE_TEL, ALICE_MAIL, CAROL_TEL, BOB_MAIL],
+    )
+    .await;
     assert_eq!(found, vec![vec![CHAT], vec![MAIL], vec![], vec![MAIL]]);
     server.stop().await.unwrap();
 
     // Replaying the whole feed onto the first snapshot gives the same answers.
     let replayed = dp.update("one.pirsnap", &feed, "replayed.pirsnap");
     let server = serve(replayed).await;
-    let again = lookup(&server, &dp.trust, &[ALICE_TEL, ALICE_MAIL, CAROL_TEL, BOB_MAIL]).await;
+    let again = lookup(
+        &server,
+        &dp.trust,
+        &[ALICE_TEL, ALICE_MAIL, CAROL_TEL, BOB_MAIL],
+    )
+    .await;
     assert_eq!(again, found);
     server.stop().await.unwrap();
     prover.stop().await;

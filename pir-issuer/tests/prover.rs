@@ -189,6 +189,7 @@ fn revoke_request(key: Option<&MspKey>, msp: &str, cpi: &str) -> RevokeMappingRe
     RevokeMappingRequest {
         cpi: cpi.into(),
         msp: msp.into(),
+        user_auth: None,
         auth: key.map(|key| MspAuth {
             timestamp: now(),
             signature: MspRequest::Revoke { cpi: &parsed }
@@ -636,6 +637,74 @@ async fn the_sweeper_reminds_before_expiry_then_withdraws() {
         prover.feed().last().unwrap(),
         &DeltaLine::Remove {
             cpi: Cpi::parse(cpi).unwrap(),
+            msp: Some(MSP.into())
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_user_withdraws_their_own_consented_mapping_without_the_msp() {
+    let prover = Prover::start(Policy::default()).await;
+    let mut client = prover.client().await;
+    let user = UserKey::from_seed(&[11; 32]);
+    let cpi = "tel:+14155550144";
+    let parsed = Cpi::parse(cpi).unwrap();
+    let withdrawal = |key: &UserKey, at: u64| RevokeMappingRequest {
+        cpi: cpi.into(),
+        msp: MSP.into(),
+        auth: None,
+        user_auth: Some(pir_proto::issuer_v1::UserAuth {
+            timestamp: at,
+            signature: key.sign_withdrawal(&parsed, MSP, at).to_vec(),
+        }),
+    };
+    // Nothing issued yet: there is no user key to check against.
+    let err = client
+        .revoke_mapping(withdrawal(&user, now()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let started = client
+        .start_enrollment(start_request(&prover.msp, MSP, cpi, Some(&user), now()))
+        .await
+        .unwrap()
+        .into_inner();
+    let sig = user.sign_consent(&started.user_signed_bytes).unwrap();
+    client
+        .complete_enrollment(complete_request(
+            &prover.msp,
+            MSP,
+            &started,
+            &prover.code(cpi),
+            Some(sig),
+        ))
+        .await
+        .unwrap();
+    // Another key, or an old signature, is refused; nothing goes to the feed.
+    let err = client
+        .revoke_mapping(withdrawal(&UserKey::from_seed(&[12; 32]), now()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = client
+        .revoke_mapping(withdrawal(&user, now() - 3600))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert_eq!(prover.feed().len(), 1);
+    // The user's own key withdraws it.
+    assert!(
+        client
+            .revoke_mapping(withdrawal(&user, now()))
+            .await
+            .unwrap()
+            .into_inner()
+            .revoked
+    );
+    assert_eq!(
+        prover.feed()[1],
+        DeltaLine::Remove {
+            cpi: parsed.clone(),
             msp: Some(MSP.into())
         }
     );

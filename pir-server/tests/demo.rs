@@ -25,6 +25,9 @@ fn the_demo_enrolls_builds_serves_and_every_answer_matches() {
     let input = std::fs::read_to_string(dir.path().join("mappings.jsonl")).unwrap();
     assert_eq!(feed.lines().count(), 4);
     for line in feed.lines() {
-        assert!(input.lines().any(|l| l == line), "{line} is in the DP's input");
+        assert!(
+            input.lines().any(|l| l == line),
+            "{line} is in the DP's input"
+        );
     }
 }

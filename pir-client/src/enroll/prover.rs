@@ -270,6 +270,35 @@ impl ProverClient {
             cpi: cpi.as_str().to_owned(),
             msp: msp.clone(),
             auth: auth(timestamp, signature),
+            user_auth: None,
+        };
+        let mut grpc = self.grpc.clone();
+        let response = self
+            .within(REVOKE, grpc.revoke_mapping(self.request(message)))
+            .await?
+            .map_err(|s| EnrollError::from_status(REVOKE, &msp, s))?;
+        Ok(response.revoked)
+    }
+
+    /// Withdraws the user's own mapping of `cpi` at `msp`, signed with the user's key (the one
+    /// the mapping carries), without the MSP: the prover appends a removal to its feed. Only a
+    /// mapping issued with the user's consent can be withdrawn this way.
+    pub async fn withdraw(
+        &self,
+        msp: &str,
+        cpi: &Cpi,
+        user: &UserKey,
+    ) -> Result<bool, EnrollError> {
+        let msp = normalise_msp(msp).map_err(EnrollError::InvalidRequest)?;
+        let timestamp = now();
+        let message = RevokeMappingRequest {
+            cpi: cpi.as_str().to_owned(),
+            msp: msp.clone(),
+            auth: None,
+            user_auth: Some(pir_proto::issuer_v1::UserAuth {
+                timestamp,
+                signature: user.sign_withdrawal(cpi, &msp, timestamp).to_vec(),
+            }),
         };
         let mut grpc = self.grpc.clone();
         let response = self

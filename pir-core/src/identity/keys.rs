@@ -574,6 +574,13 @@ impl UserKey {
         }
         Ok(self.0.sign_raw(user_signed_bytes))
     }
+
+    /// Signs the withdrawal of the user's mapping of `cpi` at `msp`
+    /// (`identity::withdrawal_bytes`).
+    pub fn sign_withdrawal(&self, cpi: &super::cpi::Cpi, msp: &str, timestamp: u64) -> [u8; 64] {
+        self.0
+            .sign_raw(&super::msp_request::withdrawal_bytes(cpi, msp, timestamp))
+    }
 }
 
 fn one_key(keys: TrustStore) -> Result<VerifyingKey> {

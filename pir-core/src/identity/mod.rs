@@ -26,7 +26,10 @@ pub use mapping::{
     ISSUER_SIG_CONTEXT, MAPPING_FORMAT_VERSION, MAX_CONTEXT_LEN, MAX_PSI_LEN, Mapping,
     MappingFields, USER_SIG_CONTEXT, UserConsent, VerifiedMapping, canonical_body,
 };
-pub use msp_request::{ENROLLMENT_ID_LEN, MSP_REQUEST_CONTEXT, MspRequest};
+pub use msp_request::{
+    ENROLLMENT_ID_LEN, MSP_REQUEST_CONTEXT, MspRequest, USER_WITHDRAWAL_CONTEXT, verify_withdrawal,
+    withdrawal_bytes,
+};
 pub use opt_out::{OPT_OUT_FORMAT_VERSION, OPT_OUT_SIG_CONTEXT, OptOut, VerifiedOptOut};
 
 /// Normalises an MSP's domain as a mapping's `msp` field is (`docs/mapping-format.md`, section

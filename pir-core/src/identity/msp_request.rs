@@ -24,6 +24,36 @@ use crate::error::{CoreError, Result};
 /// Domain separation of an MSP's request signature.
 pub const MSP_REQUEST_CONTEXT: &[u8] = b"pir-discovery/issuer/v1/msp-request\0";
 
+/// Domain separation of a user's withdrawal of their own mapping.
+pub const USER_WITHDRAWAL_CONTEXT: &[u8] = b"pir-discovery/issuer/v1/user-withdrawal\0";
+
+/// The bytes a user signs, with the key their mapping carries, to withdraw it from the prover
+/// without their MSP: `USER_WITHDRAWAL_CONTEXT || str16(cpi) || str16(msp) || u64le(timestamp)`.
+pub fn withdrawal_bytes(cpi: &Cpi, msp: &str, timestamp: u64) -> Vec<u8> {
+    let mut out = USER_WITHDRAWAL_CONTEXT.to_vec();
+    put_str(&mut out, cpi.as_str());
+    put_str(&mut out, msp);
+    out.extend_from_slice(&timestamp.to_le_bytes());
+    out
+}
+
+/// Verifies a user's withdrawal signature under the user key a mapping carries (strict
+/// Ed25519; a non-canonical or weak key is refused).
+pub fn verify_withdrawal(
+    user_key: &[u8; 32],
+    cpi: &Cpi,
+    msp: &str,
+    timestamp: u64,
+    signature: &[u8; 64],
+) -> Result<()> {
+    let key = super::keys::decode_public_key(user_key).map_err(|_| CoreError::BadUserSignature)?;
+    key.verify_strict(
+        &withdrawal_bytes(cpi, msp, timestamp),
+        &Signature::from_bytes(signature),
+    )
+    .map_err(|_| CoreError::BadUserSignature)
+}
+
 /// Length of an enrollment id.
 pub const ENROLLMENT_ID_LEN: usize = 16;
 
@@ -202,6 +232,19 @@ mod tests {
             user_sig: None,
         };
         assert!(wrong_code.verify(&vk, "chat.example", 5, &sig).is_err());
+    }
+
+    #[test]
+    fn a_withdrawal_verifies_only_for_its_mapping_and_time() {
+        let user = crate::identity::UserKey::from_seed(&[5; 32]);
+        let cpi = Cpi::parse("tel:+14155550100").unwrap();
+        let sig = user.sign_withdrawal(&cpi, "chat.example", 9);
+        let key = user.public_bytes();
+        verify_withdrawal(&key, &cpi, "chat.example", 9, &sig).unwrap();
+        assert!(verify_withdrawal(&key, &cpi, "other.example", 9, &sig).is_err());
+        assert!(verify_withdrawal(&key, &cpi, "chat.example", 10, &sig).is_err());
+        let other = crate::identity::UserKey::from_seed(&[6; 32]).public_bytes();
+        assert!(verify_withdrawal(&other, &cpi, "chat.example", 9, &sig).is_err());
     }
 
     #[test]
