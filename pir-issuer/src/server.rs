@@ -212,10 +212,14 @@ async fn sweep(state: &State, at: u64) -> Result<SweepReport, crate::error::Issu
         .map_err(|e| crate::error::IssuerError::Internal(e.to_string()))??;
     for (cpi, msp) in &due.expired {
         let Ok(cpi) = Cpi::parse(cpi) else { continue };
-        state.feed.append(&DeltaLine::Remove {
-            cpi,
-            msp: Some(msp.clone()),
-        })?;
+        crate::service::append(
+            &state.feed,
+            DeltaLine::Remove {
+                cpi,
+                msp: Some(msp.clone()),
+            },
+        )
+        .await?;
     }
     for (cpi, msp, not_after) in &due.reminders {
         let Ok(to) = Cpi::parse(cpi) else { continue };

@@ -141,6 +141,15 @@ async fn blocking<T: Send + 'static>(
         .map_err(IssuerError::from)
 }
 
+/// Appends to the feed on a blocking thread: its sync waits for the disk.
+pub(crate) async fn append(feed: &Arc<Feed>, line: DeltaLine) -> Result<(), IssuerError> {
+    let feed = feed.clone();
+    tokio::task::spawn_blocking(move || feed.append(&line))
+        .await
+        .map_err(|e| IssuerError::Internal(e.to_string()))?
+        .map_err(IssuerError::from)
+}
+
 impl State {
     fn check_address<T>(&self, request: &Request<T>) -> Result<(), IssuerError> {
         match peer(request) {
@@ -350,7 +359,7 @@ impl State {
         // The feed first: a crash after it leaves a line the store does not show yet, which
         // the next completion (or none) makes harmless; the other way round would lose it.
         let line = mapping.to_json_line();
-        self.feed.append(&DeltaLine::Upsert(Box::new(mapping)))?;
+        append(&self.feed, DeltaLine::Upsert(Box::new(mapping))).await?;
         let issued = Issued {
             mapping: line.clone(),
             not_after: pending.not_after,
@@ -427,10 +436,14 @@ impl State {
                 _ => return Err(IssuerError::NotOperator),
             },
         };
-        self.feed.append(&DeltaLine::Remove {
-            cpi: cpi.clone(),
-            msp: Some(msp.clone()),
-        })?;
+        append(
+            &self.feed,
+            DeltaLine::Remove {
+                cpi: cpi.clone(),
+                msp: Some(msp.clone()),
+            },
+        )
+        .await?;
         let key = cpi.as_str().to_owned();
         let revoked = blocking(&self.store, move |s| s.revoke(&key, &msp)).await?;
         tracing::info!(by, revoked, "mapping revoked");

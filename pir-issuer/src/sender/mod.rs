@@ -50,18 +50,23 @@ pub struct Notice {
 }
 
 impl Notice {
-    /// The message's text, the same for every channel: short enough for one SMS when it carries
-    /// a code.
+    /// The message's text, the same for every channel. A code's text leaves out the CPI (its
+    /// holder knows it) and says how long the code lasts in minutes, so that it fits one GSM-7
+    /// SMS (160 characters) for any prover name up to 20 characters and MSP domain up to 60.
     pub fn text(&self) -> String {
         match &self.kind {
-            NoticeKind::Code { code, expires_at } => format!(
-                "{code} is your {} code to register {} at {}. It expires at {}. If you did not \
-                 ask for it, ignore this message.",
-                self.prover,
-                self.to.as_str(),
-                self.msp,
-                pir_core::human::Time(*expires_at)
-            ),
+            NoticeKind::Code { code, expires_at } => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                let minutes = expires_at.saturating_sub(now).div_ceil(60).max(1);
+                let unit = if minutes == 1 { "minute" } else { "minutes" };
+                format!(
+                    "{code} is your {} code to join {}. Valid {minutes} {unit}. Not you? Ignore \
+                     it.",
+                    self.prover, self.msp
+                )
+            }
             NoticeKind::Reminder { not_after } => format!(
                 "{}: your registration of {} at {} ends at {}. Ask {} to verify it again to stay \
                  discoverable.",
@@ -120,6 +125,37 @@ pub struct Senders {
     pub email: Option<Arc<dyn CodeSender>>,
     /// For `tel:` CPIs.
     pub phone: Option<Arc<dyn CodeSender>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_code_fits_one_sms() {
+        let notice = Notice {
+            to: Cpi::parse("tel:+14155550100").unwrap(),
+            msp: format!("{}.example", "m".repeat(52)),
+            prover: "p".repeat(20),
+            kind: NoticeKind::Code {
+                code: "0123456789".into(),
+                // The longest --code-ttl, 24 h: 1440 minutes.
+                expires_at: std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs()
+                    + 86_400,
+            },
+        };
+        assert_eq!(notice.msp.len(), 60);
+        let text = notice.text();
+        assert!(text.starts_with("0123456789 is your"), "{text}");
+        assert!(
+            text.chars().count() <= 160,
+            "{} characters: {text}",
+            text.len()
+        );
+    }
 }
 
 impl Senders {
