@@ -92,6 +92,10 @@ struct ServeArgs {
     /// with `authorization: Bearer <token>` withdraws any mapping.
     #[arg(long, env = "PIR_ISSUER_OPERATOR_TOKEN_FILE")]
     operator_token_file: Option<PathBuf>,
+    /// Serve plaintext on an address that is not loopback (behind a TLS-terminating proxy
+    /// only: CPIs, codes and mappings cross the wire).
+    #[arg(long)]
+    insecure_plaintext: bool,
     /// PEM certificate chain to serve TLS with (with --tls-key).
     #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -203,6 +207,13 @@ fn senders(args: &ServeArgs) -> Result<Senders, String> {
 }
 
 async fn serve(args: ServeArgs) -> Result<(), String> {
+    if !args.listen.ip().is_loopback() && args.tls_cert.is_none() && !args.insecure_plaintext {
+        return Err(format!(
+            "--listen {}: not a loopback address, and no TLS: give --tls-cert and --tls-key, or \
+             --insecure-plaintext when a TLS-terminating proxy is in front",
+            args.listen
+        ));
+    }
     let issuer_key =
         IssuerKey::from_file(&args.issuer_key).map_err(|e| format!("--issuer-key: {e}"))?;
     let operator = args

@@ -323,6 +323,18 @@ fn serve_refuses_a_bad_start_naming_the_flag() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--smtp"));
 
+    // Plaintext beyond loopback.
+    let mut args = base.to_vec();
+    args[2] = "0.0.0.0:0";
+    args.extend(["--msp-keys", "msps", "--code-file", "codes.jsonl"]);
+    let out = run(&issuer_bin(), d, &args);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--tls-cert"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A public key given as the issuer key.
     std::fs::write(d.join("issuer.pub"), testing::issuer().to_public_text()).unwrap();
     let mut args = base.to_vec();

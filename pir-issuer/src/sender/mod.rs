@@ -127,6 +127,26 @@ pub struct Senders {
     pub phone: Option<Arc<dyn CodeSender>>,
 }
 
+impl Senders {
+    /// The sender for `cpi`'s kind.
+    pub fn for_cpi(&self, cpi: &Cpi) -> Result<&Arc<dyn CodeSender>, SendError> {
+        if cpi.as_str().starts_with("mailto:") {
+            self.email
+                .as_ref()
+                .ok_or(SendError::NoChannel("mailto:", "--smtp or --code-file"))
+        } else {
+            self.phone
+                .as_ref()
+                .ok_or(SendError::NoChannel("tel:", "--sms-webhook or --code-file"))
+        }
+    }
+
+    /// Delivers `notice` through the sender for its CPI's kind.
+    pub async fn send(&self, notice: &Notice) -> Result<(), SendError> {
+        self.for_cpi(&notice.to)?.send(notice).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -155,25 +175,5 @@ mod tests {
             "{} characters: {text}",
             text.len()
         );
-    }
-}
-
-impl Senders {
-    /// The sender for `cpi`'s kind.
-    pub fn for_cpi(&self, cpi: &Cpi) -> Result<&Arc<dyn CodeSender>, SendError> {
-        if cpi.as_str().starts_with("mailto:") {
-            self.email
-                .as_ref()
-                .ok_or(SendError::NoChannel("mailto:", "--smtp or --code-file"))
-        } else {
-            self.phone
-                .as_ref()
-                .ok_or(SendError::NoChannel("tel:", "--sms-webhook or --code-file"))
-        }
-    }
-
-    /// Delivers `notice` through the sender for its CPI's kind.
-    pub async fn send(&self, notice: &Notice) -> Result<(), SendError> {
-        self.for_cpi(&notice.to)?.send(notice).await
     }
 }
