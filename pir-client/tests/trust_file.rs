@@ -32,7 +32,8 @@ fn trust_must_be_a_public_key_file() {
     assert_eq!(
         lookup_with_trust(&issuer().to_secret_text()),
         "error: --trust trust.file: line 2: this is a secret key (PKCS#8 PEM), which must never \
-         be handed out; give the public key file (.pub) that issuer-keygen wrote beside it\n"
+         be handed out; give the public key file (.pub) that pir-server issuer-keygen wrote \
+         beside it\n"
     );
     let stderr = lookup_with_trust("AwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwM\n");
     assert!(
