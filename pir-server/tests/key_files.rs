@@ -252,7 +252,7 @@ fn each_flag_refuses_the_other_kind_of_key_file_by_name() {
     let synth = common::synth_args("1", "issuer.key", "x.jsonl");
     assert_eq!(
         fails(d, &with(&synth, "--issuer-key", "issuer.pub")),
-        public_for_secret("--issuer-key", "issuer.pub", "issuer-keygen")
+        public_for_secret("--issuer-key", "issuer.pub", "pir-server issuer-keygen")
     );
     assert!(
         !d.join("x.jsonl").exists(),
@@ -261,11 +261,11 @@ fn each_flag_refuses_the_other_kind_of_key_file_by_name() {
     let signed = build(&["--dp-key", "dp.key"]);
     assert_eq!(
         fails(d, &with(&signed, "--dp-key", "dp.pub")),
-        public_for_secret("--dp-key", "dp.pub", "dp-keygen")
+        public_for_secret("--dp-key", "dp.pub", "pir-server dp-keygen")
     );
     assert_eq!(
         fails(d, &with(&signed, "--trust", "issuer.key")),
-        secret_for_public("--trust", "issuer.key", "issuer-keygen")
+        secret_for_public("--trust", "issuer.key", "pir-server issuer-keygen")
     );
     let update = [
         "update",
@@ -287,23 +287,27 @@ fn each_flag_refuses_the_other_kind_of_key_file_by_name() {
     ];
     assert_eq!(
         fails(d, &with(&update, "--trust", "issuer.key")),
-        secret_for_public("--trust", "issuer.key", "issuer-keygen")
+        secret_for_public("--trust", "issuer.key", "pir-server issuer-keygen")
     );
     assert_eq!(
         fails(d, &with(&update, "--dp-pub", "dp.key")),
-        secret_for_public("--dp-pub", "dp.key", "dp-keygen")
+        secret_for_public("--dp-pub", "dp.key", "pir-server dp-keygen")
     );
     assert_eq!(
         fails(d, &with(&update, "--dp-key", "dp.pub")),
-        public_for_secret("--dp-key", "dp.pub", "dp-keygen")
+        public_for_secret("--dp-key", "dp.pub", "pir-server dp-keygen")
     );
     assert_eq!(
         fails(d, &["verify", "db.pirsnap", "--dp-pub", "dp.key"]),
-        secret_for_public("--dp-pub", "dp.key", "dp-keygen")
+        secret_for_public("--dp-pub", "dp.key", "pir-server dp-keygen")
     );
     let stderr = fails(d, &serve_with("--dp-pub", "dp.key"));
     assert!(
-        stderr.ends_with(&secret_for_public("--dp-pub", "dp.key", "dp-keygen")),
+        stderr.ends_with(&secret_for_public(
+            "--dp-pub",
+            "dp.key",
+            "pir-server dp-keygen"
+        )),
         "{stderr}"
     );
     // The OPRF key flag takes neither a signing key nor a public key.
