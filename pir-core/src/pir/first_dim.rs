@@ -6,7 +6,7 @@ use spiral_rs::{
     poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, from_ntt},
 };
 
-use super::kernel::row_dots;
+use super::kernel::{Kernel, row_dots};
 
 /// Coefficients per piece of the first-dimension pass: a slice splits into several pieces so
 /// every core has work whatever the number of slices, and each piece streams a long run of rows.
@@ -54,6 +54,7 @@ impl FirstDim {
 /// `multiply_reg_by_database`, with each database row read once for every query.
 pub(super) fn first_dimension(
     sp: &'static Params,
+    kernel: Kernel,
     db: &[u64],
     v_firstdim: &[&[u64]],
     slices: std::ops::Range<usize>,
@@ -83,7 +84,13 @@ pub(super) fn first_dimension(
                 for i in 0..num_per {
                     let b_base = (z * num_per + i) * dim0;
                     let o = (zk * num_per + i) * nq;
-                    row_dots(sp, &cur_db[b_base..b_base + dim0], &a, &mut out[o..o + nq]);
+                    row_dots(
+                        kernel,
+                        sp,
+                        &cur_db[b_base..b_base + dim0],
+                        &a,
+                        &mut out[o..o + nq],
+                    );
                 }
             }
             out
