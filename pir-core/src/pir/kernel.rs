@@ -193,9 +193,9 @@ unsafe fn row_dots_avx2(sp: &Params, row: &[u64], a: &[&[u64]], out: &mut [[u64;
     }
 }
 
-/// [`row_dots`] in AVX-512F: the AVX2 kernel's math on eight lanes, four row entries per step.
-/// A sum's four lanes hold `CHUNK / 4` products each: 256 products below 2^56 in all, so they
-/// add up in a u64 before one Barrett reduction per sum and chunk.
+/// [`row_dots`] in AVX-512F: the AVX2 kernel's math on eight lanes, four row entries per step,
+/// for up to four queries at once (each step's row words are loaded and spread once for all of
+/// them; 32 registers hold their accumulators).
 ///
 /// # Safety
 ///
@@ -204,6 +204,36 @@ unsafe fn row_dots_avx2(sp: &Params, row: &[u64], a: &[&[u64]], out: &mut [[u64;
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 unsafe fn row_dots_avx512(sp: &Params, row: &[u64], a: &[&[u64]], out: &mut [[u64; 4]]) {
+    for (block, o) in a.chunks(4).zip(out.chunks_mut(4)) {
+        let n = block.len().min(o.len());
+        let (block, o) = (&block[..n], &mut o[..n]);
+        // SAFETY: the caller's guarantees, for these queries.
+        unsafe {
+            match n {
+                4 => row_dots_avx512_block::<4>(sp, row, block, o),
+                3 => row_dots_avx512_block::<3>(sp, row, block, o),
+                2 => row_dots_avx512_block::<2>(sp, row, block, o),
+                _ => row_dots_avx512_block::<1>(sp, row, block, o),
+            }
+        }
+    }
+}
+
+/// [`row_dots_avx512`] for `Q` queries. A sum's four lanes hold `CHUNK / 4` products each: 256
+/// products below 2^56 in all, so they add up in a u64 before one Barrett reduction per sum and
+/// chunk.
+///
+/// # Safety
+///
+/// As [`row_dots_avx512`], and `a.len()` and `out.len()` are `Q`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+unsafe fn row_dots_avx512_block<const Q: usize>(
+    sp: &Params,
+    row: &[u64],
+    a: &[&[u64]],
+    out: &mut [[u64; 4]],
+) {
     use std::arch::x86_64::{
         __m256i, _mm256_loadu_si256, _mm512_add_epi64, _mm512_castsi256_si512, _mm512_loadu_si512,
         _mm512_mul_epu32, _mm512_permutexvar_epi64, _mm512_set_epi64, _mm512_setzero_si512,
@@ -212,48 +242,59 @@ unsafe fn row_dots_avx512(sp: &Params, row: &[u64], a: &[&[u64]], out: &mut [[u6
     /// Row entries per flush: each sum's 4 lanes then hold 256 products together.
     const CHUNK: usize = 256;
     let reduce = |x: u64, k: usize| barrett_coeff_u64(sp, x, k);
-    for (v, o) in a.iter().zip(out.iter_mut()) {
-        let mut acc = [0u64; 4];
-        for (rc, vc) in row.chunks(CHUNK).zip(v.chunks(2 * CHUNK)) {
-            let (mut lo, mut hi) = ([0u64; 8], [0u64; 8]);
-            // SAFETY: every load reads 32 (row) or 64 (query) bytes inside `rc` / `vc`: j + 3 <
-            // rc.len() (the row length is a multiple of 4, as the caller guarantees, and so is
-            // CHUNK) and 2 * j + 7 < vc.len() = 2 * rc.len(). Unaligned loads and stores; the
-            // caller guarantees the CPU has AVX-512F.
-            unsafe {
-                // Lane l of a step's query words belongs to row entry j + l / 2.
-                let spread = _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0);
-                let mut acc_lo = _mm512_setzero_si512();
-                let mut acc_hi = _mm512_setzero_si512();
-                for j in (0..rc.len()).step_by(4) {
-                    let b = _mm256_loadu_si256(rc.as_ptr().add(j).cast::<__m256i>());
-                    // [b_j, b_j, .., b_j+3, b_j+3] against [a0_j, a1_j, .., a0_j+3, a1_j+3].
-                    let b = _mm512_permutexvar_epi64(spread, _mm512_castsi256_si512(b));
-                    let av = _mm512_loadu_si512(vc.as_ptr().add(2 * j).cast());
-                    acc_lo = _mm512_add_epi64(acc_lo, _mm512_mul_epu32(av, b));
-                    acc_hi = _mm512_add_epi64(
-                        acc_hi,
-                        _mm512_mul_epu32(_mm512_srli_epi64::<32>(av), _mm512_srli_epi64::<32>(b)),
+    let mut acc = [[0u64; 4]; Q];
+    for (c, rc) in row.chunks(CHUNK).enumerate() {
+        let (mut lo, mut hi) = ([[0u64; 8]; Q], [[0u64; 8]; Q]);
+        // SAFETY: every load reads 32 (row) or 64 (query) bytes inside `row` / `a[q]`: with
+        // i = c * CHUNK + j, i + 3 < row.len() (the row length is a multiple of 4, as the caller
+        // guarantees, and so is CHUNK) and 2 * i + 7 < a[q].len() = 2 * row.len(); q < Q =
+        // a.len(). Unaligned loads and stores; the caller guarantees the CPU has AVX-512F.
+        unsafe {
+            // Lane l of a step's query words belongs to row entry j + l / 2.
+            let spread = _mm512_set_epi64(3, 3, 2, 2, 1, 1, 0, 0);
+            let mut acc_lo = [_mm512_setzero_si512(); Q];
+            let mut acc_hi = [_mm512_setzero_si512(); Q];
+            let vs: [*const u64; Q] = std::array::from_fn(|q| a[q].as_ptr().add(2 * c * CHUNK));
+            for j in (0..rc.len()).step_by(4) {
+                let b = _mm256_loadu_si256(rc.as_ptr().add(j).cast::<__m256i>());
+                // [b_j, b_j, .., b_j+3, b_j+3] against [a0_j, a1_j, .., a0_j+3, a1_j+3].
+                let b = _mm512_permutexvar_epi64(spread, _mm512_castsi256_si512(b));
+                let b_hi = _mm512_srli_epi64::<32>(b);
+                for q in 0..Q {
+                    let av = _mm512_loadu_si512(vs[q].add(2 * j).cast());
+                    acc_lo[q] = _mm512_add_epi64(acc_lo[q], _mm512_mul_epu32(av, b));
+                    acc_hi[q] = _mm512_add_epi64(
+                        acc_hi[q],
+                        _mm512_mul_epu32(_mm512_srli_epi64::<32>(av), b_hi),
                     );
                 }
-                _mm512_storeu_si512(lo.as_mut_ptr().cast(), acc_lo);
-                _mm512_storeu_si512(hi.as_mut_ptr().cast(), acc_hi);
             }
-            // Lanes 0, 2, 4, 6 hold a0's products, 1, 3, 5, 7 a1's; wrapping like the lanes (the
-            // bound above keeps it exact for residues below the moduli).
-            let lanes = |l: [u64; 8], first: usize| {
-                l[first]
-                    .wrapping_add(l[first + 2])
-                    .wrapping_add(l[first + 4])
-                    .wrapping_add(l[first + 6])
-            };
-            let sums = [(lo, 0, 0), (lo, 1, 0), (hi, 0, 1), (hi, 1, 1)];
-            for (slot, (l, first, k)) in acc.iter_mut().zip(sums) {
+            for q in 0..Q {
+                _mm512_storeu_si512(lo[q].as_mut_ptr().cast(), acc_lo[q]);
+                _mm512_storeu_si512(hi[q].as_mut_ptr().cast(), acc_hi[q]);
+            }
+        }
+        // Lanes 0, 2, 4, 6 hold a0's products, 1, 3, 5, 7 a1's; wrapping like the lanes (the
+        // bound above keeps it exact for residues below the moduli).
+        let lanes = |l: &[u64; 8], first: usize| {
+            l[first]
+                .wrapping_add(l[first + 2])
+                .wrapping_add(l[first + 4])
+                .wrapping_add(l[first + 6])
+        };
+        for q in 0..Q {
+            let sums = [
+                (&lo[q], 0, 0),
+                (&lo[q], 1, 0),
+                (&hi[q], 0, 1),
+                (&hi[q], 1, 1),
+            ];
+            for (slot, (l, first, k)) in acc[q].iter_mut().zip(sums) {
                 *slot = add_mod(sp, *slot, reduce(lanes(l, first), k), k);
             }
         }
-        *o = acc;
     }
+    out.copy_from_slice(&acc);
 }
 
 /// [`row_dots`] in scalar code: spiral-rs's kernel.
@@ -367,7 +408,8 @@ mod tests {
                 Words::Alternating,
                 Words::Zero,
             ] {
-                for queries in [1, 3] {
+                // The AVX-512 kernel takes queries 4 at a time, then the rest.
+                for queries in [1, 2, 3, 4, 5, 9] {
                     check_every_kernel(&mut rng, dim0, queries, words);
                 }
             }
