@@ -47,6 +47,8 @@ pub(crate) use client::{decode, keygen, query};
 pub use database::Database;
 pub(crate) use database::{item_words, words_per_item};
 pub use eval_keys::EvalKeys;
+#[doc(hidden)]
+pub use first_dim::FirstDimensionBench;
 pub use kernel::{Kernel, KernelKind};
 pub use params::{POLY_LEN, SchemeFields, SchemeParams};
 pub use presets::{Preset, PresetOrigin};
