@@ -117,7 +117,7 @@ pub(super) fn row_dots(
     // The SIMD kernels read the row 4 entries (AVX-512) or 2 (AVX2) at a time, each against its
     // two query words. Database rows have 2^nu_1 >= 4 entries and query vectors twice that, so
     // every valid parameter set passes; any other shape takes the portable path.
-    let whole = row.len() % 4 == 0 && a.iter().all(|v| v.len() == 2 * row.len());
+    let whole = row.len().is_multiple_of(4) && a.iter().all(|v| v.len() == 2 * row.len());
     #[cfg(target_arch = "x86_64")]
     match kernel.0 {
         // SAFETY: a `Kernel` of this kind exists only after `KernelKind::supported` saw the
@@ -371,7 +371,7 @@ mod tests {
             match words {
                 Words::Random => pack(rng.gen_range(0..MODULI[0]), rng.gen_range(0..MODULI[1])),
                 Words::Largest => pack(MODULI[0] - 1, MODULI[1] - 1),
-                Words::Alternating if n % 2 == 0 => pack(MODULI[0] - 1, MODULI[1] - 1),
+                Words::Alternating if n.is_multiple_of(2) => pack(MODULI[0] - 1, MODULI[1] - 1),
                 Words::Alternating | Words::Zero => 0,
             }
         };
