@@ -16,6 +16,7 @@ use super::{
     expand::expand,
     first_dim::first_dimension,
     fold::fold,
+    kernel::Kernel,
     ring::{check_words, spiral_params},
 };
 use crate::error::{CoreError, PirMessage, Result};
@@ -45,8 +46,9 @@ impl Database {
     /// Every core is used: query expansion runs per query in parallel, the first-dimension pass is
     /// split over (instance, trial, coefficient range) pieces of the database, and the slices'
     /// ciphertexts are folded and packed in parallel. Each database row is read once for all the
-    /// queries, so memory traffic is shared. The answers are byte-identical to spiral-rs's
-    /// `process_query`.
+    /// queries, so memory traffic is shared. The first dimension runs in the fastest kernel this
+    /// CPU has ([`Kernel::detected`]: AVX-512 or AVX2). The answers are byte-identical to
+    /// spiral-rs's `process_query`.
     pub fn answer_batch(&self, batch: &[(&EvalKeys, &[u8])]) -> Result<Vec<Vec<u8>>> {
         self.answer_batch_timed(batch).map(|(answers, _)| answers)
     }
@@ -54,6 +56,26 @@ impl Database {
     /// [`Database::answer_batch`], also saying where the time went.
     pub fn answer_batch_timed(
         &self,
+        batch: &[(&EvalKeys, &[u8])],
+    ) -> Result<(Vec<Vec<u8>>, AnswerPhases)> {
+        self.answer_batch_timed_with(Kernel::detected(), batch)
+    }
+
+    /// [`Database::answer_batch`] with the first dimension in `kernel` rather than the fastest
+    /// one this CPU runs: for comparing the kernels (tests, benches). The answers are the same
+    /// bytes whichever kernel computes them.
+    pub fn answer_batch_with_kernel(
+        &self,
+        kernel: Kernel,
+        batch: &[(&EvalKeys, &[u8])],
+    ) -> Result<Vec<Vec<u8>>> {
+        self.answer_batch_timed_with(kernel, batch)
+            .map(|(answers, _)| answers)
+    }
+
+    fn answer_batch_timed_with(
+        &self,
+        kernel: Kernel,
         batch: &[(&EvalKeys, &[u8])],
     ) -> Result<(Vec<Vec<u8>>, AnswerPhases)> {
         let (params, db) = (&self.params, self.words.as_slice());
@@ -95,7 +117,7 @@ impl Database {
         let mut cts: Vec<Vec<PolyMatrixRaw<'static>>> = Vec::with_capacity(slices);
         for start in (0..slices).step_by(group) {
             let range = start..(start + group).min(slices);
-            let sums = first_dimension(sp, db, &v_firstdim, range.clone());
+            let sums = first_dimension(sp, kernel, db, &v_firstdim, range.clone());
             phases.first_dim_s += lap(&mut clock);
             cts.par_extend(range.into_par_iter().map(|slice| {
                 (0..batch.len())

@@ -24,7 +24,7 @@
 //! | `database.rs` | encoding items into the NTT-form [`Database`] |
 //! | `answer.rs` | answering a batch of queries: the phases in order |
 //! | `expand.rs`, `first_dim.rs`, `fold.rs` | the phases |
-//! | `kernel.rs` | the first dimension's AVX2 inner product: the one `unsafe` file |
+//! | `kernel.rs` | the first dimension's inner product (portable, AVX2, AVX-512, chosen at run time): the one `unsafe` file |
 
 mod answer;
 mod client;
@@ -47,6 +47,9 @@ pub(crate) use client::{decode, keygen, query};
 pub use database::Database;
 pub(crate) use database::{item_words, words_per_item};
 pub use eval_keys::EvalKeys;
+#[doc(hidden)]
+pub use first_dim::FirstDimensionBench;
+pub use kernel::{Kernel, KernelKind};
 pub use params::{POLY_LEN, SchemeFields, SchemeParams};
 pub use presets::{Preset, PresetOrigin};
 pub use ring::MessageSizes;
