@@ -385,12 +385,7 @@ impl State {
         signed: &pir_proto::issuer_v1::UserAuth,
         now: u64,
     ) -> Result<(), IssuerError> {
-        if signed.timestamp.abs_diff(now) > self.policy.max_clock_skew.as_secs() {
-            return Err(IssuerError::ClockSkew {
-                timestamp: signed.timestamp,
-                now,
-            });
-        }
+        crate::auth::check_skew(signed.timestamp, now, self.policy.max_clock_skew)?;
         let signature: [u8; 64] = signed
             .signature
             .as_slice()

@@ -263,21 +263,14 @@ impl ProverClient {
     /// Withdraws `msp`'s mapping of `cpi`: the prover appends a removal to the DP's feed.
     /// Returns whether an issued mapping was withdrawn (the removal is appended either way).
     pub async fn revoke(&self, msp: &str, key: &MspKey, cpi: &Cpi) -> Result<bool, EnrollError> {
-        let msp = normalise_msp(msp).map_err(EnrollError::InvalidRequest)?;
-        let timestamp = now();
-        let signature = MspRequest::Revoke { cpi }.sign(key, &msp, timestamp);
-        let message = RevokeMappingRequest {
-            cpi: cpi.as_str().to_owned(),
-            msp: msp.clone(),
-            auth: auth(timestamp, signature),
-            user_auth: None,
-        };
-        let mut grpc = self.grpc.clone();
-        let response = self
-            .within(REVOKE, grpc.revoke_mapping(self.request(message)))
-            .await?
-            .map_err(|s| EnrollError::from_status(REVOKE, &msp, s))?;
-        Ok(response.revoked)
+        self.send_revoke(msp, cpi, |msp, timestamp| RevokeMappingRequest {
+            auth: auth(
+                timestamp,
+                MspRequest::Revoke { cpi }.sign(key, msp, timestamp),
+            ),
+            ..Default::default()
+        })
+        .await
     }
 
     /// Withdraws the user's own mapping of `cpi` at `msp`, signed with the user's key (the one
@@ -289,16 +282,29 @@ impl ProverClient {
         cpi: &Cpi,
         user: &UserKey,
     ) -> Result<bool, EnrollError> {
+        self.send_revoke(msp, cpi, |msp, timestamp| RevokeMappingRequest {
+            user_auth: Some(pir_proto::issuer_v1::UserAuth {
+                timestamp,
+                signature: user.sign_withdrawal(cpi, msp, timestamp).to_vec(),
+            }),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// Sends a RevokeMapping of `cpi` at `msp` (normalised), signed by `signed` over the
+    /// normalised MSP at the time it is given; whether an issued mapping was withdrawn.
+    async fn send_revoke(
+        &self,
+        msp: &str,
+        cpi: &Cpi,
+        signed: impl FnOnce(&str, u64) -> RevokeMappingRequest,
+    ) -> Result<bool, EnrollError> {
         let msp = normalise_msp(msp).map_err(EnrollError::InvalidRequest)?;
-        let timestamp = now();
         let message = RevokeMappingRequest {
             cpi: cpi.as_str().to_owned(),
             msp: msp.clone(),
-            auth: None,
-            user_auth: Some(pir_proto::issuer_v1::UserAuth {
-                timestamp,
-                signature: user.sign_withdrawal(cpi, &msp, timestamp).to_vec(),
-            }),
+            ..signed(&msp, now())
         };
         let mut grpc = self.grpc.clone();
         let response = self
