@@ -95,7 +95,15 @@ fn benches(c: &mut Criterion) {
         b.iter(|| ClientKeys::generate(&scheme).unwrap())
     });
     let keys = ClientKeys::generate(&scheme).unwrap();
+    // What a registration costs the server, and what each batch pays to expand a client's
+    // compact keys (against `answer/engine` below).
+    c.bench_function(&name("keys_parse"), |b| {
+        b.iter(|| EvalKeys::parse(&scheme, black_box(keys.public_bytes())).unwrap())
+    });
     let server_keys = EvalKeys::parse(&scheme, keys.public_bytes()).unwrap();
+    c.bench_function(&name("keys_expand"), |b| {
+        b.iter(|| server_keys.danger_expand_for_bench().unwrap())
+    });
     let client = LookupClient::with_keys(snapshot.config(), keys, trust.clone()).unwrap();
     oprf(c, &client, &oprf_key);
 

@@ -837,21 +837,31 @@ proptest! {
         let w = world();
         // The keys are large: derive them from a seed instead of shrinking a huge vector.
         let mut state = seed | 1;
+        // A 32-byte seed, then 7-byte words (q < 2^56).
         let mut keys = vec![0u8; w.sizes.public_keys];
-        for chunk in keys.chunks_mut(8) {
+        let (seed_bytes, words) = keys.split_at_mut(SEED_LEN);
+        seed_bytes.copy_from_slice(&[seed as u8; SEED_LEN]);
+        prop_assert_eq!(words.len() % 7, 0);
+        for chunk in words.chunks_mut(7) {
             state ^= state << 13;
             state ^= state >> 7;
             state ^= state << 17;
             let word = (state % Q).to_le_bytes();
-            chunk.copy_from_slice(&word[..chunk.len()]);
+            prop_assert_eq!(word[7], 0);
+            chunk.copy_from_slice(&word[..7]);
         }
         let server_keys = EvalKeys::parse(&tiny_scheme(), &keys)?;
         let response = w.snapshot.database().answer(&server_keys, w.pending.query())?;
         let _ = w.client.decode(w.pending(), &response, NOW);
-        // And unreduced ones are refused.
-        let last = keys.len() - 8;
-        keys[last..].copy_from_slice(&u64::MAX.to_le_bytes());
+        // And unreduced ones are refused: the largest 7-byte word is above q.
+        let last = keys.len() - 7;
+        keys[last..].copy_from_slice(&[0xff; 7]);
         prop_assert!(EvalKeys::parse(&tiny_scheme(), &keys).is_err());
+        // As are keys one byte short or long.
+        prop_assert!(EvalKeys::parse(&tiny_scheme(), &keys[1..]).is_err());
+        let mut longer = keys.clone();
+        longer.push(0);
+        prop_assert!(EvalKeys::parse(&tiny_scheme(), &longer).is_err());
     }
 
     /// A dishonest PIR host rewrites the bucket the client asks for with well-formed slots

@@ -1,8 +1,8 @@
 //! Registered client keys, bounded by memory and evicted least-recently-used first, each with
 //! the mac key its queries are authenticated with.
 //!
-//! Deserialised Spiral keys are large (tens of MB on the server for vetted shapes), so the
-//! cache counts bytes, not entries. An evicted client gets FAILED_PRECONDITION with reason
+//! Spiral keys are large (about 1.5 MB each for vetted shapes, held in their compact wire
+//! form), so the cache counts bytes, not entries. An evicted client gets FAILED_PRECONDITION with reason
 //! `unknown-key` and registers again by itself. Evictions can be rationed (the eviction rate in
 //! `limits.rs`): a registration that needs room asks first how many entries it would evict.
 //!
@@ -89,12 +89,16 @@ pub(crate) struct KeyCache {
     fetching: Mutex<HashMap<KeyId, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// Server-side bytes of deserialised keys whose wire form is `wire_len` bytes: the NTT form
-/// doubles each polynomial (two CRT residues) and restores the row the wire form derives from
-/// a seed, so about four times the wire size.
-pub(crate) fn estimated_cost(wire_len: usize) -> u64 {
-    wire_len as u64 * 4
+/// Server-side bytes of one cached client whose keys' wire form is `wire_len` bytes: the keys
+/// stay in their compact wire form (`EvalKeys::resident_bytes_for`; a batch expands them for
+/// itself only), plus the entry's own bookkeeping.
+pub fn estimated_cost(wire_len: usize) -> u64 {
+    (EvalKeys::resident_bytes_for(wire_len) + ENTRY_OVERHEAD) as u64
 }
+
+/// Bytes an entry takes beside its keys: the `Registered` value (mac key, expiry), the
+/// `Arc`'s counts, the map's and the LRU order's nodes, rounded up.
+const ENTRY_OVERHEAD: usize = 512;
 
 impl KeyCache {
     pub(crate) fn new(budget: u64) -> Self {

@@ -61,6 +61,7 @@ pub use http::serve_metrics;
 pub use identity::Identity;
 /// The network type of [`ServeOptions::trusted_proxies`].
 pub use ipnet::IpNet;
+pub use keycache::estimated_cost as key_cache_cost;
 pub use keystore::{KeyStore, KeyStoreError};
 #[cfg(feature = "test-hooks")]
 pub use options::TestHooks;

@@ -185,7 +185,7 @@ async fn registering_is_idempotent_and_eviction_is_bounded_by_memory() {
         let sizes = SchemeParams::danger_test_only_small()
             .message_sizes()
             .unwrap();
-        sizes.public_keys as u64 * 4
+        pir_server::key_cache_cost(sizes.public_keys)
     };
     // Room for one key set only.
     let server = start(ServeOptions {

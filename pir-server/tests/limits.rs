@@ -204,11 +204,12 @@ async fn registrations_to_evict(
     slots: u64,
     attempts: usize,
 ) -> (Option<usize>, RunningServer) {
-    let one = SchemeParams::danger_test_only_small()
-        .message_sizes()
-        .unwrap()
-        .public_keys as u64
-        * 4;
+    let one = pir_server::key_cache_cost(
+        SchemeParams::danger_test_only_small()
+            .message_sizes()
+            .unwrap()
+            .public_keys,
+    );
     let server = start(ServeOptions {
         key_cache_bytes: slots * one + one / 2,
         per_peer_registrations: at_most(1),

@@ -5,7 +5,7 @@ use std::time::Instant;
 use rayon::prelude::*;
 use spiral_rs::{
     aligned_memory::AlignedMemory64,
-    client::Query,
+    client::{PublicParameters, Query},
     poly::{PolyMatrixNTT, PolyMatrixRaw},
     server::{encode, pack, process_query},
 };
@@ -20,6 +20,9 @@ use super::{
     ring::{check_words, spiral_params},
 };
 use crate::error::{CoreError, PirMessage, Result};
+
+/// A query expanded: the first dimension's vector and the folding dimensions' GSW ciphertexts.
+type Expanded = (AlignedMemory64, Vec<PolyMatrixNTT<'static>>);
 
 /// Wall-clock seconds one call of [`Database::answer_batch_timed`] spent in each phase.
 #[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize)]
@@ -97,13 +100,18 @@ impl Database {
         }
         let mut clock = Instant::now();
         // Queries expand side by side, and each expansion runs its key switches in parallel.
-        let expanded: Vec<(AlignedMemory64, Vec<PolyMatrixNTT<'static>>)> = batch
+        // Each query's keys leave their compact form for this batch only.
+        let (keys, expanded): (Vec<PublicParameters<'static>>, Vec<Expanded>) = batch
             .par_iter()
             .map(|(keys, query)| {
+                let keys = keys.expanded()?;
                 let q = Query::deserialize(sp, query);
-                expand(sp, &keys.inner, &q)
+                let expanded = expand(sp, &keys, &q)?;
+                Ok((keys, expanded))
             })
-            .collect::<Result<_>>()?;
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
         let v_firstdim: Vec<&[u64]> = expanded.iter().map(|(v, _)| v.as_slice()).collect();
         phases.expand_s = lap(&mut clock);
 
@@ -140,7 +148,7 @@ impl Database {
                         let v_ct: Vec<PolyMatrixRaw> = (0..trials)
                             .map(|trial| cts[instance * trials + trial][qi].clone())
                             .collect();
-                        pack(sp, &v_ct, &batch[qi].0.inner.v_packing).raw()
+                        pack(sp, &v_ct, &keys[qi].v_packing).raw()
                     })
                     .collect();
                 encode(sp, &packed)
@@ -170,6 +178,6 @@ impl Database {
             return Err(CoreError::Internal("database size"));
         }
         let q = Query::deserialize(sp, query);
-        Ok(process_query(sp, &keys.inner, &q, db))
+        Ok(process_query(sp, &keys.expanded()?, &q, db))
     }
 }

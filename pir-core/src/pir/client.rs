@@ -5,7 +5,7 @@ use spiral_rs::{client::Client, params::Params};
 
 use super::{
     params::SchemeParams,
-    ring::{response_bytes, spiral_params},
+    ring::{pack_key_words, response_bytes, spiral_params},
 };
 use crate::error::{CoreError, PirBytesError, PirMessage, Result};
 
@@ -44,12 +44,13 @@ pub(crate) fn keygen(params: &SchemeParams) -> Result<(ClientSecret, Vec<u8>)> {
     rand::rngs::OsRng.fill_bytes(&mut seed);
     let mut client = Client::init(sp);
     // Only the secret comes from the seed; spiral-rs draws the public randomness itself.
-    let public = client.generate_keys_from_seed(seed).serialize();
-    if public.len() != sp.setup_bytes() {
+    let spiral = client.generate_keys_from_seed(seed).serialize();
+    if spiral.len() != sp.setup_bytes() {
         return Err(CoreError::Internal(
             "public key size differs from setup_bytes",
         ));
     }
+    let public = pack_key_words(&spiral);
     Ok((ClientSecret(seed), public))
 }
 

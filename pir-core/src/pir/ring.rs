@@ -92,7 +92,7 @@ impl SchemeParams {
     pub fn message_sizes(&self) -> Result<MessageSizes> {
         let sp = spiral_params(self)?;
         Ok(MessageSizes {
-            public_keys: sp.setup_bytes(),
+            public_keys: public_key_bytes(sp),
             query: sp.query_bytes(),
             response: response_bytes(sp),
         })
@@ -118,11 +118,56 @@ pub(super) fn response_bytes(sp: &Params) -> usize {
     bits.div_ceil(64) * 8
 }
 
+/// Bytes a public-key word takes on the wire: every word is reduced mod q < 2^56, so its top
+/// byte, always zero in spiral-rs's 8-byte form, is not sent (public keys are 7/8 the size).
+pub(super) const KEY_WORD_BYTES: usize = 7;
+const _: () = assert!((MODULI[0] as u128 * MODULI[1] as u128) < 1u128 << (8 * KEY_WORD_BYTES));
+
+/// Bytes of a client's public keys on the wire: the seed, then every word in 7 bytes.
+pub(super) fn public_key_bytes(sp: &Params) -> usize {
+    SEED_LENGTH + (sp.setup_bytes() - SEED_LENGTH) / 8 * KEY_WORD_BYTES
+}
+
+/// spiral-rs's serialised public keys (seed, 8-byte little-endian words) into the wire form.
+pub(super) fn pack_key_words(spiral: &[u8]) -> Vec<u8> {
+    let (seed, words) = spiral.split_at(SEED_LENGTH.min(spiral.len()));
+    let mut out = Vec::with_capacity(seed.len() + words.len() / 8 * KEY_WORD_BYTES);
+    out.extend_from_slice(seed);
+    for w in words.chunks_exact(8) {
+        out.extend_from_slice(&w[..KEY_WORD_BYTES]);
+    }
+    out
+}
+
+/// The wire form back into spiral-rs's form (the inverse of [`pack_key_words`]).
+pub(super) fn unpack_key_words(wire: &[u8]) -> Vec<u8> {
+    let (seed, words) = wire.split_at(SEED_LENGTH.min(wire.len()));
+    let mut out = Vec::with_capacity(seed.len() + words.len() / KEY_WORD_BYTES * 8);
+    out.extend_from_slice(seed);
+    for w in words.chunks_exact(KEY_WORD_BYTES) {
+        out.extend_from_slice(w);
+        out.push(0);
+    }
+    out
+}
+
 /// Checks a seed-prefixed buffer of u64 words: exact length, every word reduced mod q.
 pub(super) fn check_words(
     what: PirMessage,
     bytes: &[u8],
     expected: usize,
+    modulus: u64,
+) -> Result<()> {
+    check_words_of(what, bytes, expected, 8, modulus)
+}
+
+/// Checks a seed-prefixed buffer of little-endian words of `word_bytes` bytes: exact length,
+/// every word reduced mod q.
+pub(super) fn check_words_of(
+    what: PirMessage,
+    bytes: &[u8],
+    expected: usize,
+    word_bytes: usize,
     modulus: u64,
 ) -> Result<()> {
     if bytes.len() != expected {
@@ -135,12 +180,17 @@ pub(super) fn check_words(
         ));
     }
     let body = &bytes[SEED_LENGTH..];
-    if !body.len().is_multiple_of(8) {
+    if !(1..=8).contains(&word_bytes) || !body.len().is_multiple_of(word_bytes) {
         return Err(CoreError::Internal("PIR message body not whole words"));
     }
+    let word = |w: &[u8]| {
+        let mut le = [0u8; 8];
+        le[..w.len()].copy_from_slice(w);
+        u64::from_le_bytes(le)
+    };
     if let Some(pos) = body
-        .chunks_exact(8)
-        .position(|w| u64::from_le_bytes(w.try_into().unwrap_or_default()) >= modulus)
+        .chunks_exact(word_bytes)
+        .position(|w| word(w) >= modulus)
     {
         return Err(CoreError::pir_bytes(
             what,
@@ -153,6 +203,25 @@ pub(super) fn check_words(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_words_pack_and_unpack() {
+        let mut spiral = vec![7u8; SEED_LENGTH];
+        for w in [0u64, 1, MODULI[0] * MODULI[1] - 1, 0x00ab_cdef_0123_4567] {
+            spiral.extend_from_slice(&w.to_le_bytes());
+        }
+        let wire = pack_key_words(&spiral);
+        assert_eq!(wire.len(), SEED_LENGTH + 4 * KEY_WORD_BYTES);
+        assert_eq!(unpack_key_words(&wire), spiral);
+        let q = MODULI[0] * MODULI[1];
+        check_words_of(PirMessage::PublicKeys, &wire, wire.len(), KEY_WORD_BYTES, q).unwrap();
+        // The largest 7-byte word is above q: refused, naming the word.
+        let mut bad = wire.clone();
+        bad[SEED_LENGTH + 2 * KEY_WORD_BYTES..][..KEY_WORD_BYTES].fill(0xff);
+        let err =
+            check_words_of(PirMessage::PublicKeys, &bad, bad.len(), KEY_WORD_BYTES, q).unwrap_err();
+        assert!(err.to_string().contains("word 2"), "{err}");
+    }
 
     #[test]
     fn failure_estimate_is_spiral_rs_estimator() {

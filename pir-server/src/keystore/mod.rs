@@ -1,9 +1,9 @@
 //! Registered client keys that outlive a process and are shared by replicas: the key store.
 //!
 //! The store keeps, per [`KeyId`], the public keys exactly as received (the compact wire form,
-//! not the deserialised one, which is about four times larger), the query mac key, the scheme
+//! which is also what the cache holds), the query mac key, the scheme
 //! parameters they are for, and an expiry. The key cache (`keycache.rs`) stays in front of it
-//! with the deserialised keys; the store is read on a cache miss and written on registration.
+//! with the parsed keys; the store is read on a cache miss and written on registration.
 //!
 //! ```text
 //! RegisterKeys ─▶ store.insert (only if absent: the first registration's mac key stays)
