@@ -96,19 +96,22 @@ fn batched_answers_equal_process_query_two_instances() {
 
 #[test]
 fn batched_answers_equal_process_query_deep_fold_and_short_gadgets() {
-    // Four folding dimensions and the short gadgets of the tuned presets.
-    check(
-        SchemeParams::try_from(SchemeFields {
-            nu_1: 5,
-            nu_2: 4,
-            t_gsw: 4,
-            t_conv: 7,
-            t_exp_left: 6,
-            t_exp_right: 28,
-            ..*SchemeParams::danger_test_only_small()
-        })
-        .unwrap(),
-    );
+    // Deep folds with the short gadgets of the tuned presets (small keys: t_exp 4/7, t_conv 4)
+    // and of the earlier ones (t_exp 6/28, t_conv 7).
+    for (nu_2, t_gsw, t_conv, t_exp_left, t_exp_right) in [(5, 5, 4, 4, 7), (4, 4, 7, 6, 28)] {
+        check(
+            SchemeParams::try_from(SchemeFields {
+                nu_1: 5,
+                nu_2,
+                t_gsw,
+                t_conv,
+                t_exp_left,
+                t_exp_right,
+                ..*SchemeParams::danger_test_only_small()
+            })
+            .unwrap(),
+        );
+    }
 }
 
 #[test]

@@ -39,6 +39,19 @@ struct Args {
     /// candidate may be.
     #[arg(long, default_value_t = 1.0)]
     slack_bits: f64,
+    /// An absolute bound on the estimated log2 failure probability instead of `--slack-bits`
+    /// (e.g. -40: every candidate the estimator puts at 2^-40 or below).
+    #[arg(long, allow_hyphen_values = true)]
+    failure_bound: Option<f64>,
+    /// Keep only candidates whose public keys (the client's upload) are at most this many bytes.
+    #[arg(long)]
+    max_public_key_bytes: Option<usize>,
+    /// Print every candidate (estimate, key bytes, modelled cost) instead of measuring.
+    #[arg(long)]
+    list: bool,
+    /// Smallest gadget length tried for every gadget.
+    #[arg(long, default_value_t = 4)]
+    min_gadget: u32,
 }
 
 /// The store preset for `LOG2_ITEMSxITEM_KIB`.
@@ -88,19 +101,41 @@ fn model_cost(p: &SchemeParams) -> f64 {
     expansion + conversion + fold + from_ntt + first_dim + pack
 }
 
+/// Public key bytes of `p` on the wire (spiral-rs's `setup_bytes` for key layout version 0,
+/// in 7-byte words, computed here without interning the parameters): a seed, then one row of
+/// `poly_len` words per gadget column of the packing, expansion and conversion keys. Checked
+/// against `SchemeParams::message_sizes` for every measured row.
+fn public_key_bytes(p: &SchemeParams) -> usize {
+    let n = p.n as usize;
+    let right = (p.t_gsw * p.nu_2) as usize;
+    let g = ((1usize << p.nu_1) + right)
+        .next_power_of_two()
+        .trailing_zeros() as usize;
+    let stop = right.next_power_of_two().trailing_zeros() as usize;
+    let polys = n * n * p.t_conv as usize
+        + g * p.t_exp_left as usize
+        + (stop + 1) * p.t_exp_right as usize
+        + 2 * p.t_conv as usize;
+    32 + polys * pir_core::pir::POLY_LEN * 7
+}
+
 /// Candidates the estimator accepts, with their estimated log2 failure probability.
-fn candidates(base: &SchemeParams, slack_bits: f64) -> Vec<(SchemeParams, f64)> {
-    let bound = (base.estimated_log2_failure().unwrap_or(-40.0) + slack_bits).min(-40.0);
+fn candidates(base: &SchemeParams, args: &Args) -> Vec<(SchemeParams, f64)> {
+    let bound = match args.failure_bound {
+        Some(b) => b.min(-40.0),
+        None => (base.estimated_log2_failure().unwrap_or(-40.0) + args.slack_bits).min(-40.0),
+    };
+    let lo = args.min_gadget.max(2);
     let total = base.nu_1 + base.nu_2;
     let mut out = Vec::new();
     for nu_1 in base.nu_1.saturating_sub(2)..=base.nu_1 + 1 {
         let Some(nu_2) = total.checked_sub(nu_1).filter(|&n| n >= 1) else {
             continue;
         };
-        for t_gsw in 4..=base.t_gsw.max(10) {
-            for t_conv in (4..=8).chain([base.t_conv]) {
-                for t_exp_left in 4..=base.t_exp_left.max(16) {
-                    for t_exp_right in (4..=16).chain([28, 56]) {
+        for t_gsw in lo..=base.t_gsw.max(10) {
+            for t_conv in (lo..=8).chain([base.t_conv]) {
+                for t_exp_left in lo..=base.t_exp_left.max(16) {
+                    for t_exp_right in (lo..=16).chain([28, 56]) {
                         let Ok(p) = SchemeParams::try_from(SchemeFields {
                             nu_1,
                             nu_2,
@@ -112,7 +147,11 @@ fn candidates(base: &SchemeParams, slack_bits: f64) -> Vec<(SchemeParams, f64)> 
                         }) else {
                             continue;
                         };
-                        if out.iter().any(|(q, _)| *q == p) {
+                        if out.iter().any(|(q, _)| *q == p)
+                            || args
+                                .max_public_key_bytes
+                                .is_some_and(|max| public_key_bytes(&p) > max)
+                        {
                             continue;
                         }
                         if let Ok(est) = p.estimated_log2_failure()
@@ -198,25 +237,59 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     for shape in &args.shapes {
         let base = store_preset(shape)?;
-        let found = candidates(&base, args.slack_bits);
+        let found = candidates(&base, &args);
         eprintln!(
-            "2^{} x {} KiB: {} candidates within {} bit(s) of the store preset's estimate",
+            "2^{} x {} KiB: {} candidates ({})",
             base.nu_1 + base.nu_2,
             base.item_bytes / 1024,
             found.len(),
-            args.slack_bits
+            match args.failure_bound {
+                Some(b) => format!("estimated failure at most 2^{b}"),
+                None => format!(
+                    "within {} bit(s) of the store preset's estimate",
+                    args.slack_bits
+                ),
+            }
         );
+        if args.list {
+            println!(
+                "| nu_1/nu_2 | t_gsw | t_conv | t_exp left/right | log2 failure (est.) | public keys B | model cost |"
+            );
+            println!("|{}", " --- |".repeat(7));
+            for (p, est) in &found {
+                println!(
+                    "| {}/{} | {} | {} | {}/{} | {est:.1} | {} | {:.0} |",
+                    p.nu_1,
+                    p.nu_2,
+                    p.t_gsw,
+                    p.t_conv,
+                    p.t_exp_left,
+                    p.t_exp_right,
+                    public_key_bytes(p),
+                    model_cost(p)
+                );
+            }
+            continue;
+        }
         let mut rows = vec![(base, base.estimated_log2_failure()?, "store")];
+        // The preset the builder uses today for this shape, when it is not the store's.
+        if let Some(current) = SchemeParams::vetted_presets()
+            .map(|p| p.params)
+            .find(|p| p.num_items() == base.num_items() && p.item_bytes == base.item_bytes)
+            .filter(|p| *p != base)
+        {
+            rows.push((current, current.estimated_log2_failure()?, "current"));
+        }
         // The best modelled candidates of each first-dimension size: the model ranks within a
         // split better than across splits.
         for nu_1 in base.nu_1.saturating_sub(2)..=base.nu_1 + 1 {
-            rows.extend(
-                found
-                    .iter()
-                    .filter(|(p, _)| *p != base && p.nu_1 == nu_1)
-                    .take(args.measure)
-                    .map(|&(p, e)| (p, e, "candidate")),
-            );
+            let picked: Vec<_> = found
+                .iter()
+                .filter(|(p, _)| rows.iter().all(|(r, _, _)| r != p) && p.nu_1 == nu_1)
+                .take(args.measure)
+                .map(|&(p, e)| (p, e, "candidate"))
+                .collect();
+            rows.extend(picked);
         }
         println!(
             "\n### 2^{} x {} KiB\n",
@@ -237,6 +310,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 store_ms = m.total_ms;
             }
             let sizes = p.message_sizes()?;
+            if sizes.public_keys != public_key_bytes(&p) {
+                return Err(format!("{p}: the key size model is wrong").into());
+            }
             println!(
                 "| {origin} | {}/{} | {} | {} | {}/{} | {est:.1} | {} | {} | {:.0} | {:.0} | \
                  {:.0} | {:.0} | {:.0} | {:.0} | {:.2}x |",
