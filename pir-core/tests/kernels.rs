@@ -1,5 +1,7 @@
 //! The first dimension's kernels (portable, AVX2, AVX-512, chosen at run time) give the same
-//! answer bytes, equal to spiral-rs's `process_query`.
+//! answer bytes, equal to spiral-rs's `process_query`. The kernel also picks the NTT of
+//! expansion and folding (the AVX-512 kernel runs `pir/ntt.rs`'s AVX-512 transform, the others
+//! spiral-rs's), so the whole answer is compared on both transforms.
 //!
 //! On x86-64, portable and AVX2 are always compared (the build's baseline has AVX2). AVX-512 is
 //! compared on a CPU that has it, as the project's machines do; on one without it the tests say

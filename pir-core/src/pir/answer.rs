@@ -61,22 +61,23 @@ impl Database {
         &self,
         batch: &[(&EvalKeys, &[u8])],
     ) -> Result<(Vec<Vec<u8>>, AnswerPhases)> {
-        self.answer_batch_timed_with(Kernel::detected(), batch)
+        self.answer_batch_timed_with_kernel(Kernel::detected(), batch)
     }
 
-    /// [`Database::answer_batch`] with the first dimension in `kernel` rather than the fastest
-    /// one this CPU runs: for comparing the kernels (tests, benches). The answers are the same
-    /// bytes whichever kernel computes them.
+    /// [`Database::answer_batch`] with the first dimension and the NTT in `kernel` rather than
+    /// the fastest this CPU runs: for comparing the kernels (tests, benches). The answers are
+    /// the same bytes whichever kernel computes them.
     pub fn answer_batch_with_kernel(
         &self,
         kernel: Kernel,
         batch: &[(&EvalKeys, &[u8])],
     ) -> Result<Vec<Vec<u8>>> {
-        self.answer_batch_timed_with(kernel, batch)
+        self.answer_batch_timed_with_kernel(kernel, batch)
             .map(|(answers, _)| answers)
     }
 
-    fn answer_batch_timed_with(
+    /// [`Database::answer_batch_with_kernel`], also saying where the time went.
+    pub fn answer_batch_timed_with_kernel(
         &self,
         kernel: Kernel,
         batch: &[(&EvalKeys, &[u8])],
@@ -106,7 +107,7 @@ impl Database {
             .map(|(keys, query)| {
                 let keys = keys.expanded()?;
                 let q = Query::deserialize(sp, query);
-                let expanded = expand(sp, &keys, &q)?;
+                let expanded = expand(sp, kernel, &keys, &q)?;
                 Ok((keys, expanded))
             })
             .collect::<Result<Vec<_>>>()?
@@ -132,7 +133,7 @@ impl Database {
                     .into_par_iter()
                     .map(|qi| {
                         let mut raw = sums.ciphertexts(slice - start, qi);
-                        fold(sp, &mut raw, &expanded[qi].1);
+                        fold(sp, kernel, &mut raw, &expanded[qi].1);
                         raw.swap_remove(0)
                     })
                     .collect()

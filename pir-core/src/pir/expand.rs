@@ -7,14 +7,11 @@ use spiral_rs::{
     arith::{barrett_coeff_u64, log2_ceil_usize},
     client::{PublicParameters, Query},
     params::Params,
-    poly::{
-        PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, automorph, from_ntt, multiply, scalar_multiply,
-        to_ntt, to_ntt_no_reduce,
-    },
+    poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, automorph, multiply, scalar_multiply},
     server::regev_to_gsw,
 };
 
-use super::{fold::gadget_invert_rows, ring::PACKED_OFFSET_2};
+use super::{fold::gadget_invert_rows, kernel::Kernel, ntt, ring::PACKED_OFFSET_2};
 use crate::error::{CoreError, Result};
 
 /// Scratch matrices for one key switch of the coefficient expansion, reused across switches.
@@ -28,6 +25,7 @@ struct SwitchScratch {
     ginv_left_ntt: PolyMatrixNTT<'static>,
     ginv_right: PolyMatrixRaw<'static>,
     ginv_right_ntt: PolyMatrixNTT<'static>,
+    inverse: ntt::Scratch,
 }
 
 impl SwitchScratch {
@@ -42,6 +40,7 @@ impl SwitchScratch {
             ginv_left_ntt: PolyMatrixNTT::zero(sp, sp.t_exp_left, 1),
             ginv_right: PolyMatrixRaw::zero(sp, sp.t_exp_right, 1),
             ginv_right_ntt: PolyMatrixNTT::zero(sp, sp.t_exp_right, 1),
+            inverse: ntt::Scratch::new(sp),
         }
     }
 }
@@ -52,6 +51,7 @@ impl SwitchScratch {
 #[allow(clippy::too_many_arguments)]
 fn coefficient_expansion(
     sp: &'static Params,
+    kernel: Kernel,
     v: &mut [PolyMatrixNTT<'static>],
     g: usize,
     stop_round: usize,
@@ -79,15 +79,15 @@ fn coefficient_expansion(
             } else {
                 (&v_w_right[r], &mut s.ginv_right, &mut s.ginv_right_ntt)
             };
-            from_ntt(&mut s.ct, v_i);
+            ntt::from_ntt(kernel, &mut s.ct, v_i, &mut s.inverse);
             automorph(&mut s.ct_auto, &s.ct, t);
             gadget_invert_rows(sp, gi_ct, &s.ct_auto, 1);
-            to_ntt_no_reduce(gi_ct_ntt, gi_ct);
+            ntt::to_ntt_no_reduce(kernel, gi_ct_ntt, gi_ct);
             s.ct_auto_1
                 .data
                 .as_mut_slice()
                 .copy_from_slice(s.ct_auto.get_poly(1, 0));
-            to_ntt(&mut s.ct_auto_1_ntt, &s.ct_auto_1);
+            ntt::to_ntt(kernel, &mut s.ct_auto_1_ntt, &s.ct_auto_1);
             multiply(&mut s.w_times_ginv_ct, w, gi_ct_ntt);
             let auto_1 = s.ct_auto_1_ntt.data.as_slice();
             let wg = s.w_times_ginv_ct.data.as_slice();
@@ -141,6 +141,7 @@ fn reorient(sp: &Params, out: &mut [u64], v: &[PolyMatrixNTT], dim0: usize) {
 /// vector (reoriented for the database pass) and its GSW ciphertexts for the folding.
 pub(super) fn expand(
     sp: &'static Params,
+    kernel: Kernel,
     keys: &PublicParameters<'static>,
     query: &Query<'static>,
 ) -> Result<(AlignedMemory64, Vec<PolyMatrixNTT<'static>>)> {
@@ -163,6 +164,7 @@ pub(super) fn expand(
     // Validation requires nu_2 >= 1, so the folding bits are always expanded.
     coefficient_expansion(
         sp,
+        kernel,
         &mut v,
         g,
         stop_round,

@@ -4,11 +4,12 @@ use rand::{Rng, SeedableRng, rngs::StdRng};
 use rayon::prelude::*;
 use spiral_rs::{
     params::Params,
-    poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, from_ntt},
+    poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw},
 };
 
 use super::{
     kernel::{Kernel, row_dots},
+    ntt,
     params::SchemeParams,
     ring::{MODULI, PACKED_OFFSET_2, spiral_params},
 };
@@ -21,6 +22,7 @@ const Z_PIECE: usize = 256;
 /// The first dimension's results for some slices and every query of a batch.
 pub(super) struct FirstDim {
     sp: &'static Params,
+    kernel: Kernel,
     queries: usize,
     pieces: usize,
     z_piece: usize,
@@ -34,6 +36,7 @@ impl FirstDim {
         let poly_len = self.sp.poly_len;
         let num_per = 1usize << self.sp.db_dim_2;
         let mut ct = PolyMatrixNTT::zero(self.sp, 2, 1);
+        let mut scratch = ntt::Scratch::new(self.sp);
         (0..num_per)
             .map(|i| {
                 let d = ct.data.as_mut_slice();
@@ -49,7 +52,7 @@ impl FirstDim {
                     }
                 }
                 let mut raw = PolyMatrixRaw::zero(self.sp, 2, 1);
-                from_ntt(&mut raw, &ct);
+                ntt::from_ntt(self.kernel, &mut raw, &ct, &mut scratch);
                 raw
             })
             .collect()
@@ -103,6 +106,7 @@ pub(super) fn first_dimension(
         })
         .collect();
     FirstDim {
+        kernel,
         sp,
         queries: nq,
         pieces,

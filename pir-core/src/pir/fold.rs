@@ -3,8 +3,10 @@
 use spiral_rs::{
     gadget::get_bits_per,
     params::Params,
-    poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, from_ntt, multiply, to_ntt},
+    poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, multiply},
 };
+
+use super::{kernel::Kernel, ntt};
 
 /// spiral-rs's `gadget_invert_rdim`, digit plane by digit plane (the same digits, written in
 /// order instead of one coefficient at a time).
@@ -43,6 +45,7 @@ pub(super) fn gadget_invert_rows(
 /// `tests/batch.rs` checks), with half the gadget transforms and products.
 pub(super) fn fold(
     sp: &'static Params,
+    kernel: Kernel,
     v_cts: &mut [PolyMatrixRaw<'static>],
     v_folding: &[PolyMatrixNTT],
 ) {
@@ -57,6 +60,7 @@ pub(super) fn fold(
     let mut diff_ntt = PolyMatrixNTT::zero(sp, rows, 1);
     let mut prod = PolyMatrixNTT::zero(sp, 2, 1);
     let mut prod_raw = PolyMatrixRaw::zero(sp, 2, 1);
+    let mut scratch = ntt::Scratch::new(sp);
     let mut num_per = v_cts.len();
     for cur_dim in 0..further_dims {
         num_per /= 2;
@@ -73,9 +77,9 @@ pub(super) fn fold(
             {
                 *d = if *d >= g0 { *d - g0 } else { *d + q - g0 };
             }
-            to_ntt(&mut diff_ntt, &ginv_diff);
+            ntt::to_ntt(kernel, &mut diff_ntt, &ginv_diff);
             multiply(&mut prod, gsw, &diff_ntt);
-            from_ntt(&mut prod_raw, &prod);
+            ntt::from_ntt(kernel, &mut prod_raw, &prod, &mut scratch);
             for (c, &p) in v_cts[i]
                 .data
                 .as_mut_slice()

@@ -14,7 +14,8 @@
 //! 52 bits) into two accumulators, plus masking the packed words to 52 bits, where
 //! `vpmuludq` ignores the high halves for free and one add follows it.
 //!
-//! Every other file is under `unsafe_code = "forbid"` (pir-core: `deny`, allowed only here).
+//! Every other file but `ntt.rs` is under `unsafe_code = "forbid"` (pir-core: `deny`, allowed
+//! only here and there).
 #![allow(unsafe_code)]
 
 use std::{fmt, sync::OnceLock};

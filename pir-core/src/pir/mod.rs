@@ -24,7 +24,11 @@
 //! | `database.rs` | encoding items into the NTT-form [`Database`] |
 //! | `answer.rs` | answering a batch of queries: the phases in order |
 //! | `expand.rs`, `first_dim.rs`, `fold.rs` | the phases |
-//! | `kernel.rs` | the first dimension's inner product (portable, AVX2, AVX-512, chosen at run time): the one `unsafe` file |
+//! | `kernel.rs` | the first dimension's inner product (portable, AVX2, AVX-512, chosen at run time) |
+//! | `ntt.rs` | the ring's NTT for expansion and folding: AVX-512 with that kernel, else spiral-rs's |
+//!
+//! `kernel.rs` and `ntt.rs` are the only files with `unsafe` code (SIMD intrinsics, behind a
+//! [`Kernel`], which exists only for a CPU that runs it).
 
 mod answer;
 mod client;
@@ -34,6 +38,7 @@ mod expand;
 mod first_dim;
 mod fold;
 mod kernel;
+mod ntt;
 mod params;
 mod presets;
 mod ring;
