@@ -75,7 +75,7 @@ pub fn keys_per_gib(bytes_per_client: f64) -> f64 {
 
 /// The server-side bytes one client's keys take: the key-cache bytes a server reports over
 /// the key sets it holds (`None` if it holds none). Read from the server, not restated here,
-/// so a change to its accounting (`pir_server`'s `keycache::estimated_cost`) needs no edit.
+/// so a change to its accounting (`pir_server::key_cache_cost`) needs no edit.
 pub fn key_bytes_per_client(key_cache_bytes: u64, registered_keys: u64) -> Option<f64> {
     (registered_keys > 0).then(|| key_cache_bytes as f64 / registered_keys as f64)
 }
