@@ -7,6 +7,7 @@ use pir_core::{
     oprf::{Evaluated, OprfKey},
 };
 
+pub mod literature;
 pub mod oprf_cost;
 mod server_process;
 

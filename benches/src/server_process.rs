@@ -5,8 +5,9 @@
 //!   spawn (snapshot, OPRF key file) ─────>  load snapshot and key, start gRPC on 127.0.0.1:0
 //!   read line  <──────────────────────────  "http://127.0.0.1:PORT"
 //!   load over gRPC  <────────────────────>  answer
-//!   close stdin ─────────────────────────>  (EOF) read VmHWM, VmRSS, key cache bytes
-//!   read line  <──────────────────────────  {"peak_rss_bytes":..,"rss_bytes":..,"key_cache_bytes":..}
+//!   close stdin ─────────────────────────>  (EOF) read VmHWM, VmRSS, key cache bytes and entries
+//!   read line  <──────────────────────────  {"peak_rss_bytes":..,"rss_bytes":..,"key_cache_bytes":..,
+//!                                             "registered_keys":..}
 //!   wait                                     stop, exit 0
 //! ```
 //!
@@ -38,6 +39,8 @@ pub struct ServerMemory {
     pub rss_bytes: u64,
     /// The service's estimate of its registered keys' memory, bytes.
     pub key_cache_bytes: u64,
+    /// The key sets registered in its key cache, which `key_cache_bytes` counts.
+    pub registered_keys: u64,
 }
 
 /// `(VmHWM, VmRSS)` in bytes from the text of `/proc/<pid>/status`.
@@ -89,6 +92,7 @@ pub fn serve_until_stdin_closes(
     // The runtime's workers serve while this thread waits for the parent to hang up.
     io::copy(&mut io::stdin().lock(), &mut io::sink())?;
     let key_cache_bytes = server.service().key_cache_bytes();
+    let registered_keys = server.service().registered_keys() as u64;
     let status = std::fs::read_to_string("/proc/self/status")?;
     let (peak_rss_bytes, rss_bytes) =
         parse_proc_status(&status).ok_or("no VmHWM or VmRSS in kB in /proc/self/status")?;
@@ -97,6 +101,7 @@ pub fn serve_until_stdin_closes(
         peak_rss_bytes,
         rss_bytes,
         key_cache_bytes,
+        registered_keys,
     };
     writeln!(out, "{}", serde_json::to_string(&memory)?)?;
     out.flush()?;
@@ -210,7 +215,7 @@ mod tests {
         let mut sh = Command::new("sh");
         sh.arg("-c").arg(
             "echo http://127.0.0.1:1; cat >/dev/null; \
-             echo '{\"peak_rss_bytes\":3,\"rss_bytes\":2,\"key_cache_bytes\":1}'",
+             echo '{\"peak_rss_bytes\":3,\"rss_bytes\":2,\"key_cache_bytes\":1,\"registered_keys\":1}'",
         );
         let server = ServerProcess::spawn(sh).unwrap();
         assert_eq!(server.url(), "http://127.0.0.1:1");
@@ -220,7 +225,8 @@ mod tests {
             ServerMemory {
                 peak_rss_bytes: 3,
                 rss_bytes: 2,
-                key_cache_bytes: 1
+                key_cache_bytes: 1,
+                registered_keys: 1
             }
         );
     }

@@ -24,6 +24,27 @@
 //! A fourth table gives the evaluation's cost as a percentage of the PIR lookup's, from the same
 //! row. The server process answers `Evaluate` too, so its lookups/s are of whole lookups.
 //!
+//! A fifth table, for researchers, sets each row beside the literature (issue 17, item 6; the
+//! papers' figures and units are in `pir_benches::literature`):
+//!
+//! - database GB/s per core (GB = 10^9 B), of two byte counts: capacity, the plaintext
+//!   database the answer scans (`SchemeParams::capacity_bytes`: items x item bytes), and
+//!   useful, the snapshot's record bytes (capacity x packing efficiency). In process: those
+//!   bytes over one query's answer on a 1-thread pool (`server ms (1 thread)`, the median of
+//!   `--repeat`). Under load: the server process's lookups/s x those bytes / the cores
+//!   (`std::thread::available_parallelism`, shown; the load generator runs on the same cores,
+//!   so this understates what the server alone would do);
+//! - keys per GiB of cache: 2^30 / one client's server-side key bytes, which are the server
+//!   process's key-cache bytes over the key sets its cache holds after the load (one: every
+//!   client shares a key set). The server's own accounting is read, not copied;
+//! - ratios, ours / theirs: the 1-thread capacity GB/s per core against OnionPIRv2's and
+//!   YPIR's, and the public keys' wire bytes against OnionPIRv2's key per client.
+//!
+//! After the tables, markdown only (CSV and JSON rows carry the ratio columns), a
+//! literature-anchors table sets the run's largest row beside OnionPIRv2 (eprint 2025/1142)
+//! and YPIR (eprint 2024/270): GB/s per core, query and response bytes, key bytes per client
+//! (ours on the wire and in the server), keys per GiB of cache, each with ours / theirs.
+//!
 //! Every row is also compared with one fixed reference, measured once per run: raw spiral-rs
 //! `process_query` on a 2^20 x 256 B database (the parameter-store 2^15 x 8 KiB entry: 32
 //! records of 256 B per item), the figure the project's target is stated against. Like the same-shape
@@ -35,7 +56,9 @@ use std::{path::PathBuf, process::Command, time::Duration};
 
 use clap::Parser;
 use pir_benches::{
-    ServerMemory, ServerProcess, build_unsigned, evaluate_in_process, median,
+    ServerMemory, ServerProcess, build_unsigned, evaluate_in_process,
+    literature::{self, ANCHORS, ONIONPIR_V2, YPIR},
+    median,
     oprf_cost::{measure_evaluation, oprf_build_share, query_wire_bytes},
     serve_until_stdin_closes, timed,
 };
@@ -128,6 +151,19 @@ struct Row {
     eval_client_pct: f64,
     evaluate_wire_pct: f64,
     build_oprf_pct: f64,
+    cores: usize,
+    db_capacity_bytes: u64,
+    db_record_bytes: u64,
+    gb_per_s_per_core: f64,
+    useful_gb_per_s_per_core: f64,
+    load_gb_per_s_per_core: f64,
+    load_useful_gb_per_s_per_core: f64,
+    registered_keys: u64,
+    key_bytes_per_client: f64,
+    keys_per_gib: f64,
+    gb_per_s_vs_onionpir_v2: f64,
+    gb_per_s_vs_ypir: f64,
+    key_wire_vs_onionpir_v2: f64,
 }
 
 fn ms(s: f64) -> f64 {
@@ -377,8 +413,16 @@ fn measure(
     let reference_s = median(reference);
     let per_lookup = median(batched);
     let (client_query_ms, client_decode_ms) = (ms(median(query_s)), ms(median(decode_s)));
-    let server_ms_1_thread = ms(median(single1));
+    let server_s_1_thread = median(single1);
+    let server_ms_1_thread = ms(server_s_1_thread);
     let pct = |part: f64, whole: f64| 100.0 * part / whole;
+    // The researcher table: the database the answer scans, per core, and keys per GiB.
+    let cores = literature::cores();
+    let (capacity, records) = (scheme.capacity_bytes(), summary.header.record_bytes);
+    let gb_per_s_per_core = literature::gb_per_s_per_core(capacity, 1.0 / server_s_1_thread, 1);
+    let key_bytes_per_client =
+        literature::key_bytes_per_client(memory.key_cache_bytes, memory.registered_keys)
+            .ok_or("the server process holds no registered keys after the load")?;
     Ok(Row {
         mappings: summary.report.stored_mappings,
         shape: format!("2^{} x {} B", scheme.nu_1 + scheme.nu_2, scheme.item_bytes),
@@ -425,6 +469,33 @@ fn measure(
         eval_client_pct: pct(eval.client_ms, client_query_ms + client_decode_ms),
         evaluate_wire_pct: pct(eval.wire_bytes as f64, query_wire_bytes as f64),
         build_oprf_pct: pct(build_oprf_s, build_s),
+        cores,
+        db_capacity_bytes: capacity,
+        db_record_bytes: records,
+        gb_per_s_per_core,
+        useful_gb_per_s_per_core: literature::gb_per_s_per_core(
+            records,
+            1.0 / server_s_1_thread,
+            1,
+        ),
+        load_gb_per_s_per_core: literature::gb_per_s_per_core(
+            capacity,
+            report.lookups_per_sec,
+            cores,
+        ),
+        load_useful_gb_per_s_per_core: literature::gb_per_s_per_core(
+            records,
+            report.lookups_per_sec,
+            cores,
+        ),
+        registered_keys: memory.registered_keys,
+        key_bytes_per_client,
+        keys_per_gib: literature::keys_per_gib(key_bytes_per_client),
+        gb_per_s_vs_onionpir_v2: gb_per_s_per_core / ONIONPIR_V2.gb_per_s_per_core,
+        gb_per_s_vs_ypir: gb_per_s_per_core / YPIR.gb_per_s_per_core,
+        key_wire_vs_onionpir_v2: ONIONPIR_V2
+            .key_bytes_per_client
+            .map_or(f64::NAN, |theirs| sizes.public_keys as f64 / theirs),
     })
 }
 
@@ -445,6 +516,8 @@ enum Table {
     Serving,
     /// The OPRF evaluation against the PIR lookup without it, same row.
     Oprf,
+    /// Database GB/s per core and keys per GiB of cache, against the literature.
+    Researcher,
 }
 
 struct Column {
@@ -532,6 +605,24 @@ fn columns() -> Vec<Column> {
         col!(eval_client_pct, "eval client % of PIR client (query + decode)", Oprf, Num 1),
         col!(evaluate_wire_pct, "Evaluate wire % of Query wire", Oprf, Num 2),
         col!(build_oprf_pct, "OPRF % of build (est.)", Oprf, Num 1),
+        col!(cores, "cores", Researcher, Int),
+        col!(db_capacity_bytes, "database capacity B", Researcher, Int),
+        col!(
+            db_record_bytes,
+            "database useful B (records)",
+            Researcher,
+            Int
+        ),
+        col!(gb_per_s_per_core, "GB/s/core capacity (1 thread, 1 query)", Researcher, Num 3),
+        col!(useful_gb_per_s_per_core, "GB/s/core useful (1 thread, 1 query)", Researcher, Num 4),
+        col!(load_gb_per_s_per_core, "GB/s/core capacity (server, load)", Researcher, Num 3),
+        col!(load_useful_gb_per_s_per_core, "GB/s/core useful (server, load)", Researcher, Num 4),
+        col!(registered_keys, "key sets held", Researcher, Int),
+        col!(key_bytes_per_client, "server key B/client", Researcher, Num 0),
+        col!(keys_per_gib, "keys per GiB of cache (1 set per client)", Researcher, Num 1),
+        col!(gb_per_s_vs_onionpir_v2, "GB/s/core / OnionPIRv2's", Researcher, Num 3),
+        col!(gb_per_s_vs_ypir, "GB/s/core / YPIR's", Researcher, Num 3),
+        col!(key_wire_vs_onionpir_v2, "public keys B / OnionPIRv2's", Researcher, Num 2),
     ]
 }
 
@@ -573,6 +664,12 @@ fn print_rows(rows: &[Row], args: &Args) -> Result<(), Box<dyn std::error::Error
             Table::Oprf,
             "OPRF evaluation against the PIR lookup without it (same rows): what it adds, %",
         ),
+        (
+            Table::Researcher,
+            "Researcher table: database GB/s per core (GB = 10^9 B; capacity: items x item bytes, \
+             useful: the records), server-side key bytes per client and keys per GiB of cache, \
+             against the literature (ours / theirs)",
+        ),
     ] {
         let shown: Vec<&Column> = columns
             .iter()
@@ -594,7 +691,70 @@ fn print_rows(rows: &[Row], args: &Args) -> Result<(), Box<dyn std::error::Error
             println!("| {} |", cells.join(" | "));
         }
     }
+    if let Some(largest) = rows.iter().max_by_key(|r| r.mappings) {
+        print_anchors(largest);
+    }
     Ok(())
+}
+
+/// The literature's anchors beside one row, once per run. Markdown only: in CSV and JSON the
+/// rows' ratio columns carry the comparison.
+fn print_anchors(r: &Row) {
+    let ratio = |ours: f64, theirs: Option<f64>| {
+        theirs.map_or_else(String::new, |t| format!("{:.3}x", ours / t))
+    };
+    let bytes = |x: Option<f64>| x.map_or_else(|| "not stated".to_owned(), |x| format!("{x:.0}"));
+    println!(
+        "\nLiterature anchors beside this run's largest row ({} mappings, {}): ours is the \
+         capacity scanned by 1 thread answering 1 query; key bytes are wire / server-side \
+         (the key cache's own count); GB = 10^9 B, KB = 10^3 B, MB = 10^6 B\n",
+        r.mappings, r.shape
+    );
+    println!(
+        "| scheme | database GB/s per core | query B | response B | key B per client | \
+         keys per GiB of cache | source |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | --- |");
+    println!(
+        "| this engine | {:.3} (useful {:.4}) | {} | {} | {} / {:.0} | {:.1} | this run |",
+        r.gb_per_s_per_core,
+        r.useful_gb_per_s_per_core,
+        r.query_bytes,
+        r.response_bytes,
+        r.public_key_bytes,
+        r.key_bytes_per_client,
+        r.keys_per_gib
+    );
+    for a in ANCHORS {
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            a.name,
+            a.gb_per_s_per_core,
+            bytes(a.query_bytes),
+            bytes(a.response_bytes),
+            a.key_bytes_per_client
+                .map_or_else(|| "none".to_owned(), |k| format!("{k:.0}")),
+            a.keys_per_gib()
+                .map_or_else(|| "unbounded by keys".to_owned(), |k| format!("{k:.1}")),
+            a.source
+        );
+        let key = a.key_bytes_per_client.map_or_else(String::new, |k| {
+            format!(
+                "{} / {}",
+                ratio(r.public_key_bytes as f64, Some(k)),
+                ratio(r.key_bytes_per_client, Some(k))
+            )
+        });
+        println!(
+            "| ours / {} | {} | {} | {} | {} | {} | |",
+            a.name,
+            ratio(r.gb_per_s_per_core, Some(a.gb_per_s_per_core)),
+            ratio(r.query_bytes as f64, a.query_bytes),
+            ratio(r.response_bytes as f64, a.response_bytes),
+            key,
+            ratio(r.keys_per_gib, a.keys_per_gib()),
+        );
+    }
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
