@@ -102,7 +102,11 @@ fn benches(c: &mut Criterion) {
     });
     let server_keys = EvalKeys::parse(&scheme, keys.public_bytes()).unwrap();
     c.bench_function(&name("keys_expand"), |b| {
-        b.iter(|| server_keys.danger_expand_for_bench().unwrap())
+        b.iter(|| {
+            server_keys
+                .danger_expand_for_bench(pir_core::pir::Kernel::detected())
+                .unwrap()
+        })
     });
     let client = LookupClient::with_keys(snapshot.config(), keys, trust.clone()).unwrap();
     oprf(c, &client, &oprf_key);

@@ -101,18 +101,33 @@ impl Database {
         }
         let mut clock = Instant::now();
         // Queries expand side by side, and each expansion runs its key switches in parallel.
-        // Each query's keys leave their compact form for this batch only.
-        let (keys, expanded): (Vec<PublicParameters<'static>>, Vec<Expanded>) = batch
-            .par_iter()
-            .map(|(keys, query)| {
-                let keys = keys.expanded()?;
-                let q = Query::deserialize(sp, query);
-                let expanded = expand(sp, kernel, &keys, &q)?;
-                Ok((keys, expanded))
+        // Each client's keys leave their compact form for this batch only, once however many
+        // of its queries the batch holds (the same `EvalKeys`).
+        let mut distinct: Vec<&EvalKeys> = Vec::new();
+        let key_of: Vec<usize> = batch
+            .iter()
+            .map(|(keys, _)| {
+                distinct
+                    .iter()
+                    .position(|d| std::ptr::eq(*d, *keys))
+                    .unwrap_or_else(|| {
+                        distinct.push(keys);
+                        distinct.len() - 1
+                    })
             })
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .unzip();
+            .collect();
+        let keys: Vec<PublicParameters<'static>> = distinct
+            .par_iter()
+            .map(|k| k.expanded(kernel))
+            .collect::<Result<_>>()?;
+        let expanded: Vec<Expanded> = batch
+            .par_iter()
+            .zip(&key_of)
+            .map(|((_, query), &k)| {
+                let q = Query::deserialize(sp, query);
+                expand(sp, kernel, &keys[k], &q)
+            })
+            .collect::<Result<_>>()?;
         let v_firstdim: Vec<&[u64]> = expanded.iter().map(|(v, _)| v.as_slice()).collect();
         phases.expand_s = lap(&mut clock);
 
@@ -149,7 +164,7 @@ impl Database {
                         let v_ct: Vec<PolyMatrixRaw> = (0..trials)
                             .map(|trial| cts[instance * trials + trial][qi].clone())
                             .collect();
-                        pack(sp, &v_ct, &keys[qi].v_packing).raw()
+                        pack(sp, &v_ct, &keys[key_of[qi]].v_packing).raw()
                     })
                     .collect();
                 encode(sp, &packed)
@@ -179,6 +194,11 @@ impl Database {
             return Err(CoreError::Internal("database size"));
         }
         let q = Query::deserialize(sp, query);
-        Ok(process_query(sp, &keys.expanded()?, &q, db))
+        Ok(process_query(
+            sp,
+            &keys.expanded(Kernel::detected())?,
+            &q,
+            db,
+        ))
     }
 }

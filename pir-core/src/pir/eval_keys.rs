@@ -3,16 +3,26 @@
 //!
 //! The wire form is a 32-byte seed and one row of words per key column, 7 bytes a word (the
 //! other row is the seed's pseudorandom expansion). Expanded, every column becomes two rows of
-//! NTT words in two CRT moduli: about 4.6 times the wire bytes (6.7 MB for the 1.46 MB keys of
+//! NTT words in two CRT moduli: about 4.4 times the wire bytes (6.4 MB for the 1.46 MB keys of
 //! the 1M shape). Expanding costs one ChaCha20 pass and two NTTs per key column, a small part
 //! of an answer (`docs/performance.md`, "Smaller keys"), so the server keeps only the wire form
-//! and a key cache holds 4.6 times the clients it would hold expanded.
+//! and a key cache holds 4.4 times the clients it would hold expanded.
 
-use spiral_rs::client::PublicParameters;
+use rand_chacha::{
+    ChaCha20Rng,
+    rand_core::{RngCore, SeedableRng},
+};
+use spiral_rs::{
+    arith::log2_ceil_usize,
+    client::{PublicParameters, SEED_LENGTH},
+    poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw},
+};
 
 use super::{
+    kernel::Kernel,
+    ntt,
     params::SchemeParams,
-    ring::{KEY_WORD_BYTES, check_words_of, public_key_bytes, spiral_params, unpack_key_words},
+    ring::{KEY_WORD_BYTES, check_words_of, public_key_bytes, spiral_params},
 };
 use crate::error::{CoreError, PirMessage, Result};
 
@@ -68,18 +78,126 @@ impl EvalKeys {
 
     /// Expands the keys as a batch does and drops them: for the benchmark of that cost only.
     #[doc(hidden)]
-    pub fn danger_expand_for_bench(&self) -> Result<()> {
-        self.expanded().map(drop)
+    pub fn danger_expand_for_bench(&self, kernel: Kernel) -> Result<()> {
+        self.expanded(kernel).map(drop)
     }
 
-    /// The keys in spiral-rs's form, for one batch.
-    pub(super) fn expanded(&self) -> Result<PublicParameters<'static>> {
+    /// The keys in spiral-rs's form, for one batch: spiral-rs's `PublicParameters::deserialize`
+    /// (the same ChaCha20 stream from the seed for each matrix's first row, the wire words for
+    /// its other rows, in the same order), with the words read from their 7-byte form and the
+    /// transforms in `kernel`'s NTT. `tests` below check it against spiral-rs's.
+    pub(super) fn expanded(&self, kernel: Kernel) -> Result<PublicParameters<'static>> {
         let sp = spiral_params(&self.params)?;
-        let spiral = unpack_key_words(&self.wire);
-        // `parse` checked the length, which is all `deserialize` asserts.
-        if spiral.len() != sp.setup_bytes() {
+        if self.wire.len() != public_key_bytes(sp) || sp.version != 0 || !sp.expand_queries {
             return Err(CoreError::Internal("public keys of the wrong size"));
         }
-        Ok(PublicParameters::deserialize(sp, &spiral))
+        let (seed, body) = self.wire.split_at(SEED_LENGTH);
+        let seed: [u8; SEED_LENGTH] = seed
+            .try_into()
+            .map_err(|_| CoreError::Internal("public keys without a seed"))?;
+        let mut rng = ChaCha20Rng::from_seed(seed);
+        let mut words = body.chunks_exact(KEY_WORD_BYTES).map(|w| {
+            let mut le = [0u8; 8];
+            le[..KEY_WORD_BYTES].copy_from_slice(w);
+            u64::from_le_bytes(le)
+        });
+        let mut raw = PolyMatrixRaw::zero(sp, 1, 1);
+        let mut matrix = |rows: usize, cols: usize| -> Result<PolyMatrixNTT<'static>> {
+            if (raw.rows, raw.cols) != (rows, cols) {
+                raw = PolyMatrixRaw::zero(sp, rows, cols);
+            }
+            let (first, rest) = raw.data.as_mut_slice().split_at_mut(cols * sp.poly_len);
+            for w in first {
+                // spiral-rs's `get_inv_from_rng`, word for word.
+                *w = sp.modulus - (rng.next_u64() % sp.modulus);
+            }
+            for w in rest {
+                *w = words
+                    .next()
+                    .ok_or(CoreError::Internal("public keys too short"))?;
+            }
+            let mut out = PolyMatrixNTT::zero(sp, rows, cols);
+            ntt::to_ntt(kernel, &mut out, &raw);
+            Ok(out)
+        };
+        let n = sp.n;
+        let v_packing = (0..n)
+            .map(|_| matrix(n + 1, sp.t_conv))
+            .collect::<Result<Vec<_>>>()?;
+        let v_expansion_left = (0..sp.g())
+            .map(|_| matrix(2, sp.t_exp_left))
+            .collect::<Result<Vec<_>>>()?;
+        let v_expansion_right = (0..sp.stop_round() + 1)
+            .map(|_| matrix(2, sp.t_exp_right))
+            .collect::<Result<Vec<_>>>()?;
+        let v_conversion = vec![matrix(2, 2 * sp.t_conv)?];
+        if words.next().is_some() {
+            return Err(CoreError::Internal("public keys too long"));
+        }
+        debug_assert_eq!(
+            sp.g(),
+            log2_ceil_usize(sp.t_gsw * sp.db_dim_2 + sp.num_expanded())
+        );
+        Ok(PublicParameters {
+            v_packing,
+            v_expansion_left: Some(v_expansion_left),
+            v_expansion_right: Some(v_expansion_right),
+            v_conversion: Some(v_conversion),
+            seed: Some(seed),
+        })
+    }
+}
+
+/// spiral-rs's own expansion of wire keys, for the tests that compare ours with it.
+#[cfg(test)]
+fn spiral_rs_expanded(
+    sp: &'static spiral_rs::params::Params,
+    wire: &[u8],
+) -> PublicParameters<'static> {
+    PublicParameters::deserialize(sp, &super::ring::unpack_key_words(wire))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pir::client::keygen;
+
+    fn words(v: &Option<Vec<PolyMatrixNTT<'static>>>) -> Vec<u64> {
+        v.iter()
+            .flatten()
+            .flat_map(|m| m.as_slice().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn expansion_equals_spiral_rs_on_every_kernel() {
+        for params in [
+            SchemeParams::danger_test_only_small(),
+            SchemeParams::vetted_presets()
+                .map(|p| p.params)
+                .find(|p| p.instances == 2)
+                .unwrap(),
+        ] {
+            let sp = spiral_params(&params).unwrap();
+            let (_, wire) = keygen(&params).unwrap();
+            let keys = EvalKeys::parse(&params, &wire).unwrap();
+            let theirs = spiral_rs_expanded(sp, &wire);
+            for kernel in Kernel::available() {
+                let ours = keys.expanded(kernel).unwrap();
+                assert_eq!(
+                    words(&Some(ours.v_packing)),
+                    words(&Some(theirs.v_packing.clone())),
+                    "{kernel:?}"
+                );
+                for (a, b) in [
+                    (&ours.v_expansion_left, &theirs.v_expansion_left),
+                    (&ours.v_expansion_right, &theirs.v_expansion_right),
+                    (&ours.v_conversion, &theirs.v_conversion),
+                ] {
+                    assert_eq!(words(a), words(b), "{params} {kernel:?}");
+                }
+                assert_eq!(ours.seed, theirs.seed);
+            }
+        }
     }
 }

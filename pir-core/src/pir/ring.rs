@@ -139,7 +139,9 @@ pub(super) fn pack_key_words(spiral: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The wire form back into spiral-rs's form (the inverse of [`pack_key_words`]).
+/// The wire form back into spiral-rs's form (the inverse of [`pack_key_words`]): for tests
+/// against spiral-rs's own deserialisation (`EvalKeys` reads the 7-byte words itself).
+#[cfg(test)]
 pub(super) fn unpack_key_words(wire: &[u8]) -> Vec<u8> {
     let (seed, words) = wire.split_at(SEED_LENGTH.min(wire.len()));
     let mut out = Vec::with_capacity(seed.len() + words.len() / KEY_WORD_BYTES * 8);
