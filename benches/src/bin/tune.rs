@@ -13,6 +13,12 @@
 //! first-dimension size are measured, with the store preset, on a database of that shape: one query on one thread,
 //! split into phases, median of `--repeat`. Each measured candidate also does real lookups that
 //! must decode. Prints a markdown table per shape.
+//!
+//! `--failure-bound -60` replaces the relative bound with an absolute one,
+//! `--max-public-key-bytes 1500000` keeps only candidates whose keys fit (wire bytes, 7-byte
+//! words), `--min-gadget 3` tries shorter gadgets, and `--list` prints every candidate with its
+//! estimate, key size and modelled cost instead of measuring: how the current `TUNED` presets
+//! were chosen (`docs/performance.md`, "Smaller keys").
 
 #![allow(clippy::print_stdout)]
 
