@@ -385,6 +385,17 @@ impl ShardedBuild {
         self.shards.get(index as usize).map(|s| s.members.len())
     }
 
+    /// Record bytes stored in shard `index` (the numerator of its packing efficiency), known
+    /// before the shard is encoded.
+    pub fn record_bytes_in(&self, index: u32) -> Option<u64> {
+        self.shards.get(index as usize).map(|s| {
+            s.members
+                .iter()
+                .map(|&i| self.keyed[i].record.len() as u64)
+                .sum()
+        })
+    }
+
     /// Seals shard `index`'s records into its buckets and encodes its database (the long
     /// part: `progress(done, total)` reports the NTT's progress).
     pub fn encode(
