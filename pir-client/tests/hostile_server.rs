@@ -70,7 +70,7 @@ fn snapshot(epoch: u64, salt: u8, signer: Option<&DpKey>) -> Snapshot {
         now: pir_core::unix_now(),
         salt: Some([salt; 32]),
         scheme: Some(tiny_scheme()),
-        slot_bytes: None,
+        fill_percent: None,
     };
     let mut s = Snapshot::build(mappings, &trust(), &oprf_key(), &opts)
         .unwrap()
@@ -792,7 +792,7 @@ fn with_opt_outs() -> Snapshot {
         now: pir_core::unix_now(),
         salt: Some([4; 32]),
         scheme: Some(tiny_scheme()),
-        slot_bytes: None,
+        fill_percent: None,
     };
     build_records(mappings, vec![opted_out(DAVE), opted_out(ERIN)], &opts)
 }

@@ -90,7 +90,7 @@ fn build_options() -> BuildOptions {
         now: built_at(),
         salt: Some([6; 32]),
         scheme: Some(small_scheme()),
-        slot_bytes: None,
+        fill_percent: None,
     }
 }
 

@@ -24,7 +24,9 @@ fn main() {
     let trust = TrustStore::parse(&issuer.to_public_text()).unwrap();
     let oprf = OprfKey::derive(&[0x0f; 32], b"pir-discovery packing tool").unwrap();
     let now = 1_800_000_000;
-    println!("mappings\tcpis\trecord_bytes\titems\titem_bytes\tcapacity\tpacking\tplan_s");
+    println!(
+        "mappings\tcpis\trecord_bytes\titems\titem_bytes\tcapacity\tpacking\tfill\tfullest\tgroups\theader_bytes\tplan_s"
+    );
     for count in counts {
         let mappings = pir_dp::synth(count, &issuer, 1, now).unwrap();
         let mappings: Vec<VerifiedMapping> = mappings
@@ -46,13 +48,37 @@ fn main() {
         let secs = start.elapsed().as_secs_f64();
         let scheme = plan.scheme();
         let records = plan.record_bytes_in(0).unwrap();
+        let cpis = plan.cpis_in(0).unwrap();
+        let layout = plan.layout(0).unwrap();
+        // What the buckets hold: the records, each with its locator and AEAD tag, and a
+        // header per bucket.
+        let filled =
+            records as usize + cpis * pir_core::keyword::RECORD_OVERHEAD + 4 * scheme.num_items();
+        let header = pir_core::SnapshotHeader {
+            scheme,
+            layout: layout.clone(),
+            epoch: 1,
+            created_at: now,
+            mapping_count: 0,
+            opt_out_count: 0,
+            cpi_count: 0,
+            bucket_bytes: 0,
+            record_bytes: 0,
+            base: None,
+            plaintext_checksum: [0; 32],
+            db_checksum: [0; 32],
+            signature: None,
+        };
         println!(
-            "{count}\t{}\t{records}\t{}\t{}\t{}\t{:.3}\t{secs:.1}",
-            plan.cpis_in(0).unwrap(),
+            "{count}\t{cpis}\t{records}\t{}\t{}\t{}\t{:.3}\t{:.3}\t{:.3}\t{}\t{}\t{secs:.1}",
             scheme.num_items(),
             scheme.item_bytes,
             scheme.capacity_bytes(),
             records as f64 / scheme.capacity_bytes() as f64,
+            filled as f64 / scheme.capacity_bytes() as f64,
+            plan.fullest_bucket_bytes(0).unwrap() as f64 / scheme.item_bytes as f64,
+            layout.num_groups,
+            header.to_bytes().unwrap().len(),
         );
     }
 }

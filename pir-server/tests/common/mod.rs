@@ -162,7 +162,7 @@ pub(crate) fn bob_snapshot(issuer: &IssuerKey, epoch: u64, salt: u8) -> Snapshot
         now: 1_800_000_000,
         salt: Some([salt; 32]),
         scheme: Some(SchemeParams::danger_test_only_small()),
-        slot_bytes: None,
+        fill_percent: None,
     };
     let trust = TrustStore::parse(&issuer.to_public_text()).unwrap();
     Snapshot::build(vec![m], &trust, &pir_core::testing::oprf_key(), &opts)
