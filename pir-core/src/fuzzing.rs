@@ -27,3 +27,9 @@ pub fn reencode_record(cpi: &Cpi, record: &[u8], layout: &KeywordLayout) -> Resu
     let items = entry::decode_record(cpi, record, layout)?;
     entry::encode_record(&items, &Dictionaries::of(layout))
 }
+
+/// The record of `mappings` (at least one) with `layout`'s dictionaries.
+pub fn encode_record(mappings: &[crate::Mapping], layout: &KeywordLayout) -> Result<Vec<u8>> {
+    let items: Vec<entry::Item> = mappings.iter().cloned().map(entry::Item::Mapping).collect();
+    entry::encode_record(&items, &Dictionaries::of(layout))
+}

@@ -135,7 +135,15 @@ fn builder_refuses_fill_limits_out_of_range_and_keeps_the_room_asked_for() {
         };
         assert!(Snapshot::build(sample(), &trust(), &oprf_key(), &opts).is_err());
     }
-    for fill in [1u8, 50, 100] {
+    // 1% of any item is less than one record: no shape takes it.
+    let tight = BuildOptions {
+        fill_percent: Some(1),
+        scheme: None,
+        ..opts()
+    };
+    let err = Snapshot::build(sample(), &trust(), &oprf_key(), &tight).unwrap_err();
+    assert!(matches!(err, CoreError::TooLargeForPresets { .. }), "{err}");
+    for fill in [25u8, 60, 100] {
         let opts = BuildOptions {
             fill_percent: Some(fill),
             scheme: None,

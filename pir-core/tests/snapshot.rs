@@ -9,7 +9,6 @@ use std::{
 use pir_core::{
     BuildOptions, CoreError, Cpi, Mapping, Snapshot,
     error::SnapshotError,
-    fuzzing,
     identity::OptOut,
     keyword::{LAYOUT_VERSION, ShardPosition},
     snapshot::SNAPSHOT_FORMAT_VERSION,

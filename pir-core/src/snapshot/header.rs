@@ -9,7 +9,9 @@ use crate::{
     pir::SchemeParams,
 };
 
-pub(super) const MAX_HEADER_LEN: u32 = 1 << 20;
+/// Largest header: room for a choice table of [`crate::keyword::MAX_GROUPS`] groups (1 MiB)
+/// and full dictionaries. A shard of 1M mappings has a header of about 50 KB.
+pub(super) const MAX_HEADER_LEN: u32 = 4 << 20;
 
 pub(super) fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard()
