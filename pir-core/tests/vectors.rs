@@ -281,7 +281,7 @@ fn compact_entries_from_snapshot(mappings: &[Mapping]) -> Vec<Vec<u8>> {
             assert_eq!(report.stored_mappings, 1);
             // What the header publishes: the layout's salt, counts, table and dictionaries.
             let layout = &snapshot.header().layout;
-            assert_eq!(layout.msps, [m.fields.msp.clone()]);
+            assert_eq!(layout.msps, std::slice::from_ref(&m.fields.msp));
             assert_eq!(layout.issuers, [m.issuer.0]);
             let y = oprf.evaluate(&m.fields.cpi).unwrap();
             let y = y.as_bytes();

@@ -44,7 +44,7 @@ pub fn config_header() -> SnapshotHeader {
 /// [`config_header`] that agrees with them.
 pub fn config_response() -> v1::GetConfigResponse {
     let header = config_header();
-    let (scheme, layout) = (header.scheme, header.layout);
+    let (scheme, layout) = (header.scheme, header.layout.clone());
     v1::GetConfigResponse {
         epoch: 9,
         scheme: Some((&scheme).into()),

@@ -203,7 +203,7 @@ pub(crate) async fn config(rpc: &mut DiscoveryClient<Channel>) -> pir_proto::Con
 /// client's own).
 pub(crate) async fn register(rpc: &mut DiscoveryClient<Channel>) -> (LookupClient, Vec<u8>) {
     let config = config(rpc).await;
-    let client = LookupClient::new(*config.lookup(), pir_core::testing::trust()).unwrap();
+    let client = LookupClient::new(config.lookup().clone(), pir_core::testing::trust()).unwrap();
     let id = rpc
         .register_keys(RegisterKeysRequest::for_keys(client.keys()))
         .await
