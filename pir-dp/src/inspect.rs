@@ -126,7 +126,7 @@ impl fmt::Display for Description {
         line(
             "keyword layout",
             format!(
-                "v{}, {} buckets, {} groups ({} choice table), {} MSP names, {} issuers; \
+                "v{}, {} buckets, {} groups ({} choice table), {} MSP names, {} issuer ids; \
                  buckets filled {} (+{} B locator and seal a record)",
                 h.layout.version,
                 h.layout.num_buckets,

@@ -136,7 +136,7 @@ fn keygen_synth_build_inspect() {
         "NOT a vetted preset",
         "packing efficiency",
         "public keys",
-        "slots of 144 B",
+        "v3, 256 buckets, 256 groups (64 B choice table), 8 MSP names, 1 issuer ids",
         "OPRF key               ristretto255-SHA512 ",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
