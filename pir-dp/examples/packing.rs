@@ -25,7 +25,7 @@ fn main() {
     let oprf = OprfKey::derive(&[0x0f; 32], b"pir-discovery packing tool").unwrap();
     let now = 1_800_000_000;
     println!(
-        "mappings\tcpis\trecord_bytes\titems\titem_bytes\tcapacity\tpacking\tfill\tfullest\tgroups\theader_bytes\tplan_s"
+        "mappings\tcpis\trecord_bytes\titems\titem_bytes\tcapacity\tpacking\tfill\tfullest\tgroups\theader_bytes\tsalts\tnew_cpis_until_overflow\tplan_s"
     );
     for count in counts {
         let mappings = pir_dp::synth(count, &issuer, 1, now).unwrap();
@@ -69,8 +69,30 @@ fn main() {
             db_checksum: [0; 32],
             signature: None,
         };
+        // Update headroom: new CPIs with records of the mean size, placed as an update places
+        // them (by their OPRF output), until one overflows its bucket; the median of 5 runs.
+        let mean_cost = records as usize / cpis.max(1) + pir_core::keyword::RECORD_OVERHEAD;
+        let item = scheme.item_bytes as usize;
+        let mut runs: Vec<usize> = (0..5u8)
+            .map(|run| {
+                let mut loads = plan.bucket_loads(0).unwrap();
+                let mut added = 0;
+                loop {
+                    let cpi = pir_core::Cpi::parse(&format!("mailto:new{run}x{added}@example.org"))
+                        .unwrap();
+                    let y = oprf.evaluate(&cpi).unwrap();
+                    let b = layout.locate(&y).location().bucket.0;
+                    loads[b as usize] += mean_cost;
+                    if loads[b as usize] > item {
+                        break added;
+                    }
+                    added += 1;
+                }
+            })
+            .collect();
+        runs.sort_unstable();
         println!(
-            "{count}\t{cpis}\t{records}\t{}\t{}\t{}\t{:.3}\t{:.3}\t{:.3}\t{}\t{}\t{secs:.1}",
+            "{count}\t{cpis}\t{records}\t{}\t{}\t{}\t{:.3}\t{:.3}\t{:.3}\t{}\t{}\t{}\t{}\t{secs:.1}",
             scheme.num_items(),
             scheme.item_bytes,
             scheme.capacity_bytes(),
@@ -79,6 +101,8 @@ fn main() {
             plan.fullest_bucket_bytes(0).unwrap() as f64 / scheme.item_bytes as f64,
             layout.num_groups,
             header.to_bytes().unwrap().len(),
+            plan.attempts_in(0).unwrap(),
+            runs[2],
         );
     }
 }

@@ -388,6 +388,24 @@ impl ShardedBuild {
         self.shards.get(index as usize).map(|s| &s.layout)
     }
 
+    /// Salts tried for shard `index` at the shape chosen (1: the first fitted).
+    pub fn attempts_in(&self, index: u32) -> Option<u32> {
+        self.shards.get(index as usize).map(|s| s.attempts)
+    }
+
+    /// The bytes each bucket of shard `index` fills (headers, locators, sealed records), by
+    /// bucket: what room the build leaves for updates.
+    pub fn bucket_loads(&self, index: u32) -> Option<Vec<usize>> {
+        let shard = self.shards.get(index as usize)?;
+        let mut loads = vec![BUCKET_HEADER_BYTES; self.scheme.num_items()];
+        for &i in &shard.members {
+            let k = &self.keyed[i];
+            loads[shard.layout.locate(&k.y).location().bucket.0 as usize] +=
+                RECORD_OVERHEAD + k.record.len();
+        }
+        Some(loads)
+    }
+
     /// Bytes the fullest bucket of shard `index` fills, of its item.
     pub fn fullest_bucket_bytes(&self, index: u32) -> Option<usize> {
         self.shards.get(index as usize).map(|s| s.fullest)
