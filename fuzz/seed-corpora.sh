@@ -6,34 +6,28 @@ cd "$(dirname "$0")"
 core=../pir-core
 vectors=$core/test_vectors/mapping_signatures.json
 cpis=$core/test_vectors/cpi_normalisation.json
-keyword=$core/test_vectors/keyword_v2.json
+keyword=$core/test_vectors/keyword_v3.json
 
 mkdir -p corpus/snapshot_reader corpus/mapping_json corpus/compact_entry corpus/text_parsers \
     corpus/query_and_keys
 cp "$core/tests/fixtures/tiny-v2.pirsnap" corpus/snapshot_reader/tiny-v2.pirsnap
 
 i=0
-{ jq -r '.cases[].json_line, .verification_cases[].json_line' "$vectors"; jq -r '.records[].statements[]' "$keyword"; } | while IFS= read -r line; do
+{ jq -r '.cases[].json_line, .verification_cases[].json_line' "$vectors"; jq -r '.snapshot.records[].statements[]' "$keyword"; } | while IFS= read -r line; do
     printf '%s' "$line" > "corpus/mapping_json/vector-$i.json"
     i=$((i + 1))
 done
 printf '%s' '{"remove":{"cpi":"tel:+14155550100","msp":"chat.example"}}' > corpus/mapping_json/remove.json
 
 i=0
+# Each compact entry is a one-mapping record of its own snapshot (MSP and issuer at index 0).
 jq -r '.cases[].compact_entry_hex' "$vectors" | while IFS= read -r hex; do
     printf '%s' "$hex" | xxd -r -p > "corpus/compact_entry/vector-$i.bin"
-    # The same mapping framed as a one-item record: u32le(len), u16le(1), kind 0, u16le(ilen).
-    ilen=$(( ${#hex} / 2 ))
-    len=$(( ilen + 9 ))
-    printf '%02x%02x%02x%02x0100' $((len & 255)) $(((len >> 8) & 255)) $(((len >> 16) & 255)) \
-        $((len >> 24)) | xxd -r -p > "corpus/compact_entry/record-$i.bin"
-    printf '00%02x%02x%s' $((ilen & 255)) $((ilen >> 8)) "$hex" | xxd -r -p \
-        >> "corpus/compact_entry/record-$i.bin"
     i=$((i + 1))
 done
 i=0
-jq -r '.records[].record' "$keyword" | while IFS= read -r hex; do
-    printf '%s' "$hex" | xxd -r -p > "corpus/compact_entry/keyword-record-$i.bin"
+jq -r '.snapshot.records[].record, .snapshot.records[].bucket_bytes' "$keyword" | while IFS= read -r hex; do
+    printf '%s' "$hex" | xxd -r -p > "corpus/compact_entry/keyword-$i.bin"
     i=$((i + 1))
 done
 

@@ -64,7 +64,7 @@ CLIENT_OPTIONS = [
 TEST_PARAMS = {"n": 2, "nu_1": 6, "nu_2": 2, "p": 256, "item_bytes": 8192}
 TEST_QUERY_BYTES = 16416
 # Keyword layout v2: every CPI is placed by the DP's VOPRF (RFC 9497, ristretto255-SHA512).
-LAYOUT_VERSION = 2
+LAYOUT_VERSION = 3
 ELEMENT_BYTES = 32  # a blinded or evaluated ristretto255 element, and the OPRF public key
 MAC_BYTES = 32  # HMAC-SHA256
 KEY_ID_BYTES = 32
@@ -363,7 +363,11 @@ def test_get_config(server, config):
     assert config.layout.num_buckets == 2 ** (scheme.nu_1 + scheme.nu_2) == 256
     assert len(config.layout.salt) > 0
     assert config.layout.version == LAYOUT_VERSION
-    assert config.layout.slot_bytes > 0
+    # Layout version 3: groups, their public choice table (2 bits a group), the dictionaries.
+    assert config.layout.num_groups >= config.layout.num_buckets
+    assert len(config.layout.choices) == (config.layout.num_groups + 3) // 4
+    assert len(config.layout.msps) > 0
+    assert all(len(i) == 8 for i in config.layout.issuers)
     # The public part of the key `build --oprf-key` was given, as `oprf-keygen` printed it.
     assert config.layout.oprf_public_key == server.oprf_public_key
     assert config.sizes.query == TEST_QUERY_BYTES

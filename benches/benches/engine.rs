@@ -70,7 +70,7 @@ fn benches(c: &mut Criterion) {
         now: 1_800_000_000,
         salt: Some([2; 32]),
         scheme: Some(scheme),
-        slot_bytes: None,
+        fill_percent: None,
     };
     let name = |what: &str| {
         format!(

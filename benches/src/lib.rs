@@ -58,7 +58,7 @@ pub fn build_unsigned(
         progress: false,
         dp_key: None,
         oprf_key: oprf_key.to_path_buf(),
-        slot_bytes: None,
+        fill_percent: None,
     })
 }
 

@@ -144,7 +144,9 @@ pub fn info_json(info: &ConfigIn) -> Value {
         "layout": {
             "version": c.layout().version,
             "num_buckets": c.layout().num_buckets,
-            "slot_bytes": c.layout().slot_bytes,
+            "num_groups": c.layout().num_groups,
+            "msps": c.layout().msps.len(),
+            "issuers": c.layout().issuers.len(),
             "oprf_suite": pir_core::oprf::SUITE_NAME,
             "oprf_public_key": c.layout().oprf_key.to_string(),
         },
@@ -211,10 +213,11 @@ pub fn info_text(info: &ConfigIn) -> String {
         ),
         format!("scheme:             {s}"),
         format!(
-            "layout:             version {}, {} buckets, slots of {} B, OPRF key {}",
+            "layout:             version {}, {} buckets, {} groups, {} MSP names, OPRF key {}",
             c.layout().version,
             c.layout().num_buckets,
-            c.layout().slot_bytes,
+            c.layout().num_groups,
+            c.layout().msps.len(),
             c.layout().oprf_key
         ),
         format!(

@@ -26,8 +26,8 @@ use pir_core::{
     identity::OptOut,
     oprf::{ELEMENT_BYTES, OprfKey},
     testing::{
-        build_records, dp_key, dp_keys_of, evaluate, issuer, mapping_valid, oprf_key, tiny_scheme,
-        trust,
+        build_records, dp_key, dp_keys_of, evaluate, issuer, mapping_valid, oprf_key, record_span,
+        tiny_scheme, trust,
     },
 };
 use pir_proto::{
@@ -70,7 +70,7 @@ fn snapshot(epoch: u64, salt: u8, signer: Option<&DpKey>) -> Snapshot {
         now: pir_core::unix_now(),
         salt: Some([salt; 32]),
         scheme: Some(tiny_scheme()),
-        slot_bytes: None,
+        fill_percent: None,
     };
     let mut s = Snapshot::build(mappings, &trust(), &oprf_key(), &opts)
         .unwrap()
@@ -513,41 +513,36 @@ async fn a_same_epoch_snapshot_with_another_salt_is_followed_not_misread() {
 
 /// The bucket of `cpi` in `snapshot` (found with the fixture OPRF key, as only the DP can).
 fn bucket_of(snapshot: &Snapshot, cpi: &Cpi) -> usize {
-    let layout = *snapshot.config().layout();
+    let layout = snapshot.config().layout().clone();
     layout.locate(evaluate(cpi).output()).location().bucket.0 as usize
 }
 
 /// Rewrites `target`'s sealed record in `snapshot` as a server holding the OPRF key could: the
-/// slot holding "chat.example" is opened, made to say "chet.example" and sealed again, so the
-/// record opens but the issuer's signature no longer covers its mapping. Returns the bucket.
+/// record is opened, its chat.example mapping made to name another MSP of the dictionary and
+/// sealed again, so the record opens but the issuer's signature no longer covers its mapping.
+/// Returns the bucket.
 fn plant(snapshot: &mut Snapshot, target: &Cpi) -> usize {
-    let layout = *snapshot.config().layout();
+    let layout = snapshot.config().layout().clone();
+    let chat = layout
+        .msps
+        .iter()
+        .position(|m| m == "chat.example")
+        .unwrap() as u8;
+    assert!(layout.msps.len() >= 2, "another MSP to name");
     let secrets = layout.locate(evaluate(target).output());
     let bucket = secrets.location().bucket.0 as usize;
-    let slot_len = layout.slot_len();
     snapshot
         .danger_overwrite_bucket(bucket, |item| {
-            // A bucket: u16le(count), then `count` slots of the tag (8 bytes) and its chunk.
-            let count = u16::from_le_bytes([item[0], item[1]]) as usize;
-            let mut planted = false;
-            for index in 0..count as u32 {
-                let tag = secrets.slot_tag(index).0;
-                let Some(at) = (0..count)
-                    .map(|k| 2 + k * slot_len)
-                    .find(|&at| item[at..at + 8] == tag)
-                else {
-                    break;
-                };
-                let sealed = &mut item[at + 8..at + slot_len];
-                let mut chunk = secrets.open_slot(index, sealed).unwrap();
-                if let Some(pos) = chunk.windows(12).position(|w| w == b"chat.example") {
-                    chunk[pos + 2] = b'e';
-                    sealed.copy_from_slice(&secrets.seal_slot(index, &chunk).unwrap());
-                    planted = true;
-                    break;
-                }
-            }
-            assert!(planted, "the target's record holds a chat.example mapping");
+            let (_, at, len) = record_span(item, &secrets).expect("the target's record");
+            let mut record = secrets.open(&item[at..at + len]).unwrap();
+            // The record's first mapping (by MSP: chat.example sorts first here): its flags,
+            // then its MSP's index.
+            assert_eq!(
+                record[1], chat,
+                "the target's first mapping is at chat.example"
+            );
+            record[1] = (chat + 1) % layout.msps.len() as u8;
+            item[at..at + len].copy_from_slice(&secrets.seal(&record).unwrap());
         })
         .unwrap();
     bucket
@@ -792,7 +787,7 @@ fn with_opt_outs() -> Snapshot {
         now: pir_core::unix_now(),
         salt: Some([4; 32]),
         scheme: Some(tiny_scheme()),
-        slot_bytes: None,
+        fill_percent: None,
     };
     build_records(mappings, vec![opted_out(DAVE), opted_out(ERIN)], &opts)
 }
@@ -936,7 +931,7 @@ async fn unvetted_and_heavy_parameters_are_refused_before_any_key_is_made() {
     let layout = pir_core::KeywordLayout::new(
         [1; 32],
         vetted.num_items() as u32,
-        tiny.config().layout().slot_bytes,
+        tiny.config().layout().num_groups,
         oprf_key().public(),
     )
     .unwrap();

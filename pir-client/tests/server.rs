@@ -47,7 +47,7 @@ fn snapshot(epoch: u64, scheme: SchemeParams, bob_msp: &str) -> Snapshot {
         now: pir_core::unix_now(),
         salt: Some([epoch as u8; 32]),
         scheme: Some(scheme),
-        slot_bytes: None,
+        fill_percent: None,
     };
     Snapshot::build(mappings, &trust(), &oprf_key(), &opts)
         .unwrap()

@@ -3,26 +3,33 @@
 //! Not part of the supported API: names and signatures may change at any time.
 
 use crate::{
-    Cpi, Mapping, Result,
-    keyword::{bucket, entry},
+    Cpi, KeywordLayout, Result,
+    keyword::{
+        bucket::Bucket,
+        entry::{self, Dictionaries},
+    },
 };
 
-/// Decodes a bucket's bytes into its slots of `slot_len` bytes; returns how many there are.
-pub fn decode_bucket(item: &[u8], slot_len: usize) -> Result<usize> {
-    Ok(bucket::decode_bucket(item, slot_len)?.len())
+/// Decodes a bucket's bytes; returns how many records it holds.
+pub fn decode_bucket(item: &[u8]) -> Result<usize> {
+    Ok(Bucket::decode(item)?.len())
 }
 
-/// Decodes an opened record for a known CPI; returns how many statements it holds.
-pub fn decode_record(cpi: &Cpi, record: &[u8]) -> Result<usize> {
-    Ok(entry::decode_record(cpi, record)?.len())
+/// Decodes an opened record for a known CPI with `layout`'s dictionaries; returns how many
+/// statements it holds.
+pub fn decode_record(cpi: &Cpi, record: &[u8], layout: &KeywordLayout) -> Result<usize> {
+    Ok(entry::decode_record(cpi, record, layout)?.len())
 }
 
-/// Decodes a compact mapping for a known CPI.
-pub fn decode_compact(cpi: &Cpi, bytes: &[u8]) -> Result<Mapping> {
-    bucket::decode_compact(cpi, bytes)
+/// Decodes an opened record and encodes its statements again (the encoding is canonical: a
+/// record that decodes re-encodes to its own bytes).
+pub fn reencode_record(cpi: &Cpi, record: &[u8], layout: &KeywordLayout) -> Result<Vec<u8>> {
+    let items = entry::decode_record(cpi, record, layout)?;
+    entry::encode_record(&items, &Dictionaries::of(layout))
 }
 
-/// Encodes a mapping in its compact form.
-pub fn encode_compact(mapping: &Mapping) -> Vec<u8> {
-    bucket::encode_compact(mapping)
+/// The record of `mappings` (at least one) with `layout`'s dictionaries.
+pub fn encode_record(mappings: &[crate::Mapping], layout: &KeywordLayout) -> Result<Vec<u8>> {
+    let items: Vec<entry::Item> = mappings.iter().cloned().map(entry::Item::Mapping).collect();
+    entry::encode_record(&items, &Dictionaries::of(layout))
 }

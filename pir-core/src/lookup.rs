@@ -22,7 +22,8 @@ use crate::{
     error::{CoreError, Result},
     identity::{Cpi, IssuerId, Mapping, OptOut, TrustStore},
     keyword::{
-        EntrySecrets, LookupConfig, bucket,
+        EntrySecrets, LookupConfig,
+        bucket::Bucket,
         entry::{self, Item},
     },
     oprf::{self, Blinded, Evaluated, Evaluation},
@@ -263,9 +264,10 @@ impl LookupClient {
     }
 
     /// Decrypts `response` to the CPI's bucket, opens the CPI's sealed record in it and
-    /// verifies every statement at time `now`. A record that does not open or decode, or a
+    /// verifies every statement at time `now`. A record that opens but does not decode, or a
     /// statement whose signature fails under a trusted issuer, is an error: the server or the
-    /// snapshot is lying. No record is "not found".
+    /// snapshot is lying. No record that opens is "not found" (as a server that drops a
+    /// record could make it anyway).
     pub fn decode(
         &self,
         pending: PendingLookup,
@@ -273,11 +275,9 @@ impl LookupClient {
         now: u64,
     ) -> Result<LookupResult> {
         let item = pir::decode(self.config.scheme(), &self.keys.secret, response)?;
-        let layout = self.config.layout();
-        let slots = bucket::decode_bucket(&item, layout.slot_len())?;
-        let items = match entry::open_record(&pending.secrets, &slots, layout.slot_bytes as usize)?
-        {
-            Some(record) => entry::decode_record(&pending.cpi, &record)?,
+        let bucket = Bucket::decode(&item)?;
+        let items = match bucket.find(&pending.secrets) {
+            Some((_, record)) => entry::decode_record(&pending.cpi, &record, self.config.layout())?,
             None => Vec::new(),
         };
         let mut result = LookupResult {

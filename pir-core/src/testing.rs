@@ -205,7 +205,7 @@ pub fn build_options(scheme: SchemeParams, epoch: u64) -> BuildOptions {
         now: NOW,
         salt: Some([9; 32]),
         scheme: Some(scheme),
-        slot_bytes: None,
+        fill_percent: None,
     }
 }
 
@@ -358,4 +358,31 @@ pub fn fixture_snapshot() -> Snapshot {
         ..build_options(tiny_scheme(), 3)
     };
     build_records(fixture_mappings(), vec![fixture_opt_out()], &opts)
+}
+
+/// Where the sealed record of the CPI `secrets` belongs to sits in a bucket's bytes: its
+/// locator's position, then the record's position and length, read as a client does
+/// (`docs/mapping-format.md` section 9); `None` when no locator leads to a range that opens.
+pub fn record_span(
+    item: &[u8],
+    secrets: &crate::keyword::EntrySecrets,
+) -> Option<(usize, usize, usize)> {
+    let word = |b: &[u8], i: usize| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]);
+    let mask = secrets.mask();
+    let count = usize::from(word(item, 0));
+    let blob_at = 4 + 6 * count;
+    (0..count).find_map(|k| {
+        let at = 4 + 6 * k;
+        let locator = item.get(at..at + 6)?;
+        if word(locator, 2) != word(&mask, 2) {
+            return None;
+        }
+        let offset = usize::from(word(locator, 0).wrapping_sub(word(&mask, 0)));
+        let len = usize::from(word(locator, 1).wrapping_sub(word(&mask, 1)));
+        let sealed = item.get(blob_at + offset..blob_at + offset + len)?;
+        secrets
+            .open(sealed)
+            .ok()
+            .map(|_| (at, blob_at + offset, len))
+    })
 }

@@ -45,73 +45,129 @@ fn header_bytes_from_the_wire_are_checked() {
     assert!(refused(&bad_scheme), "bad scheme");
 }
 
-/// Where the layout sits in a header's encoding: `version:u32le || salt[32] ||
-/// num_buckets:u32le || slot_bytes:u32le || oprf_key[32]`, found by the fixture's salt.
-fn layout_at(bytes: &[u8]) -> usize {
-    let salt = bytes
-        .windows(32)
-        .position(|w| w == [9u8; 32])
-        .expect("the fixture's salt");
-    salt - 4
-}
-
-/// The layout a client takes from `GetConfig` is checked as a file's is: its version, its slot
-/// size, its bucket count and the OPRF public key every evaluation is proven against.
+/// The layout a client takes from `GetConfig` is checked as a file's is: its version, its
+/// bucket and group counts, its choice table, its dictionaries and the OPRF public key every
+/// evaluation is proven against. Each forged header below is refused with its reason, never
+/// a panic.
 #[test]
 fn header_layouts_from_the_wire_are_checked() {
     let snapshot = tiny_snapshot();
-    let bytes = snapshot.header().to_bytes().unwrap();
-    let at = layout_at(&bytes);
-    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().unwrap());
-    assert_eq!(u32_at(at), 2, "layout version");
-    assert_eq!(u32_at(at + 36), 8, "num_buckets");
-    assert_eq!(u32_at(at + 40), snapshot.header().layout.slot_bytes);
+    let good = snapshot.header().clone();
+    assert_eq!(good.layout.version, 3);
     assert_eq!(
-        bytes[at + 44..at + 76],
-        oprf_key().public().to_bytes(),
-        "the OPRF public key, raw"
+        good.layout.choices.len(),
+        good.layout.num_groups.div_ceil(4) as usize
     );
-
-    let with = |offset: usize, new: &[u8]| {
-        let mut b = bytes.clone();
-        b[at + offset..at + offset + new.len()].copy_from_slice(new);
-        match SnapshotHeader::from_bytes(&b) {
+    let refusal = |edit: &dyn Fn(&mut SnapshotHeader)| {
+        let mut h = good.clone();
+        edit(&mut h);
+        match SnapshotHeader::from_bytes(&h.to_bytes().unwrap()) {
             Err(CoreError::Snapshot { reason, .. }) => reason,
             Err(other) => panic!("wrong error: {other}"),
             Ok(_) => panic!("forged layout accepted"),
         }
     };
-    let reason = with(0, &1u32.to_le_bytes());
-    assert!(
-        matches!(
-            reason,
-            SnapshotError::Layout(LayoutError::Version {
-                found: 1,
-                supported: 2
-            })
-        ),
-        "{reason}"
+    let layout = |r: SnapshotError| match r {
+        SnapshotError::Layout(reason) => reason,
+        other => panic!("not a layout refusal: {other}"),
+    };
+    assert_eq!(
+        layout(refusal(&|h| h.layout.version = 2)),
+        LayoutError::Version {
+            found: 2,
+            supported: 3
+        }
     );
-    for slot_bytes in [0u32, 15, 4097] {
-        let reason = with(40, &slot_bytes.to_le_bytes());
-        assert!(
-            matches!(reason, SnapshotError::Layout(LayoutError::SlotBytes { got }) if got == slot_bytes),
-            "{reason}"
+    assert_eq!(
+        layout(refusal(&|h| h.layout.num_groups = 0)),
+        LayoutError::Groups { got: 0 }
+    );
+    assert_eq!(
+        layout(refusal(&|h| h.layout.num_groups = (1 << 22) + 1)),
+        LayoutError::Groups { got: (1 << 22) + 1 }
+    );
+    // A table one byte short, one byte long, or for other group counts.
+    let expected = good.layout.choices.len();
+    for got in [0, expected - 1, expected + 1, 1000] {
+        assert_eq!(
+            layout(refusal(&|h| h.layout.choices.resize(got, 0))),
+            LayoutError::ChoiceTable { expected, got }
         );
     }
-    let reason = with(36, &16u32.to_le_bytes());
-    assert!(matches!(reason, SnapshotError::BucketCount), "{reason}");
+    // Bits past the last group (the tiny layout has 8 groups: use 7).
+    assert_eq!(
+        layout(refusal(&|h| {
+            h.layout.num_groups = 7;
+            h.layout.choices[1] = 0b1100_0000;
+        })),
+        LayoutError::ChoiceTablePadding
+    );
+    assert_eq!(
+        layout(refusal(&|h| h.layout.msps[0] = "Chat.Example".into())),
+        LayoutError::DictionaryName
+    );
+    assert_eq!(
+        layout(refusal(&|h| h.layout.msps[0] = "not a domain".into())),
+        LayoutError::DictionaryName
+    );
+    assert_eq!(
+        layout(refusal(&|h| {
+            let first = h.layout.msps[0].clone();
+            h.layout.msps.push(first);
+        })),
+        LayoutError::DictionaryDuplicate
+    );
+    assert_eq!(
+        layout(refusal(&|h| {
+            let first = h.layout.issuers[0];
+            h.layout.issuers.push(first);
+        })),
+        LayoutError::DictionaryDuplicate
+    );
+    assert_eq!(
+        // Short names, so that the header stays within its 1 MiB bound.
+        layout(refusal(
+            &|h| h.layout.msps = (0..65_537).map(|i| format!("a{i}")).collect()
+        )),
+        LayoutError::DictionarySize
+    );
+    assert!(matches!(
+        refusal(&|h| h.layout.num_buckets = 16),
+        SnapshotError::BucketCount
+    ));
+
     // Not a canonical element, and the identity: refused while decoding.
-    let mut non_canonical = oprf_key().public().to_bytes();
+    let bytes = good.to_bytes().unwrap();
+    let key = oprf_key().public().to_bytes();
+    let at = bytes
+        .windows(32)
+        .position(|w| w == key)
+        .expect("the OPRF public key, raw");
+    let mut non_canonical = key;
     non_canonical[31] |= 0x80;
     for key in [non_canonical, [0u8; 32]] {
-        let reason = with(44, &key);
-        assert!(matches!(reason, SnapshotError::HeaderDecode(_)), "{reason}");
+        let mut b = bytes.clone();
+        b[at..at + 32].copy_from_slice(&key);
+        assert!(matches!(
+            SnapshotHeader::from_bytes(&b),
+            Err(CoreError::Snapshot {
+                reason: SnapshotError::HeaderDecode(_),
+                ..
+            })
+        ));
     }
     // Another valid key decodes: the key is data, whose evaluations clients then check.
     let mut other = bytes.clone();
     let another = pir_core::oprf::OprfKey::derive(&[1; 32], b"x").unwrap();
-    other[at + 44..at + 76].copy_from_slice(&another.public().to_bytes());
+    other[at..at + 32].copy_from_slice(&another.public().to_bytes());
     let header = SnapshotHeader::from_bytes(&other).unwrap();
     assert_eq!(header.layout.oprf_key, another.public());
+    // A huge choice-table length prefix is refused by the decoder's limit, not allocated.
+    let table_len_at = bytes
+        .windows(8)
+        .position(|w| w == (expected as u64).to_le_bytes())
+        .unwrap();
+    let mut huge = bytes.clone();
+    huge[table_len_at..table_len_at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(SnapshotHeader::from_bytes(&huge).is_err());
 }

@@ -8,8 +8,8 @@
 use std::{path::PathBuf, sync::OnceLock};
 
 use pir_core::{
-    ClientKeys, CoreError, Cpi, EvalKeys, IssuerKey, LookupClient, Mapping, MessageSizes,
-    PendingLookup, SchemeFields, SchemeParams, Snapshot, TrustStore,
+    ClientKeys, CoreError, Cpi, EvalKeys, IssuerKey, KeywordLayout, LookupClient, Mapping,
+    MessageSizes, PendingLookup, SchemeFields, SchemeParams, Snapshot, TrustStore,
     error::BucketError,
     fuzzing,
     identity::DeltaLine,
@@ -48,7 +48,7 @@ struct World {
     evaluated: Evaluated,
     pending: PendingLookup,
     response: Vec<u8>,
-    /// Valid JSON lines and compact entries of the sample mappings.
+    /// Valid JSON lines and one-mapping records of the sample mappings.
     mappings: Vec<Mapping>,
     lines: Vec<String>,
     compacts: Vec<Vec<u8>>,
@@ -92,7 +92,11 @@ fn world() -> &'static World {
         );
         let mappings = sample_mappings();
         let lines = mappings.iter().map(Mapping::to_json_line).collect();
-        let compacts = mappings.iter().map(fuzzing::encode_compact).collect();
+        let layout = &snapshot.header().layout;
+        let compacts = mappings
+            .iter()
+            .map(|m| fuzzing::encode_record(std::slice::from_ref(m), layout).unwrap())
+            .collect();
         World {
             snapshot,
             sizes,
@@ -112,7 +116,7 @@ fn world() -> &'static World {
 fn fixture() -> &'static [u8] {
     static BYTES: OnceLock<Vec<u8>> = OnceLock::new();
     BYTES.get_or_init(|| {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-v3.pirsnap");
+        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-v4.pirsnap");
         std::fs::read(path).expect("fixture is committed")
     })
 }
@@ -514,28 +518,24 @@ proptest! {
 
 // ---------------------------------------------------------------- buckets, records, compact mappings
 
-/// A record as `src/keyword/entry.rs` frames it: `u32le(len) || u16le(count) || (u8(kind) ||
-/// u16le(ilen) || body) * count`.
-fn frame_record(items: &[(u8, &[u8])]) -> Vec<u8> {
-    let mut out = vec![0u8; 6];
-    out[4..6].copy_from_slice(&(items.len() as u16).to_le_bytes());
-    for (kind, body) in items {
-        out.push(*kind);
-        out.extend_from_slice(&(body.len() as u16).to_le_bytes());
-        out.extend_from_slice(body);
-    }
-    let len = out.len() as u32;
-    out[..4].copy_from_slice(&len.to_le_bytes());
-    out
+fn layout() -> &'static KeywordLayout {
+    &world().snapshot.header().layout
 }
 
-/// An opt-out's record body: window, issuer id, signature.
-fn opt_out_body() -> Vec<u8> {
+/// An opt-out's record item (`src/keyword/entry.rs`): head 0x80, window, issuer index,
+/// signature.
+fn opt_out_item() -> Vec<u8> {
     let o = opt_out("tel:+14155550100");
+    let index = layout()
+        .issuers
+        .iter()
+        .position(|i| *i == o.issuer.0)
+        .unwrap();
     [
-        &o.not_before.to_le_bytes()[..],
+        &[0x80][..],
+        &o.not_before.to_le_bytes(),
         &o.not_after.to_le_bytes(),
-        &o.issuer.0,
+        &[index as u8],
         &o.issuer_sig,
     ]
     .concat()
@@ -544,70 +544,69 @@ fn opt_out_body() -> Vec<u8> {
 /// The record of the sample CPI `tel:+14155550100`: its two mappings.
 fn sample_record() -> Vec<u8> {
     let w = world();
-    frame_record(&[(0, &w.compacts[0]), (0, &w.compacts[1])])
+    [w.compacts[0].clone(), w.compacts[1].clone()].concat()
 }
 
-fn check_compact(cpi: &Cpi, bytes: &[u8]) {
-    if let Ok(m) = fuzzing::decode_compact(cpi, bytes) {
-        assert_eq!(
-            fuzzing::encode_compact(&m),
-            bytes,
-            "decode then encode differs"
-        );
+fn check_record(cpi: &Cpi, bytes: &[u8]) {
+    if let Ok(again) = fuzzing::reencode_record(cpi, bytes, layout()) {
+        assert_eq!(again, bytes, "decode then encode differs");
     }
 }
 
 #[test]
-fn compact_every_truncation_is_refused() {
+fn record_every_truncation_unknown_head_and_index_is_refused() {
     let w = world();
     for (m, c) in w.mappings.iter().zip(&w.compacts) {
-        assert_eq!(&fuzzing::decode_compact(&m.fields.cpi, c).unwrap(), m);
+        assert_eq!(
+            fuzzing::decode_record(&m.fields.cpi, c, layout()).unwrap(),
+            1
+        );
         for cut in 0..c.len() {
-            assert!(fuzzing::decode_compact(&m.fields.cpi, &c[..cut]).is_err());
+            assert!(fuzzing::decode_record(&m.fields.cpi, &c[..cut], layout()).is_err());
         }
         let mut long = c.clone();
         long.push(0);
-        assert!(fuzzing::decode_compact(&m.fields.cpi, &long).is_err());
+        assert!(fuzzing::decode_record(&m.fields.cpi, &long, layout()).is_err());
     }
-}
-
-#[test]
-fn record_every_truncation_and_unknown_kind_is_refused() {
-    let cpi = &world().mappings[0].fields.cpi;
-    let body = opt_out_body();
-    for record in [sample_record(), frame_record(&[(1, &body)])] {
-        let n = fuzzing::decode_record(cpi, &record).unwrap();
-        assert_eq!(n, usize::from(u16::from_le_bytes([record[4], record[5]])));
-        for cut in 0..record.len() {
+    let cpi = &w.mappings[0].fields.cpi;
+    let item = opt_out_item();
+    for record in [sample_record(), item.clone()] {
+        let n = fuzzing::decode_record(cpi, &record, layout()).unwrap();
+        // No count: a cut between items is a shorter record (the seal covers the length),
+        // every other cut is refused.
+        let boundary = w.compacts[0].len();
+        for cut in (0..record.len()).filter(|&c| c != boundary || n == 1) {
             assert!(
-                fuzzing::decode_record(cpi, &record[..cut]).is_err(),
+                fuzzing::decode_record(cpi, &record[..cut], layout()).is_err(),
                 "{cut}"
             );
         }
-        let mut long = record.clone();
-        long.push(0);
-        assert!(matches!(
-            fuzzing::decode_record(cpi, &long),
-            Err(CoreError::Bucket(BucketError::TrailingBytes))
-        ));
-        let mut unknown = record.clone();
-        unknown[6] = 2;
-        assert!(matches!(
-            fuzzing::decode_record(cpi, &unknown),
-            Err(CoreError::Bucket(BucketError::UnknownKind(2)))
-        ));
+        for head in [0x08u8, 0x40, 0x81, 0xff] {
+            let mut unknown = record.clone();
+            unknown[0] = head;
+            assert!(matches!(
+                fuzzing::decode_record(cpi, &unknown, layout()),
+                Err(CoreError::Bucket(BucketError::UnknownKind(h))) if h == head
+            ));
+        }
     }
-    // An opt-out body one byte short or long.
-    for bad in [&body[..body.len() - 1], &[&body[..], &[0]].concat()] {
-        assert!(fuzzing::decode_record(cpi, &frame_record(&[(1, bad)])).is_err());
-    }
+    // An MSP index beyond the dictionary, an issuer index beyond its.
+    let mut beyond = w.compacts[0].clone();
+    beyond[1] = layout().msps.len() as u8;
+    assert!(matches!(
+        fuzzing::decode_record(cpi, &beyond, layout()),
+        Err(CoreError::Bucket(BucketError::DictionaryIndex { .. }))
+    ));
+    let mut beyond = item.clone();
+    beyond[17] = layout().issuers.len() as u8;
+    assert!(matches!(
+        fuzzing::decode_record(cpi, &beyond, layout()),
+        Err(CoreError::Bucket(BucketError::DictionaryIndex { .. }))
+    ));
     // The opt-out's signature is over the CPI the client asked for: the record decodes for
     // another CPI, and its signature then fails.
     let other = Cpi::parse("tel:+14155550101").unwrap();
-    assert_eq!(
-        fuzzing::decode_record(&other, &frame_record(&[(1, &body)])).unwrap(),
-        1
-    );
+    assert_eq!(fuzzing::decode_record(&other, &item, layout()).unwrap(), 1);
     let mut moved = opt_out("tel:+14155550100");
     moved.cpi = other;
     assert!(matches!(
@@ -616,40 +615,39 @@ fn record_every_truncation_and_unknown_kind_is_refused() {
     ));
 }
 
-/// A bucket of `count` slots of `slot_len` bytes (tag, then body), as `src/keyword/bucket.rs`
-/// lays it out.
-fn bucket_of(slots: &[([u8; 8], Vec<u8>)]) -> Vec<u8> {
-    let mut out = (slots.len() as u16).to_le_bytes().to_vec();
-    for (tag, body) in slots {
-        out.extend_from_slice(tag);
-        out.extend_from_slice(body);
+/// A bucket as `src/keyword/bucket.rs` lays it out: `u16le(count) || u16le(blob_len) ||
+/// locator * count || blob`.
+fn bucket_of(locators: &[[u8; 6]], blob: &[u8]) -> Vec<u8> {
+    let mut out = (locators.len() as u16).to_le_bytes().to_vec();
+    out.extend_from_slice(&(blob.len() as u16).to_le_bytes());
+    for l in locators {
+        out.extend_from_slice(l);
     }
+    out.extend_from_slice(blob);
     out
 }
 
 #[test]
-fn buckets_with_impossible_counts_or_shared_tags_are_refused() {
-    let slot = |tag: u8| ([tag; 8], vec![tag; 32]);
-    let good = bucket_of(&[slot(1), slot(2), slot(3)]);
-    assert_eq!(fuzzing::decode_bucket(&good, 40).unwrap(), 3);
-    // Padding after the slots is not inspected; a count the bytes cannot hold is refused.
+fn buckets_with_impossible_counts_are_refused() {
+    let good = bucket_of(&[[1; 6], [2; 6], [3; 6]], &[9; 40]);
+    assert_eq!(fuzzing::decode_bucket(&good).unwrap(), 3);
+    // Padding after the blob is not inspected; counts the bytes cannot hold are refused.
     assert_eq!(
-        fuzzing::decode_bucket(&[good.clone(), vec![0; 100]].concat(), 40).unwrap(),
+        fuzzing::decode_bucket(&[good.clone(), vec![0; 100]].concat()).unwrap(),
         3
     );
-    assert!(fuzzing::decode_bucket(&good[..good.len() - 1], 40).is_err());
-    assert!(fuzzing::decode_bucket(&good, 41).is_err());
+    assert!(fuzzing::decode_bucket(&good[..good.len() - 1]).is_err());
     let mut more = good.clone();
     more[0] = 4;
-    assert!(fuzzing::decode_bucket(&more, 40).is_err());
-    assert!(matches!(
-        fuzzing::decode_bucket(&bucket_of(&[slot(1), slot(2), slot(1)]), 40),
-        Err(CoreError::Bucket(BucketError::DuplicateTag))
-    ));
-    // A slot shorter than its tag, and a count of u16::MAX: refused, not a huge allocation.
-    assert!(fuzzing::decode_bucket(&good, 7).is_err());
-    assert!(fuzzing::decode_bucket(&[0xff, 0xff, 0, 0], 8).is_err());
-    assert_eq!(fuzzing::decode_bucket(&[0, 0], 8).unwrap(), 0);
+    assert!(fuzzing::decode_bucket(&more).is_err());
+    let mut longer = good.clone();
+    longer[2] = 41;
+    assert!(fuzzing::decode_bucket(&longer).is_err());
+    // Counts of u16::MAX: refused, not a huge allocation.
+    assert!(fuzzing::decode_bucket(&[0xff, 0xff, 0, 0]).is_err());
+    assert!(fuzzing::decode_bucket(&[0, 0, 0xff, 0xff]).is_err());
+    assert_eq!(fuzzing::decode_bucket(&[0, 0, 0, 0]).unwrap(), 0);
+    assert!(fuzzing::decode_bucket(&[0, 0, 0]).is_err());
 }
 
 proptest! {
@@ -658,12 +656,11 @@ proptest! {
     #[test]
     fn decoders_never_panic_on_random_bytes(
         bytes in prop::collection::vec(any::<u8>(), 0..600),
-        slot_len in 0usize..200,
     ) {
         let w = world();
-        let _ = fuzzing::decode_bucket(&bytes, slot_len);
-        let _ = fuzzing::decode_record(&w.mappings[0].fields.cpi, &bytes);
-        check_compact(&w.mappings[0].fields.cpi, &bytes);
+        let _ = fuzzing::decode_bucket(&bytes);
+        let _ = fuzzing::decode_record(&w.mappings[0].fields.cpi, &bytes, layout());
+        check_record(&w.mappings[0].fields.cpi, &bytes);
     }
 
     #[test]
@@ -677,19 +674,18 @@ proptest! {
         let c = &w.compacts[which];
         let mut flipped = c.clone();
         flipped[pos % c.len()] ^= xor;
-        check_compact(cpi, &flipped);
-        // The same mapping inside a record, with a damaged length, count, kind or body.
-        let mut record = frame_record(&[(0, c), (1, &opt_out_body())]);
-        prop_assert!(fuzzing::decode_record(cpi, &record).is_ok());
+        check_record(cpi, &flipped);
+        // The mapping and an opt-out in one record, with a damaged head, index or body.
+        let mut record = [c.clone(), opt_out_item()].concat();
+        prop_assert!(fuzzing::decode_record(cpi, &record, layout()).is_ok());
         let at = pos % record.len();
         record[at] ^= xor;
-        let _ = fuzzing::decode_record(cpi, &record);
-        // A bucket holding the record as a slot body, with a damaged count or tag.
-        let slot_len = 8 + record.len();
-        let mut bucket = bucket_of(&[([7; 8], record)]);
-        prop_assert_eq!(fuzzing::decode_bucket(&bucket, slot_len).unwrap(), 1);
+        let _ = fuzzing::decode_record(cpi, &record, layout());
+        // A bucket holding the record, with a damaged count, length or locator.
+        let mut bucket = bucket_of(&[[7; 6]], &record);
+        prop_assert_eq!(fuzzing::decode_bucket(&bucket).unwrap(), 1);
         bucket[pos % 10] ^= xor;
-        let _ = fuzzing::decode_bucket(&bucket, slot_len);
+        let _ = fuzzing::decode_bucket(&bucket);
     }
 }
 
@@ -864,36 +860,29 @@ proptest! {
         prop_assert!(EvalKeys::parse(&tiny_scheme(), &longer).is_err());
     }
 
-    /// A dishonest PIR host rewrites the bucket the client asks for with well-formed slots
-    /// (so the snapshot still seals) of random content, some under the CPI's own slot tags:
-    /// the client must decode to `Ok` or `Err`, never panic. A slot under the CPI's first tag
-    /// that is not genuine fails the lookup; without one, the CPI is absent (a later slot alone
-    /// is never read).
+    /// A dishonest PIR host rewrites the bucket the client asks for with well-formed content
+    /// of random bytes, some locators made with the CPI's own mask (so they point the client
+    /// at ranges it tries to open): the client must decode to `Ok` or `Err`, never panic, and
+    /// nothing it was not sealed can read as the CPI's record: the CPI is absent.
     #[test]
     fn dishonest_bucket_content_never_panics(
-        slots in prop::collection::vec(
-            (
-                0u8..3,
-                any::<[u8; 8]>(),
-                prop::collection::vec(any::<u8>(), world().snapshot.config().layout().slot_len() - 8),
-            ),
-            0..4,
-        ),
+        locators in prop::collection::vec((any::<bool>(), any::<[u8; 6]>()), 0..6),
+        blob in prop::collection::vec(any::<u8>(), 0..300),
     ) {
         let w = world();
         let mut snapshot = build_snapshot();
         let secrets = w.snapshot.config().layout().locate(w.evaluated.output());
-        let slots: Vec<([u8; 8], Vec<u8>)> = slots
+        let mask = secrets.mask();
+        let locators: Vec<[u8; 6]> = locators
             .into_iter()
-            .map(|(which, random, body)| {
-                let tag = match which {
-                    0 => random,
-                    i => secrets.slot_tag(u32::from(i) - 1).0,
-                };
-                (tag, body)
+            .map(|(ours, mut random)| {
+                if ours {
+                    random[4..].copy_from_slice(&mask[4..]);
+                }
+                random
             })
             .collect();
-        let content = bucket_of(&slots);
+        let content = bucket_of(&locators, &blob);
         snapshot
             .danger_overwrite_bucket(secrets.location().bucket.0 as usize, |item| {
                 item.fill(0);
@@ -901,64 +890,36 @@ proptest! {
             })
             .unwrap();
         let response = snapshot.database().answer(&w.server_keys, w.pending.query()).unwrap();
-        let result = w.client.decode(w.pending(), &response, NOW);
-        let mut tags: Vec<[u8; 8]> = slots.iter().map(|(t, _)| *t).collect();
-        tags.sort_unstable();
-        let shared = tags.windows(2).any(|p| p[0] == p[1]);
-        if shared || tags.contains(&secrets.location().tag.0) {
-            prop_assert!(result.is_err(), "forged slot accepted: {:?}", result);
-        } else {
-            let result = result.unwrap();
-            prop_assert!(!result.found() && !result.opted_out());
-        }
+        let result = w.client.decode(w.pending(), &response, NOW).unwrap();
+        prop_assert!(!result.found() && !result.opted_out());
     }
 
-    /// Whoever holds a CPI's OPRF output (the DP) seals garbage as its record: a bad length,
-    /// a wrong count, unknown kinds, bodies that are not mappings. The client returns `Ok` or
-    /// `Err`, never panics, and a length outside the record's slots is `RecordLength`.
+    /// Whoever holds a CPI's OPRF output (the DP) seals garbage as its record: unknown heads,
+    /// bodies that are not mappings, indices beyond the dictionaries. The client returns `Ok`
+    /// or `Err`, never panics, and an empty record is `RecordLength`.
     #[test]
     fn sealed_garbage_records_never_panic(
-        items in prop::collection::vec(
-            (0u8..3, prop::collection::vec(any::<u8>(), 0..120)),
-            0..4,
-        ),
-        len in prop::option::of(any::<u32>()),
-        count in prop::option::of(any::<u16>()),
+        record in prop::collection::vec(any::<u8>(), 0..400),
+        head in prop::option::of(0u8..8),
     ) {
         let w = world();
-        let layout = *w.snapshot.config().layout();
+        let layout = w.snapshot.config().layout().clone();
         let secrets = layout.locate(w.evaluated.output());
-        let slot_bytes = layout.slot_bytes as usize;
-        let slot_len = layout.slot_len();
-        let items: Vec<(u8, &[u8])> = items.iter().map(|(k, b)| (*k, b.as_slice())).collect();
-        let mut record = frame_record(&items);
-        if let Some(len) = len {
-            record[..4].copy_from_slice(&len.to_le_bytes());
+        let mut record = record;
+        if let (Some(head), Some(first)) = (head, record.first_mut()) {
+            *first = head;
         }
-        if let Some(count) = count {
-            record[4..6].copy_from_slice(&count.to_le_bytes());
-        }
-        let n = record.len().div_ceil(slot_bytes);
-        record.resize(n * slot_bytes, 0);
         let mut snapshot = build_snapshot();
         let bucket = secrets.location().bucket.0 as usize;
-        let item = snapshot.bucket(bucket).unwrap();
-        let count_before = usize::from(u16::from_le_bytes([item[0], item[1]]));
-        let ours: Vec<[u8; 8]> = (0..8).map(|i| secrets.slot_tag(i).0).collect();
-        let mut slots: Vec<([u8; 8], Vec<u8>)> = (0..count_before)
-            .map(|k| {
-                let slot = &item[2 + k * slot_len..][..slot_len];
-                (slot[..8].try_into().unwrap(), slot[8..].to_vec())
-            })
-            .filter(|(tag, _)| !ours.contains(tag))
-            .collect();
-        for (i, chunk) in record.chunks(slot_bytes).enumerate() {
-            let i = i as u32;
-            slots.push((secrets.slot_tag(i).0, secrets.seal_slot(i, chunk).unwrap()));
-        }
-        slots.sort();
-        let content = bucket_of(&slots);
-        prop_assume!(content.len() <= item.len());
+        let sealed = secrets.seal(&record).unwrap();
+        // The CPI's record alone in its bucket, behind its own locator.
+        let len = sealed.len() as u16;
+        let m = |i: usize| u16::from_le_bytes([secrets.mask()[2 * i], secrets.mask()[2 * i + 1]]);
+        let mut locator = [0u8; 6];
+        locator[..2].copy_from_slice(&m(0).to_le_bytes());
+        locator[2..4].copy_from_slice(&len.wrapping_add(m(1)).to_le_bytes());
+        locator[4..].copy_from_slice(&m(2).to_le_bytes());
+        let content = bucket_of(&[locator], &sealed);
         snapshot
             .danger_overwrite_bucket(bucket, |item| {
                 item.fill(0);
@@ -967,8 +928,7 @@ proptest! {
             .unwrap();
         let response = snapshot.database().answer(&w.server_keys, w.pending.query()).unwrap();
         let result = w.client.decode(w.pending(), &response, NOW);
-        let claimed = u32::from_le_bytes(record[..4].try_into().unwrap()) as usize;
-        if claimed < 6 || claimed > slots.len() * slot_bytes {
+        if record.is_empty() {
             prop_assert!(
                 matches!(result, Err(CoreError::Bucket(BucketError::RecordLength))),
                 "{:?}",

@@ -2,14 +2,13 @@
 
 use pir_core::{
     BuildOptions, CoreError, Cpi, EvalKeys, LookupClient, Mapping, Snapshot, TrustStore,
-    error::{LayoutError, OprfError, PirMessage},
+    error::{OprfError, PirMessage},
     identity::OptOut,
-    keyword::EntrySecrets,
     oprf::{Evaluated, OprfKey},
     snapshot::BuildReport,
     testing::{
         NOW, build_records, evaluate, evaluate_with, issuer, malformed, mapping, mapping_valid,
-        oprf_key, opt_out, other_issuer, small_scheme, trust, user_key,
+        oprf_key, opt_out, other_issuer, record_span, small_scheme, trust, user_key,
     },
 };
 
@@ -48,7 +47,7 @@ fn opts() -> BuildOptions {
         now: NOW,
         salt: Some([1; 32]),
         scheme: Some(small_scheme()),
-        slot_bytes: None,
+        fill_percent: None,
     }
 }
 
@@ -125,84 +124,68 @@ fn builder_refuses_a_mapping_that_does_not_verify() {
     );
 }
 
-/// A slot size outside 16..=4096 is refused as such before anything is built, with mappings
-/// or without (0 used to divide by zero while counting slots, and a size beyond the item was
-/// reported as a CPI overflowing its bucket). The bounds themselves build.
+/// A fill limit outside 1 to 100 percent is refused before anything is built; a low one
+/// leaves every bucket that much room, or moves to a larger shape.
 #[test]
-fn builder_refuses_slot_sizes_out_of_range() {
-    for mappings in [sample(), Vec::new()] {
-        for got in [0u32, 8, 15, 4097, 9000, u32::MAX] {
-            let opts = BuildOptions {
-                slot_bytes: Some(got),
-                ..opts()
-            };
-            let err = Snapshot::build(mappings.clone(), &trust(), &oprf_key(), &opts).unwrap_err();
-            assert!(
-                matches!(err, CoreError::Layout(LayoutError::SlotBytes { got: g }) if g == got),
-                "{got}: {err}"
-            );
-        }
-    }
-    // Three CPIs: with 4096-byte slots (one per record), two in one 8 KiB bucket do not fit.
-    let few = sample()[..5].to_vec();
-    for slot_bytes in [16, 4096] {
+fn builder_refuses_fill_limits_out_of_range_and_keeps_the_room_asked_for() {
+    for fill in [0u8, 101, 255] {
         let opts = BuildOptions {
-            slot_bytes: Some(slot_bytes),
+            fill_percent: Some(fill),
             ..opts()
         };
-        let (snapshot, _) = Snapshot::build(few.clone(), &trust(), &oprf_key(), &opts).unwrap();
-        assert_eq!(snapshot.header().layout.slot_bytes, slot_bytes);
+        assert!(Snapshot::build(sample(), &trust(), &oprf_key(), &opts).is_err());
+    }
+    // 1% of any item is less than one record: no shape takes it.
+    let tight = BuildOptions {
+        fill_percent: Some(1),
+        scheme: None,
+        ..opts()
+    };
+    let err = Snapshot::build(sample(), &trust(), &oprf_key(), &tight).unwrap_err();
+    assert!(matches!(err, CoreError::TooLargeForPresets { .. }), "{err}");
+    for fill in [25u8, 60, 100] {
+        let opts = BuildOptions {
+            fill_percent: Some(fill),
+            scheme: None,
+            ..opts()
+        };
+        let (snapshot, report) = Snapshot::build(sample(), &trust(), &oprf_key(), &opts).unwrap();
+        let item = snapshot.header().scheme.item_bytes as usize;
+        assert!(
+            report.fullest_bucket_bytes <= 4 + (item - 4) * usize::from(fill) / 100,
+            "{fill}: {report:?}"
+        );
     }
 }
 
 /// Rewrites `cpi`'s record in its bucket in place, as a host holding the CPI's OPRF output (the
-/// DP itself, or whoever it evaluated the CPI for) could: each slot opened, `edit` applied to
-/// the whole record, each slot sealed again under its own tag and nonce.
+/// DP itself, or whoever it evaluated the CPI for) could: the record opened, `edit` applied,
+/// sealed again under the CPI's key at the same place.
 fn reseal_record(snapshot: &mut Snapshot, cpi: &str, edit: impl FnOnce(&mut Vec<u8>)) {
-    let layout = *snapshot.config().layout();
+    let layout = snapshot.config().layout().clone();
     let secrets = layout.locate(evaluated(cpi).output());
-    let slot_len = layout.slot_len();
     snapshot
         .danger_overwrite_bucket(secrets.location().bucket.0 as usize, |item| {
-            let at = slot_positions(item, &secrets, slot_len);
-            let mut record: Vec<u8> = Vec::new();
-            for (i, &pos) in at.iter().enumerate() {
-                let sealed = &item[pos + 8..pos + slot_len];
-                record.extend(secrets.open_slot(i as u32, sealed).unwrap());
-            }
-            let padded = record.len();
+            let (_, at, len) = record_span(item, &secrets).expect("the CPI's record");
+            let mut record = secrets.open(&item[at..at + len]).unwrap();
+            let before = record.len();
             edit(&mut record);
-            assert_eq!(record.len(), padded, "the edit keeps the record's slots");
-            for (i, (&pos, chunk)) in at
-                .iter()
-                .zip(record.chunks(layout.slot_bytes as usize))
-                .enumerate()
-            {
-                let sealed = secrets.seal_slot(i as u32, chunk).unwrap();
-                item[pos + 8..pos + slot_len].copy_from_slice(&sealed);
-            }
+            assert_eq!(record.len(), before, "the edit keeps the record's length");
+            item[at..at + len].copy_from_slice(&secrets.seal(&record).unwrap());
         })
         .unwrap();
 }
 
-/// Where each slot of a CPI's record starts in its bucket, slot 0 first.
-fn slot_positions(item: &[u8], secrets: &EntrySecrets, slot_len: usize) -> Vec<usize> {
-    let count = usize::from(u16::from_le_bytes([item[0], item[1]]));
-    let find = |i: u32| {
-        (0..count)
-            .map(|k| 2 + k * slot_len)
-            .find(|&pos| item[pos..pos + 8] == secrets.slot_tag(i).0)
-    };
-    (0..).map_while(find).collect()
-}
-
-/// The sealed bytes of a CPI's record are authenticated: a flipped bit, or another CPI's slot
-/// under this CPI's tag, fails the lookup instead of reading as absent.
+/// The sealed bytes of a CPI's record are authenticated: a flipped bit, or another CPI's record
+/// under this CPI's locator, never reads as a record of this CPI. (A record that does not open
+/// reads as absent: one in 2^16 foreign locators matches a CPI's check, so a record that does
+/// not open cannot be called a lie; a host that damages a record makes its CPI not found, as
+/// it could by dropping it.)
 #[test]
-fn record_tampered_after_building_is_rejected_by_the_client() {
+fn record_tampered_after_building_never_reads_as_a_record() {
     let mut snapshot = build(sample());
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
-    let layout = *snapshot.config().layout();
+    let layout = snapshot.config().layout().clone();
     let bob = layout.locate(evaluated("mailto:bob@example.org").output());
     let bucket = bob.location().bucket.0 as usize;
     assert_eq!(
@@ -212,16 +195,18 @@ fn record_tampered_after_building_is_rejected_by_the_client() {
     // The bucket holds the record sealed: no MSP in clear.
     let item = snapshot.bucket(bucket).unwrap();
     assert!(!item.windows(12).any(|w| w == b"chat.example"));
-    let at = slot_positions(item, &bob, layout.slot_len());
-    assert!(!at.is_empty());
-    // A dishonest host flips one bit of Bob's last slot.
+    let (_, at, len) = record_span(item, &bob).unwrap();
+    // A dishonest host flips one bit of Bob's record.
     snapshot
-        .danger_overwrite_bucket(bucket, |item| item[at[at.len() - 1] + 20] ^= 1)
+        .danger_overwrite_bucket(bucket, |item| item[at + len - 3] ^= 1)
         .unwrap();
-    let err = lookup(&snapshot, &client, "mailto:bob@example.org").unwrap_err();
-    assert!(matches!(err, CoreError::SealedEntry), "{err}");
+    assert!(
+        lookup(&snapshot, &client, "mailto:bob@example.org")
+            .unwrap()
+            .is_empty()
+    );
 
-    // Another CPI's first slot moved under Bob's tag: it does not open under Bob's key.
+    // Another CPI's record put where Bob's locator points: it does not open under Bob's key.
     let mut snapshot = build(sample());
     let other_cpi = (0..200)
         .map(|i| format!("mailto:user{i}@example.net"))
@@ -229,16 +214,19 @@ fn record_tampered_after_building_is_rejected_by_the_client() {
         .unwrap();
     let other = layout.locate(evaluated(&other_cpi).output());
     let other_item = snapshot.bucket(other.location().bucket.0 as usize).unwrap();
-    let from = slot_positions(other_item, &other, layout.slot_len())[0];
-    let foreign = other_item[from + 8..from + layout.slot_len()].to_vec();
+    let (_, from, from_len) = record_span(other_item, &other).unwrap();
+    let foreign = other_item[from..from + from_len].to_vec();
     snapshot
         .danger_overwrite_bucket(bucket, |item| {
-            let to = slot_positions(item, &bob, layout.slot_len())[0];
-            item[to + 8..to + layout.slot_len()].copy_from_slice(&foreign);
+            let n = foreign.len().min(len);
+            item[at..at + n].copy_from_slice(&foreign[..n]);
         })
         .unwrap();
-    let err = lookup(&snapshot, &client, "mailto:bob@example.org").unwrap_err();
-    assert!(matches!(err, CoreError::SealedEntry), "{err}");
+    assert!(
+        lookup(&snapshot, &client, "mailto:bob@example.org")
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Whoever can seal a CPI's record still cannot make a client accept a mapping the issuer did
@@ -248,12 +236,17 @@ fn record_tampered_after_building_is_rejected_by_the_client() {
 fn mapping_rewritten_under_a_valid_seal_fails_its_signature() {
     let mut snapshot = build(sample());
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
+    let talk = snapshot
+        .header()
+        .layout
+        .msps
+        .iter()
+        .position(|m| m == "talk.example")
+        .unwrap();
     reseal_record(&mut snapshot, "mailto:bob@example.org", |record| {
-        let pos = record
-            .windows(12)
-            .position(|w| w == b"chat.example")
-            .expect("the opened record holds bob's mapping");
-        record[pos + 2] = b'e';
+        // Bob's one mapping: its flags, then its MSP's index in the dictionary.
+        assert_eq!(record[0], 0);
+        record[1] = talk as u8;
     });
     let err = lookup(&snapshot, &client, "mailto:bob@example.org").unwrap_err();
     assert!(matches!(err, CoreError::BadIssuerSignature), "{err}");
@@ -406,7 +399,7 @@ fn builder_drops_expired_lines_before_the_last_line_wins() {
         now: NOW,
         salt: Some([3; 32]),
         scheme: Some(small_scheme()),
-        slot_bytes: None,
+        fill_percent: None,
     };
     let (snapshot, report) = Snapshot::build(mappings, &trust(), &oprf_key(), &opts).unwrap();
     assert_eq!(report.input_mappings, 6);
@@ -659,37 +652,26 @@ fn forged_evaluations_are_refused_by_finalize() {
     assert!(matches!(err, CoreError::OprfKeyMismatch { .. }), "{err}");
 }
 
-// ---------------------------------------------------------------- slots and uniformity
+// ---------------------------------------------------------------- records and uniformity
 
-/// A CPI whose record fills many small slots is found with every mapping through a real PIR
-/// lookup; the slots are spread over the bucket in tag order, not kept together.
+/// A CPI with a long record (five MSPs, long PSIs) is found with every mapping through a real
+/// PIR lookup, its record one range of the bucket behind one locator.
 #[test]
-fn a_record_over_many_slots_round_trips_through_pir() {
+fn a_long_record_round_trips_through_pir() {
     let many = "tel:+14155550123";
     let mut mappings = sample();
     for i in 0..5 {
         let psi = format!("@{}:msp{i}.example", "p".repeat(30 * i + 1));
         mappings.push(mapping(many, &format!("msp{i}.example"), Some(&psi)));
     }
-    let opts = BuildOptions {
-        slot_bytes: Some(32),
-        ..opts()
-    };
-    let (snapshot, report) = Snapshot::build(mappings, &trust(), &oprf_key(), &opts).unwrap();
-    assert_eq!(report.slot_bytes, 32);
-    let layout = *snapshot.config().layout();
-    assert_eq!(layout.slot_bytes, 32);
-    assert!(snapshot.header().slot_count >= 3 * snapshot.header().cpi_count);
-
+    let (snapshot, _) = Snapshot::build(mappings, &trust(), &oprf_key(), &opts()).unwrap();
+    let layout = snapshot.config().layout().clone();
     let secrets = layout.locate(evaluated(many).output());
     let item = snapshot
         .bucket(secrets.location().bucket.0 as usize)
         .unwrap();
-    let at = slot_positions(item, &secrets, layout.slot_len());
-    assert!(at.len() >= 15, "{} slots", at.len());
-    let mut sorted = at.clone();
-    sorted.sort_unstable();
-    assert_ne!(at, sorted, "slots in record order would link them");
+    let (_, _, len) = record_span(item, &secrets).unwrap();
+    assert!(len > 5 * (64 + 30), "{len}");
 
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
     let result = lookup_at(&snapshot, &client, many, NOW);

@@ -1,15 +1,15 @@
-//! Property: whatever the mapping set, the opt-outs and the slot size, every inserted CPI is
+//! Property: whatever the mapping set, the opt-outs and the fill limit, every inserted CPI is
 //! found with exactly its mappings, every opted-out CPI is reported opted out with none, and
-//! CPIs never inserted are neither found nor opted out.
+//! CPIs never inserted are neither found nor opted out; and so after any sequence of updates.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use pir_core::{
     BuildOptions, ClientKeys, Cpi, EvalKeys, IssuerKey, LookupClient, Mapping, MappingFields,
-    Snapshot, VerifiedMapping,
+    Snapshot, UpdateOptions, VerifiedMapping,
     identity::{OptOut, VerifiedOptOut},
-    snapshot::BuildInput,
-    testing::{NOW, evaluate_with, issuer, oprf_key, small_scheme, trust},
+    snapshot::{BuildInput, DeltaOp},
+    testing::{NOW, evaluate_with, issuer, lookup_with, oprf_key, small_scheme, trust},
 };
 use proptest::prelude::*;
 
@@ -71,7 +71,7 @@ proptest! {
         opted in prop::collection::vec(any::<prop::sample::Index>(), 0..4),
         absent in prop::collection::vec(cpi_strategy(), 1..3),
         salt in any::<[u8; 32]>(),
-        slot_bytes in prop::option::of(16u32..=400),
+        fill_percent in prop::option::of(50u8..=100),
     ) {
         let (issuer, trust, scheme) = (issuer(), trust(), small_scheme());
         let mappings: Vec<Mapping> = specs.iter().map(|s| sign(s, &issuer)).collect();
@@ -98,7 +98,7 @@ proptest! {
             now: NOW,
             salt: Some(salt),
             scheme: Some(scheme),
-            slot_bytes,
+            fill_percent,
         };
         let input = BuildInput {
             mappings: mappings
@@ -122,9 +122,8 @@ proptest! {
         prop_assert_eq!(report.stored_mappings, count(false));
         prop_assert_eq!(report.suppressed_by_opt_out, count(true));
         prop_assert_eq!(report.stored_opt_outs, opted_out.len());
-        if let Some(p) = slot_bytes {
-            prop_assert_eq!(snapshot.header().layout.slot_bytes, p);
-        }
+        let limit = 4 + (scheme.item_bytes as usize - 4) * usize::from(fill_percent.unwrap_or(98)) / 100;
+        prop_assert!(report.fullest_bucket_bytes <= limit);
 
         let keys = ClientKeys::generate(&scheme).unwrap();
         let server_keys = EvalKeys::parse(&scheme, keys.public_bytes()).unwrap();
@@ -154,6 +153,99 @@ proptest! {
                 prop_assert!(!result.found() && !result.opted_out(), "{}", cpi);
             }
             prop_assert_eq!(result.outside_validity, 0);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Change {
+    Upsert(Spec),
+    RemoveMsp(prop::sample::Index, &'static str),
+    RemoveAll(prop::sample::Index),
+}
+
+fn change_strategy() -> impl Strategy<Value = Change> {
+    prop_oneof![
+        3 => spec_strategy().prop_map(Change::Upsert),
+        1 => (
+            any::<prop::sample::Index>(),
+            prop::sample::select(vec!["a.example", "b.example", "c.example", "d.example"])
+        )
+            .prop_map(|(i, msp)| Change::RemoveMsp(i, msp)),
+        1 => any::<prop::sample::Index>().prop_map(Change::RemoveAll),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, .. ProptestConfig::default() })]
+
+    /// Build, then apply rounds of random upserts (new CPIs and new MSPs of known ones) and
+    /// removals: after every round, every CPI ever named is found with exactly the mappings a
+    /// model of the changes holds, in its group's bucket.
+    #[test]
+    fn every_cpi_is_found_after_any_updates(
+        specs in prop::collection::vec(spec_strategy(), 1..16),
+        rounds in prop::collection::vec(prop::collection::vec(change_strategy(), 1..8), 1..3),
+        salt in any::<[u8; 32]>(),
+    ) {
+        let issuer = issuer();
+        let mut model: BTreeMap<Cpi, BTreeMap<String, Option<String>>> = BTreeMap::new();
+        let mappings: Vec<Mapping> = specs.iter().map(|s| sign(s, &issuer)).collect();
+        for m in &mappings {
+            model
+                .entry(m.fields.cpi.clone())
+                .or_default()
+                .insert(m.fields.msp.clone(), m.fields.psi.clone());
+        }
+        let opts = BuildOptions {
+            epoch: 1,
+            now: NOW,
+            salt: Some(salt),
+            scheme: Some(small_scheme()),
+            fill_percent: None,
+        };
+        let mut snapshot = Snapshot::build(mappings, &trust(), &oprf_key(), &opts).unwrap().0;
+        for (round, changes) in rounds.into_iter().enumerate() {
+            let known: Vec<Cpi> = model.keys().cloned().collect();
+            let mut ops = Vec::new();
+            for change in changes {
+                match change {
+                    Change::Upsert(spec) => {
+                        let m = sign(&spec, &issuer);
+                        model
+                            .entry(m.fields.cpi.clone())
+                            .or_default()
+                            .insert(m.fields.msp.clone(), m.fields.psi.clone());
+                        ops.push(DeltaOp::Upsert(Box::new(
+                            VerifiedMapping::new(m, &trust()).unwrap(),
+                        )));
+                    }
+                    Change::RemoveMsp(i, msp) => {
+                        let cpi = known[i.index(known.len())].clone();
+                        if let Some(ms) = model.get_mut(&cpi) {
+                            ms.remove(msp);
+                        }
+                        ops.push(DeltaOp::Remove { cpi, msp: Some(msp.to_owned()) });
+                    }
+                    Change::RemoveAll(i) => {
+                        let cpi = known[i.index(known.len())].clone();
+                        if let Some(ms) = model.get_mut(&cpi) {
+                            ms.clear();
+                        }
+                        ops.push(DeltaOp::Remove { cpi, msp: None });
+                    }
+                }
+            }
+            let update = UpdateOptions { epoch: 2 + round as u64, now: NOW };
+            snapshot = snapshot.update(ops, &oprf_key(), &update).unwrap().0;
+            let stored: u64 = model.values().map(|ms| ms.len() as u64).sum();
+            prop_assert_eq!(snapshot.header().mapping_count, stored);
+            for (cpi, ms) in &model {
+                let want: Vec<(String, Option<String>)> =
+                    ms.iter().map(|(m, p)| (m.clone(), p.clone())).collect();
+                let got = lookup_with(&snapshot, trust(), cpi.as_str(), NOW).unwrap();
+                prop_assert_eq!(got, want, "{} after round {}", cpi, round);
+            }
         }
     }
 }

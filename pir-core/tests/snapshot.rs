@@ -9,9 +9,8 @@ use std::{
 use pir_core::{
     BuildOptions, CoreError, Cpi, Mapping, Snapshot,
     error::SnapshotError,
-    fuzzing,
     identity::OptOut,
-    keyword::{LAYOUT_VERSION, SLOT_OVERHEAD, ShardPosition},
+    keyword::{LAYOUT_VERSION, ShardPosition},
     snapshot::SNAPSHOT_FORMAT_VERSION,
     testing::{
         FIXTURE_CREATED_AT, NOW, build_records, file_bytes as to_bytes,
@@ -25,10 +24,10 @@ fn fixture_dir() -> PathBuf {
 }
 
 fn fixture_path() -> PathBuf {
-    fixture_dir().join("tiny-v3.pirsnap")
+    fixture_dir().join("tiny-v4.pirsnap")
 }
 
-/// The format 1 and 2 fixtures, kept committed unchanged so that their refusal stays tested.
+/// The format 1, 2 and 3 fixtures, kept committed unchanged so that their refusal stays tested.
 fn old_fixture_path(version: u32) -> PathBuf {
     fixture_dir().join(format!("tiny-v{version}.pirsnap"))
 }
@@ -47,16 +46,21 @@ fn committed_fixture_keeps_loading_and_answering() {
     let snapshot = Snapshot::load(&fixture_path()).unwrap();
     let h = snapshot.header();
     assert_eq!(
-        SNAPSHOT_FORMAT_VERSION, 3,
+        SNAPSHOT_FORMAT_VERSION, 4,
         "bump the fixture with the version"
     );
-    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 3);
+    assert_eq!(u32::from_le_bytes(bytes[8..12].try_into().unwrap()), 4);
     assert_eq!(h.epoch, 3);
     assert_eq!(h.created_at, FIXTURE_CREATED_AT);
     assert_eq!(h.mapping_count, 3);
     assert_eq!(h.opt_out_count, 1);
     assert_eq!(h.cpi_count, 3, "two CPIs with mappings, one opted out");
-    assert!(h.slot_count >= h.cpi_count, "{h:?}");
+    assert!(h.bucket_bytes > h.record_bytes, "{h:?}");
+    assert_eq!(
+        h.layout.msps,
+        ["chat.example", "mail.example", "talk.example"]
+    );
+    assert_eq!(h.layout.issuers, [issuer().id().0]);
     assert!(h.record_bytes > 0);
     assert_eq!(h.scheme, tiny_scheme());
     assert_eq!(h.layout.version, LAYOUT_VERSION);
@@ -81,12 +85,13 @@ fn committed_fixture_keeps_loading_and_answering() {
     assert!(!absent.found() && !absent.opted_out(), "{absent:?}");
 }
 
-/// A format 1 file (entries under a public hash of the CPI) and a format 2 file (no shard
-/// position) are refused by their version, with a message that says to rebuild, before
-/// anything of their content is used.
+/// A format 1 file (entries under a public hash of the CPI), a format 2 file (no shard
+/// position) and a format 3 file (layout version 2: fixed-size slots, one hash per CPI) are
+/// refused by their version, with a message that says to rebuild, before anything of their
+/// content is used.
 #[test]
 fn older_formats_are_refused_with_a_rebuild_hint() {
-    for version in [1, 2] {
+    for version in [1, 2, 3] {
         let path = old_fixture_path(version);
         let bytes = std::fs::read(&path).expect("the old fixtures stay committed");
         assert_eq!(&bytes[..8], b"PIRSNAP\0");
@@ -187,7 +192,7 @@ fn damaged_files_are_refused_with_a_clear_error() {
     expect_invalid(&bad, |e| matches!(e, E::BadMagic));
 
     // An older and a newer version number on otherwise valid bytes.
-    for (version, older) in [(1u8, true), (2, true), (4, false)] {
+    for (version, older) in [(1u8, true), (2, true), (3, true), (5, false)] {
         let mut bad = good.clone();
         bad[8] = version;
         let err = read(&bad).unwrap_err();
@@ -287,12 +292,12 @@ fn occurrences(haystack: &[u8], needles: &[Vec<u8>]) -> Vec<(usize, usize)> {
     found
 }
 
-/// A snapshot's buckets and file show no CPI, MSP, PSI or context, in any case and in no
-/// encoding the builder has for them (the compact mapping, its signature), and every bucket is
-/// a count of equally long slots: each slot belongs to one CPI's record and opens only under
-/// that CPI's key, wherever in its record it is and however long the record is.
+/// A snapshot's buckets show no CPI, MSP, PSI or context, in any case and in no encoding the
+/// builder has for them (the signature), and its file shows MSP names only in the header's
+/// dictionary; every bucket is a count of masked locators and sealed records: each record
+/// belongs to one CPI and opens only under that CPI's key, however long it is.
 #[test]
-fn buckets_and_files_show_no_identifier_and_only_equal_slots() {
+fn buckets_and_files_show_no_identifier_and_only_sealed_records() {
     let mappings = distinctive_mappings(150);
     assert!(mappings.len() >= 300, "{}", mappings.len());
     let opt_outs: Vec<OptOut> = (0..5)
@@ -306,15 +311,17 @@ fn buckets_and_files_show_no_identifier_and_only_equal_slots() {
         now: NOW,
         salt: Some([2; 32]),
         scheme: Some(small_scheme()),
-        slot_bytes: Some(48),
+        fill_percent: None,
     };
     let snapshot = build_records(mappings.clone(), opt_outs.clone(), &opts);
     let h = snapshot.header();
     assert_eq!(h.mapping_count as usize, mappings.len());
     assert_eq!(h.opt_out_count, 5);
+    let msp_names: BTreeSet<String> = mappings.iter().map(|m| m.fields.msp.clone()).collect();
+    assert_eq!(h.layout.msps, msp_names.iter().cloned().collect::<Vec<_>>());
 
     // What must not appear: the tokens in every case, each CPI (normalised and as spelled,
-    // with its digits alone for numbers), and each mapping's compact form and signature.
+    // with its digits alone for numbers), and each statement's signature.
     let mut needles: Vec<Vec<u8>> = Vec::new();
     for token in TOKENS {
         for form in [
@@ -335,7 +342,6 @@ fn buckets_and_files_show_no_identifier_and_only_equal_slots() {
         }
     }
     for m in &mappings {
-        needles.push(fuzzing::encode_compact(m));
         needles.push(m.issuer_sig.to_vec());
     }
     for o in &opt_outs {
@@ -347,7 +353,6 @@ fn buckets_and_files_show_no_identifier_and_only_equal_slots() {
         listing.extend(m.to_json_line().bytes());
         listing.extend(m.to_json_line().to_lowercase().bytes());
         listing.extend(m.to_json_line().to_uppercase().bytes());
-        listing.extend(fuzzing::encode_compact(m));
         listing.extend(m.issuer_sig);
     }
     for o in &opt_outs {
@@ -375,57 +380,79 @@ fn buckets_and_files_show_no_identifier_and_only_equal_slots() {
     }
     assert_eq!(buckets.len(), h.scheme.num_items() * item_bytes);
     assert!(snapshot.bucket(h.scheme.num_items()).is_none());
-    for (what, bytes) in [("buckets", &buckets), ("file", &file)] {
-        let hits = occurrences(bytes, &needles);
-        assert!(
-            hits.is_empty(),
-            "{what} show {} needle(s), first {:?} at {}",
-            hits.len(),
-            String::from_utf8_lossy(&needles[hits[0].0]),
-            hits[0].1
-        );
-    }
+    let hits = occurrences(&buckets, &needles);
+    assert!(
+        hits.is_empty(),
+        "buckets show {} needle(s), first {:?} at {}",
+        hits.len(),
+        String::from_utf8_lossy(&needles[hits[0].0]),
+        hits[0].1
+    );
+    // The file shows the MSP names (the header's dictionary: "pangolins") and nothing else.
+    let header_len = u32::from_le_bytes(file[12..16].try_into().unwrap()) as usize;
+    let hits: Vec<_> = occurrences(&file, &needles)
+        .into_iter()
+        .filter(|(i, pos)| {
+            !(*pos < 16 + header_len
+                && String::from_utf8_lossy(&needles[*i]).to_lowercase() == "pangolins")
+        })
+        .collect();
+    assert!(
+        hits.is_empty(),
+        "the file shows {:?} at {}",
+        String::from_utf8_lossy(&needles[hits[0].0]),
+        hits[0].1
+    );
 
-    // Every bucket: a count, then that many slots of one length, then zeros.
-    let layout = h.layout;
-    let slot_len = layout.slot_len();
-    assert_eq!(slot_len, 48 + SLOT_OVERHEAD);
-    let mut total = 0;
+    // Every bucket: a count and a blob length, the locators, the blob, then zeros.
+    let layout = &h.layout;
+    let (mut total, mut filled) = (0, 0);
     for i in 0..h.scheme.num_items() {
         let item = snapshot.bucket(i).unwrap();
         let count = usize::from(u16::from_le_bytes([item[0], item[1]]));
-        let end = 2 + count * slot_len;
+        let blob = usize::from(u16::from_le_bytes([item[2], item[3]]));
+        let end = 4 + 6 * count + blob;
         assert!(end <= item_bytes, "bucket {i}");
         assert!(item[end..].iter().all(|&b| b == 0), "bucket {i} padding");
-        let tags: Vec<&[u8]> = (0..count).map(|k| &item[2 + k * slot_len..][..8]).collect();
-        assert!(tags.windows(2).all(|w| w[0] < w[1]), "bucket {i}: by tag");
         total += count;
+        filled += end;
     }
-    assert_eq!(total as u64, h.slot_count);
+    assert_eq!(total as u64, h.cpi_count);
+    assert_eq!(filled as u64, h.bucket_bytes);
 
-    // Each CPI's slots sit on slot boundaries of its bucket and open there: all the slots
-    // there are, so every slot is one of a record's and of the one length.
-    let mut records_per_slots: HashMap<usize, usize> = HashMap::new();
-    let mut accounted = 0;
+    // Each CPI's locator, unmasked (section 9), names the range its record opens in: all the
+    // records there are, of many lengths.
+    let word = |b: &[u8], i: usize| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]);
+    let mut lengths = BTreeSet::new();
+    let mut sealed_bytes = 0;
     for cpi in &cpis {
         let secrets = layout.locate(&oprf_key().evaluate(cpi).unwrap());
+        let mask = secrets.mask();
         let item = snapshot
             .bucket(secrets.location().bucket.0 as usize)
             .unwrap();
         let count = usize::from(u16::from_le_bytes([item[0], item[1]]));
-        let slot_at = |tag: [u8; 8]| (0..count).find(|k| item[2 + k * slot_len..][..8] == tag);
-        let mut n = 0u32;
-        while let Some(k) = slot_at(secrets.slot_tag(n).0) {
-            let sealed = &item[2 + k * slot_len + 8..][..slot_len - 8];
-            let chunk = secrets.open_slot(n, sealed).unwrap();
-            assert_eq!(chunk.len(), 48, "{cpi}");
-            n += 1;
-        }
-        assert!(n >= 1, "{cpi} has no slot");
-        *records_per_slots.entry(n as usize).or_default() += 1;
-        accounted += n as usize;
+        let blob = &item[4 + 6 * count..];
+        let opened: Vec<usize> = (0..count)
+            .filter_map(|k| {
+                let locator = &item[4 + 6 * k..][..6];
+                if word(locator, 2) != word(&mask, 2) {
+                    return None;
+                }
+                let offset = usize::from(word(locator, 0).wrapping_sub(word(&mask, 0)));
+                let len = usize::from(word(locator, 1).wrapping_sub(word(&mask, 1)));
+                let sealed = blob.get(offset..offset + len)?;
+                secrets.open(sealed).ok().map(|_| len)
+            })
+            .collect();
+        assert_eq!(opened.len(), 1, "{cpi}: one record");
+        lengths.insert(opened[0]);
+        sealed_bytes += opened[0];
     }
-    assert_eq!(accounted, total, "slots that belong to no CPI");
-    // Records of different lengths, all in slots of the one length.
-    assert!(records_per_slots.len() >= 3, "{records_per_slots:?}");
+    assert_eq!(
+        (sealed_bytes + 6 * total + 4 * h.scheme.num_items()) as u64,
+        h.bucket_bytes,
+        "bytes that belong to no CPI"
+    );
+    assert!(lengths.len() >= 10, "{lengths:?}");
 }

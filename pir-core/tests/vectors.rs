@@ -1,6 +1,6 @@
 //! Known-answer vectors for the signed mapping format (`docs/mapping-format.md`,
-//! `test_vectors/mapping_signatures.json`). Keyword layout version 2 has its own vectors
-//! (`tests/keyword_v2.rs`); version 1's are gone with the layout.
+//! `test_vectors/mapping_signatures.json`). Keyword layout version 3 has its own vectors
+//! (`tests/keyword_v3.rs`); versions 1's and 2's are gone with their layouts.
 //!
 //! The JSON file is written by `regenerate_vectors` from the implementation, never by hand:
 //!
@@ -11,18 +11,15 @@
 //! Every other test here reads the committed file and checks each field against the
 //! implementation, and rebuilds the signed bytes, issuer ids and compact entries from the
 //! documents' description without calling the implementation, so a silent change to any
-//! encoding fails. The compact entries are read out of a version 2 snapshot by following the
-//! documented record, slot and bucket formats (`src/keyword/{derive,entry,bucket}.rs`) with
-//! HKDF and AES-GCM-SIV directly.
+//! encoding fails. The compact entries are read out of a version 3 snapshot of each case alone
+//! (so its MSP and issuer are index 0 of one-name dictionaries) by following the documented
+//! record and bucket formats (`src/keyword/{derive,entry,bucket}.rs`) with HKDF, SHA-256 and
+//! AES-GCM-SIV directly.
 
 mod documented;
 
 use std::path::PathBuf;
 
-use aes_gcm_siv::{
-    Aes256GcmSiv, Nonce,
-    aead::{Aead, KeyInit, Payload},
-};
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use pir_core::{
@@ -228,7 +225,9 @@ fn doc_issuer_id(public_key: &[u8; 32]) -> [u8; 8] {
     digest[..8].try_into().unwrap()
 }
 
-/// The compact entry of a case, from the document's description (u8 length prefixes).
+/// The compact entry of a case, from the document's description (section 9): a head of
+/// flags, the MSP's and the issuer's index (0: a snapshot of this case alone), u8 length
+/// prefixes.
 fn doc_compact_entry(case: &MappingCase) -> Vec<u8> {
     let psi = case.input.psi.as_deref();
     let context = case.input.context.as_deref();
@@ -242,17 +241,14 @@ fn doc_compact_entry(case: &MappingCase) -> Vec<u8> {
     if case.user_public_key_hex.is_some() {
         flags |= 4;
     }
-    let mut out = vec![flags];
-    for s in [Some(case.normalised_msp.as_str()), psi, context]
-        .into_iter()
-        .flatten()
-    {
+    let mut out = vec![flags, 0];
+    for s in [psi, context].into_iter().flatten() {
         out.push(u8::try_from(s.len()).unwrap());
         out.extend_from_slice(s.as_bytes());
     }
     out.extend_from_slice(&case.input.not_before.to_le_bytes());
     out.extend_from_slice(&case.input.not_after.to_le_bytes());
-    out.extend_from_slice(&unb64::<8>(&case.issuer_id_b64url));
+    out.push(0);
     out.extend_from_slice(&unb64::<64>(&case.issuer_sig_b64url));
     if let (Some(k), Some(sig)) = (&case.user_public_key_b64url, &case.user_sig_b64url) {
         out.extend_from_slice(&unb64::<32>(k));
@@ -261,120 +257,46 @@ fn doc_compact_entry(case: &MappingCase) -> Vec<u8> {
     out
 }
 
-/// The bucket of the CPI whose OPRF output is `y`: `(u64le(bucket bytes) * num_buckets) >> 64`.
-fn doc_bucket(y: &[u8], salt: &[u8], num_buckets: u32) -> usize {
-    let x = u64::from_le_bytes(
-        documented::expand(y, b"bucket", salt, 0, 8)
-            .try_into()
-            .unwrap(),
-    );
-    ((u128::from(x) * u128::from(num_buckets)) >> 64) as usize
-}
-
-/// The record of the CPI whose OPRF output is `y`, out of its bucket, from the documents alone:
-/// the bucket is `u16le(count) || slot * count || zeros` with `slot = tag[8] ||
-/// sealed[slot_bytes + 16]`; slot `i` is found by its tag and opened with AES-256-GCM-SIV
-/// under the CPI's key, slot `i`'s nonce and its tag as associated data; slot 0's chunk starts
-/// with the record's `u32le(len)`, which says how many slots follow; the padding is zeros.
-fn doc_open_record(item: &[u8], y: &[u8], salt: &[u8], slot_bytes: usize) -> Vec<u8> {
-    let slot_len = 8 + slot_bytes + 16;
-    let count = usize::from(u16::from_le_bytes([item[0], item[1]]));
-    let slots: Vec<(&[u8], &[u8])> = (0..count)
-        .map(|k| item[2 + k * slot_len..][..slot_len].split_at(8))
-        .collect();
-    assert!(
-        item[2 + count * slot_len..].iter().all(|&b| b == 0),
-        "bucket padding is zero"
-    );
-    let key: [u8; 32] = documented::expand(y, b"entry-key", salt, 0, 32)
-        .try_into()
-        .unwrap();
-    let cipher = Aes256GcmSiv::new(&key.into());
-    let open = |i: u32| {
-        let tag = documented::expand(y, b"tag", salt, i, 8);
-        let nonce = documented::expand(y, b"entry-nonce", salt, i, 12);
-        let found: Vec<&[u8]> = slots
-            .iter()
-            .filter(|(t, _)| *t == tag.as_slice())
-            .map(|(_, sealed)| *sealed)
-            .collect();
-        assert_eq!(found.len(), 1, "slot {i}");
-        cipher
-            .decrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: found[0],
-                    aad: &tag,
-                },
-            )
-            .unwrap()
-    };
-    let mut padded = open(0);
-    assert_eq!(padded.len(), slot_bytes);
-    let len = u32::from_le_bytes(padded[..4].try_into().unwrap()) as usize;
-    for i in 1..len.div_ceil(slot_bytes) {
-        padded.extend(open(i as u32));
-    }
-    assert!(padded[len..].iter().all(|&b| b == 0), "record padding");
-    padded.truncate(len);
-    padded
-}
-
-/// A record's items as `(kind, body)`, from the documented framing: `u32le(len) ||
-/// u16le(count) || (u8(kind) || u16le(ilen) || body[ilen]) * count`, nothing after.
-fn doc_record_items(record: &[u8]) -> Vec<(u8, &[u8])> {
-    assert_eq!(
-        u32::from_le_bytes(record[..4].try_into().unwrap()) as usize,
-        record.len()
-    );
-    let count = u16::from_le_bytes([record[4], record[5]]);
-    let mut pos = 6;
-    let mut items = Vec::new();
-    for _ in 0..count {
-        let kind = record[pos];
-        let len = usize::from(u16::from_le_bytes([record[pos + 1], record[pos + 2]]));
-        items.push((kind, &record[pos + 3..pos + 3 + len]));
-        pos += 3 + len;
-    }
-    assert_eq!(pos, record.len(), "nothing after the last item");
-    items
-}
-
-/// Builds a version 2 snapshot of `mappings` (one per CPI) and returns each one's compact
-/// entry as the snapshot holds it, read out by following the documents (`doc_open_record`):
-/// the OPRF output comes from the DP's key, everything after it is computed here.
+/// Builds a version 3 snapshot of each of `mappings` alone and returns its compact entry as
+/// the snapshot holds it, read out by following the documents (`documented::open_record`): the
+/// OPRF output comes from the DP's key, everything after it is computed here.
 fn compact_entries_from_snapshot(mappings: &[Mapping]) -> Vec<Vec<u8>> {
     let mut trust = TrustStore::new();
     for seed in [SEED_RFC8032_1, SEED_RFC8032_3] {
         trust.add(signing_key(seed).verifying_key()).unwrap();
     }
-    // Slots smaller than the records, so reading them takes several slots each.
     let opts = BuildOptions {
         epoch: 1,
         now: JAN_2026,
         salt: Some([7; 32]),
         scheme: Some(tiny_scheme()),
-        slot_bytes: Some(64),
+        fill_percent: None,
     };
     let oprf = oprf_key();
-    let (snapshot, report) = Snapshot::build(mappings.to_vec(), &trust, &oprf, &opts).unwrap();
-    assert_eq!(report.stored_mappings, mappings.len());
-    // What the header publishes: the layout's salt, bucket count and slot size.
-    let layout = snapshot.header().layout;
-    assert_eq!(layout.slot_bytes, 64);
-    assert!(snapshot.header().slot_count > mappings.len() as u64);
     mappings
         .iter()
         .map(|m| {
+            let (snapshot, report) =
+                Snapshot::build(vec![m.clone()], &trust, &oprf, &opts).unwrap();
+            assert_eq!(report.stored_mappings, 1);
+            // What the header publishes: the layout's salt, counts, table and dictionaries.
+            let layout = &snapshot.header().layout;
+            assert_eq!(layout.msps, std::slice::from_ref(&m.fields.msp));
+            assert_eq!(layout.issuers, [m.issuer.0]);
             let y = oprf.evaluate(&m.fields.cpi).unwrap();
             let y = y.as_bytes();
-            let bucket = doc_bucket(y, &layout.salt, layout.num_buckets);
-            let item = snapshot.bucket(bucket).unwrap();
-            let record = doc_open_record(item, y, &layout.salt, layout.slot_bytes as usize);
-            let items = doc_record_items(&record);
-            assert_eq!(items.len(), 1, "{}", m.fields.cpi);
-            assert_eq!(items[0].0, 0, "{}: kind 0 is a mapping", m.fields.cpi);
-            items[0].1.to_vec()
+            let bucket = documented::bucket(
+                y,
+                &layout.salt,
+                layout.num_groups,
+                &layout.choices,
+                layout.num_buckets,
+            );
+            let item = snapshot.bucket(bucket as usize).unwrap();
+            let record = documented::open_record(item, y, &layout.salt).expect("the record");
+            // One mapping: the record is its compact entry, head first.
+            assert_eq!(record[0] & !7, 0, "{}: a mapping's head", m.fields.cpi);
+            record
         })
         .collect()
 }
@@ -850,8 +772,8 @@ fn generate_mappings() -> MappingVectorFile {
              USER_SIG_CONTEXT || canonical_body; signatures are Ed25519 (RFC 8032, \
              deterministic) over those bytes."
                 .into(),
-            "compact_entry_hex: the mapping as a bucket entry stores it (without CPI, tag or \
-             length), taken from a snapshot built by the implementation."
+            "compact_entry_hex: the mapping as a version 3 record stores it in a snapshot of this case \
+             alone (MSP and issuer: index 0), taken from a snapshot built by the implementation."
                 .into(),
             "verification_cases: parse json_line, trust exactly the listed keys, verify at \
              `now`; `expected` is `ok` or the first failure (names as in the document)."

@@ -53,8 +53,9 @@ pub struct BuildArgs {
     pub dp_key: Option<PathBuf>,
     /// The DP's OPRF secret key (`--oprf-key`): every CPI's place and entry key come from it.
     pub oprf_key: PathBuf,
-    /// Bytes of a record per slot (`--slot-bytes`); the size that wastes least when `None`.
-    pub slot_bytes: Option<u32>,
+    /// How full a bucket may be, percent of its item (`--fill`): below 100 leaves room for
+    /// updates; `pir_core::snapshot::DEFAULT_FILL_PERCENT` when `None`.
+    pub fill_percent: Option<u8>,
 }
 
 /// What `build` did. Displays as `pir-server build` reports it.
@@ -88,7 +89,7 @@ impl fmt::Display for BuildSummary {
         write!(
             f,
             "built {} in {}: {} mappings and {} opt-outs stored ({} + {} read, {} expired \
-             dropped, {} replaced, {} withheld by opt-outs), {} items, {} slots of {} bytes, \
+             dropped, {} replaced, {} withheld by opt-outs), {} items ({} groups, fullest bucket {} of {}), \
              packing efficiency {}, {}",
             self.out.display(),
             Secs(self.build_secs),
@@ -100,8 +101,9 @@ impl fmt::Display for BuildSummary {
             r.duplicates_replaced,
             r.suppressed_by_opt_out,
             self.header.scheme.num_items(),
-            self.header.slot_count,
-            r.slot_bytes,
+            r.groups,
+            Bytes(r.fullest_bucket_bytes as u64),
+            Bytes(u64::from(self.header.scheme.item_bytes)),
             Percent(r.packing_efficiency),
             Bytes(self.file_bytes)
         )?;
@@ -164,7 +166,7 @@ impl ReadInput {
             now,
             salt: None,
             scheme: args.scheme,
-            slot_bytes: args.slot_bytes,
+            fill_percent: args.fill_percent,
         }
     }
 }

@@ -126,12 +126,16 @@ impl fmt::Display for Description {
         line(
             "keyword layout",
             format!(
-                "v{}, {} buckets, {} slots of {} B (+{} B tag and seal each)",
+                "v{}, {} buckets, {} groups ({} choice table), {} MSP names, {} issuer ids; \
+                 buckets filled {} (+{} B locator and seal a record)",
                 h.layout.version,
                 h.layout.num_buckets,
-                h.slot_count,
-                h.layout.slot_bytes,
-                pir_core::keyword::SLOT_OVERHEAD
+                h.layout.num_groups,
+                Bytes(h.layout.choices.len() as u64),
+                h.layout.msps.len(),
+                h.layout.issuers.len(),
+                Percent(h.bucket_bytes as f64 / s.capacity_bytes() as f64),
+                pir_core::keyword::RECORD_OVERHEAD
             ),
         )?;
         line(

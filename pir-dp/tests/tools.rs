@@ -71,7 +71,7 @@ fn keygen_synth_build_inspect() {
         progress: false,
         dp_key: None,
         oprf_key: common::oprf_key(dir.path()),
-        slot_bytes: None,
+        fill_percent: None,
     };
     let err = tools::build(&args).unwrap_err();
     let DpError::InvalidLines { file, lines } = &err else {
@@ -136,7 +136,7 @@ fn keygen_synth_build_inspect() {
         "NOT a vetted preset",
         "packing efficiency",
         "public keys",
-        "slots of 144 B",
+        "v3, 256 buckets, 256 groups (64 B choice table), 8 MSP names, 1 issuer ids",
         "OPRF key               ristretto255-SHA512 ",
     ] {
         assert!(text.contains(needle), "{needle} missing from\n{text}");
@@ -188,7 +188,7 @@ fn update_from_files_with_line_numbers_and_dp_signature() {
         progress: false,
         dp_key: Some(dp_key.clone()),
         oprf_key: common::oprf_key(dir.path()),
-        slot_bytes: None,
+        fill_percent: None,
     })
     .unwrap();
     tools::verify(&old, Some(&tools::public_key_path(&dp_key)), false).unwrap();
@@ -366,7 +366,7 @@ fn build_reports_cpis_with_a_warning() {
             progress: false,
             dp_key: None,
             oprf_key: common::oprf_key(dir.path()),
-            slot_bytes: None,
+            fill_percent: None,
         })
         .unwrap()
     };

@@ -94,7 +94,7 @@ impl Dp {
             progress: false,
             dp_key: None,
             oprf_key: self.path("oprf.key"),
-            slot_bytes: None,
+            fill_percent: None,
         })
         .unwrap();
         Snapshot::load(&self.path(out)).unwrap()

@@ -405,7 +405,7 @@ mod tests {
             now: 1_800_000_000,
             salt: Some([5; 32]),
             scheme: Some(SchemeParams::danger_test_only_small()),
-            slot_bytes: None,
+            fill_percent: None,
         };
         let oprf = pir_core::testing::oprf_key();
         Arc::new(Snapshot::build(Vec::new(), &trust, &oprf, &opts).unwrap().0)

@@ -290,17 +290,17 @@ pub(crate) fn run(count: usize, dir: Option<PathBuf>) -> Result<(), CliError> {
         progress: false,
         dp_key: None,
         oprf_key: oprf_path.clone(),
-        slot_bytes: None,
+        fill_percent: None,
     })?;
     let h = &summary.header;
     println!(
-        "4. snapshot {}: {} items x {} B, {} sealed slots of {} B, packing efficiency {:.3}, {} \
-         on disk ({:.2} s to build)",
+        "4. snapshot {}: {} items x {} B, {} groups, buckets {:.1}% full, packing efficiency \
+         {:.3}, {} on disk ({:.2} s to build)",
         snapshot_path.display(),
         h.scheme.num_items(),
         h.scheme.item_bytes,
-        h.slot_count,
-        h.layout.slot_bytes,
+        h.layout.num_groups,
+        100.0 * h.bucket_bytes as f64 / h.scheme.capacity_bytes() as f64,
         summary.report.packing_efficiency,
         human_bytes(summary.file_bytes),
         summary.build_secs

@@ -175,6 +175,11 @@ enum Command {
         /// Use the small test-only shape (NOT vetted; for experiments).
         #[arg(long)]
         danger_test_params: bool,
+        /// Fill buckets to at most this percent of an item, leaving the rest for updates (a
+        /// delta that overflows a bucket is refused: rebuild). Lower means a larger shape
+        /// sooner. Default: 98.
+        #[arg(long, value_name = "PERCENT", value_parser = clap::value_parser!(u8).range(1..=100))]
+        fill: Option<u8>,
         /// Split the directory into this many shards by each CPI's OPRF output: --out is then a
         /// directory that receives shard-NNNNN.pirsnap files (one scheme for all, so one client
         /// key set fits every shard) and manifest.pirman, signed with --dp-key.
@@ -465,6 +470,7 @@ fn run(command: Command) -> Result<(), CliError> {
             output,
             replaces,
             danger_test_params,
+            fill,
             shards,
             shard_index,
             report,
@@ -480,7 +486,7 @@ fn run(command: Command) -> Result<(), CliError> {
                 progress: true,
                 dp_key: output.dp_key,
                 oprf_key: output.oprf_key,
-                slot_bytes: None,
+                fill_percent: fill,
             };
             match shards {
                 Some(shards) => {

@@ -658,7 +658,7 @@ async fn every_bad_evaluate_request_is_refused_with_its_code() {
 
     // An unregistered key.
     let config = common::config(&mut rpc).await;
-    let stranger = LookupClient::new(*config.lookup(), trust()).unwrap();
+    let stranger = LookupClient::new(config.lookup().clone(), trust()).unwrap();
     let err = refused(evaluate_request(&stranger, 1)).await;
     assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
     assert_eq!(reason(&err), Some(REASON_UNKNOWN_KEY));

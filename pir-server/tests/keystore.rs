@@ -41,7 +41,7 @@ async fn start(opts: ServeOptions) -> (RunningServer, DiscoveryClient<Channel>) 
 /// A lookup client for the server at `rpc` whose keys are not registered there.
 async fn unregistered(rpc: &mut DiscoveryClient<Channel>) -> LookupClient {
     let config = common::config(rpc).await;
-    LookupClient::new(*config.lookup(), pir_core::testing::trust()).unwrap()
+    LookupClient::new(config.lookup().clone(), pir_core::testing::trust()).unwrap()
 }
 
 fn metric(server: &RunningServer, line: &str) -> u64 {

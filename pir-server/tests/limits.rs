@@ -42,7 +42,7 @@ async fn lookup_client(rpc: &mut DiscoveryClient<Channel>) -> LookupClient {
         .unwrap()
         .into_inner();
     let config = pir_proto::ConfigIn::try_from(config).unwrap();
-    LookupClient::new(*config.lookup(), trust()).unwrap()
+    LookupClient::new(config.lookup().clone(), trust()).unwrap()
 }
 
 fn keys() -> ClientKeys {

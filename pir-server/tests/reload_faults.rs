@@ -53,7 +53,7 @@ fn build(scheme: SchemeParams, epoch: u64, salt: u8) -> Snapshot {
         now: 1_800_000_000,
         salt: Some([salt; 32]),
         scheme: Some(scheme),
-        slot_bytes: None,
+        fill_percent: None,
     };
     let mappings = vec![
         m("tel:+14155550100", "chat.example"),

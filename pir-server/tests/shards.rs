@@ -89,7 +89,7 @@ async fn lookup_in(
 ) -> Result<bool, Code> {
     let config = config_of(rpc, Some(shard)).await?;
     let shard_client =
-        LookupClient::with_keys(*config.lookup(), client.keys().clone(), trust()).unwrap();
+        LookupClient::with_keys(config.lookup().clone(), client.keys().clone(), trust()).unwrap();
     let y = evaluate(rpc, &shard_client, &[cpi(i)]).await.remove(0);
     let pending = shard_client.query(&y).unwrap();
     let mut request = QueryRequest::authenticated(

@@ -18,13 +18,19 @@ pub fn config_header() -> SnapshotHeader {
             144,
             pir_core::testing::oprf_key().public(),
         )
+        .and_then(|l| {
+            l.with_dictionaries(
+                vec!["chat.example".into()],
+                vec![pir_core::testing::issuer().id()],
+            )
+        })
         .expect("the small shape's layout is valid"),
         epoch: 9,
         created_at: 1_700_000_000,
         mapping_count: 205,
         opt_out_count: 2,
         cpi_count: 203,
-        slot_count: 240,
+        bucket_bytes: 29_100,
         record_bytes: 25_800,
         base: None,
         plaintext_checksum: [1; 32],
@@ -38,7 +44,7 @@ pub fn config_header() -> SnapshotHeader {
 /// [`config_header`] that agrees with them.
 pub fn config_response() -> v1::GetConfigResponse {
     let header = config_header();
-    let (scheme, layout) = (header.scheme, header.layout);
+    let (scheme, layout) = (header.scheme, header.layout.clone());
     v1::GetConfigResponse {
         epoch: 9,
         scheme: Some((&scheme).into()),

@@ -71,7 +71,7 @@ fn build_args(input: &Path, dir: &Path, out: &Path, epoch: u64) -> pir_dp::Build
         progress: false,
         dp_key: None,
         oprf_key: dir.join("oprf.key"),
-        slot_bytes: None,
+        fill_percent: None,
     }
 }
 
@@ -113,8 +113,9 @@ async fn target(directory: Directory, oprf: &OprfKey, cpis: &[Cpi]) -> Target {
     rpc.register_keys(RegisterKeysRequest::for_keys(&keys))
         .await
         .expect("RegisterKeys");
-    let first_client = LookupClient::with_keys(*first.lookup(), keys.clone(), TrustStore::new())
-        .expect("a client");
+    let first_client =
+        LookupClient::with_keys(first.lookup().clone(), keys.clone(), TrustStore::new())
+            .expect("a client");
     let evaluated = evaluate_in_process(&first_client, oprf, cpis).expect("evaluations");
     let mut queries = Vec::new();
     for y in &evaluated {
@@ -125,8 +126,9 @@ async fn target(directory: Directory, oprf: &OprfKey, cpis: &[Cpi]) -> Target {
             }
             None => (0, first.clone()),
         };
-        let client = LookupClient::with_keys(*config.lookup(), keys.clone(), TrustStore::new())
-            .expect("a client");
+        let client =
+            LookupClient::with_keys(config.lookup().clone(), keys.clone(), TrustStore::new())
+                .expect("a client");
         let pending = client.query(y).expect("a query");
         queries.push((shard, config.lookup().epoch(), pending.query().to_vec()));
     }

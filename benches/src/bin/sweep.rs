@@ -215,7 +215,7 @@ fn measure_reference(repeat: usize) -> Result<Reference, Box<dyn std::error::Err
             now,
             salt: Some([2; 32]),
             scheme: Some(scheme),
-            slot_bytes: None,
+            fill_percent: None,
         },
     )?;
     let keys = ClientKeys::generate(&scheme)?;

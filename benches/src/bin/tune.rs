@@ -198,7 +198,7 @@ fn measure(p: &SchemeParams, repeat: usize) -> Result<Measured, Box<dyn std::err
         now: pir_core::unix_now(),
         salt: Some([3; 32]),
         scheme: Some(*p),
-        slot_bytes: None,
+        fill_percent: None,
     };
     // The OPRF only places CPIs; the answer's cost does not depend on the key.
     let oprf_key = OprfKey::derive(&[3; 32], b"pir-benches tune")?;

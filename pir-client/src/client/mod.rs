@@ -149,7 +149,7 @@ impl PirClient {
         {
             file.write(&keys, seen.as_ref())?;
         }
-        let lookup = LookupClient::with_keys(*config.lookup(), keys, options.trust.clone())?;
+        let lookup = LookupClient::with_keys(config.lookup().clone(), keys, options.trust.clone())?;
         let mut client = Self {
             url: url.to_owned(),
             grpc,
@@ -477,7 +477,7 @@ impl PirClient {
             // Same parameters: the keys stay valid; the layout (salt) may still have changed,
             // and the next query is encrypted for the new one.
             let mut lookup = LookupClient::clone(&self.lookup);
-            lookup.set_config(*config.lookup())?;
+            lookup.set_config(config.lookup().clone())?;
             self.remember(seen, lookup.keys())?;
             self.lookup = Arc::new(lookup);
             self.config = config;
@@ -493,7 +493,7 @@ impl PirClient {
             _ => generate_keys(*config.lookup().scheme()).await?,
         };
         // Built before anything is replaced, so a failure leaves the client as it was.
-        let lookup = LookupClient::with_keys(*config.lookup(), keys, self.trust.clone())?;
+        let lookup = LookupClient::with_keys(config.lookup().clone(), keys, self.trust.clone())?;
         if let Some(file) = &self.key_file {
             file.write(lookup.keys(), seen.as_ref())?;
         }

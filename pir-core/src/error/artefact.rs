@@ -55,18 +55,20 @@ pub enum BucketError {
     /// Bytes after the last field of an entry, or padding that is not zero.
     #[error("trailing bytes in entry")]
     TrailingBytes,
-    /// A record whose length is impossible for its bucket.
-    #[error("record length out of range")]
+    /// A record with no statement in it.
+    #[error("empty record")]
     RecordLength,
-    /// A record whose later slot is not in its bucket.
-    #[error("a slot of the record is missing from its bucket")]
-    MissingSlot,
-    /// A statement kind this version does not know.
-    #[error("unknown statement kind {0}")]
+    /// A statement kind (or a mapping's flags) this version does not know.
+    #[error("unknown statement head {0:#x}")]
     UnknownKind(u8),
-    /// Two slots of one bucket with the same tag.
-    #[error("two slots share a tag")]
-    DuplicateTag,
+    /// An index beyond the layout's dictionary of MSP names or issuer ids.
+    #[error("dictionary index {index} beyond its {len} names")]
+    DictionaryIndex {
+        /// The index read.
+        index: usize,
+        /// Names in the dictionary.
+        len: usize,
+    },
 }
 
 /// Why a snapshot file was refused.
@@ -88,7 +90,8 @@ pub enum SnapshotError {
         "format version {found}, this build reads version {supported}{}",
         if *found < *supported {
             "; rebuild it from the mappings with `build --oprf-key` (version 1 stored \
-             entries under a public hash; version 2 did not record its shard)"
+             entries under a public hash; version 2 did not record its shard; version 3 \
+             used fixed-size slots, which layout version 3 replaced)"
         } else {
             ""
         }
@@ -307,11 +310,40 @@ pub enum LayoutError {
         /// Bytes given.
         got: usize,
     },
-    /// A slot size outside the supported range.
-    #[error("slot size {got} is outside 16..=4096 bytes")]
-    SlotBytes {
-        /// The size given.
+    /// An issuer id in the dictionary that is not 8 bytes.
+    #[error("an issuer id in the layout's dictionary is not 8 bytes")]
+    IssuerLength,
+    /// A group count of 0 or beyond the limit.
+    #[error("{got} groups: the count must be 1 to 2^22")]
+    Groups {
+        /// The count.
         got: u32,
+    },
+    /// A choice table of the wrong length for the group count.
+    #[error("the choice table is {got} bytes, expected {expected} (2 bits a group)")]
+    ChoiceTable {
+        /// Bytes expected.
+        expected: usize,
+        /// Bytes given.
+        got: usize,
+    },
+    /// Bits set past the last group of the choice table.
+    #[error("the choice table has bits set past its last group")]
+    ChoiceTablePadding,
+    /// A dictionary of more than 65536 names.
+    #[error("a layout dictionary holds more than 65536 names")]
+    DictionarySize,
+    /// An MSP name in the dictionary that is not a normalised domain.
+    #[error("an MSP name in the layout's dictionary is not a normalised domain")]
+    DictionaryName,
+    /// A name given twice in a dictionary.
+    #[error("a name appears twice in a layout dictionary")]
+    DictionaryDuplicate,
+    /// An item too large for the layout's 16-bit locators.
+    #[error("{item_bytes}-byte items are beyond the layout's 65536")]
+    ItemBytes {
+        /// Bytes of an item.
+        item_bytes: u32,
     },
     /// An OPRF public key that is not a canonical ristretto255 element.
     #[error("the OPRF public key is not a valid ristretto255 element")]
@@ -362,6 +394,13 @@ pub enum Overflow {
         /// Bytes of an item.
         item_bytes: usize,
     },
+    /// A delta names an MSP or issuer the snapshot's dictionary cannot take without widening
+    /// every index (past 256 names, or 65536).
+    #[error(
+        "the snapshot's dictionary of MSP names or issuers cannot take another name without \
+         re-encoding every record: rebuild from the full mapping set"
+    )]
+    Dictionary,
     /// A delta makes a bucket exceed its item.
     #[error(
         "bucket {bucket}: bucket exceeds {item_bytes} bytes; this delta does not fit the \
@@ -378,6 +417,12 @@ pub enum Overflow {
 impl From<crate::bytes::Truncated> for BucketError {
     fn from(_: crate::bytes::Truncated) -> Self {
         Self::Truncated
+    }
+}
+
+impl From<Overflow> for CoreError {
+    fn from(o: Overflow) -> Self {
+        Self::BucketOverflow(o)
     }
 }
 

@@ -1,168 +1,243 @@
-//! The bytes of one bucket (one PIR item), and the compact form of a mapping inside a record.
+//! The bytes of one bucket (one PIR item): the CPIs' sealed records, of varying length, each
+//! behind a masked locator.
 //!
 //! ```text
-//! bucket  = count:u16le || slot * count (sorted by tag) || zero padding to the item size
-//! slot    = tag[8] || sealed[slot_bytes + 16]                 (entry.rs)
-//! compact = flags:u8 (1 psi, 2 context, 4 user consent)
-//!           || msp_len:u8 || msp || [psi_len:u8 || psi] || [ctx_len:u8 || context]
-//!           || not_before:u64le || not_after:u64le || issuer[8] || issuer_sig[64]
-//!           || [user_key[32] || user_sig[64]]
+//! bucket  = u16le(count) || u16le(blob_len) || locator * count || blob || zero padding
+//! locator = u16le(offset + m0) || u16le(len + m1) || u16le(m2)      (additions mod 2^16)
+//!           mask = m0 || m1 || m2 (derive.rs, from the CPI's y); offset and len: of the
+//!           CPI's sealed record within blob
+//! blob    = the sealed records, in the order of their locators
 //! ```
 //!
-//! The CPI itself is not stored: the client knows it, rebuilds the signed bytes with it and so
-//! verifies both that the entry is genuine and that it belongs to this CPI.
+//! A client unmasks every locator with its own mask; one whose third field is its `m2` (about
+//! 2^-16 of the others' do too) names a range of the blob, which it tries to open. A record's
+//! length and place are hidden by the mask; the bucket shows how many records it holds and how
+//! many bytes they take, not which CPI holds which or how long any one record is.
 
-use super::layout::Tag;
-use crate::bytes::Reader;
+use super::derive::{EntrySecrets, MASK_BYTES, SEAL_OVERHEAD};
 use crate::{
+    bytes::Reader,
     error::{BucketError, CoreError, Overflow, Result},
-    identity::{Cpi, IssuerId, Mapping, MappingFields, UserConsent},
 };
 
-/// Bytes a bucket spends before its entries.
-pub(crate) const BUCKET_HEADER_BYTES: usize = 2;
+/// Bytes a bucket spends before its locators.
+pub(crate) const BUCKET_HEADER_BYTES: usize = 4;
 
-const FLAG_PSI: u8 = 1;
-const FLAG_CONTEXT: u8 = 2;
-const FLAG_USER: u8 = 4;
+/// Bytes of one locator.
+pub const LOCATOR_BYTES: usize = MASK_BYTES;
 
-/// The compact encoding of a mapping without its CPI.
-pub(crate) fn encode_compact(m: &Mapping) -> Vec<u8> {
-    let f = &m.fields;
-    let mut flags = 0;
-    if f.psi.is_some() {
-        flags |= FLAG_PSI;
-    }
-    if f.context.is_some() {
-        flags |= FLAG_CONTEXT;
-    }
-    if m.user.is_some() {
-        flags |= FLAG_USER;
-    }
-    let mut out = Vec::with_capacity(128);
-    out.push(flags);
-    // Validated lengths: msp <= 253, psi <= 255, context <= 32.
-    for s in [Some(&f.msp), f.psi.as_ref(), f.context.as_ref()]
-        .into_iter()
-        .flatten()
-    {
-        out.push(s.len() as u8);
-        out.extend_from_slice(s.as_bytes());
-    }
-    out.extend_from_slice(&f.not_before.to_le_bytes());
-    out.extend_from_slice(&f.not_after.to_le_bytes());
-    out.extend_from_slice(&m.issuer.0);
-    out.extend_from_slice(&m.issuer_sig);
-    if let Some(u) = &m.user {
-        out.extend_from_slice(&u.key);
-        out.extend_from_slice(&u.sig);
-    }
+fn word(bytes: &[u8; LOCATOR_BYTES], i: usize) -> u16 {
+    u16::from_le_bytes([bytes[2 * i], bytes[2 * i + 1]])
+}
+
+/// A locator for a record at `offset` of `len` bytes, masked with `mask`.
+fn masked(mask: &[u8; MASK_BYTES], offset: u16, len: u16) -> [u8; LOCATOR_BYTES] {
+    let mut out = [0u8; LOCATOR_BYTES];
+    out[..2].copy_from_slice(&offset.wrapping_add(word(mask, 0)).to_le_bytes());
+    out[2..4].copy_from_slice(&len.wrapping_add(word(mask, 1)).to_le_bytes());
+    out[4..].copy_from_slice(&mask[4..]);
     out
 }
 
-fn short_str(r: &mut Reader<'_>) -> Result<String, BucketError> {
-    let len = r.u8()? as usize;
-    String::from_utf8(r.take(len)?.to_vec()).map_err(|_| BucketError::NotUtf8)
-}
-
-/// Decodes a compact mapping for a known CPI.
-pub(crate) fn decode_compact(cpi: &Cpi, bytes: &[u8]) -> Result<Mapping> {
-    let mapping = parse_compact(cpi, bytes)?;
-    mapping.fields.validate()?;
-    Ok(mapping)
-}
-
-fn parse_compact(cpi: &Cpi, bytes: &[u8]) -> Result<Mapping, BucketError> {
-    let mut r = Reader::new(bytes);
-    let flags = r.u8()?;
-    if flags & !(FLAG_PSI | FLAG_CONTEXT | FLAG_USER) != 0 {
-        return Err(BucketError::UnknownFlags(flags));
-    }
-    let msp = short_str(&mut r)?;
-    let psi = (flags & FLAG_PSI != 0)
-        .then(|| short_str(&mut r))
-        .transpose()?;
-    let context = (flags & FLAG_CONTEXT != 0)
-        .then(|| short_str(&mut r))
-        .transpose()?;
-    let not_before = r.u64()?;
-    let not_after = r.u64()?;
-    let issuer = IssuerId(r.array()?);
-    let issuer_sig = r.array()?;
-    let user = if flags & FLAG_USER != 0 {
-        Some(UserConsent {
-            key: r.array()?,
-            sig: r.array()?,
-        })
-    } else {
-        None
-    };
-    if !r.rest().is_empty() {
-        return Err(BucketError::TrailingBytes);
-    }
-    let fields = MappingFields {
-        cpi: cpi.clone(),
-        msp,
-        psi,
-        context,
-        not_before,
-        not_after,
-    };
-    Ok(Mapping {
-        fields,
-        issuer,
-        issuer_sig,
-        user,
+/// The (offset, len) a locator names under `mask`, if its check matches.
+fn unmask(mask: &[u8; MASK_BYTES], locator: &[u8; LOCATOR_BYTES]) -> Option<(usize, usize)> {
+    (locator[4..] == mask[4..]).then(|| {
+        (
+            word(locator, 0).wrapping_sub(word(mask, 0)) as usize,
+            word(locator, 1).wrapping_sub(word(mask, 1)) as usize,
+        )
     })
 }
 
-/// Writes `slots` (each `slot_len` bytes with its tag, in the order given) into `out`, one
-/// item: refused if they do not fit.
-pub(crate) fn encode_bucket<'a>(
-    slots: impl ExactSizeIterator<Item = (Tag, &'a [u8])>,
-    slot_len: usize,
-    out: &mut [u8],
-) -> Result<()> {
-    let count = slots.len();
-    let count16 =
-        u16::try_from(count).map_err(|_| CoreError::BucketOverflow(Overflow::Entries { count }))?;
-    let item_bytes = out.len();
-    if BUCKET_HEADER_BYTES + count * slot_len > item_bytes {
-        return Err(CoreError::BucketOverflow(Overflow::Bytes { item_bytes }));
-    }
-    out[..2].copy_from_slice(&count16.to_le_bytes());
-    let mut pos = BUCKET_HEADER_BYTES;
-    for (tag, sealed) in slots {
-        if 8 + sealed.len() != slot_len {
-            return Err(CoreError::Internal("a sealed slot of the wrong length"));
-        }
-        out[pos..pos + 8].copy_from_slice(&tag.0);
-        out[pos + 8..pos + slot_len].copy_from_slice(sealed);
-        pos += slot_len;
-    }
-    Ok(())
+/// Bytes a bucket of `count` records of `sealed` total sealed bytes takes.
+pub(crate) fn bucket_len(count: usize, sealed: usize) -> usize {
+    BUCKET_HEADER_BYTES + count * LOCATOR_BYTES + sealed
 }
 
-/// The slots of one item: (tag, sealed chunk) each. Refuses a count the item cannot hold and
-/// two slots with one tag.
-pub(crate) fn decode_bucket(
-    item: &[u8],
-    slot_len: usize,
-) -> Result<Vec<(Tag, &[u8])>, BucketError> {
-    let mut r = Reader::new(item);
-    let count = r.u16()? as usize;
-    if slot_len < 8 || count * slot_len > r.rest().len() {
-        return Err(BucketError::Truncated);
+/// A bucket's records, decoded: the locators and the blob they point into.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Bucket {
+    locators: Vec<[u8; LOCATOR_BYTES]>,
+    blob: Vec<u8>,
+}
+
+impl Bucket {
+    /// A bucket of `records`, each (locator mask, sealed record). Records and locators are
+    /// put in the order of the sealed bytes, which are pseudorandom: the order says nothing
+    /// about which CPI a record belongs to.
+    pub(crate) fn of_records(mut records: Vec<([u8; MASK_BYTES], Vec<u8>)>) -> Result<Self> {
+        records.sort_unstable_by(|a, b| a.1.cmp(&b.1));
+        let mut bucket = Self::default();
+        for (mask, sealed) in records {
+            bucket.push(&mask, &sealed)?;
+        }
+        Ok(bucket)
     }
-    let mut slots = Vec::with_capacity(count);
-    for _ in 0..count {
-        let tag = Tag(r.array()?);
-        slots.push((tag, r.take(slot_len - 8)?));
+
+    /// Records held.
+    pub(crate) fn len(&self) -> usize {
+        self.locators.len()
     }
-    let mut tags: Vec<Tag> = slots.iter().map(|(t, _)| *t).collect();
-    tags.sort_unstable();
-    if tags.windows(2).any(|w| w[0] == w[1]) {
-        return Err(BucketError::DuplicateTag);
+
+    /// Bytes this bucket takes in an item.
+    pub(crate) fn encoded_len(&self) -> usize {
+        bucket_len(self.locators.len(), self.blob.len())
     }
-    Ok(slots)
+
+    /// Appends a sealed record at the end of the blob.
+    pub(crate) fn push(&mut self, mask: &[u8; MASK_BYTES], sealed: &[u8]) -> Result<()> {
+        let too_big = || {
+            CoreError::BucketOverflow(Overflow::Entries {
+                count: self.len() + 1,
+            })
+        };
+        let offset = u16::try_from(self.blob.len()).map_err(|_| too_big())?;
+        let len = u16::try_from(sealed.len()).map_err(|_| too_big())?;
+        u16::try_from(self.blob.len() + sealed.len()).map_err(|_| too_big())?;
+        if self.locators.len() >= usize::from(u16::MAX) {
+            return Err(too_big());
+        }
+        self.locators.push(masked(mask, offset, len));
+        self.blob.extend_from_slice(sealed);
+        Ok(())
+    }
+
+    /// The position and opened record of the CPI `secrets` belongs to: `None` when no locator
+    /// leads to a range that opens under its key (the CPI has no record here).
+    pub(crate) fn find(&self, secrets: &EntrySecrets) -> Option<(usize, Vec<u8>)> {
+        let mask = secrets.mask();
+        self.locators.iter().enumerate().find_map(|(i, locator)| {
+            let (offset, len) = unmask(&mask, locator)?;
+            if len <= SEAL_OVERHEAD {
+                return None;
+            }
+            let sealed = self.blob.get(offset..offset.checked_add(len)?)?;
+            secrets.open(sealed).ok().map(|record| (i, record))
+        })
+    }
+
+    /// Removes the record at position `at` (found by [`Bucket::find`] under `mask`): its bytes
+    /// leave the blob and the records after it move down, their locators' offsets with them
+    /// (a masked offset moves by plain subtraction: no other CPI's mask is needed).
+    pub(crate) fn remove(&mut self, at: usize, mask: &[u8; MASK_BYTES]) -> Result<()> {
+        let (offset, len) = self
+            .locators
+            .get(at)
+            .and_then(|l| unmask(mask, l))
+            .ok_or(CoreError::Internal("removing a record that is not there"))?;
+        if offset + len > self.blob.len() {
+            return Err(CoreError::Internal("removing a record beyond its blob"));
+        }
+        self.blob.drain(offset..offset + len);
+        self.locators.remove(at);
+        let shift = len as u16;
+        for locator in &mut self.locators[at..] {
+            let moved = word(locator, 0).wrapping_sub(shift);
+            locator[..2].copy_from_slice(&moved.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    /// Writes the bucket into `out`, one item, zero-padded: refused if it does not fit.
+    pub(crate) fn encode(&self, out: &mut [u8]) -> Result<()> {
+        let item_bytes = out.len();
+        if self.encoded_len() > item_bytes {
+            return Err(CoreError::BucketOverflow(Overflow::Bytes { item_bytes }));
+        }
+        out.fill(0);
+        // Both fit in u16: `push` checks them.
+        out[..2].copy_from_slice(&(self.locators.len() as u16).to_le_bytes());
+        out[2..4].copy_from_slice(&(self.blob.len() as u16).to_le_bytes());
+        let mut pos = BUCKET_HEADER_BYTES;
+        for locator in &self.locators {
+            out[pos..pos + LOCATOR_BYTES].copy_from_slice(locator);
+            pos += LOCATOR_BYTES;
+        }
+        out[pos..pos + self.blob.len()].copy_from_slice(&self.blob);
+        Ok(())
+    }
+
+    /// Decodes an item's bytes: refused when its counts do not fit the item.
+    pub(crate) fn decode(item: &[u8]) -> Result<Self, BucketError> {
+        let mut r = Reader::new(item);
+        let count = r.u16()? as usize;
+        let blob_len = r.u16()? as usize;
+        if bucket_len(count, blob_len) > item.len() {
+            return Err(BucketError::Truncated);
+        }
+        let mut locators = Vec::with_capacity(count);
+        for _ in 0..count {
+            locators.push(r.array()?);
+        }
+        let blob = r.take(blob_len)?.to_vec();
+        Ok(Self { locators, blob })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::{keyword::KeywordLayout, oprf::OprfOutput};
+
+    fn secrets(byte: u8) -> EntrySecrets {
+        let layout = KeywordLayout::new(
+            [5; 32],
+            8,
+            8,
+            crate::oprf::OprfKey::derive(&[1; 32], b"t")
+                .unwrap()
+                .public(),
+        )
+        .unwrap();
+        layout.locate(&OprfOutput([byte; 64]))
+    }
+
+    #[test]
+    fn records_are_found_removed_and_appended_without_other_masks() {
+        let all: Vec<EntrySecrets> = (1..=5).map(secrets).collect();
+        let records: Vec<_> = all
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.mask(), s.seal(&vec![i as u8 + 1; 10 + 7 * i]).unwrap()))
+            .collect();
+        let mut bucket = Bucket::of_records(records).unwrap();
+        let mut item = vec![0u8; 400];
+        bucket.encode(&mut item).unwrap();
+        let decoded = Bucket::decode(&item).unwrap();
+        for (i, s) in all.iter().enumerate() {
+            let (_, record) = decoded.find(s).unwrap();
+            assert_eq!(record, vec![i as u8 + 1; 10 + 7 * i]);
+        }
+        assert!(decoded.find(&secrets(9)).is_none());
+
+        // Remove the third, change the first: every other record is still found.
+        let (at, _) = bucket.find(&all[2]).unwrap();
+        bucket.remove(at, &all[2].mask()).unwrap();
+        let (at, _) = bucket.find(&all[0]).unwrap();
+        bucket.remove(at, &all[0].mask()).unwrap();
+        bucket
+            .push(&all[0].mask(), &all[0].seal(b"changed").unwrap())
+            .unwrap();
+        bucket.encode(&mut item).unwrap();
+        let decoded = Bucket::decode(&item).unwrap();
+        assert_eq!(decoded.len(), 4);
+        assert!(decoded.find(&all[2]).is_none());
+        assert_eq!(decoded.find(&all[0]).unwrap().1, b"changed");
+        for i in [1, 3, 4] {
+            assert_eq!(
+                decoded.find(&all[i]).unwrap().1,
+                vec![i as u8 + 1; 10 + 7 * i]
+            );
+        }
+        // Too small an item, or counts beyond it: refused.
+        assert!(bucket.encode(&mut [0u8; 40]).is_err());
+        let mut lying = item.clone();
+        lying[2..4].copy_from_slice(&400u16.to_le_bytes());
+        assert!(matches!(
+            Bucket::decode(&lying),
+            Err(BucketError::Truncated)
+        ));
+    }
 }

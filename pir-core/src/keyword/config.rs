@@ -1,14 +1,14 @@
 //! What a client needs to know to query a snapshot.
 
 use crate::{
-    error::{CoreError, Result},
-    keyword::KeywordLayout,
+    error::{CoreError, LayoutError, Result},
+    keyword::{KeywordLayout, MAX_ITEM_BYTES},
     pir::SchemeParams,
 };
 
 /// What a client needs to know to query a snapshot: checked once, when it is made, so that
 /// every holder can rely on the layout being valid and having one bucket per database item.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LookupConfig {
     scheme: SchemeParams,
     layout: KeywordLayout,
@@ -16,9 +16,15 @@ pub struct LookupConfig {
 }
 
 impl LookupConfig {
-    /// Checks that `layout` is valid and has one bucket per item of `scheme`.
+    /// Checks that `layout` is valid and has one bucket per item of `scheme`, items its
+    /// locators can address.
     pub fn new(scheme: SchemeParams, layout: KeywordLayout, epoch: u64) -> Result<Self> {
         layout.validate()?;
+        if scheme.item_bytes > MAX_ITEM_BYTES {
+            return Err(CoreError::Layout(LayoutError::ItemBytes {
+                item_bytes: scheme.item_bytes,
+            }));
+        }
         if layout.num_buckets as usize != scheme.num_items() {
             return Err(CoreError::BucketCount {
                 buckets: layout.num_buckets,
@@ -39,7 +45,7 @@ impl LookupConfig {
         layout: KeywordLayout,
         epoch: u64,
     ) -> Self {
-        debug_assert!(Self::new(scheme, layout, epoch).is_ok());
+        debug_assert!(Self::new(scheme, layout.clone(), epoch).is_ok());
         Self {
             scheme,
             layout,

@@ -1,150 +1,136 @@
-//! Keyword layout version 2: everything about a CPI's place and entries comes from its OPRF
-//! output `y` ([`crate::oprf`]), through HKDF-SHA256 (RFC 5869) with one label per output:
+//! Keyword layout version 3: everything about a CPI's place and record comes from its OPRF
+//! output `y` ([`crate::oprf`]), through HKDF-SHA256 (RFC 5869) with one label per output, and
+//! the public choice table of the layout:
 //!
 //! ```text
-//! prk    = HKDF-Extract(salt = "pir-discovery/keyword/v2", IKM = y)          64-byte y
-//! shard  = u64_le(HKDF-Expand(prk, "shard", 8))                               layout-independent
-//! bucket = (u64_le(HKDF-Expand(prk, "bucket"      || salt, 8)) * num_buckets) >> 64
-//! tag    =        HKDF-Expand(prk, "tag"         || salt, 8)
-//! key    =        HKDF-Expand(prk, "entry-key"   || salt, 32)
-//! nonce  =        HKDF-Expand(prk, "entry-nonce" || salt, 12)
-//! tag_i, nonce_i = the same with info "tag" || salt || u32le(i), i >= 1        slot i
-//! entry  = AES-256-GCM-SIV(key, nonce, plaintext, associated data = tag)     RFC 8452
+//! prk       = HKDF-Extract(salt = "pir-discovery/keyword/v3", IKM = y)            64-byte y
+//! shard     = (u64le(HKDF-Expand(prk, "shard", 8)) * shards) >> 64              layout-independent
+//! group     = (u64le(HKDF-Expand(prk, "group" || salt, 8)) * num_groups) >> 64
+//! mask      =        HKDF-Expand(prk, "locator" || salt, 6)
+//! key       =        HKDF-Expand(prk, "entry-key" || salt, 32)
+//! nonce     =        HKDF-Expand(prk, "entry-nonce" || salt, 12)
+//! candidate(group, c) = (u64le(SHA-256("pir-discovery/keyword/v3/candidate\0" || salt
+//!                         || u32le(group) || u8(c))[0..8]) * num_buckets) >> 64     c in 0..4
+//! bucket    = candidate(group, choice(group))                 choice: the layout's public table
+//! sealed    = AES-256-GCM-SIV(key, nonce, record, associated data = empty)      RFC 8452
 //! ```
 //!
 //! `salt` is the snapshot's 32-byte layout salt, so a new build moves every CPI and changes every
-//! key; the shard index does not depend on it, so a CPI stays in its shard across builds. Labels
-//! are ASCII without terminator; `salt` is appended raw. Integer maths only, so every platform
-//! and language agrees; the outputs are pinned in `test_vectors/keyword_v2.json`.
+//! key; the shard index does not depend on it, so a CPI stays in its shard across builds. The
+//! candidates of a group depend on the salt and the group number only: the choice table says
+//! nothing about any CPI that its group does not. Labels are ASCII without terminator; `salt` is
+//! appended raw. Integer maths only, so every platform and language agrees; the outputs are
+//! pinned in `test_vectors/keyword_v3.json`.
 //!
 //! Why GCM-SIV: the nonce is derived, not random, so the same CPI under the same layout always
-//! gets the same (key, nonce). An update that changes a CPI's mappings keeps its layout, and with
+//! gets the same (key, nonce). An update that changes a CPI's record keeps its layout, and with
 //! it the nonce; GCM-SIV is the AEAD whose security survives that (a repeated nonce reveals only
 //! whether two plaintexts are equal, which the update's changed bucket shows anyway).
 
 use aes_gcm_siv::{
     Aes256GcmSiv, Nonce,
-    aead::{Aead, KeyInit, Payload},
+    aead::{Aead, KeyInit},
 };
 use hkdf::Hkdf;
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 
-use super::{BucketIndex, Location, Tag};
+use super::{BucketIndex, GroupIndex, KeywordLayout, Location};
 use crate::{
     error::{CoreError, Result},
     oprf::OprfOutput,
 };
 
-const EXTRACT_SALT: &[u8] = b"pir-discovery/keyword/v2";
-/// Bytes the AEAD adds to a sealed entry (its authentication tag).
+const EXTRACT_SALT: &[u8] = b"pir-discovery/keyword/v3";
+const CANDIDATE_CONTEXT: &[u8] = b"pir-discovery/keyword/v3/candidate\0";
+/// Bytes the AEAD adds to a sealed record (its authentication tag).
 pub const SEAL_OVERHEAD: usize = 16;
+/// Bytes of a locator mask.
+pub const MASK_BYTES: usize = 6;
 
-/// What a CPI's OPRF output gives under one layout: where its entries are and the key that
-/// opens them. Holds key material: `Debug` shows only the location.
-///
-/// A CPI's record fills one or more fixed-size slots (`keyword::entry`). Slot 0 uses `tag` and
-/// `nonce` above; slot `i >= 1` uses `tag_i` and `nonce_i`, the same labels with `u32le(i)`
-/// appended to the info after the salt, so a CPI's slots cannot be linked to each other.
+/// What a CPI's OPRF output gives under one layout: where its record is, the mask of its
+/// locator and the key that opens the record. Holds key material: `Debug` shows only the
+/// location.
 #[derive(Clone)]
 pub struct EntrySecrets {
     location: Location,
+    mask: [u8; MASK_BYTES],
     key: [u8; 32],
     nonce: [u8; 12],
-    prk: Hkdf<Sha256>,
-    salt: [u8; 32],
 }
 
 /// The shard a CPI belongs to among `shards` (the same for every build and layout).
 pub fn shard_of(y: &OprfOutput, shards: u32) -> u32 {
     let word = u64::from_le_bytes(expand::<8>(&prk(y), b"shard", &[]));
-    ((word as u128 * shards as u128) >> 64) as u32
+    reduce(word, shards)
+}
+
+/// The group of the CPI whose OPRF output is `y`, among `num_groups` salted with `salt`.
+pub fn group_of(y: &OprfOutput, salt: &[u8; 32], num_groups: u32) -> GroupIndex {
+    let word = u64::from_le_bytes(expand::<8>(&prk(y), b"group", salt));
+    GroupIndex(reduce(word, num_groups))
+}
+
+/// Candidate `c` of group `group`'s buckets, among `num_buckets` salted with `salt`: public,
+/// from the salt and the group number alone.
+pub fn candidate(salt: &[u8; 32], group: GroupIndex, c: u32, num_buckets: u32) -> BucketIndex {
+    let digest = Sha256::new()
+        .chain_update(CANDIDATE_CONTEXT)
+        .chain_update(salt)
+        .chain_update(group.0.to_le_bytes())
+        .chain_update([c as u8])
+        .finalize();
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&digest[..8]);
+    BucketIndex(reduce(u64::from_le_bytes(word), num_buckets))
+}
+
+/// `(word * n) >> 64`: a uniform 64-bit word to `0..n` without division or floating point.
+fn reduce(word: u64, n: u32) -> u32 {
+    ((word as u128 * n as u128) >> 64) as u32
 }
 
 impl EntrySecrets {
-    /// The location and entry key of the CPI whose OPRF output is `y`, in a layout of
-    /// `num_buckets` buckets salted with `salt`.
-    pub fn derive(y: &OprfOutput, salt: &[u8; 32], num_buckets: u32) -> Self {
+    /// The location, locator mask and record key of the CPI whose OPRF output is `y`, in
+    /// `layout`.
+    pub fn derive(y: &OprfOutput, layout: &KeywordLayout) -> Self {
         let prk = prk(y);
-        let word = u64::from_le_bytes(expand::<8>(&prk, b"bucket", salt));
-        let bucket = ((word as u128 * num_buckets as u128) >> 64) as u32;
+        let salt = &layout.salt;
+        let word = u64::from_le_bytes(expand::<8>(&prk, b"group", salt));
+        let group = GroupIndex(reduce(word, layout.num_groups));
         Self {
             location: Location {
-                bucket: BucketIndex(bucket),
-                tag: Tag(expand::<8>(&prk, b"tag", salt)),
+                group,
+                bucket: layout.bucket_of(group),
             },
+            mask: expand::<MASK_BYTES>(&prk, b"locator", salt),
             key: expand::<32>(&prk, b"entry-key", salt),
             nonce: expand::<12>(&prk, b"entry-nonce", salt),
-            prk,
-            salt: *salt,
         }
     }
 
-    /// The CPI's bucket and the tag of its first slot.
+    /// The CPI's group and bucket.
     pub fn location(&self) -> Location {
         self.location
     }
 
-    /// The tag of the CPI's slot `index`.
-    pub fn slot_tag(&self, index: u32) -> Tag {
-        match index {
-            0 => self.location.tag,
-            i => Tag(self.expand_slot::<8>(b"tag", i)),
-        }
+    /// The mask of the CPI's locator in its bucket.
+    pub fn mask(&self) -> [u8; MASK_BYTES] {
+        self.mask
     }
 
-    fn slot_nonce(&self, index: u32) -> [u8; 12] {
-        match index {
-            0 => self.nonce,
-            i => self.expand_slot::<12>(b"entry-nonce", i),
-        }
-    }
-
-    fn expand_slot<const N: usize>(&self, label: &[u8], index: u32) -> [u8; N] {
-        let mut out = [0u8; N];
-        let info: [&[u8]; 3] = [label, &self.salt, &index.to_le_bytes()];
-        // HKDF-SHA256 gives up to 8160 bytes; N is at most 12 here.
-        if self.prk.expand_multi_info(&info, &mut out).is_err() {
-            unreachable!("an HKDF-SHA256 output of {N} bytes");
-        }
-        out
-    }
-
-    /// Encrypts and authenticates `plaintext` (the CPI's compact mappings), bound to its tag.
-    /// The result is [`SEAL_OVERHEAD`] bytes longer. The same as `seal_slot(0, ..)`.
-    pub fn seal(&self, plaintext: &[u8]) -> Result<Vec<u8>> {
-        self.seal_slot(0, plaintext)
-    }
-
-    /// Decrypts an entry sealed by [`EntrySecrets::seal`]; anything else (another CPI's entry, a
-    /// flipped bit, random bytes) is [`CoreError::SealedEntry`].
-    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>> {
-        self.open_slot(0, sealed)
-    }
-
-    /// Seals the chunk of slot `index`, bound to that slot's tag and nonce.
-    pub fn seal_slot(&self, index: u32, plaintext: &[u8]) -> Result<Vec<u8>> {
+    /// Encrypts and authenticates `record` (the CPI's compact statements). The result is
+    /// [`SEAL_OVERHEAD`] bytes longer.
+    pub fn seal(&self, record: &[u8]) -> Result<Vec<u8>> {
         self.cipher()
-            .encrypt(
-                Nonce::from_slice(&self.slot_nonce(index)),
-                Payload {
-                    msg: plaintext,
-                    aad: &self.slot_tag(index).0,
-                },
-            )
+            .encrypt(Nonce::from_slice(&self.nonce), record)
             .map_err(|_| CoreError::Internal("AES-GCM-SIV refused a plaintext"))
     }
 
-    /// Opens the chunk of slot `index`; anything not sealed for that slot of this CPI is
-    /// [`CoreError::SealedEntry`].
-    pub fn open_slot(&self, index: u32, sealed: &[u8]) -> Result<Vec<u8>> {
+    /// Decrypts a record sealed by [`EntrySecrets::seal`]; anything else (another CPI's record,
+    /// a flipped bit, random bytes) is [`CoreError::SealedEntry`].
+    pub fn open(&self, sealed: &[u8]) -> Result<Vec<u8>> {
         self.cipher()
-            .decrypt(
-                Nonce::from_slice(&self.slot_nonce(index)),
-                Payload {
-                    msg: sealed,
-                    aad: &self.slot_tag(index).0,
-                },
-            )
+            .decrypt(Nonce::from_slice(&self.nonce), sealed)
             .map_err(|_| CoreError::SealedEntry)
     }
 
@@ -185,16 +171,27 @@ mod tests {
         OprfOutput([byte; 64])
     }
 
+    fn layout(salt: u8, buckets: u32, groups: u32) -> KeywordLayout {
+        KeywordLayout::new(
+            [salt; 32],
+            buckets,
+            groups,
+            OprfKey::derive(&[1; 32], b"t").unwrap().public(),
+        )
+        .unwrap()
+    }
+
     #[test]
     fn labels_separate_every_output() {
-        let s = EntrySecrets::derive(&y(1), &[7; 32], 1000);
+        let l = layout(7, 1000, 300);
+        let s = EntrySecrets::derive(&y(1), &l);
         let prk = prk(&y(1));
         let outputs = [
             expand::<8>(&prk, b"shard", &[]).to_vec(),
-            expand::<8>(&prk, b"bucket", &[7; 32]).to_vec(),
-            s.location().tag.0.to_vec(),
-            s.key[..8].to_vec(),
-            s.nonce[..8].to_vec(),
+            expand::<8>(&prk, b"group", &[7; 32]).to_vec(),
+            s.mask[..6].to_vec(),
+            s.key[..6].to_vec(),
+            s.nonce[..6].to_vec(),
         ];
         for (i, a) in outputs.iter().enumerate() {
             for b in &outputs[i + 1..] {
@@ -202,54 +199,68 @@ mod tests {
             }
         }
         // Another salt moves the CPI and changes its key, but not its shard.
-        let t = EntrySecrets::derive(&y(1), &[8; 32], 1000);
-        assert_ne!(s.location().tag, t.location().tag);
+        let t = EntrySecrets::derive(&y(1), &layout(8, 1000, 300));
+        assert_ne!(s.mask, t.mask);
         assert_ne!(s.key, t.key);
-        assert_eq!(shard_of(&y(1), 10_000), shard_of(&y(1), 10_000));
-        assert!(s.location().bucket.0 < 1000);
+        assert!(s.location().bucket.0 < 1000 && s.location().group.0 < 300);
+        // The bucket is the group's chosen candidate.
+        let mut moved = l.clone();
+        let g = s.location().group;
+        moved.set_choice(g, 2);
+        assert_eq!(
+            EntrySecrets::derive(&y(1), &moved).location().bucket,
+            candidate(&l.salt, g, 2, 1000)
+        );
     }
 
     #[test]
-    fn buckets_and_shards_spread_evenly() {
+    fn groups_candidates_and_shards_spread_evenly() {
         let key = OprfKey::generate(&mut rand::thread_rng()).unwrap();
-        let mut buckets = [0u32; 16];
+        let mut groups = [0u32; 16];
         let mut shards = [0u32; 4];
         for i in 0..4000 {
             let cpi = Cpi::parse(&format!("tel:+1415555{i:04}")).unwrap();
             let y = key.evaluate(&cpi).unwrap();
-            buckets[EntrySecrets::derive(&y, &[0; 32], 16).location().bucket.0 as usize] += 1;
+            groups[group_of(&y, &[0; 32], 16).0 as usize] += 1;
             shards[shard_of(&y, 4) as usize] += 1;
         }
-        // 250 and 1000 expected; a 40% band is many standard deviations wide.
+        let mut buckets = [0u32; 16];
+        for g in 0..1000 {
+            for c in 0..4 {
+                buckets[candidate(&[0; 32], GroupIndex(g), c, 16).0 as usize] += 1;
+            }
+        }
+        // 250, 1000 and 250 expected; a 40% band is many standard deviations wide.
         assert!(
-            buckets.iter().all(|&n| (150..350).contains(&n)),
-            "{buckets:?}"
+            groups.iter().all(|&n| (150..350).contains(&n)),
+            "{groups:?}"
         );
         assert!(
             shards.iter().all(|&n| (800..1200).contains(&n)),
             "{shards:?}"
         );
+        assert!(
+            buckets.iter().all(|&n| (150..350).contains(&n)),
+            "{buckets:?}"
+        );
     }
 
     #[test]
-    fn sealed_entries_open_only_under_their_own_secrets() {
-        let s = EntrySecrets::derive(&y(1), &[7; 32], 64);
+    fn sealed_records_open_only_under_their_own_secrets() {
+        let l = layout(7, 64, 16);
+        let s = EntrySecrets::derive(&y(1), &l);
         let sealed = s.seal(b"compact mappings").unwrap();
         assert_eq!(sealed.len(), 16 + SEAL_OVERHEAD);
         assert_eq!(s.open(&sealed).unwrap(), b"compact mappings");
         // Deterministic: the same CPI and layout seal the same bytes the same way.
         assert_eq!(s.seal(b"compact mappings").unwrap(), sealed);
         // Another CPI's secrets, a flipped bit, a truncation: all refused the same way.
-        let other = EntrySecrets::derive(&y(2), &[7; 32], 64);
+        let other = EntrySecrets::derive(&y(2), &l);
         assert!(matches!(other.open(&sealed), Err(CoreError::SealedEntry)));
         let mut flipped = sealed.clone();
         flipped[3] ^= 1;
         assert!(matches!(s.open(&flipped), Err(CoreError::SealedEntry)));
         assert!(matches!(s.open(&sealed[..10]), Err(CoreError::SealedEntry)));
-        // The tag is bound: the same key and nonce with another tag do not open it.
-        let mut moved = s.clone();
-        moved.location.tag.0[0] ^= 1;
-        assert!(matches!(moved.open(&sealed), Err(CoreError::SealedEntry)));
         // Debug shows no key material.
         let shown = format!("{s:?}");
         assert!(!shown.contains("key:"), "{shown}");

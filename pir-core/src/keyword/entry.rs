@@ -1,29 +1,34 @@
-//! A CPI's record: every signed statement stored for it (its mappings, or its opt-out), framed
-//! as one byte string, cut into fixed-size chunks and sealed one chunk per slot.
+//! A CPI's record: every signed statement stored for it (its mappings, or its opt-outs), in
+//! compact form, sealed as one piece into its bucket (bucket.rs).
 //!
 //! ```text
-//! record = u32le(len) || u16le(count) || item * count          len = bytes of the record
-//! item   = u8(kind) || u16le(ilen) || body[ilen]
-//!          kind 0: a mapping, body = compact mapping (bucket.rs)
-//!          kind 1: an opt-out, body = u64le(not_before) || u64le(not_after) || issuer[8] || sig[64]
-//! padded = record || zero bytes up to n * slot_bytes,           n = ceil(len / slot_bytes)
-//! slot_i = tag_i || AES-256-GCM-SIV(key, nonce_i, padded[i*slot_bytes..][..slot_bytes], aad = tag_i)
+//! record  = item+                                   (as many as the sealed length holds)
+//! item    = u8(head) || body
+//!   head 0x00..=0x07: a mapping; flags 0x01 psi, 0x02 context, 0x04 user consent
+//!     body = idx(msp) || [str8(psi)] || [str8(context)] || u64le(not_before)
+//!            || u64le(not_after) || idx(issuer) || sig[64] || [user_key[32] || user_sig[64]]
+//!   head 0x80: an opt-out
+//!     body = u64le(not_before) || u64le(not_after) || idx(issuer) || sig[64]
+//! idx     = the name's index in the layout's dictionary: u8 when it holds at most 256 names,
+//!           else u16le
 //! ```
 //!
-//! The CPI is never stored: the client knows it and rebuilds the signed bytes with it. A slot
-//! is as long as every other in the snapshot and its tag is unlinkable to the CPI's other
-//! slots' tags, so a bucket shows how many slots it holds, not how many CPIs or mappings.
+//! The CPI is never stored: the client knows it and rebuilds the signed bytes with it, and the
+//! MSP name and issuer id with the layout's dictionaries.
 
-use super::{bucket, derive::EntrySecrets, layout::Tag};
+use std::collections::HashMap;
+
+use super::{KeywordLayout, layout::index_width};
 use crate::{
     bytes::Reader,
-    error::{BucketError, CoreError, Result},
-    identity::{Cpi, IssuerId, Mapping, OptOut},
+    error::{BucketError, CoreError, Overflow, Result},
+    identity::{Cpi, IssuerId, Mapping, MappingFields, OptOut, UserConsent},
 };
 
-const KIND_MAPPING: u8 = 0;
-const KIND_OPT_OUT: u8 = 1;
-const RECORD_HEADER_BYTES: usize = 4 + 2;
+const HEAD_OPT_OUT: u8 = 0x80;
+const FLAG_PSI: u8 = 1;
+const FLAG_CONTEXT: u8 = 2;
+const FLAG_USER: u8 = 4;
 
 /// One signed statement stored for a CPI.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,137 +48,191 @@ impl Item {
         }
     }
 
-    fn encode(&self, out: &mut Vec<u8>) {
-        let (kind, body) = match self {
-            Self::Mapping(m) => (KIND_MAPPING, bucket::encode_compact(m)),
-            Self::OptOut(o) => {
-                let mut body = Vec::with_capacity(88);
-                body.extend_from_slice(&o.not_before.to_le_bytes());
-                body.extend_from_slice(&o.not_after.to_le_bytes());
-                body.extend_from_slice(&o.issuer.0);
-                body.extend_from_slice(&o.issuer_sig);
-                (KIND_OPT_OUT, body)
-            }
-        };
-        out.push(kind);
-        // A compact mapping is at most about 700 bytes (section 3 bounds its fields).
-        out.extend_from_slice(&(body.len() as u16).to_le_bytes());
-        out.extend_from_slice(&body);
+    /// The issuer that signed it.
+    pub(crate) fn issuer(&self) -> IssuerId {
+        match self {
+            Self::Mapping(m) => m.issuer,
+            Self::OptOut(o) => o.issuer,
+        }
     }
 }
 
-/// The record of a CPI's items, unpadded.
-pub(crate) fn encode_record(items: &[Item]) -> Result<Vec<u8>> {
-    let count = u16::try_from(items.len())
-        .map_err(|_| CoreError::Internal("more than 65535 statements for one CPI"))?;
-    let mut out = vec![0u8; RECORD_HEADER_BYTES];
-    for item in items {
-        item.encode(&mut out);
+/// A layout's dictionaries, indexed for encoding.
+pub(crate) struct Dictionaries {
+    msps: HashMap<String, usize>,
+    issuers: HashMap<[u8; 8], usize>,
+    msp_width: usize,
+    issuer_width: usize,
+}
+
+impl Dictionaries {
+    /// The dictionaries of `layout`.
+    pub(crate) fn of(layout: &KeywordLayout) -> Self {
+        Self::new(&layout.msps, &layout.issuers)
     }
-    let len = u32::try_from(out.len()).map_err(|_| CoreError::Internal("a record over 4 GiB"))?;
-    out[..4].copy_from_slice(&len.to_le_bytes());
-    out[4..6].copy_from_slice(&count.to_le_bytes());
+
+    /// Dictionaries of these names.
+    pub(crate) fn new(msps: &[String], issuers: &[[u8; 8]]) -> Self {
+        Self {
+            msps: msps
+                .iter()
+                .enumerate()
+                .map(|(i, m)| (m.clone(), i))
+                .collect(),
+            issuers: issuers.iter().enumerate().map(|(i, id)| (*id, i)).collect(),
+            msp_width: index_width(msps.len()),
+            issuer_width: index_width(issuers.len()),
+        }
+    }
+
+    fn index(out: &mut Vec<u8>, index: Option<&usize>, width: usize) -> Result<()> {
+        let index = *index.ok_or(CoreError::BucketOverflow(Overflow::Dictionary))?;
+        match width {
+            1 => out.push(u8::try_from(index).map_err(|_| Overflow::Dictionary)?),
+            _ => out.extend_from_slice(
+                &u16::try_from(index)
+                    .map_err(|_| Overflow::Dictionary)?
+                    .to_le_bytes(),
+            ),
+        }
+        Ok(())
+    }
+}
+
+/// The record of a CPI's items (at least one), with `dict`'s indices.
+pub(crate) fn encode_record(items: &[Item], dict: &Dictionaries) -> Result<Vec<u8>> {
+    if items.is_empty() {
+        return Err(CoreError::Internal("a record of no statement"));
+    }
+    let mut out = Vec::with_capacity(128 * items.len());
+    for item in items {
+        match item {
+            Item::Mapping(m) => encode_compact(m, dict, &mut out)?,
+            Item::OptOut(o) => {
+                out.push(HEAD_OPT_OUT);
+                out.extend_from_slice(&o.not_before.to_le_bytes());
+                out.extend_from_slice(&o.not_after.to_le_bytes());
+                Dictionaries::index(&mut out, dict.issuers.get(&o.issuer.0), dict.issuer_width)?;
+                out.extend_from_slice(&o.issuer_sig);
+            }
+        }
+    }
     Ok(out)
 }
 
-/// Slots a record of `len` bytes fills.
-pub(crate) fn slots_for(len: usize, slot_bytes: usize) -> usize {
-    len.div_ceil(slot_bytes).max(1)
+/// The compact encoding of a mapping without its CPI.
+fn encode_compact(m: &Mapping, dict: &Dictionaries, out: &mut Vec<u8>) -> Result<()> {
+    let f = &m.fields;
+    let mut flags = 0;
+    if f.psi.is_some() {
+        flags |= FLAG_PSI;
+    }
+    if f.context.is_some() {
+        flags |= FLAG_CONTEXT;
+    }
+    if m.user.is_some() {
+        flags |= FLAG_USER;
+    }
+    out.push(flags);
+    Dictionaries::index(out, dict.msps.get(&f.msp), dict.msp_width)?;
+    // Validated lengths: psi <= 255, context <= 32.
+    for s in [f.psi.as_ref(), f.context.as_ref()].into_iter().flatten() {
+        out.push(s.len() as u8);
+        out.extend_from_slice(s.as_bytes());
+    }
+    out.extend_from_slice(&f.not_before.to_le_bytes());
+    out.extend_from_slice(&f.not_after.to_le_bytes());
+    Dictionaries::index(out, dict.issuers.get(&m.issuer.0), dict.issuer_width)?;
+    out.extend_from_slice(&m.issuer_sig);
+    if let Some(u) = &m.user {
+        out.extend_from_slice(&u.key);
+        out.extend_from_slice(&u.sig);
+    }
+    Ok(())
 }
 
-/// The record's slots: (tag, sealed chunk) for slot 0, 1, ...
-pub(crate) fn seal_record(
-    secrets: &EntrySecrets,
-    record: &[u8],
-    slot_bytes: usize,
-) -> Result<Vec<(Tag, Vec<u8>)>> {
-    let n = slots_for(record.len(), slot_bytes);
-    let mut padded = record.to_vec();
-    padded.resize(n * slot_bytes, 0);
-    padded
-        .chunks_exact(slot_bytes)
-        .enumerate()
-        .map(|(i, chunk)| {
-            let i = i as u32;
-            Ok((secrets.slot_tag(i), secrets.seal_slot(i, chunk)?))
-        })
-        .collect()
+fn short_str(r: &mut Reader<'_>) -> Result<String, BucketError> {
+    let len = r.u8()? as usize;
+    String::from_utf8(r.take(len)?.to_vec()).map_err(|_| BucketError::NotUtf8)
 }
 
-/// The tags of the `n` slots of a record.
-pub(crate) fn slot_tags(secrets: &EntrySecrets, n: usize) -> impl Iterator<Item = Tag> + '_ {
-    (0..n as u32).map(|i| secrets.slot_tag(i))
-}
-
-/// Finds and opens the record of the CPI `secrets` belongs to among a bucket's slots: `None`
-/// if its first slot is not there. A slot that is there but does not open, a missing later
-/// slot or a malformed frame means the bucket was tampered with.
-pub(crate) fn open_record(
-    secrets: &EntrySecrets,
-    slots: &[(Tag, &[u8])],
-    slot_bytes: usize,
-) -> Result<Option<Vec<u8>>> {
-    let find = |tag: Tag| slots.iter().find(|(t, _)| *t == tag).map(|(_, s)| *s);
-    let Some(first) = find(secrets.slot_tag(0)) else {
-        return Ok(None);
+fn index<'a, T>(r: &mut Reader<'_>, dict: &'a [T]) -> Result<&'a T, BucketError> {
+    let i = match index_width(dict.len()) {
+        1 => r.u8()? as usize,
+        _ => r.u16()? as usize,
     };
-    let mut record = secrets.open_slot(0, first)?;
-    let len = u32::from_le_bytes(
-        record
-            .first_chunk::<4>()
-            .copied()
-            .ok_or(BucketError::Truncated)?,
-    ) as usize;
-    if len < RECORD_HEADER_BYTES || len > slots.len() * slot_bytes {
-        return Err(BucketError::RecordLength.into());
-    }
-    let n = slots_for(len, slot_bytes);
-    for i in 1..n as u32 {
-        let sealed = find(secrets.slot_tag(i)).ok_or(BucketError::MissingSlot)?;
-        record.extend_from_slice(&secrets.open_slot(i, sealed)?);
-    }
-    if record[len..].iter().any(|&b| b != 0) {
-        return Err(BucketError::TrailingBytes.into());
-    }
-    record.truncate(len);
-    Ok(Some(record))
+    dict.get(i).ok_or(BucketError::DictionaryIndex {
+        index: i,
+        len: dict.len(),
+    })
 }
 
-/// The items of a record, rebuilt with the CPI it belongs to.
-pub(crate) fn decode_record(cpi: &Cpi, record: &[u8]) -> Result<Vec<Item>> {
+/// The items of a record, rebuilt with the CPI it belongs to and `layout`'s dictionaries.
+/// Every mapping's fields are checked again (section 3); signatures are the caller's.
+pub(crate) fn decode_record(cpi: &Cpi, record: &[u8], layout: &KeywordLayout) -> Result<Vec<Item>> {
     let mut r = Reader::new(record);
-    let _len = r.u32().map_err(BucketError::from)?;
-    let count = r.u16().map_err(BucketError::from)?;
-    let mut items = Vec::with_capacity(count as usize);
-    for _ in 0..count {
-        let kind = r.u8().map_err(BucketError::from)?;
-        let len = r.u16().map_err(BucketError::from)? as usize;
-        let body = r.take(len).map_err(BucketError::from)?;
-        items.push(match kind {
-            KIND_MAPPING => Item::Mapping(bucket::decode_compact(cpi, body)?),
-            KIND_OPT_OUT => Item::OptOut(decode_opt_out(cpi, body)?),
-            other => return Err(BucketError::UnknownKind(other).into()),
+    let mut items = Vec::new();
+    while !r.rest().is_empty() {
+        let head = r.u8().map_err(BucketError::from)?;
+        items.push(if head == HEAD_OPT_OUT {
+            Item::OptOut(OptOut {
+                cpi: cpi.clone(),
+                not_before: r.u64().map_err(BucketError::from)?,
+                not_after: r.u64().map_err(BucketError::from)?,
+                issuer: IssuerId(*index(&mut r, &layout.issuers)?),
+                issuer_sig: r.array().map_err(BucketError::from)?,
+            })
+        } else if head & !(FLAG_PSI | FLAG_CONTEXT | FLAG_USER) == 0 {
+            let mapping = decode_compact(cpi, head, &mut r, layout)?;
+            mapping.fields.validate()?;
+            Item::Mapping(mapping)
+        } else {
+            return Err(BucketError::UnknownKind(head).into());
         });
     }
-    if !r.rest().is_empty() {
-        return Err(BucketError::TrailingBytes.into());
+    if items.is_empty() {
+        return Err(BucketError::RecordLength.into());
     }
     Ok(items)
 }
 
-fn decode_opt_out(cpi: &Cpi, body: &[u8]) -> Result<OptOut, BucketError> {
-    let mut r = Reader::new(body);
-    let opt_out = OptOut {
-        cpi: cpi.clone(),
-        not_before: r.u64()?,
-        not_after: r.u64()?,
-        issuer: IssuerId(r.array()?),
-        issuer_sig: r.array()?,
+fn decode_compact(
+    cpi: &Cpi,
+    flags: u8,
+    r: &mut Reader<'_>,
+    layout: &KeywordLayout,
+) -> Result<Mapping, BucketError> {
+    let msp = index(r, &layout.msps)?.clone();
+    let psi = (flags & FLAG_PSI != 0).then(|| short_str(r)).transpose()?;
+    let context = (flags & FLAG_CONTEXT != 0)
+        .then(|| short_str(r))
+        .transpose()?;
+    let not_before = r.u64()?;
+    let not_after = r.u64()?;
+    let issuer = IssuerId(*index(r, &layout.issuers)?);
+    let issuer_sig = r.array()?;
+    let user = if flags & FLAG_USER != 0 {
+        Some(UserConsent {
+            key: r.array()?,
+            sig: r.array()?,
+        })
+    } else {
+        None
     };
-    if !r.rest().is_empty() {
-        return Err(BucketError::TrailingBytes);
-    }
-    Ok(opt_out)
+    let fields = MappingFields {
+        cpi: cpi.clone(),
+        msp,
+        psi,
+        context,
+        not_before,
+        not_after,
+    };
+    Ok(Mapping {
+        fields,
+        issuer,
+        issuer_sig,
+        user,
+    })
 }
 
 #[cfg(test)]
@@ -181,12 +240,11 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::{
-        identity::{IssuerKey, MappingFields},
-        oprf::OprfOutput,
-    };
+    use crate::identity::IssuerKey;
 
-    fn items(cpi: &Cpi) -> Vec<Item> {
+    #[test]
+    fn records_round_trip_through_the_dictionaries() {
+        let cpi = Cpi::parse("tel:+14155550100").unwrap();
         let issuer = IssuerKey::from_seed(&[3; 32]);
         let m = |msp: &str| {
             MappingFields::new(cpi.clone(), msp, Some("@a:b"), None, 1, 9)
@@ -194,58 +252,50 @@ mod tests {
                 .sign(&issuer, None)
                 .unwrap()
         };
-        vec![
+        let items = vec![
             Item::Mapping(m("a.example")),
             Item::Mapping(m("b.example")),
             Item::OptOut(OptOut::sign(cpi.clone(), 2, 8, &issuer).unwrap()),
-        ]
-    }
+        ];
+        let layout = KeywordLayout::new(
+            [5; 32],
+            8,
+            8,
+            crate::oprf::OprfKey::derive(&[1; 32], b"t")
+                .unwrap()
+                .public(),
+        )
+        .unwrap()
+        .with_dictionaries(
+            vec!["b.example".into(), "a.example".into()],
+            vec![issuer.id()],
+        )
+        .unwrap();
+        let record = encode_record(&items, &Dictionaries::of(&layout)).unwrap();
+        assert_eq!(decode_record(&cpi, &record, &layout).unwrap(), items);
+        // The MSP is one byte: index 1 for a.example.
+        assert_eq!(record[..2], [FLAG_PSI, 1]);
 
-    #[test]
-    fn records_round_trip_through_unlinkable_slots() {
-        let cpi = Cpi::parse("tel:+14155550100").unwrap();
-        let items = items(&cpi);
-        let record = encode_record(&items).unwrap();
-        assert_eq!(
-            u32::from_le_bytes(record[..4].try_into().unwrap()) as usize,
-            record.len()
-        );
-        let secrets = EntrySecrets::derive(&OprfOutput([4; 64]), &[5; 32], 8);
-        let slots = seal_record(&secrets, &record, 64).unwrap();
-        assert_eq!(slots.len(), record.len().div_ceil(64));
-        assert!(slots.iter().all(|(_, s)| s.len() == 64 + 16));
-        // Tags differ slot to slot.
-        let mut tags: Vec<_> = slots.iter().map(|(t, _)| *t).collect();
-        tags.dedup();
-        assert_eq!(tags.len(), slots.len());
-
-        // Found in any order among other CPIs' slots.
-        let other = EntrySecrets::derive(&OprfOutput([6; 64]), &[5; 32], 8);
-        let mut bucket: Vec<(Tag, Vec<u8>)> = seal_record(&other, &record, 64).unwrap();
-        bucket.extend(slots.iter().cloned());
-        bucket.sort();
-        let view: Vec<(Tag, &[u8])> = bucket.iter().map(|(t, s)| (*t, s.as_slice())).collect();
-        let opened = open_record(&secrets, &view, 64).unwrap().unwrap();
-        assert_eq!(decode_record(&cpi, &opened).unwrap(), items);
-
-        // Absent: no first slot. A missing later slot or a swapped one: refused.
-        let absent = EntrySecrets::derive(&OprfOutput([7; 64]), &[5; 32], 8);
-        assert!(open_record(&absent, &view, 64).unwrap().is_none());
-        let without_last: Vec<_> = view
-            .iter()
-            .filter(|(t, _)| *t != slots.last().unwrap().0)
-            .copied()
-            .collect();
+        // An index beyond the dictionary, an unknown head, a truncation: refused.
+        let mut beyond = record.clone();
+        beyond[1] = 2;
         assert!(matches!(
-            open_record(&secrets, &without_last, 64),
-            Err(CoreError::Bucket(BucketError::MissingSlot))
+            decode_record(&cpi, &beyond, &layout),
+            Err(CoreError::Bucket(BucketError::DictionaryIndex {
+                index: 2,
+                len: 2
+            }))
         ));
-        let mut swapped = view.clone();
-        let i = swapped.iter().position(|(t, _)| *t == slots[1].0).unwrap();
-        swapped[i].1 = slots[0].1.as_slice();
+        let mut head = record.clone();
+        head[0] = 0x08;
+        assert!(decode_record(&cpi, &head, &layout).is_err());
+        assert!(decode_record(&cpi, &record[..record.len() - 1], &layout).is_err());
+        assert!(decode_record(&cpi, &[], &layout).is_err());
+        // A name the dictionary lacks cannot be encoded.
+        let other = Item::Mapping(m("c.example"));
         assert!(matches!(
-            open_record(&secrets, &swapped, 64),
-            Err(CoreError::SealedEntry)
+            encode_record(&[other], &Dictionaries::of(&layout)),
+            Err(CoreError::BucketOverflow(Overflow::Dictionary))
         ));
     }
 }

@@ -1,7 +1,8 @@
 //! Building a snapshot from signed statements: verify, deduplicate, key each CPI by its OPRF
-//! output, seal its record into slots, lay the slots out in buckets, encode.
+//! output, balance the groups over their candidate buckets (the layout's choice table), seal
+//! each record into its bucket, encode.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rand::RngCore;
 use rayon::prelude::*;
@@ -12,10 +13,12 @@ use crate::{
     error::{CoreError, LayoutError, Overflow, Result},
     identity::{Cpi, IssuerId, Mapping, TrustStore, VerifiedMapping, VerifiedOptOut},
     keyword::{
-        KeywordLayout, SLOT_BYTES_RANGE, SLOT_OVERHEAD, ShardPosition, Tag,
-        bucket::{self, BUCKET_HEADER_BYTES},
-        entry::{self, Item},
-        shard_of,
+        CANDIDATES, GroupIndex, KeywordLayout, MAX_GROUPS, MAX_ITEM_BYTES, RECORD_OVERHEAD,
+        ShardPosition,
+        bucket::{BUCKET_HEADER_BYTES, Bucket},
+        candidate,
+        entry::{self, Dictionaries, Item},
+        group_of, shard_of,
     },
     oprf::{OprfKey, OprfOutput},
     pir::{Database, SchemeParams},
@@ -23,6 +26,14 @@ use crate::{
 
 /// Different salts tried at one size before growing the database.
 const SALT_ATTEMPTS: u32 = 4;
+
+/// CPIs per group, on average, at build time: about 4 keeps the choice table at half a bit a
+/// CPI while groups stay small enough to balance buckets to within about 1% of one another.
+pub const GROUP_SIZE: usize = 4;
+
+/// How full a bucket may be at build time when [`BuildOptions::fill_percent`] does not say:
+/// percent of its item's bytes beyond the bucket header.
+pub const DEFAULT_FILL_PERCENT: u8 = 98;
 
 /// Options for [`Snapshot::build`].
 #[derive(Clone, Debug, Default)]
@@ -35,8 +46,10 @@ pub struct BuildOptions {
     pub salt: Option<[u8; 32]>,
     /// Fixed scheme; the smallest vetted preset that fits when `None`.
     pub scheme: Option<SchemeParams>,
-    /// Fixed slot size (bytes of a record per slot); the size that wastes least when `None`.
-    pub slot_bytes: Option<u32>,
+    /// How full a bucket may be, percent of its item (1 to 100): below 100 leaves every bucket
+    /// room for updates, at the cost of a larger shape sooner. [`DEFAULT_FILL_PERCENT`] when
+    /// `None`.
+    pub fill_percent: Option<u8>,
 }
 
 /// Signed statements to build from, each checked against a trust store.
@@ -65,8 +78,10 @@ pub struct BuildReport {
     pub stored_mappings: usize,
     /// Opt-outs stored.
     pub stored_opt_outs: usize,
-    /// Bytes of a record each slot holds.
-    pub slot_bytes: u32,
+    /// Groups of the layout (its choice table holds 2 bits each).
+    pub groups: u32,
+    /// Bytes the fullest bucket fills, of its item.
+    pub fullest_bucket_bytes: usize,
     /// Salts tried (over all sizes).
     pub layout_attempts: u32,
     /// Record bytes over database capacity.
@@ -75,8 +90,6 @@ pub struct BuildReport {
 
 /// A CPI's statements before keying: its mappings, and its opt-outs by issuer.
 type Statements = (Vec<Mapping>, Vec<(IssuerId, Item)>);
-/// A record's sealed slots, (tag, sealed chunk) each.
-type Slots = Vec<(Tag, Vec<u8>)>;
 
 /// One CPI ready to lay out: its OPRF output and its record.
 struct Keyed {
@@ -98,23 +111,6 @@ fn derive_salt(base: &[u8; 32], attempt: u32) -> [u8; 32] {
         .chain_update(attempt.to_le_bytes())
         .finalize()
         .into()
-}
-
-/// The slot size, a multiple of 16 up to `max`, that stores `records` in the fewest bytes
-/// (ties go to the larger slot: fewer slots to search).
-fn choose_slot_bytes(records: &[Keyed], max: u32) -> u32 {
-    let lens: Vec<usize> = records.iter().map(|k| k.record.len()).collect();
-    (SLOT_BYTES_RANGE.start().div_ceil(16)..=max.min(512) / 16)
-        .map(|m| m * 16)
-        .min_by_key(|&p| {
-            let p = p as usize;
-            let total: usize = lens
-                .iter()
-                .map(|&l| entry::slots_for(l, p) * (p + SLOT_OVERHEAD))
-                .sum();
-            (total, usize::MAX - p)
-        })
-        .unwrap_or(*SLOT_BYTES_RANGE.start())
 }
 
 impl Snapshot {
@@ -161,8 +157,8 @@ impl Snapshot {
 /// to encode shard by shard (each shard's database is built only when asked for, so a machine
 /// can build one shard, or all of them one after the other, in the memory of one).
 ///
-/// Every shard gets the same scheme parameters (one client key set fits them all) and slot
-/// size: the smallest vetted shape in which every shard lays out, chosen from the whole input.
+/// Every shard gets the same scheme parameters (one client key set fits them all) and the same
+/// dictionaries: the smallest vetted shape in which every shard lays out, chosen from the whole input.
 /// Planning is deterministic for a given input, epoch and shard count (each shard's salt is
 /// derived from them when no salt is given), so shard `i` built alone from the full input is
 /// the same file as shard `i` of a build of all shards.
@@ -170,7 +166,6 @@ pub struct ShardedBuild {
     keyed: Vec<Keyed>,
     shards: Vec<PlannedShard>,
     scheme: SchemeParams,
-    slot_bytes: u32,
     epoch: u64,
     now: u64,
     counts: InputCounts,
@@ -181,6 +176,7 @@ struct PlannedShard {
     layout: KeywordLayout,
     members: Vec<usize>,
     attempts: u32,
+    fullest: usize,
 }
 
 /// What the input held before anything was stored.
@@ -198,7 +194,6 @@ impl std::fmt::Debug for ShardedBuild {
         f.debug_struct("ShardedBuild")
             .field("shards", &self.shards.len())
             .field("scheme", &self.scheme)
-            .field("slot_bytes", &self.slot_bytes)
             .finish_non_exhaustive()
     }
 }
@@ -228,14 +223,11 @@ impl ShardedBuild {
         count: u32,
     ) -> Result<Self> {
         ShardPosition::new(0, count)?;
-        // Checked before any use: a size of 0 would divide by zero when counting slots, and one
-        // too large would be reported as a CPI overflowing its bucket.
-        if let Some(got) = opts.slot_bytes
-            && !SLOT_BYTES_RANGE.contains(&got)
-        {
-            return Err(CoreError::Layout(LayoutError::SlotBytes { got }));
+        let fill = opts.fill_percent.unwrap_or(DEFAULT_FILL_PERCENT);
+        if !(1..=100).contains(&fill) {
+            return Err(CoreError::Internal("a fill percentage outside 1 to 100"));
         }
-        let (keyed, counts) = prepare(input, oprf, opts)?;
+        let (keyed, counts, dictionaries) = prepare(input, oprf, opts)?;
         let mut members: Vec<Vec<usize>> = vec![Vec::new(); count as usize];
         for (i, k) in keyed.iter().enumerate() {
             members[shard_of(&k.y, count) as usize].push(i);
@@ -267,21 +259,24 @@ impl ShardedBuild {
                 .finalize()
                 .into(),
         };
+        let (msps, issuers) = dictionaries;
         let mut last_overflow = None;
         let mut attempts = 0;
         'schemes: for scheme in candidates {
             scheme.validate()?;
+            if scheme.item_bytes > MAX_ITEM_BYTES {
+                if opts.scheme.is_some() {
+                    return Err(CoreError::Layout(LayoutError::ItemBytes {
+                        item_bytes: scheme.item_bytes,
+                    }));
+                }
+                continue;
+            }
             let item_bytes = scheme.item_bytes as usize;
-            let max_slot = (item_bytes.saturating_sub(BUCKET_HEADER_BYTES + SLOT_OVERHEAD)) as u32;
-            let slot_bytes = match opts.slot_bytes {
-                Some(p) => p,
-                None => choose_slot_bytes(&keyed, max_slot),
-            };
-            let slot_len = slot_bytes as usize + SLOT_OVERHEAD;
-            let slots_of = |k: &Keyed| entry::slots_for(k.record.len(), slot_bytes as usize);
+            let cost = |k: &Keyed| RECORD_OVERHEAD + k.record.len();
             if let Some(k) = keyed
                 .iter()
-                .find(|k| BUCKET_HEADER_BYTES + slots_of(k) * slot_len > item_bytes)
+                .find(|k| BUCKET_HEADER_BYTES + cost(k) > item_bytes)
             {
                 return Err(CoreError::BucketOverflow(Overflow::OneCpi {
                     cpi: k.cpi.clone(),
@@ -289,10 +284,11 @@ impl ShardedBuild {
                     item_bytes,
                 }));
             }
+            // What a bucket may hold beyond its header at this fill.
+            let limit = (item_bytes - BUCKET_HEADER_BYTES) * fill as usize / 100;
             let fits = |m: &Vec<usize>| {
-                let slot_count: usize = m.iter().map(|&i| slots_of(&keyed[i])).sum();
-                (slot_count * slot_len + scheme.num_items() * BUCKET_HEADER_BYTES) as u64
-                    <= scheme.capacity_bytes()
+                let total: usize = m.iter().map(|&i| cost(&keyed[i])).sum();
+                total <= limit * scheme.num_items()
             };
             if !members.iter().all(fits) {
                 continue;
@@ -301,38 +297,41 @@ impl ShardedBuild {
             for (index, m) in members.iter().enumerate() {
                 let position = ShardPosition::new(index as u32, count)?;
                 let salt = shard_salt(&base_salt, position);
+                let groups = scheme
+                    .num_items()
+                    .max(m.len().div_ceil(GROUP_SIZE))
+                    .min(MAX_GROUPS as usize) as u32;
                 let mut laid_out = None;
                 for attempt in 0..SALT_ATTEMPTS {
                     attempts += 1;
-                    let layout = KeywordLayout::new(
+                    let mut layout = KeywordLayout::new(
                         derive_salt(&salt, attempt),
                         scheme.num_items() as u32,
-                        slot_bytes,
+                        groups,
                         oprf.public(),
                     )?
-                    .in_shard(position);
-                    match check_layout(&layout, &keyed, m, item_bytes) {
-                        Ok(()) => {
-                            laid_out = Some(PlannedShard {
-                                layout,
-                                members: m.clone(),
-                                attempts: attempt + 1,
-                            });
-                            break;
-                        }
-                        Err((fullest, clash)) => {
-                            let needs = BUCKET_HEADER_BYTES + fullest * slot_len;
-                            tracing::debug!(
-                                shard = index,
-                                attempt,
-                                needs,
-                                item_bytes,
-                                clash,
-                                "layout refused, retrying"
-                            );
-                            last_overflow = Some((needs, item_bytes, scheme.num_items()));
-                        }
+                    .in_shard(position)
+                    .with_dictionaries(msps.clone(), issuers.clone())?;
+                    let fullest = balance(&mut layout, &keyed, m);
+                    if fullest <= limit {
+                        laid_out = Some(PlannedShard {
+                            layout,
+                            members: m.clone(),
+                            attempts: attempt + 1,
+                            fullest: BUCKET_HEADER_BYTES + fullest,
+                        });
+                        break;
                     }
+                    let needs = BUCKET_HEADER_BYTES + fullest;
+                    tracing::debug!(
+                        shard = index,
+                        attempt,
+                        needs,
+                        item_bytes,
+                        fill,
+                        "layout refused, retrying"
+                    );
+                    last_overflow = Some((needs, item_bytes, scheme.num_items()));
                 }
                 match laid_out {
                     Some(shard) => shards.push(shard),
@@ -343,7 +342,6 @@ impl ShardedBuild {
                 keyed,
                 shards,
                 scheme,
-                slot_bytes,
                 epoch: opts.epoch,
                 now: opts.now,
                 counts,
@@ -385,6 +383,45 @@ impl ShardedBuild {
         self.shards.get(index as usize).map(|s| s.members.len())
     }
 
+    /// The layout of shard `index`: its choice table and dictionaries.
+    pub fn layout(&self, index: u32) -> Option<&KeywordLayout> {
+        self.shards.get(index as usize).map(|s| &s.layout)
+    }
+
+    /// Salts tried for shard `index` at the shape chosen (1: the first fitted).
+    pub fn attempts_in(&self, index: u32) -> Option<u32> {
+        self.shards.get(index as usize).map(|s| s.attempts)
+    }
+
+    /// The bytes each bucket of shard `index` fills (headers, locators, sealed records), by
+    /// bucket: what room the build leaves for updates.
+    pub fn bucket_loads(&self, index: u32) -> Option<Vec<usize>> {
+        let shard = self.shards.get(index as usize)?;
+        let mut loads = vec![BUCKET_HEADER_BYTES; self.scheme.num_items()];
+        for &i in &shard.members {
+            let k = &self.keyed[i];
+            loads[shard.layout.locate(&k.y).location().bucket.0 as usize] +=
+                RECORD_OVERHEAD + k.record.len();
+        }
+        Some(loads)
+    }
+
+    /// Bytes the fullest bucket of shard `index` fills, of its item.
+    pub fn fullest_bucket_bytes(&self, index: u32) -> Option<usize> {
+        self.shards.get(index as usize).map(|s| s.fullest)
+    }
+
+    /// Record bytes stored in shard `index` (the numerator of its packing efficiency), known
+    /// before the shard is encoded.
+    pub fn record_bytes_in(&self, index: u32) -> Option<u64> {
+        self.shards.get(index as usize).map(|s| {
+            s.members
+                .iter()
+                .map(|&i| self.keyed[i].record.len() as u64)
+                .sum()
+        })
+    }
+
     /// Seals shard `index`'s records into its buckets and encodes its database (the long
     /// part: `progress(done, total)` reports the NTT's progress).
     pub fn encode(
@@ -399,37 +436,38 @@ impl ShardedBuild {
                     index,
                     count: self.count(),
                 }))?;
-        let layout = shard.layout;
+        let layout = &shard.layout;
         let scheme = self.scheme;
-        let slot_bytes = self.slot_bytes as usize;
-        let sealed: Vec<(usize, Slots)> = shard
+        let sealed: Vec<(usize, [u8; 6], Vec<u8>)> = shard
             .members
             .par_iter()
             .map(|&i| {
                 let secrets = layout.locate(&self.keyed[i].y);
-                let slots = entry::seal_record(&secrets, &self.keyed[i].record, slot_bytes)?;
-                Ok((secrets.location().bucket.0 as usize, slots))
+                let sealed = secrets.seal(&self.keyed[i].record)?;
+                Ok((secrets.location().bucket.0 as usize, secrets.mask(), sealed))
             })
             .collect::<Result<_>>()?;
-        let mut buckets: Vec<Slots> = (0..scheme.num_items()).map(|_| Vec::new()).collect();
-        for (b, slots) in sealed {
-            buckets[b].extend(slots);
+        let mut records: Vec<Vec<([u8; 6], Vec<u8>)>> =
+            (0..scheme.num_items()).map(|_| Vec::new()).collect();
+        for (b, mask, sealed) in sealed {
+            records[b].push((mask, sealed));
         }
-        // Slot order within a bucket is by tag: it says nothing about which CPI a slot
-        // belongs to.
-        buckets.par_iter_mut().for_each(|b| b.sort_unstable());
+        let buckets: Vec<Bucket> = records
+            .into_par_iter()
+            .map(Bucket::of_records)
+            .collect::<Result<_>>()?;
         let members = || shard.members.iter().map(|&i| &self.keyed[i]);
         let stored_mappings: usize = members().map(|k| k.mappings).sum();
         let stored_opt_outs: usize = members().map(|k| k.opt_outs).sum();
         let header = SnapshotHeader {
             scheme,
-            layout,
+            layout: layout.clone(),
             epoch: self.epoch,
             created_at: self.now,
             mapping_count: stored_mappings as u64,
             opt_out_count: stored_opt_outs as u64,
             cpi_count: shard.members.len() as u64,
-            slot_count: buckets.iter().map(Vec::len).sum::<usize>() as u64,
+            bucket_bytes: buckets.iter().map(|b| b.encoded_len() as u64).sum(),
             record_bytes: members().map(|k| k.record.len() as u64).sum(),
             base: None,
             plaintext_checksum: [0; 32],
@@ -446,7 +484,8 @@ impl ShardedBuild {
             suppressed_by_opt_out: c.suppressed_by_opt_out,
             stored_mappings,
             stored_opt_outs,
-            slot_bytes: self.slot_bytes,
+            groups: shard.layout.num_groups,
+            fullest_bucket_bytes: shard.fullest,
             layout_attempts: shard.attempts,
             packing_efficiency: snapshot.header.packing_efficiency(),
         };
@@ -454,48 +493,62 @@ impl ShardedBuild {
     }
 }
 
-/// Whether the CPIs `members` of `keyed` fit `layout`'s buckets of `item_bytes` with no two
-/// equal tags in one bucket (about 2^-64 a pair); if not, the fullest bucket's slot count and
-/// whether tags clashed.
-fn check_layout(
-    layout: &KeywordLayout,
-    keyed: &[Keyed],
-    members: &[usize],
-    item_bytes: usize,
-) -> std::result::Result<(), (usize, bool)> {
-    let slot_bytes = layout.slot_bytes as usize;
-    let mut placed: Vec<(u32, Tag)> = members
+/// Fills `layout`'s choice table for the CPIs `members` of `keyed`: groups, largest first,
+/// each to the least loaded of its candidate buckets (greedy multiple choice, which balances
+/// buckets to within about one group of each other). Returns the fullest bucket's bytes beyond
+/// its header.
+fn balance(layout: &mut KeywordLayout, keyed: &[Keyed], members: &[usize]) -> usize {
+    let groups = layout.num_groups as usize;
+    let salt = layout.salt;
+    let placed: Vec<(u32, usize)> = members
         .par_iter()
-        .flat_map_iter(|&i| {
+        .map(|&i| {
             let k = &keyed[i];
-            let secrets = layout.locate(&k.y);
-            let bucket = secrets.location().bucket.0;
-            let n = entry::slots_for(k.record.len(), slot_bytes);
-            entry::slot_tags(&secrets, n)
-                .map(|t| (bucket, t))
-                .collect::<Vec<_>>()
+            let group = group_of(&k.y, &salt, layout.num_groups);
+            (group.0, RECORD_OVERHEAD + k.record.len())
         })
         .collect();
-    placed.par_sort_unstable();
-    let mut fullest = 0;
-    let mut clash = false;
-    for run in placed.chunk_by(|a, b| a.0 == b.0) {
-        fullest = fullest.max(run.len());
-        clash |= run.windows(2).any(|w| w[0].1 == w[1].1);
+    let mut load = vec![0usize; groups];
+    for (g, cost) in placed {
+        load[g as usize] += cost;
     }
-    if clash || BUCKET_HEADER_BYTES + fullest * layout.slot_len() > item_bytes {
-        return Err((fullest, clash));
+    let mut order: Vec<(usize, u32)> = load
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| **l > 0)
+        .map(|(g, l)| (*l, g as u32))
+        .collect();
+    order.par_sort_unstable_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let buckets = layout.num_buckets;
+    let candidates: Vec<[u32; CANDIDATES as usize]> = order
+        .par_iter()
+        .map(|&(_, g)| {
+            std::array::from_fn(|c| candidate(&salt, GroupIndex(g), c as u32, buckets).0)
+        })
+        .collect();
+    let mut filled = vec![0usize; buckets as usize];
+    for (&(cost, g), cands) in order.iter().zip(&candidates) {
+        let mut best = 0;
+        for c in 1..cands.len() {
+            if filled[cands[c] as usize] < filled[cands[best] as usize] {
+                best = c;
+            }
+        }
+        filled[cands[best] as usize] += cost;
+        layout.set_choice(GroupIndex(g), best as u32);
     }
-    Ok(())
+    filled.into_iter().max().unwrap_or(0)
 }
 
 /// Drops expired statements, keeps the latest per CPI and MSP (issuer), withholds the mappings
 /// of opted-out CPIs, evaluates the OPRF on every CPI and encodes its record.
+/// Also gives the dictionaries the records refer to: every MSP and issuer stored, sorted.
+#[allow(clippy::type_complexity)]
 fn prepare(
     input: BuildInput,
     oprf: &OprfKey,
     opts: &BuildOptions,
-) -> Result<(Vec<Keyed>, InputCounts)> {
+) -> Result<(Vec<Keyed>, InputCounts, (Vec<String>, Vec<IssuerId>))> {
     let input_mappings = input.mappings.len();
     let input_opt_outs = input.opt_outs.len();
     let mut expired_dropped = 0;
@@ -544,12 +597,26 @@ fn prepare(
             }
         })
         .collect();
+    let mut msps = BTreeSet::new();
+    let mut issuers = BTreeSet::new();
+    for (_, items, _) in &groups {
+        for item in items {
+            if let Item::Mapping(m) = item {
+                msps.insert(m.fields.msp.clone());
+            }
+            issuers.insert(item.issuer());
+        }
+    }
+    let msps: Vec<String> = msps.into_iter().collect();
+    let issuers: Vec<IssuerId> = issuers.into_iter().collect();
+    let raw_issuers: Vec<[u8; 8]> = issuers.iter().map(|i| i.0).collect();
+    let dict = Dictionaries::new(&msps, &raw_issuers);
     let keyed: Vec<Keyed> = groups
         .into_par_iter()
         .map(|(cpi, items, mappings)| {
             Ok(Keyed {
                 y: oprf.evaluate(&cpi)?,
-                record: entry::encode_record(&items)?,
+                record: entry::encode_record(&items, &dict)?,
                 opt_outs: items.len() - mappings,
                 mappings,
                 cpi,
@@ -563,29 +630,22 @@ fn prepare(
         duplicates_replaced,
         suppressed_by_opt_out,
     };
-    Ok((keyed, counts))
+    Ok((keyed, counts, (msps, issuers)))
 }
 
 impl Snapshot {
     fn encode(
         header: SnapshotHeader,
-        buckets: &[Slots],
+        buckets: &[Bucket],
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
         let scheme = header.scheme;
-        let slot_len = header.layout.slot_len();
         let item_bytes = scheme.item_bytes as usize;
         let mut plaintext = vec![0u8; scheme.num_items() * item_bytes];
         plaintext
             .par_chunks_mut(item_bytes)
             .zip(buckets)
-            .try_for_each(|(item, slots)| {
-                bucket::encode_bucket(
-                    slots.iter().map(|(t, s)| (*t, s.as_slice())),
-                    slot_len,
-                    item,
-                )
-            })?;
+            .try_for_each(|(item, bucket)| bucket.encode(item))?;
         let mut db = Database::zeroed(scheme);
         let all: Vec<usize> = (0..scheme.num_items()).collect();
         db.encode_items(&plaintext, &all, progress)?;

@@ -1,15 +1,14 @@
 //! Updates: a delta of signed statements and removals re-encodes only the items it changes.
 //!
 //! The DP computes each named CPI's OPRF output itself, opens that CPI's record, applies the
-//! delta's operations in order and seals the new record into the same bucket. Records of CPIs
-//! the delta does not name stay sealed and untouched: an update cannot read them, so their
-//! expired statements stay until the next full build (clients ignore them: they are outside
-//! their validity window).
+//! delta's operations in order and seals the new record into the same bucket (its group's, by
+//! the choice table, which an update never changes: moving a group would need the OPRF outputs
+//! of its other CPIs). Records of CPIs the delta does not name stay sealed and untouched: an
+//! update cannot read them, so their expired statements stay until the next full build
+//! (clients ignore them: they are outside their validity window). A delta that names an MSP or
+//! issuer the layout's dictionaries lack appends it, unless that would widen their indices.
 
-use std::{
-    collections::{BTreeMap, BTreeSet},
-    io::Read,
-};
+use std::{collections::BTreeMap, io::Read};
 
 use rayon::prelude::*;
 
@@ -19,11 +18,12 @@ use super::{
     header::{SnapshotHeader, encode_header},
 };
 use crate::{
-    error::{BucketError, CoreError, Overflow, Result, SnapshotError},
+    error::{CoreError, Overflow, Result, SnapshotError},
     identity::{Cpi, VerifiedMapping, VerifiedOptOut},
     keyword::{
-        Tag, bucket,
-        entry::{self, Item},
+        KeywordLayout,
+        bucket::Bucket,
+        entry::{self, Dictionaries, Item},
     },
     oprf::OprfKey,
     pir,
@@ -103,13 +103,12 @@ pub struct UpdateReport {
 struct Tally {
     mappings: u64,
     opt_outs: u64,
-    slots: u64,
     bytes: u64,
     cpis: u64,
 }
 
 impl Tally {
-    fn of(items: &[Item], record_len: usize, slot_bytes: usize) -> Self {
+    fn of(items: &[Item], record_len: usize) -> Self {
         if items.is_empty() {
             return Self::default();
         }
@@ -120,7 +119,6 @@ impl Tally {
         Self {
             mappings,
             opt_outs: items.len() as u64 - mappings,
-            slots: entry::slots_for(record_len, slot_bytes) as u64,
             bytes: record_len as u64,
             cpis: 1,
         }
@@ -206,15 +204,15 @@ impl Snapshot {
         if opts.epoch == self.header.epoch {
             return Err(CoreError::EpochUnchanged { epoch: opts.epoch });
         }
-        let layout = self.header.layout;
-        if oprf.public() != layout.oprf_key {
+        if oprf.public() != self.header.layout.oprf_key {
             return Err(CoreError::OprfKeyMismatch {
-                expected: layout.oprf_key.to_string(),
+                expected: self.header.layout.oprf_key.to_string(),
             });
         }
+        extend_dictionaries(&mut self.header.layout, &ops)?;
+        let layout = self.header.layout.clone();
+        let dict = Dictionaries::of(&layout);
         let item_bytes = self.header.scheme.item_bytes as usize;
-        let slot_bytes = layout.slot_bytes as usize;
-        let slot_len = layout.slot_len();
         let mut by_cpi: BTreeMap<Cpi, Vec<DeltaOp>> = BTreeMap::new();
         for op in ops {
             by_cpi.entry(op.cpi().clone()).or_default().push(op);
@@ -247,55 +245,44 @@ impl Snapshot {
         let h = &mut self.header;
         for (&index, cpis) in &mut touched {
             let item = &mut self.plaintext[index * item_bytes..(index + 1) * item_bytes];
-            let mut slots: Vec<(Tag, Vec<u8>)> = bucket::decode_bucket(item, slot_len)?
-                .into_iter()
-                .map(|(t, s)| (t, s.to_vec()))
-                .collect();
+            let mut bucket = Bucket::decode(item)?;
+            let old_len = bucket.encoded_len() as u64;
             for (secrets, cpi, ops) in cpis.drain(..) {
-                let view: Vec<(Tag, &[u8])> =
-                    slots.iter().map(|(t, s)| (*t, s.as_slice())).collect();
-                let (mut items, old_len) = match entry::open_record(&secrets, &view, slot_bytes)? {
-                    Some(record) => (entry::decode_record(&cpi, &record)?, record.len()),
-                    None => (Vec::new(), 0),
+                let (mut items, old) = match bucket.find(&secrets) {
+                    Some((at, record)) => {
+                        let items = entry::decode_record(&cpi, &record, &layout)?;
+                        bucket.remove(at, &secrets.mask())?;
+                        let old = Tally::of(&items, record.len());
+                        (items, old)
+                    }
+                    None => (Vec::new(), Tally::default()),
                 };
-                let old = Tally::of(&items, old_len, slot_bytes);
-                let old_tags: BTreeSet<Tag> =
-                    entry::slot_tags(&secrets, old.slots as usize).collect();
-                slots.retain(|(t, _)| !old_tags.contains(t));
                 let before = items.len();
                 items.retain(|i| i.not_after() >= now);
                 report.expired_dropped += before - items.len();
                 for op in ops {
                     apply(&mut items, op, now, &mut report);
                 }
-                let record = entry::encode_record(&items)?;
-                let new = Tally::of(&items, record.len(), slot_bytes);
-                if !items.is_empty() {
-                    slots.extend(entry::seal_record(&secrets, &record, slot_bytes)?);
-                }
+                let new = if items.is_empty() {
+                    Tally::default()
+                } else {
+                    let record = entry::encode_record(&items, &dict)?;
+                    bucket.push(&secrets.mask(), &secrets.seal(&record)?)?;
+                    Tally::of(&items, record.len())
+                };
                 h.mapping_count = h.mapping_count - old.mappings + new.mappings;
                 h.opt_out_count = h.opt_out_count - old.opt_outs + new.opt_outs;
-                h.slot_count = h.slot_count - old.slots + new.slots;
                 h.record_bytes = h.record_bytes - old.bytes + new.bytes;
                 h.cpi_count = h.cpi_count - old.cpis + new.cpis;
             }
-            slots.sort_unstable();
-            if slots.windows(2).any(|w| w[0].0 == w[1].0) {
-                return Err(BucketError::DuplicateTag.into());
-            }
-            item.fill(0);
-            bucket::encode_bucket(
-                slots.iter().map(|(t, s)| (*t, s.as_slice())),
-                slot_len,
-                item,
-            )
-            .map_err(|e| match e {
+            bucket.encode(item).map_err(|e| match e {
                 CoreError::BucketOverflow(_) => CoreError::BucketOverflow(Overflow::Delta {
                     bucket: index,
                     item_bytes,
                 }),
                 other => other,
             })?;
+            h.bucket_bytes = h.bucket_bytes - old_len + bucket.encoded_len() as u64;
         }
         let indices: Vec<usize> = touched.keys().copied().collect();
         report.items_reencoded = indices.len();
@@ -391,4 +378,31 @@ pub(super) fn apply_delta_payload(
     }
     base.delta_items = indices.into_iter().collect();
     Ok(())
+}
+
+/// Appends to `layout`'s dictionaries the MSPs and issuers `ops` store that they lack, keeping
+/// every index already used; refused when that would widen the indices (past 256 names), which
+/// would change every record.
+fn extend_dictionaries(layout: &mut KeywordLayout, ops: &[DeltaOp]) -> Result<()> {
+    let width = crate::keyword::layout_index_width;
+    let (msp_width, issuer_width) = (width(layout.msps.len()), width(layout.issuers.len()));
+    for op in ops {
+        let (msp, issuer) = match op {
+            DeltaOp::Upsert(m) => (Some(&m.mapping().fields.msp), m.mapping().issuer),
+            DeltaOp::OptOut(o) => (None, o.opt_out().issuer),
+            DeltaOp::Remove { .. } => continue,
+        };
+        if let Some(msp) = msp
+            && !layout.msps.contains(msp)
+        {
+            layout.msps.push(msp.clone());
+        }
+        if !layout.issuers.contains(&issuer.0) {
+            layout.issuers.push(issuer.0);
+        }
+    }
+    if width(layout.msps.len()) != msp_width || width(layout.issuers.len()) != issuer_width {
+        return Err(Overflow::Dictionary.into());
+    }
+    layout.validate()
 }

@@ -19,7 +19,7 @@ use crate::{
 /// First bytes of every snapshot file.
 pub const SNAPSHOT_MAGIC: [u8; 8] = *b"PIRSNAP\0";
 /// Version of the file format this build reads and writes.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
 
 impl Snapshot {
     /// Writes the snapshot to `path` (through a temporary file, renamed into place), mode 0640:
@@ -212,7 +212,8 @@ impl<'a> Opened<'a> {
             })));
         }
         let mut full = base_file.finish(with_db)?;
-        if (full.header.scheme, full.header.layout) != (header.scheme, header.layout) {
+        // An update keeps the layout, but for names it appends to the dictionaries.
+        if full.header.scheme != header.scheme || !header.layout.extends(&full.header.layout) {
             return Err(in_file(CoreError::snapshot(SnapshotError::BaseShape)));
         }
         apply_delta_payload(&mut reader, len, &mut full, &header, with_db).map_err(in_file)?;

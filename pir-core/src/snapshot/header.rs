@@ -9,7 +9,9 @@ use crate::{
     pir::SchemeParams,
 };
 
-pub(super) const MAX_HEADER_LEN: u32 = 1 << 20;
+/// Largest header: room for a choice table of [`crate::keyword::MAX_GROUPS`] groups (1 MiB)
+/// and full dictionaries. A shard of 1M mappings has a header of about 50 KB.
+pub(super) const MAX_HEADER_LEN: u32 = 4 << 20;
 
 pub(super) fn bincode_config() -> impl bincode::config::Config {
     bincode::config::standard()
@@ -44,8 +46,8 @@ pub struct SnapshotHeader {
     pub opt_out_count: u64,
     /// Distinct CPIs stored (with mappings or an opt-out).
     pub cpi_count: u64,
-    /// Slots filled, in all buckets.
-    pub slot_count: u64,
+    /// Bytes the buckets fill, in all items: their headers, locators and sealed records.
+    pub bucket_bytes: u64,
     /// Bytes of the CPIs' records before padding and sealing: what the database holds that a
     /// client can use.
     pub record_bytes: u64,
@@ -100,7 +102,7 @@ impl SnapshotHeader {
         if used != bytes.len() {
             return Err(invalid(SnapshotError::HeaderTrailingBytes));
         }
-        LookupConfig::new(header.scheme, header.layout, header.epoch).map_err(|e| {
+        LookupConfig::new(header.scheme, header.layout.clone(), header.epoch).map_err(|e| {
             invalid(match e {
                 CoreError::Layout(reason) => SnapshotError::Layout(reason),
                 _ => SnapshotError::BucketCount,

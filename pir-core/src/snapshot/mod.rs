@@ -27,7 +27,9 @@ mod sign;
 
 use std::collections::BTreeSet;
 
-pub use build::{BuildInput, BuildOptions, BuildReport, ShardedBuild};
+pub use build::{
+    BuildInput, BuildOptions, BuildReport, DEFAULT_FILL_PERCENT, GROUP_SIZE, ShardedBuild,
+};
 pub use delta::{DeltaOp, UpdateOptions, UpdateReport, split_by_shard};
 pub use file::{SNAPSHOT_FORMAT_VERSION, SNAPSHOT_MAGIC};
 pub use header::{BaseRef, DpSignature, SnapshotHeader};
@@ -136,7 +138,11 @@ impl Snapshot {
 
     /// What a client needs to query this snapshot.
     pub fn config(&self) -> LookupConfig {
-        LookupConfig::of_checked_header(self.header.scheme, self.header.layout, self.header.epoch)
+        LookupConfig::of_checked_header(
+            self.header.scheme,
+            self.header.layout.clone(),
+            self.header.epoch,
+        )
     }
 
     /// Message sizes for this snapshot's parameters.

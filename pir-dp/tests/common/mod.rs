@@ -57,7 +57,7 @@ impl Setup {
             progress: false,
             dp_key: None,
             oprf_key: self.path("oprf.key"),
-            slot_bytes: None,
+            fill_percent: None,
         }
     }
 

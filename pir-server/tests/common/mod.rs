@@ -162,7 +162,7 @@ pub(crate) fn bob_snapshot(issuer: &IssuerKey, epoch: u64, salt: u8) -> Snapshot
         now: 1_800_000_000,
         salt: Some([salt; 32]),
         scheme: Some(SchemeParams::danger_test_only_small()),
-        slot_bytes: None,
+        fill_percent: None,
     };
     let trust = TrustStore::parse(&issuer.to_public_text()).unwrap();
     Snapshot::build(vec![m], &trust, &pir_core::testing::oprf_key(), &opts)
@@ -203,7 +203,7 @@ pub(crate) async fn config(rpc: &mut DiscoveryClient<Channel>) -> pir_proto::Con
 /// client's own).
 pub(crate) async fn register(rpc: &mut DiscoveryClient<Channel>) -> (LookupClient, Vec<u8>) {
     let config = config(rpc).await;
-    let client = LookupClient::new(*config.lookup(), pir_core::testing::trust()).unwrap();
+    let client = LookupClient::new(config.lookup().clone(), pir_core::testing::trust()).unwrap();
     let id = rpc
         .register_keys(RegisterKeysRequest::for_keys(client.keys()))
         .await

@@ -162,7 +162,7 @@ impl TryFrom<v1::GetConfigResponse> for ConfigIn {
             KeywordLayout::try_from(raw.layout.as_ref().ok_or_else(|| missing("layout"))?)?;
         let limits = raw.limits.unwrap_or_default();
         // The fields on their own first, then what the header says about them.
-        let lookup = LookupConfig::new(scheme, layout, raw.epoch)?;
+        let lookup = LookupConfig::new(scheme, layout.clone(), raw.epoch)?;
         let header = if raw.snapshot_header.is_empty() {
             None
         } else {

@@ -48,10 +48,13 @@ impl From<&KeywordLayout> for v1::KeywordLayout {
             version: l.version,
             salt: l.salt.to_vec(),
             num_buckets: l.num_buckets,
-            slot_bytes: l.slot_bytes,
             oprf_public_key: l.oprf_key.to_bytes().to_vec(),
             shard_index: l.shard.index,
             shard_count: l.shard.count,
+            num_groups: l.num_groups,
+            choices: l.choices.clone(),
+            msps: l.msps.clone(),
+            issuers: l.issuers.iter().map(|i| i.to_vec()).collect(),
         }
     }
 }
@@ -66,11 +69,20 @@ impl TryFrom<&v1::KeywordLayout> for KeywordLayout {
             .map_err(|_| CoreError::Layout(LayoutError::SaltLength { got: l.salt.len() }))?;
         let oprf_key = OprfPublicKey::from_bytes(&l.oprf_public_key)
             .map_err(|_| CoreError::Layout(LayoutError::OprfKey))?;
+        let issuers = l
+            .issuers
+            .iter()
+            .map(|i| <[u8; 8]>::try_from(i.as_slice()))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|_| CoreError::Layout(LayoutError::IssuerLength))?;
         let layout = Self {
             version: l.version,
             salt,
             num_buckets: l.num_buckets,
-            slot_bytes: l.slot_bytes,
+            num_groups: l.num_groups,
+            choices: l.choices.clone(),
+            msps: l.msps.clone(),
+            issuers,
             oprf_key,
             shard: ShardPosition {
                 index: l.shard_index,

@@ -231,7 +231,8 @@ impl Directory {
             file.write(&keys, remembered.as_ref())?;
         }
         let trust = options.trust.clone();
-        let base = LookupClient::with_keys(*first_config.lookup(), keys.clone(), trust.clone())?;
+        let base =
+            LookupClient::with_keys(first_config.lookup().clone(), keys.clone(), trust.clone())?;
         let count = manifest.count();
         let mut shards = Vec::with_capacity(count as usize);
         for index in 0..count {
@@ -611,8 +612,11 @@ impl Directory {
                 other.config = None;
             }
         }
-        let lookup =
-            LookupClient::with_keys(*config.lookup(), self.keys.clone(), self.trust.clone())?;
+        let lookup = LookupClient::with_keys(
+            config.lookup().clone(),
+            self.keys.clone(),
+            self.trust.clone(),
+        )?;
         self.shards[shard as usize].config = Some(ShardConfig {
             config,
             lookup: Arc::new(lookup),

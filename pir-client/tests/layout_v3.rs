@@ -1,4 +1,4 @@
-//! Lookups on keyword layout v2 (every CPI keyed by the DP's VOPRF) through the real client and
+//! Lookups on keyword layout v3 (every CPI keyed by the DP's VOPRF, placed by the choice table) through the real client and
 //! server on loopback ports, from the library and from the `pir-client` CLI.
 //!
 //! What each test shows: a lookup returns exactly the signed mappings put in (several MSPs for
@@ -90,7 +90,7 @@ fn build_options() -> BuildOptions {
         now: built_at(),
         salt: Some([6; 32]),
         scheme: Some(small_scheme()),
-        slot_bytes: None,
+        fill_percent: None,
     }
 }
 
