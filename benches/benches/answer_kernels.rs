@@ -47,7 +47,7 @@ fn answer_kernels(c: &mut Criterion) {
         now: pir_core::unix_now(),
         salt: Some([3; 32]),
         scheme: Some(scheme),
-        slot_bytes: None,
+        fill_percent: None,
     };
     let oprf_key = OprfKey::derive(&[3; 32], b"pir-benches answer_kernels").unwrap();
     let snapshot = Snapshot::build(input, &trust, &oprf_key, &opts).unwrap().0;
