@@ -316,27 +316,7 @@ mod avx512 {
     /// SAFETY: the CPU runs AVX-512F; `sp.poly_len >= 16`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn forward(sp: &Params, all: &mut [u64]) {
-        let n = sp.poly_len;
-        for c in 0..sp.crt_count {
-            let op = &mut all[c * n..(c + 1) * n];
-            let (w, w_prime) = (
-                sp.get_ntt_forward_table(c),
-                sp.get_ntt_forward_prime_table(c),
-            );
-            let modulus = sp.moduli[c];
-            let p = _mm512_set1_epi64(modulus as i64);
-            let two_p = _mm512_set1_epi64(2 * modulus as i64);
-            for mm in 0..sp.poly_len_log2 {
-                let t = n >> (mm + 1);
-                // spiral-rs's AVX2 build runs distances below 4 in scalar code (`>=`).
-                let at_or_above = t < 4;
-                stage(op, t, w, w_prime, |x, y, w, wp| {
-                    forward_butterfly(x, y, w, wp, p, two_p, at_or_above)
-                });
-            }
-            reduce_once(op, 2 * modulus, false);
-            reduce_once(op, modulus, false);
-        }
+        transform(sp, all, false)
     }
 
     /// spiral-rs's `ntt_inverse` (AVX2 build), 8 lanes at a time.
@@ -344,26 +324,49 @@ mod avx512 {
     /// SAFETY: as for [`forward`].
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn inverse(sp: &Params, all: &mut [u64]) {
+        transform(sp, all, true)
+    }
+
+    /// Either transform, residue by residue: the forward one runs its stages from the widest
+    /// distance down, the inverse one back up. spiral-rs's AVX2 build runs distances below 4 in
+    /// scalar code (`>=`); its forward transform's last reduction is vector code (`>`), its
+    /// inverse one's scalar in both builds (`>=`).
+    #[target_feature(enable = "avx512f")]
+    fn transform(sp: &Params, all: &mut [u64], inverse: bool) {
         let n = sp.poly_len;
+        let log_n = sp.poly_len_log2;
         for c in 0..sp.crt_count {
             let op = &mut all[c * n..(c + 1) * n];
-            let (w, w_prime) = (
-                sp.get_ntt_inverse_table(c),
-                sp.get_ntt_inverse_prime_table(c),
-            );
+            let (w, w_prime) = if inverse {
+                (
+                    sp.get_ntt_inverse_table(c),
+                    sp.get_ntt_inverse_prime_table(c),
+                )
+            } else {
+                (
+                    sp.get_ntt_forward_table(c),
+                    sp.get_ntt_forward_prime_table(c),
+                )
+            };
             let modulus = sp.moduli[c];
             let p = _mm512_set1_epi64(modulus as i64);
             let two_p = _mm512_set1_epi64(2 * modulus as i64);
-            for mm in (0..sp.poly_len_log2).rev() {
+            for k in 0..log_n {
+                let mm = if inverse { log_n - 1 - k } else { k };
                 let t = n >> (mm + 1);
                 let at_or_above = t < 4;
-                stage(op, t, w, w_prime, |x, y, w, wp| {
-                    inverse_butterfly(x, y, w, wp, p, two_p, at_or_above)
-                });
+                if inverse {
+                    stage(op, t, w, w_prime, |x, y, w, wp| {
+                        inverse_butterfly(x, y, w, wp, p, two_p, at_or_above)
+                    });
+                } else {
+                    stage(op, t, w, w_prime, |x, y, w, wp| {
+                        forward_butterfly(x, y, w, wp, p, two_p, at_or_above)
+                    });
+                }
             }
-            // spiral-rs's inverse ends in scalar code in both builds (`>=`).
-            reduce_once(op, 2 * modulus, true);
-            reduce_once(op, modulus, true);
+            reduce_once(op, 2 * modulus, inverse);
+            reduce_once(op, modulus, inverse);
         }
     }
 }
