@@ -271,6 +271,18 @@ pub enum ParamsError {
         /// The value.
         version: u32,
     },
+    /// YPIR+SP rows.
+    #[error("YPIR+SP rows = 2^{rows_log2} (supported 2^11..=2^20)")]
+    YpirRows {
+        /// log2 of the rows.
+        rows_log2: u32,
+    },
+    /// YPIR+SP instances per row.
+    #[error("YPIR+SP instances = {instances} (supported 1..=16)")]
+    YpirInstances {
+        /// The value.
+        instances: u32,
+    },
     /// Usable item bytes.
     #[error("item_bytes = {item_bytes} but an item holds at most {capacity} bytes")]
     ItemBytes {

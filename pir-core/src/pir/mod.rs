@@ -42,6 +42,7 @@ mod ntt;
 mod params;
 mod presets;
 mod ring;
+pub mod ypir;
 
 #[cfg(not(target_endian = "little"))]
 compile_error!("the PIR wire format is little-endian and spiral-rs serialises natively");
