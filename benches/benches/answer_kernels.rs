@@ -46,7 +46,8 @@ fn answer_kernels(c: &mut Criterion) {
         epoch: 1,
         now: pir_core::unix_now(),
         salt: Some([3; 32]),
-        scheme: Some(scheme),
+        scheme: Some(scheme.into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     let oprf_key = OprfKey::derive(&[3; 32], b"pir-benches answer_kernels").unwrap();
@@ -74,6 +75,7 @@ fn answer_kernels(c: &mut Criterion) {
             .install(|| {
                 snapshot
                     .database()
+                    .unwrap()
                     .answer_batch_timed_with_kernel(kernel, &batch)
             })
             .unwrap();
@@ -84,6 +86,7 @@ fn answer_kernels(c: &mut Criterion) {
                 pool.install(|| {
                     snapshot
                         .database()
+                        .unwrap()
                         .answer_batch_with_kernel(kernel, black_box(&batch))
                         .unwrap()
                 })

@@ -69,7 +69,8 @@ fn benches(c: &mut Criterion) {
         epoch: 1,
         now: 1_800_000_000,
         salt: Some([2; 32]),
-        scheme: Some(scheme),
+        scheme: Some(scheme.into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     let name = |what: &str| {
@@ -121,6 +122,7 @@ fn benches(c: &mut Criterion) {
     let pending = client.query(&evaluated).unwrap();
     let response = snapshot
         .database()
+        .unwrap()
         .answer(&server_keys, pending.query())
         .unwrap();
     // A pending lookup is used up by its decode: make each one outside the timed part.
@@ -142,18 +144,26 @@ fn benches(c: &mut Criterion) {
         b.iter(|| {
             snapshot
                 .database()
+                .unwrap()
                 .answer(&server_keys, black_box(pending.query()))
                 .unwrap()
         })
     });
     group.bench_function("engine_batch_of_4", |b| {
         let batch = vec![(&server_keys, pending.query()); 4];
-        b.iter(|| snapshot.database().answer_batch(black_box(&batch)).unwrap())
+        b.iter(|| {
+            snapshot
+                .database()
+                .unwrap()
+                .answer_batch(black_box(&batch))
+                .unwrap()
+        })
     });
     group.bench_function("spiral_rs_process_query_reference", |b| {
         b.iter(|| {
             snapshot
                 .database()
+                .unwrap()
                 .danger_reference_answer(&server_keys, black_box(pending.query()))
                 .unwrap()
         })

@@ -55,6 +55,7 @@ pub fn build_unsigned(
         epoch: Some(1),
         replaces: None,
         scheme: None,
+        engine: pir_core::Engine::Spiral,
         progress: false,
         dp_key: None,
         oprf_key: oprf_key.to_path_buf(),

@@ -85,7 +85,10 @@ pub fn measure_evaluation(
     // What one lookup's Evaluate puts on the wire.
     let blinded = client.blind(std::slice::from_ref(&cpis[0]), &mut rng)?;
     let elements = [*blinded[0].element()];
-    let request = v1::EvaluateRequest::authenticated(client.keys(), &elements);
+    let request = match client.keys() {
+        Some(keys) => v1::EvaluateRequest::authenticated(keys, &elements),
+        None => v1::EvaluateRequest::keyless(&elements),
+    };
     let response = v1::EvaluateResponse::from(key.evaluate_blinded(&mut rng, &elements)?);
     Ok(EvaluationCost {
         server_ms: ms(median(server)),
@@ -103,8 +106,11 @@ pub fn query_wire_bytes(
     query: &[u8],
 ) -> Result<usize, Box<dyn std::error::Error>> {
     let config = v1::GetConfigResponse::for_snapshot(snapshot, v1::Limits::default())?;
-    let request =
-        v1::QueryRequest::authenticated(client.keys(), config.epoch, vec![query.to_vec()]);
+    let queries = vec![query.to_vec()];
+    let request = match client.keys() {
+        Some(keys) => v1::QueryRequest::authenticated(keys, config.epoch, queries),
+        None => v1::QueryRequest::keyless(config.epoch, queries),
+    };
     let answer = vec![0u8; snapshot.message_sizes()?.response];
     let response = v1::QueryResponse::for_config(&config, vec![answer]);
     Ok(request.encoded_len() + response.encoded_len() + 2 * GRPC_FRAME_BYTES)

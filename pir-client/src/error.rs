@@ -226,6 +226,13 @@ pub enum ParamsRefusal {
          server"
     )]
     NotVetted,
+    /// A sharded directory of an engine without keys (YPIR+SP), which the sharded client
+    /// does not query yet.
+    #[error(
+        "are YPIR+SP's in a sharded directory, which this client does not query yet: query an \
+         unsharded YPIR+SP snapshot, or a Spiral directory"
+    )]
+    ShardedKeyless,
     /// Messages larger than this client takes.
     #[error(
         "need {bytes}-byte {what}, more than this client's limit of {limit} bytes per message \

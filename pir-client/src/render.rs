@@ -137,8 +137,9 @@ pub fn info_json(info: &ConfigIn) -> Value {
         "created_at": info.created_at(),
         "shape": {
             "items": s.num_items(),
-            "item_bytes": s.item_bytes,
+            "item_bytes": s.item_bytes(),
             "capacity_bytes": s.capacity_bytes(),
+            "engine": s.engine(),
             "scheme": s,
         },
         "layout": {
@@ -162,7 +163,7 @@ pub fn info_json(info: &ConfigIn) -> Value {
         "mapping_count": info.mapping_count(),
         "cpi_count": info.cpi_count(),
         "packing_efficiency": info.packing_efficiency(),
-        "vetted_params": s.as_vetted().is_some(),
+        "vetted_params": vetted(s),
         "snapshot": {
             "header_hash": info.header_hash().map(|h| hex(&h)),
             "signed_by": signer(info),
@@ -177,6 +178,12 @@ pub fn info_json(info: &ConfigIn) -> Value {
                 .map(|sig| pir_core::identity::IssuerId(sig.key_id).to_string()),
         })),
     })
+}
+
+/// Whether a client takes the parameters without `--allow-custom-params`: a vetted Spiral
+/// preset, or any YPIR+SP shape (the engine fixes its parameters).
+fn vetted(s: &pir_core::Scheme) -> bool {
+    s.spiral().is_none_or(|p| p.as_vetted().is_some())
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -208,8 +215,17 @@ pub fn info_text(info: &ConfigIn) -> String {
         format!(
             "shape:              {} items x {} bytes = {}",
             s.num_items(),
-            s.item_bytes,
+            s.item_bytes(),
             human_bytes(s.capacity_bytes())
+        ),
+        format!(
+            "engine:             {}{}",
+            s.engine(),
+            if s.engine().registers_keys() {
+                ""
+            } else {
+                " (no keys registered: every query carries its own)"
+            }
         ),
         format!("scheme:             {s}"),
         format!(
@@ -241,7 +257,7 @@ pub fn info_text(info: &ConfigIn) -> String {
         ),
         format!(
             "parameters:         {}",
-            if s.as_vetted().is_some() {
+            if vetted(s) {
                 "a vetted preset"
             } else {
                 "not a vetted preset (clients refuse them without --allow-custom-params)"

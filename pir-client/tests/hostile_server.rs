@@ -69,7 +69,8 @@ fn snapshot(epoch: u64, salt: u8, signer: Option<&DpKey>) -> Snapshot {
         epoch,
         now: pir_core::unix_now(),
         salt: Some([salt; 32]),
-        scheme: Some(tiny_scheme()),
+        scheme: Some(tiny_scheme().into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     let mut s = Snapshot::build(mappings, &trust(), &oprf_key(), &opts)
@@ -786,7 +787,8 @@ fn with_opt_outs() -> Snapshot {
         epoch: 1,
         now: pir_core::unix_now(),
         salt: Some([4; 32]),
-        scheme: Some(tiny_scheme()),
+        scheme: Some(tiny_scheme().into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     build_records(mappings, vec![opted_out(DAVE), opted_out(ERIN)], &opts)

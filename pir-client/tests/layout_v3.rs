@@ -89,7 +89,8 @@ fn build_options() -> BuildOptions {
         epoch: 1,
         now: built_at(),
         salt: Some([6; 32]),
-        scheme: Some(small_scheme()),
+        scheme: Some(small_scheme().into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     }
 }
@@ -338,8 +339,8 @@ async fn a_key_less_host_with_an_evaluator_gives_the_same_results() {
     let mut split = PirClient::connect(&host.url(), with_evaluator(&evaluator.url()))
         .await
         .unwrap();
-    assert!(host.service().has_keys(&split.key_id()));
-    assert!(evaluator.service().has_keys(&split.key_id()));
+    assert!(host.service().has_keys(&split.key_id().unwrap()));
+    assert!(evaluator.service().has_keys(&split.key_id().unwrap()));
     let outcomes = look_up_all(&mut split).await;
     // Evaluations at the evaluator, queries at the host, and nothing else.
     assert_eq!(
@@ -361,8 +362,8 @@ async fn a_key_less_host_with_an_evaluator_gives_the_same_results() {
     host.service().evict_all_keys();
     let healed = look_up_all(&mut split).await;
     assert_eq!(results(&healed), results(&outcomes));
-    assert!(evaluator.service().has_keys(&split.key_id()));
-    assert!(host.service().has_keys(&split.key_id()));
+    assert!(evaluator.service().has_keys(&split.key_id().unwrap()));
+    assert!(host.service().has_keys(&split.key_id().unwrap()));
     host.stop().await.unwrap();
     evaluator.stop().await.unwrap();
 }

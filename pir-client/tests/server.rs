@@ -46,7 +46,8 @@ fn snapshot(epoch: u64, scheme: SchemeParams, bob_msp: &str) -> Snapshot {
         epoch,
         now: pir_core::unix_now(),
         salt: Some([epoch as u8; 32]),
-        scheme: Some(scheme),
+        scheme: Some(scheme.into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     Snapshot::build(mappings, &trust(), &oprf_key(), &opts)
@@ -246,7 +247,10 @@ async fn key_file_is_reused_and_replaced_when_parameters_change() {
         .unwrap();
     let mode = std::fs::metadata(&path).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600);
-    assert_eq!(KeyFile::new(&path).read().unwrap().id(), first.key_id());
+    assert_eq!(
+        KeyFile::new(&path).read().unwrap().id(),
+        first.key_id().unwrap()
+    );
     drop(first);
 
     // A fresh server: the stored keys are reused without registering up front, and the first
@@ -256,25 +260,28 @@ async fn key_file_is_reused_and_replaced_when_parameters_change() {
     let mut second = PirClient::connect(&server.url(), options.clone())
         .await
         .unwrap();
-    assert_eq!(KeyFile::new(&path).read().unwrap().id(), second.key_id());
+    assert_eq!(
+        KeyFile::new(&path).read().unwrap().id(),
+        second.key_id().unwrap()
+    );
     assert_eq!(server.service().registered_keys(), 0);
     let found = second.lookup(&cpi("tel:+14155550100")).await.unwrap();
     assert_eq!(msps(&found), ["chat.example", "talk.example"]);
     assert_eq!(server.service().registered_keys(), 1);
 
     // New parameters: new keys, registered, and saved over the old ones.
-    let old_id = second.key_id();
+    let old_id = second.key_id().unwrap();
     server
         .service()
         .install(snapshot(3, larger(), "chat.example"))
         .unwrap();
     let healed = second.lookup(&cpi("mailto:bob@example.org")).await.unwrap();
     assert_eq!(msps(&healed), ["chat.example"]);
-    assert_eq!(*second.config().lookup().scheme(), larger());
-    assert_ne!(second.key_id(), old_id);
+    assert_eq!(*second.config().lookup().scheme(), larger().into());
+    assert_ne!(second.key_id().unwrap(), old_id);
     let stored = KeyFile::new(&path).read().unwrap();
     assert_eq!(*stored.params(), larger());
-    assert_eq!(stored.id(), second.key_id());
+    assert_eq!(stored.id(), second.key_id().unwrap());
     server.stop().await.unwrap();
 }
 
@@ -286,15 +293,23 @@ async fn rotating_keys_replaces_them_in_the_key_file() {
     let old_id = PirClient::connect(&server.url(), options.clone())
         .await
         .unwrap()
-        .key_id();
+        .key_id()
+        .unwrap();
 
     let rotate = ClientOptions {
         rotate_keys: true,
         ..options.clone()
     };
     let mut rotated = PirClient::connect(&server.url(), rotate).await.unwrap();
-    assert_ne!(rotated.key_id(), old_id, "fresh keys, not the stored ones");
-    assert_eq!(KeyFile::new(&path).read().unwrap().id(), rotated.key_id());
+    assert_ne!(
+        rotated.key_id().unwrap(),
+        old_id,
+        "fresh keys, not the stored ones"
+    );
+    assert_eq!(
+        KeyFile::new(&path).read().unwrap().id(),
+        rotated.key_id().unwrap()
+    );
     // Registered at connect: both key sets are known to the server, the new one works.
     assert_eq!(server.service().registered_keys(), 2);
     let found = rotated.lookup(&cpi("tel:+14155550100")).await.unwrap();

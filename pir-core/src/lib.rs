@@ -49,7 +49,9 @@ pub use identity::{
 };
 pub use keyword::{KeywordLayout, LookupConfig};
 pub use lookup::{ClientKeys, KeyId, LookupClient, LookupResult, PendingLookup};
-pub use pir::{ClientSecret, Database, EvalKeys, MessageSizes, SchemeFields, SchemeParams};
+pub use pir::{
+    ClientSecret, Database, Engine, EvalKeys, MessageSizes, Scheme, SchemeFields, SchemeParams,
+};
 pub use query_auth::QueryMacKey;
 pub use snapshot::{BuildOptions, Snapshot, SnapshotHeader, UpdateOptions};
 

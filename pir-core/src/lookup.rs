@@ -6,7 +6,8 @@
 //! LookupClient::finalize(blinded, evaluation) -> [Evaluated]          (proof checked against
 //!                                                                       the layout's OPRF key)
 //! LookupClient::query(evaluated)      -> PendingLookup { query bytes } (one PIR query, always)
-//!       server: Database::answer(keys, query bytes) -> response bytes
+//!       server: Database::answer(keys, query bytes) -> response bytes   (Spiral)
+//!               YpirDatabase::answer(query bytes) -> response bytes     (YPIR+SP: no keys)
 //! pending.decode(client, response)    -> LookupResult                  (opened and verified)
 //! ```
 //!
@@ -27,7 +28,10 @@ use crate::{
         entry::{self, Item},
     },
     oprf::{self, Blinded, Evaluated, Evaluation},
-    pir::{self, ClientSecret, SchemeParams},
+    pir::{
+        self, ClientSecret, Engine, Scheme, SchemeParams,
+        ypir::{self, YpirSecret},
+    },
 };
 
 /// Identifies a client's public keys: `SHA-256("pir-discovery/eval-keys/v1\0" || keys)`.
@@ -118,6 +122,8 @@ pub struct PendingLookup {
     cpi: Cpi,
     secrets: EntrySecrets,
     query: Vec<u8>,
+    /// YPIR+SP's secret of this one query (Spiral's is the client's keys).
+    ypir: Option<YpirSecret>,
 }
 
 impl PendingLookup {
@@ -179,27 +185,52 @@ impl LookupResult {
 #[derive(Clone, Debug)]
 pub struct LookupClient {
     config: LookupConfig,
-    keys: ClientKeys,
+    /// Spiral's keys; `None` for YPIR+SP, whose every query carries its own.
+    keys: Option<ClientKeys>,
     trust: TrustStore,
 }
 
 impl LookupClient {
-    /// A client with fresh keys.
+    /// A client for the configuration's engine: with fresh keys for Spiral, none for YPIR+SP.
     pub fn new(config: LookupConfig, trust: TrustStore) -> Result<Self> {
-        let keys = ClientKeys::generate(config.scheme())?;
-        Self::with_keys(config, keys, trust)
+        match config.scheme() {
+            Scheme::Spiral(params) => {
+                let keys = ClientKeys::generate(params)?;
+                Self::with_keys(config, keys, trust)
+            }
+            Scheme::YpirSp(_) => Ok(Self {
+                config,
+                keys: None,
+                trust,
+            }),
+        }
     }
 
-    /// A client with existing keys (which must match the configuration's parameters).
+    /// A Spiral client with existing keys (which must match the configuration's parameters).
     pub fn with_keys(config: LookupConfig, keys: ClientKeys, trust: TrustStore) -> Result<Self> {
-        if keys.params != *config.scheme() {
-            return Err(CoreError::KeysForOtherParams);
+        match config.scheme() {
+            Scheme::Spiral(params) if keys.params == *params => Ok(Self {
+                config,
+                keys: Some(keys),
+                trust,
+            }),
+            Scheme::Spiral(_) => Err(CoreError::KeysForOtherParams),
+            Scheme::YpirSp(_) => Err(CoreError::WrongEngine {
+                expected: Engine::Spiral,
+                found: Engine::YpirSp,
+            }),
         }
-        Ok(Self {
-            config,
-            keys,
-            trust,
-        })
+    }
+
+    /// Spiral's keys, or for YPIR+SP an error: it has none.
+    fn spiral_keys(&self) -> Result<(&SchemeParams, &ClientKeys)> {
+        match (self.config.scheme(), &self.keys) {
+            (Scheme::Spiral(params), Some(keys)) => Ok((params, keys)),
+            (scheme, _) => Err(CoreError::WrongEngine {
+                expected: Engine::Spiral,
+                found: scheme.engine(),
+            }),
+        }
     }
 
     /// The configuration queried.
@@ -207,14 +238,22 @@ impl LookupClient {
         &self.config
     }
 
-    /// The keys.
-    pub fn keys(&self) -> &ClientKeys {
-        &self.keys
+    /// The keys to register: Spiral's; `None` for YPIR+SP.
+    pub fn keys(&self) -> Option<&ClientKeys> {
+        self.keys.as_ref()
     }
 
     /// Moves to a new configuration with the same parameters (a new epoch), keeping the keys.
     pub fn set_config(&mut self, config: LookupConfig) -> Result<()> {
-        *self = Self::with_keys(config, self.keys.clone(), self.trust.clone())?;
+        *self = match self.keys.clone() {
+            Some(keys) => Self::with_keys(config, keys, self.trust.clone())?,
+            None if config.scheme() == self.config.scheme() => Self {
+                config,
+                keys: None,
+                trust: self.trust.clone(),
+            },
+            None => return Err(CoreError::KeysForOtherParams),
+        };
         Ok(())
     }
 
@@ -241,16 +280,27 @@ impl LookupClient {
             });
         }
         let secrets = self.config.layout().locate(evaluated.output());
-        let query = pir::query(
-            self.config.scheme(),
-            &self.keys.secret,
-            secrets.location().bucket.0 as usize,
-        )?;
+        let (query, ypir) = self.encrypt(secrets.location().bucket.0 as usize)?;
         Ok(PendingLookup {
             cpi: evaluated.cpi().clone(),
             secrets,
             query,
+            ypir,
         })
+    }
+
+    /// A query for bucket `index`, with YPIR+SP's secret of it.
+    fn encrypt(&self, index: usize) -> Result<(Vec<u8>, Option<YpirSecret>)> {
+        match self.config.scheme() {
+            Scheme::YpirSp(params) => {
+                let (secret, query) = ypir::query(params, index)?;
+                Ok((query, Some(secret)))
+            }
+            Scheme::Spiral(_) => {
+                let (params, keys) = self.spiral_keys()?;
+                Ok((pir::query(params, &keys.secret, index)?, None))
+            }
+        }
     }
 
     /// A cover query: a fresh encryption of a uniformly random bucket's index, of the same
@@ -260,7 +310,7 @@ impl LookupClient {
     pub fn cover_query<R: RngCore + CryptoRng>(&self, rng: &mut R) -> Result<Vec<u8>> {
         let buckets = self.config.layout().num_buckets.max(1);
         let bucket = (rng.next_u64() % u64::from(buckets)) as usize;
-        pir::query(self.config.scheme(), &self.keys.secret, bucket)
+        Ok(self.encrypt(bucket)?.0)
     }
 
     /// Decrypts `response` to the CPI's bucket, opens the CPI's sealed record in it and
@@ -274,7 +324,13 @@ impl LookupClient {
         response: &[u8],
         now: u64,
     ) -> Result<LookupResult> {
-        let item = pir::decode(self.config.scheme(), &self.keys.secret, response)?;
+        let item = match &pending.ypir {
+            Some(secret) => ypir::decode(secret, response)?,
+            None => {
+                let (params, keys) = self.spiral_keys()?;
+                pir::decode(params, &keys.secret, response)?
+            }
+        };
         let bucket = Bucket::decode(&item)?;
         let items = match bucket.find(&pending.secrets) {
             Some((_, record)) => entry::decode_record(&pending.cpi, &record, self.config.layout())?,

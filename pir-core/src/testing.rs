@@ -11,6 +11,7 @@ use crate::{
     MappingFields, SchemeFields, SchemeParams, SigningKey, Snapshot, TrustStore,
     identity::OptOut,
     oprf::{Evaluated, OprfKey},
+    pir::Scheme,
 };
 
 /// Which PIR message `err` found malformed, if it is [`crate::CoreError::PirBytes`].
@@ -199,12 +200,14 @@ pub fn bulk_mappings(count: usize) -> Vec<Mapping> {
 }
 
 /// Build options with a fixed salt (reproducible) for `scheme`.
-pub fn build_options(scheme: SchemeParams, epoch: u64) -> BuildOptions {
+pub fn build_options(scheme: impl Into<Scheme>, epoch: u64) -> BuildOptions {
+    let scheme = scheme.into();
     BuildOptions {
         epoch,
         now: NOW,
         salt: Some([9; 32]),
         scheme: Some(scheme),
+        engine: scheme.engine(),
         fill_percent: None,
     }
 }
@@ -289,10 +292,20 @@ pub fn lookup_result(
     now: u64,
 ) -> crate::Result<LookupResult> {
     let client = LookupClient::new(snapshot.config(), trust)?;
-    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes())?;
     let pending = client.query(&evaluate(&Cpi::parse(cpi)?))?;
-    let response = snapshot.database().answer(&keys, pending.query())?;
+    let response = answer(snapshot, &client, pending.query())?;
     pending.decode(&client, &response, now)
+}
+
+/// Answers one query of `client`'s as a server would, for either engine.
+pub fn answer(snapshot: &Snapshot, client: &LookupClient, query: &[u8]) -> crate::Result<Vec<u8>> {
+    match client.keys() {
+        Some(keys) => {
+            let keys = EvalKeys::parse(keys.params(), keys.public_bytes())?;
+            snapshot.database()?.answer(&keys, query)
+        }
+        None => snapshot.ypir_database()?.answer(query),
+    }
 }
 
 /// [`lookup_result`]'s verified mappings as (MSP, PSI), sorted.

@@ -26,7 +26,7 @@ fn check(scheme: SchemeParams) {
         .collect();
     let server_keys: Vec<EvalKeys> = clients
         .iter()
-        .map(|c| EvalKeys::parse(&scheme, c.keys().public_bytes()).unwrap())
+        .map(|c| EvalKeys::parse(&scheme, c.keys().unwrap().public_bytes()).unwrap())
         .collect();
     let lookups = [
         (0, "mailto:u1@example.org"),
@@ -44,12 +44,13 @@ fn check(scheme: SchemeParams) {
         .iter()
         .map(|(c, p)| (&server_keys[*c], p.query()))
         .collect();
-    let answers = snapshot.database().answer_batch(&batch).unwrap();
+    let answers = snapshot.database().unwrap().answer_batch(&batch).unwrap();
     assert_eq!(answers.len(), 3);
     // One malformed query fails the whole batch with an error, not a panic.
     let bad = vec![0u8; 5];
     let err = snapshot
         .database()
+        .unwrap()
         .answer_batch(&[batch[0], (batch[1].0, bad.as_slice())])
         .unwrap_err();
     assert_eq!(malformed(&err), Some(PirMessage::Query), "{err}");
@@ -57,6 +58,7 @@ fn check(scheme: SchemeParams) {
     for ((c, p), answer) in pending.into_iter().zip(&answers) {
         let reference = snapshot
             .database()
+            .unwrap()
             .danger_reference_answer(&server_keys[c], p.query())
             .unwrap();
         assert!(
@@ -66,6 +68,7 @@ fn check(scheme: SchemeParams) {
         assert_eq!(
             snapshot
                 .database()
+                .unwrap()
                 .answer(&server_keys[c], p.query())
                 .unwrap(),
             reference
@@ -74,7 +77,14 @@ fn check(scheme: SchemeParams) {
         let found = clients[c].decode(p, answer, 1_800_000_000).unwrap().found();
         assert_eq!(found, present);
     }
-    assert!(snapshot.database().answer_batch(&[]).unwrap().is_empty());
+    assert!(
+        snapshot
+            .database()
+            .unwrap()
+            .answer_batch(&[])
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]

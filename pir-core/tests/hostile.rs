@@ -69,7 +69,7 @@ fn world() -> &'static World {
     static WORLD: OnceLock<World> = OnceLock::new();
     WORLD.get_or_init(|| {
         let snapshot = build_snapshot();
-        let params = *snapshot.config().scheme();
+        let params = *snapshot.config().scheme().spiral().unwrap();
         let sizes = params.message_sizes().unwrap();
         let keys = ClientKeys::generate(&params).unwrap();
         let public_keys = keys.public_bytes().to_vec();
@@ -79,6 +79,7 @@ fn world() -> &'static World {
         let pending = client.query(&evaluated).unwrap();
         let response = snapshot
             .database()
+            .unwrap()
             .answer(&server_keys, pending.query())
             .unwrap();
         // The genuine exchange works, so every failure below is the hostile input's doing.
@@ -158,7 +159,7 @@ fn damage(valid: &[u8], cut: usize, pos: usize, xor: u8) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn fixture_reads() {
     let snapshot = read(fixture()).unwrap();
-    assert_eq!(snapshot.header().scheme, tiny_scheme());
+    assert_eq!(snapshot.header().scheme, tiny_scheme().into());
     // The forger below rewrites headers correctly: an unchanged shape still loads and answers.
     assert!(load_and_run(&forge(tiny_scheme().fields(), 0).unwrap()).is_some());
 }
@@ -354,7 +355,7 @@ fn known_spiral_panic(s: &SchemeFields) -> bool {
 /// generation, key parsing, query, answer, decode. Errors anywhere are fine; panics are not.
 fn load_and_run(bytes: &[u8]) -> Option<Snapshot> {
     let snapshot = read(bytes).ok()?;
-    let params = *snapshot.config().scheme();
+    let params = *snapshot.config().scheme().spiral().unwrap();
     let sizes = params.message_sizes().ok()?;
     let keys = ClientKeys::generate(&params).ok()?;
     let server_keys = EvalKeys::parse(&params, keys.public_bytes()).ok()?;
@@ -363,6 +364,7 @@ fn load_and_run(bytes: &[u8]) -> Option<Snapshot> {
     let pending = client.query(&evaluated).ok()?;
     let response = snapshot
         .database()
+        .unwrap()
         .answer(&server_keys, pending.query())
         .ok()?;
     let again = client.query(&evaluated).ok()?;
@@ -718,6 +720,7 @@ fn truncated_messages_are_refused() {
         let e = w
             .snapshot
             .database()
+            .unwrap()
             .answer(&w.server_keys, &w.pending.query()[..cut])
             .unwrap_err();
         assert!(matches!(e, CoreError::PirBytes { .. }), "{e}");
@@ -738,7 +741,13 @@ fn truncated_messages_are_refused() {
     assert!(EvalKeys::parse(&params, &long).is_err());
     let mut long = w.pending.query().to_vec();
     long.push(0);
-    assert!(w.snapshot.database().answer(&w.server_keys, &long).is_err());
+    assert!(
+        w.snapshot
+            .database()
+            .unwrap()
+            .answer(&w.server_keys, &long)
+            .is_err()
+    );
     let mut long = w.response.clone();
     long.push(0);
     assert!(w.client.decode(w.pending(), &long, NOW).is_err());
@@ -754,6 +763,7 @@ fn keys_for_other_params_are_refused() {
     let e = w
         .snapshot
         .database()
+        .unwrap()
         .answer(&other_keys, w.pending.query())
         .unwrap_err();
     assert!(matches!(e, CoreError::KeysForOtherParams), "{e}");
@@ -770,7 +780,7 @@ proptest! {
         let w = world();
         prop_assume!(![w.sizes.public_keys, w.sizes.query, w.sizes.response].contains(&bytes.len()));
         prop_assert!(EvalKeys::parse(&tiny_scheme(), &bytes).is_err());
-        prop_assert!(w.snapshot.database().answer(&w.server_keys, &bytes).is_err());
+        prop_assert!(w.snapshot.database().unwrap().answer(&w.server_keys, &bytes).is_err());
         prop_assert!(w.client.decode(w.pending(), &bytes, NOW).is_err());
     }
 
@@ -792,7 +802,7 @@ proptest! {
         prop_assume!(words.iter().any(|&x| x >= Q));
         let mut query = vec![0u8; SEED_LEN];
         query.extend(words.iter().flat_map(|x| x.to_le_bytes()));
-        let e = w.snapshot.database().answer(&w.server_keys, &query).unwrap_err();
+        let e = w.snapshot.database().unwrap().answer(&w.server_keys, &query).unwrap_err();
         prop_assert!(matches!(e, CoreError::PirBytes { .. }), "{}", e);
     }
 
@@ -817,14 +827,14 @@ proptest! {
         random_words in prop::collection::vec(any::<u64>(), 2048),
     ) {
         let w = world();
-        let response = w.snapshot.database().answer(&w.server_keys, &query)?;
+        let response = w.snapshot.database().unwrap().answer(&w.server_keys, &query)?;
         prop_assert_eq!(response.len(), w.sizes.response);
         let _ = w.client.decode(w.pending(), &response, NOW);
         // Unreduced words at the right length: almost always refused (each word is >= q with
         // probability about 2^-8).
         let mut raw = query[..SEED_LEN].to_vec();
         raw.extend(random_words.iter().flat_map(|x| x.to_le_bytes()));
-        let _ = w.snapshot.database().answer(&w.server_keys, &raw);
+        let _ = w.snapshot.database().unwrap().answer(&w.server_keys, &raw);
     }
 
     /// Garbage public keys with reduced words parse, and answering with them must not panic.
@@ -847,7 +857,7 @@ proptest! {
             chunk.copy_from_slice(&word[..7]);
         }
         let server_keys = EvalKeys::parse(&tiny_scheme(), &keys)?;
-        let response = w.snapshot.database().answer(&server_keys, w.pending.query())?;
+        let response = w.snapshot.database().unwrap().answer(&server_keys, w.pending.query())?;
         let _ = w.client.decode(w.pending(), &response, NOW);
         // And unreduced ones are refused: the largest 7-byte word is above q.
         let last = keys.len() - 7;
@@ -889,7 +899,7 @@ proptest! {
                 item[..content.len()].copy_from_slice(&content);
             })
             .unwrap();
-        let response = snapshot.database().answer(&w.server_keys, w.pending.query()).unwrap();
+        let response = snapshot.database().unwrap().answer(&w.server_keys, w.pending.query()).unwrap();
         let result = w.client.decode(w.pending(), &response, NOW).unwrap();
         prop_assert!(!result.found() && !result.opted_out());
     }
@@ -926,7 +936,7 @@ proptest! {
                 item[..content.len()].copy_from_slice(&content);
             })
             .unwrap();
-        let response = snapshot.database().answer(&w.server_keys, w.pending.query()).unwrap();
+        let response = snapshot.database().unwrap().answer(&w.server_keys, w.pending.query()).unwrap();
         let result = w.client.decode(w.pending(), &response, NOW);
         if record.is_empty() {
             prop_assert!(

@@ -66,7 +66,7 @@ fn every_kernel_answers_the_same_bytes(scheme: SchemeParams, mappings: Vec<Mappi
         .collect();
     let server_keys: Vec<EvalKeys> = clients
         .iter()
-        .map(|c| EvalKeys::parse(&scheme, c.keys().public_bytes()).unwrap())
+        .map(|c| EvalKeys::parse(&scheme, c.keys().unwrap().public_bytes()).unwrap())
         .collect();
     let queries = || -> Vec<_> {
         CPIS.iter()
@@ -102,6 +102,7 @@ fn every_kernel_answers_the_same_bytes(scheme: SchemeParams, mappings: Vec<Mappi
         .map(|(keys, query)| {
             snapshot
                 .database()
+                .unwrap()
                 .danger_reference_answer(keys, query)
                 .unwrap()
         })
@@ -109,6 +110,7 @@ fn every_kernel_answers_the_same_bytes(scheme: SchemeParams, mappings: Vec<Mappi
     for &kernel in &kernels {
         let answers = snapshot
             .database()
+            .unwrap()
             .answer_batch_with_kernel(kernel, &batch)
             .unwrap();
         assert!(
@@ -118,7 +120,7 @@ fn every_kernel_answers_the_same_bytes(scheme: SchemeParams, mappings: Vec<Mappi
         );
     }
     // The default path is the detected kernel's.
-    assert!(snapshot.database().answer_batch(&batch).unwrap() == reference);
+    assert!(snapshot.database().unwrap().answer_batch(&batch).unwrap() == reference);
 
     // A fresh batch per kernel (a pending lookup is used up by its decode), decoded.
     for &kernel in &kernels {
@@ -129,6 +131,7 @@ fn every_kernel_answers_the_same_bytes(scheme: SchemeParams, mappings: Vec<Mappi
             .collect();
         let answers = snapshot
             .database()
+            .unwrap()
             .answer_batch_with_kernel(kernel, &batch)
             .unwrap();
         drop(batch);

@@ -239,7 +239,8 @@ fn generate_snapshot(key: &OprfKey) -> SnapshotVector {
         epoch: 1,
         now: JAN_2026,
         salt: Some(RECORD_SALT),
-        scheme: Some(tiny_scheme()),
+        scheme: Some(tiny_scheme().into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     let (snapshot, _) = Snapshot::build_verified(input, key, &opts, &|_, _| {}).unwrap();

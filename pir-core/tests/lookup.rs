@@ -46,7 +46,8 @@ fn opts() -> BuildOptions {
         epoch: 7,
         now: NOW,
         salt: Some([1; 32]),
-        scheme: Some(small_scheme()),
+        scheme: Some(small_scheme().into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     }
 }
@@ -63,9 +64,15 @@ fn evaluated(cpi: &str) -> Evaluated {
 }
 
 fn lookup(snapshot: &Snapshot, client: &LookupClient, cpi: &str) -> pir_core::Result<Vec<String>> {
-    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes())?;
+    let keys = EvalKeys::parse(
+        snapshot.config().scheme().spiral().unwrap(),
+        client.keys().unwrap().public_bytes(),
+    )?;
     let pending = client.query(&evaluate(&Cpi::parse(cpi)?))?;
-    let response = snapshot.database().answer(&keys, pending.query())?;
+    let response = snapshot
+        .database()
+        .unwrap()
+        .answer(&keys, pending.query())?;
     let result = client.decode(pending, &response, NOW)?;
     let mut msps: Vec<String> = result
         .mappings
@@ -113,7 +120,8 @@ fn builder_refuses_a_mapping_that_does_not_verify() {
         &oprf_key(),
         &BuildOptions {
             now: NOW,
-            scheme: Some(small_scheme()),
+            scheme: Some(small_scheme().into()),
+            engine: pir_core::Engine::Spiral,
             ..Default::default()
         },
     )
@@ -139,6 +147,7 @@ fn builder_refuses_fill_limits_out_of_range_and_keeps_the_room_asked_for() {
     let tight = BuildOptions {
         fill_percent: Some(1),
         scheme: None,
+        engine: pir_core::Engine::Spiral,
         ..opts()
     };
     let err = Snapshot::build(sample(), &trust(), &oprf_key(), &tight).unwrap_err();
@@ -147,10 +156,11 @@ fn builder_refuses_fill_limits_out_of_range_and_keeps_the_room_asked_for() {
         let opts = BuildOptions {
             fill_percent: Some(fill),
             scheme: None,
+            engine: pir_core::Engine::Spiral,
             ..opts()
         };
         let (snapshot, report) = Snapshot::build(sample(), &trust(), &oprf_key(), &opts).unwrap();
-        let item = snapshot.header().scheme.item_bytes as usize;
+        let item = snapshot.header().scheme.item_bytes();
         assert!(
             report.fullest_bucket_bytes <= 4 + (item - 4) * usize::from(fill) / 100,
             "{fill}: {report:?}"
@@ -299,7 +309,8 @@ fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
     ));
     let opts = BuildOptions {
         now: NOW,
-        scheme: Some(small_scheme()),
+        scheme: Some(small_scheme().into()),
+        engine: pir_core::Engine::Spiral,
         ..Default::default()
     };
     let (snapshot, report) = Snapshot::build(mappings, &trust(), &oprf_key(), &opts).unwrap();
@@ -311,9 +322,17 @@ fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
             .is_empty()
     );
     // The user-consented mapping is valid NOW-10..NOW+10: a client clock past it filters it.
-    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes()).unwrap();
+    let keys = EvalKeys::parse(
+        snapshot.config().scheme().spiral().unwrap(),
+        client.keys().unwrap().public_bytes(),
+    )
+    .unwrap();
     let pending = client.query(&evaluated("tel:+442079460958")).unwrap();
-    let response = snapshot.database().answer(&keys, pending.query()).unwrap();
+    let response = snapshot
+        .database()
+        .unwrap()
+        .answer(&keys, pending.query())
+        .unwrap();
     let late = client.decode(pending, &response, NOW + 11).unwrap();
     assert!(!late.found());
     assert_eq!(late.outside_validity, 1);
@@ -322,9 +341,9 @@ fn expired_mappings_are_dropped_on_build_and_filtered_on_lookup() {
 #[test]
 fn malformed_query_and_key_bytes_are_errors_not_panics() {
     let snapshot = build(sample());
-    let params = *snapshot.config().scheme();
+    let params = *snapshot.config().scheme().spiral().unwrap();
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
-    let keys = EvalKeys::parse(&params, client.keys().public_bytes()).unwrap();
+    let keys = EvalKeys::parse(&params, client.keys().unwrap().public_bytes()).unwrap();
     let pending = client.query(&evaluated("tel:+14155550100")).unwrap();
 
     for bad in [
@@ -339,10 +358,14 @@ fn malformed_query_and_key_bytes_are_errors_not_panics() {
             q
         },
     ] {
-        let err = snapshot.database().answer(&keys, &bad).unwrap_err();
+        let err = snapshot
+            .database()
+            .unwrap()
+            .answer(&keys, &bad)
+            .unwrap_err();
         assert_eq!(malformed(&err), Some(PirMessage::Query), "{err}");
     }
-    let public = client.keys().public_bytes();
+    let public = client.keys().unwrap().public_bytes();
     for bad in [&public[..100], &[public, &[1u8][..]].concat()[..]] {
         let err = EvalKeys::parse(&params, bad).unwrap_err();
         assert_eq!(malformed(&err), Some(PirMessage::PublicKeys), "{err}");
@@ -358,9 +381,17 @@ fn lookup_at(
     cpi: &str,
     now: u64,
 ) -> pir_core::LookupResult {
-    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes()).unwrap();
+    let keys = EvalKeys::parse(
+        snapshot.config().scheme().spiral().unwrap(),
+        client.keys().unwrap().public_bytes(),
+    )
+    .unwrap();
     let pending = client.query(&evaluated(cpi)).unwrap();
-    let response = snapshot.database().answer(&keys, pending.query()).unwrap();
+    let response = snapshot
+        .database()
+        .unwrap()
+        .answer(&keys, pending.query())
+        .unwrap();
     client.decode(pending, &response, now).unwrap()
 }
 
@@ -398,7 +429,8 @@ fn builder_drops_expired_lines_before_the_last_line_wins() {
         epoch: 1,
         now: NOW,
         salt: Some([3; 32]),
-        scheme: Some(small_scheme()),
+        scheme: Some(small_scheme().into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     let (snapshot, report) = Snapshot::build(mappings, &trust(), &oprf_key(), &opts).unwrap();
@@ -636,9 +668,17 @@ fn forged_evaluations_are_refused_by_finalize() {
     let evaluated = client.finalize(&blinded, &genuine).unwrap();
     assert_eq!(evaluated[0].cpi(), &cpis[0]);
     assert_eq!(evaluated[0].output(), &dp.evaluate(&cpis[0]).unwrap());
-    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes()).unwrap();
+    let keys = EvalKeys::parse(
+        snapshot.config().scheme().spiral().unwrap(),
+        client.keys().unwrap().public_bytes(),
+    )
+    .unwrap();
     let pending = client.query(&evaluated[1]).unwrap();
-    let response = snapshot.database().answer(&keys, pending.query()).unwrap();
+    let response = snapshot
+        .database()
+        .unwrap()
+        .answer(&keys, pending.query())
+        .unwrap();
     assert_eq!(
         client.decode(pending, &response, NOW).unwrap().msps(),
         ["chat.example"]
@@ -692,7 +732,11 @@ fn a_long_record_round_trips_through_pir() {
 fn messages_are_the_same_size_for_present_absent_and_opted_out_cpis() {
     let snapshot = build_records(sample(), vec![opt_out("mailto:gone@example.org")], &opts());
     let client = LookupClient::new(snapshot.config(), trust()).unwrap();
-    let keys = EvalKeys::parse(snapshot.config().scheme(), client.keys().public_bytes()).unwrap();
+    let keys = EvalKeys::parse(
+        snapshot.config().scheme().spiral().unwrap(),
+        client.keys().unwrap().public_bytes(),
+    )
+    .unwrap();
     let sizes = snapshot.message_sizes().unwrap();
     let cpis: Vec<Cpi> = [
         "tel:+14155550100",
@@ -713,7 +757,11 @@ fn messages_are_the_same_size_for_present_absent_and_opted_out_cpis() {
     for e in &evaluated {
         let pending = client.query(e).unwrap();
         query_lens.push(pending.query().len());
-        let response = snapshot.database().answer(&keys, pending.query()).unwrap();
+        let response = snapshot
+            .database()
+            .unwrap()
+            .answer(&keys, pending.query())
+            .unwrap();
         assert_eq!(response.len(), sizes.response);
         let r = client.decode(pending, &response, NOW).unwrap();
         outcomes.push((r.found(), r.opted_out()));

@@ -33,7 +33,8 @@ fn a_small_shape_fills_to_94_percent_within_the_fill_limit() {
         epoch: 1,
         now: NOW,
         salt: Some([3; 32]),
-        scheme: Some(scheme),
+        scheme: Some(scheme.into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     let plan =

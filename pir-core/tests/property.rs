@@ -97,7 +97,8 @@ proptest! {
             epoch: 1,
             now: NOW,
             salt: Some(salt),
-            scheme: Some(scheme),
+            scheme: Some(scheme.into()),
+            engine: pir_core::Engine::Spiral,
             fill_percent,
         };
         let input = BuildInput {
@@ -138,7 +139,7 @@ proptest! {
         // One evaluation for the whole batch, as a client sends it.
         for e in evaluate_with(&oprf_key(), &cpis) {
             let pending = client.query(&e).unwrap();
-            let response = snapshot.database().answer(&server_keys, pending.query()).unwrap();
+            let response = snapshot.database().unwrap().answer(&server_keys, pending.query()).unwrap();
             let result = client.decode(pending, &response, NOW).unwrap();
             let cpi = e.cpi();
             if opted_out.contains(cpi) {
@@ -201,7 +202,8 @@ proptest! {
             epoch: 1,
             now: NOW,
             salt: Some(salt),
-            scheme: Some(small_scheme()),
+            scheme: Some(small_scheme().into()),
+            engine: pir_core::Engine::Spiral,
             fill_percent: None,
         };
         let mut snapshot = Snapshot::build(mappings, &trust(), &oprf_key(), &opts).unwrap().0;

@@ -62,7 +62,7 @@ fn committed_fixture_keeps_loading_and_answering() {
     );
     assert_eq!(h.layout.issuers, [issuer().id().0]);
     assert!(h.record_bytes > 0);
-    assert_eq!(h.scheme, tiny_scheme());
+    assert_eq!(h.scheme, tiny_scheme().into());
     assert_eq!(h.layout.version, LAYOUT_VERSION);
     assert_eq!(h.layout.salt, [9; 32]);
     assert_eq!(h.layout.oprf_key, oprf_key().public());
@@ -310,7 +310,8 @@ fn buckets_and_files_show_no_identifier_and_only_sealed_records() {
         epoch: 1,
         now: NOW,
         salt: Some([2; 32]),
-        scheme: Some(small_scheme()),
+        scheme: Some(small_scheme().into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     let snapshot = build_records(mappings.clone(), opt_outs.clone(), &opts);
@@ -373,7 +374,7 @@ fn buckets_and_files_show_no_identifier_and_only_sealed_records() {
     assert!(missed.is_empty(), "the search misses needles: {missed:?}");
 
     let file = to_bytes(&snapshot);
-    let item_bytes = h.scheme.item_bytes as usize;
+    let item_bytes = h.scheme.item_bytes();
     let mut buckets = Vec::new();
     for i in 0..h.scheme.num_items() {
         buckets.extend_from_slice(snapshot.bucket(i).unwrap());

@@ -29,7 +29,8 @@ fn opts(epoch: u64, now: u64) -> BuildOptions {
         epoch,
         now,
         salt: Some([4; 32]),
-        scheme: Some(small_scheme()),
+        scheme: Some(small_scheme().into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     }
 }

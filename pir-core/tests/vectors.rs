@@ -269,7 +269,8 @@ fn compact_entries_from_snapshot(mappings: &[Mapping]) -> Vec<Vec<u8>> {
         epoch: 1,
         now: JAN_2026,
         salt: Some([7; 32]),
-        scheme: Some(tiny_scheme()),
+        scheme: Some(tiny_scheme().into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     let oprf = oprf_key();

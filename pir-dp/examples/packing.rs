@@ -72,7 +72,7 @@ fn main() {
         // Update headroom: new CPIs with records of the mean size, placed as an update places
         // them (by their OPRF output), until one overflows its bucket; the median of 5 runs.
         let mean_cost = records as usize / cpis.max(1) + pir_core::keyword::RECORD_OVERHEAD;
-        let item = scheme.item_bytes as usize;
+        let item = scheme.item_bytes();
         let mut runs: Vec<usize> = (0..5u8)
             .map(|run| {
                 let mut loads = plan.bucket_loads(0).unwrap();
@@ -94,11 +94,11 @@ fn main() {
         println!(
             "{count}\t{cpis}\t{records}\t{}\t{}\t{}\t{:.3}\t{:.3}\t{:.3}\t{}\t{}\t{}\t{}\t{secs:.1}",
             scheme.num_items(),
-            scheme.item_bytes,
+            scheme.item_bytes(),
             scheme.capacity_bytes(),
             records as f64 / scheme.capacity_bytes() as f64,
             filled as f64 / scheme.capacity_bytes() as f64,
-            plan.fullest_bucket_bytes(0).unwrap() as f64 / scheme.item_bytes as f64,
+            plan.fullest_bucket_bytes(0).unwrap() as f64 / scheme.item_bytes() as f64,
             layout.num_groups,
             header.to_bytes().unwrap().len(),
             plan.attempts_in(0).unwrap(),

@@ -9,9 +9,10 @@ use std::{
 use indicatif::ProgressBar;
 
 use pir_core::{
-    BuildOptions, SchemeParams, Snapshot, SnapshotHeader,
+    BuildOptions, Snapshot, SnapshotHeader,
     identity::{CpiWarnings, DpKey},
     oprf::OprfKey,
+    pir::{Engine, Scheme},
     snapshot::{BuildInput, BuildReport},
 };
 use serde::Serialize;
@@ -45,8 +46,10 @@ pub struct BuildArgs {
     /// The snapshot this one replaces where it is served (when written under a new name): its
     /// epoch must be exceeded too.
     pub replaces: Option<PathBuf>,
-    /// Fixed scheme parameters (default: smallest vetted shape that fits).
-    pub scheme: Option<SchemeParams>,
+    /// Fixed scheme (default: the smallest of `engine`'s shapes that fits).
+    pub scheme: Option<Scheme>,
+    /// The PIR engine (`--engine`): Spiral, or YPIR+SP (no client keys on the server).
+    pub engine: Engine,
     /// Show a progress bar.
     pub progress: bool,
     /// Sign the snapshot with this DP key.
@@ -103,7 +106,7 @@ impl fmt::Display for BuildSummary {
             self.header.scheme.num_items(),
             r.groups,
             Bytes(r.fullest_bucket_bytes as u64),
-            Bytes(u64::from(self.header.scheme.item_bytes)),
+            Bytes(self.header.scheme.item_bytes() as u64),
             Percent(r.packing_efficiency),
             Bytes(self.file_bytes)
         )?;
@@ -166,6 +169,7 @@ impl ReadInput {
             now,
             salt: None,
             scheme: args.scheme,
+            engine: args.engine,
             fill_percent: args.fill_percent,
         }
     }

@@ -3,7 +3,9 @@
 use std::{fmt, path::Path};
 
 use pir_core::{
-    CoreError, MessageSizes, Snapshot, SnapshotHeader, identity::IssuerId, pir::PresetOrigin,
+    CoreError, MessageSizes, Snapshot, SnapshotHeader,
+    identity::IssuerId,
+    pir::{PresetOrigin, Scheme},
 };
 use serde::Serialize;
 
@@ -21,6 +23,8 @@ pub enum Origin {
     Store,
     /// This project's tuning (see `docs/performance.md`).
     Tuned,
+    /// YPIR+SP: the engine fixes everything but the shape (its parameters are the paper's).
+    Engine,
 }
 
 /// What is known about a vetted parameter set.
@@ -60,14 +64,21 @@ pub fn inspect(path: &Path) -> Result<Description, DpError> {
 
 /// The description of a header, for a file of `file_bytes`.
 pub fn describe(h: &SnapshotHeader, file_bytes: u64) -> Result<Description, CoreError> {
-    let vetted = h.scheme.as_vetted().map(|p| VettedPreset {
-        origin: match p.origin {
-            PresetOrigin::Store => Origin::Store,
-            PresetOrigin::Tuned => Origin::Tuned,
-        },
-        security_bits: p.security_bits,
-        log2_failure: p.log2_failure,
-    });
+    let vetted = match &h.scheme {
+        Scheme::Spiral(params) => params.as_vetted().map(|p| VettedPreset {
+            origin: match p.origin {
+                PresetOrigin::Store => Origin::Store,
+                PresetOrigin::Tuned => Origin::Tuned,
+            },
+            security_bits: p.security_bits,
+            log2_failure: p.log2_failure,
+        }),
+        Scheme::YpirSp(params) => Some(VettedPreset {
+            origin: Origin::Engine,
+            security_bits: 128,
+            log2_failure: params.estimated_log2_failure().ceil() as i32,
+        }),
+    };
     Ok(Description {
         header: h.clone(),
         file_bytes,
@@ -96,16 +107,26 @@ impl fmt::Display for Description {
         line("mappings", h.mapping_count.to_string())?;
         line("opt-outs", h.opt_out_count.to_string())?;
         line("distinct CPIs", h.cpi_count.to_string())?;
+        line("engine", s.engine().to_string())?;
         line(
             "shape",
-            format!(
-                "{} items x {} B (2^{} = 2^{} x 2^{})",
-                s.num_items(),
-                s.item_bytes,
-                s.nu_1 + s.nu_2,
-                s.nu_1,
-                s.nu_2
-            ),
+            match s {
+                Scheme::Spiral(p) => format!(
+                    "{} items x {} B (2^{} = 2^{} x 2^{})",
+                    s.num_items(),
+                    s.item_bytes(),
+                    p.nu_1 + p.nu_2,
+                    p.nu_1,
+                    p.nu_2
+                ),
+                Scheme::YpirSp(p) => format!(
+                    "{} items x {} B (2^{} rows of {} x 2048 elements of 14 bits)",
+                    s.num_items(),
+                    s.item_bytes(),
+                    p.rows_log2(),
+                    p.instances()
+                ),
+            },
         )?;
         line("scheme", s.to_string())?;
         line(
@@ -116,6 +137,7 @@ impl fmt::Display for Description {
                     match p.origin {
                         Origin::Store => "Spiral parameter store",
                         Origin::Tuned => "tuned, see docs/performance.md",
+                        Origin::Engine => "YPIR+SP's fixed parameters",
                     },
                     p.security_bits,
                     p.log2_failure
@@ -148,7 +170,15 @@ impl fmt::Display for Description {
             "packing efficiency",
             Percent(h.packing_efficiency()).to_string(),
         )?;
-        line("database (NTT)", Bytes(s.db_words() as u64 * 8).to_string())?;
+        match s {
+            Scheme::Spiral(p) => {
+                line("database (NTT)", Bytes(p.db_words() as u64 * 8).to_string())?
+            }
+            Scheme::YpirSp(_) => line(
+                "database",
+                "derived from the buckets where it is served (no words in the file)".into(),
+            )?,
+        }
         line("file", Bytes(self.file_bytes).to_string())?;
         line(
             "message sizes",

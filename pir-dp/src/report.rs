@@ -2,8 +2,9 @@
 //! written through a small mirror struct holding the fields a report reader needs.
 
 use pir_core::{
-    CoreError, SchemeParams, SnapshotHeader,
+    CoreError, SnapshotHeader,
     identity::{CpiWarnings, IssuerId},
+    pir::Scheme,
     snapshot::{BuildReport, UpdateReport},
 };
 use serde::{Serialize, Serializer};
@@ -62,7 +63,7 @@ struct HeaderOut<'a> {
     bucket_bytes: u64,
     record_bytes: u64,
     items: usize,
-    scheme: &'a SchemeParams,
+    scheme: &'a Scheme,
     layout_version: u32,
     num_buckets: u32,
     num_groups: u32,

@@ -78,7 +78,7 @@ pub struct ShardedBuildSummary {
     /// Items per shard (the scheme every shard shares).
     pub items: usize,
     /// Bytes of each item.
-    pub item_bytes: u32,
+    pub item_bytes: usize,
     /// The shards written.
     pub shards: Vec<ShardSummary>,
     /// The manifest written (a build of every shard), signed when a DP key was given.
@@ -221,7 +221,7 @@ pub fn build_sharded(args: &ShardedBuildArgs) -> Result<ShardedBuildSummary, DpE
         input_mappings,
         skipped_invalid: read.skipped_invalid,
         items: scheme.num_items(),
-        item_bytes: scheme.item_bytes,
+        item_bytes: scheme.item_bytes(),
         shards,
         signed: manifest.is_some() && read.dp_key.is_some(),
         manifest,
@@ -503,7 +503,7 @@ pub struct ManifestDescription {
     /// Items per shard and their size.
     pub items: usize,
     /// See `items`.
-    pub item_bytes: u32,
+    pub item_bytes: usize,
     /// The OPRF public key every shard is keyed by.
     pub oprf_public_key: String,
     /// The DP key that signed it, if signed (not verified here: `verify` does that).
@@ -567,7 +567,7 @@ pub fn inspect_manifest(path: &Path) -> Result<ManifestDescription, DpError> {
         shard_count: m.count(),
         mappings: m.mapping_count(),
         items: m.scheme.num_items(),
-        item_bytes: m.scheme.item_bytes,
+        item_bytes: m.scheme.item_bytes(),
         oprf_public_key: m.oprf_key.to_string(),
         signed_by: m
             .signature

@@ -32,7 +32,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use pir_core::{EvalKeys, Snapshot};
+use pir_core::{Engine, EvalKeys, Snapshot};
 use prometheus::{Histogram, IntCounter, IntGauge};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 
@@ -61,7 +61,8 @@ impl Drop for Slot {
 struct Job {
     /// The snapshot the request was checked against (its epoch and key parameters).
     snapshot: Arc<Snapshot>,
-    keys: Arc<EvalKeys>,
+    /// The client's keys (Spiral); `None` for an engine whose queries carry their own.
+    keys: Option<Arc<EvalKeys>>,
     queries: Vec<Vec<u8>>,
     /// `None` when the timeout is too long to represent: never expires.
     deadline: Option<Instant>,
@@ -181,7 +182,7 @@ impl Answerer {
         &self,
         slot: Slot,
         snapshot: Arc<Snapshot>,
-        keys: Arc<EvalKeys>,
+        keys: Option<Arc<EvalKeys>>,
         queries: Vec<Vec<u8>>,
     ) -> Reply {
         // The slot moves into the job: it is held until the worker is done with the job, even
@@ -335,9 +336,9 @@ impl Worker {
 
     /// Test hook: panics, as a dependency bug would, if a query starts with the panic marker.
     #[cfg(feature = "test-hooks")]
-    fn injected_faults(&self, batch: &[(&EvalKeys, &[u8])]) {
+    fn injected_faults(&self, queries: &[&[u8]]) {
         if let Some(marker) = &self.panic_marker
-            && batch.iter().any(|(_, q)| q.starts_with(marker))
+            && queries.iter().any(|q| q.starts_with(marker))
         {
             panic!("injected fault: a dependency bug while answering");
         }
@@ -345,46 +346,66 @@ impl Worker {
 
     /// Without the `test-hooks` feature there is nothing to inject.
     #[cfg(not(feature = "test-hooks"))]
-    fn injected_faults(&self, _batch: &[(&EvalKeys, &[u8])]) {}
+    fn injected_faults(&self, _queries: &[&[u8]]) {}
 
     /// One pass over the database for every query of `group` (non-empty, one snapshot), or
     /// several of at most `max_batch_queries` queries each, with any panic inside contained.
     fn answer_batch(&self, group: &[Job]) -> Reply {
         let snapshot = &group[0].snapshot;
-        let batch: Vec<(&EvalKeys, &[u8])> = group
+        let queries: Vec<&[u8]> = group
             .iter()
-            .flat_map(|job| job.queries.iter().map(|q| (&*job.keys, q.as_slice())))
+            .flat_map(|job| job.queries.iter().map(Vec::as_slice))
             .collect();
         let started = Instant::now();
         // Unwind safety: answering only reads the snapshot and the keys, so a panic part-way
         // leaves nothing half-updated that later batches could see.
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            self.injected_faults(&batch);
+            self.injected_faults(&queries);
             // A request with more queries than a batch holds (a group is then that request
             // alone) goes through in passes of at most max_batch_queries, which bounds the
             // working memory (about 20 MiB a query at 1M mappings) whatever the request size.
-            let mut answers = Vec::with_capacity(batch.len());
-            for chunk in batch.chunks(self.max_batch_queries) {
-                answers.extend(snapshot.database().answer_batch(chunk)?);
+            let mut answers = Vec::with_capacity(queries.len());
+            match snapshot.engine() {
+                Engine::Spiral => {
+                    let batch = group
+                        .iter()
+                        .flat_map(|job| job.queries.iter().map(move |q| (&job.keys, q.as_slice())))
+                        .map(|(keys, q)| match keys {
+                            Some(keys) => Ok((&**keys, q)),
+                            None => {
+                                Err(pir_core::CoreError::Internal("a Spiral query without keys"))
+                            }
+                        })
+                        .collect::<Result<Vec<_>, _>>()?;
+                    for chunk in batch.chunks(self.max_batch_queries) {
+                        answers.extend(snapshot.database()?.answer_batch(chunk)?);
+                    }
+                }
+                Engine::YpirSp => {
+                    let database = snapshot.ypir_database()?;
+                    for chunk in queries.chunks(self.max_batch_queries) {
+                        answers.extend(database.answer_batch(chunk)?);
+                    }
+                }
             }
             Ok::<_, pir_core::CoreError>(answers)
         }));
         let answers = match outcome {
-            Ok(Ok(answers)) if answers.len() == batch.len() => answers,
+            Ok(Ok(answers)) if answers.len() == queries.len() => answers,
             Ok(Ok(answers)) => {
                 return Err(ServerError::Internal(format!(
                     "{} answers for {} queries",
                     answers.len(),
-                    batch.len()
+                    queries.len()
                 )));
             }
             Ok(Err(e)) => return Err(e.into()),
             Err(_) => return Err(ServerError::Internal("answering panicked".into())),
         };
-        self.batch_queries.observe(batch.len() as f64);
+        self.batch_queries.observe(queries.len() as f64);
         tracing::debug!(
             requests = group.len(),
-            queries = batch.len(),
+            queries = queries.len(),
             millis = started.elapsed().as_secs_f64() * 1e3,
             "batch answered"
         );
@@ -404,7 +425,8 @@ mod tests {
             epoch: 1,
             now: 1_800_000_000,
             salt: Some([5; 32]),
-            scheme: Some(SchemeParams::danger_test_only_small()),
+            scheme: Some(SchemeParams::danger_test_only_small().into()),
+            engine: pir_core::Engine::Spiral,
             fill_percent: None,
         };
         let oprf = pir_core::testing::oprf_key();
@@ -445,7 +467,7 @@ mod tests {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             snapshot: snapshot.clone(),
-            keys: keys.clone(),
+            keys: Some(keys.clone()),
             queries: vec![vec![n as u8]; n],
             deadline: None,
             reply,
@@ -573,7 +595,7 @@ mod tests {
         let slot = f.answerer.reserve(1).unwrap();
         let err = f
             .answerer
-            .answer(slot, a.clone(), keys.clone(), vec![vec![0]])
+            .answer(slot, a.clone(), Some(keys.clone()), vec![vec![0]])
             .await
             .unwrap_err();
         assert!(matches!(err, ServerError::Internal(_)), "{err}");
@@ -582,7 +604,7 @@ mod tests {
         let slot = f.answerer.reserve(1).unwrap();
         let err = f
             .answerer
-            .answer(slot, a, keys, vec![vec![0]])
+            .answer(slot, a, Some(keys), vec![vec![0]])
             .await
             .unwrap_err();
         assert!(matches!(err, ServerError::Internal(_)), "{err}");
@@ -606,7 +628,7 @@ mod tests {
         let (a, keys) = (snapshot(), keys());
         let slot = answerer.reserve(1).unwrap();
         let err = answerer
-            .answer(slot, a, keys, vec![vec![0]])
+            .answer(slot, a, Some(keys), vec![vec![0]])
             .await
             .unwrap_err();
         assert!(matches!(err, ServerError::Internal(_)), "{err}");

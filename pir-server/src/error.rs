@@ -26,6 +26,19 @@ pub enum ServerError {
     /// The key id is not registered (or was evicted).
     #[error("unknown key id {0}; register the keys again")]
     UnknownKey(String),
+    /// Keys sent to a server whose engine takes none (RegisterKeys, RenewKeys).
+    #[error(
+        "this server's snapshot uses the {0} engine, which takes no keys: query without \
+         registering (GetConfig names the engine)"
+    )]
+    NoKeysTaken(pir_core::Engine),
+    /// A request without keys to a server whose engine needs them: the client's configuration
+    /// is out of date.
+    #[error(
+        "this server's snapshot uses the {0} engine, whose queries and evaluations need \
+         registered keys: fetch the configuration again"
+    )]
+    KeysNeeded(pir_core::Engine),
     /// The request names another epoch than the one served.
     #[error("stale epoch {requested}; the server is at epoch {current}")]
     StaleEpoch {
@@ -334,7 +347,8 @@ impl ServerError {
         match self {
             Self::Malformed(_) => "malformed",
             Self::UnknownKey(_) => "unknown_key",
-            Self::StaleEpoch { .. } => "stale_epoch",
+            Self::NoKeysTaken(_) => "no_keys_taken",
+            Self::StaleEpoch { .. } | Self::KeysNeeded(_) => "stale_epoch",
             Self::TooManyQueries { .. } => "too_many_queries",
             Self::TooManyElements { .. } => "too_many_elements",
             Self::RateLimited { .. } => "rate_limited",
@@ -502,9 +516,11 @@ impl From<ServerError> for Status {
             ServerError::UnknownKey(_) => {
                 with_reason(Status::failed_precondition(msg), REASON_UNKNOWN_KEY)
             }
-            ServerError::StaleEpoch { .. } => {
+            // The client's configuration names another engine: refreshing it heals.
+            ServerError::StaleEpoch { .. } | ServerError::KeysNeeded(_) => {
                 with_reason(Status::failed_precondition(msg), REASON_STALE_EPOCH)
             }
+            ServerError::NoKeysTaken(_) => Status::failed_precondition(msg),
             ServerError::RateLimited {
                 retry_after: Some(after),
                 ..

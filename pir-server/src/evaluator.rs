@@ -46,11 +46,18 @@ impl EvaluationLimits {
     }
 
     /// Charges `n` evaluations to the peer network, the key and the server, in that order.
-    fn charge(&self, peer: Option<IpAddr>, key: &KeyId, n: usize) -> Result<(), ServerError> {
+    fn charge(
+        &self,
+        peer: Option<IpAddr>,
+        key: Option<&KeyId>,
+        n: usize,
+    ) -> Result<(), ServerError> {
         if let Some(peer) = peer {
             take(&self.per_peer, &peer, n, RateLimited::EvaluationsOfPeer)?;
         }
-        take(&self.per_key, key, n, RateLimited::EvaluationsOfKey)?;
+        if let Some(key) = key {
+            take(&self.per_key, key, n, RateLimited::EvaluationsOfKey)?;
+        }
         take_direct(&self.global, n, RateLimited::GlobalEvaluations)
     }
 
@@ -90,7 +97,7 @@ impl Evaluator {
     pub(crate) async fn evaluate(
         &self,
         peer: Option<IpAddr>,
-        key_id: &KeyId,
+        key_id: Option<&KeyId>,
         blinded: Vec<[u8; pir_core::oprf::ELEMENT_BYTES]>,
     ) -> Result<pir_core::oprf::Evaluation, ServerError> {
         // Invalid elements are refused before any token is spent on them.

@@ -4,7 +4,7 @@
 use std::{io::IsTerminal, path::PathBuf, process::ExitCode};
 
 use clap::{ArgAction, Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use pir_core::SchemeParams;
+use pir_core::{Engine, Scheme, SchemeParams};
 use pir_server::{ServerError, process::ProcessError};
 use serve_args::ServeArgs;
 
@@ -60,6 +60,11 @@ struct OutputArgs {
     /// built with; a new key means a full build.
     #[arg(long)]
     oprf_key: PathBuf,
+}
+
+/// `--engine`: an engine's name (`spiral`, `ypir-sp`).
+fn parse_engine(s: &str) -> Result<Engine, String> {
+    s.parse()
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -172,6 +177,11 @@ enum Command {
         /// --out is a new name: refuse an --epoch not above its epoch.
         #[arg(long, value_name = "SNAPSHOT")]
         replaces: Option<PathBuf>,
+        /// The PIR engine: spiral (clients register evaluation keys once, 16 KB queries) or
+        /// ypir-sp (no keys on the server: every query carries its own, about 0.5 to 1 MB; a
+        /// fraction of Spiral's server time per lookup).
+        #[arg(long, default_value = "spiral", value_parser = parse_engine)]
+        engine: Engine,
         /// Use the small test-only shape (NOT vetted; for experiments).
         #[arg(long)]
         danger_test_params: bool,
@@ -469,6 +479,7 @@ fn run(command: Command) -> Result<(), CliError> {
             mappings,
             output,
             replaces,
+            engine,
             danger_test_params,
             fill,
             shards,
@@ -482,7 +493,13 @@ fn run(command: Command) -> Result<(), CliError> {
                 skip_invalid: output.skip_invalid,
                 epoch: output.epoch,
                 replaces,
-                scheme: danger_test_params.then(SchemeParams::danger_test_only_small),
+                // The small test shape is Spiral's; YPIR+SP's smallest is its first preset.
+                scheme: match engine {
+                    Engine::Spiral => danger_test_params
+                        .then(|| Scheme::Spiral(SchemeParams::danger_test_only_small())),
+                    Engine::YpirSp => None,
+                },
+                engine,
                 progress: true,
                 dp_key: output.dp_key,
                 oprf_key: output.oprf_key,

@@ -55,10 +55,24 @@ pub(crate) fn load_served(
     dp_keys: Option<&DpKeys>,
     serving: Option<u64>,
 ) -> Result<Directory, ServerError> {
-    match shards {
-        Some(selection) => Directory::load_sharded(path, selection, dp_keys, serving),
-        None => load_rising(path, dp_keys, serving).map(Directory::from),
+    let directory = match shards {
+        Some(selection) => Directory::load_sharded(path, selection, dp_keys, serving)?,
+        None => load_rising(path, dp_keys, serving).map(Directory::from)?,
+    };
+    // YPIR+SP's offline precomputation (the hint's columns, the packing's first rows) before
+    // the snapshot is installed: the first query must not pay it.
+    for (_, snapshot) in &directory.shards {
+        if snapshot.engine() == pir_core::Engine::YpirSp {
+            let started = std::time::Instant::now();
+            let database = snapshot.ypir_database()?;
+            tracing::info!(
+                millis = started.elapsed().as_millis() as u64,
+                resident_bytes = database.resident_bytes(),
+                "YPIR+SP precomputation done"
+            );
+        }
     }
+    Ok(directory)
 }
 
 /// Loads a snapshot file and, when DP keys are given, refuses it unless one of them signed it.

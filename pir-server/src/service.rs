@@ -88,7 +88,7 @@ struct Served {
     default_config: GetConfigResponse,
     /// The manifest's epoch, or the one snapshot's.
     epoch: u64,
-    scheme: pir_core::SchemeParams,
+    scheme: pir_core::Scheme,
     public_key_bytes: usize,
     // The transport sizes its per-method body limits from these (transport, issue 15).
     sizes: pir_core::MessageSizes,
@@ -438,6 +438,8 @@ impl DiscoveryService {
     ) -> Result<RegisterKeysResponse, ServerError> {
         self.housekeeping();
         let served = self.state.served.load_full();
+        let scheme =
+            spiral_of(&served.scheme).ok_or(ServerError::NoKeysTaken(served.scheme.engine()))?;
         let expected = served.public_key_bytes;
         // Hashing and parsing megabytes of keys is CPU work: a few at a time, off the runtime.
         // A registration waits for a worker at most as long as any request may take.
@@ -453,7 +455,6 @@ impl DiscoveryService {
             .await?
             .map_err(ServerError::from)?;
         let id = req.key_id();
-        let scheme = served.scheme;
         if let Some(expires_at) = self.registered_already(&req, scheme).await? {
             return Ok(RegisterKeysResponse::registered(id, expires_at));
         }
@@ -601,7 +602,9 @@ impl DiscoveryService {
         self.housekeeping();
         let req = RenewKeysIn::try_from(req)?;
         let id = req.key_id();
-        let scheme = self.state.served.load().scheme;
+        let served = self.state.served.load();
+        let scheme =
+            spiral_of(&served.scheme).ok_or(ServerError::NoKeysTaken(served.scheme.engine()))?;
         let registered = self
             .registered(&id, scheme)
             .await?
@@ -639,13 +642,30 @@ impl DiscoveryService {
             });
         }
         let req = QueryIn::parse(req, self.state.opts.max_queries_per_request)?;
-        let scheme = served.scheme;
         // At the door: a query that answering would refuse is refused now, before it takes a
         // slot or a token, so it can never fail (and split) a batch of honest requests.
         for query in req.queries() {
-            scheme.check_query(query)?;
+            served.scheme.check_query(query)?;
         }
-        let id = req.key_id();
+        let Some(scheme) = spiral_of(&served.scheme) else {
+            // YPIR+SP: every query carries its own keys; nothing is looked up or kept, and a
+            // key id, if sent, is ignored. Charged to the peer's network.
+            let n = req.queries().len();
+            let slot = self.state.answerer.reserve(n)?;
+            if let Some(peer) = peer {
+                self.state.limiters.queries_of_peer(&peer, n)?;
+            }
+            let answers = self
+                .state
+                .answerer
+                .answer(slot, shard.snapshot.clone(), None, req.into_queries())
+                .await?;
+            self.state.metrics.lookups.inc_by(n as u64);
+            return Ok(QueryResponse::for_config(&shard.config, answers));
+        };
+        let id = req
+            .key_id()
+            .ok_or(ServerError::KeysNeeded(served.scheme.engine()))?;
         let registered = self
             .registered(&id, scheme)
             .await?
@@ -675,7 +695,7 @@ impl DiscoveryService {
             .answer(
                 slot,
                 shard.snapshot.clone(),
-                registered.keys,
+                Some(registered.keys),
                 req.into_queries(),
             )
             .await?;
@@ -696,22 +716,31 @@ impl DiscoveryService {
             .as_ref()
             .ok_or(ServerError::NoEvaluator)?;
         let req = EvaluateIn::parse(req, self.state.opts.max_queries_per_request)?;
-        let id = req.key_id();
-        // Any registered key will do: an evaluation does not depend on the snapshot (keys not
-        // cached are loaded from the store for the parameters served).
-        let scheme = self.state.served.load().scheme;
-        let registered = self
-            .resolve(&id, scheme, Wanted::AnyParams)
-            .await?
-            .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
-        if !registered
-            .mac_key
-            .verify_evaluation(&id, req.blinded(), req.mac())
-        {
-            return Err(ServerError::QueryAuth(QueryAuthError::BadEvaluationMac(id)));
-        }
+        let served = self.state.served.load();
+        let id = match (req.key_id(), req.mac(), spiral_of(&served.scheme)) {
+            // Any registered key will do: an evaluation does not depend on the snapshot (keys
+            // not cached are loaded from the store for the parameters served).
+            (Some(id), Some(mac), Some(scheme)) => {
+                let registered = self
+                    .resolve(&id, scheme, Wanted::AnyParams)
+                    .await?
+                    .ok_or_else(|| ServerError::UnknownKey(id.to_string()))?;
+                if !registered
+                    .mac_key
+                    .verify_evaluation(&id, req.blinded(), mac)
+                {
+                    return Err(ServerError::QueryAuth(QueryAuthError::BadEvaluationMac(id)));
+                }
+                Some(id)
+            }
+            // An engine without keys (YPIR+SP): charged to the peer's network and the server.
+            (_, _, None) => None,
+            (_, _, Some(_)) => return Err(ServerError::KeysNeeded(served.scheme.engine())),
+        };
         let n = req.blinded().len();
-        let evaluation = evaluator.evaluate(peer, &id, req.into_blinded()).await?;
+        let evaluation = evaluator
+            .evaluate(peer, id.as_ref(), req.into_blinded())
+            .await?;
         self.state.metrics.evaluations.inc_by(n as u64);
         Ok(EvaluateResponse::from(evaluation))
     }
@@ -721,6 +750,11 @@ impl DiscoveryService {
             .peers
             .peer_of(req.remote_addr().map(|a| a.ip()), req.metadata())
     }
+}
+
+/// The Spiral parameters keys are registered for; `None` for an engine that takes no keys.
+fn spiral_of(scheme: &pir_core::Scheme) -> Option<SchemeParams> {
+    scheme.spiral().copied()
 }
 
 /// The key store `opts` name.

@@ -69,7 +69,7 @@ impl User {
     }
 
     fn request(&self, queries: Vec<Vec<u8>>) -> QueryRequest {
-        QueryRequest::authenticated(self.client.keys(), 1, queries)
+        QueryRequest::authenticated(self.client.keys().unwrap(), 1, queries)
     }
 
     /// Sends `queries` on a task of its own.

@@ -156,7 +156,7 @@ fn elements(client: &LookupClient, n: usize) -> Vec<[u8; 32]> {
 
 /// An authenticated Evaluate request of `client` for `n` elements.
 fn evaluate_request(client: &LookupClient, n: usize) -> EvaluateRequest {
-    EvaluateRequest::authenticated(client.keys(), &elements(client, n))
+    EvaluateRequest::authenticated(client.keys().unwrap(), &elements(client, n))
 }
 
 /// Queries `evaluated` in one request and decodes the answers, in order.
@@ -167,7 +167,7 @@ async fn query(
 ) -> Vec<pir_core::LookupResult> {
     let pending: Vec<_> = evaluated.iter().map(|e| client.query(e).unwrap()).collect();
     let request = QueryRequest::authenticated(
-        client.keys(),
+        client.keys().unwrap(),
         client.config().epoch(),
         pending.iter().map(|p| p.query().to_vec()).collect(),
     );
@@ -193,7 +193,7 @@ async fn raw_lookup(
     text: &str,
 ) -> (pir_core::LookupResult, Sizes) {
     let blinded = client.blind(&[cpi(text)], &mut rand::rngs::OsRng).unwrap();
-    let request = EvaluateRequest::authenticated(client.keys(), &[*blinded[0].element()]);
+    let request = EvaluateRequest::authenticated(client.keys().unwrap(), &[*blinded[0].element()]);
     let evaluate_sent = request.encoded_len();
     let response: EvaluateResponse = rpc.evaluate(request).await.unwrap().into_inner();
     let evaluate_received = response.encoded_len();
@@ -211,7 +211,7 @@ async fn raw_lookup(
     );
     let pending = client.query(&evaluated[0]).unwrap();
     let request = QueryRequest::authenticated(
-        client.keys(),
+        client.keys().unwrap(),
         client.config().epoch(),
         vec![pending.query().to_vec()],
     );
@@ -345,7 +345,9 @@ async fn a_host_without_the_oprf_key_answers_queries_but_no_evaluations() {
     );
     let (client, _) = common::register(&mut at_host).await;
     at_evaluator
-        .register_keys(pir_proto::v1::RegisterKeysRequest::for_keys(client.keys()))
+        .register_keys(pir_proto::v1::RegisterKeysRequest::for_keys(
+            client.keys().unwrap(),
+        ))
         .await
         .unwrap();
 
@@ -644,7 +646,8 @@ async fn every_bad_evaluate_request_is_refused_with_its_code() {
     let mut other_elements = evaluate_request(&client, 1);
     other_elements.blinded = vec![elements(&client, 1)[0].to_vec()];
     let mut query_mac = evaluate_request(&client, 1);
-    query_mac.mac = QueryRequest::authenticated(client.keys(), 0, query_mac.blinded.clone()).mac;
+    query_mac.mac =
+        QueryRequest::authenticated(client.keys().unwrap(), 0, query_mac.blinded.clone()).mac;
     for forged in [flipped, other_elements, query_mac] {
         let err = refused(forged).await;
         assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
@@ -695,7 +698,7 @@ async fn every_bad_evaluate_request_is_refused_with_its_code() {
         let mut batch = elements(&client, 1);
         batch.push(bad);
         for (bad_batch, index) in [(vec![bad], 0), (batch, 1)] {
-            let request = EvaluateRequest::authenticated(client.keys(), &bad_batch);
+            let request = EvaluateRequest::authenticated(client.keys().unwrap(), &bad_batch);
             let mut rpc = rpc.clone();
             tasks.push(tokio::spawn(async move {
                 let err = rpc.evaluate(request).await.unwrap_err();
@@ -943,7 +946,7 @@ async fn invalid_elements_spend_no_evaluation_tokens() {
     let (client, _) = common::register(&mut rpc).await;
     for bad in invalid_elements() {
         for _ in 0..3 {
-            let request = EvaluateRequest::authenticated(client.keys(), &[bad, bad]);
+            let request = EvaluateRequest::authenticated(client.keys().unwrap(), &[bad, bad]);
             let err = rpc.evaluate(request).await.unwrap_err();
             assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
         }

@@ -37,9 +37,9 @@ async fn lookup(
 ) -> Vec<String> {
     let evaluated = common::evaluate(rpc, client, &[Cpi::parse(cpi).unwrap()]).await;
     let pending = client.query(&evaluated[0]).unwrap();
-    assert_eq!(key_id, client.keys().id().0);
+    assert_eq!(key_id, client.keys().unwrap().id().0);
     let request = QueryRequest::authenticated(
-        client.keys(),
+        client.keys().unwrap(),
         client.config().epoch(),
         vec![pending.query().to_vec()],
     );
@@ -102,8 +102,8 @@ async fn lookups_over_grpc_and_every_refusal_has_its_code() {
             queries,
             ..QueryRequest::default()
         };
-        if key_id == client.keys().id().0 {
-            req.authenticate(client.keys());
+        if key_id == client.keys().unwrap().id().0 {
+            req.authenticate(client.keys().unwrap());
         }
         req
     };
@@ -196,7 +196,7 @@ async fn registering_is_idempotent_and_eviction_is_bounded_by_memory() {
     let mut rpc = connect(&server).await;
     let (a, a_id) = register(&mut rpc).await;
     let again = rpc
-        .register_keys(RegisterKeysRequest::for_keys(a.keys()))
+        .register_keys(RegisterKeysRequest::for_keys(a.keys().unwrap()))
         .await
         .unwrap()
         .into_inner()
@@ -221,7 +221,7 @@ async fn registering_is_idempotent_and_eviction_is_bounded_by_memory() {
         queries: vec![q.query().to_vec()],
         ..QueryRequest::default()
     };
-    request.authenticate(a.keys());
+    request.authenticate(a.keys().unwrap());
     assert_eq!(request.key_id, a_id);
     let err = rpc.query(request).await.unwrap_err();
     assert_eq!(err.code(), Code::FailedPrecondition);

@@ -30,7 +30,7 @@ async fn register(rpc: &mut DiscoveryClient<Channel>) -> (ClientKeys, Vec<u8>) {
         .unwrap()
         .query()
         .to_vec();
-    (client.keys().clone(), q)
+    (client.keys().unwrap().clone(), q)
 }
 
 fn query(keys: &ClientKeys, queries: Vec<Vec<u8>>) -> QueryRequest {
@@ -100,7 +100,12 @@ async fn rate_limits_per_key_and_per_peer() {
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(err.message().contains("peer"), "{}", err.message());
     // A third registration from this peer is refused.
-    let scheme = *common::config(&mut rpc).await.lookup().scheme();
+    let scheme = *common::config(&mut rpc)
+        .await
+        .lookup()
+        .scheme()
+        .spiral()
+        .unwrap();
     let c = ClientKeys::generate(&scheme).unwrap();
     let err = rpc
         .register_keys(RegisterKeysRequest::for_keys(&c))

@@ -122,7 +122,7 @@ async fn a_registration_expires_unless_renewed_and_renewing_takes_the_owners_mac
     let (server, mut rpc) = start(opts).await;
     let client = unregistered(&mut rpc).await;
     let registered = rpc
-        .register_keys(RegisterKeysRequest::for_keys(client.keys()))
+        .register_keys(RegisterKeysRequest::for_keys(client.keys().unwrap()))
         .await
         .unwrap()
         .into_inner();
@@ -136,7 +136,7 @@ async fn a_registration_expires_unless_renewed_and_renewing_takes_the_owners_mac
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         let renewed = rpc
-            .renew_keys(RenewKeysRequest::authenticated(client.keys()))
+            .renew_keys(RenewKeysRequest::authenticated(client.keys().unwrap()))
             .await
             .unwrap()
             .into_inner();
@@ -149,7 +149,7 @@ async fn a_registration_expires_unless_renewed_and_renewing_takes_the_owners_mac
     );
 
     // Renewing takes the MAC of the keys' owner.
-    let mut forged = RenewKeysRequest::authenticated(client.keys());
+    let mut forged = RenewKeysRequest::authenticated(client.keys().unwrap());
     forged.mac[0] ^= 1;
     let refused = rpc.renew_keys(forged).await.unwrap_err();
     assert_eq!(refused.code(), Code::Unauthenticated, "{refused:?}");
@@ -162,11 +162,11 @@ async fn a_registration_expires_unless_renewed_and_renewing_takes_the_owners_mac
             .unwrap_err(),
     );
     assert_unknown_key(
-        &rpc.renew_keys(RenewKeysRequest::authenticated(client.keys()))
+        &rpc.renew_keys(RenewKeysRequest::authenticated(client.keys().unwrap()))
             .await
             .unwrap_err(),
     );
-    rpc.register_keys(RegisterKeysRequest::for_keys(client.keys()))
+    rpc.register_keys(RegisterKeysRequest::for_keys(client.keys().unwrap()))
         .await
         .unwrap();
     assert_eq!(
@@ -211,7 +211,7 @@ async fn replicas_share_registrations_through_redis_and_heal_when_it_restarts() 
     // Registering again at the other replica renews, and keeps the first mac key.
     let other_mac = RegisterKeysRequest {
         query_mac_key: vec![7; 32],
-        ..RegisterKeysRequest::for_keys(client.keys())
+        ..RegisterKeysRequest::for_keys(client.keys().unwrap())
     };
     assert_eq!(
         rpc_b.register_keys(other_mac).await.unwrap_err().code(),
@@ -230,7 +230,7 @@ async fn replicas_share_registrations_through_redis_and_heal_when_it_restarts() 
     );
     let registered = eventually(|| {
         let mut rpc = rpc_c.clone();
-        let keys = RegisterKeysRequest::for_keys(client.keys());
+        let keys = RegisterKeysRequest::for_keys(client.keys().unwrap());
         async move { rpc.register_keys(keys).await.ok() }
     })
     .await
@@ -257,7 +257,7 @@ async fn with_redis_down_registrations_are_unavailable_cached_clients_are_served
     redis.stop();
     let started = std::time::Instant::now();
     let refused = rpc
-        .register_keys(RegisterKeysRequest::for_keys(newcomer.keys()))
+        .register_keys(RegisterKeysRequest::for_keys(newcomer.keys().unwrap()))
         .await
         .unwrap_err();
     assert!(
@@ -294,7 +294,7 @@ async fn with_redis_down_registrations_are_unavailable_cached_clients_are_served
     redis.restart().await;
     eventually(|| {
         let mut rpc = rpc.clone();
-        let keys = RegisterKeysRequest::for_keys(newcomer.keys());
+        let keys = RegisterKeysRequest::for_keys(newcomer.keys().unwrap());
         async move { rpc.register_keys(keys).await.ok() }
     })
     .await;
@@ -335,7 +335,7 @@ async fn registration_limits_are_shared_by_replicas_through_redis() {
 
 async fn unregistered_registers(rpc: &mut DiscoveryClient<Channel>) -> Result<(), tonic::Status> {
     let client = unregistered(rpc).await;
-    rpc.register_keys(RegisterKeysRequest::for_keys(client.keys()))
+    rpc.register_keys(RegisterKeysRequest::for_keys(client.keys().unwrap()))
         .await
         .map(drop)
 }

@@ -92,11 +92,11 @@ async fn ipv6_clients_behind_a_trusted_proxy_are_counted_by_their_slash_64() {
     let client = lookup_client(&mut rpc).await;
     rpc.register_keys(from(
         "2001:db8:1:2::1",
-        RegisterKeysRequest::for_keys(client.keys()),
+        RegisterKeysRequest::for_keys(client.keys().unwrap()),
     ))
     .await
     .unwrap();
-    let q = || query(client.keys(), vec![bob(&client)]);
+    let q = || query(client.keys().unwrap(), vec![bob(&client)]);
     // Two addresses of one /64 share its budget of two; a third address of it is refused.
     rpc.query(from("2001:db8:1:2::1", q())).await.unwrap();
     rpc.query(from("2001:db8:1:2::ffff", q())).await.unwrap();
@@ -131,10 +131,10 @@ async fn ipv6_clients_behind_a_trusted_proxy_are_counted_by_their_slash_64() {
     .await;
     let mut rpc = common::connect(&server).await;
     let client = lookup_client(&mut rpc).await;
-    rpc.register_keys(RegisterKeysRequest::for_keys(client.keys()))
+    rpc.register_keys(RegisterKeysRequest::for_keys(client.keys().unwrap()))
         .await
         .unwrap();
-    let q = || query(client.keys(), vec![bob(&client)]);
+    let q = || query(client.keys().unwrap(), vec![bob(&client)]);
     rpc.query(from("2001:db8:1::1", q())).await.unwrap();
     rpc.query(from("2001:db8:2::1", q())).await.unwrap();
     let err = rpc.query(from("2001:db8:3::1", q())).await.unwrap_err();
@@ -230,13 +230,16 @@ async fn registrations_to_evict(
     let victim = lookup_client(&mut rpc).await;
     rpc.register_keys(from(
         "192.0.2.1",
-        RegisterKeysRequest::for_keys(victim.keys()),
+        RegisterKeysRequest::for_keys(victim.keys().unwrap()),
     ))
     .await
     .unwrap();
-    rpc.query(from("192.0.2.1", query(victim.keys(), vec![bob(&victim)])))
-        .await
-        .unwrap();
+    rpc.query(from(
+        "192.0.2.1",
+        query(victim.keys().unwrap(), vec![bob(&victim)]),
+    ))
+    .await
+    .unwrap();
     assert_eq!(server.service().registered_keys() as u64, slots);
     for n in 1..=attempts {
         let attacker = from(
@@ -250,7 +253,7 @@ async fn registrations_to_evict(
                 assert!(e.message().contains("evictions"), "{}", e.message());
             }
         }
-        if !server.service().has_keys(&victim.keys().id()) {
+        if !server.service().has_keys(&victim.keys().unwrap().id()) {
             return (Some(n), server);
         }
     }
@@ -304,14 +307,14 @@ async fn a_request_refused_as_overloaded_spends_no_tokens() {
     let mut rpc = rpc(&server).await;
     let (blocker, user) = (lookup_client(&mut rpc).await, lookup_client(&mut rpc).await);
     for c in [&blocker, &user] {
-        rpc.register_keys(RegisterKeysRequest::for_keys(c.keys()))
+        rpc.register_keys(RegisterKeysRequest::for_keys(c.keys().unwrap()))
             .await
             .unwrap();
     }
     // The blocker's 24 queries take every slot while they are answered.
     let slow = {
         let mut rpc = rpc.clone();
-        let req = query(blocker.keys(), vec![bob(&blocker); 24]);
+        let req = query(blocker.keys().unwrap(), vec![bob(&blocker); 24]);
         tokio::spawn(async move { rpc.query(req).await })
     };
     for _ in 0..2000 {
@@ -323,7 +326,10 @@ async fn a_request_refused_as_overloaded_spends_no_tokens() {
     // Six requests of four queries: refused as overloaded, 24 queries that were not answered.
     let mut overloaded = 0;
     for _ in 0..6 {
-        match rpc.query(query(user.keys(), vec![bob(&user); 4])).await {
+        match rpc
+            .query(query(user.keys().unwrap(), vec![bob(&user); 4]))
+            .await
+        {
             Err(e) if e.message().contains("overloaded") => overloaded += 1,
             other => panic!("expected overloaded: {other:?}"),
         }
@@ -333,7 +339,7 @@ async fn a_request_refused_as_overloaded_spends_no_tokens() {
     // The user's whole budget is still there: 24 queries, then none.
     for _ in 0..3 {
         let answers = rpc
-            .query(query(user.keys(), vec![bob(&user); 8]))
+            .query(query(user.keys().unwrap(), vec![bob(&user); 8]))
             .await
             .unwrap()
             .into_inner()
@@ -341,7 +347,7 @@ async fn a_request_refused_as_overloaded_spends_no_tokens() {
         assert_eq!(answers.len(), 8);
     }
     let err = rpc
-        .query(query(user.keys(), vec![bob(&user)]))
+        .query(query(user.keys().unwrap(), vec![bob(&user)]))
         .await
         .unwrap_err();
     assert!(err.message().contains("rate limit of this key"), "{err:?}");
@@ -362,13 +368,13 @@ async fn queries_need_the_mac_of_the_registered_mac_key() {
     .await;
     let mut rpc = rpc(&server).await;
     let victim = lookup_client(&mut rpc).await;
-    rpc.register_keys(RegisterKeysRequest::for_keys(victim.keys()))
+    rpc.register_keys(RegisterKeysRequest::for_keys(victim.keys().unwrap()))
         .await
         .unwrap();
-    let good = query(victim.keys(), vec![bob(&victim)]);
+    let good = query(victim.keys().unwrap(), vec![bob(&victim)]);
 
     // Someone who saw the victim's key id (and even a whole request of the victim's).
-    let stolen_id = victim.keys().id().0.to_vec();
+    let stolen_id = victim.keys().unwrap().id().0.to_vec();
     let no_mac = QueryRequest {
         mac: Vec::new(),
         ..good.clone()
@@ -400,7 +406,7 @@ async fn queries_need_the_mac_of_the_registered_mac_key() {
     assert_eq!(err.code(), Code::InvalidArgument);
 
     // Nor can the keys be registered again under a mac key of someone else's.
-    let mut takeover = RegisterKeysRequest::for_keys(victim.keys());
+    let mut takeover = RegisterKeysRequest::for_keys(victim.keys().unwrap());
     takeover.query_mac_key = keys().query_mac_key().to_bytes().to_vec();
     let err = rpc.register_keys(takeover).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
@@ -417,7 +423,7 @@ async fn queries_need_the_mac_of_the_registered_mac_key() {
 
     // None of it spent the victim's budget of two.
     rpc.query(good.clone()).await.unwrap();
-    rpc.query(query(victim.keys(), vec![bob(&victim)]))
+    rpc.query(query(victim.keys().unwrap(), vec![bob(&victim)]))
         .await
         .unwrap();
     let err = rpc.query(good).await.unwrap_err();

@@ -52,7 +52,8 @@ fn build(scheme: SchemeParams, epoch: u64, salt: u8) -> Snapshot {
         epoch,
         now: 1_800_000_000,
         salt: Some([salt; 32]),
-        scheme: Some(scheme),
+        scheme: Some(scheme.into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     let mappings = vec![

@@ -88,12 +88,16 @@ async fn lookup_in(
     i: usize,
 ) -> Result<bool, Code> {
     let config = config_of(rpc, Some(shard)).await?;
-    let shard_client =
-        LookupClient::with_keys(config.lookup().clone(), client.keys().clone(), trust()).unwrap();
+    let shard_client = LookupClient::with_keys(
+        config.lookup().clone(),
+        client.keys().unwrap().clone(),
+        trust(),
+    )
+    .unwrap();
     let y = evaluate(rpc, &shard_client, &[cpi(i)]).await.remove(0);
     let pending = shard_client.query(&y).unwrap();
     let mut request = QueryRequest::authenticated(
-        client.keys(),
+        client.keys().unwrap(),
         config.lookup().epoch(),
         vec![pending.query().to_vec()],
     );
@@ -134,7 +138,9 @@ async fn two_processes_serve_four_shards_and_each_cpi_is_found_in_its_own() {
     // One key set, registered with each process, fits every shard.
     let (client, _) = register(&mut rpcs[0]).await;
     rpcs[1]
-        .register_keys(pir_proto::v1::RegisterKeysRequest::for_keys(client.keys()))
+        .register_keys(pir_proto::v1::RegisterKeysRequest::for_keys(
+            client.keys().unwrap(),
+        ))
         .await
         .unwrap();
     let mut per_shard = [0; SHARDS as usize];
@@ -161,7 +167,7 @@ async fn two_processes_serve_four_shards_and_each_cpi_is_found_in_its_own() {
     }
     assert!(per_shard.iter().all(|&n| n > 0), "{per_shard:?}");
     // A raw query for a shard nobody serves.
-    let mut request = QueryRequest::authenticated(client.keys(), 5, vec![vec![0; 8]]);
+    let mut request = QueryRequest::authenticated(client.keys().unwrap(), 5, vec![vec![0; 8]]);
     request.shard = 9;
     let status = rpcs[0].query(request).await.unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
@@ -189,7 +195,7 @@ async fn a_process_of_no_shard_evaluates_and_describes_the_directory() {
         ys[0].output(),
         pir_core::testing::evaluate(&cpi(1)).output()
     );
-    let mut request = QueryRequest::authenticated(client.keys(), 5, vec![vec![0; 8]]);
+    let mut request = QueryRequest::authenticated(client.keys().unwrap(), 5, vec![vec![0; 8]]);
     request.shard = 0;
     assert_eq!(rpc.query(request).await.unwrap_err().code(), Code::NotFound);
 }

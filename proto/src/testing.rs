@@ -11,7 +11,7 @@ use crate::v1;
 pub fn config_header() -> SnapshotHeader {
     let scheme = SchemeParams::danger_test_only_small();
     SnapshotHeader {
-        scheme,
+        scheme: scheme.into(),
         layout: KeywordLayout::new(
             [7; 32],
             scheme.num_items() as u32,
@@ -47,7 +47,8 @@ pub fn config_response() -> v1::GetConfigResponse {
     let (scheme, layout) = (header.scheme, header.layout.clone());
     v1::GetConfigResponse {
         epoch: 9,
-        scheme: Some((&scheme).into()),
+        scheme: scheme.spiral().map(Into::into),
+        ypir: None,
         layout: Some((&layout).into()),
         limits: Some(v1::Limits {
             max_queries_per_request: 4,

@@ -116,7 +116,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "## Snapshot lifecycle: {} mappings, {} x {} B items, file {:.0} MiB\n",
         built.report.stored_mappings,
         h.scheme.num_items(),
-        h.scheme.item_bytes,
+        h.scheme.item_bytes(),
         built.file_bytes as f64 / (1 << 20) as f64
     );
     println!("| step | seconds | ratio |");

@@ -68,6 +68,7 @@ fn build_args(input: &Path, dir: &Path, out: &Path, epoch: u64) -> pir_dp::Build
         epoch: Some(epoch),
         replaces: None,
         scheme: None,
+        engine: pir_core::Engine::Spiral,
         progress: false,
         dp_key: None,
         oprf_key: dir.join("oprf.key"),
@@ -109,7 +110,12 @@ async fn target(directory: Directory, oprf: &OprfKey, cpis: &[Cpi]) -> Target {
         }
     };
     let first = config(None).await;
-    let keys = ClientKeys::generate(first.lookup().scheme()).expect("keys");
+    let spiral = first
+        .lookup()
+        .scheme()
+        .spiral()
+        .expect("a Spiral directory");
+    let keys = ClientKeys::generate(spiral).expect("keys");
     rpc.register_keys(RegisterKeysRequest::for_keys(&keys))
         .await
         .expect("RegisterKeys");
@@ -289,7 +295,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         all_summary.items,
         all_summary.item_bytes,
         single_summary.header.scheme.num_items(),
-        single_summary.header.scheme.item_bytes
+        single_summary.header.scheme.item_bytes()
     );
     println!(
         "| shard file | {:.2} GiB; unsharded {:.2} GiB |",

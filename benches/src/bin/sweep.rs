@@ -214,10 +214,12 @@ fn measure_reference(repeat: usize) -> Result<Reference, Box<dyn std::error::Err
             epoch: 1,
             now,
             salt: Some([2; 32]),
-            scheme: Some(scheme),
+            scheme: Some(scheme.into()),
+            engine: pir_core::Engine::Spiral,
             fill_percent: None,
         },
     )?;
+    let database = snapshot.database()?;
     let keys = ClientKeys::generate(&scheme)?;
     let server_keys = EvalKeys::parse(&scheme, keys.public_bytes())?;
     let client = LookupClient::with_keys(snapshot.config(), keys, trust)?;
@@ -226,11 +228,7 @@ fn measure_reference(repeat: usize) -> Result<Reference, Box<dyn std::error::Err
     for _ in 0..repeat {
         // Not timed; a pending lookup is used up by its decode.
         let pending = client.query(&evaluated[0])?;
-        let (answer, s) = timed(|| {
-            snapshot
-                .database()
-                .danger_reference_answer(&server_keys, pending.query())
-        });
+        let (answer, s) = timed(|| database.danger_reference_answer(&server_keys, pending.query()));
         if !client.decode(pending, &answer?, now)?.found() {
             return Err("the 2^20 x 256 B reference did not find a present CPI".into());
         }
@@ -328,7 +326,12 @@ fn measure(
     let build_oprf_s = oprf_build_share(&oprf_key, &cpis, summary.header.cpi_count, args.repeat)?;
     let (snapshot, load_s) = timed(|| Snapshot::load(&path));
     let snapshot = snapshot?;
-    let scheme = *snapshot.config().scheme();
+    let scheme = *snapshot
+        .config()
+        .scheme()
+        .spiral()
+        .ok_or("the sweep's Spiral rows need a Spiral snapshot")?;
+    let database = snapshot.database()?;
     let sizes = snapshot.message_sizes()?;
     let keys = ClientKeys::generate(&scheme)?;
     let server_keys = EvalKeys::parse(&scheme, keys.public_bytes())?;
@@ -355,29 +358,21 @@ fn measure(
     let mut reference = Vec::new();
     let mut decode_s = Vec::new();
     for _ in 0..args.repeat {
-        let (a, s) =
-            timed(|| pool1.install(|| snapshot.database().answer(&server_keys, one.query())));
+        let (a, s) = timed(|| pool1.install(|| database.answer(&server_keys, one.query())));
         a?;
         single1.push(s);
-        let (_, p) = pool1.install(|| {
-            snapshot
-                .database()
-                .answer_batch_timed(&[(&server_keys, one.query())])
-        })?;
+        let (_, p) =
+            pool1.install(|| database.answer_batch_timed(&[(&server_keys, one.query())]))?;
         for (samples, s) in phases
             .iter_mut()
             .zip([p.expand_s, p.first_dim_s, p.fold_s, p.pack_s])
         {
             samples.push(s);
         }
-        let (a, s) = timed(|| snapshot.database().answer(&server_keys, one.query()));
+        let (a, s) = timed(|| database.answer(&server_keys, one.query()));
         let a = a?;
         single.push(s);
-        let (r, s) = timed(|| {
-            snapshot
-                .database()
-                .danger_reference_answer(&server_keys, one.query())
-        });
+        let (r, s) = timed(|| database.danger_reference_answer(&server_keys, one.query()));
         if r? != a {
             return Err("engine and reference answers differ".into());
         }
@@ -397,7 +392,7 @@ fn measure(
         .collect();
     let mut batched = Vec::new();
     for _ in 0..args.repeat {
-        let (a, s) = timed(|| snapshot.database().answer_batch(&batch));
+        let (a, s) = timed(|| database.answer_batch(&batch));
         a?;
         batched.push(s / args.batch as f64);
     }

@@ -197,7 +197,8 @@ fn measure(p: &SchemeParams, repeat: usize) -> Result<Measured, Box<dyn std::err
         epoch: 1,
         now: pir_core::unix_now(),
         salt: Some([3; 32]),
-        scheme: Some(*p),
+        scheme: Some((*p).into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     // The OPRF only places CPIs; the answer's cost does not depend on the key.
@@ -213,7 +214,7 @@ fn measure(p: &SchemeParams, repeat: usize) -> Result<Measured, Box<dyn std::err
     for e in &evaluated {
         let pending = client.query(e)?;
         let batch = [(&server_keys, pending.query())];
-        let (answers, ph) = pool.install(|| snapshot.database().answer_batch_timed(&batch))?;
+        let (answers, ph) = pool.install(|| snapshot.database()?.answer_batch_timed(&batch))?;
         let answer = answers.first().ok_or("no answer")?;
         if !client
             .decode(pending, answer, pir_core::unix_now())?

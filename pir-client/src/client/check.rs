@@ -1,7 +1,7 @@
 //! Checking a configuration before it is used: vetted parameters whose messages fit, and with
 //! DP keys a signed snapshot header, neither older than nor a fork of the newest one verified.
 
-use pir_core::{DpKeys, SchemeParams};
+use pir_core::{DpKeys, Scheme};
 use pir_proto::ConfigIn;
 
 use super::options::ClientOptions;
@@ -91,12 +91,14 @@ fn short_hash(hash: &[u8; 32]) -> String {
 
 /// Refuses parameters that are not vetted (unless allowed) and any whose messages exceed the
 /// client's limit, before a key is made for them.
-pub(super) fn check_params(params: &SchemeParams, options: &ClientOptions) -> Result<()> {
+pub(super) fn check_params(params: &Scheme, options: &ClientOptions) -> Result<()> {
     let refused = |reason| ClientError::RefusedParams {
         params: params.to_string(),
         reason,
     };
-    if !options.allow_custom_params && params.as_vetted().is_none() {
+    // YPIR+SP's parameters are the engine's, whatever its shape: every shape is vetted.
+    let vetted = params.spiral().is_none_or(|p| p.as_vetted().is_some());
+    if !options.allow_custom_params && !vetted {
         return Err(refused(ParamsRefusal::NotVetted));
     }
     let sizes = params.message_sizes()?;

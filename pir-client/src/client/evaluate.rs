@@ -44,7 +44,11 @@ pub(super) async fn evaluate(
 ) -> Result<Evaluations> {
     let blinded = lookup.blind(cpis, &mut rand::rngs::OsRng)?;
     let elements: Vec<_> = blinded.iter().map(|b| *b.element()).collect();
-    let message = v1::EvaluateRequest::authenticated(lookup.keys(), &elements);
+    // Charged to the keys, with their MAC; YPIR+SP has none: charged to the network only.
+    let message = match lookup.keys() {
+        Some(keys) => v1::EvaluateRequest::authenticated(keys, &elements),
+        None => v1::EvaluateRequest::keyless(&elements),
+    };
     wire.send(&message);
     let reply = within(
         "Evaluate",
@@ -57,6 +61,10 @@ pub(super) async fn evaluate(
         Err(status) => {
             return match reason(&status) {
                 Some(pir_proto::REASON_UNKNOWN_KEY) => Ok(Evaluations::Heal(Heal::Register(
+                    ClientError::rpc("Evaluate", status),
+                ))),
+                // The server's engine is not the configuration's (it needs keys now): refresh.
+                Some(pir_proto::REASON_STALE_EPOCH) => Ok(Evaluations::Heal(Heal::Refresh(
                     ClientError::rpc("Evaluate", status),
                 ))),
                 _ if status.code() == tonic::Code::Unimplemented => Err(ClientError::NoEvaluator {

@@ -77,12 +77,16 @@ impl Evaluators {
             let i = self.current;
             let url = self.list[i].url.clone();
             let outcome = match self.ready(i, ours, options, wire).await {
-                Ok((mut grpc, config)) => {
-                    let deadline = options.request_timeout;
-                    keys::register(&mut grpc, lookup.keys(), &config, deadline, wire)
-                        .await
-                        .map(|lease| registrations.registered(&url, &grpc, lease))
-                }
+                Ok((mut grpc, config)) => match lookup.keys() {
+                    Some(keys) => {
+                        let deadline = options.request_timeout;
+                        keys::register(&mut grpc, keys, &config, deadline, wire)
+                            .await
+                            .map(|lease| registrations.registered(&url, &grpc, lease))
+                    }
+                    // Nothing to register: evaluations without keys.
+                    None => Ok(()),
+                },
                 Err(e) => Err(e),
             };
             match outcome {
@@ -147,9 +151,10 @@ impl Evaluators {
                             return Err(e);
                         }
                         tracing::info!(%url, "evaluator does not know our keys: registering");
-                        match keys::register(&mut grpc, lookup.keys(), &config, deadline, wire)
-                            .await
-                        {
+                        let Some(ours) = lookup.keys() else {
+                            return Err(e);
+                        };
+                        match keys::register(&mut grpc, ours, &config, deadline, wire).await {
                             Ok(lease) => {
                                 registrations.registered(&url, &grpc, lease);
                                 continue;

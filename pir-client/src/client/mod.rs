@@ -48,7 +48,7 @@ mod sharded;
 
 use std::{sync::Arc, time::Instant};
 
-use pir_core::{ClientKeys, Cpi, KeyId, LookupClient, TrustStore, oprf::Evaluated};
+use pir_core::{ClientKeys, Cpi, KeyId, LookupClient, TrustStore, oprf::Evaluated, pir::Scheme};
 use pir_proto::{
     ConfigIn,
     v1::{self, discovery_client::DiscoveryClient},
@@ -128,28 +128,47 @@ impl PirClient {
         };
         let stored_seen = stored.as_ref().and_then(|c| c.seen);
         let seen = accept(&config, &options, stored_seen.as_ref(), key_file.as_ref())?;
-        let (keys, reused) = match stored {
-            Some(KeyFileContents { keys, .. })
-                if !options.rotate_keys && keys.params() == config.lookup().scheme() =>
-            {
-                tracing::debug!(key_id = %keys.id(), "reusing stored keys");
-                (keys, true)
-            }
-            other => {
-                if other.is_some() && options.rotate_keys {
-                    tracing::info!("rotating keys: the stored ones are replaced");
-                } else if other.is_some() {
-                    tracing::info!("stored keys are for other scheme parameters: replacing them");
+        let (lookup, reused) = match config.lookup().scheme() {
+            // Nothing to make or register: every query carries its own keys. A key file keeps
+            // its Spiral keys, and the newest verified snapshot beside them.
+            Scheme::YpirSp(_) => {
+                if let (Some(file), Some(contents)) = (&key_file, &stored)
+                    && seen != stored_seen
+                {
+                    file.write(&contents.keys, seen.as_ref())?;
                 }
-                (generate_keys(*config.lookup().scheme()).await?, false)
+                let lookup = LookupClient::new(config.lookup().clone(), options.trust.clone())?;
+                (lookup, true)
+            }
+            Scheme::Spiral(params) => {
+                let (keys, reused) = match stored {
+                    Some(KeyFileContents { keys, .. })
+                        if !options.rotate_keys && keys.params() == params =>
+                    {
+                        tracing::debug!(key_id = %keys.id(), "reusing stored keys");
+                        (keys, true)
+                    }
+                    other => {
+                        if other.is_some() && options.rotate_keys {
+                            tracing::info!("rotating keys: the stored ones are replaced");
+                        } else if other.is_some() {
+                            tracing::info!(
+                                "stored keys are for other scheme parameters: replacing them"
+                            );
+                        }
+                        (generate_keys(*params).await?, false)
+                    }
+                };
+                if let Some(file) = &key_file
+                    && (!reused || seen != stored_seen)
+                {
+                    file.write(&keys, seen.as_ref())?;
+                }
+                let lookup =
+                    LookupClient::with_keys(config.lookup().clone(), keys, options.trust.clone())?;
+                (lookup, reused)
             }
         };
-        if let Some(file) = &key_file
-            && (!reused || seen != stored_seen)
-        {
-            file.write(&keys, seen.as_ref())?;
-        }
-        let lookup = LookupClient::with_keys(config.lookup().clone(), keys, options.trust.clone())?;
         let mut client = Self {
             url: url.to_owned(),
             grpc,
@@ -182,7 +201,8 @@ impl PirClient {
         tracing::debug!(
             url,
             epoch = client.config.lookup().epoch(),
-            key_id = %client.key_id(),
+            engine = %client.config.lookup().scheme().engine(),
+            key_id = ?client.key_id(),
             bytes_sent = wire.sent,
             bytes_received = wire.received,
             "connected"
@@ -300,7 +320,7 @@ impl PirClient {
             match heal {
                 Heal::Register(e) | Heal::Refresh(e) if attempt >= MAX_ATTEMPTS => return Err(e),
                 Heal::Register(_) => {
-                    tracing::info!(key_id = %self.key_id(), "server does not know our keys");
+                    tracing::info!(key_id = ?self.key_id(), "server does not know our keys");
                     self.register(wire).await?;
                 }
                 Heal::Refresh(_) => {
@@ -319,12 +339,14 @@ impl PirClient {
             attempt += 1;
             let decoder = Arc::clone(&self.lookup);
             let pending = decoder.query(evaluated)?;
-            // With the proof of possession: a MAC under the mac key registered with the keys.
-            let message = v1::QueryRequest::authenticated(
-                decoder.keys(),
-                self.config.lookup().epoch(),
-                vec![pending.query().to_vec()],
-            );
+            // With the proof of possession: a MAC under the mac key registered with the keys
+            // (YPIR+SP's queries carry their own keys, and no key id).
+            let epoch = self.config.lookup().epoch();
+            let queries = vec![pending.query().to_vec()];
+            let message = match decoder.keys() {
+                Some(keys) => v1::QueryRequest::authenticated(keys, epoch, queries),
+                None => v1::QueryRequest::keyless(epoch, queries),
+            };
             wire.send(&message);
             let deadline = self.options.request_timeout;
             let reply = within(
@@ -354,7 +376,7 @@ impl PirClient {
                 Heal::Register(e) | Heal::Refresh(e) if attempt >= MAX_ATTEMPTS => return Err(e),
                 Heal::Register(_) => {
                     tracing::info!(
-                        key_id = %self.key_id(),
+                        key_id = ?self.key_id(),
                         "server does not know our keys: registering"
                     );
                     self.register(&mut wire).await?;
@@ -401,9 +423,9 @@ impl PirClient {
         self.seen
     }
 
-    /// The id of this client's public keys.
-    pub fn key_id(&self) -> KeyId {
-        self.lookup.keys().id()
+    /// The id of this client's public keys; `None` for a YPIR+SP snapshot (no keys).
+    pub fn key_id(&self) -> Option<KeyId> {
+        self.lookup.keys().map(ClientKeys::id)
     }
 
     /// The server address as given.
@@ -423,9 +445,11 @@ impl PirClient {
     async fn keep_registered(&mut self) {
         let deadline = self.options.request_timeout;
         let mut wire = Wire::default();
+        let Some(keys) = self.lookup.keys().cloned() else {
+            return;
+        };
         if self.lease.due() {
-            let renewal =
-                keys::renew(&mut self.grpc, self.lookup.keys(), deadline, &mut wire).await;
+            let renewal = keys::renew(&mut self.grpc, &keys, deadline, &mut wire).await;
             match renewal {
                 Ok(Renewal::Renewed(lease)) => self.lease = lease,
                 Ok(Renewal::Unsupported) => self.lease = Lease::Forever,
@@ -439,20 +463,17 @@ impl PirClient {
         }
         // An evaluator that lost the keys registers them again on the next evaluation.
         self.evaluator_leases
-            .renew_due(self.lookup.keys(), deadline, &mut wire)
+            .renew_due(&keys, deadline, &mut wire)
             .await;
     }
 
+    /// Registers the keys (nothing to do for YPIR+SP, which has none).
     async fn register(&mut self, wire: &mut Wire) -> Result<()> {
         let deadline = self.options.request_timeout;
-        self.lease = keys::register(
-            &mut self.grpc,
-            self.lookup.keys(),
-            &self.config,
-            deadline,
-            wire,
-        )
-        .await?;
+        let Some(keys) = self.lookup.keys() else {
+            return Ok(());
+        };
+        self.lease = keys::register(&mut self.grpc, keys, &self.config, deadline, wire).await?;
         Ok(())
     }
 
@@ -483,19 +504,27 @@ impl PirClient {
             self.config = config;
             return Ok(());
         }
-        tracing::info!("scheme parameters changed: new keys");
+        tracing::info!(
+            engine = %config.lookup().scheme().engine(),
+            "scheme parameters changed: new keys"
+        );
         let stored = match &self.key_file {
             Some(file) => file.load()?.map(|c| c.keys),
             None => None,
         };
-        let keys = match stored {
-            Some(keys) if keys.params() == config.lookup().scheme() => keys,
-            _ => generate_keys(*config.lookup().scheme()).await?,
-        };
         // Built before anything is replaced, so a failure leaves the client as it was.
-        let lookup = LookupClient::with_keys(config.lookup().clone(), keys, self.trust.clone())?;
-        if let Some(file) = &self.key_file {
-            file.write(lookup.keys(), seen.as_ref())?;
+        let lookup = match config.lookup().scheme() {
+            Scheme::YpirSp(_) => LookupClient::new(config.lookup().clone(), self.trust.clone())?,
+            Scheme::Spiral(params) => {
+                let keys = match stored {
+                    Some(keys) if keys.params() == params => keys,
+                    _ => generate_keys(*params).await?,
+                };
+                LookupClient::with_keys(config.lookup().clone(), keys, self.trust.clone())?
+            }
+        };
+        if let (Some(file), Some(keys)) = (&self.key_file, lookup.keys()) {
+            file.write(keys, seen.as_ref())?;
         }
         self.seen = seen;
         self.lookup = Arc::new(lookup);
@@ -505,10 +534,11 @@ impl PirClient {
         self.register(wire).await
     }
 
-    /// Records a newly verified snapshot, in the key file too when it is new.
-    fn remember(&mut self, seen: Option<SeenSnapshot>, keys: &ClientKeys) -> Result<()> {
+    /// Records a newly verified snapshot, in the key file too when it is new (a key file
+    /// holds it beside Spiral keys: a YPIR+SP client without them keeps it in memory).
+    fn remember(&mut self, seen: Option<SeenSnapshot>, keys: Option<&ClientKeys>) -> Result<()> {
         if seen != self.seen
-            && let Some(file) = &self.key_file
+            && let (Some(file), Some(keys)) = (&self.key_file, keys)
         {
             file.write(keys, seen.as_ref())?;
         }

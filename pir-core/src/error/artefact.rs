@@ -271,6 +271,12 @@ pub enum ParamsError {
         /// The value.
         version: u32,
     },
+    /// An engine this build does not know.
+    #[error("engine number {engine} is not known to this build (1: ypir-sp)")]
+    Engine {
+        /// The number.
+        engine: u32,
+    },
     /// YPIR+SP rows.
     #[error("YPIR+SP rows = 2^{rows_log2} (supported 2^11..=2^20)")]
     YpirRows {

@@ -193,6 +193,14 @@ pub enum CoreError {
     /// A bucket would overflow its PIR item.
     #[error("bucket overflow: {0}")]
     BucketOverflow(Overflow),
+    /// An operation of one engine asked of another engine's database or configuration.
+    #[error("this needs a {expected} database, and this one is {found}")]
+    WrongEngine {
+        /// The engine the operation needs.
+        expected: crate::pir::Engine,
+        /// The database's engine.
+        found: crate::pir::Engine,
+    },
     /// Keys made for other scheme parameters than the database's.
     #[error("parameter mismatch: keys were generated for other scheme parameters")]
     KeysForOtherParams,
@@ -302,6 +310,7 @@ impl CoreError {
             | Self::TooLargeForPresets { .. }
             | Self::BucketOverflow(_)
             | Self::KeysForOtherParams
+            | Self::WrongEngine { .. }
             | Self::EpochUnchanged { .. }
             | Self::OprfKeyMismatch { .. } => ErrorClass::Misuse,
             Self::Internal(_) => ErrorClass::Bug,

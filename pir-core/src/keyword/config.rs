@@ -3,14 +3,14 @@
 use crate::{
     error::{CoreError, LayoutError, Result},
     keyword::{KeywordLayout, MAX_ITEM_BYTES},
-    pir::SchemeParams,
+    pir::Scheme,
 };
 
 /// What a client needs to know to query a snapshot: checked once, when it is made, so that
 /// every holder can rely on the layout being valid and having one bucket per database item.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LookupConfig {
-    scheme: SchemeParams,
+    scheme: Scheme,
     layout: KeywordLayout,
     epoch: u64,
 }
@@ -18,11 +18,12 @@ pub struct LookupConfig {
 impl LookupConfig {
     /// Checks that `layout` is valid and has one bucket per item of `scheme`, items its
     /// locators can address.
-    pub fn new(scheme: SchemeParams, layout: KeywordLayout, epoch: u64) -> Result<Self> {
+    pub fn new(scheme: impl Into<Scheme>, layout: KeywordLayout, epoch: u64) -> Result<Self> {
+        let scheme = scheme.into();
         layout.validate()?;
-        if scheme.item_bytes > MAX_ITEM_BYTES {
+        if scheme.item_bytes() > MAX_ITEM_BYTES as usize {
             return Err(CoreError::Layout(LayoutError::ItemBytes {
-                item_bytes: scheme.item_bytes,
+                item_bytes: u32::try_from(scheme.item_bytes()).unwrap_or(u32::MAX),
             }));
         }
         if layout.num_buckets as usize != scheme.num_items() {
@@ -40,11 +41,7 @@ impl LookupConfig {
 
     /// A configuration from a snapshot header, which [`LookupConfig::new`] checked when the
     /// snapshot was loaded or built.
-    pub(crate) fn of_checked_header(
-        scheme: SchemeParams,
-        layout: KeywordLayout,
-        epoch: u64,
-    ) -> Self {
+    pub(crate) fn of_checked_header(scheme: Scheme, layout: KeywordLayout, epoch: u64) -> Self {
         debug_assert!(Self::new(scheme, layout.clone(), epoch).is_ok());
         Self {
             scheme,
@@ -53,8 +50,8 @@ impl LookupConfig {
         }
     }
 
-    /// Spiral parameters.
-    pub fn scheme(&self) -> &SchemeParams {
+    /// The database's engine and shape.
+    pub fn scheme(&self) -> &Scheme {
         &self.scheme
     }
 

@@ -42,6 +42,7 @@ mod ntt;
 mod params;
 mod presets;
 mod ring;
+mod scheme;
 pub mod ypir;
 
 #[cfg(not(target_endian = "little"))]
@@ -59,3 +60,4 @@ pub use kernel::{Kernel, KernelKind};
 pub use params::{POLY_LEN, SchemeFields, SchemeParams};
 pub use presets::{Preset, PresetOrigin};
 pub use ring::MessageSizes;
+pub use scheme::{Engine, Scheme};

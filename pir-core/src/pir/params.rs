@@ -166,9 +166,11 @@ impl SchemeParams {
         Self::try_from(Self::fields_from_le_bytes(b))
     }
 
-    /// Why the fixed encoding `b` is not a valid shape, if it is not.
-    pub(crate) fn check_le_bytes(b: &[u8; Self::ENCODED_LEN]) -> Result<(), ParamsError> {
-        Self(Self::fields_from_le_bytes(b)).check()
+    /// Decodes the fixed encoding and validates it, with the bare reason.
+    pub(crate) fn decode_le_bytes(b: &[u8; Self::ENCODED_LEN]) -> Result<Self, ParamsError> {
+        let params = Self(Self::fields_from_le_bytes(b));
+        params.check()?;
+        Ok(params)
     }
 
     /// Decodes the fixed encoding without validating it.

@@ -8,7 +8,7 @@ use rand::RngCore;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use super::{Snapshot, header::SnapshotHeader};
+use super::{Payload, Snapshot, header::SnapshotHeader};
 use crate::{
     error::{CoreError, LayoutError, Overflow, Result},
     identity::{Cpi, IssuerId, Mapping, TrustStore, VerifiedMapping, VerifiedOptOut},
@@ -21,7 +21,7 @@ use crate::{
         group_of, shard_of,
     },
     oprf::{OprfKey, OprfOutput},
-    pir::{Database, SchemeParams},
+    pir::{Database, Engine, Scheme},
 };
 
 /// Different salts tried at one size before growing the database.
@@ -44,8 +44,10 @@ pub struct BuildOptions {
     pub now: u64,
     /// Fixed salt (reproducible builds); random when `None`.
     pub salt: Option<[u8; 32]>,
-    /// Fixed scheme; the smallest vetted preset that fits when `None`.
-    pub scheme: Option<SchemeParams>,
+    /// Fixed scheme; when `None`, the smallest of `engine`'s presets that fits.
+    pub scheme: Option<Scheme>,
+    /// The engine whose presets a build picks from when `scheme` is `None`.
+    pub engine: Engine,
     /// How full a bucket may be, percent of its item (1 to 100): below 100 leaves every bucket
     /// room for updates, at the cost of a larger shape sooner. [`DEFAULT_FILL_PERCENT`] when
     /// `None`.
@@ -165,7 +167,7 @@ impl Snapshot {
 pub struct ShardedBuild {
     keyed: Vec<Keyed>,
     shards: Vec<PlannedShard>,
-    scheme: SchemeParams,
+    scheme: Scheme,
     epoch: u64,
     now: u64,
     counts: InputCounts,
@@ -239,9 +241,9 @@ impl ShardedBuild {
             .max()
             .unwrap_or(0);
 
-        let candidates: Vec<SchemeParams> = match opts.scheme {
+        let candidates: Vec<Scheme> = match opts.scheme {
             Some(s) => vec![s],
-            None => SchemeParams::vetted_presets().map(|p| p.params).collect(),
+            None => Scheme::presets(opts.engine),
         };
         let base_salt = match (opts.salt, count) {
             (Some(s), _) => s,
@@ -264,15 +266,15 @@ impl ShardedBuild {
         let mut attempts = 0;
         'schemes: for scheme in candidates {
             scheme.validate()?;
-            if scheme.item_bytes > MAX_ITEM_BYTES {
+            let item_bytes = scheme.item_bytes();
+            if item_bytes > MAX_ITEM_BYTES as usize {
                 if opts.scheme.is_some() {
                     return Err(CoreError::Layout(LayoutError::ItemBytes {
-                        item_bytes: scheme.item_bytes,
+                        item_bytes: u32::try_from(item_bytes).unwrap_or(u32::MAX),
                     }));
                 }
                 continue;
             }
-            let item_bytes = scheme.item_bytes as usize;
             let cost = |k: &Keyed| RECORD_OVERHEAD + k.record.len();
             if let Some(k) = keyed
                 .iter()
@@ -359,7 +361,7 @@ impl ShardedBuild {
             (Some(s), None) => Err(CoreError::TooLargeForShape {
                 record_bytes: largest_record_bytes,
                 items: s.num_items(),
-                item_bytes: s.item_bytes,
+                item_bytes: u32::try_from(s.item_bytes()).unwrap_or(u32::MAX),
             }),
             (None, _) if count == 1 => Err(CoreError::TooLargeForPresets { record_bytes }),
             (None, _) => Err(CoreError::TooLargeForPresets {
@@ -374,7 +376,7 @@ impl ShardedBuild {
     }
 
     /// The scheme every shard uses.
-    pub fn scheme(&self) -> SchemeParams {
+    pub fn scheme(&self) -> Scheme {
         self.scheme
     }
 
@@ -640,15 +642,22 @@ impl Snapshot {
         progress: &(dyn Fn(usize, usize) + Sync),
     ) -> Result<Self> {
         let scheme = header.scheme;
-        let item_bytes = scheme.item_bytes as usize;
+        let item_bytes = scheme.item_bytes();
         let mut plaintext = vec![0u8; scheme.num_items() * item_bytes];
         plaintext
             .par_chunks_mut(item_bytes)
             .zip(buckets)
             .try_for_each(|(item, bucket)| bucket.encode(item))?;
-        let mut db = Database::zeroed(scheme);
-        let all: Vec<usize> = (0..scheme.num_items()).collect();
-        db.encode_items(&plaintext, &all, progress)?;
+        let db = match scheme {
+            Scheme::Spiral(params) => {
+                let mut db = Database::zeroed(params);
+                let all: Vec<usize> = (0..scheme.num_items()).collect();
+                db.encode_items(&plaintext, &all, progress)?;
+                Payload::Spiral(db)
+            }
+            // Nothing to encode: a YPIR+SP database derives from the buckets where it is served.
+            Scheme::YpirSp(params) => Payload::ypir(params),
+        };
         let mut snapshot = Self::from_parts(header, plaintext, db);
         snapshot.seal()?;
         Ok(snapshot)

@@ -26,7 +26,7 @@ use crate::{
         entry::{self, Dictionaries, Item},
     },
     oprf::OprfKey,
-    pir,
+    pir::{self, Scheme},
 };
 
 /// One change of a delta.
@@ -212,7 +212,7 @@ impl Snapshot {
         extend_dictionaries(&mut self.header.layout, &ops)?;
         let layout = self.header.layout.clone();
         let dict = Dictionaries::of(&layout);
-        let item_bytes = self.header.scheme.item_bytes as usize;
+        let item_bytes = self.header.scheme.item_bytes();
         let mut by_cpi: BTreeMap<Cpi, Vec<DeltaOp>> = BTreeMap::new();
         for op in ops {
             by_cpi.entry(op.cpi().clone()).or_default().push(op);
@@ -307,13 +307,16 @@ impl Snapshot {
     }
 
     pub(super) fn delta_payload(&self) -> Result<DeltaPayload> {
-        let n = self.header.scheme.item_bytes as usize;
+        let n = self.header.scheme.item_bytes();
         let indices: Vec<usize> = self.delta_items.iter().copied().collect();
         let mut plain = Vec::with_capacity(indices.len() * n);
         for &i in &indices {
             plain.extend_from_slice(&self.plaintext[i * n..(i + 1) * n]);
         }
-        let words = pir::item_words(&self.header.scheme, &self.plaintext, &indices)?.concat();
+        let words = match &self.header.scheme {
+            Scheme::Spiral(params) => pir::item_words(params, &self.plaintext, &indices)?.concat(),
+            Scheme::YpirSp(_) => Vec::new(),
+        };
         Ok((indices, plain, words))
     }
 }
@@ -327,8 +330,8 @@ pub(super) fn apply_delta_payload(
     with_db: bool,
 ) -> Result<()> {
     let scheme = &header.scheme;
-    let n = scheme.item_bytes as usize;
-    let per_item = pir::words_per_item(scheme);
+    let n = scheme.item_bytes();
+    let per_item = scheme.spiral().map_or(0, pir::words_per_item);
     let mut count = [0u8; 4];
     read_exact_or(r, &mut count, "delta")?;
     let k = u32::from_le_bytes(count) as usize;
@@ -370,8 +373,7 @@ pub(super) fn apply_delta_payload(
         if words_checksum(&words) != header.db_checksum {
             return Err(CoreError::snapshot(SnapshotError::DeltaDatabaseChecksum));
         }
-        let chunks: Vec<&[u64]> = words.chunks_exact(per_item).collect();
-        base.db.scatter_items(&indices, &chunks)?;
+        base.db.scatter_items(&indices, &words, per_item)?;
     }
     for (j, &i) in indices.iter().enumerate() {
         base.plaintext[i * n..(i + 1) * n].copy_from_slice(&plain[j * n..(j + 1) * n]);

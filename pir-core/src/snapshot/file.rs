@@ -7,13 +7,13 @@ use std::{
 };
 
 use super::{
-    Snapshot,
+    Payload, Snapshot,
     delta::apply_delta_payload,
     header::{BaseRef, MAX_HEADER_LEN, SnapshotHeader, encode_header},
 };
 use crate::{
     error::{CoreError, Result, SnapshotError},
-    pir::Database,
+    pir::{Database, Scheme, SchemeParams},
 };
 
 /// First bytes of every snapshot file.
@@ -276,7 +276,7 @@ fn file_kind(meta: &std::fs::Metadata) -> &'static str {
 
 /// Reads a full file's buckets and (if wanted) database, checking both checksums.
 fn read_full_payload(r: &mut dyn Read, header: SnapshotHeader, with_db: bool) -> Result<Snapshot> {
-    let plain_len = header.scheme.num_items() * header.scheme.item_bytes as usize;
+    let plain_len = header.scheme.num_items() * header.scheme.item_bytes();
     let mut plaintext = vec![0u8; plain_len];
     read_exact_or(r, &mut plaintext, "buckets")?;
     let mut hasher = blake3::Hasher::new();
@@ -284,21 +284,34 @@ fn read_full_payload(r: &mut dyn Read, header: SnapshotHeader, with_db: bool) ->
     if hasher.finalize().as_bytes() != &header.plaintext_checksum {
         return Err(CoreError::snapshot(SnapshotError::BucketChecksum));
     }
-    let db = if with_db {
-        let mut db = vec![0u64; header.scheme.db_words()];
+    let db = match header.scheme {
+        Scheme::Spiral(params) if with_db => {
+            Payload::Spiral(read_words(r, params, &header.db_checksum)?)
+        }
+        // A YPIR+SP file holds no words: its database derives from the buckets.
+        Scheme::YpirSp(_) if header.db_checksum != words_checksum(&[]) => {
+            return Err(CoreError::snapshot(SnapshotError::DatabaseChecksum));
+        }
+        Scheme::YpirSp(params) if with_db => Payload::ypir(params),
+        scheme => Payload::not_loaded(scheme),
+    };
+    Ok(Snapshot::from_parts(header, plaintext, db))
+}
+
+/// Reads a Spiral database's words, checking their checksum.
+fn read_words(r: &mut dyn Read, params: SchemeParams, checksum: &[u8; 32]) -> Result<Database> {
+    {
+        let mut db = vec![0u64; params.db_words()];
         let mut hasher = blake3::Hasher::new();
         for chunk in bytemuck::cast_slice_mut::<u64, u8>(&mut db).chunks_mut(1 << 24) {
             read_exact_or(r, chunk, "database")?;
             hasher.update_rayon(chunk);
         }
-        if hasher.finalize().as_bytes() != &header.db_checksum {
+        if hasher.finalize().as_bytes() != checksum {
             return Err(CoreError::snapshot(SnapshotError::DatabaseChecksum));
         }
-        Database::from_words(header.scheme, db)?
-    } else {
-        Database::not_loaded(header.scheme)
-    };
-    Ok(Snapshot::from_parts(header, plaintext, db))
+        Database::from_words(params, db)
+    }
 }
 
 pub(super) fn read_exact_or(r: &mut dyn Read, buf: &mut [u8], part: &'static str) -> Result<()> {
@@ -339,8 +352,8 @@ fn read_header_from(r: &mut dyn Read, len: u64) -> Result<(SnapshotHeader, [u8; 
         // A delta's length depends on its item count, checked when its payload is read.
         return Ok((header, header_hash));
     }
-    let plain_len = header.scheme.num_items() * header.scheme.item_bytes as usize;
-    let words = header.scheme.db_words();
+    let plain_len = header.scheme.num_items() * header.scheme.item_bytes();
+    let words = header.scheme.spiral().map_or(0, |p| p.db_words());
     let expected = 16 + header_len as u64 + 32 + plain_len as u64 + words as u64 * 8;
     if len < expected {
         return Err(invalid(SnapshotError::Short { len, expected }));

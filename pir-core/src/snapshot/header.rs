@@ -6,7 +6,7 @@ use bincode::{Decode, Encode};
 use crate::{
     error::{CoreError, Result, SnapshotError},
     keyword::{KeywordLayout, LookupConfig},
-    pir::SchemeParams,
+    pir::Scheme,
 };
 
 /// Largest header: room for a choice table of [`crate::keyword::MAX_GROUPS`] groups (1 MiB)
@@ -32,8 +32,8 @@ pub struct DpSignature {
 /// What a snapshot says about itself.
 #[derive(Clone, Debug, PartialEq, Eq, Encode, Decode)]
 pub struct SnapshotHeader {
-    /// Spiral parameters of the database.
-    pub scheme: SchemeParams,
+    /// The database's engine and shape.
+    pub scheme: Scheme,
     /// Keyword-to-bucket layout.
     pub layout: KeywordLayout,
     /// Version of the content; clients quote it with each query.
@@ -94,8 +94,8 @@ impl SnapshotHeader {
         }
         // The header opens with the scheme in its fixed encoding: check it first, so that a
         // bad shape is reported as such rather than as an undecodable header.
-        if let Some(scheme) = bytes.first_chunk::<{ SchemeParams::ENCODED_LEN }>() {
-            SchemeParams::check_le_bytes(scheme).map_err(|e| invalid(SnapshotError::Params(e)))?;
+        if let Some(scheme) = bytes.first_chunk::<{ Scheme::ENCODED_LEN }>() {
+            Scheme::check_le_bytes(scheme).map_err(|e| invalid(SnapshotError::Params(e)))?;
         }
         let (header, used): (Self, usize) = bincode::decode_from_slice(bytes, bincode_config())
             .map_err(|e| invalid(SnapshotError::HeaderDecode(e)))?;

@@ -28,7 +28,7 @@ use crate::{
     identity::{DpKey, DpKeys, IssuerId},
     keyword::ShardPosition,
     oprf::{OprfOutput, OprfPublicKey},
-    pir::SchemeParams,
+    pir::Scheme,
 };
 
 /// First bytes of every manifest file.
@@ -76,7 +76,7 @@ pub struct Manifest {
     /// Creation time, unix seconds.
     pub created_at: u64,
     /// The scheme every shard uses (one client key set fits them all).
-    pub scheme: SchemeParams,
+    pub scheme: Scheme,
     /// The DP's OPRF public key every shard is keyed by.
     pub oprf_key: OprfPublicKey,
     /// The shards, shard `i` at index `i`.

@@ -1,11 +1,13 @@
-//! Snapshots: a keyword layout plus the NTT-preprocessed Spiral database, in one file.
+//! Snapshots: a keyword layout plus the database of its engine (the header's `Scheme`: Spiral's
+//! NTT-preprocessed words, or YPIR+SP's buckets alone), in one file.
 //!
 //! ```text
 //! file    = magic "PIRSNAP\0" || format_version:u32le || header_len:u32le
 //!           || header[header_len]            (bincode, little-endian, fixed-width integers)
 //!           || blake3(header)[32]
 //!           || plaintext[num_items * item_bytes]   (the buckets, for updates and inspection)
-//!           || db words[db_words] as u64le        (NTT form: loading never redoes the NTT)
+//!           || db words[db_words] as u64le        (NTT form: loading never redoes the NTT;
+//!                                                  none for YPIR+SP, derived from the buckets)
 //! header.plaintext_checksum = blake3(plaintext), header.db_checksum = blake3(db bytes)
 //!
 //! delta   = magic || format_version || header_len || header (base = Some) || blake3(header)
@@ -25,7 +27,7 @@ mod header;
 mod manifest;
 mod sign;
 
-use std::collections::BTreeSet;
+use std::{collections::BTreeSet, sync::OnceLock};
 
 pub use build::{
     BuildInput, BuildOptions, BuildReport, DEFAULT_FILL_PERCENT, GROUP_SIZE, ShardedBuild,
@@ -44,15 +46,87 @@ use header::encode_header;
 use crate::{
     error::{CoreError, Result},
     keyword::LookupConfig,
-    pir::{Database, MessageSizes},
+    pir::{Database, Engine, MessageSizes, Scheme, ypir::YpirDatabase, ypir::YpirParams},
 };
+
+/// What answering reads, by engine.
+enum Payload {
+    /// Spiral's NTT-form words (none when loaded for an update only).
+    Spiral(Database),
+    /// YPIR+SP's elements and precomputation, derived from the buckets when first asked for
+    /// (a server asks at load): its file holds the buckets only. `false` when loaded for an
+    /// update only (an update then writes a delta).
+    YpirSp(YpirParams, OnceLock<YpirDatabase>, bool),
+}
+
+impl Payload {
+    /// An empty payload for a scheme, loaded for an update only: Spiral's without words.
+    fn not_loaded(scheme: Scheme) -> Self {
+        match scheme {
+            Scheme::Spiral(p) => Payload::Spiral(Database::not_loaded(p)),
+            Scheme::YpirSp(p) => Payload::YpirSp(p, OnceLock::new(), false),
+        }
+    }
+
+    /// YPIR+SP's payload for serving: derived from the buckets when first needed.
+    fn ypir(params: YpirParams) -> Self {
+        Payload::YpirSp(params, OnceLock::new(), true)
+    }
+
+    /// Whether answering can use it (not when loaded for an update only).
+    fn is_loaded(&self) -> bool {
+        match self {
+            Payload::Spiral(db) => db.is_loaded(),
+            Payload::YpirSp(_, _, served) => *served,
+        }
+    }
+
+    /// The words a file stores after the buckets (none for YPIR+SP).
+    fn words(&self) -> &[u64] {
+        match self {
+            Payload::Spiral(db) => db.words(),
+            Payload::YpirSp(..) => &[],
+        }
+    }
+
+    /// A delta's items' words (`per_item` each) in place of theirs.
+    fn scatter_items(&mut self, indices: &[usize], words: &[u64], per_item: usize) -> Result<()> {
+        match self {
+            Payload::Spiral(db) => {
+                let chunks: Vec<&[u64]> = words.chunks_exact(per_item.max(1)).collect();
+                db.scatter_items(indices, &chunks)
+            }
+            Payload::YpirSp(_, db, _) => {
+                *db = OnceLock::new();
+                Ok(())
+            }
+        }
+    }
+
+    /// Re-encodes items `indices` after their buckets changed in `plaintext`.
+    fn encode_items(
+        &mut self,
+        plaintext: &[u8],
+        indices: &[usize],
+        progress: &(dyn Fn(usize, usize) + Sync),
+    ) -> Result<()> {
+        match self {
+            Payload::Spiral(db) => db.encode_items(plaintext, indices, progress),
+            // Every changed row changes every column's hint: derived again when next needed.
+            Payload::YpirSp(_, db, _) => {
+                *db = OnceLock::new();
+                Ok(())
+            }
+        }
+    }
+}
 
 /// A loaded or freshly built snapshot, ready to answer queries.
 pub struct Snapshot {
     header: SnapshotHeader,
     plaintext: Vec<u8>,
-    /// Empty when loaded for an update only ([`Snapshot::load_plaintext`]).
-    db: Database,
+    /// Spiral's without words when loaded for an update only ([`Snapshot::load_plaintext`]).
+    db: Payload,
     /// Items that differ from the base (for a delta).
     delta_items: BTreeSet<usize>,
     /// What a delta of this snapshot refers to (the file it was loaded from, or its base).
@@ -74,7 +148,7 @@ impl std::fmt::Debug for Snapshot {
 
 impl Snapshot {
     /// A full snapshot of these parts, not yet sealed, with no delta state.
-    fn from_parts(header: SnapshotHeader, plaintext: Vec<u8>, db: Database) -> Self {
+    fn from_parts(header: SnapshotHeader, plaintext: Vec<u8>, db: Payload) -> Self {
         Self {
             header,
             plaintext,
@@ -152,7 +226,7 @@ impl Snapshot {
 
     /// The plaintext of bucket `index`.
     pub fn bucket(&self, index: usize) -> Option<&[u8]> {
-        let n = self.header.scheme.item_bytes as usize;
+        let n = self.header.scheme.item_bytes();
         let start = index.checked_mul(n)?;
         self.plaintext.get(start..start.checked_add(n)?)
     }
@@ -177,7 +251,7 @@ impl Snapshot {
         index: usize,
         edit: impl FnOnce(&mut [u8]),
     ) -> Result<()> {
-        let n = self.header.scheme.item_bytes as usize;
+        let n = self.header.scheme.item_bytes();
         let item =
             self.plaintext
                 .get_mut(index * n..(index + 1) * n)
@@ -190,8 +264,39 @@ impl Snapshot {
         self.seal()
     }
 
-    /// The NTT-form database: what answering reads.
-    pub fn database(&self) -> &Database {
-        &self.db
+    /// Its engine.
+    pub fn engine(&self) -> Engine {
+        self.header.scheme.engine()
+    }
+
+    /// The NTT-form Spiral database: what answering a Spiral snapshot reads. Refused for
+    /// another engine.
+    pub fn database(&self) -> Result<&Database> {
+        match &self.db {
+            Payload::Spiral(db) => Ok(db),
+            Payload::YpirSp(..) => Err(CoreError::WrongEngine {
+                expected: Engine::Spiral,
+                found: self.engine(),
+            }),
+        }
+    }
+
+    /// The YPIR+SP database: what answering a YPIR+SP snapshot reads, derived from the buckets
+    /// the first time it is asked for (the offline precomputation; a server asks at load).
+    /// Refused for another engine.
+    pub fn ypir_database(&self) -> Result<&YpirDatabase> {
+        match &self.db {
+            Payload::YpirSp(params, db, _) => {
+                if let Some(db) = db.get() {
+                    return Ok(db);
+                }
+                let built = YpirDatabase::encode(*params, &self.plaintext)?;
+                Ok(db.get_or_init(|| built))
+            }
+            Payload::Spiral(_) => Err(CoreError::WrongEngine {
+                expected: Engine::YpirSp,
+                found: self.engine(),
+            }),
+        }
     }
 }

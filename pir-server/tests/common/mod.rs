@@ -161,7 +161,8 @@ pub(crate) fn bob_snapshot(issuer: &IssuerKey, epoch: u64, salt: u8) -> Snapshot
         epoch,
         now: 1_800_000_000,
         salt: Some([salt; 32]),
-        scheme: Some(SchemeParams::danger_test_only_small()),
+        scheme: Some(SchemeParams::danger_test_only_small().into()),
+        engine: pir_core::Engine::Spiral,
         fill_percent: None,
     };
     let trust = TrustStore::parse(&issuer.to_public_text()).unwrap();
@@ -205,12 +206,12 @@ pub(crate) async fn register(rpc: &mut DiscoveryClient<Channel>) -> (LookupClien
     let config = config(rpc).await;
     let client = LookupClient::new(config.lookup().clone(), pir_core::testing::trust()).unwrap();
     let id = rpc
-        .register_keys(RegisterKeysRequest::for_keys(client.keys()))
+        .register_keys(RegisterKeysRequest::for_keys(client.keys().unwrap()))
         .await
         .unwrap()
         .into_inner()
         .key_id;
-    assert_eq!(id, client.keys().id().0.to_vec());
+    assert_eq!(id, client.keys().unwrap().id().0.to_vec());
     (client, id)
 }
 
@@ -225,7 +226,10 @@ pub(crate) async fn evaluate(
     let blinded = client.blind(cpis, &mut rand::rngs::OsRng).unwrap();
     let elements: Vec<_> = blinded.iter().map(|b| *b.element()).collect();
     let response = rpc
-        .evaluate(EvaluateRequest::authenticated(client.keys(), &elements))
+        .evaluate(EvaluateRequest::authenticated(
+            client.keys().unwrap(),
+            &elements,
+        ))
         .await
         .unwrap()
         .into_inner();
@@ -245,14 +249,17 @@ pub(crate) async fn try_lookup(
         .unwrap();
     let elements: Vec<_> = blinded.iter().map(|b| *b.element()).collect();
     let response = rpc
-        .evaluate(EvaluateRequest::authenticated(client.keys(), &elements))
+        .evaluate(EvaluateRequest::authenticated(
+            client.keys().unwrap(),
+            &elements,
+        ))
         .await?
         .into_inner();
     let evaluation = EvaluationIn::parse(response, 1).unwrap();
     let evaluated = client.finalize(&blinded, evaluation.evaluation()).unwrap();
     let pending = client.query(&evaluated[0]).unwrap();
     let request = pir_proto::v1::QueryRequest::authenticated(
-        client.keys(),
+        client.keys().unwrap(),
         client.config().epoch(),
         vec![pending.query().to_vec()],
     );

@@ -3,7 +3,7 @@
 //! the requests it builds (a key registration, an authenticated query).
 
 use pir_core::{
-    ClientKeys, CoreError, KeywordLayout, LookupConfig, SchemeParams, SnapshotHeader,
+    ClientKeys, CoreError, KeywordLayout, LookupConfig, SnapshotHeader, pir::Scheme,
     snapshot::Manifest,
 };
 
@@ -19,6 +19,9 @@ pub enum ConvertError {
         /// The field's name.
         field: &'static str,
     },
+    /// Both engines' shapes (`scheme` and `ypir`): a configuration has one.
+    #[error("config has both a Spiral scheme and a YPIR+SP shape")]
+    TwoEngines,
     /// A field that does not validate.
     #[error(transparent)]
     Invalid(#[from] CoreError),
@@ -157,7 +160,13 @@ impl TryFrom<v1::GetConfigResponse> for ConfigIn {
     type Error = ConvertError;
     fn try_from(raw: v1::GetConfigResponse) -> Result<Self, ConvertError> {
         let missing = |field| ConvertError::Missing { field };
-        let scheme = SchemeParams::try_from(raw.scheme.as_ref().ok_or_else(|| missing("scheme"))?)?;
+        // Exactly one engine's shape.
+        let scheme = match (raw.scheme.as_ref(), raw.ypir.as_ref()) {
+            (Some(p), None) => Scheme::Spiral(p.try_into()?),
+            (None, Some(p)) => Scheme::YpirSp(p.try_into()?),
+            (None, None) => return Err(missing("scheme")),
+            (Some(_), Some(_)) => return Err(ConvertError::TwoEngines),
+        };
         let layout =
             KeywordLayout::try_from(raw.layout.as_ref().ok_or_else(|| missing("layout"))?)?;
         let limits = raw.limits.unwrap_or_default();
@@ -334,6 +343,16 @@ impl v1::RegisterKeysRequest {
 }
 
 impl v1::QueryRequest {
+    /// A request without keys, for a server whose engine registers none (YPIR+SP: every
+    /// query carries its own packing keys).
+    pub fn keyless(epoch: u64, queries: Vec<Vec<u8>>) -> Self {
+        Self {
+            epoch,
+            queries,
+            ..Self::default()
+        }
+    }
+
     /// A request of `keys`'s owner for `queries` at `epoch`, authenticated.
     pub fn authenticated(keys: &ClientKeys, epoch: u64, queries: Vec<Vec<u8>>) -> Self {
         let mut request = Self {
@@ -360,7 +379,7 @@ impl v1::QueryRequest {
 #[cfg(test)]
 mod tests {
     use pir_core::{
-        SchemeFields,
+        SchemeFields, SchemeParams,
         error::{LayoutError, ParamsError},
     };
 
@@ -372,7 +391,10 @@ mod tests {
     fn config_carries_every_field() {
         let c = ConfigIn::try_from(config()).unwrap();
         assert_eq!(c.lookup().epoch(), 9);
-        assert_eq!(*c.lookup().scheme(), SchemeParams::danger_test_only_small());
+        assert_eq!(
+            *c.lookup().scheme(),
+            Scheme::Spiral(SchemeParams::danger_test_only_small())
+        );
         assert_eq!(c.lookup().layout().salt, [7; 32]);
         assert_eq!(c.max_queries_per_request(), 4);
         assert_eq!(c.max_message_bytes(), 64 << 20);

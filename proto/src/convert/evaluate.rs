@@ -51,9 +51,10 @@ pub enum EvaluateError {
 /// id and MAC. Whether the elements are valid group elements is the evaluator's check.
 #[derive(Debug)]
 pub struct EvaluateIn {
-    key_id: KeyId,
+    /// The key the evaluations are charged to and its MAC; `None` for a request without keys
+    /// (a YPIR+SP client's: no key id, no MAC).
+    credentials: Option<(KeyId, [u8; QUERY_MAC_BYTES])>,
     blinded: Vec<[u8; ELEMENT_BYTES]>,
-    mac: [u8; QUERY_MAC_BYTES],
 }
 
 impl EvaluateIn {
@@ -68,13 +69,18 @@ impl EvaluateIn {
                 max: max_elements,
             });
         }
-        let key_id = <[u8; 32]>::try_from(req.key_id.as_slice()).map_err(|_| {
-            EvaluateError::KeyIdLength {
-                got: req.key_id.len(),
-            }
-        })?;
-        let mac = <[u8; QUERY_MAC_BYTES]>::try_from(req.mac.as_slice())
-            .map_err(|_| EvaluateError::MacLength { got: req.mac.len() })?;
+        let credentials = if req.key_id.is_empty() && req.mac.is_empty() {
+            None
+        } else {
+            let key_id = <[u8; 32]>::try_from(req.key_id.as_slice()).map_err(|_| {
+                EvaluateError::KeyIdLength {
+                    got: req.key_id.len(),
+                }
+            })?;
+            let mac = <[u8; QUERY_MAC_BYTES]>::try_from(req.mac.as_slice())
+                .map_err(|_| EvaluateError::MacLength { got: req.mac.len() })?;
+            Some((KeyId(key_id), mac))
+        };
         let blinded = req
             .blinded
             .iter()
@@ -89,15 +95,14 @@ impl EvaluateIn {
             })
             .collect::<Result<_, _>>()?;
         Ok(Self {
-            key_id: KeyId(key_id),
+            credentials,
             blinded,
-            mac,
         })
     }
 
-    /// The key the evaluations are charged to.
-    pub fn key_id(&self) -> KeyId {
-        self.key_id
+    /// The key the evaluations are charged to; `None` for a request without keys.
+    pub fn key_id(&self) -> Option<KeyId> {
+        self.credentials.map(|(id, _)| id)
     }
 
     /// The blinded elements, in order.
@@ -105,9 +110,9 @@ impl EvaluateIn {
         &self.blinded
     }
 
-    /// The request's MAC.
-    pub fn mac(&self) -> &[u8; QUERY_MAC_BYTES] {
-        &self.mac
+    /// The request's MAC; `None` for a request without keys.
+    pub fn mac(&self) -> Option<&[u8; QUERY_MAC_BYTES]> {
+        self.credentials.as_ref().map(|(_, mac)| mac)
     }
 
     /// The blinded elements, by value.
@@ -194,6 +199,16 @@ impl EvaluationIn {
 }
 
 impl v1::EvaluateRequest {
+    /// A request without keys, for a server whose engine registers none (YPIR+SP): charged to
+    /// the peer's network and the server's limits only.
+    pub fn keyless(blinded: &[[u8; ELEMENT_BYTES]]) -> Self {
+        Self {
+            key_id: Vec::new(),
+            blinded: blinded.iter().map(|b| b.to_vec()).collect(),
+            mac: Vec::new(),
+        }
+    }
+
     /// An Evaluate request for `blinded` under `keys`, with its MAC.
     pub fn authenticated(keys: &ClientKeys, blinded: &[[u8; ELEMENT_BYTES]]) -> Self {
         let mac = keys.query_mac_key().tag_evaluation(&keys.id(), blinded);
@@ -223,7 +238,7 @@ mod tests {
     fn requests_are_checked_for_shape() {
         let ok = EvaluateIn::parse(request(2), 2).unwrap();
         assert_eq!(ok.blinded().len(), 2);
-        assert_eq!(ok.key_id(), KeyId([1; 32]));
+        assert_eq!(ok.key_id(), Some(KeyId([1; 32])));
         assert_eq!(
             EvaluateIn::parse(request(0), 2).unwrap_err(),
             EvaluateError::NoElements
@@ -249,6 +264,27 @@ mod tests {
         assert_eq!(
             EvaluateIn::parse(r, 2).unwrap_err(),
             EvaluateError::KeyIdLength { got: 33 }
+        );
+    }
+
+    /// A request without keys (a YPIR+SP client's) has neither key id nor MAC; one of the two
+    /// alone is refused.
+    #[test]
+    fn keyless_requests_have_neither_key_id_nor_mac() {
+        let keyless = v1::EvaluateRequest::keyless(&[[2; 32]]);
+        let ok = EvaluateIn::parse(keyless.clone(), 2).unwrap();
+        assert_eq!((ok.key_id(), ok.mac()), (None, None));
+        let mut r = keyless.clone();
+        r.mac = vec![3; 32];
+        assert_eq!(
+            EvaluateIn::parse(r, 2).unwrap_err(),
+            EvaluateError::KeyIdLength { got: 0 }
+        );
+        let mut r = keyless;
+        r.key_id = vec![1; 32];
+        assert_eq!(
+            EvaluateIn::parse(r, 2).unwrap_err(),
+            EvaluateError::MacLength { got: 0 }
         );
     }
 

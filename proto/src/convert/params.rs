@@ -1,8 +1,11 @@
 //! The scheme parameters and the keyword layout, both ways: both sides of the wire send them.
 
 use pir_core::{
-    CoreError, KeywordLayout, SchemeFields, SchemeParams, error::LayoutError,
-    keyword::ShardPosition, oprf::OprfPublicKey,
+    CoreError, KeywordLayout, SchemeFields, SchemeParams,
+    error::LayoutError,
+    keyword::ShardPosition,
+    oprf::OprfPublicKey,
+    pir::{Scheme, ypir::YpirParams},
 };
 
 use crate::v1;
@@ -39,6 +42,31 @@ impl TryFrom<&v1::SchemeParams> for SchemeParams {
     type Error = CoreError;
     fn try_from(p: &v1::SchemeParams) -> Result<Self, CoreError> {
         SchemeParams::try_from(scheme_fields!(p => SchemeFields))
+    }
+}
+
+impl From<&YpirParams> for v1::YpirParams {
+    fn from(p: &YpirParams) -> Self {
+        Self {
+            rows_log2: p.rows_log2().into(),
+            instances: p.instances() as u32,
+        }
+    }
+}
+
+impl TryFrom<&v1::YpirParams> for YpirParams {
+    type Error = CoreError;
+    fn try_from(p: &v1::YpirParams) -> Result<Self, CoreError> {
+        let narrow = |v: u32| u8::try_from(v).unwrap_or(u8::MAX);
+        YpirParams::new(narrow(p.rows_log2), narrow(p.instances))
+    }
+}
+
+/// The configuration's engine fields (`scheme` or `ypir`) for a scheme.
+pub(crate) fn scheme_fields(s: &Scheme) -> (Option<v1::SchemeParams>, Option<v1::YpirParams>) {
+    match s {
+        Scheme::Spiral(p) => (Some(p.into()), None),
+        Scheme::YpirSp(p) => (None, Some(p.into())),
     }
 }
 

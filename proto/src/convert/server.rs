@@ -46,7 +46,8 @@ pub enum QueryError {
 /// registered mac key).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct QueryIn {
-    key_id: KeyId,
+    /// `None` for a request without keys (YPIR+SP: no key id, no MAC).
+    key_id: Option<KeyId>,
     epoch: u64,
     shard: u32,
     queries: Vec<Vec<u8>>,
@@ -73,9 +74,14 @@ impl QueryIn {
             });
         }
         let got = req.key_id.len();
-        let key_id = <[u8; 32]>::try_from(req.key_id)
-            .map(KeyId)
-            .map_err(|_| QueryError::KeyIdLength { got })?;
+        let key_id = match got {
+            0 => None,
+            _ => Some(
+                <[u8; 32]>::try_from(req.key_id)
+                    .map(KeyId)
+                    .map_err(|_| QueryError::KeyIdLength { got })?,
+            ),
+        };
         let mac = match req.mac.len() {
             0 => None,
             got => Some(
@@ -102,8 +108,9 @@ impl QueryIn {
         self.mac.as_ref()
     }
 
-    /// The id of the keys the queries were made with.
-    pub fn key_id(&self) -> KeyId {
+    /// The id of the keys the queries were made with; `None` for queries without keys (a
+    /// YPIR+SP client's).
+    pub fn key_id(&self) -> Option<KeyId> {
         self.key_id
     }
 
@@ -235,9 +242,11 @@ impl v1::GetConfigResponse {
     /// [`Self::for_snapshot`] from a snapshot's header alone.
     pub fn for_header(h: &SnapshotHeader, limits: v1::Limits) -> Result<Self, CoreError> {
         let sizes = h.scheme.message_sizes()?;
+        let (scheme, ypir) = super::params::scheme_fields(&h.scheme);
         Ok(Self {
             epoch: h.epoch,
-            scheme: Some((&h.scheme).into()),
+            scheme,
+            ypir,
             layout: Some((&h.layout).into()),
             limits: Some(limits),
             sizes: Some(v1::MessageSizes {
@@ -298,6 +307,14 @@ mod tests {
         }
     }
 
+    /// A request without keys (a YPIR+SP client's): no key id, no MAC; its queries as sent.
+    #[test]
+    fn keyless_queries_parse_without_a_key_id() {
+        let q = QueryIn::parse(v1::QueryRequest::keyless(7, vec![vec![1]; 2]), 4).unwrap();
+        assert_eq!((q.key_id(), q.mac(), q.epoch()), (None, None, 7));
+        assert_eq!(q.queries().len(), 2);
+    }
+
     #[test]
     fn query_carries_its_mac_or_none_and_refuses_a_mac_of_another_length() {
         assert_eq!(
@@ -330,22 +347,22 @@ mod tests {
         .unwrap();
         assert_eq!(reg.key_id(), keys.id());
         let q = QueryIn::parse(req, 2).unwrap();
-        assert_eq!(q.key_id(), keys.id());
+        assert_eq!(q.key_id().unwrap(), keys.id());
         let mac = q.mac().unwrap();
         assert!(
             reg.query_mac_key()
-                .verify(&q.key_id(), q.epoch(), q.queries(), mac)
+                .verify(&q.key_id().unwrap(), q.epoch(), q.queries(), mac)
         );
         assert!(
             !reg.query_mac_key()
-                .verify(&q.key_id(), q.epoch() + 1, q.queries(), mac)
+                .verify(&q.key_id().unwrap(), q.epoch() + 1, q.queries(), mac)
         );
     }
 
     #[test]
     fn query_carries_key_id_epoch_shard_and_queries() {
         let q = QueryIn::parse(query(32, 2), 2).unwrap();
-        assert_eq!(q.key_id(), KeyId([5; 32]));
+        assert_eq!(q.key_id().unwrap(), KeyId([5; 32]));
         assert_eq!(q.epoch(), 3);
         assert_eq!(q.shard(), 2);
         assert_eq!(q.queries().len(), 2);
@@ -367,7 +384,8 @@ mod tests {
 
     #[test]
     fn query_refuses_a_key_id_of_another_length() {
-        for len in [0, 31, 33] {
+        // (None at all is a query without keys: `keyless_queries_parse_without_a_key_id`.)
+        for len in [31, 33] {
             assert_eq!(
                 QueryIn::parse(query(len, 1), 2),
                 Err(QueryError::KeyIdLength { got: len })

@@ -164,11 +164,12 @@ impl ShardedClient {
         }
     }
 
-    /// The id of this client's public keys (one set for every shard).
-    pub fn key_id(&self) -> KeyId {
+    /// The id of this client's public keys (one set for every shard); `None` for a YPIR+SP
+    /// snapshot (no keys).
+    pub fn key_id(&self) -> Option<KeyId> {
         match &self.inner {
             Inner::Single(client) => client.key_id(),
-            Inner::Sharded(d) => d.keys.id(),
+            Inner::Sharded(d) => Some(d.keys.id()),
         }
     }
 
@@ -212,13 +213,19 @@ impl Directory {
         let floor = stored_seen.filter(|_| options.dp_keys.is_some());
         let seen = directory::accept(&manifest, &options, floor.as_ref(), key_file.as_ref())?;
         check_params(&manifest.scheme, &options)?;
+        let Some(&params) = manifest.scheme.spiral() else {
+            return Err(ClientError::RefusedParams {
+                params: manifest.scheme.to_string(),
+                reason: crate::error::ParamsRefusal::ShardedKeyless,
+            });
+        };
         let (keys, reused) = match stored {
             Some(KeyFileContents { keys, .. })
-                if !options.rotate_keys && *keys.params() == manifest.scheme =>
+                if !options.rotate_keys && *keys.params() == params =>
             {
                 (keys, true)
             }
-            _ => (generate_keys(manifest.scheme).await?, false),
+            _ => (generate_keys(params).await?, false),
         };
         let remembered = if options.dp_keys.is_some() {
             Some(seen)
@@ -494,11 +501,8 @@ impl Directory {
                 }
                 None => (lookup.cover_query(&mut rand::rngs::OsRng)?, None),
             };
-            let mut message = v1::QueryRequest::authenticated(
-                lookup.keys(),
-                config.lookup().epoch(),
-                vec![bytes],
-            );
+            let mut message =
+                v1::QueryRequest::authenticated(&self.keys, config.lookup().epoch(), vec![bytes]);
             message.shard = shard;
             wire.send(&message);
             let reply = within("Query", deadline, grpc.query(request(message, deadline))).await;
