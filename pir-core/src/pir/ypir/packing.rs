@@ -27,13 +27,11 @@ use rayon::prelude::*;
 use super::arith::{self, KEY_SEED, N, Poly, ring};
 use super::client::key_stream;
 use super::params::{GADGET_BITS, GADGET_LEN, LEVELS, LOG2_Q_A, LOG2_Q_B, RESPONSE_COEFF_BYTES};
+use super::simd::{self, NODE_WORDS};
 use crate::pir::{Kernel, ring::MODULI};
 
 /// Nodes of the tree.
 const NODES: usize = N - 1;
-/// Words of one node's digits.
-const NODE_WORDS: usize = GADGET_LEN * N;
-const LOW: u64 = (1 << 32) - 1;
 
 /// The first node of `level` (1-based) in the digits' order: levels in order.
 fn level_start(level: usize) -> usize {
@@ -86,7 +84,7 @@ impl Packing {
     /// d columns (per residue, reduced).
     pub(super) fn pack(&self, kernel: Kernel, keys: &[u64], answers: [&[u64]; 2]) -> Vec<u8> {
         let ring = ring();
-        let mut root = self.second_row(LEVELS, 0, keys);
+        let mut root = self.second_row(kernel, LEVELS, 0, keys);
         ring.inverse(kernel, &mut root);
         let mut out = Vec::with_capacity(N * RESPONSE_COEFF_BYTES);
         for k in 0..N {
@@ -102,45 +100,19 @@ impl Packing {
     }
 
     /// Node i of `level`'s second row (NTT form), from zero inputs: the key switches' part.
-    fn second_row(&self, level: usize, i: usize, keys: &[u64]) -> Poly {
-        let ring = ring();
-        let mut out = Poly::zero();
-        if level > 1 {
-            let even = self.second_row(level - 1, i, keys);
-            let odd = self.second_row(level - 1, i + (N >> level), keys);
-            let y = &ring.y[level - 1];
-            let perm = &ring.auto[level - 1];
-            let mut diff = [0u64; N];
-            for m in 0..2 {
-                let p = MODULI[m];
-                let (e, o, yy) = (even.residue(m), odd.residue(m), y.residue(m));
-                let dst = out.residue_mut(m);
-                for k in 0..N {
-                    let yo = ring.mul(yy[k], o[k], m);
-                    diff[k] = if e[k] >= yo { e[k] - yo } else { e[k] + p - yo };
-                    dst[k] = e[k] + yo;
-                }
-                for k in 0..N {
-                    dst[k] += diff[perm[m][k] as usize];
-                }
-            }
-        }
+    fn second_row(&self, kernel: Kernel, level: usize, i: usize, keys: &[u64]) -> Poly {
+        let children = (level > 1).then(|| {
+            [
+                self.second_row(kernel, level - 1, i, keys),
+                self.second_row(kernel, level - 1, i + (N >> level), keys),
+            ]
+        });
         let node = level_start(level) + i;
         let digits = &self.digits[node * NODE_WORDS..(node + 1) * NODE_WORDS];
         let level_keys = &keys[(level - 1) * NODE_WORDS..level * NODE_WORDS];
-        for m in 0..2 {
-            let shift = 32 * m;
-            let dst = out.residue_mut(m);
-            for (k, w) in dst.iter_mut().enumerate() {
-                let mut acc = *w;
-                for j in 0..GADGET_LEN {
-                    let d = (digits[j * N + k] >> shift) & LOW;
-                    let key = (level_keys[j * N + k] >> shift) & LOW;
-                    acc += d * key;
-                }
-                *w = ring.reduce(acc, m);
-            }
-        }
+        let mut out = Poly::zero();
+        let children = children.as_ref().map(|[even, odd]| [even, odd]);
+        simd::second_row_node(kernel, level, children, digits, level_keys, &mut out);
         out
     }
 
