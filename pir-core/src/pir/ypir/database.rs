@@ -114,22 +114,22 @@ impl YpirDatabase {
             .map(|q| parse_query(&self.params, q))
             .collect::<Result<Vec<_>>>()?;
         let answers = self.first_pass(kernel, &parsed);
-        Ok(parsed
+        let keys: Vec<&[u64]> = parsed.iter().map(|q| q.keys.as_slice()).collect();
+        let mut out: Vec<Vec<u8>> = parsed
             .iter()
-            .zip(&answers)
-            .map(|(query, answer)| {
-                let mut out = Vec::with_capacity(self.params.response_bytes());
-                for (instance, packing) in self.packing.iter().enumerate() {
-                    let cols = instance * N..(instance + 1) * N;
-                    out.extend(packing.pack(
-                        kernel,
-                        &query.keys,
-                        [&answer[0][cols.clone()], &answer[1][cols]],
-                    ));
-                }
-                out
-            })
-            .collect())
+            .map(|_| Vec::with_capacity(self.params.response_bytes()))
+            .collect();
+        for (instance, packing) in self.packing.iter().enumerate() {
+            let cols = instance * N..(instance + 1) * N;
+            let answers: Vec<[&[u64]; 2]> = answers
+                .iter()
+                .map(|a| [&a[0][cols.clone()], &a[1][cols.clone()]])
+                .collect();
+            for (out, packed) in out.iter_mut().zip(packing.pack(kernel, &keys, &answers)) {
+                out.extend(packed);
+            }
+        }
+        Ok(out)
     }
 
     /// The first pass: for every query and column, the sum over the rows of the query's word

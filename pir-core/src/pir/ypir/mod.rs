@@ -24,7 +24,7 @@
 //! | `client.rs` | a query and its secret; decrypting a response |
 //! | `database.rs` | [`YpirDatabase`]: elements, the hint's columns, the first pass, answers |
 //! | `packing.rs` | the packing tree: precomputed first rows, per-query second rows |
-//! | `simd.rs` | the first pass's column sums and a packing node's second row: portable, AVX2, AVX-512 |
+//! | `simd.rs` | the first pass's sums and packing's nodes: portable, AVX2, AVX-512 kernels |
 
 mod arith;
 mod client;

@@ -79,40 +79,75 @@ impl Packing {
         Self { digits, first_row }
     }
 
-    /// The response ciphertext for one query: its packing keys (`GADGET_LEN` per level, NTT
-    /// form, residues packed as in `digits`) and its first pass's answers for this instance's
-    /// d columns (per residue, reduced).
-    pub(super) fn pack(&self, kernel: Kernel, keys: &[u64], answers: [&[u64]; 2]) -> Vec<u8> {
+    /// The response ciphertexts for a batch of queries: per query its packing keys
+    /// (`GADGET_LEN` per level, NTT form, residues packed as in `digits`) and its first pass's
+    /// answers for this instance's d columns (per residue, reduced). The queries go through the
+    /// tree [`simd::PACK_BATCH`] at a time, each node's digits read once for all of them.
+    pub(super) fn pack(
+        &self,
+        kernel: Kernel,
+        keys: &[&[u64]],
+        answers: &[[&[u64]; 2]],
+    ) -> Vec<Vec<u8>> {
         let ring = ring();
-        let mut root = self.second_row(kernel, LEVELS, 0, keys);
-        ring.inverse(kernel, &mut root);
-        let mut out = Vec::with_capacity(N * RESPONSE_COEFF_BYTES);
-        for k in 0..N {
-            for (m, answer) in answers.iter().enumerate() {
-                let w = &mut root.residue_mut(m)[k];
-                *w = ring.reduce(*w + ring.mul(answer[k], N as u64 % MODULI[m], m), m);
+        let mut scratch = simd::Scratch::new(keys.len().min(simd::PACK_BATCH));
+        let mut packed = Vec::with_capacity(keys.len());
+        for (keys, answers) in keys
+            .chunks(simd::PACK_BATCH)
+            .zip(answers.chunks(simd::PACK_BATCH))
+        {
+            let roots = self.second_rows(kernel, LEVELS, 0, keys, &mut scratch);
+            for (mut root, answers) in roots.into_iter().zip(answers) {
+                ring.inverse(kernel, &mut root);
+                let mut out = Vec::with_capacity(N * RESPONSE_COEFF_BYTES);
+                for k in 0..N {
+                    for (m, answer) in answers.iter().enumerate() {
+                        let w = &mut root.residue_mut(m)[k];
+                        *w = ring.reduce(*w + ring.mul(answer[k], N as u64 % MODULI[m], m), m);
+                    }
+                    let b = arith::rescale(ring.compose(&root, k), LOG2_Q_B);
+                    let coeff = self.first_row[k] | (b << LOG2_Q_A);
+                    out.extend_from_slice(&coeff.to_le_bytes()[..RESPONSE_COEFF_BYTES]);
+                }
+                packed.push(out);
             }
-            let b = arith::rescale(ring.compose(&root, k), LOG2_Q_B);
-            let coeff = self.first_row[k] | (b << LOG2_Q_A);
-            out.extend_from_slice(&coeff.to_le_bytes()[..RESPONSE_COEFF_BYTES]);
         }
-        out
+        packed
     }
 
-    /// Node i of `level`'s second row (NTT form), from zero inputs: the key switches' part.
-    fn second_row(&self, kernel: Kernel, level: usize, i: usize, keys: &[u64]) -> Poly {
+    /// Node i of `level`'s second row (NTT form) for each query of a batch (its keys), from
+    /// zero inputs: the key switches' part.
+    fn second_rows(
+        &self,
+        kernel: Kernel,
+        level: usize,
+        i: usize,
+        keys: &[&[u64]],
+        scratch: &mut simd::Scratch,
+    ) -> Vec<Poly> {
         let children = (level > 1).then(|| {
             [
-                self.second_row(kernel, level - 1, i, keys),
-                self.second_row(kernel, level - 1, i + (N >> level), keys),
+                self.second_rows(kernel, level - 1, i, keys, scratch),
+                self.second_rows(kernel, level - 1, i + (N >> level), keys, scratch),
             ]
         });
         let node = level_start(level) + i;
         let digits = &self.digits[node * NODE_WORDS..(node + 1) * NODE_WORDS];
-        let level_keys = &keys[(level - 1) * NODE_WORDS..level * NODE_WORDS];
-        let mut out = Poly::zero();
-        let children = children.as_ref().map(|[even, odd]| [even, odd]);
-        simd::second_row_node(kernel, level, children, digits, level_keys, &mut out);
+        let level_keys: Vec<&[u64]> = keys
+            .iter()
+            .map(|k| &k[(level - 1) * NODE_WORDS..level * NODE_WORDS])
+            .collect();
+        let mut out: Vec<Poly> = keys.iter().map(|_| Poly::zero()).collect();
+        let children = children.as_ref().map(|[even, odd]| [&even[..], &odd[..]]);
+        simd::second_row_nodes(
+            kernel,
+            level,
+            children,
+            digits,
+            &level_keys,
+            &mut out,
+            scratch,
+        );
         out
     }
 

@@ -1,6 +1,6 @@
 //! YPIR+SP's two online hot loops in AVX2 and AVX-512, chosen at run time by the answer's
-//! [`Kernel`]: the first pass's column sums ([`column_sums`]) and one packing node's second row
-//! ([`second_row_node`]).
+//! [`Kernel`]: the first pass's column sums ([`column_sums`]) and one packing node's second rows
+//! for a batch of queries ([`second_row_nodes`]).
 //!
 //! Each has three implementations that give the same words: the portable one (scalar code), AVX2
 //! (four 64-bit lanes) and AVX-512F (eight). The discipline is `pir/kernel.rs`'s: the SIMD code
@@ -20,9 +20,10 @@
 //!   `Ring::y_shoup`: exact after one conditional subtraction), the difference is reduced as the
 //!   portable code does, and the node's sum (`even + Y odd`, the permuted difference and the
 //!   three key products: below `3p + 3p^2 < 2^58`) is reduced with a Barrett quotient from its
-//!   top 31 bits (exact after one conditional subtraction, `BARRETT_58`) where the portable code uses
-//!   `Ring::reduce`. The slot permutation is a gather, its indices masked to the table (a no-op
-//!   for the ring's permutations, which the masking makes a bound the gather can rely on).
+//!   top 31 bits (exact after one conditional subtraction, `BARRETT_58`) where the portable
+//!   code uses `Ring::reduce`. The slot permutation is a gather, its indices masked to the table
+//!   (a no-op for the ring's permutations, which the masking makes a bound the gather can rely
+//!   on). The queries of a batch share the node's digits: each step loads them once for all.
 //!
 //! Shapes the SIMD kernels do not take (none that the engine makes) go to the portable code.
 //!
@@ -127,44 +128,67 @@ fn column_sums_portable(
     }
 }
 
-/// One packing node's second row (NTT form) into `out`, which is zero on entry: with its
-/// children's second rows `[even, odd]` (levels above 1) `even + Y odd + tau(even - Y odd)`, the
-/// level's Y and automorphism, plus the products of its `digits` with the level's `keys`, every
-/// word reduced. (A leaf adds its products to `out`'s words, which the tests use to reach the
+/// How many queries' packing trees are walked together (each node's digits read once for all
+/// of them: the digits, 96 MiB per instance, are most of packing's memory traffic).
+pub(super) const PACK_BATCH: usize = 4;
+
+/// The SIMD kernels' buffers for up to [`PACK_BATCH`] queries' nodes (each query's `even - Y
+/// odd` before the slot permutation), kept from node to node.
+pub(super) struct Scratch(
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))] Vec<[[u64; N]; 2]>,
+);
+
+impl Scratch {
+    /// For batches of up to `queries` queries.
+    pub(super) fn new(queries: usize) -> Self {
+        Self(vec![[[0u64; N]; 2]; queries])
+    }
+}
+
+/// One packing node's second row (NTT form) for each query of a batch into `out[q]`, which is
+/// zero on entry: for a node above the leaves, `even + Y odd + tau(even - Y odd)` from the
+/// query's children's second rows `even[q]` and `odd[q]` (the level's Y and automorphism);
+/// plus the products of the node's `digits` with the query's level keys `keys[q]`; every word
+/// reduced. (A leaf adds its products to `out`'s words, which the tests use to reach the
 /// reduction with any sum.)
 #[cfg_attr(not(target_arch = "x86_64"), allow(unused_variables))]
-pub(super) fn second_row_node(
+pub(super) fn second_row_nodes(
     kernel: Kernel,
     level: usize,
-    children: Option<[&Poly; 2]>,
+    children: Option<[&[Poly]; 2]>,
     digits: &[u64],
-    keys: &[u64],
-    out: &mut Poly,
+    keys: &[&[u64]],
+    out: &mut [Poly],
+    scratch: &mut Scratch,
 ) {
     let ring = ring();
     #[cfg(target_arch = "x86_64")]
     if kernel.kind() != KernelKind::Portable {
         // The SIMD kernels take the node's words as fixed-size tables, which every node of the
-        // engine has.
-        if let (Some(node), Some(out)) = (
-            Node::new(ring, level, children, digits, keys),
-            residues_mut(out),
-        ) {
+        // engine has, and a buffer per query.
+        let queries = out.len();
+        let views = out.iter_mut().map(residues_mut).collect::<Option<Vec<_>>>();
+        let node = Node::new(ring, level, children, digits, keys, queries);
+        if let (Some(node), Some(mut out), Some(diff)) = (node, views, scratch.0.get_mut(..queries))
+        {
             match kernel.kind() {
                 // SAFETY: a `Kernel` of this kind exists only after `Kernel::force` saw the
                 // CPU's avx512f.
-                KernelKind::Avx512 => unsafe { avx512::second_row_node(&node, out) },
+                KernelKind::Avx512 => unsafe { avx512::second_row_nodes(&node, &mut out, diff) },
                 // SAFETY: as above, with avx2.
-                KernelKind::Avx2 => unsafe { avx2::second_row_node(&node, out) },
+                KernelKind::Avx2 => unsafe { avx2::second_row_nodes(&node, &mut out, diff) },
                 KernelKind::Portable => {}
             }
             return;
         }
     }
-    second_row_node_portable(ring, level, children, digits, keys, out);
+    for (q, (keys, out)) in keys.iter().zip(out.iter_mut()).enumerate() {
+        let children = children.map(|[even, odd]| [&even[q], &odd[q]]);
+        second_row_node_portable(ring, level, children, digits, keys, out);
+    }
 }
 
-/// [`second_row_node`] in scalar code, residue by residue.
+/// [`second_row_nodes`] in scalar code, for one query, residue by residue.
 fn second_row_node_portable(
     ring: &Ring,
     level: usize,
@@ -224,23 +248,30 @@ fn residues_mut(poly: &mut Poly) -> Option<[&mut [u64; N]; 2]> {
     }
 }
 
-/// A node's inputs as the SIMD kernels take them: fixed-size tables, so that every load of
-/// theirs is inside one by its index alone.
+/// A node's inputs for a batch of queries as the SIMD kernels take them: fixed-size tables, so
+/// that every load of theirs is inside one by its index alone.
 #[cfg(target_arch = "x86_64")]
 struct Node<'a> {
-    children: Option<Children<'a>>,
     digits: &'a [u64; NODE_WORDS],
-    keys: &'a [u64; NODE_WORDS],
+    /// Per query, its level's keys.
+    keys: Vec<&'a [u64; NODE_WORDS]>,
+    /// For a node with children: its level's tables and, per query, the children's second rows.
+    children: Option<(Tables<'a>, Vec<Children<'a>>)>,
 }
 
-/// A node's children's second rows and its level's tables, per residue.
+/// A level's Y, its Shoup constants and its slot permutation, per residue.
+#[cfg(target_arch = "x86_64")]
+struct Tables<'a> {
+    y: [&'a [u64; N]; 2],
+    y_shoup: [&'a [u64; N]; 2],
+    perm: [&'a [u16; N]; 2],
+}
+
+/// One query's children's second rows, per residue.
 #[cfg(target_arch = "x86_64")]
 struct Children<'a> {
     even: [&'a [u64; N]; 2],
     odd: [&'a [u64; N]; 2],
-    y: [&'a [u64; N]; 2],
-    y_shoup: [&'a [u64; N]; 2],
-    perm: [&'a [u16; N]; 2],
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -249,31 +280,48 @@ impl<'a> Node<'a> {
     fn new(
         ring: &'a Ring,
         level: usize,
-        children: Option<[&'a Poly; 2]>,
+        children: Option<[&'a [Poly]; 2]>,
         digits: &'a [u64],
-        keys: &'a [u64],
+        keys: &[&'a [u64]],
+        queries: usize,
     ) -> Option<Self> {
         let children = match children {
             None => None,
-            Some([even, odd]) => {
+            Some([even, odd]) if even.len() == queries && odd.len() == queries => {
                 let l = level.checked_sub(1)?;
                 let [p0, p1] = ring.auto.get(l)?;
-                Some(Children {
-                    even: residues(even)?,
-                    odd: residues(odd)?,
+                let tables = Tables {
                     y: residues(ring.y.get(l)?)?,
                     y_shoup: residues(ring.y_shoup.get(l)?)?,
                     perm: [
                         p0.as_slice().try_into().ok()?,
                         p1.as_slice().try_into().ok()?,
                     ],
-                })
+                };
+                let children = even
+                    .iter()
+                    .zip(odd)
+                    .map(|(even, odd)| {
+                        Some(Children {
+                            even: residues(even)?,
+                            odd: residues(odd)?,
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>()?;
+                Some((tables, children))
             }
+            Some(_) => return None,
         };
+        if keys.len() != queries {
+            return None;
+        }
         Some(Self {
-            children,
             digits: digits.try_into().ok()?,
-            keys: keys.try_into().ok()?,
+            keys: keys
+                .iter()
+                .map(|k| (*k).try_into().ok())
+                .collect::<Option<Vec<_>>>()?,
+            children,
         })
     }
 }
@@ -299,12 +347,12 @@ const _: () = assert!(N.is_power_of_two() && N <= 1 << 16);
 mod avx512 {
     use std::arch::x86_64::*;
 
+    use super::{BARRETT_58, Children, GADGET_LEN, GROUP, MODULI, N, Node, TILE, Tables};
+
     /// Words ahead of the current step that the digits are prefetched from: each of a node's
     /// three digit tables is 16 KiB, 4 pages, and the hardware prefetcher starts over at every
     /// page (measured: 1.25x on the packing of one query, at 64 to 256 words alike).
     const PREFETCH: usize = 128;
-
-    use super::{BARRETT_58, Children, GADGET_LEN, GROUP, MODULI, N, Node, TILE};
 
     /// [`super::column_sums`] in AVX-512F: tile by tile of rows, group by group of columns,
     /// up to 4 queries at once.
@@ -405,24 +453,6 @@ mod avx512 {
         out
     }
 
-    /// [`super::second_row_node`] in AVX-512F.
-    ///
-    /// # Safety
-    ///
-    /// The CPU runs AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn second_row_node(node: &Node<'_>, out: [&mut [u64; N]; 2]) {
-        match &node.children {
-            Some(children) => {
-                let mut diff = [[0u64; N]; 2];
-                let [out0, out1] = out;
-                children_terms(children, &mut diff, [&mut *out0, &mut *out1]);
-                key_products(node, Some((&diff, children)), [out0, out1]);
-            }
-            None => key_products(node, None, out),
-        }
-    }
-
     /// `a * b mod p` for `a, b < p`, `b_shoup = floor(b 2^32 / p)`: Shoup's product.
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -444,12 +474,37 @@ mod avx512 {
         _mm512_min_epu32(r, _mm512_sub_epi32(r, p))
     }
 
+    /// [`super::second_row_nodes`] in AVX-512F.
+    ///
+    /// # Safety
+    ///
+    /// The CPU runs AVX-512F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn second_row_nodes(
+        node: &Node<'_>,
+        out: &mut [[&mut [u64; N]; 2]],
+        diff: &mut [[[u64; N]; 2]],
+    ) {
+        if let Some((tables, children)) = &node.children {
+            for ((ch, out), diff) in children.iter().zip(out.iter_mut()).zip(diff.iter_mut()) {
+                children_terms(tables, ch, diff, out);
+            }
+        }
+        key_products(node, diff, out);
+    }
+
     /// Per residue, `diff = even - Y odd mod p` and `out = even + Y odd` (below 2p).
     #[target_feature(enable = "avx512f")]
-    fn children_terms(ch: &Children<'_>, diff: &mut [[u64; N]; 2], out: [&mut [u64; N]; 2]) {
-        for (m, (dst, diff)) in out.into_iter().zip(diff.iter_mut()).enumerate() {
+    fn children_terms(
+        tables: &Tables<'_>,
+        ch: &Children<'_>,
+        diff: &mut [[u64; N]; 2],
+        out: &mut [&mut [u64; N]; 2],
+    ) {
+        for (m, (dst, diff)) in out.iter_mut().zip(diff.iter_mut()).enumerate() {
             let p = _mm512_set1_epi64(MODULI[m] as i64);
-            let (e, o, y, ys) = (ch.even[m], ch.odd[m], ch.y[m], ch.y_shoup[m]);
+            let (e, o) = (ch.even[m], ch.odd[m]);
+            let (y, ys) = (tables.y[m], tables.y_shoup[m]);
             for k in (0..N).step_by(8) {
                 // SAFETY: k + 8 <= N: every load and store is of 8 words inside its N-word
                 // table.
@@ -469,14 +524,11 @@ mod avx512 {
         }
     }
 
-    /// `out + diff[perm]` (with children) plus the digits' products with the keys, reduced:
-    /// both residues of 8 slots a step, from the packed digit and key words.
+    /// Per query, `out + diff[perm]` (with children) plus the node's digits' products with the
+    /// query's keys, reduced: both residues of 8 slots a step from the packed digit and key
+    /// words, each step's digits loaded once for every query.
     #[target_feature(enable = "avx512f")]
-    fn key_products(
-        node: &Node<'_>,
-        children: Option<(&[[u64; N]; 2], &Children<'_>)>,
-        out: [&mut [u64; N]; 2],
-    ) {
+    fn key_products(node: &Node<'_>, diff: &[[[u64; N]; 2]], out: &mut [[&mut [u64; N]; 2]]) {
         let p = [
             _mm512_set1_epi64(MODULI[0] as i64),
             _mm512_set1_epi64(MODULI[1] as i64),
@@ -486,30 +538,10 @@ mod avx512 {
             _mm512_set1_epi64(BARRETT_58[1] as i64),
         ];
         let mask = _mm256_set1_epi32(N as i32 - 1);
-        let [out0, out1] = out;
+        let perm = node.children.as_ref().map(|(tables, _)| tables.perm);
         for k in (0..N).step_by(8) {
-            // SAFETY: k + 8 <= N: the loads are of 8 words inside the N-word tables.
-            let mut acc = unsafe {
-                [
-                    _mm512_loadu_si512(out0.as_ptr().add(k).cast()),
-                    _mm512_loadu_si512(out1.as_ptr().add(k).cast()),
-                ]
-            };
-            if let Some((diff, ch)) = children {
-                for (m, a) in acc.iter_mut().enumerate() {
-                    // SAFETY: k + 8 <= N: the 16 bytes read are 8 entries of the N-entry
-                    // permutation. Its entries masked to N - 1 (N a power of two, and a no-op
-                    // for a permutation of N slots), every gathered word is inside `diff[m]`.
-                    let g = unsafe {
-                        let idx = _mm256_cvtepu16_epi32(_mm_loadu_si128(
-                            ch.perm[m].as_ptr().add(k).cast(),
-                        ));
-                        let idx = _mm256_and_si256(idx, mask);
-                        _mm512_i32gather_epi64::<8>(idx, diff[m].as_ptr().cast())
-                    };
-                    *a = _mm512_add_epi64(*a, g);
-                }
-            }
+            let mut d = [_mm512_setzero_si512(); GADGET_LEN];
+            let mut d_hi = [_mm512_setzero_si512(); GADGET_LEN];
             for j in 0..GADGET_LEN {
                 // A hint (it reads nothing and never faults), at an address computed without
                 // pointer arithmetic's bounds: past the last node it names memory of no use.
@@ -519,29 +551,55 @@ mod avx512 {
                         .wrapping_add(j * N + k + PREFETCH)
                         .cast(),
                 );
-                // SAFETY: j * N + k + 8 <= GADGET_LEN * N: inside the node's tables.
-                let (d, key) = unsafe {
-                    (
-                        _mm512_loadu_si512(node.digits.as_ptr().add(j * N + k).cast()),
-                        _mm512_loadu_si512(node.keys.as_ptr().add(j * N + k).cast()),
-                    )
-                };
-                acc[0] = _mm512_add_epi64(acc[0], _mm512_mul_epu32(d, key));
-                acc[1] = _mm512_add_epi64(
-                    acc[1],
-                    _mm512_mul_epu32(_mm512_srli_epi64::<32>(d), _mm512_srli_epi64::<32>(key)),
-                );
+                // SAFETY: j * N + k + 8 <= GADGET_LEN * N: inside the node's digits.
+                d[j] = unsafe { _mm512_loadu_si512(node.digits.as_ptr().add(j * N + k).cast()) };
+                d_hi[j] = _mm512_srli_epi64::<32>(d[j]);
             }
-            // SAFETY: k + 8 <= N: the stores are of 8 words inside the N-word tables.
-            unsafe {
-                _mm512_storeu_si512(
-                    out0.as_mut_ptr().add(k).cast(),
-                    reduce(acc[0], p[0], barrett[0]),
-                );
-                _mm512_storeu_si512(
-                    out1.as_mut_ptr().add(k).cast(),
-                    reduce(acc[1], p[1], barrett[1]),
-                );
+            for ((out, keys), diff) in out.iter_mut().zip(&node.keys).zip(diff) {
+                let [out0, out1] = out;
+                // SAFETY: k + 8 <= N: the loads are of 8 words inside the N-word tables.
+                let mut acc = unsafe {
+                    [
+                        _mm512_loadu_si512(out0.as_ptr().add(k).cast()),
+                        _mm512_loadu_si512(out1.as_ptr().add(k).cast()),
+                    ]
+                };
+                if let Some(perm) = perm {
+                    for (m, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: k + 8 <= N: the 16 bytes read are 8 entries of the N-entry
+                        // permutation. Its entries masked to N - 1 (N a power of two, and a
+                        // no-op for a permutation of N slots), every gathered word is inside
+                        // `diff[m]`.
+                        let g = unsafe {
+                            let idx = _mm256_cvtepu16_epi32(_mm_loadu_si128(
+                                perm[m].as_ptr().add(k).cast(),
+                            ));
+                            let idx = _mm256_and_si256(idx, mask);
+                            _mm512_i32gather_epi64::<8>(idx, diff[m].as_ptr().cast())
+                        };
+                        *a = _mm512_add_epi64(*a, g);
+                    }
+                }
+                for j in 0..GADGET_LEN {
+                    // SAFETY: j * N + k + 8 <= GADGET_LEN * N: inside the query's keys.
+                    let key = unsafe { _mm512_loadu_si512(keys.as_ptr().add(j * N + k).cast()) };
+                    acc[0] = _mm512_add_epi64(acc[0], _mm512_mul_epu32(d[j], key));
+                    acc[1] = _mm512_add_epi64(
+                        acc[1],
+                        _mm512_mul_epu32(d_hi[j], _mm512_srli_epi64::<32>(key)),
+                    );
+                }
+                // SAFETY: k + 8 <= N: the stores are of 8 words inside the N-word tables.
+                unsafe {
+                    _mm512_storeu_si512(
+                        out0.as_mut_ptr().add(k).cast(),
+                        reduce(acc[0], p[0], barrett[0]),
+                    );
+                    _mm512_storeu_si512(
+                        out1.as_mut_ptr().add(k).cast(),
+                        reduce(acc[1], p[1], barrett[1]),
+                    );
+                }
             }
         }
     }
@@ -551,7 +609,7 @@ mod avx512 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BARRETT_58, Children, GADGET_LEN, GROUP, MODULI, N, Node, TILE};
+    use super::{BARRETT_58, Children, GADGET_LEN, GROUP, MODULI, N, Node, TILE, Tables};
 
     /// [`super::column_sums`] in AVX2: the AVX-512 kernel's order on four lanes, up to 2
     /// queries at once (16 registers).
@@ -651,24 +709,6 @@ mod avx2 {
         out
     }
 
-    /// [`super::second_row_node`] in AVX2.
-    ///
-    /// # Safety
-    ///
-    /// The CPU runs AVX2.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn second_row_node(node: &Node<'_>, out: [&mut [u64; N]; 2]) {
-        match &node.children {
-            Some(children) => {
-                let mut diff = [[0u64; N]; 2];
-                let [out0, out1] = out;
-                children_terms(children, &mut diff, [&mut *out0, &mut *out1]);
-                key_products(node, Some((&diff, children)), [out0, out1]);
-            }
-            None => key_products(node, None, out),
-        }
-    }
-
     /// As the AVX-512 kernel's.
     #[inline]
     #[target_feature(enable = "avx2")]
@@ -687,12 +727,37 @@ mod avx2 {
         _mm256_min_epu32(r, _mm256_sub_epi32(r, p))
     }
 
-    /// As the AVX-512 kernel's.
+    /// [`super::second_row_nodes`] in AVX2.
+    ///
+    /// # Safety
+    ///
+    /// The CPU runs AVX2.
     #[target_feature(enable = "avx2")]
-    fn children_terms(ch: &Children<'_>, diff: &mut [[u64; N]; 2], out: [&mut [u64; N]; 2]) {
-        for (m, (dst, diff)) in out.into_iter().zip(diff.iter_mut()).enumerate() {
+    pub(super) unsafe fn second_row_nodes(
+        node: &Node<'_>,
+        out: &mut [[&mut [u64; N]; 2]],
+        diff: &mut [[[u64; N]; 2]],
+    ) {
+        if let Some((tables, children)) = &node.children {
+            for ((ch, out), diff) in children.iter().zip(out.iter_mut()).zip(diff.iter_mut()) {
+                children_terms(tables, ch, diff, out);
+            }
+        }
+        key_products(node, diff, out);
+    }
+
+    /// Per residue, `diff = even - Y odd mod p` and `out = even + Y odd` (below 2p).
+    #[target_feature(enable = "avx2")]
+    fn children_terms(
+        tables: &Tables<'_>,
+        ch: &Children<'_>,
+        diff: &mut [[u64; N]; 2],
+        out: &mut [&mut [u64; N]; 2],
+    ) {
+        for (m, (dst, diff)) in out.iter_mut().zip(diff.iter_mut()).enumerate() {
             let p = _mm256_set1_epi64x(MODULI[m] as i64);
-            let (e, o, y, ys) = (ch.even[m], ch.odd[m], ch.y[m], ch.y_shoup[m]);
+            let (e, o) = (ch.even[m], ch.odd[m]);
+            let (y, ys) = (tables.y[m], tables.y_shoup[m]);
             for k in (0..N).step_by(4) {
                 // SAFETY: k + 4 <= N: every load and store is of 4 words inside its N-word
                 // table.
@@ -702,6 +767,7 @@ mod avx2 {
                     let y = _mm256_loadu_si256(y.as_ptr().add(k).cast());
                     let ys = _mm256_loadu_si256(ys.as_ptr().add(k).cast());
                     let yo = mul_shoup(o, y, ys, p);
+                    // e - yo, plus p when it wrapped: both below 2^32 (32-bit lanes).
                     let d = _mm256_sub_epi32(e, yo);
                     let d = _mm256_min_epu32(d, _mm256_add_epi32(d, p));
                     _mm256_storeu_si256(diff.as_mut_ptr().add(k).cast(), d);
@@ -711,13 +777,11 @@ mod avx2 {
         }
     }
 
-    /// As the AVX-512 kernel's, four slots a step.
+    /// Per query, `out + diff[perm]` (with children) plus the node's digits' products with the
+    /// query's keys, reduced: both residues of 4 slots a step from the packed digit and key
+    /// words, each step's digits loaded once for every query.
     #[target_feature(enable = "avx2")]
-    fn key_products(
-        node: &Node<'_>,
-        children: Option<(&[[u64; N]; 2], &Children<'_>)>,
-        out: [&mut [u64; N]; 2],
-    ) {
+    fn key_products(node: &Node<'_>, diff: &[[[u64; N]; 2]], out: &mut [[&mut [u64; N]; 2]]) {
         let p = [
             _mm256_set1_epi64x(MODULI[0] as i64),
             _mm256_set1_epi64x(MODULI[1] as i64),
@@ -727,53 +791,59 @@ mod avx2 {
             _mm256_set1_epi64x(BARRETT_58[1] as i64),
         ];
         let mask = _mm_set1_epi32(N as i32 - 1);
-        let [out0, out1] = out;
+        let perm = node.children.as_ref().map(|(tables, _)| tables.perm);
         for k in (0..N).step_by(4) {
-            // SAFETY: k + 4 <= N: the loads are of 4 words inside the N-word tables.
-            let mut acc = unsafe {
-                [
-                    _mm256_loadu_si256(out0.as_ptr().add(k).cast()),
-                    _mm256_loadu_si256(out1.as_ptr().add(k).cast()),
-                ]
-            };
-            if let Some((diff, ch)) = children {
-                for (m, a) in acc.iter_mut().enumerate() {
-                    // SAFETY: k + 4 <= N: the 8 bytes read are 4 entries of the N-entry
-                    // permutation. Its entries masked to N - 1 (N a power of two, and a no-op
-                    // for a permutation of N slots), every gathered word is inside `diff[m]`.
-                    let g = unsafe {
-                        let idx =
-                            _mm_cvtepu16_epi32(_mm_loadl_epi64(ch.perm[m].as_ptr().add(k).cast()));
-                        let idx = _mm_and_si128(idx, mask);
-                        _mm256_i32gather_epi64::<8>(diff[m].as_ptr().cast(), idx)
-                    };
-                    *a = _mm256_add_epi64(*a, g);
-                }
-            }
+            let mut d = [_mm256_setzero_si256(); GADGET_LEN];
+            let mut d_hi = [_mm256_setzero_si256(); GADGET_LEN];
             for j in 0..GADGET_LEN {
-                // SAFETY: j * N + k + 4 <= GADGET_LEN * N: inside the node's tables.
-                let (d, key) = unsafe {
-                    (
-                        _mm256_loadu_si256(node.digits.as_ptr().add(j * N + k).cast()),
-                        _mm256_loadu_si256(node.keys.as_ptr().add(j * N + k).cast()),
-                    )
-                };
-                acc[0] = _mm256_add_epi64(acc[0], _mm256_mul_epu32(d, key));
-                acc[1] = _mm256_add_epi64(
-                    acc[1],
-                    _mm256_mul_epu32(_mm256_srli_epi64::<32>(d), _mm256_srli_epi64::<32>(key)),
-                );
+                // SAFETY: j * N + k + 4 <= GADGET_LEN * N: inside the node's digits.
+                d[j] = unsafe { _mm256_loadu_si256(node.digits.as_ptr().add(j * N + k).cast()) };
+                d_hi[j] = _mm256_srli_epi64::<32>(d[j]);
             }
-            // SAFETY: k + 4 <= N: the stores are of 4 words inside the N-word tables.
-            unsafe {
-                _mm256_storeu_si256(
-                    out0.as_mut_ptr().add(k).cast(),
-                    reduce(acc[0], p[0], barrett[0]),
-                );
-                _mm256_storeu_si256(
-                    out1.as_mut_ptr().add(k).cast(),
-                    reduce(acc[1], p[1], barrett[1]),
-                );
+            for ((out, keys), diff) in out.iter_mut().zip(&node.keys).zip(diff) {
+                let [out0, out1] = out;
+                // SAFETY: k + 4 <= N: the loads are of 4 words inside the N-word tables.
+                let mut acc = unsafe {
+                    [
+                        _mm256_loadu_si256(out0.as_ptr().add(k).cast()),
+                        _mm256_loadu_si256(out1.as_ptr().add(k).cast()),
+                    ]
+                };
+                if let Some(perm) = perm {
+                    for (m, a) in acc.iter_mut().enumerate() {
+                        // SAFETY: k + 4 <= N: the 8 bytes read are 4 entries of the N-entry
+                        // permutation. Its entries masked to N - 1 (N a power of two, and a
+                        // no-op for a permutation of N slots), every gathered word is inside
+                        // `diff[m]`.
+                        let g = unsafe {
+                            let idx =
+                                _mm_cvtepu16_epi32(_mm_loadl_epi64(perm[m].as_ptr().add(k).cast()));
+                            let idx = _mm_and_si128(idx, mask);
+                            _mm256_i32gather_epi64::<8>(diff[m].as_ptr().cast(), idx)
+                        };
+                        *a = _mm256_add_epi64(*a, g);
+                    }
+                }
+                for j in 0..GADGET_LEN {
+                    // SAFETY: j * N + k + 4 <= GADGET_LEN * N: inside the query's keys.
+                    let key = unsafe { _mm256_loadu_si256(keys.as_ptr().add(j * N + k).cast()) };
+                    acc[0] = _mm256_add_epi64(acc[0], _mm256_mul_epu32(d[j], key));
+                    acc[1] = _mm256_add_epi64(
+                        acc[1],
+                        _mm256_mul_epu32(d_hi[j], _mm256_srli_epi64::<32>(key)),
+                    );
+                }
+                // SAFETY: k + 4 <= N: the stores are of 4 words inside the N-word tables.
+                unsafe {
+                    _mm256_storeu_si256(
+                        out0.as_mut_ptr().add(k).cast(),
+                        reduce(acc[0], p[0], barrett[0]),
+                    );
+                    _mm256_storeu_si256(
+                        out1.as_mut_ptr().add(k).cast(),
+                        reduce(acc[1], p[1], barrett[1]),
+                    );
+                }
             }
         }
     }
@@ -926,24 +996,35 @@ mod tests {
             }
         }
         let ring = ring();
-        let (poly, words) = (Poly::zero(), vec![0u64; NODE_WORDS]);
+        let (polys, words) = ([Poly::zero(), Poly::zero()], vec![0u64; NODE_WORDS]);
+        let keys = [words.as_slice(); 2];
         for level in 1..=LEVELS {
-            let children = (level > 1).then_some([&poly, &poly]);
-            assert!(Node::new(ring, level, children, &words, &words).is_some());
+            let children = (level > 1).then_some([&polys[..], &polys[..]]);
+            assert!(Node::new(ring, level, children, &words, &keys, 2).is_some());
         }
     }
 
-    /// A node's second row with the given kernel, from `out`'s words on entry.
-    fn node(
+    /// A node's second rows for a batch with the given kernel, from `out`'s words on entry.
+    fn nodes(
         kernel: Kernel,
         level: usize,
-        children: Option<[&Poly; 2]>,
+        children: Option<[&[Poly]; 2]>,
         digits: &[u64],
-        keys: &[u64],
-        out: &Poly,
-    ) -> Poly {
-        let mut out = out.clone();
-        second_row_node(kernel, level, children, digits, keys, &mut out);
+        keys: &[Vec<u64>],
+        out: &[Poly],
+    ) -> Vec<Poly> {
+        let mut out = out.to_vec();
+        let keys: Vec<&[u64]> = keys.iter().map(Vec::as_slice).collect();
+        let mut scratch = Scratch::new(PACK_BATCH);
+        second_row_nodes(
+            kernel,
+            level,
+            children,
+            digits,
+            &keys,
+            &mut out,
+            &mut scratch,
+        );
         out
     }
 
@@ -957,22 +1038,29 @@ mod tests {
         ] {
             let mut draw = Draw::new(11, values);
             for level in 1..=LEVELS {
-                let (even, odd) = (draw.poly(), draw.poly());
-                let children = (level > 1).then_some([&even, &odd]);
+                // Batches of 1 to PACK_BATCH queries, by turns.
+                let queries = 1 + level % PACK_BATCH;
+                let even: Vec<Poly> = (0..queries).map(|_| draw.poly()).collect();
+                let odd: Vec<Poly> = (0..queries).map(|_| draw.poly()).collect();
+                let children = (level > 1).then_some([&even[..], &odd[..]]);
                 let digits: Vec<u64> = (0..NODE_WORDS).map(|_| draw.word()).collect();
-                let keys: Vec<u64> = (0..NODE_WORDS).map(|_| draw.word()).collect();
-                let zero = Poly::zero();
-                let expected = node(portable(), level, children, &digits, &keys, &zero);
+                let keys: Vec<Vec<u64>> = (0..queries)
+                    .map(|_| (0..NODE_WORDS).map(|_| draw.word()).collect())
+                    .collect();
+                let zero = vec![Poly::zero(); queries];
+                let expected = nodes(portable(), level, children, &digits, &keys, &zero);
                 for (m, &p) in MODULI.iter().enumerate() {
-                    assert!(expected.residue(m).iter().all(|&w| w < p));
+                    assert!(expected.iter().all(|e| e.residue(m).iter().all(|&w| w < p)));
                 }
                 for kernel in Kernel::available() {
-                    let got = node(kernel, level, children, &digits, &keys, &zero);
-                    assert!(
-                        got.words() == expected.words(),
-                        "{} kernel, level {level}, {values:?}",
-                        kernel.kind()
-                    );
+                    let got = nodes(kernel, level, children, &digits, &keys, &zero);
+                    for (q, (g, e)) in got.iter().zip(&expected).enumerate() {
+                        assert!(
+                            g.words() == e.words(),
+                            "{} kernel, level {level}, query {q} of {queries}, {values:?}",
+                            kernel.kind()
+                        );
+                    }
                 }
             }
         }
@@ -983,7 +1071,7 @@ mod tests {
     #[test]
     fn every_kernel_reduces_every_sum_below_2_58() {
         let mut rng = ChaCha20Rng::seed_from_u64(12);
-        let zeros = vec![0u64; NODE_WORDS];
+        let zeros = vec![vec![0u64; NODE_WORDS]];
         for round in 0..8 {
             let mut sums = Poly::zero();
             for (m, &p) in MODULI.iter().enumerate() {
@@ -999,9 +1087,9 @@ mod tests {
                 }
             }
             for kernel in Kernel::available() {
-                let got = node(kernel, 1, None, &zeros, &zeros, &sums);
+                let got = nodes(kernel, 1, None, &zeros[0], &zeros, &[sums.clone()]);
                 for (m, &p) in MODULI.iter().enumerate() {
-                    for (g, x) in got.residue(m).iter().zip(sums.residue(m)) {
+                    for (g, x) in got[0].residue(m).iter().zip(sums.residue(m)) {
                         assert_eq!(*g, x % p, "{} kernel, {x}", kernel.kind());
                     }
                 }
