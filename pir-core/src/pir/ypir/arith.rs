@@ -79,6 +79,9 @@ pub(super) struct Ring {
     pub(super) sp: Params,
     /// The NTT of Y = X^(d / 2^l) for packing level l = 1..=11 (index l - 1).
     pub(super) y: Vec<Poly>,
+    /// Shoup's constants of `y`, slot by slot: `floor(Y * 2^32 / p_m)`, for the SIMD kernels'
+    /// product by Y (`simd.rs`).
+    pub(super) y_shoup: Vec<Poly>,
     /// The slot permutation of the automorphism X -> X^(2^l + 1), per level and residue:
     /// `NTT(tau(f))[k] = NTT(f)[perm[k]]`.
     pub(super) auto: Vec<[Vec<u16>; 2]>,
@@ -125,6 +128,7 @@ impl Ring {
         let mut ring = Self {
             sp,
             y: Vec::new(),
+            y_shoup: Vec::new(),
             auto: Vec::new(),
             reverse: [Vec::new(), Vec::new()],
             barrett,
@@ -144,7 +148,14 @@ impl Ring {
                 y.residue_mut(m)[N >> level] = 1;
             }
             ring.forward(kernel, &mut y);
+            let mut shoup = Poly::zero();
+            for (m, &p) in MODULI.iter().enumerate() {
+                for (s, &w) in shoup.residue_mut(m).iter_mut().zip(y.residue(m)) {
+                    *s = ((u128::from(w) << 32) / u128::from(p)) as u64;
+                }
+            }
             ring.y.push(y);
+            ring.y_shoup.push(shoup);
             let t = (1 << level) + 1;
             ring.auto
                 .push([0, 1].map(|m| slot_permutation(&x, m, t as u64)));

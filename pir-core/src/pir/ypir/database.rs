@@ -10,8 +10,6 @@ use super::params::{GADGET_LEN, LEVELS, WORD_BYTES, YpirParams};
 use crate::error::{CoreError, PirBytesError, PirMessage, Result};
 use crate::pir::{Kernel, ring::MODULI};
 
-const LOW: u64 = (1 << 32) - 1;
-
 /// A YPIR+SP database, with its precomputation: what a server answers from.
 ///
 /// Nothing in it depends on a client: any replica answers any query.
@@ -115,44 +113,42 @@ impl YpirDatabase {
             .iter()
             .map(|q| parse_query(&self.params, q))
             .collect::<Result<Vec<_>>>()?;
-        let answers = self.first_pass(&parsed);
-        Ok(parsed
+        let answers = self.first_pass(kernel, &parsed);
+        let keys: Vec<&[u64]> = parsed.iter().map(|q| q.keys.as_slice()).collect();
+        let mut out: Vec<Vec<u8>> = parsed
             .iter()
-            .zip(&answers)
-            .map(|(query, answer)| {
-                let mut out = Vec::with_capacity(self.params.response_bytes());
-                for (instance, packing) in self.packing.iter().enumerate() {
-                    let cols = instance * N..(instance + 1) * N;
-                    out.extend(packing.pack(
-                        kernel,
-                        &query.keys,
-                        [&answer[0][cols.clone()], &answer[1][cols]],
-                    ));
-                }
-                out
-            })
-            .collect())
+            .map(|_| Vec::with_capacity(self.params.response_bytes()))
+            .collect();
+        for (instance, packing) in self.packing.iter().enumerate() {
+            let cols = instance * N..(instance + 1) * N;
+            let answers: Vec<[&[u64]; 2]> = answers
+                .iter()
+                .map(|a| [&a[0][cols.clone()], &a[1][cols.clone()]])
+                .collect();
+            for (out, packed) in out.iter_mut().zip(packing.pack(kernel, &keys, &answers)) {
+                out.extend(packed);
+            }
+        }
+        Ok(out)
     }
 
     /// The first pass: for every query and column, the sum over the rows of the query's word
-    /// times the element, per residue.
-    fn first_pass(&self, queries: &[ParsedQuery]) -> Vec<[Vec<u64>; 2]> {
+    /// times the element, per residue (with the kernel's column sums, exact, then reduced).
+    fn first_pass(&self, kernel: Kernel, queries: &[ParsedQuery]) -> Vec<[Vec<u64>; 2]> {
         let ring = ring();
         let rows = self.params.num_items();
         let cols = self.params.cols();
+        let words: Vec<&[u64]> = queries.iter().map(|q| q.rows.as_slice()).collect();
         let mut out: Vec<[Vec<u64>; 2]> = queries
             .iter()
             .map(|_| [vec![0; cols], vec![0; cols]])
             .collect();
-        for (c, column) in self.elements.chunks_exact(rows).enumerate() {
-            for (q, o) in queries.iter().zip(out.iter_mut()) {
-                let (mut acc0, mut acc1) = (0u64, 0u64);
-                for (&w, &e) in q.rows.iter().zip(column) {
-                    acc0 += (w & LOW) * u64::from(e);
-                    acc1 += (w >> 32) * u64::from(e);
+        super::simd::column_sums(kernel, &self.elements, rows, &words, &mut out);
+        for sums in &mut out {
+            for (m, sums) in sums.iter_mut().enumerate() {
+                for s in sums {
+                    *s = ring.reduce(*s, m);
                 }
-                o[0][c] = ring.reduce(acc0, 0);
-                o[1][c] = ring.reduce(acc1, 1);
             }
         }
         out

@@ -24,12 +24,14 @@
 //! | `client.rs` | a query and its secret; decrypting a response |
 //! | `database.rs` | [`YpirDatabase`]: elements, the hint's columns, the first pass, answers |
 //! | `packing.rs` | the packing tree: precomputed first rows, per-query second rows |
+//! | `simd.rs` | the first pass's sums and packing's nodes: portable, AVX2, AVX-512 kernels |
 
 mod arith;
 mod client;
 mod database;
 mod packing;
 mod params;
+mod simd;
 
 pub use client::YpirSecret;
 pub use client::{decode, query, query_from_seed};

@@ -27,13 +27,11 @@ use rayon::prelude::*;
 use super::arith::{self, KEY_SEED, N, Poly, ring};
 use super::client::key_stream;
 use super::params::{GADGET_BITS, GADGET_LEN, LEVELS, LOG2_Q_A, LOG2_Q_B, RESPONSE_COEFF_BYTES};
+use super::simd::{self, NODE_WORDS};
 use crate::pir::{Kernel, ring::MODULI};
 
 /// Nodes of the tree.
 const NODES: usize = N - 1;
-/// Words of one node's digits.
-const NODE_WORDS: usize = GADGET_LEN * N;
-const LOW: u64 = (1 << 32) - 1;
 
 /// The first node of `level` (1-based) in the digits' order: levels in order.
 fn level_start(level: usize) -> usize {
@@ -81,66 +79,75 @@ impl Packing {
         Self { digits, first_row }
     }
 
-    /// The response ciphertext for one query: its packing keys (`GADGET_LEN` per level, NTT
-    /// form, residues packed as in `digits`) and its first pass's answers for this instance's
-    /// d columns (per residue, reduced).
-    pub(super) fn pack(&self, kernel: Kernel, keys: &[u64], answers: [&[u64]; 2]) -> Vec<u8> {
+    /// The response ciphertexts for a batch of queries: per query its packing keys
+    /// (`GADGET_LEN` per level, NTT form, residues packed as in `digits`) and its first pass's
+    /// answers for this instance's d columns (per residue, reduced). The queries go through the
+    /// tree [`simd::PACK_BATCH`] at a time, each node's digits read once for all of them.
+    pub(super) fn pack(
+        &self,
+        kernel: Kernel,
+        keys: &[&[u64]],
+        answers: &[[&[u64]; 2]],
+    ) -> Vec<Vec<u8>> {
         let ring = ring();
-        let mut root = self.second_row(LEVELS, 0, keys);
-        ring.inverse(kernel, &mut root);
-        let mut out = Vec::with_capacity(N * RESPONSE_COEFF_BYTES);
-        for k in 0..N {
-            for (m, answer) in answers.iter().enumerate() {
-                let w = &mut root.residue_mut(m)[k];
-                *w = ring.reduce(*w + ring.mul(answer[k], N as u64 % MODULI[m], m), m);
+        let mut scratch = simd::Scratch::new(keys.len().min(simd::PACK_BATCH));
+        let mut packed = Vec::with_capacity(keys.len());
+        for (keys, answers) in keys
+            .chunks(simd::PACK_BATCH)
+            .zip(answers.chunks(simd::PACK_BATCH))
+        {
+            let roots = self.second_rows(kernel, LEVELS, 0, keys, &mut scratch);
+            for (mut root, answers) in roots.into_iter().zip(answers) {
+                ring.inverse(kernel, &mut root);
+                let mut out = Vec::with_capacity(N * RESPONSE_COEFF_BYTES);
+                for k in 0..N {
+                    for (m, answer) in answers.iter().enumerate() {
+                        let w = &mut root.residue_mut(m)[k];
+                        *w = ring.reduce(*w + ring.mul(answer[k], N as u64 % MODULI[m], m), m);
+                    }
+                    let b = arith::rescale(ring.compose(&root, k), LOG2_Q_B);
+                    let coeff = self.first_row[k] | (b << LOG2_Q_A);
+                    out.extend_from_slice(&coeff.to_le_bytes()[..RESPONSE_COEFF_BYTES]);
+                }
+                packed.push(out);
             }
-            let b = arith::rescale(ring.compose(&root, k), LOG2_Q_B);
-            let coeff = self.first_row[k] | (b << LOG2_Q_A);
-            out.extend_from_slice(&coeff.to_le_bytes()[..RESPONSE_COEFF_BYTES]);
         }
-        out
+        packed
     }
 
-    /// Node i of `level`'s second row (NTT form), from zero inputs: the key switches' part.
-    fn second_row(&self, level: usize, i: usize, keys: &[u64]) -> Poly {
-        let ring = ring();
-        let mut out = Poly::zero();
-        if level > 1 {
-            let even = self.second_row(level - 1, i, keys);
-            let odd = self.second_row(level - 1, i + (N >> level), keys);
-            let y = &ring.y[level - 1];
-            let perm = &ring.auto[level - 1];
-            let mut diff = [0u64; N];
-            for m in 0..2 {
-                let p = MODULI[m];
-                let (e, o, yy) = (even.residue(m), odd.residue(m), y.residue(m));
-                let dst = out.residue_mut(m);
-                for k in 0..N {
-                    let yo = ring.mul(yy[k], o[k], m);
-                    diff[k] = if e[k] >= yo { e[k] - yo } else { e[k] + p - yo };
-                    dst[k] = e[k] + yo;
-                }
-                for k in 0..N {
-                    dst[k] += diff[perm[m][k] as usize];
-                }
-            }
-        }
+    /// Node i of `level`'s second row (NTT form) for each query of a batch (its keys), from
+    /// zero inputs: the key switches' part.
+    fn second_rows(
+        &self,
+        kernel: Kernel,
+        level: usize,
+        i: usize,
+        keys: &[&[u64]],
+        scratch: &mut simd::Scratch,
+    ) -> Vec<Poly> {
+        let children = (level > 1).then(|| {
+            [
+                self.second_rows(kernel, level - 1, i, keys, scratch),
+                self.second_rows(kernel, level - 1, i + (N >> level), keys, scratch),
+            ]
+        });
         let node = level_start(level) + i;
         let digits = &self.digits[node * NODE_WORDS..(node + 1) * NODE_WORDS];
-        let level_keys = &keys[(level - 1) * NODE_WORDS..level * NODE_WORDS];
-        for m in 0..2 {
-            let shift = 32 * m;
-            let dst = out.residue_mut(m);
-            for (k, w) in dst.iter_mut().enumerate() {
-                let mut acc = *w;
-                for j in 0..GADGET_LEN {
-                    let d = (digits[j * N + k] >> shift) & LOW;
-                    let key = (level_keys[j * N + k] >> shift) & LOW;
-                    acc += d * key;
-                }
-                *w = ring.reduce(acc, m);
-            }
-        }
+        let level_keys: Vec<&[u64]> = keys
+            .iter()
+            .map(|k| &k[(level - 1) * NODE_WORDS..level * NODE_WORDS])
+            .collect();
+        let mut out: Vec<Poly> = keys.iter().map(|_| Poly::zero()).collect();
+        let children = children.as_ref().map(|[even, odd]| [&even[..], &odd[..]]);
+        simd::second_row_nodes(
+            kernel,
+            level,
+            children,
+            digits,
+            &level_keys,
+            &mut out,
+            scratch,
+        );
         out
     }
 

@@ -9,7 +9,7 @@ use super::client::{phase, read_ciphertext};
 use super::params::{LOG2_P, LOG2_Q_A};
 use super::*;
 use crate::error::{CoreError, PirBytesError};
-use crate::pir::Kernel;
+use crate::pir::{Kernel, ring::MODULI};
 
 fn random_items(params: &YpirParams, seed: u64) -> Vec<u8> {
     let mut rng = ChaCha20Rng::seed_from_u64(seed);
@@ -51,6 +51,7 @@ fn a_batch_over_blocks_and_instances_decrypts() {
         .map(|&i| query(&params, i).unwrap())
         .collect();
     let bytes: Vec<&[u8]> = queries.iter().map(|(_, q)| q.as_slice()).collect();
+    let mut first = None;
     for kernel in Kernel::available() {
         let responses = db.answer_batch_with_kernel(&bytes, kernel).unwrap();
         for ((secret, _), (response, &index)) in queries.iter().zip(responses.iter().zip(&indices))
@@ -60,6 +61,58 @@ fn a_batch_over_blocks_and_instances_decrypts() {
                 item(&params, &items, index),
                 "{kernel:?}"
             );
+        }
+        // Every kernel (SIMD first pass and packing: `simd.rs`) gives the same bytes.
+        assert!(
+            first.get_or_insert(responses.clone()) == &responses,
+            "{kernel:?}"
+        );
+    }
+}
+
+/// Every kernel answers with the same bytes, in a batch (packed 4 + 1) and each query alone:
+/// random rows and queries, and the extremes (every element 0x3fff, a query whose every residue
+/// is its modulus - 1), on one instance and on two.
+#[test]
+fn every_kernel_answers_the_same_bytes() {
+    let largest = |params: &YpirParams| {
+        let mut q = Vec::with_capacity(params.query_bytes());
+        while q.len() < params.query_bytes() {
+            arith::put_word(&mut q, MODULI[0] - 1, MODULI[1] - 1);
+        }
+        q
+    };
+    for (params, items) in [
+        (YpirParams::new(11, 1).unwrap(), None),
+        (YpirParams::new(12, 2).unwrap(), Some(0xffu8)),
+    ] {
+        let items = match items {
+            Some(byte) => vec![byte; params.num_items() * params.item_bytes()],
+            None => random_items(&params, 4),
+        };
+        let db = YpirDatabase::encode(params, &items).unwrap();
+        let mut queries: Vec<Vec<u8>> = (0..4)
+            .map(|n| {
+                query_from_seed(&params, n * 97, [n as u8 + 20; 32])
+                    .unwrap()
+                    .1
+            })
+            .collect();
+        queries.push(largest(&params));
+        let bytes: Vec<&[u8]> = queries.iter().map(Vec::as_slice).collect();
+        let answers: Vec<Vec<Vec<u8>>> = Kernel::available()
+            .map(|kernel| db.answer_batch_with_kernel(&bytes, kernel).unwrap())
+            .collect();
+        for (kernel, batch) in Kernel::available().zip(&answers) {
+            assert!(batch == &answers[0], "{params}: {:?} batch", kernel.kind());
+            for (n, (query, answer)) in bytes.iter().zip(batch).enumerate() {
+                let alone = db.answer_batch_with_kernel(&[query], kernel).unwrap();
+                assert!(
+                    alone[0] == *answer,
+                    "{params}: {:?} query {n}",
+                    kernel.kind()
+                );
+            }
         }
     }
 }
