@@ -67,9 +67,8 @@ impl Layout {
             return Err("a delta file: give its full base snapshot".into());
         }
         let scheme = &decoded.scheme;
-        let buckets =
-            header_hash.end..header_hash.end + scheme.num_items() * scheme.item_bytes as usize;
-        let words = buckets.end..buckets.end + scheme.db_words() * 8;
+        let buckets = header_hash.end..header_hash.end + scheme.num_items() * scheme.item_bytes();
+        let words = buckets.end..buckets.end + scheme.spiral().map_or(0, |p| p.db_words()) * 8;
         if bytes.len() != words.end {
             return Err(format!(
                 "file of {} bytes, its header says {}",
@@ -250,7 +249,7 @@ fn main() -> Result<(), Error> {
         "## Load in place: {} ({} items x {} B), file {:.0} MiB\n",
         path.display(),
         header.scheme.num_items(),
-        header.scheme.item_bytes,
+        header.scheme.item_bytes(),
         mib(layout.words.end)
     );
     println!(

@@ -27,8 +27,9 @@
 //! | `kernel.rs` | the first dimension's inner product (portable, AVX2, AVX-512, chosen at run time) |
 //! | `ntt.rs` | the ring's NTT for expansion and folding: AVX-512 with that kernel, else spiral-rs's |
 //!
-//! `kernel.rs` and `ntt.rs` are the only files with `unsafe` code (SIMD intrinsics, behind a
-//! [`Kernel`], which exists only for a CPU that runs it).
+//! `kernel.rs`, `ntt.rs` and `ypir/simd.rs` are the only files with `unsafe` code (SIMD
+//! intrinsics, behind a [`Kernel`], which exists only for a CPU that runs it). `scheme.rs` says
+//! which engine a database uses; `ypir/` is the second engine.
 
 mod answer;
 mod client;

@@ -13,7 +13,7 @@
 //! comparisons of the path spiral-rs runs there: the outputs are its outputs, including the
 //! rare unreduced p. `tests` below compare them on random and extreme inputs.
 //!
-//! With `kernel.rs`, the only file allowed `unsafe` code (the intrinsics' loads and stores, and
+//! With `kernel.rs` and `ypir/simd.rs`, the only files allowed `unsafe` code (the intrinsics' loads and stores, and
 //! calling the AVX-512 functions once a [`Kernel`] says the CPU runs them).
 #![allow(unsafe_code)]
 
