@@ -9,7 +9,7 @@ cpis=$core/test_vectors/cpi_normalisation.json
 keyword=$core/test_vectors/keyword_v3.json
 
 mkdir -p corpus/snapshot_reader corpus/mapping_json corpus/compact_entry corpus/text_parsers \
-    corpus/query_and_keys
+    corpus/query_and_keys corpus/ypir_messages
 cp "$core/tests/fixtures/tiny-v2.pirsnap" corpus/snapshot_reader/tiny-v2.pirsnap
 
 i=0
@@ -41,5 +41,9 @@ done
 # One input per mode of query_and_keys (the first byte picks the mode).
 for mode in 0 1 2 3 4 5 6 7; do
     printf "\\x$mode%s" 'seed' > "corpus/query_and_keys/mode-$mode.bin"
+done
+# One input per mode of ypir_messages.
+for mode in 0 1 2 3; do
+    printf "\\x$mode%s" 'seed' > "corpus/ypir_messages/mode-$mode.bin"
 done
 echo "seeded: $(find corpus -type f | wc -l) files in fuzz/corpus/"

@@ -48,7 +48,8 @@ fn world() -> &'static World {
         let evaluated = testing::evaluate(&Cpi::parse("tel:+14155550100").expect("valid CPI"));
         let pending = client.query(&evaluated).expect("query");
         let response = snapshot
-            .database().unwrap()
+            .database()
+            .unwrap()
             .answer(&server_keys, pending.query())
             .expect("answer");
         assert_eq!(
@@ -151,7 +152,11 @@ fuzz_target!(|data: &[u8]| {
             // Garbage keys that pass the range check: spiral-rs answers with them.
             let keys = reduce(tile(body, w.sizes.public_keys));
             if let Ok(keys) = EvalKeys::parse(&w.params, &keys)
-                && let Ok(response) = w.snapshot.database().unwrap().answer(&keys, w.pending.query())
+                && let Ok(response) = w
+                    .snapshot
+                    .database()
+                    .unwrap()
+                    .answer(&keys, w.pending.query())
             {
                 let _ =
                     w.client

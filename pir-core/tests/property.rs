@@ -251,3 +251,58 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, .. ProptestConfig::default() })]
+
+    /// The same property on the YPIR+SP engine (its smallest shape): every CPI is found with
+    /// exactly its mappings, absent ones are not, through the keyword layer and a real answer.
+    #[test]
+    fn every_inserted_cpi_is_found_through_ypir_sp(
+        specs in prop::collection::vec(spec_strategy(), 1..24),
+        absent in prop::collection::vec(cpi_strategy(), 1..3),
+        salt in any::<[u8; 32]>(),
+    ) {
+        let (issuer, trust) = (issuer(), trust());
+        let mappings: Vec<Mapping> = specs.iter().map(|s| sign(s, &issuer)).collect();
+        let mut expected: BTreeMap<Cpi, BTreeMap<String, Mapping>> = BTreeMap::new();
+        for m in &mappings {
+            expected
+                .entry(m.fields.cpi.clone())
+                .or_default()
+                .insert(m.fields.msp.clone(), m.clone());
+        }
+        let opts = BuildOptions {
+            epoch: 1,
+            now: NOW,
+            salt: Some(salt),
+            scheme: None,
+            engine: pir_core::Engine::YpirSp,
+            fill_percent: None,
+        };
+        let (snapshot, _) = Snapshot::build(mappings, &trust, &oprf_key(), &opts).unwrap();
+        prop_assert_eq!(snapshot.engine(), pir_core::Engine::YpirSp);
+        let client = LookupClient::new(snapshot.config(), trust).unwrap();
+        let present: BTreeSet<Cpi> = expected.keys().cloned().collect();
+        let absent: BTreeSet<Cpi> = absent
+            .iter()
+            .map(|s| Cpi::parse(s).unwrap())
+            .filter(|c| !present.contains(c))
+            .collect();
+        let cpis: Vec<Cpi> = present.iter().chain(&absent).cloned().collect();
+        for e in evaluate_with(&oprf_key(), &cpis) {
+            let pending = client.query(&e).unwrap();
+            let response = pir_core::testing::answer(&snapshot, &client, pending.query()).unwrap();
+            let result = client.decode(pending, &response, NOW).unwrap();
+            match expected.get(e.cpi()) {
+                Some(want) => {
+                    let mut got = result.mappings.clone();
+                    got.sort_by(|a, b| a.fields.msp.cmp(&b.fields.msp));
+                    let want: Vec<Mapping> = want.values().cloned().collect();
+                    prop_assert_eq!(got, want);
+                }
+                None => prop_assert!(!result.found(), "{}", e.cpi()),
+            }
+        }
+    }
+}
