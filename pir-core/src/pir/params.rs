@@ -122,30 +122,6 @@ impl std::fmt::Display for SchemeParams {
     }
 }
 
-/// The header stores the scheme in its fixed encoding, so a decoded header's scheme is
-/// validated like any other.
-impl bincode::Encode for SchemeParams {
-    fn encode<E: bincode::enc::Encoder>(
-        &self,
-        encoder: &mut E,
-    ) -> std::result::Result<(), bincode::error::EncodeError> {
-        bincode::enc::write::Writer::write(encoder.writer(), &self.to_le_bytes())
-    }
-}
-
-impl<C> bincode::Decode<C> for SchemeParams {
-    fn decode<D: bincode::de::Decoder<Context = C>>(
-        decoder: &mut D,
-    ) -> std::result::Result<Self, bincode::error::DecodeError> {
-        let mut bytes = [0u8; Self::ENCODED_LEN];
-        decoder.claim_bytes_read(Self::ENCODED_LEN)?;
-        bincode::de::read::Reader::read(decoder.reader(), &mut bytes)?;
-        Self::from_le_bytes(&bytes)
-            .map_err(|e| bincode::error::DecodeError::OtherString(e.to_string()))
-    }
-}
-bincode::impl_borrow_decode!(SchemeParams);
-
 impl SchemeParams {
     /// Bytes of the fixed encoding ([`SchemeFields::to_le_bytes`], which a `SchemeParams`
     /// reaches through `Deref`).
