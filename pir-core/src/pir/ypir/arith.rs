@@ -13,7 +13,7 @@ use spiral_rs::{
 };
 
 use super::super::{kernel::Kernel, ntt, params::POLY_LEN, ring::MODULI};
-use super::params::{LEVELS, LOG2_P, NOISE_WIDTH, WORD_BYTES};
+use super::params::{GADGET_LEN, LEVELS, LOG2_P, NOISE_WIDTH, WORD_BYTES};
 
 /// Ring degree d.
 pub(super) const N: usize = POLY_LEN;
@@ -297,6 +297,18 @@ impl Masked for ChaCha20Rng {
     fn next_u32_masked(&mut self) -> u32 {
         self.r#gen::<u32>() & ((1 << RESIDUE_BITS) - 1)
     }
+}
+
+/// The packing keys' public halves (NTT form), level l's digit j at `(l - 1) * 3 + j`: stream
+/// `(l - 1) * 3 + j` of [`KEY_SEED`], drawn once per process (every query's keys and the
+/// server's precomputation use the same ones).
+pub(super) fn packing_key_a() -> &'static [Poly] {
+    static KEYS: OnceLock<Vec<Poly>> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        (0..(LEVELS * GADGET_LEN) as u64)
+            .map(|stream| uniform(&KEY_SEED, stream))
+            .collect()
+    })
 }
 
 /// `N` discrete Gaussian coefficients of width [`NOISE_WIDTH`], centred.

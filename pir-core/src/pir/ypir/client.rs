@@ -5,7 +5,7 @@
 //! by their keys, and nothing is registered: the packing keys travel with the query.
 //!
 //! - Packing key for level l (the automorphism tau: X -> X^(2^l + 1)) and digit j: a public
-//!   uniform `A` (from [`KEY_SEED`]) and `B = A s + e - z^j tau(s)`, sent in NTT form.
+//!   uniform `A` (from `arith::KEY_SEED`) and `B = A s + e - z^j tau(s)`, sent in NTT form.
 //! - Query: for each block i of d rows, a public uniform `a_i` (from [`QUERY_SEED`]) and
 //!   `b_i = a_i s + d^-1 (e_i + Delta u)`, where u is 1 at the wanted row and 0 elsewhere; the
 //!   coefficients of `b_i` are sent, one word per row. Packing multiplies by d, which the
@@ -14,7 +14,7 @@
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
-use super::arith::{self, KEY_SEED, N, Poly, QUERY_SEED, ring};
+use super::arith::{self, N, Poly, QUERY_SEED, ring};
 use super::params::{
     GADGET_BITS, GADGET_LEN, LEVELS, LOG2_P, LOG2_Q_A, LOG2_Q_B, RESPONSE_COEFF_BYTES, YpirParams,
 };
@@ -70,10 +70,10 @@ pub fn query_from_seed(
         let mut tau_s = Poly::from_small(&arith::automorph_small(&s, (1 << level) + 1));
         ring.forward(kernel, &mut tau_s);
         for j in 0..GADGET_LEN {
-            let a = arith::uniform(&KEY_SEED, key_stream(level, j));
+            let a = &arith::packing_key_a()[(level - 1) * GADGET_LEN + j];
             let mut e = Poly::from_small(&arith::gaussian(&mut rng));
             ring.forward(kernel, &mut e);
-            ring.mul_into(&mut prod, &a, &s_ntt);
+            ring.mul_into(&mut prod, a, &s_ntt);
             let mut words = [[0u64; N]; 2];
             for (m, residue) in words.iter_mut().enumerate() {
                 let p = MODULI[m];
@@ -117,11 +117,6 @@ pub fn query_from_seed(
         },
         out,
     ))
-}
-
-/// The stream of level `level`'s digit `j` under [`KEY_SEED`].
-pub(super) fn key_stream(level: usize, j: usize) -> u64 {
-    ((level - 1) * GADGET_LEN + j) as u64
 }
 
 /// Decrypts a response into the row's bytes.

@@ -24,8 +24,7 @@
 
 use rayon::prelude::*;
 
-use super::arith::{self, KEY_SEED, N, Poly, ring};
-use super::client::key_stream;
+use super::arith::{self, N, Poly, ring};
 use super::params::{GADGET_BITS, GADGET_LEN, LEVELS, LOG2_Q_A, LOG2_Q_B, RESPONSE_COEFF_BYTES};
 use super::simd::{self, NODE_WORDS};
 use crate::pir::{Kernel, ring::MODULI};
@@ -52,10 +51,7 @@ impl Packing {
     pub(super) fn precompute(kernel: Kernel, mut columns: Vec<Poly>) -> Self {
         assert_eq!(columns.len(), N, "one ciphertext per coefficient");
         let ring = ring();
-        let keys: Vec<Poly> = (1..=LEVELS)
-            .flat_map(|level| (0..GADGET_LEN).map(move |j| (level, j)))
-            .map(|(level, j)| arith::uniform(&KEY_SEED, key_stream(level, j)))
-            .collect();
+        let keys = arith::packing_key_a();
         let mut digits = vec![0u64; NODES * NODE_WORDS];
         for level in 1..=LEVELS {
             let half = N >> level;
