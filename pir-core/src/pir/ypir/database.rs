@@ -10,6 +10,12 @@ use super::params::{GADGET_LEN, LEVELS, WORD_BYTES, YpirParams};
 use crate::error::{CoreError, PirBytesError, PirMessage, Result};
 use crate::pir::{Kernel, ring::MODULI};
 
+/// Columns of the first pass summed together on one thread: a multiple of the SIMD kernels'
+/// group of columns, and a divisor of every shape's column count (2048 per instance), so every
+/// block takes the SIMD path. 16 blocks per instance keep both cores of a small server busy to
+/// the end of the pass.
+pub(super) const FIRST_PASS_COLUMNS: usize = 128;
+
 /// A YPIR+SP database, with its precomputation: what a server answers from.
 ///
 /// Nothing in it depends on a client: any replica answers any query.
@@ -134,20 +140,44 @@ impl YpirDatabase {
 
     /// The first pass: for every query and column, the sum over the rows of the query's word
     /// times the element, per residue (with the kernel's column sums, exact, then reduced).
+    ///
+    /// Blocks of [`FIRST_PASS_COLUMNS`] columns are summed on rayon's pool, each block's
+    /// elements contiguous (the elements are stored column by column), so a server's batch uses
+    /// every core; on a 1-thread pool the blocks run one after the other. A block's sums are
+    /// the same words whichever thread computes them.
     fn first_pass(&self, kernel: Kernel, queries: &[ParsedQuery]) -> Vec<[Vec<u64>; 2]> {
         let ring = ring();
         let rows = self.params.num_items();
         let cols = self.params.cols();
         let words: Vec<&[u64]> = queries.iter().map(|q| q.rows.as_slice()).collect();
+        let blocks: Vec<Vec<[Vec<u64>; 2]>> = self
+            .elements
+            .par_chunks(FIRST_PASS_COLUMNS * rows)
+            .map(|block| {
+                let width = block.len() / rows;
+                let mut sums: Vec<[Vec<u64>; 2]> = queries
+                    .iter()
+                    .map(|_| [vec![0; width], vec![0; width]])
+                    .collect();
+                super::simd::column_sums(kernel, block, rows, &words, &mut sums);
+                for sums in &mut sums {
+                    for (m, sums) in sums.iter_mut().enumerate() {
+                        for s in sums {
+                            *s = ring.reduce(*s, m);
+                        }
+                    }
+                }
+                sums
+            })
+            .collect();
         let mut out: Vec<[Vec<u64>; 2]> = queries
             .iter()
-            .map(|_| [vec![0; cols], vec![0; cols]])
+            .map(|_| [Vec::with_capacity(cols), Vec::with_capacity(cols)])
             .collect();
-        super::simd::column_sums(kernel, &self.elements, rows, &words, &mut out);
-        for sums in &mut out {
-            for (m, sums) in sums.iter_mut().enumerate() {
-                for s in sums {
-                    *s = ring.reduce(*s, m);
+        for block in blocks {
+            for (out, sums) in out.iter_mut().zip(block) {
+                for (out, sums) in out.iter_mut().zip(sums) {
+                    out.extend(sums);
                 }
             }
         }

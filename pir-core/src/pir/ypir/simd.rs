@@ -993,6 +993,13 @@ mod tests {
                     simd_takes_shape(params.num_items(), params.cols()),
                     "{params}"
                 );
+                // The first pass sums blocks of FIRST_PASS_COLUMNS columns: each must too.
+                let block = super::super::database::FIRST_PASS_COLUMNS;
+                assert!(
+                    params.cols().is_multiple_of(block)
+                        && simd_takes_shape(params.num_items(), block),
+                    "{params}"
+                );
             }
         }
         let ring = ring();

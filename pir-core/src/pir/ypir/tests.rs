@@ -117,6 +117,35 @@ fn every_kernel_answers_the_same_bytes() {
     }
 }
 
+/// The first pass's column blocks give the same bytes whichever threads sum them: one thread,
+/// or three (blocks finishing out of order), for every kernel.
+#[test]
+fn answers_do_not_depend_on_the_threads() {
+    let params = YpirParams::new(11, 2).unwrap();
+    let items = random_items(&params, 6);
+    let db = YpirDatabase::encode(params, &items).unwrap();
+    let queries: Vec<_> = [3, 2000]
+        .iter()
+        .map(|&i| query(&params, i).unwrap())
+        .collect();
+    let bytes: Vec<&[u8]> = queries.iter().map(|(_, q)| q.as_slice()).collect();
+    for kernel in Kernel::available() {
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| db.answer_batch_with_kernel(&bytes, kernel).unwrap())
+        };
+        let one = on(1);
+        assert!(one == on(3), "{:?}", kernel.kind());
+        assert_eq!(
+            decode(&queries[1].0, &one[1]).unwrap(),
+            item(&params, &items, 2000)
+        );
+    }
+}
+
 /// The decrypted error, measured over a whole row, stays below the estimate's standard
 /// deviation (the estimate bounds the packing's growth by its worst case).
 #[test]
