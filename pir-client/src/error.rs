@@ -226,6 +226,14 @@ pub enum ParamsRefusal {
          server"
     )]
     NotVetted,
+    /// A preset withdrawn after answers through it were measured to decode wrong
+    /// (`SchemeParams::is_withdrawn`).
+    #[error(
+        "are a withdrawn preset: answers through them were measured to decode wrong, so a \
+         lookup could miss a registered CPI; the DP must rebuild the snapshot with a current \
+         pir-server build"
+    )]
+    Withdrawn,
     /// A sharded directory of an engine without keys (YPIR+SP), which the sharded client
     /// does not query yet.
     #[error(

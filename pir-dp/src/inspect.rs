@@ -142,6 +142,16 @@ impl fmt::Display for Description {
                     p.security_bits,
                     p.log2_failure
                 ),
+                None if self
+                    .header
+                    .scheme
+                    .spiral()
+                    .is_some_and(|p| p.is_withdrawn()) =>
+                {
+                    "WITHDRAWN preset: answers were measured to decode wrong; rebuild this \
+                     snapshot (clients refuse it)"
+                        .into()
+                }
                 None => "NOT a vetted preset (test or custom parameters)".into(),
             },
         )?;

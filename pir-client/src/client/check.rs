@@ -99,7 +99,12 @@ pub(super) fn check_params(params: &Scheme, options: &ClientOptions) -> Result<(
     // YPIR+SP's parameters are the engine's, whatever its shape: every shape is vetted.
     let vetted = params.spiral().is_none_or(|p| p.as_vetted().is_some());
     if !options.allow_custom_params && !vetted {
-        return Err(refused(ParamsRefusal::NotVetted));
+        let withdrawn = params.spiral().is_some_and(|p| p.is_withdrawn());
+        return Err(refused(if withdrawn {
+            ParamsRefusal::Withdrawn
+        } else {
+            ParamsRefusal::NotVetted
+        }));
     }
     let sizes = params.message_sizes()?;
     let limit = options.max_message_bytes as u64;
@@ -118,4 +123,44 @@ pub(super) fn check_params(params: &Scheme, options: &ClientOptions) -> Result<(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use pir_core::{SchemeFields, SchemeParams, testing::trust};
+
+    use super::*;
+
+    /// A withdrawn preset (2^10 x 8 KiB with the 1.5 MB keys) is refused by name; the preset
+    /// the builder now picks for that shape is taken.
+    #[test]
+    fn withdrawn_presets_are_refused_by_name() {
+        let current = SchemeParams::vetted_presets()
+            .map(|p| p.params)
+            .find(|p| p.num_items() == 1 << 10 && p.item_bytes == 8192)
+            .unwrap();
+        let withdrawn = SchemeParams::try_from(SchemeFields {
+            t_gsw: 4,
+            t_conv: 5,
+            t_exp_left: 4,
+            t_exp_right: 7,
+            ..*current
+        })
+        .unwrap();
+        assert!(withdrawn.is_withdrawn());
+        let options = ClientOptions::new(trust());
+        let err = check_params(&withdrawn.into(), &options).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                ClientError::RefusedParams {
+                    reason: ParamsRefusal::Withdrawn,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("rebuild"), "{err}");
+        check_params(&current.into(), &options).unwrap();
+    }
 }

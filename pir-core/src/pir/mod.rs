@@ -34,6 +34,8 @@
 mod answer;
 mod client;
 mod database;
+#[cfg(test)]
+mod decode_check;
 mod eval_keys;
 mod expand;
 mod first_dim;
