@@ -40,12 +40,13 @@ pub fn evaluate_in_process(
 
 /// Builds the mappings file `mappings`, trusting the issuer keys in `trust` and keyed by the
 /// OPRF key file `oprf_key`, into `out`, as the tools measure a build: epoch 1, unsigned, the
-/// smallest vetted shape that fits, no progress bar.
+/// `engine`'s smallest vetted shape that fits, no progress bar.
 pub fn build_unsigned(
     mappings: &Path,
     trust: &Path,
     oprf_key: &Path,
     out: &Path,
+    engine: pir_core::Engine,
 ) -> Result<pir_dp::BuildSummary, pir_dp::DpError> {
     pir_dp::build(&pir_dp::BuildArgs {
         mappings: mappings.to_path_buf(),
@@ -55,7 +56,7 @@ pub fn build_unsigned(
         epoch: Some(1),
         replaces: None,
         scheme: None,
-        engine: pir_core::Engine::Spiral,
+        engine,
         progress: false,
         dp_key: None,
         oprf_key: oprf_key.to_path_buf(),

@@ -78,7 +78,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     drop(mappings);
 
     let old = dir.join("old.pirsnap");
-    let (built, build_s) = timed(|| build_unsigned(&input, &trust, &oprf_key, &old));
+    let (built, build_s) =
+        timed(|| build_unsigned(&input, &trust, &oprf_key, &old, pir_core::Engine::Spiral));
     let built = built?;
 
     let new = dir.join("new.pirsnap");

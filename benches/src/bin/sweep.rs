@@ -1,8 +1,15 @@
 //! The sweep tool: sizes and timings per database shape, comparable with the papers' tables.
 //!
 //! `cargo run --release -p pir-benches --bin sweep -- --mappings 10000,100000,1000000`
-//! prints markdown tables (`--csv`, `--json` for machines: one row per mapping count, every
-//! column, keys as in the JSON). Every row measures, in one run:
+//! prints markdown tables (`--csv`, `--json` for machines: one row per mapping count and
+//! engine, every column, keys as in the JSON). `--engines spiral,ypir-sp` (the default: both)
+//! builds each mapping count's mappings (synthesized once) with every engine, one row each; a
+//! side-by-side table then sets the engines together (issue 14, item 5): query, response and key
+//! bytes, per-client server state, offline time (build, load and the server's precomputation),
+//! server ms on one thread and its ratio to Spiral's, lookups/s under load and their ratio to
+//! Spiral's and to raw spiral-rs on 2^20 x 256 B, GB/s per core, peak memory. A figure that does
+//! not apply to an engine (YPIR+SP has no expansion, no folding, no same-shape spiral-rs run)
+//! prints as "-". Every row measures, in one run:
 //!
 //! - in process: the OPRF evaluation (the DP's `evaluate_blinded` of one blinded CPI and of a
 //!   batch of `--batch`, and the client's blind + finalize with the proof check), client query
@@ -64,8 +71,10 @@ use pir_benches::{
 };
 use pir_client::{ClientOptions, bench::BenchReport};
 use pir_core::{
-    BuildOptions, ClientKeys, Cpi, EvalKeys, IssuerKey, LookupClient, MappingFields, SchemeParams,
-    Snapshot, TrustStore, oprf::OprfKey,
+    BuildOptions, ClientKeys, Cpi, Database, Engine, EvalKeys, IssuerKey, LookupClient,
+    MappingFields, Scheme, SchemeParams, Snapshot, TrustStore,
+    oprf::OprfKey,
+    pir::{AnswerPhases, ypir::YpirDatabase},
 };
 use serde::Serialize;
 
@@ -74,6 +83,10 @@ struct Args {
     /// Mapping counts, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "10000,100000")]
     mappings: Vec<usize>,
+    /// Engines, comma separated (spiral, ypir-sp): each builds the same mappings and is
+    /// measured in its own row; with more than one, a side-by-side table sets them together.
+    #[arg(long, value_delimiter = ',', default_value = "spiral,ypir-sp")]
+    engines: Vec<Engine>,
     /// Repetitions of each in-process timing (the median is reported).
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -108,6 +121,7 @@ struct Args {
 #[derive(Default, Serialize)]
 struct Row {
     mappings: usize,
+    engine: String,
     shape: String,
     raw_mapping_bytes: u64,
     snapshot_bytes: u64,
@@ -115,6 +129,8 @@ struct Row {
     build_s: f64,
     build_oprf_s: f64,
     load_s: f64,
+    precompute_s: f64,
+    offline_s: f64,
     public_key_bytes: usize,
     query_bytes: usize,
     response_bytes: usize,
@@ -146,6 +162,8 @@ struct Row {
     ref_2_20_ms: f64,
     ref_2_20_lookups_per_s: f64,
     speedup_vs_ref_2_20: f64,
+    ms_1_thread_vs_spiral: f64,
+    lookups_per_s_vs_spiral: f64,
     eval_server_pct: f64,
     eval_server_pct_batched: f64,
     eval_client_pct: f64,
@@ -301,15 +319,24 @@ fn serve_and_load(
     Ok((report, memory))
 }
 
-fn measure(
-    n: usize,
-    args: &Args,
-    reference_2_20: &Reference,
-) -> Result<Row, Box<dyn std::error::Error>> {
+/// One row count's mappings, synthesized and written once, built for every engine.
+struct Mappings {
+    dir: tempfile::TempDir,
+    trust_path: PathBuf,
+    trust: TrustStore,
+    cpis: Vec<Cpi>,
+    oprf_path: PathBuf,
+    oprf_key: OprfKey,
+    input: PathBuf,
+    raw_mapping_bytes: u64,
+}
+
+fn synthesize(n: usize) -> Result<Mappings, Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let key = dir.path().join("issuer.key");
     let issuer = pir_dp::issuer_keygen(&key, true)?;
-    let trust = TrustStore::from_file(&pir_dp::public_key_path(&key))?;
+    let trust_path = pir_dp::public_key_path(&key);
+    let trust = TrustStore::from_file(&trust_path)?;
     let mappings = pir_dp::synth(n, &issuer, 1, pir_core::unix_now())?;
     let raw_mapping_bytes: u64 = mappings.iter().map(|m| m.to_json_line().len() as u64).sum();
     let cpis: Vec<Cpi> = mappings.iter().map(|m| m.fields.cpi.clone()).collect();
@@ -318,31 +345,103 @@ fn measure(
     let oprf_key = pir_dp::oprf_keygen(&oprf_path, true)?;
     let input = dir.path().join("m.jsonl");
     pir_dp::write_jsonl(&input, &mappings)?;
-    drop(mappings);
-    let path = dir.path().join("db.pirsnap");
+    Ok(Mappings {
+        dir,
+        trust_path,
+        trust,
+        cpis,
+        oprf_path,
+        oprf_key,
+        input,
+        raw_mapping_bytes,
+    })
+}
+
+/// What answers in process: the engine's database, and for Spiral one client's keys as the
+/// server holds them.
+enum Answerer<'a> {
+    Spiral {
+        database: &'a Database,
+        keys: EvalKeys,
+    },
+    YpirSp(&'a YpirDatabase),
+}
+
+impl Answerer<'_> {
+    fn answer_batch(&self, queries: &[&[u8]]) -> pir_core::Result<Vec<Vec<u8>>> {
+        match self {
+            Answerer::Spiral { database, keys } => {
+                let batch: Vec<(&EvalKeys, &[u8])> = queries.iter().map(|q| (keys, *q)).collect();
+                database.answer_batch(&batch)
+            }
+            Answerer::YpirSp(database) => database.answer_batch(queries),
+        }
+    }
+
+    fn answer(&self, query: &[u8]) -> pir_core::Result<Vec<u8>> {
+        Ok(self.answer_batch(&[query])?.remove(0))
+    }
+
+    fn answer_timed(&self, query: &[u8]) -> pir_core::Result<AnswerPhases> {
+        Ok(match self {
+            Answerer::Spiral { database, keys } => database.answer_batch_timed(&[(keys, query)])?.1,
+            Answerer::YpirSp(database) => database.answer_batch_timed(&[query])?.1,
+        })
+    }
+
+    /// Raw spiral-rs's `process_query` on the same database: Spiral only.
+    fn reference(&self, query: &[u8]) -> Option<pir_core::Result<Vec<u8>>> {
+        match self {
+            Answerer::Spiral { database, keys } => {
+                Some(database.danger_reference_answer(keys, query))
+            }
+            Answerer::YpirSp(_) => None,
+        }
+    }
+}
+
+fn measure(
+    m: &Mappings,
+    engine: Engine,
+    args: &Args,
+    reference_2_20: &Reference,
+) -> Result<Row, Box<dyn std::error::Error>> {
+    let cpis = &m.cpis;
+    let path = m.dir.path().join(format!("{engine}.pirsnap"));
     let (summary, build_s) =
-        timed(|| build_unsigned(&input, &pir_dp::public_key_path(&key), &oprf_path, &path));
+        timed(|| build_unsigned(&m.input, &m.trust_path, &m.oprf_path, &path, engine));
     let summary = summary?;
-    let build_oprf_s = oprf_build_share(&oprf_key, &cpis, summary.header.cpi_count, args.repeat)?;
+    let build_oprf_s = oprf_build_share(&m.oprf_key, cpis, summary.header.cpi_count, args.repeat)?;
     let (snapshot, load_s) = timed(|| Snapshot::load(&path));
     let snapshot = snapshot?;
-    let scheme = *snapshot
-        .config()
-        .scheme()
-        .spiral()
-        .ok_or("the sweep's Spiral rows need a Spiral snapshot")?;
-    let database = snapshot.database()?;
+    let scheme = *snapshot.config().scheme();
     let sizes = snapshot.message_sizes()?;
-    let keys = ClientKeys::generate(&scheme)?;
-    let server_keys = EvalKeys::parse(&scheme, keys.public_bytes())?;
-    let client = LookupClient::with_keys(snapshot.config(), keys, trust.clone())?;
-    let eval = measure_evaluation(&client, &oprf_key, &cpis, args.repeat, args.batch)?;
+    // The server's own preprocessing once the file is read, as `pir-server` runs it at load:
+    // YPIR+SP's hint columns and packing digits. Spiral's database is preprocessed in the build.
+    let (answerer, precompute_s, client) = match scheme {
+        Scheme::Spiral(params) => {
+            let keys = ClientKeys::generate(&params)?;
+            let server_keys = EvalKeys::parse(&params, keys.public_bytes())?;
+            let client = LookupClient::with_keys(snapshot.config(), keys, m.trust.clone())?;
+            let answerer = Answerer::Spiral {
+                database: snapshot.database()?,
+                keys: server_keys,
+            };
+            (answerer, 0.0, client)
+        }
+        Scheme::YpirSp(_) => {
+            let (database, s) = timed(|| snapshot.ypir_database());
+            let client = LookupClient::new(snapshot.config(), m.trust.clone())?;
+            (Answerer::YpirSp(database?), s, client)
+        }
+    };
+    let eval = measure_evaluation(&client, &m.oprf_key, cpis, args.repeat, args.batch)?;
 
     // The OPRF step of each lookup, not timed here: measure_evaluation times it.
     let looked_up: Vec<Cpi> = (0..args.repeat.max(args.batch))
         .map(|i| cpis[i * 7919 % cpis.len()].clone())
         .collect();
-    let evaluated = evaluate_in_process(&client, &oprf_key, &looked_up)?;
+    let evaluated = evaluate_in_process(&client, &m.oprf_key, &looked_up)?;
     let mut query_s = Vec::new();
     let mut pendings = Vec::new();
     for e in &evaluated {
@@ -358,53 +457,59 @@ fn measure(
     let mut reference = Vec::new();
     let mut decode_s = Vec::new();
     for _ in 0..args.repeat {
-        let (a, s) = timed(|| pool1.install(|| database.answer(&server_keys, one.query())));
+        let (a, s) = timed(|| pool1.install(|| answerer.answer(one.query())));
         a?;
         single1.push(s);
-        let (_, p) =
-            pool1.install(|| database.answer_batch_timed(&[(&server_keys, one.query())]))?;
+        let p = pool1.install(|| answerer.answer_timed(one.query()))?;
         for (samples, s) in phases
             .iter_mut()
             .zip([p.expand_s, p.first_dim_s, p.fold_s, p.pack_s])
         {
             samples.push(s);
         }
-        let (a, s) = timed(|| database.answer(&server_keys, one.query()));
+        let (a, s) = timed(|| answerer.answer(one.query()));
         let a = a?;
         single.push(s);
-        let (r, s) = timed(|| database.danger_reference_answer(&server_keys, one.query()));
-        if r? != a {
-            return Err("engine and reference answers differ".into());
+        let (r, s) = timed(|| answerer.reference(one.query()));
+        if let Some(r) = r {
+            if r? != a {
+                return Err("engine and reference answers differ".into());
+            }
+            reference.push(s);
         }
-        reference.push(s);
-        // A pending lookup is used up by its decode: a fresh one, made outside the timing.
+        // A pending lookup is used up by its decode: a fresh one and its answer (YPIR+SP's
+        // query secret is the query's own), made outside the timing.
         let fresh = client.query(&evaluated[0])?;
+        let a = answerer.answer(fresh.query())?;
         let (found, s) = timed(|| client.decode(fresh, &a, pir_core::unix_now()));
         if !found?.found() {
-            return Err("a present CPI was not found".into());
+            return Err(format!("{engine}: a present CPI was not found").into());
         }
         decode_s.push(s);
     }
     let query_wire_bytes = query_wire_bytes(&snapshot, &client, one.query())?;
-    let batch: Vec<(&EvalKeys, &[u8])> = pendings[..args.batch]
-        .iter()
-        .map(|p| (&server_keys, p.query()))
-        .collect();
+    let batch: Vec<&[u8]> = pendings[..args.batch].iter().map(|p| p.query()).collect();
     let mut batched = Vec::new();
     for _ in 0..args.repeat {
-        let (a, s) = timed(|| database.answer_batch(&batch));
+        let (a, s) = timed(|| answerer.answer_batch(&batch));
         a?;
         batched.push(s / args.batch as f64);
     }
     // The server process loads its own copy; this one would only take memory from it.
+    drop(answerer);
     drop(snapshot);
 
     // A spread of the snapshot's CPIs, in a scattered order.
     let sample: Vec<Cpi> = (0..cpis.len().min(10_000))
         .map(|i| cpis[i * 7919 % cpis.len()].clone())
         .collect();
-    let (report, memory) = serve_and_load(&path, &oprf_path, trust.clone(), sample, args)?;
+    let (report, memory) = serve_and_load(&path, &m.oprf_path, m.trust.clone(), sample, args)?;
+    // The phases an engine does not have (YPIR+SP: no expansion, no folding) are not shown.
     let [expand, first_dim, fold, pack] = phases.map(|p| ms(median(p)));
+    let (expand, fold) = match engine {
+        Engine::Spiral => (expand, fold),
+        Engine::YpirSp => (f64::NAN, f64::NAN),
+    };
     let reference_s = median(reference);
     let per_lookup = median(batched);
     let (client_query_ms, client_decode_ms) = (ms(median(query_s)), ms(median(decode_s)));
@@ -415,18 +520,34 @@ fn measure(
     let cores = literature::cores();
     let (capacity, records) = (scheme.capacity_bytes(), summary.header.record_bytes);
     let gb_per_s_per_core = literature::gb_per_s_per_core(capacity, 1.0 / server_s_1_thread, 1);
-    let key_bytes_per_client =
+    let key_bytes_per_client = if engine.registers_keys() {
         literature::key_bytes_per_client(memory.key_cache_bytes, memory.registered_keys)
-            .ok_or("the server process holds no registered keys after the load")?;
+            .ok_or("the server process holds no registered keys after the load")?
+    } else if memory.key_cache_bytes == 0 && memory.registered_keys == 0 {
+        0.0
+    } else {
+        return Err(format!(
+            "{engine} takes no keys, but the server process holds {} key sets ({} B)",
+            memory.registered_keys, memory.key_cache_bytes
+        )
+        .into());
+    };
     Ok(Row {
         mappings: summary.report.stored_mappings,
-        shape: format!("2^{} x {} B", scheme.nu_1 + scheme.nu_2, scheme.item_bytes),
-        raw_mapping_bytes,
+        engine: engine.to_string(),
+        shape: format!(
+            "2^{} x {} B",
+            scheme.num_items().trailing_zeros(),
+            scheme.item_bytes()
+        ),
+        raw_mapping_bytes: m.raw_mapping_bytes,
         snapshot_bytes: summary.file_bytes,
         packing_efficiency: summary.report.packing_efficiency,
         build_s,
         build_oprf_s,
         load_s,
+        precompute_s,
+        offline_s: build_s + load_s + precompute_s,
         public_key_bytes: sizes.public_keys,
         query_bytes: sizes.query,
         response_bytes: sizes.response,
@@ -459,6 +580,9 @@ fn measure(
         ref_2_20_ms: reference_2_20.ms,
         ref_2_20_lookups_per_s: reference_2_20.lookups_per_s,
         speedup_vs_ref_2_20: report.lookups_per_sec / reference_2_20.lookups_per_s,
+        // Filled in once every engine's row of this mapping count is measured.
+        ms_1_thread_vs_spiral: f64::NAN,
+        lookups_per_s_vs_spiral: f64::NAN,
         eval_server_pct: pct(eval.server_ms, server_ms_1_thread),
         eval_server_pct_batched: pct(eval.server_ms_per_cpi_batched, ms(per_lookup)),
         eval_client_pct: pct(eval.client_ms, client_query_ms + client_decode_ms),
@@ -513,7 +637,36 @@ enum Table {
     Oprf,
     /// Database GB/s per core and keys per GiB of cache, against the literature.
     Researcher,
+    /// Only in the side-by-side table (which also shows [`SIDE_BY_SIDE`]'s columns of the
+    /// other tables).
+    SideBySide,
 }
+
+/// The side-by-side table's columns, in order: every engine on the same mappings, for the
+/// figures the engines trade (issue 14, item 5).
+const SIDE_BY_SIDE: &[&str] = &[
+    "mappings",
+    "engine",
+    "shape",
+    "public_key_bytes",
+    "query_bytes",
+    "response_bytes",
+    "key_bytes_per_client",
+    "offline_s",
+    "precompute_s",
+    "server_ms_1_thread",
+    "ms_1_thread_vs_spiral",
+    "inproc_ms_per_lookup_batched",
+    "lookups_per_s",
+    "lookups_per_s_vs_spiral",
+    "speedup_vs_ref_2_20",
+    "p50_ms",
+    "gb_per_s_per_core",
+    "load_gb_per_s_per_core",
+    "server_peak_rss_bytes",
+    "ref_2_20_ms",
+    "ref_2_20_lookups_per_s",
+];
 
 struct Column {
     key: &'static str,
@@ -547,6 +700,7 @@ macro_rules! col {
 fn columns() -> Vec<Column> {
     vec![
         col!(mappings, "mappings", All, Int),
+        col!(engine, "engine", All, Text),
         col!(shape, "shape", Sizes, Text),
         col!(raw_mapping_bytes, "raw mapping B", Sizes, Int),
         col!(snapshot_bytes, "snapshot B", Sizes, Int),
@@ -554,6 +708,8 @@ fn columns() -> Vec<Column> {
         col!(build_s, "build s", Sizes, Num 2),
         col!(build_oprf_s, "OPRF in build s (est.)", Sizes, Num 2),
         col!(load_s, "load s", Sizes, Num 2),
+        col!(precompute_s, "server precompute s (at load)", Sizes, Num 2),
+        col!(offline_s, "offline s (build + load + precompute)", Sizes, Num 2),
         col!(public_key_bytes, "public keys B", Sizes, Int),
         col!(query_bytes, "query B", Sizes, Int),
         col!(response_bytes, "response B", Sizes, Int),
@@ -595,6 +751,8 @@ fn columns() -> Vec<Column> {
         col!(ref_2_20_ms, "spiral-rs 2^20x256B ms", Serving, Num 0),
         col!(ref_2_20_lookups_per_s, "spiral-rs 2^20x256B lookups/s", Serving, Num 2),
         col!(speedup_vs_ref_2_20, "speedup vs it", Serving, Num 2),
+        col!(ms_1_thread_vs_spiral, "server ms (1 thread) / Spiral's", SideBySide, Num 3),
+        col!(lookups_per_s_vs_spiral, "lookups/s / Spiral's", SideBySide, Num 2),
         col!(eval_server_pct, "eval server % of PIR server (1 thread)", Oprf, Num 3),
         col!(eval_server_pct_batched, "eval server % of PIR server (batch, per lookup)", Oprf, Num 3),
         col!(eval_client_pct, "eval client % of PIR client (query + decode)", Oprf, Num 1),
@@ -670,40 +828,72 @@ fn print_rows(rows: &[Row], args: &Args) -> Result<(), Box<dyn std::error::Error
             .iter()
             .filter(|c| c.table == table || c.table == Table::All)
             .collect();
-        println!("\n{caption}\n");
-        let titles: Vec<&str> = shown.iter().map(|c| c.title).collect();
-        println!("| {} |", titles.join(" | "));
-        println!("|{}", " --- |".repeat(titles.len()));
-        for r in rows {
-            let cells: Vec<String> = shown
-                .iter()
-                .map(|c| match (c.cell)(r) {
-                    Cell::Int(x) => x.to_string(),
-                    Cell::Num(x, digits) => format!("{x:.digits$}"),
-                    Cell::Text(s) => s,
-                })
-                .collect();
-            println!("| {} |", cells.join(" | "));
+        print_table(caption, &shown, rows);
+    }
+    if args.engines.len() > 1 {
+        let shown: Vec<&Column> = SIDE_BY_SIDE
+            .iter()
+            .filter_map(|key| columns.iter().find(|c| c.key == *key))
+            .collect();
+        print_table(
+            "Side by side: every engine on the same mappings (one lookup: query up, response \
+             down; server key B: held per client; offline: build + load + precompute; \
+             ratios: this row / the Spiral row of the same mappings; the load's lookups/s \
+             against raw spiral-rs on 2^20 x 256 B)",
+            &shown,
+            rows,
+        );
+    }
+    for engine in &args.engines {
+        let name = engine.to_string();
+        if let Some(largest) = rows
+            .iter()
+            .filter(|r| r.engine == name)
+            .max_by_key(|r| r.mappings)
+        {
+            print_anchors(largest);
         }
     }
-    if let Some(largest) = rows.iter().max_by_key(|r| r.mappings) {
-        print_anchors(largest);
-    }
     Ok(())
+}
+
+/// One markdown table: its caption, its columns' titles, one line per row. A figure that
+/// does not apply to a row (NaN) prints as "-", an unbounded one as "unbounded".
+fn print_table(caption: &str, shown: &[&Column], rows: &[Row]) {
+    println!("\n{caption}\n");
+    let titles: Vec<&str> = shown.iter().map(|c| c.title).collect();
+    println!("| {} |", titles.join(" | "));
+    println!("|{}", " --- |".repeat(titles.len()));
+    for r in rows {
+        let cells: Vec<String> = shown
+            .iter()
+            .map(|c| match (c.cell)(r) {
+                Cell::Int(x) => x.to_string(),
+                Cell::Num(x, _) if x.is_nan() => "-".to_owned(),
+                Cell::Num(x, _) if x.is_infinite() => "unbounded".to_owned(),
+                Cell::Num(x, digits) => format!("{x:.digits$}"),
+                Cell::Text(s) => s,
+            })
+            .collect();
+        println!("| {} |", cells.join(" | "));
+    }
 }
 
 /// The literature's anchors beside one row, once per run. Markdown only: in CSV and JSON the
 /// rows' ratio columns carry the comparison.
 fn print_anchors(r: &Row) {
     let ratio = |ours: f64, theirs: Option<f64>| {
-        theirs.map_or_else(String::new, |t| format!("{:.3}x", ours / t))
+        theirs.map_or_else(String::new, |t| match ours / t {
+            x if x.is_infinite() => "unbounded".to_owned(),
+            x => format!("{x:.3}x"),
+        })
     };
     let bytes = |x: Option<f64>| x.map_or_else(|| "not stated".to_owned(), |x| format!("{x:.0}"));
     println!(
-        "\nLiterature anchors beside this run's largest row ({} mappings, {}): ours is the \
+        "\nLiterature anchors beside this run's largest {} row ({} mappings, {}): ours is the \
          capacity scanned by 1 thread answering 1 query; key bytes are wire / server-side \
          (the key cache's own count); GB = 10^9 B, KB = 10^3 B, MB = 10^6 B\n",
-        r.mappings, r.shape
+        r.engine, r.mappings, r.shape
     );
     println!(
         "| scheme | database GB/s per core | query B | response B | key B per client | \
@@ -711,14 +901,19 @@ fn print_anchors(r: &Row) {
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | --- |");
     println!(
-        "| this engine | {:.3} (useful {:.4}) | {} | {} | {} / {:.0} | {:.1} | this run |",
+        "| this project's {} | {:.3} (useful {:.4}) | {} | {} | {} / {:.0} | {} | this run |",
+        r.engine,
         r.gb_per_s_per_core,
         r.useful_gb_per_s_per_core,
         r.query_bytes,
         r.response_bytes,
         r.public_key_bytes,
         r.key_bytes_per_client,
-        r.keys_per_gib
+        if r.keys_per_gib.is_infinite() {
+            "unbounded by keys".to_owned()
+        } else {
+            format!("{:.1}", r.keys_per_gib)
+        }
     );
     for a in ANCHORS {
         println!(
@@ -764,10 +959,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reference = measure_reference(args.repeat)?;
     let mut rows = Vec::new();
     for &n in &args.mappings {
-        eprintln!("measuring {n} mappings...");
-        rows.push(measure(n, &args, &reference)?);
+        eprintln!("synthesizing {n} mappings...");
+        let mappings = synthesize(n)?;
+        let first = rows.len();
+        for &engine in &args.engines {
+            eprintln!("measuring {n} mappings, {engine}...");
+            rows.push(measure(&mappings, engine, &args, &reference)?);
+        }
+        compare_with_spiral(&mut rows[first..]);
     }
     print_rows(&rows, &args)
+}
+
+/// Each row of one mapping count against that count's Spiral row: one thread's answer and the
+/// server's lookups/s, as ratios (NaN without a Spiral row).
+fn compare_with_spiral(rows: &mut [Row]) {
+    let spiral = rows
+        .iter()
+        .find(|r| r.engine == Engine::Spiral.name())
+        .map(|r| (r.server_ms_1_thread, r.lookups_per_s));
+    if let Some((ms_1_thread, lookups_per_s)) = spiral {
+        for r in rows {
+            r.ms_1_thread_vs_spiral = r.server_ms_1_thread / ms_1_thread;
+            r.lookups_per_s_vs_spiral = r.lookups_per_s / lookups_per_s;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! The server's side of YPIR+SP: the database of 14-bit elements, the offline precomputation
 //! (the hint's columns, packed as far as the query allows) and answering.
 
+use std::time::Instant;
+
 use rayon::prelude::*;
 
 use super::arith::{self, N, Poly, QUERY_SEED, ring};
@@ -8,7 +10,7 @@ use super::client::unpack_elements;
 use super::packing::Packing;
 use super::params::{GADGET_LEN, LEVELS, WORD_BYTES, YpirParams};
 use crate::error::{CoreError, PirBytesError, PirMessage, Result};
-use crate::pir::{Kernel, ring::MODULI};
+use crate::pir::{AnswerPhases, Kernel, ring::MODULI};
 
 /// Columns of the first pass summed together on one thread: a multiple of the SIMD kernels'
 /// group of columns, and a divisor of every shape's column count (2048 per instance), so every
@@ -115,11 +117,30 @@ impl YpirDatabase {
         queries: &[&[u8]],
         kernel: Kernel,
     ) -> Result<Vec<Vec<u8>>> {
+        Ok(self.answer_batch_timed_with_kernel(queries, kernel)?.0)
+    }
+
+    /// As [`YpirDatabase::answer_batch`], with the time of each phase, for the sweep tool:
+    /// `first_dim_s` is the first pass over the database, `pack_s` the packing of its
+    /// answers; the engine has no expansion and no folding, so `expand_s` is reading and
+    /// checking the queries' words and `fold_s` is 0.
+    pub fn answer_batch_timed(&self, queries: &[&[u8]]) -> Result<(Vec<Vec<u8>>, AnswerPhases)> {
+        self.answer_batch_timed_with_kernel(queries, Kernel::detected())
+    }
+
+    fn answer_batch_timed_with_kernel(
+        &self,
+        queries: &[&[u8]],
+        kernel: Kernel,
+    ) -> Result<(Vec<Vec<u8>>, AnswerPhases)> {
+        let start = Instant::now();
         let parsed = queries
             .iter()
             .map(|q| parse_query(&self.params, q))
             .collect::<Result<Vec<_>>>()?;
+        let parsed_at = Instant::now();
         let answers = self.first_pass(kernel, &parsed);
+        let first_pass_at = Instant::now();
         let keys: Vec<&[u64]> = parsed.iter().map(|q| q.keys.as_slice()).collect();
         let mut out: Vec<Vec<u8>> = parsed
             .iter()
@@ -135,7 +156,13 @@ impl YpirDatabase {
                 out.extend(packed);
             }
         }
-        Ok(out)
+        let phases = AnswerPhases {
+            expand_s: (parsed_at - start).as_secs_f64(),
+            first_dim_s: (first_pass_at - parsed_at).as_secs_f64(),
+            fold_s: 0.0,
+            pack_s: first_pass_at.elapsed().as_secs_f64(),
+        };
+        Ok((out, phases))
     }
 
     /// The first pass: for every query and column, the sum over the rows of the query's word
