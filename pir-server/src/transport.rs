@@ -91,6 +91,13 @@ impl Policy for Sized {
             .service()
             .map(DiscoveryService::message_sizes);
         let payload = match (path, sized) {
+            // An engine that takes no keys (YPIR+SP): the body goes to the handler, which
+            // names the engine (FAILED_PRECONDITION), so a client that raced a switch of
+            // engines refreshes its configuration instead of hearing it sent too much. Its
+            // Query bodies are as large, so this opens nothing new.
+            ("/pir.v1.Discovery/RegisterKeys", Some(sizes)) if sizes.public_keys == 0 => {
+                self.max_message_bytes
+            }
             ("/pir.v1.Discovery/RegisterKeys", Some(sizes)) => sizes.public_keys,
             ("/pir.v1.Discovery/Query", Some(sizes)) => self
                 .max_queries
