@@ -89,8 +89,8 @@ const VETTED: [SchemeFields; 19] = [
 /// Tuned replacements of store entries, one per shape (item count and item size); shapes not
 /// listed use their store entry. Each keeps its store entry's ring and shape (so its security
 /// estimate): the split (nu_1 / nu_2) and gadget lengths measured fastest (one query, one
-/// thread) within 1 bit of the store entry's failure estimate. Their public keys are 1.9 to
-/// 3.8 MB on the wire. `docs/performance.md`, "Parameter tuning", has the tables; every one
+/// thread) within 1 bit of the store entry's failure estimate. Their public keys are 2.0 to
+/// 3.8 MB on the wire (7-byte words). `docs/performance.md`, "Parameter tuning", has the tables; every one
 /// returns whole items exactly (`decode_check.rs`, run by hand at every shape).
 const TUNED: [SchemeFields; 11] = [
     spiral_p256(1, 6, 4, 4, 7, 4, 14), // 2^10 x 8 KiB
