@@ -62,6 +62,16 @@ pub(crate) fn load_served(
     // YPIR+SP's offline precomputation (the hint's columns, the packing's first rows) before
     // the snapshot is installed: the first query must not pay it.
     for (_, snapshot) in &directory.shards {
+        let config = snapshot.config();
+        if let Some(params) = config.scheme().spiral().filter(|p| p.is_withdrawn()) {
+            // Served (the operator may be mid-rebuild), but clients refuse it: say so loudly.
+            tracing::warn!(
+                path = %path.display(),
+                %params,
+                "this snapshot uses a withdrawn parameter preset (answers were measured to \
+                 decode wrong): clients refuse it; rebuild it with this pir-server's build"
+            );
+        }
         if snapshot.engine() == pir_core::Engine::YpirSp {
             let started = std::time::Instant::now();
             let database = snapshot.ypir_database()?;
