@@ -82,6 +82,21 @@ impl Database {
         kernel: Kernel,
         batch: &[(&EvalKeys, &[u8])],
     ) -> Result<(Vec<Vec<u8>>, AnswerPhases)> {
+        let sp = spiral_params(&self.params)?;
+        let (packed, mut phases) = self.answer_packed(kernel, batch)?;
+        let started = Instant::now();
+        let answers = packed.par_iter().map(|p| encode(sp, p)).collect();
+        phases.pack_s += started.elapsed().as_secs_f64();
+        Ok((answers, phases))
+    }
+
+    /// Each query's packed ciphertexts (one per instance), before the modulus switch that
+    /// encodes them: the answer, and for the noise measurement its exact noise.
+    pub(super) fn answer_packed(
+        &self,
+        kernel: Kernel,
+        batch: &[(&EvalKeys, &[u8])],
+    ) -> Result<(Vec<Vec<PolyMatrixRaw<'static>>>, AnswerPhases)> {
         let (params, db) = (&self.params, self.words.as_slice());
         let sp = spiral_params(params)?;
         if db.len() != params.db_words() {
@@ -156,22 +171,21 @@ impl Database {
             phases.fold_s += lap(&mut clock);
         }
 
-        let answers = (0..batch.len())
+        let packed = (0..batch.len())
             .into_par_iter()
             .map(|qi| {
-                let packed: Vec<PolyMatrixRaw> = (0..sp.instances)
+                (0..sp.instances)
                     .map(|instance| {
                         let v_ct: Vec<PolyMatrixRaw> = (0..trials)
                             .map(|trial| cts[instance * trials + trial][qi].clone())
                             .collect();
                         pack(sp, &v_ct, &keys[key_of[qi]].v_packing).raw()
                     })
-                    .collect();
-                encode(sp, &packed)
+                    .collect()
             })
             .collect();
         phases.pack_s = lap(&mut clock);
-        Ok((answers, phases))
+        Ok((packed, phases))
     }
 }
 

@@ -31,7 +31,7 @@ impl ClientSecret {
     }
 }
 
-fn client_for(sp: &'static Params, secret: &ClientSecret) -> Client<'static> {
+pub(super) fn client_for(sp: &'static Params, secret: &ClientSecret) -> Client<'static> {
     let mut client = Client::init(sp);
     client.generate_secret_keys_from_seed(secret.0);
     client

@@ -31,7 +31,7 @@ pub struct Preset {
 /// the dimensions and its gadget lengths, in the order `instances, nu_1, nu_2, t_gsw, t_conv,
 /// t_exp_left, t_exp_right`.
 #[allow(clippy::too_many_arguments)]
-const fn spiral_p256(
+pub(super) const fn spiral_p256(
     instances: u32,
     nu_1: u32,
     nu_2: u32,
