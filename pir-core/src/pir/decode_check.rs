@@ -32,6 +32,8 @@ struct Answered {
     /// Bytes of the decoded item that differ from the one encoded.
     wrong_bytes: usize,
     noise: AnswerNoise,
+    /// The server's time to answer, in seconds (every core of the test's pool).
+    answer_s: f64,
 }
 
 /// Encodes random items into a database of `params` and answers `queries` of them (spread
@@ -53,11 +55,13 @@ fn answer_random_items(params: SchemeParams, queries: usize) -> Vec<Answered> {
         let secret = &secret;
         let index = q * 7919 % n;
         let query = client::query(&params, secret, index).expect("query");
+        let started = std::time::Instant::now();
         let (mut packed, _) = db
             .answer_packed(Kernel::detected(), &[(server, &query)])
             .expect("answer");
         let packed = packed.swap_remove(0);
         let answer = encode(sp, &packed);
+        let answer_s = started.elapsed().as_secs_f64();
         let item = client::decode(&params, secret, &answer).expect("decode");
         let want = &plaintext[index * params.item_bytes as usize..][..params.item_bytes as usize];
         let mut wrong_bytes = item.iter().zip(want).filter(|(a, b)| a != b).count();
@@ -66,6 +70,7 @@ fn answer_random_items(params: SchemeParams, queries: usize) -> Vec<Answered> {
             index,
             wrong_bytes,
             noise: measure_noise(&params, secret, &packed, &answer),
+            answer_s,
         });
     }
     answered
@@ -400,6 +405,22 @@ mod tests {
                 .map(|a| a.noise.packed.variance().sqrt())
                 .collect();
             sigmas.sort_by(f64::total_cmp);
+            let mut times: Vec<f64> = answered.iter().map(|a| a.answer_s).collect();
+            times.sort_by(f64::total_cmp);
+            eprintln!(
+                "{params}: answer {:.1} ms (median of {queries}, the test's thread pool)",
+                times[times.len() / 2] * 1e3
+            );
+            if std::env::var("NOISE_BY_INDEX").is_ok() {
+                let mut by: Vec<(f64, usize)> = answered
+                    .iter()
+                    .map(|a| (a.noise.packed.variance().sqrt(), a.index))
+                    .collect();
+                by.sort_by(|a, b| a.0.total_cmp(&b.0));
+                for (sigma, index) in by {
+                    eprintln!("index {index:#018b} sigma {sigma:.5}");
+                }
+            }
             let quantile = |q: f64| sigmas[((sigmas.len() - 1) as f64 * q) as usize];
             eprintln!(
                 "{params}: packed noise sigma by key set: min {:.5}, quartiles {:.5} {:.5} \
