@@ -104,7 +104,7 @@ impl SmtpServer {
                 .map(|dir| dir.map(|e| e.unwrap().path()).collect())
                 .unwrap_or_default();
             if found.len() >= count {
-                found.sort();
+                found.sort_by_key(|p| delivery_order(p));
                 return found
                     .iter()
                     .map(|p| std::fs::read_to_string(p).unwrap())
@@ -119,6 +119,21 @@ impl SmtpServer {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// Where a message stands in the order aiosmtpd delivered them. Python's `mailbox.Maildir`
+/// names a file `SECONDS.M<micros>P<pid>Q<count>.HOST`, with the microseconds unpadded (so
+/// names do not sort by time: `M12000` before `M5000`) and `count` the server's own delivery
+/// counter.
+fn delivery_order(path: &std::path::Path) -> (u64, String) {
+    let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    let counter = name
+        .split('.')
+        .nth(1)
+        .and_then(|unique| unique.rsplit_once('Q'))
+        .and_then(|(_, digits)| digits.parse().ok())
+        .unwrap_or_else(|| panic!("{name}: not a Maildir name with a delivery counter"));
+    (counter, name)
 }
 
 /// A message's header `name`, unfolded and trimmed.
