@@ -59,8 +59,9 @@ pub(crate) fn load_served(
         Some(selection) => Directory::load_sharded(path, selection, dp_keys, serving)?,
         None => load_rising(path, dp_keys, serving).map(Directory::from)?,
     };
-    // YPIR+SP's offline precomputation (the hint's columns, the packing's first rows) before
-    // the snapshot is installed: the first query must not pay it.
+    // Per snapshot, before it is installed: a warning if its preset was withdrawn, and
+    // YPIR+SP's offline precomputation (the hint's columns, the packing's first rows), which the
+    // first query must not pay.
     for (_, snapshot) in &directory.shards {
         let config = snapshot.config();
         if let Some(params) = config.scheme().spiral().filter(|p| p.is_withdrawn()) {

@@ -354,7 +354,8 @@ mod tests {
     /// name contains it, `DECODE_QUERIES` sets the queries per preset (16 by default),
     /// `DECODE_MAX_MIB` the largest capacity (256 MiB by default), `WITHDRAWN=1` runs the
     /// withdrawn ones and `CANDIDATES` others, as `instances,nu_1,nu_2,t_gsw,t_conv,
-    /// t_exp_left,t_exp_right` (p = 256, 8 KiB per instance) separated by `;`.
+    /// t_exp_left,t_exp_right` (p = 256, 8 KiB per instance) separated by `;`;
+    /// `NOISE_BY_INDEX=1` also prints each query's index and packed noise, quietest first.
     #[test]
     #[ignore = "large shapes: run by hand when presets change"]
     fn every_preset_returns_whole_items() {

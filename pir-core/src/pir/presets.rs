@@ -91,9 +91,9 @@ const VETTED: [SchemeFields; 19] = [
 /// estimate): the split (nu_1 / nu_2) and gadget lengths measured fastest (one query, one
 /// thread) within 1 bit of the store entry's failure estimate, except the entries in
 /// `MEASURED` (the tests' list), chosen by their measured noise. Their public keys are 1.5 to
-/// 3.8 MB on the wire (7-byte words). `docs/performance.md`, "Parameter tuning" and "Measured noise", has the
-/// tables; every one returns whole items exactly, and its measured failure bound is under
-/// 2^-40 (`decode_check.rs`, run by hand at every shape).
+/// 3.8 MB on the wire (7-byte words). `docs/performance.md`, "Parameter tuning" and "Measured
+/// noise", has the tables; every one returns whole items exactly, and its measured failure
+/// bound is under 2^-40 (`decode_check.rs`, run by hand at every shape).
 const TUNED: [SchemeFields; 11] = [
     spiral_p256(1, 6, 4, 4, 7, 4, 14), // 2^10 x 8 KiB
     spiral_p256(1, 6, 5, 4, 8, 6, 14), // 2^11 x 8 KiB
@@ -113,7 +113,8 @@ const TUNED: [SchemeFields; 11] = [
 /// are 1,548,320 B (0.41x the 3,784,736 B of the entry the 1-bit rule chose) and its answers
 /// 0.83x the time. Over 1,024 key sets its packed noise is log-normal to the 0.999 quantile;
 /// integrated over that fit, a query fails with probability 2^-58, and the noisiest key set
-/// measured bounds at 2^-77 (of 256) and 2^-83 (of 1,024). `docs/performance.md`, "Measured noise", has the tables.
+/// measured bounds at 2^-77 (of 256) and 2^-83 (of 1,024). `docs/performance.md`, "Measured
+/// noise", has the tables.
 #[cfg(test)]
 const MEASURED: [SchemeFields; 1] = [
     spiral_p256(1, 8, 6, 5, 4, 4, 8), // 2^14 x 8 KiB
