@@ -5,7 +5,7 @@
 //! per kernel go to stderr, to say where the difference is.
 //!
 //! `cargo bench -p pir-benches --bench answer_kernels` runs the vetted 2^12 x 8 KiB preset;
-//! `PIR_BENCH_SHAPE=1m` the 1M-mapping shape (2^14 x 16 KiB).
+//! `PIR_BENCH_SHAPE=1m` the 1M-mapping shape (2^14 x 8 KiB).
 
 use std::hint::black_box;
 
@@ -20,7 +20,7 @@ use pir_core::{
 
 fn shape() -> SchemeParams {
     let (items, bytes) = match std::env::var("PIR_BENCH_SHAPE").as_deref() {
-        Ok("1m") => (1 << 14, 16384),
+        Ok("1m") => (1 << 14, 8192),
         _ => (1 << 12, 8192),
     };
     SchemeParams::vetted_presets()

@@ -244,13 +244,14 @@ fn decode(bytes: &[u8]) -> Result<KeyFileContents, String> {
     let sizes = params
         .message_sizes()
         .map_err(|e| format!("stored parameters: {e}"))?;
-    if public_len != sizes.public_keys as u64 {
+    // Keys made before the unused words were left out are still keys: kept as they are.
+    if public_len != sizes.public_keys as u64 && public_len != sizes.legacy_public_keys as u64 {
         return Err(format!(
             "public keys are {public_len} bytes, its parameters need {}",
             sizes.public_keys
         ));
     }
-    let public = r.take(sizes.public_keys).map_err(truncated)?.to_vec();
+    let public = r.take(public_len as usize).map_err(truncated)?.to_vec();
     let seen = if seen_len == 0 {
         None
     } else {
@@ -351,6 +352,18 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// Keys made before the words no answer reads were left out read back as they were.
+    #[test]
+    fn keys_in_the_legacy_form_are_read() {
+        let (_dir, file) = written();
+        let legacy = keys().danger_in_legacy_form().unwrap();
+        assert_ne!(legacy.public_bytes().len(), keys().public_bytes().len());
+        file.write(&legacy, None).unwrap();
+        let back = file.read().unwrap();
+        assert_eq!(back.public_bytes(), legacy.public_bytes());
+        assert_eq!(back.id(), legacy.id());
     }
 
     /// A version 1 file (before the snapshot record) still reads, with no record.

@@ -285,6 +285,28 @@ async fn key_file_is_reused_and_replaced_when_parameters_change() {
     server.stop().await.unwrap();
 }
 
+/// Keys a client made before the words no answer reads were left out (a key file from then)
+/// are still taken: registered as they are, and answered with.
+#[tokio::test]
+async fn keys_in_the_legacy_form_still_register_and_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, options) = with_key_file(&dir);
+    let current = pir_core::ClientKeys::generate(&small()).unwrap();
+    let legacy = current.danger_in_legacy_form().unwrap();
+    assert!(legacy.public_bytes().len() > current.public_bytes().len());
+    KeyFile::new(&path).write(&legacy, None).unwrap();
+    let server = start().await;
+    let mut client = PirClient::connect(&server.url(), options).await.unwrap();
+    assert_eq!(client.key_id().unwrap(), legacy.id());
+    let found = client.lookup(&cpi("tel:+14155550100")).await.unwrap();
+    assert_eq!(msps(&found), ["chat.example", "talk.example"]);
+    let absent = client.lookup(&cpi("tel:+14155550199")).await.unwrap();
+    assert!(!absent.result.found());
+    assert_eq!(server.service().registered_keys(), 1);
+    assert_eq!(KeyFile::new(&path).read().unwrap().id(), legacy.id());
+    server.stop().await.unwrap();
+}
+
 #[tokio::test]
 async fn rotating_keys_replaces_them_in_the_key_file() {
     let dir = tempfile::tempdir().unwrap();

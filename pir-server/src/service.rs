@@ -89,7 +89,6 @@ struct Served {
     /// The manifest's epoch, or the one snapshot's.
     epoch: u64,
     scheme: pir_core::Scheme,
-    public_key_bytes: usize,
     // The transport sizes its per-method body limits from these (transport, issue 15).
     sizes: pir_core::MessageSizes,
 }
@@ -166,7 +165,6 @@ impl Served {
             default_config,
             epoch: directory.epoch(),
             scheme: header.scheme,
-            public_key_bytes: sizes.public_keys,
             sizes,
         })
     }
@@ -440,7 +438,8 @@ impl DiscoveryService {
         let served = self.state.served.load_full();
         let scheme =
             spiral_of(&served.scheme).ok_or(ServerError::NoKeysTaken(served.scheme.engine()))?;
-        let expected = served.public_key_bytes;
+        // The keys' current form, or the legacy one a stored key file may still hold.
+        let expected = [served.sizes.public_keys, served.sizes.legacy_public_keys];
         // Hashing and parsing megabytes of keys is CPU work: a few at a time, off the runtime.
         // A registration waits for a worker at most as long as any request may take.
         let timeout = self.state.opts.request_timeout;
@@ -451,7 +450,7 @@ impl DiscoveryService {
         .await
         .map_err(|_| ServerError::DeadlineExceeded(timeout))?
         .map_err(|_| ServerError::Internal("the registration workers are gone".into()))?;
-        let req = off_runtime(move || RegisterKeysIn::parse(req, expected))
+        let req = off_runtime(move || RegisterKeysIn::parse(req, &expected))
             .await?
             .map_err(ServerError::from)?;
         let id = req.key_id();

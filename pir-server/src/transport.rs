@@ -98,7 +98,9 @@ impl Policy for Sized {
             ("/pir.v1.Discovery/RegisterKeys", Some(sizes)) if sizes.public_keys == 0 => {
                 self.max_message_bytes
             }
-            ("/pir.v1.Discovery/RegisterKeys", Some(sizes)) => sizes.public_keys,
+            ("/pir.v1.Discovery/RegisterKeys", Some(sizes)) => {
+                sizes.public_keys.max(sizes.legacy_public_keys)
+            }
             ("/pir.v1.Discovery/Query", Some(sizes)) => self
                 .max_queries
                 .saturating_mul(sizes.query.saturating_add(PER_QUERY_SLACK)),

@@ -109,7 +109,8 @@ fn model_cost(p: &SchemeParams) -> f64 {
 
 /// Public key bytes of `p` on the wire (spiral-rs's `setup_bytes` for key layout version 0,
 /// in 7-byte words, computed here without interning the parameters): a seed, then one row of
-/// `poly_len` words per gadget column of the packing, expansion and conversion keys. Checked
+/// `poly_len` words per gadget column of the packing, expansion and conversion keys, but for
+/// the first left expansion key, which no answer reads and the client does not send. Checked
 /// against `SchemeParams::message_sizes` for every measured row.
 fn public_key_bytes(p: &SchemeParams) -> usize {
     let n = p.n as usize;
@@ -119,7 +120,7 @@ fn public_key_bytes(p: &SchemeParams) -> usize {
         .trailing_zeros() as usize;
     let stop = right.next_power_of_two().trailing_zeros() as usize;
     let polys = n * n * p.t_conv as usize
-        + g * p.t_exp_left as usize
+        + (g - 1) * p.t_exp_left as usize
         + (stop + 1) * p.t_exp_right as usize
         + 2 * p.t_conv as usize;
     32 + polys * pir_core::pir::POLY_LEN * 7

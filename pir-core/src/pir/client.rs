@@ -37,9 +37,16 @@ pub(super) fn client_for(sp: &'static Params, secret: &ClientSecret) -> Client<'
     client
 }
 
-/// Generates a fresh secret and its serialised public keys.
+/// Generates a fresh secret and its public keys in their wire form.
 pub(crate) fn keygen(params: &SchemeParams) -> Result<(ClientSecret, Vec<u8>)> {
     let sp = spiral_params(params)?;
+    let (secret, spiral) = keygen_spiral(sp)?;
+    Ok((secret, pack_key_words(sp, &spiral)))
+}
+
+/// Generates a fresh secret and its public keys as spiral-rs serialises them (every word, 8
+/// bytes each).
+pub(super) fn keygen_spiral(sp: &'static Params) -> Result<(ClientSecret, Vec<u8>)> {
     let mut seed = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut seed);
     let mut client = Client::init(sp);
@@ -50,8 +57,7 @@ pub(crate) fn keygen(params: &SchemeParams) -> Result<(ClientSecret, Vec<u8>)> {
             "public key size differs from setup_bytes",
         ));
     }
-    let public = pack_key_words(&spiral);
-    Ok((ClientSecret(seed), public))
+    Ok((ClientSecret(seed), spiral))
 }
 
 /// Encrypts a query for item `index`.

@@ -2,9 +2,9 @@
 //! expanded into spiral-rs's NTT form only for the batch that answers with them.
 //!
 //! The wire form is a 32-byte seed and one row of words per key column, 7 bytes a word (the
-//! other row is the seed's pseudorandom expansion). Expanded, every column becomes two rows of
-//! NTT words in two CRT moduli: about 4.4 times the wire bytes (6.4 MB for the 1.46 MB keys of
-//! the 1M shape). Expanding costs one ChaCha20 pass and two NTTs per key column, a small part
+//! other row is the seed's pseudorandom expansion), without the first left expansion key, which
+//! no answer reads. Expanded, every column becomes two rows of NTT words in two CRT moduli:
+//! about 4.6 times the wire bytes (6.9 MB for the 1.49 MB keys of the 1M shape). Expanding costs one ChaCha20 pass and two NTTs per key column, a small part
 //! of an answer (`docs/performance.md`, "Smaller keys"), so the server keeps only the wire form
 //! and a key cache holds 4.4 times the clients it would hold expanded.
 
@@ -22,7 +22,7 @@ use super::{
     kernel::Kernel,
     ntt,
     params::SchemeParams,
-    ring::{KEY_WORD_BYTES, check_words_of, public_key_bytes, spiral_params},
+    ring::{KEY_WORD_BYTES, check_words_of, compact_legacy_keys, public_key_bytes, spiral_params},
 };
 use crate::error::{CoreError, PirMessage, Result};
 
@@ -43,12 +43,14 @@ impl std::fmt::Debug for EvalKeys {
 
 impl EvalKeys {
     /// Checks public key bytes (their length and that every word is below the modulus) and
-    /// keeps them.
+    /// keeps them. Keys in the legacy form, with the words no answer reads, are accepted and
+    /// kept without those words.
     pub fn parse(params: &SchemeParams, bytes: &[u8]) -> Result<Self> {
         let sp = spiral_params(params)?;
+        let bytes = compact_legacy_keys(sp, bytes);
         check_words_of(
             PirMessage::PublicKeys,
-            bytes,
+            &bytes,
             public_key_bytes(sp),
             KEY_WORD_BYTES,
             sp.modulus,
@@ -102,7 +104,11 @@ impl EvalKeys {
             u64::from_le_bytes(le)
         });
         let mut raw = PolyMatrixRaw::zero(sp, 1, 1);
-        let mut matrix = |rows: usize, cols: usize| -> Result<PolyMatrixNTT<'static>> {
+        // A matrix's first row from the seed's stream, its other rows from the wire; a matrix
+        // the wire leaves out (`sent` false: the first left expansion key, which no answer
+        // reads) still takes its first row's words from the stream, which the client drew
+        // them from in this order, and is left zero.
+        let mut matrix = |rows: usize, cols: usize, sent: bool| -> Result<PolyMatrixNTT<'static>> {
             if (raw.rows, raw.cols) != (rows, cols) {
                 raw = PolyMatrixRaw::zero(sp, rows, cols);
             }
@@ -110,6 +116,9 @@ impl EvalKeys {
             for w in first {
                 // spiral-rs's `get_inv_from_rng`, word for word.
                 *w = sp.modulus - (rng.next_u64() % sp.modulus);
+            }
+            if !sent {
+                return Ok(PolyMatrixNTT::zero(sp, rows, cols));
             }
             for w in rest {
                 *w = words
@@ -122,15 +131,15 @@ impl EvalKeys {
         };
         let n = sp.n;
         let v_packing = (0..n)
-            .map(|_| matrix(n + 1, sp.t_conv))
+            .map(|_| matrix(n + 1, sp.t_conv, true))
             .collect::<Result<Vec<_>>>()?;
         let v_expansion_left = (0..sp.g())
-            .map(|_| matrix(2, sp.t_exp_left))
+            .map(|round| matrix(2, sp.t_exp_left, round != 0))
             .collect::<Result<Vec<_>>>()?;
         let v_expansion_right = (0..sp.stop_round() + 1)
-            .map(|_| matrix(2, sp.t_exp_right))
+            .map(|_| matrix(2, sp.t_exp_right, true))
             .collect::<Result<Vec<_>>>()?;
-        let v_conversion = vec![matrix(2, 2 * sp.t_conv)?];
+        let v_conversion = vec![matrix(2, 2 * sp.t_conv, true)?];
         if words.next().is_some() {
             return Err(CoreError::Internal("public keys too long"));
         }
@@ -148,56 +157,112 @@ impl EvalKeys {
     }
 }
 
-/// spiral-rs's own expansion of wire keys, for the tests that compare ours with it.
-#[cfg(test)]
-fn spiral_rs_expanded(
-    sp: &'static spiral_rs::params::Params,
-    wire: &[u8],
-) -> PublicParameters<'static> {
-    PublicParameters::deserialize(sp, &super::ring::unpack_key_words(wire))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::pir::client::keygen;
+    use spiral_rs::{client::Query, server::process_query};
 
-    fn words(v: &Option<Vec<PolyMatrixNTT<'static>>>) -> Vec<u64> {
-        v.iter()
-            .flatten()
-            .flat_map(|m| m.as_slice().to_vec())
-            .collect()
+    use super::*;
+    use crate::pir::{
+        Database,
+        client::{ClientSecret, client_for, keygen_spiral},
+        ring::{PACKED_OFFSET_2, legacy_key_words, legacy_public_key_bytes, pack_key_words},
+    };
+
+    fn words(v: &[PolyMatrixNTT<'static>]) -> Vec<u64> {
+        v.iter().flat_map(|m| m.as_slice().to_vec()).collect()
     }
 
-    #[test]
-    fn expansion_equals_spiral_rs_on_every_kernel() {
-        for params in [
+    fn test_params() -> [SchemeParams; 2] {
+        [
             SchemeParams::danger_test_only_small(),
             SchemeParams::vetted_presets()
                 .map(|p| p.params)
                 .find(|p| p.instances == 2)
                 .unwrap(),
-        ] {
+        ]
+    }
+
+    /// Ours against spiral-rs's `PublicParameters::deserialize` of every word: the same
+    /// matrices, but for the first left expansion key, which the wire leaves out and ours
+    /// leaves zero; from the current form and from the legacy one alike.
+    #[test]
+    fn expansion_equals_spiral_rs_on_every_kernel() {
+        for params in test_params() {
             let sp = spiral_params(&params).unwrap();
-            let (_, wire) = keygen(&params).unwrap();
-            let keys = EvalKeys::parse(&params, &wire).unwrap();
-            let theirs = spiral_rs_expanded(sp, &wire);
+            let (_, spiral) = keygen_spiral(sp).unwrap();
+            let theirs = PublicParameters::deserialize(sp, &spiral);
+            let wire = pack_key_words(sp, &spiral);
+            let legacy = legacy_key_words(&spiral);
+            assert_eq!(wire.len(), public_key_bytes(sp));
+            assert_eq!(legacy.len(), legacy_public_key_bytes(sp));
+            assert_eq!(
+                legacy.len() - wire.len(),
+                sp.t_exp_left * sp.poly_len * KEY_WORD_BYTES
+            );
+            let from_legacy = EvalKeys::parse(&params, &legacy).unwrap();
+            assert_eq!(
+                from_legacy.wire,
+                EvalKeys::parse(&params, &wire).unwrap().wire
+            );
             for kernel in Kernel::available() {
-                let ours = keys.expanded(kernel).unwrap();
+                let ours = from_legacy.expanded(kernel).unwrap();
                 assert_eq!(
-                    words(&Some(ours.v_packing)),
-                    words(&Some(theirs.v_packing.clone())),
+                    words(&ours.v_packing),
+                    words(&theirs.v_packing),
                     "{kernel:?}"
                 );
+                let (ours_left, theirs_left) = (
+                    ours.v_expansion_left.as_ref().unwrap(),
+                    theirs.v_expansion_left.as_ref().unwrap(),
+                );
+                assert!(ours_left[0].as_slice().iter().all(|&w| w == 0));
+                assert_eq!(words(&ours_left[1..]), words(&theirs_left[1..]), "{params}");
                 for (a, b) in [
-                    (&ours.v_expansion_left, &theirs.v_expansion_left),
                     (&ours.v_expansion_right, &theirs.v_expansion_right),
                     (&ours.v_conversion, &theirs.v_conversion),
                 ] {
-                    assert_eq!(words(a), words(b), "{params} {kernel:?}");
+                    assert_eq!(words(a.as_ref().unwrap()), words(b.as_ref().unwrap()));
                 }
                 assert_eq!(ours.seed, theirs.seed);
             }
+        }
+    }
+
+    /// The words the wire leaves out are never read: spiral-rs's `process_query`, given every
+    /// word, answers with the same bytes as the engine given the wire keys.
+    #[test]
+    fn answers_never_read_the_words_left_out() {
+        for params in test_params() {
+            let sp = spiral_params(&params).unwrap();
+            let (secret, spiral): (ClientSecret, _) = keygen_spiral(sp).unwrap();
+            let theirs = PublicParameters::deserialize(sp, &spiral);
+            let keys = EvalKeys::parse(&params, &pack_key_words(sp, &spiral)).unwrap();
+            let mut db = Database::zeroed(params);
+            // Any words reduced modulo each CRT modulus, packed as the database packs them.
+            for (i, w) in db.words.iter_mut().enumerate() {
+                let x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+                *w = (x % sp.moduli[0]) | ((x >> 32) % sp.moduli[1]) << PACKED_OFFSET_2;
+            }
+            let query = client_for(sp, &secret)
+                .generate_query(params.num_items() / 3)
+                .serialize();
+            let answer = db.answer(&keys, &query).unwrap();
+            let reference = process_query(sp, &theirs, &Query::deserialize(sp, &query), &db.words);
+            assert!(answer == reference, "{params}: answers differ");
+        }
+    }
+
+    /// Neither form with a byte more or less parses.
+    #[test]
+    fn other_lengths_are_refused() {
+        let params = SchemeParams::danger_test_only_small();
+        let sp = spiral_params(&params).unwrap();
+        let (_, spiral) = keygen_spiral(sp).unwrap();
+        for mut bytes in [pack_key_words(sp, &spiral), legacy_key_words(&spiral)] {
+            bytes.push(0);
+            assert!(EvalKeys::parse(&params, &bytes).is_err());
+            bytes.truncate(bytes.len() - 2);
+            assert!(EvalKeys::parse(&params, &bytes).is_err());
         }
     }
 }

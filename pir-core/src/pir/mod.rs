@@ -63,4 +63,5 @@ pub use kernel::{Kernel, KernelKind};
 pub use params::{POLY_LEN, SchemeFields, SchemeParams};
 pub use presets::{Preset, PresetOrigin};
 pub use ring::MessageSizes;
+pub(crate) use ring::legacy_form;
 pub use scheme::{Engine, Scheme};

@@ -2,7 +2,9 @@
 //! message passes before spiral-rs sees it.
 
 use std::{
+    borrow::Cow,
     collections::HashMap,
+    ops::Range,
     sync::{Mutex, OnceLock},
 };
 
@@ -56,6 +58,10 @@ pub(super) fn spiral_params(p: &SchemeParams) -> Result<&'static Params> {
 pub struct MessageSizes {
     /// The client's public (evaluation) keys.
     pub public_keys: usize,
+    /// The public keys in their legacy form, still accepted from clients whose keys were made
+    /// before the unused words were left out (0 for an engine without keys). Not reported.
+    #[serde(skip)]
+    pub legacy_public_keys: usize,
     /// One query.
     pub query: usize,
     /// One response.
@@ -93,6 +99,7 @@ impl SchemeParams {
         let sp = spiral_params(self)?;
         Ok(MessageSizes {
             public_keys: public_key_bytes(sp),
+            legacy_public_keys: legacy_public_key_bytes(sp),
             query: sp.query_bytes(),
             response: response_bytes(sp),
         })
@@ -123,13 +130,76 @@ pub(super) fn response_bytes(sp: &Params) -> usize {
 pub(super) const KEY_WORD_BYTES: usize = 7;
 const _: () = assert!((MODULI[0] as u128 * MODULI[1] as u128) < 1u128 << (8 * KEY_WORD_BYTES));
 
-/// Bytes of a client's public keys on the wire: the seed, then every word in 7 bytes.
+/// The words of spiral-rs's serialised public keys (after the seed) that no answer reads: the
+/// second row of the first left expansion key. Expansion's round 0 switches its one
+/// ciphertext with the right key, and the left keys serve rounds 1 and later only (spiral-rs's
+/// `coefficient_expansion`), so the client does not send these `t_exp_left` polynomials: a
+/// smaller upload for the same keys. They follow the packing keys' rows.
+fn unused_key_words(sp: &Params) -> Range<usize> {
+    let start = sp.n * sp.n * sp.t_conv * sp.poly_len;
+    start..start + sp.t_exp_left * sp.poly_len
+}
+
+/// Bytes of a client's public keys on the wire: the seed, then every word that an answer
+/// reads, in 7 bytes.
 pub(super) fn public_key_bytes(sp: &Params) -> usize {
+    legacy_public_key_bytes(sp) - unused_key_words(sp).len() * KEY_WORD_BYTES
+}
+
+/// Bytes of the public keys clients sent before the unused words were dropped (every word
+/// spiral-rs serialises, in 7 bytes): still accepted, so that stored keys keep working.
+pub(super) fn legacy_public_key_bytes(sp: &Params) -> usize {
     SEED_LENGTH + (sp.setup_bytes() - SEED_LENGTH) / 8 * KEY_WORD_BYTES
 }
 
-/// spiral-rs's serialised public keys (seed, 8-byte little-endian words) into the wire form.
-pub(super) fn pack_key_words(spiral: &[u8]) -> Vec<u8> {
+/// spiral-rs's serialised public keys (seed, 8-byte little-endian words) into the wire form:
+/// 7-byte words, without the [`unused_key_words`].
+pub(super) fn pack_key_words(sp: &Params, spiral: &[u8]) -> Vec<u8> {
+    let (seed, words) = spiral.split_at(SEED_LENGTH.min(spiral.len()));
+    let unused = unused_key_words(sp);
+    let mut out = Vec::with_capacity(public_key_bytes(sp));
+    out.extend_from_slice(seed);
+    for (i, w) in words.chunks_exact(8).enumerate() {
+        if !unused.contains(&i) {
+            out.extend_from_slice(&w[..KEY_WORD_BYTES]);
+        }
+    }
+    out
+}
+
+/// Legacy wire keys ([`legacy_public_key_bytes`] long) in the current form: the unused words
+/// dropped. Any other length is returned as it is, for the length check to refuse.
+pub(super) fn compact_legacy_keys<'a>(sp: &Params, wire: &'a [u8]) -> Cow<'a, [u8]> {
+    if wire.len() != legacy_public_key_bytes(sp) {
+        return Cow::Borrowed(wire);
+    }
+    let unused = unused_key_words(sp);
+    let (seed, body) = wire.split_at(SEED_LENGTH);
+    let mut out = Vec::with_capacity(public_key_bytes(sp));
+    out.extend_from_slice(seed);
+    out.extend_from_slice(&body[..unused.start * KEY_WORD_BYTES]);
+    out.extend_from_slice(&body[unused.end * KEY_WORD_BYTES..]);
+    Cow::Owned(out)
+}
+
+/// Wire keys in the legacy form, with zero words where the unused ones were: keys as an older
+/// client would send them (answers never read those words), for tests of that form.
+pub(crate) fn legacy_form(params: &SchemeParams, wire: &[u8]) -> Result<Vec<u8>> {
+    let sp = spiral_params(params)?;
+    if wire.len() != public_key_bytes(sp) {
+        return Err(CoreError::Internal("public keys of the wrong size"));
+    }
+    let at = SEED_LENGTH + unused_key_words(sp).start * KEY_WORD_BYTES;
+    let mut out = wire[..at].to_vec();
+    out.resize(at + unused_key_words(sp).len() * KEY_WORD_BYTES, 0);
+    out.extend_from_slice(&wire[at..]);
+    Ok(out)
+}
+
+/// spiral-rs's serialised public keys in the legacy wire form (every word, 7 bytes each): what
+/// clients sent before the unused words were dropped, for the tests of that form.
+#[cfg(test)]
+pub(super) fn legacy_key_words(spiral: &[u8]) -> Vec<u8> {
     let (seed, words) = spiral.split_at(SEED_LENGTH.min(spiral.len()));
     let mut out = Vec::with_capacity(seed.len() + words.len() / 8 * KEY_WORD_BYTES);
     out.extend_from_slice(seed);
@@ -139,8 +209,8 @@ pub(super) fn pack_key_words(spiral: &[u8]) -> Vec<u8> {
     out
 }
 
-/// The wire form back into spiral-rs's form (the inverse of [`pack_key_words`]): for tests
-/// against spiral-rs's own deserialisation (`EvalKeys` reads the 7-byte words itself).
+/// Legacy wire keys back into spiral-rs's form (the inverse of [`legacy_key_words`]): for
+/// tests against spiral-rs's own deserialisation (`EvalKeys` reads the 7-byte words itself).
 #[cfg(test)]
 pub(super) fn unpack_key_words(wire: &[u8]) -> Vec<u8> {
     let (seed, words) = wire.split_at(SEED_LENGTH.min(wire.len()));
@@ -212,7 +282,7 @@ mod tests {
         for w in [0u64, 1, MODULI[0] * MODULI[1] - 1, 0x00ab_cdef_0123_4567] {
             spiral.extend_from_slice(&w.to_le_bytes());
         }
-        let wire = pack_key_words(&spiral);
+        let wire = legacy_key_words(&spiral);
         assert_eq!(wire.len(), SEED_LENGTH + 4 * KEY_WORD_BYTES);
         assert_eq!(unpack_key_words(&wire), spiral);
         let q = MODULI[0] * MODULI[1];

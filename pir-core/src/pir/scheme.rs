@@ -171,6 +171,7 @@ impl Scheme {
             Scheme::Spiral(p) => p.message_sizes(),
             Scheme::YpirSp(p) => Ok(MessageSizes {
                 public_keys: 0,
+                legacy_public_keys: 0,
                 query: p.query_bytes(),
                 response: p.response_bytes(),
             }),

@@ -8,7 +8,7 @@
 //! ```text
 //! client                                        server
 //! ConfigIn    ◀── GetConfigResponse ◀────────── GetConfigResponse::for_snapshot
-//!             ─── RegisterKeysRequest ────────▶ RegisterKeysIn::parse(req, key bytes)
+//!             ─── RegisterKeysRequest ────────▶ RegisterKeysIn::parse(req, key sizes)
 //!             ─── EvaluateRequest ────────────▶ EvaluateIn::parse(req, max elements)
 //! EvaluationIn::parse(resp, sent) ◀── EvaluateResponse ◀── From<Evaluation>
 //!             ─── QueryRequest ───────────────▶ QueryIn::parse(req, max queries)

@@ -168,8 +168,9 @@ pub struct RegisterKeysIn {
 }
 
 impl RegisterKeysIn {
-    /// Checks that the keys are `expected_len` bytes, the public-key size of the parameters
-    /// served, and that a mac key comes with them, then computes their id (hashing megabytes:
+    /// Checks that the keys are of one of the `accepted_lens` (the public-key sizes of the
+    /// parameters served: the first is the current form's, named in the error) and that a mac
+    /// key comes with them, then computes their id (hashing megabytes:
     /// a server calls this off its async runtime).
     ///
     /// The size is a parameter, not a check left to the server, so that the id is only ever
@@ -177,13 +178,13 @@ impl RegisterKeysIn {
     /// be refused anyway is work a client could make the server do for nothing.
     pub fn parse(
         req: v1::RegisterKeysRequest,
-        expected_len: usize,
+        accepted_lens: &[usize],
     ) -> Result<Self, RegisterKeysError> {
         let public_keys = req.public_keys;
-        if public_keys.len() != expected_len {
+        if !accepted_lens.contains(&public_keys.len()) {
             return Err(RegisterKeysError::KeysLength {
                 got: public_keys.len(),
-                expected: expected_len,
+                expected: accepted_lens.first().copied().unwrap_or(0),
             });
         }
         let query_mac_key = match req.query_mac_key.len() {
@@ -342,7 +343,7 @@ mod tests {
         req.authenticate(&keys);
         let reg = RegisterKeysIn::parse(
             v1::RegisterKeysRequest::for_keys(&keys),
-            keys.public_bytes().len(),
+            &[keys.public_bytes().len()],
         )
         .unwrap();
         assert_eq!(reg.key_id(), keys.id());
@@ -416,7 +417,7 @@ mod tests {
             ..keys(100)
         };
         assert_eq!(
-            RegisterKeysIn::parse(old, 100),
+            RegisterKeysIn::parse(old, &[100]),
             Err(RegisterKeysError::MacKeyMissing)
         );
         let bad = v1::RegisterKeysRequest {
@@ -424,7 +425,7 @@ mod tests {
             ..keys(100)
         };
         assert_eq!(
-            RegisterKeysIn::parse(bad, 100),
+            RegisterKeysIn::parse(bad, &[100]),
             Err(RegisterKeysError::MacKeyLength { got: 16 })
         );
         // The size of the keys is checked first: it says more about what is wrong.
@@ -433,14 +434,14 @@ mod tests {
             ..keys(99)
         };
         assert!(matches!(
-            RegisterKeysIn::parse(both, 100),
+            RegisterKeysIn::parse(both, &[100]),
             Err(RegisterKeysError::KeysLength { .. })
         ));
     }
 
     #[test]
     fn register_keys_carries_the_keys_and_their_id() {
-        let r = RegisterKeysIn::parse(keys(100), 100).unwrap();
+        let r = RegisterKeysIn::parse(keys(100), &[100]).unwrap();
         assert_eq!(r.key_id(), KeyId::of(&[9; 100]));
         assert_eq!(r.query_mac_key(), &QueryMacKey::from_bytes([8; 32]));
         assert_eq!(r.public_keys(), &[9; 100]);
@@ -449,14 +450,19 @@ mod tests {
 
     #[test]
     fn register_keys_refuses_keys_of_another_size() {
-        for len in [0, 99, 101] {
+        for len in [0, 99, 101, 119, 121] {
             assert_eq!(
-                RegisterKeysIn::parse(keys(len), 100),
+                RegisterKeysIn::parse(keys(len), &[100, 120]),
                 Err(RegisterKeysError::KeysLength {
                     got: len,
                     expected: 100
                 })
             );
+        }
+        // Either accepted size (the current form, the legacy one) passes.
+        for len in [100, 120] {
+            let r = RegisterKeysIn::parse(keys(len), &[100, 120]).unwrap();
+            assert_eq!(r.public_keys().len(), len);
         }
     }
 }
