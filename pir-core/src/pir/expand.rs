@@ -4,14 +4,14 @@
 use rayon::prelude::*;
 use spiral_rs::{
     aligned_memory::AlignedMemory64,
-    arith::{barrett_coeff_u64, log2_ceil_usize},
+    arith::log2_ceil_usize,
     client::{PublicParameters, Query},
     params::Params,
-    poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, automorph, multiply, scalar_multiply},
+    poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, automorph},
     server::regev_to_gsw,
 };
 
-use super::{fold::gadget_invert_rows, kernel::Kernel, ntt, ring::PACKED_OFFSET_2};
+use super::{fold::gadget_invert_rows, kernel::Kernel, ntt, poly_ops, ring::PACKED_OFFSET_2};
 use crate::error::{CoreError, Result};
 
 /// Scratch matrices for one key switch of the coefficient expansion, reused across switches.
@@ -88,25 +88,28 @@ fn coefficient_expansion(
                 .as_mut_slice()
                 .copy_from_slice(s.ct_auto.get_poly(1, 0));
             ntt::to_ntt(kernel, &mut s.ct_auto_1_ntt, &s.ct_auto_1);
-            multiply(&mut s.w_times_ginv_ct, w, gi_ct_ntt);
+            poly_ops::multiply(kernel, &mut s.w_times_ginv_ct, w, gi_ct_ntt);
+            // v_i += W G^-1(a) + (0, b), every word reduced.
             let auto_1 = s.ct_auto_1_ntt.data.as_slice();
             let wg = s.w_times_ginv_ct.data.as_slice();
-            let data = v_i.data.as_mut_slice();
-            let mut idx = 0;
-            for j in 0..2u64 {
-                for n in 0..sp.crt_count {
-                    for z in 0..poly_len {
-                        let sum = data[idx] + wg[idx] + j * auto_1[n * poly_len + z];
-                        data[idx] = barrett_coeff_u64(sp, sum, n);
-                        idx += 1;
-                    }
-                }
+            let (row_0, row_1) = v_i
+                .data
+                .as_mut_slice()
+                .split_at_mut(sp.crt_count * poly_len);
+            let (wg_0, wg_1) = wg.split_at(row_0.len());
+            for (d, &w) in row_0.iter_mut().zip(wg_0) {
+                *d += w;
             }
+            for ((d, &w), &b) in row_1.iter_mut().zip(wg_1).zip(auto_1) {
+                *d += w + b;
+            }
+            poly_ops::reduce_residues(kernel, sp, row_0);
+            poly_ops::reduce_residues(kernel, sp, row_1);
         };
         let (src, dest) = v.split_at_mut(num_in);
         src.par_iter_mut()
             .zip(dest.par_iter_mut())
-            .for_each(|(s, d)| scalar_multiply(d, neg1, s));
+            .for_each(|(s, d)| poly_ops::scalar_multiply(kernel, d, neg1, s));
         // Both halves in one parallel loop (spiral-rs runs one after the other): in the first
         // rounds a half holds one or two ciphertexts, and switches with the long right gadget
         // cost several times the others, so cores would wait. `i` is the index within a half.

@@ -3,10 +3,10 @@
 use spiral_rs::{
     gadget::get_bits_per,
     params::Params,
-    poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw, multiply},
+    poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw},
 };
 
-use super::{kernel::Kernel, ntt};
+use super::{kernel::Kernel, ntt, poly_ops};
 
 /// spiral-rs's `gadget_invert_rdim`, digit plane by digit plane (the same digits, written in
 /// order instead of one coefficient at a time).
@@ -78,7 +78,7 @@ pub(super) fn fold(
                 *d = if *d >= g0 { *d - g0 } else { *d + q - g0 };
             }
             ntt::to_ntt(kernel, &mut diff_ntt, &ginv_diff);
-            multiply(&mut prod, gsw, &diff_ntt);
+            poly_ops::multiply(kernel, &mut prod, gsw, &diff_ntt);
             ntt::from_ntt(kernel, &mut prod_raw, &prod, &mut scratch);
             for (c, &p) in v_cts[i]
                 .data

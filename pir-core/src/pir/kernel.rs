@@ -1,4 +1,4 @@
-//! `unsafe` code (with `ntt.rs` and `ypir/simd.rs`): the first dimension's inner product, in AVX2 and
+//! `unsafe` code (with `ntt.rs`, `poly_ops.rs` and `ypir/simd.rs`): the first dimension's inner product, in AVX2 and
 //! AVX-512, chosen at run time.
 //!
 //! [`row_dots`] has three implementations that give the same words: the portable one
@@ -14,8 +14,8 @@
 //! 52 bits) into two accumulators, plus masking the packed words to 52 bits, where
 //! `vpmuludq` ignores the high halves for free and one add follows it.
 //!
-//! Every other file but `ntt.rs` and `ypir/simd.rs` is under `unsafe_code = "forbid"`
-//! (pir-core: `deny`, allowed only in those three).
+//! Every other file but `ntt.rs`, `poly_ops.rs` and `ypir/simd.rs` is under
+//! `unsafe_code = "forbid"` (pir-core: `deny`, allowed only in those four).
 #![allow(unsafe_code)]
 
 use std::{fmt, sync::OnceLock};

@@ -26,8 +26,9 @@
 //! | `expand.rs`, `first_dim.rs`, `fold.rs` | the phases |
 //! | `kernel.rs` | the first dimension's inner product (portable, AVX2, AVX-512, chosen at run time) |
 //! | `ntt.rs` | the ring's NTT for expansion and folding: AVX-512 with that kernel, else spiral-rs's |
+//! | `poly_ops.rs` | reductions, products and CRT composition around the NTT: the same choice |
 //!
-//! `kernel.rs`, `ntt.rs` and `ypir/simd.rs` are the only files with `unsafe` code (SIMD
+//! `kernel.rs`, `ntt.rs`, `poly_ops.rs` and `ypir/simd.rs` are the only files with `unsafe` code (SIMD
 //! intrinsics, behind a [`Kernel`], which exists only for a CPU that runs it). `scheme.rs` says
 //! which engine a database uses; `ypir/` is the second engine.
 
@@ -43,6 +44,7 @@ mod fold;
 mod kernel;
 mod ntt;
 mod params;
+mod poly_ops;
 mod presets;
 mod ring;
 mod scheme;

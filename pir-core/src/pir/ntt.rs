@@ -13,19 +13,22 @@
 //! comparisons of the path spiral-rs runs there: the outputs are its outputs, including the
 //! rare unreduced p. `tests` below compare them on random and extreme inputs.
 //!
-//! With `kernel.rs` and `ypir/simd.rs`, the only files allowed `unsafe` code (the intrinsics' loads and stores, and
-//! calling the AVX-512 functions once a [`Kernel`] says the CPU runs them).
+//! With `kernel.rs`, `poly_ops.rs` and `ypir/simd.rs`, the only files allowed `unsafe` code (the
+//! intrinsics' loads and stores, and calling the AVX-512 functions once a [`Kernel`] says the
+//! CPU runs them).
 #![allow(unsafe_code)]
 
 use spiral_rs::{
     aligned_memory::AlignedMemory64,
-    arith::barrett_coeff_u64,
     ntt::{ntt_forward, ntt_inverse},
     params::Params,
     poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw},
 };
 
-use super::kernel::{Kernel, KernelKind};
+use super::{
+    kernel::{Kernel, KernelKind},
+    poly_ops,
+};
 
 /// Forward transform of one polynomial's residues (`crt_count * poly_len` words, each residue
 /// reduced), in place. spiral-rs's transforms need the words 32-byte aligned (spiral-rs's
@@ -56,16 +59,10 @@ pub(super) fn inverse(kernel: Kernel, sp: &Params, poly: &mut [u64]) {
 /// spiral-rs's `to_ntt`: every polynomial of `b` reduced into each CRT residue and transformed.
 pub(super) fn to_ntt(kernel: Kernel, a: &mut PolyMatrixNTT, b: &PolyMatrixRaw) {
     let sp = a.params;
-    let n = sp.poly_len;
     for r in 0..a.rows {
         for c in 0..a.cols {
-            let src = b.get_poly(r, c);
             let dst = a.get_poly_mut(r, c);
-            for m in 0..sp.crt_count {
-                for (d, &s) in dst[m * n..(m + 1) * n].iter_mut().zip(src) {
-                    *d = barrett_coeff_u64(sp, s, m);
-                }
-            }
+            poly_ops::reduce_into_residues(kernel, sp, dst, b.get_poly(r, c));
             forward(kernel, sp, dst);
         }
     }
@@ -110,9 +107,7 @@ pub(super) fn from_ntt(
         for c in 0..a.cols {
             buf.copy_from_slice(b.get_poly(r, c));
             inverse(kernel, sp, buf);
-            for (z, d) in a.get_poly_mut(r, c).iter_mut().enumerate() {
-                *d = sp.crt_compose(buf, z);
-            }
+            poly_ops::compose(kernel, sp, a.get_poly_mut(r, c), buf);
         }
     }
 }

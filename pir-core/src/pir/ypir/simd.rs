@@ -30,7 +30,7 @@
 //! IFMA (`vpmadd52luq`) would fuse each first-pass product (42 bits) with its addition, halving
 //! the vector work, but no `Kernel` kind says the CPU has it.
 //!
-//! With `pir/kernel.rs` and `pir/ntt.rs`, the only file allowed `unsafe` code (the intrinsics'
+//! With `pir/kernel.rs`, `pir/ntt.rs` and `pir/poly_ops.rs`, the only files allowed `unsafe` code (the intrinsics'
 //! loads, stores and gathers, and calling the `#[target_feature]` functions once a `Kernel` says
 //! the CPU runs them).
 #![allow(unsafe_code)]
