@@ -16,9 +16,8 @@ use crate::error::{CoreError, Result};
 
 /// Scratch matrices for one key switch of the coefficient expansion, reused across switches.
 struct SwitchScratch {
-    ct: PolyMatrixRaw<'static>,
-    ct_auto: PolyMatrixRaw<'static>,
-    ct_auto_1: PolyMatrixRaw<'static>,
+    ct_0: PolyMatrixRaw<'static>,
+    ct_auto_0: PolyMatrixRaw<'static>,
     ct_auto_1_ntt: PolyMatrixNTT<'static>,
     w_times_ginv_ct: PolyMatrixNTT<'static>,
     ginv_left: PolyMatrixRaw<'static>,
@@ -31,9 +30,8 @@ struct SwitchScratch {
 impl SwitchScratch {
     fn new(sp: &'static Params) -> Self {
         Self {
-            ct: PolyMatrixRaw::zero(sp, 2, 1),
-            ct_auto: PolyMatrixRaw::zero(sp, 2, 1),
-            ct_auto_1: PolyMatrixRaw::zero(sp, 1, 1),
+            ct_0: PolyMatrixRaw::zero(sp, 1, 1),
+            ct_auto_0: PolyMatrixRaw::zero(sp, 1, 1),
             ct_auto_1_ntt: PolyMatrixNTT::zero(sp, 1, 1),
             w_times_ginv_ct: PolyMatrixNTT::zero(sp, 2, 1),
             ginv_left: PolyMatrixRaw::zero(sp, sp.t_exp_left, 1),
@@ -46,8 +44,12 @@ impl SwitchScratch {
 }
 
 /// spiral-rs's `coefficient_expansion` with the key switch's scratch allocated once per rayon
-/// job instead of once per ciphertext (about 1 MB zeroed each time), and plane-wise gadget
-/// decomposition. Same operations in the same order, so the same words.
+/// job instead of once per ciphertext (about 1 MB zeroed each time), plane-wise gadget
+/// decomposition, and the automorphism of each ciphertext's second row taken in the NTT domain
+/// (a permutation, [`ntt::automorph_ntt`]) where spiral-rs transforms it back, applies it and
+/// transforms it again: two transforms of the seven (t_exp 4) of a switch saved. The first row
+/// is transformed back, as its gadget digits need. The words are the same: every row is
+/// reduced after the sum, and the permuted words are congruent to spiral-rs's.
 #[allow(clippy::too_many_arguments)]
 fn coefficient_expansion(
     sp: &'static Params,
@@ -59,11 +61,13 @@ fn coefficient_expansion(
     v_w_right: &[PolyMatrixNTT],
     v_neg1: &[PolyMatrixNTT],
     max_bits_to_gen_right: usize,
-) {
+) -> Result<()> {
     let poly_len = sp.poly_len;
+    let row = sp.crt_count * poly_len;
     for r in 0..g {
         let num_in = 1usize << r;
         let t = poly_len / (1 << r) + 1;
+        let perm = &ntt::automorph_permutation(sp, t)?;
         let neg1 = &v_neg1[r];
         let expand = |scratch: &mut SwitchScratch, (i, v_i): (usize, &mut PolyMatrixNTT)| {
             let odd = i % 2 == 1;
@@ -79,23 +83,17 @@ fn coefficient_expansion(
             } else {
                 (&v_w_right[r], &mut s.ginv_right, &mut s.ginv_right_ntt)
             };
-            ntt::from_ntt(kernel, &mut s.ct, v_i, &mut s.inverse);
-            automorph(&mut s.ct_auto, &s.ct, t);
-            gadget_invert_rows(sp, gi_ct, &s.ct_auto, 1);
+            let (a, b) = v_i.data.as_slice().split_at(row);
+            ntt::from_ntt_poly(kernel, sp, s.ct_0.data.as_mut_slice(), a, &mut s.inverse);
+            automorph(&mut s.ct_auto_0, &s.ct_0, t);
+            gadget_invert_rows(sp, gi_ct, &s.ct_auto_0, 1);
             ntt::to_ntt_no_reduce(kernel, gi_ct_ntt, gi_ct);
-            s.ct_auto_1
-                .data
-                .as_mut_slice()
-                .copy_from_slice(s.ct_auto.get_poly(1, 0));
-            ntt::to_ntt(kernel, &mut s.ct_auto_1_ntt, &s.ct_auto_1);
+            ntt::automorph_ntt(sp, perm, s.ct_auto_1_ntt.data.as_mut_slice(), b);
             poly_ops::multiply(kernel, &mut s.w_times_ginv_ct, w, gi_ct_ntt);
             // v_i += W G^-1(a) + (0, b), every word reduced.
             let auto_1 = s.ct_auto_1_ntt.data.as_slice();
             let wg = s.w_times_ginv_ct.data.as_slice();
-            let (row_0, row_1) = v_i
-                .data
-                .as_mut_slice()
-                .split_at_mut(sp.crt_count * poly_len);
+            let (row_0, row_1) = v_i.data.as_mut_slice().split_at_mut(row);
             let (wg_0, wg_1) = wg.split_at(row_0.len());
             for (d, &w) in row_0.iter_mut().zip(wg_0) {
                 *d += w;
@@ -118,6 +116,7 @@ fn coefficient_expansion(
             |scratch, (k, v_i)| expand(scratch, (k % num_in, v_i)),
         );
     }
+    Ok(())
 }
 
 /// spiral-rs's `reorient_reg_ciphertexts` for the first-dimension ciphertexts `v[2 * j]`
@@ -175,7 +174,7 @@ pub(super) fn expand(
         v_w_right,
         &v_neg1,
         right_expanded,
-    );
+    )?;
     let v_gsw_inp: Vec<PolyMatrixNTT> = (0..right_expanded).map(|i| v[2 * i + 1].clone()).collect();
     let mut v_reg_reoriented = AlignedMemory64::new(dim0 * 2 * sp.poly_len);
     reorient(sp, v_reg_reoriented.as_mut_slice(), &v, dim0);

@@ -29,6 +29,7 @@ use super::{
     kernel::{Kernel, KernelKind},
     poly_ops,
 };
+use crate::error::{CoreError, Result};
 
 /// Forward transform of one polynomial's residues (`crt_count * poly_len` words, each residue
 /// reduced), in place. spiral-rs's transforms need the words 32-byte aligned (spiral-rs's
@@ -102,14 +103,90 @@ pub(super) fn from_ntt(
     scratch: &mut Scratch,
 ) {
     let sp = a.params;
-    let buf = scratch.0.as_mut_slice();
     for r in 0..a.rows {
         for c in 0..a.cols {
-            buf.copy_from_slice(b.get_poly(r, c));
-            inverse(kernel, sp, buf);
-            poly_ops::compose(kernel, sp, a.get_poly_mut(r, c), buf);
+            from_ntt_poly(kernel, sp, a.get_poly_mut(r, c), b.get_poly(r, c), scratch);
         }
     }
+}
+
+/// [`from_ntt`] of one polynomial: `out` (`poly_len` words mod q) from `ntt` (its residues).
+pub(super) fn from_ntt_poly(
+    kernel: Kernel,
+    sp: &Params,
+    out: &mut [u64],
+    ntt: &[u64],
+    scratch: &mut Scratch,
+) {
+    let buf = scratch.0.as_mut_slice();
+    buf.copy_from_slice(ntt);
+    inverse(kernel, sp, buf);
+    poly_ops::compose(kernel, sp, out, buf);
+}
+
+/// The automorphism X -> X^t of an NTT-form polynomial, without leaving the NTT domain: the
+/// transform evaluates at the odd powers of a 2d-th root of unity, and a(X^t) at a point w is
+/// a at w^t, another of those points, so each residue's words are permuted. `out` is congruent,
+/// word for word, to the forward transform of spiral-rs's `automorph` of the polynomial, at the
+/// cost of a copy instead of two transforms. `perm` is [`automorph_permutation`]'s for t.
+pub(super) fn automorph_ntt(sp: &Params, perm: &[u32], out: &mut [u64], ntt: &[u64]) {
+    let n = sp.poly_len;
+    for m in 0..sp.crt_count {
+        let (dst, src) = (&mut out[m * n..(m + 1) * n], &ntt[m * n..(m + 1) * n]);
+        for (d, &from) in dst.iter_mut().zip(&perm[m * n..(m + 1) * n]) {
+            *d = src[from as usize];
+        }
+    }
+}
+
+/// For [`automorph_ntt`]: per residue, the slot of the input each output slot takes. Computed
+/// once per (ring, t) from the transform itself: slot i of the transform of X holds the point
+/// w_i, and output slot i takes the input slot holding w_i^t. None if some w_i^t is not a slot's
+/// point (an even t): an internal error.
+pub(super) fn automorph_permutation(sp: &Params, t: usize) -> Result<std::sync::Arc<[u32]>> {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, Mutex, OnceLock},
+    };
+    type Key = (usize, Vec<u64>, usize);
+    static TABLES: OnceLock<Mutex<HashMap<Key, Option<Arc<[u32]>>>>> = OnceLock::new();
+    let n = sp.poly_len;
+    let key = (n, sp.moduli[..sp.crt_count].to_vec(), t);
+    let mut tables = TABLES
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    tables
+        .entry(key)
+        .or_insert_with(|| {
+            let mut x = AlignedMemory64::new(sp.crt_count * n);
+            for m in 0..sp.crt_count {
+                x.as_mut_slice()[m * n + 1] = 1;
+            }
+            ntt_forward(sp, x.as_mut_slice());
+            let mut perm = Vec::with_capacity(sp.crt_count * n);
+            for m in 0..sp.crt_count {
+                let p = sp.moduli[m];
+                let points: Vec<u64> = x.as_slice()[m * n..(m + 1) * n]
+                    .iter()
+                    .map(|&w| w % p)
+                    .collect();
+                let slot: HashMap<u64, u32> = points
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &w)| (w, i as u32))
+                    .collect();
+                for &w in &points {
+                    let image = spiral_rs::arith::exponentiate_uint_mod(w, t as u64, p);
+                    perm.push(*slot.get(&image)?);
+                }
+            }
+            Some(perm.into())
+        })
+        .clone()
+        .ok_or(CoreError::Internal(
+            "an automorphism that does not permute the NTT's points",
+        ))
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -458,5 +535,39 @@ mod tests {
             spiral_rs::poly::to_ntt_no_reduce(&mut theirs, &digits);
             assert_eq!(ours.as_slice(), theirs.as_slice(), "{kernel:?}");
         }
+    }
+
+    /// The NTT-domain automorphism is spiral-rs's automorphism between the transforms, word for
+    /// word modulo each residue, for every t expansion uses (and t = 3, 5); an even t has no
+    /// permutation.
+    #[test]
+    fn automorphism_in_the_ntt_domain_is_spiral_rs_automorph() {
+        let sp = sp();
+        let n = sp.poly_len;
+        let mut rng = StdRng::seed_from_u64(5);
+        let mut ts: Vec<usize> = (0..n.trailing_zeros()).map(|r| n / (1 << r) + 1).collect();
+        ts.extend([3, 5, 2 * n - 1]);
+        for t in ts {
+            let perm = automorph_permutation(sp, t).unwrap();
+            let mut ntt = PolyMatrixNTT::zero(sp, 1, 1);
+            for (i, w) in ntt.as_mut_slice().iter_mut().enumerate() {
+                *w = rng.gen_range(0..sp.moduli[i / n]);
+            }
+            let mut raw = PolyMatrixRaw::zero(sp, 1, 1);
+            let mut scratch = Scratch::new(sp);
+            let kernel = Kernel::force(KernelKind::Portable).unwrap();
+            from_ntt(kernel, &mut raw, &ntt, &mut scratch);
+            let mut auto = PolyMatrixRaw::zero(sp, 1, 1);
+            spiral_rs::poly::automorph(&mut auto, &raw, t);
+            let mut want = PolyMatrixNTT::zero(sp, 1, 1);
+            to_ntt(kernel, &mut want, &auto);
+            let mut got = vec![0; 2 * n];
+            automorph_ntt(sp, &perm, &mut got, ntt.as_slice());
+            for (i, (g, w)) in got.iter().zip(want.as_slice()).enumerate() {
+                let p = sp.moduli[i / n];
+                assert_eq!(g % p, w % p, "t = {t}, word {i}");
+            }
+        }
+        assert!(automorph_permutation(sp, 2).is_err());
     }
 }
