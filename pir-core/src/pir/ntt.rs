@@ -148,8 +148,9 @@ pub(super) fn automorph_permutation(sp: &Params, t: usize) -> Result<std::sync::
         collections::HashMap,
         sync::{Arc, Mutex, OnceLock},
     };
-    type Key = (usize, Vec<u64>, usize);
-    static TABLES: OnceLock<Mutex<HashMap<Key, Option<Arc<[u32]>>>>> = OnceLock::new();
+    /// (poly_len, moduli, t), and the permutation, if t has one.
+    type Tables = HashMap<(usize, Vec<u64>, usize), Option<Arc<[u32]>>>;
+    static TABLES: OnceLock<Mutex<Tables>> = OnceLock::new();
     let n = sp.poly_len;
     let key = (n, sp.moduli[..sp.crt_count].to_vec(), t);
     let mut tables = TABLES
