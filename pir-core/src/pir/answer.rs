@@ -216,3 +216,119 @@ impl Database {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use rayon::prelude::*;
+    use spiral_rs::client::Query;
+
+    use super::*;
+    use crate::pir::{SchemeParams, client};
+
+    /// Issue 17, item 4: what overlapping one batch's expansion with the previous batch's
+    /// first-dimension pass would save, measured by running the two side by side on rayon's
+    /// pool (as a pipelined answerer would) against one after the other, at the 1M shape with
+    /// the database in memory. Prints the times; asserts nothing about them (timings are for
+    /// benches, and this machine is shared). `BATCH` queries a batch (default 4), `ROUNDS`
+    /// rounds (default 5).
+    #[test]
+    #[ignore = "a measurement at the 1M shape (128 MiB database): run by hand with --nocapture"]
+    fn overlapping_expansion_with_the_first_dimension() {
+        let env = |name: &str, default: usize| {
+            std::env::var(name)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let (batch, rounds) = (env("BATCH", 4), env("ROUNDS", 5));
+        let params = SchemeParams::vetted_presets()
+            .map(|p| p.params)
+            .find(|p| p.num_items() == 1 << 14 && p.item_bytes == 8192)
+            .unwrap();
+        let sp = spiral_params(&params).unwrap();
+        let mut db = Database::zeroed(params);
+        for (i, w) in db.words.iter_mut().enumerate() {
+            let x = (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            *w = (x % sp.moduli[0])
+                | ((x >> 32) % sp.moduli[1]) << super::super::ring::PACKED_OFFSET_2;
+        }
+        let kernel = Kernel::detected();
+        let clients: Vec<(PublicParameters<'static>, Vec<u8>)> = (0..batch)
+            .map(|i| {
+                let (secret, public) = client::keygen(&params).unwrap();
+                let keys = EvalKeys::parse(&params, &public).unwrap();
+                let query = client::query(&params, &secret, i * 977).unwrap();
+                (keys.expanded(kernel).unwrap(), query)
+            })
+            .collect();
+        let expand_all = || -> Vec<Expanded> {
+            clients
+                .par_iter()
+                .map(|(keys, q)| expand(sp, kernel, keys, &Query::deserialize(sp, q)).unwrap())
+                .collect()
+        };
+        let slices = sp.instances * sp.n * sp.n;
+        let group = rayon::current_num_threads().clamp(1, slices);
+        let first_dim = |expanded: &[Expanded]| {
+            let v: Vec<&[u64]> = expanded.iter().map(|(v, _)| v.as_slice()).collect();
+            for start in (0..slices).step_by(group) {
+                drop(first_dimension(
+                    sp,
+                    kernel,
+                    &db.words,
+                    &v,
+                    start..(start + group).min(slices),
+                ));
+            }
+        };
+        let mut previous = expand_all();
+        first_dim(&previous);
+        let (mut expand_s, mut first_s, mut apart_s, mut together_s) = (0.0, 0.0, 0.0, 0.0);
+        for _ in 0..rounds {
+            let started = Instant::now();
+            let next = expand_all();
+            expand_s += started.elapsed().as_secs_f64();
+            let started = Instant::now();
+            first_dim(&previous);
+            first_s += started.elapsed().as_secs_f64();
+            apart_s = expand_s + first_s;
+            let started = Instant::now();
+            let (next_too, ()) = rayon::join(expand_all, || first_dim(&previous));
+            together_s += started.elapsed().as_secs_f64();
+            drop(next_too);
+            previous = next;
+        }
+        // A thread each instead: expansion on one, the database pass on the other.
+        let one = || {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap()
+        };
+        let (expander, scanner) = (one(), one());
+        let mut pinned_s = 0.0;
+        for _ in 0..rounds {
+            let started = Instant::now();
+            std::thread::scope(|s| {
+                s.spawn(|| drop(expander.install(expand_all)));
+                s.spawn(|| scanner.install(|| first_dim(&previous)));
+            });
+            pinned_s += started.elapsed().as_secs_f64();
+        }
+        let per = |s: f64| 1e3 * s / rounds as f64;
+        eprintln!(
+            "{} threads, batch {batch}: expand {:.1} ms + first dim {:.1} ms = {:.1} ms apart, \
+             {:.1} ms side by side ({:.3}x), {:.1} ms on a thread each ({:.3}x)",
+            rayon::current_num_threads(),
+            per(expand_s),
+            per(first_s),
+            per(apart_s),
+            per(together_s),
+            together_s / apart_s,
+            per(pinned_s),
+            pinned_s / apart_s
+        );
+    }
+}
