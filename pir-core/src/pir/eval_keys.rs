@@ -4,9 +4,10 @@
 //! The wire form is a 32-byte seed and one row of words per key column, 7 bytes a word (the
 //! other row is the seed's pseudorandom expansion), without the first left expansion key, which
 //! no answer reads. Expanded, every column becomes two rows of NTT words in two CRT moduli:
-//! about 4.6 times the wire bytes (6.9 MB for the 1.49 MB keys of the 1M shape). Expanding costs one ChaCha20 pass and two NTTs per key column, a small part
-//! of an answer (`docs/performance.md`, "Smaller keys"), so the server keeps only the wire form
-//! and a key cache holds 4.4 times the clients it would hold expanded.
+//! about 4.6 times the wire bytes (6.8 MB for the 1.49 MB keys of the 1M shape). Expanding
+//! costs one ChaCha20 pass and two NTTs per key column, a small part of an answer
+//! (`docs/performance.md`, "Smaller keys"), so the server keeps only the wire form and a key
+//! cache holds 4.6 times the clients it would hold expanded.
 
 use rand_chacha::{
     ChaCha20Rng,

@@ -18,8 +18,14 @@
 //! CPU runs them).
 #![allow(unsafe_code)]
 
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex, OnceLock},
+};
+
 use spiral_rs::{
     aligned_memory::AlignedMemory64,
+    arith::exponentiate_uint_mod,
     ntt::{ntt_forward, ntt_inverse},
     params::Params,
     poly::{PolyMatrix, PolyMatrixNTT, PolyMatrixRaw},
@@ -129,7 +135,7 @@ pub(super) fn from_ntt_poly(
 /// a at w^t, another of those points, so each residue's words are permuted. `out` is congruent,
 /// word for word, to the forward transform of spiral-rs's `automorph` of the polynomial, at the
 /// cost of a copy instead of two transforms. `perm` is [`automorph_permutation`]'s for t.
-pub(super) fn automorph_ntt(sp: &Params, perm: &[u32], out: &mut [u64], ntt: &[u64]) {
+pub(super) fn automorph_ntt(sp: &Params, perm: &[u16], out: &mut [u64], ntt: &[u64]) {
     let n = sp.poly_len;
     for m in 0..sp.crt_count {
         let (dst, src) = (&mut out[m * n..(m + 1) * n], &ntt[m * n..(m + 1) * n]);
@@ -139,17 +145,12 @@ pub(super) fn automorph_ntt(sp: &Params, perm: &[u32], out: &mut [u64], ntt: &[u
     }
 }
 
-/// For [`automorph_ntt`]: per residue, the slot of the input each output slot takes. Computed
-/// once per (ring, t) from the transform itself: slot i of the transform of X holds the point
-/// w_i, and output slot i takes the input slot holding w_i^t. None if some w_i^t is not a slot's
-/// point (an even t): an internal error.
-pub(super) fn automorph_permutation(sp: &Params, t: usize) -> Result<std::sync::Arc<[u32]>> {
-    use std::{
-        collections::HashMap,
-        sync::{Arc, Mutex, OnceLock},
-    };
+/// For [`automorph_ntt`]: per residue, the slot of the input each output slot takes
+/// ([`slot_permutation`]), computed once per (ring, t) from the transform of X. An internal
+/// error if t has none (an even t).
+pub(super) fn automorph_permutation(sp: &Params, t: usize) -> Result<Arc<[u16]>> {
     /// (poly_len, moduli, t), and the permutation, if t has one.
-    type Tables = HashMap<(usize, Vec<u64>, usize), Option<Arc<[u32]>>>;
+    type Tables = HashMap<(usize, Vec<u64>, usize), Option<Arc<[u16]>>>;
     static TABLES: OnceLock<Mutex<Tables>> = OnceLock::new();
     let n = sp.poly_len;
     let key = (n, sp.moduli[..sp.crt_count].to_vec(), t);
@@ -167,20 +168,8 @@ pub(super) fn automorph_permutation(sp: &Params, t: usize) -> Result<std::sync::
             ntt_forward(sp, x.as_mut_slice());
             let mut perm = Vec::with_capacity(sp.crt_count * n);
             for m in 0..sp.crt_count {
-                let p = sp.moduli[m];
-                let points: Vec<u64> = x.as_slice()[m * n..(m + 1) * n]
-                    .iter()
-                    .map(|&w| w % p)
-                    .collect();
-                let slot: HashMap<u64, u32> = points
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &w)| (w, i as u32))
-                    .collect();
-                for &w in &points {
-                    let image = spiral_rs::arith::exponentiate_uint_mod(w, t as u64, p);
-                    perm.push(*slot.get(&image)?);
-                }
+                let points = &x.as_slice()[m * n..(m + 1) * n];
+                perm.extend(slot_permutation(points, sp.moduli[m], t as u64)?);
             }
             Some(perm.into())
         })
@@ -188,6 +177,22 @@ pub(super) fn automorph_permutation(sp: &Params, t: usize) -> Result<std::sync::
         .ok_or(CoreError::Internal(
             "an automorphism that does not permute the NTT's points",
         ))
+}
+
+/// The permutation of NTT slots that X -> X^t makes, for one residue mod `p` whose slots
+/// evaluate at `points` (the transform of X): slot k of the transform of a(X^t) is a at
+/// points[k]^t, which is the slot whose point that is. The points are the 2d-th roots of -1,
+/// which X -> X^t permutes for an odd t; None for an even t, or more than 2^16 slots.
+pub(super) fn slot_permutation(points: &[u64], p: u64, t: u64) -> Option<Vec<u16>> {
+    let index: HashMap<u64, u16> = points
+        .iter()
+        .enumerate()
+        .map(|(k, &w)| Some((w % p, u16::try_from(k).ok()?)))
+        .collect::<Option<_>>()?;
+    points
+        .iter()
+        .map(|&w| index.get(&exponentiate_uint_mod(w % p, t, p)).copied())
+        .collect()
 }
 
 #[cfg(target_arch = "x86_64")]

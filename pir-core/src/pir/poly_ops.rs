@@ -107,25 +107,15 @@ pub(super) fn multiply(
     a: &PolyMatrixNTT,
     b: &PolyMatrixNTT,
 ) {
-    let sp = res.params;
-    #[cfg(target_arch = "x86_64")]
-    if vectorised(kernel, sp) {
-        assert_eq!((res.rows, res.cols, a.cols), (a.rows, b.cols, b.rows));
-        let reducers = [Reducer::new(sp.moduli[0]), Reducer::new(sp.moduli[1])];
-        for i in 0..a.rows {
-            for j in 0..b.cols {
-                let terms: Vec<(&[u64], &[u64])> = (0..a.cols)
-                    .map(|k| (a.get_poly(i, k), b.get_poly(k, j)))
-                    .collect();
-                let out = res.get_poly_mut(i, j);
-                // SAFETY: as in `reduce_into_residues`.
-                unsafe { avx512::dot(&reducers, sp.poly_len, out, &terms) };
-            }
-        }
-        return;
+    assert_eq!((res.rows, res.cols, a.cols), (a.rows, b.cols, b.rows));
+    let terms = |i, j| {
+        (0..a.cols)
+            .map(|k| (a.get_poly(i, k), b.get_poly(k, j)))
+            .collect()
+    };
+    if !vector_dots(kernel, res, terms) {
+        spiral_multiply(res, a, b);
     }
-    let _ = kernel;
-    spiral_multiply(res, a, b);
 }
 
 /// `res[r] = a * b[r]` for every polynomial of the NTT-form matrix `b` (`a` one polynomial),
@@ -136,24 +126,36 @@ pub(super) fn scalar_multiply(
     a: &PolyMatrixNTT,
     b: &PolyMatrixNTT,
 ) {
+    assert_eq!((a.rows, a.cols), (1, 1));
+    assert_eq!((res.rows, res.cols), (b.rows, b.cols));
+    let terms = |i, j| vec![(a.get_poly(0, 0), b.get_poly(i, j))];
+    if !vector_dots(kernel, res, terms) {
+        spiral_rs::poly::scalar_multiply(res, a, b);
+    }
+}
+
+/// On the vector path: `res[i][j]` = the sum of the products of `terms(i, j)`'s pairs of
+/// polynomials, word by word, reduced; true. Otherwise nothing is written; false.
+fn vector_dots<'t>(
+    kernel: Kernel,
+    res: &mut PolyMatrixNTT,
+    terms: impl Fn(usize, usize) -> Vec<(&'t [u64], &'t [u64])>,
+) -> bool {
     let sp = res.params;
     #[cfg(target_arch = "x86_64")]
     if vectorised(kernel, sp) {
-        assert_eq!((a.rows, a.cols), (1, 1));
-        assert_eq!((res.rows, res.cols), (b.rows, b.cols));
         let reducers = [Reducer::new(sp.moduli[0]), Reducer::new(sp.moduli[1])];
-        let scalar = a.get_poly(0, 0);
-        for i in 0..b.rows {
-            for j in 0..b.cols {
-                let terms = [(scalar, b.get_poly(i, j))];
+        for i in 0..res.rows {
+            for j in 0..res.cols {
+                let terms = terms(i, j);
                 // SAFETY: as in `reduce_into_residues`.
                 unsafe { avx512::dot(&reducers, sp.poly_len, res.get_poly_mut(i, j), &terms) };
             }
         }
-        return;
+        return true;
     }
-    let _ = kernel;
-    spiral_rs::poly::scalar_multiply(res, a, b);
+    let _ = (kernel, sp, terms);
+    false
 }
 
 /// One polynomial's two residues (each reduced) composed into words mod q: spiral-rs's

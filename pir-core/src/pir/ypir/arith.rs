@@ -223,25 +223,11 @@ impl Ring {
 }
 
 /// The permutation of NTT slots that X -> X^t makes, for residue `m`, from the slots'
-/// evaluation points `x` (the NTT of X): slot k of `tau(f)` is f at point_k^t, which is the
-/// slot whose point that is.
+/// evaluation points `x` (the NTT of X): Spiral's expansion's ([`ntt::slot_permutation`]).
 fn slot_permutation(x: &Poly, m: usize, t: u64) -> Vec<u16> {
-    let p = MODULI[m];
-    let points = x.residue(m);
-    let index: std::collections::HashMap<u64, u16> = points
-        .iter()
-        .enumerate()
-        .map(|(k, &v)| (v, k as u16))
-        .collect();
-    points
-        .iter()
-        .map(|&v| {
-            let image = exponentiate_uint_mod(v, t, p);
-            // Always found: the points are the 2d-th roots of -1, which X -> X^t (t odd)
-            // permutes (and `slot_permutations_are_the_automorphisms` checks every table).
-            index.get(&image).copied().unwrap_or_default()
-        })
-        .collect()
+    // Always found: t is odd (and `slot_permutations_are_the_automorphisms` checks every
+    // table); the identity would only stand in for a table that cannot be missing.
+    ntt::slot_permutation(x.residue(m), MODULI[m], t).unwrap_or_else(|| (0..N as u16).collect())
 }
 
 /// The automorphism X -> X^t on a coefficient-form polynomial mod q.
