@@ -544,8 +544,8 @@ mod tests {
     }
 
     /// The NTT-domain automorphism is spiral-rs's automorphism between the transforms, word for
-    /// word modulo each residue, for every t expansion uses (and t = 3, 5); an even t has no
-    /// permutation.
+    /// word modulo each residue, for every t expansion uses (2^k + 1) and for X -> X^-1; an even t
+    /// has no permutation.
     #[test]
     fn automorphism_in_the_ntt_domain_is_spiral_rs_automorph() {
         let sp = sp();

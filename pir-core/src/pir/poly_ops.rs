@@ -24,13 +24,15 @@ use spiral_rs::{
 
 use super::kernel::{Kernel, KernelKind};
 
-/// Whether `kernel` takes the vector path for `sp`: the AVX-512 kernel, the ring's two CRT
-/// moduli below 2^32 and whole vectors of coefficients.
+/// Whether `kernel` takes the vector path for `sp`: the AVX-512 kernel, whole vectors of
+/// coefficients, and what the vector arithmetic assumes of the two CRT moduli: below 2^31 (for
+/// Shoup's products on 32-bit words) and p0 < 2 p1 (Garner's x mod p1 is one subtraction).
 fn vectorised(kernel: Kernel, sp: &Params) -> bool {
     cfg!(target_arch = "x86_64")
         && kernel.kind() == KernelKind::Avx512
         && sp.crt_count == 2
         && sp.moduli[..2].iter().all(|&p| p < 1 << 31)
+        && sp.moduli[0] < 2 * sp.moduli[1]
         && sp.poly_len.is_multiple_of(8)
 }
 
